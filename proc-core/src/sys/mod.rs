@@ -1,0 +1,244 @@
+//! The operating-system seam of proc-core.
+//!
+//! Everything that differs between Linux and macOS lives behind this module. `linux.rs` is the Linux
+//! backend; `unix.rs` is the portable backend that macOS uses, and that Linux uses too when the
+//! `force-portable` feature is on, so that Linux test runs cover the macOS code paths.
+//!
+//! The contract each backend implements:
+//!
+//! | item | Linux | portable (macOS) |
+//! |---|---|---|
+//! | `DEFAULT_START_METHOD` | fork server | spawn |
+//! | `exe_path()` | `/proc/self/exe` (the running image, even if replaced on disk) | `current_exe()` |
+//! | `anonymous_memory(len)` | sealed `memfd_create` | `shm_open` of a random name, unlinked at once |
+//! | `close_fds_except(keep)` | `close_range(2)` | close what `/dev/fd` lists |
+//! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, unknown elsewhere |
+//! | `socketpair()`, `pipe()` | atomic `SOCK_CLOEXEC` / `O_CLOEXEC` | create, then `FD_CLOEXEC` |
+//! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
+//!
+//! The helpers below the backend selection are POSIX and shared by both.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+cfg_if::cfg_if! {
+    if #[cfg(all(target_os = "linux", not(feature = "force-portable")))] {
+        #[path = "linux.rs"]
+        mod imp;
+    } else {
+        #[path = "unix.rs"]
+        mod imp;
+    }
+}
+
+pub(crate) use imp::{
+    anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count,
+    BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC,
+};
+
+/// Turns a `-1` return into the current `errno`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Calls `f` again for as long as it fails with `EINTR`.
+pub(crate) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sets `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD takes an integer flag argument and touches no memory; a bad fd is an error.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Duplicates `fd` to a new descriptor numbered at least `min`, with `FD_CLOEXEC` set.
+pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `new` was just returned by fcntl, so it is open and owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Waits until at least one of `fds` is readable (or hung up), or until `deadline`.
+///
+/// Returns one flag per descriptor; all flags are false when the deadline passed. `EINTR` is retried
+/// with the time that is left.
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so that a wait never returns before its deadline.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        // SAFETY: `pfds` is a live, exclusively borrowed array of `pfds.len()` pollfd structs.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+        match cvt(ret) {
+            Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
+            Ok(_) => {
+                return Ok(pfds
+                    .iter()
+                    .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+                    .collect())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `fd` is readable (or hung up) right now.
+pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: `pfd` is one live pollfd struct; a zero timeout never blocks.
+    let n = retry(|| cvt(unsafe { libc::poll(&mut pfd, 1, 0) }))?;
+    Ok(n > 0)
+}
+
+/// Sets the disposition of `signal` to `SIG_IGN` or `SIG_DFL`.
+pub(crate) fn set_signal_ignored(signal: libc::c_int, ignored: bool) {
+    let handler = if ignored { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: installing SIG_IGN or SIG_DFL runs no code of ours in signal context; the
+    // previous disposition is not needed.
+    unsafe { libc::signal(signal, handler) };
+}
+
+/// Sends `signal` to `pid`.
+pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill takes plain integers.
+    cvt(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+/// How a process ended, as Python's `exitcode` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the exit code, or minus the signal number.
+    pub(crate) fn exitcode(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => -s,
+        }
+    }
+
+    pub(crate) fn from_exitcode(code: i32) -> Self {
+        if code < 0 {
+            ExitStatus::Signal(-code)
+        } else {
+            ExitStatus::Code(code)
+        }
+    }
+
+    fn from_raw(status: libc::c_int) -> Option<Self> {
+        if libc::WIFEXITED(status) {
+            Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ExitStatus::Signal(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
+}
+
+/// Reaps `pid` if it has ended (`block == false`) or once it ends (`block == true`).
+///
+/// Returns `None` when the child is still running and `block` is false.
+pub(crate) fn waitpid(pid: u32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live c_int that waitpid writes through.
+        let ret = retry(|| cvt(unsafe { libc::waitpid(pid, &mut status, flags) }))?;
+        if ret == 0 {
+            return Ok(None);
+        }
+        // Stopped or continued children (only reported with WUNTRACED/WCONTINUED) are not ends.
+        if let Some(s) = ExitStatus::from_raw(status) {
+            return Ok(Some(s));
+        }
+    }
+}
+
+/// Reaps any ended child without blocking; used by the fork server.
+pub(crate) fn wait_any() -> io::Result<Option<(u32, ExitStatus)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a live c_int that waitpid writes through.
+        let ret = retry(|| cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }));
+        match ret {
+            Ok(0) => return Ok(None),
+            Ok(pid) => {
+                if let Some(s) = ExitStatus::from_raw(status) {
+                    return Ok(Some((pid as u32, s)));
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The process id of the caller.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// Number of CPUs online in the system (Python's `os.cpu_count()`).
+pub(crate) fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf takes a plain integer name.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// Opens `/dev/null` for reading and writing onto descriptor `target`.
+pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    // SAFETY: dup2 takes plain integers; `null` stays open for the duration of the call.
+    retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
+}
+
+/// Forks the calling process.
+///
+/// # Safety
+///
+/// In the child only the calling thread exists. Until it execs or exits, the child must not rely on
+/// any lock that another thread of the parent may have held at the time of the fork. glibc keeps
+/// `malloc` usable after `fork` as an extension; other allocators may not.
+pub(crate) unsafe fn fork() -> io::Result<u32> {
+    // SAFETY: the caller upholds the contract above.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(pid as u32)
+}
+
+/// Immediately ends the calling process without running destructors or `atexit` handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod test;
