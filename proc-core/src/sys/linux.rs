@@ -16,6 +16,9 @@ pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
 /// Flag for `recvmsg` so that received descriptors are close-on-exec atomically.
 pub(crate) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
 
+/// Flags for `send`: no SIGPIPE even if a user re-enabled it.
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
 /// The running executable. `/proc/self/exe` opens the image this process runs even when the file was
 /// replaced or deleted on disk, so a re-executed child always runs the same binary.
 pub(crate) fn exe_path() -> io::Result<PathBuf> {

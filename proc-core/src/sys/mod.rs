@@ -15,6 +15,7 @@
 //! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, unknown elsewhere |
 //! | `socketpair()`, `pipe()` | atomic `SOCK_CLOEXEC` / `O_CLOEXEC` | create, then `FD_CLOEXEC` |
 //! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
+//! | `SEND_FLAGS` | `MSG_NOSIGNAL` | none (SIGPIPE is ignored) |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
 
@@ -34,7 +35,7 @@ cfg_if::cfg_if! {
 
 pub(crate) use imp::{
     anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count,
-    BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC,
+    BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, SEND_FLAGS,
 };
 
 /// Turns a `-1` return into the current `errno`.
@@ -207,6 +208,11 @@ pub(crate) fn getpid() -> u32 {
     std::process::id()
 }
 
+/// The process id of the caller's parent.
+pub(crate) fn getppid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
 /// Number of CPUs online in the system (Python's `os.cpu_count()`).
 pub(crate) fn online_cpus() -> Option<usize> {
     // SAFETY: sysconf takes a plain integer name.
@@ -240,5 +246,3 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-#[cfg(test)]
-mod test;

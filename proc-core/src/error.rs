@@ -1,0 +1,252 @@
+//! The one error type of proc-core.
+
+use std::fmt;
+use std::io;
+
+/// A specialized `Result` for proc-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong starting, watching or talking to a process, or with shared memory.
+///
+/// The type is opaque; ask it what happened with the predicates (`is_panic`, `exit_code`, ...).
+/// Its message names the cause: a signal by name, an exit code, an errno. The underlying I/O or
+/// serialization error, if any, is its [`source`](std::error::Error::source).
+pub struct Error {
+    kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum ErrorKind {
+    /// An operating-system call failed.
+    Io { context: &'static str, source: io::Error },
+    /// A value could not be serialized.
+    Serialize { what: &'static str, source: postcard::Error },
+    /// A value could not be deserialized.
+    Deserialize { what: &'static str, source: postcard::Error },
+    /// The child's target panicked.
+    Panicked { message: String, location: Option<String> },
+    /// The child ended with this exit code (or minus a signal number) before returning a value.
+    Exited { exitcode: i32 },
+    /// The child could not run its target (bad bootstrap, binary mismatch, ...).
+    ChildFailed(String),
+    /// The value was already taken by an earlier `join`.
+    ResultTaken,
+    /// The process is still running.
+    StillRunning,
+    /// A daemon process tried to start a child.
+    DaemonChild,
+    /// A capturing closure was given to a start method that re-executes or forks a server.
+    CapturingTarget { method: &'static str },
+    /// The child entry dispatcher is not linked into this binary.
+    DispatcherMissing,
+    /// This process was started as a child but reached `main`.
+    RerunMain,
+    /// `set_start_method` was called with a different method than the one already set.
+    StartMethodSet { current: &'static str, requested: &'static str },
+    /// A `Process` was used from a process other than the one that started it.
+    ForeignProcess,
+    /// A handle was serialized outside a process start.
+    HandleOutsideStart,
+    /// More descriptors than fit in one message.
+    TooManyHandles(usize),
+    /// A shared-memory name is not valid.
+    InvalidName(String),
+    /// A shared-memory segment of size zero was requested.
+    ZeroSize,
+    /// An access beyond the end of a shared-memory segment.
+    OutOfBounds { offset: usize, len: usize, size: usize },
+    /// The fork server died while starting a child, twice in a row.
+    ForkServer(String),
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error { kind }
+    }
+
+    pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
+        Error::new(ErrorKind::Io { context, source })
+    }
+
+    pub(crate) fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    pub(crate) fn into_kind(self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the child's target panicked; see [`panic_message`](Self::panic_message).
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, ErrorKind::Panicked { .. })
+    }
+
+    /// The panic message of the child's target, if it panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.kind {
+            ErrorKind::Panicked { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Where the child's target panicked (`file:line:column`), if it did and the place is known.
+    pub fn panic_location(&self) -> Option<&str> {
+        match &self.kind {
+            ErrorKind::Panicked { location, .. } => location.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Python's `exitcode` of a child that ended without returning a value: `n` for `exit(n)`,
+    /// `-N` for signal `N`. A panic is exit code 1.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.kind {
+            ErrorKind::Exited { exitcode } => Some(exitcode),
+            ErrorKind::Panicked { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The signal that killed the child, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.kind {
+            ErrorKind::Exited { exitcode } if exitcode < 0 => Some(-exitcode),
+            _ => None,
+        }
+    }
+
+    /// Whether a value failed to serialize or deserialize.
+    pub fn is_serialization(&self) -> bool {
+        matches!(self.kind, ErrorKind::Serialize { .. } | ErrorKind::Deserialize { .. })
+    }
+
+    /// Whether the operation needs a finished process and this one is still running.
+    pub fn is_still_running(&self) -> bool {
+        matches!(self.kind, ErrorKind::StillRunning)
+    }
+
+    /// Whether the misuse was a capturing closure under a start method other than fork.
+    pub fn is_capturing_target(&self) -> bool {
+        matches!(self.kind, ErrorKind::CapturingTarget { .. })
+    }
+
+    /// Whether a daemon process tried to start a child.
+    pub fn is_daemon_child(&self) -> bool {
+        matches!(self.kind, ErrorKind::DaemonChild)
+    }
+
+    /// Whether the child entry dispatcher is missing from this binary (call [`init`](crate::init)).
+    pub fn is_dispatcher_missing(&self) -> bool {
+        matches!(self.kind, ErrorKind::DispatcherMissing | ErrorKind::RerunMain)
+    }
+
+    /// Whether a handle was serialized outside a process start.
+    pub fn is_handle_outside_start(&self) -> bool {
+        matches!(self.kind, ErrorKind::HandleOutsideStart)
+    }
+
+    /// Whether a named object (a shared-memory segment) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.io_kind() == Some(io::ErrorKind::NotFound)
+    }
+
+    /// Whether a named object (a shared-memory segment) already exists.
+    pub fn is_already_exists(&self) -> bool {
+        self.io_kind() == Some(io::ErrorKind::AlreadyExists)
+    }
+
+    /// Whether the input was invalid: a bad shared-memory name, size zero, an access out of bounds.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self.kind, ErrorKind::InvalidName(_) | ErrorKind::ZeroSize | ErrorKind::OutOfBounds { .. })
+            || self.io_kind() == Some(io::ErrorKind::InvalidInput)
+    }
+
+    /// The I/O error kind, if an operating-system call failed.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match &self.kind {
+            ErrorKind::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// The name of signal `n` (`SIGTERM`), or its number.
+pub(crate) fn signal_name(n: i32) -> String {
+    match nix::sys::signal::Signal::try_from(n) {
+        Ok(s) => s.as_str().to_owned(),
+        Err(_) => format!("signal {n}"),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Io { context, source } => write!(f, "{context}: {source}"),
+            ErrorKind::Serialize { what, .. } => write!(f, "cannot serialize {what}"),
+            ErrorKind::Deserialize { what, .. } => write!(f, "cannot deserialize {what}"),
+            ErrorKind::Panicked { message, location: Some(l) } => {
+                write!(f, "child process panicked at {l}: {message}")
+            }
+            ErrorKind::Panicked { message, location: None } => write!(f, "child process panicked: {message}"),
+            ErrorKind::Exited { exitcode } if *exitcode < 0 => {
+                write!(f, "child process was killed by {} before returning", signal_name(-exitcode))
+            }
+            ErrorKind::Exited { exitcode } => {
+                write!(f, "child process exited with code {exitcode} before returning")
+            }
+            ErrorKind::ChildFailed(m) => write!(f, "child process could not run its target: {m}"),
+            ErrorKind::ResultTaken => write!(f, "the return value was already taken by an earlier join"),
+            ErrorKind::StillRunning => write!(f, "the process is still running"),
+            ErrorKind::DaemonChild => write!(f, "daemonic processes are not allowed to have children"),
+            ErrorKind::CapturingTarget { method } => write!(
+                f,
+                "a capturing closure cannot be started with the {method} start method; \
+                 pass its data as arguments or use the fork start method"
+            ),
+            ErrorKind::DispatcherMissing => write!(
+                f,
+                "the multiproc child dispatcher is not linked into this binary; \
+                 call multiproc::init() at the top of main"
+            ),
+            ErrorKind::RerunMain => write!(
+                f,
+                "this process was started as a multiproc child but reached main; \
+                 call multiproc::init() at the top of main"
+            ),
+            ErrorKind::StartMethodSet { current, requested } => {
+                write!(f, "the start method is already {current}, cannot set it to {requested}")
+            }
+            ErrorKind::ForeignProcess => {
+                write!(f, "a process can only be watched by the process that started it")
+            }
+            ErrorKind::HandleOutsideStart => write!(
+                f,
+                "a handle can only be sent to a child as a start argument (or through a multiproc channel), \
+                 not serialized anywhere else"
+            ),
+            ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
+            ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
+            ErrorKind::ZeroSize => write!(f, "a shared-memory segment cannot have size zero"),
+            ErrorKind::OutOfBounds { offset, len, size } => {
+                write!(f, "access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")
+            }
+            ErrorKind::ForkServer(m) => write!(f, "fork server failed: {m}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error").field("kind", &self.kind).field("message", &self.to_string()).finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io { source, .. } => Some(source),
+            ErrorKind::Serialize { source, .. } | ErrorKind::Deserialize { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

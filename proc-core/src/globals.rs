@@ -1,0 +1,151 @@
+//! Process-wide state: who this process is, its children, its helpers; and exit-time cleanup.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::time::Instant;
+
+use crate::process::Shared;
+use crate::start::forkserver::ForkServer;
+use crate::start::StartMethod;
+use crate::sys;
+
+/// Who this process is, in Python's terms.
+#[derive(Clone, Debug)]
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    /// Python's `_identity`: `[]` for the main process, `[1]` for its first child, `[1, 2]` for
+    /// that child's second child.
+    pub(crate) ident: Vec<u32>,
+    pub(crate) daemon: bool,
+}
+
+/// The process that started this one.
+#[derive(Clone, Debug)]
+pub(crate) struct Parent {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    /// This process' end of the control socket; it reads as closed once the parent is gone.
+    pub(crate) ctl: Option<Arc<OwnedFd>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Globals {
+    pub(crate) identity: Identity,
+    pub(crate) parent: Option<Parent>,
+    /// The write end of this process' alive pipe (its parent's sentinel), if it has one.
+    pub(crate) alive: Option<OwnedFd>,
+    /// Children started and not yet reaped.
+    pub(crate) children: Vec<Arc<Shared>>,
+    /// How many children this process started (names and identities count from 1).
+    pub(crate) started: u32,
+    pub(crate) method: Option<StartMethod>,
+    pub(crate) forkserver: Option<ForkServer>,
+    /// The write end of the resource tracker's pipe.
+    pub(crate) tracker: Option<Arc<OwnedFd>>,
+    /// Whether the fork-with-threads warning was printed.
+    pub(crate) warned_fork: bool,
+}
+
+static GLOBALS: Mutex<Globals> = Mutex::new(Globals {
+    identity: Identity { name: String::new(), ident: Vec::new(), daemon: false },
+    parent: None,
+    alive: None,
+    children: Vec::new(),
+    started: 0,
+    method: None,
+    forkserver: None,
+    tracker: None,
+    warned_fork: false,
+});
+
+/// Locks the process-wide state. A panic while it was held does not make it unusable.
+pub(crate) fn lock() -> MutexGuard<'static, Globals> {
+    GLOBALS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Globals {
+    pub(crate) fn name(&self) -> String {
+        if self.identity.ident.is_empty() && self.identity.name.is_empty() {
+            "MainProcess".to_owned()
+        } else {
+            self.identity.name.clone()
+        }
+    }
+
+    /// Forgets children that have ended, reaping them.
+    pub(crate) fn reap_finished(&mut self) {
+        self.children.retain(|c| c.poll_alive());
+    }
+
+    /// In a child made by fork: drop what belongs to the parent without closing or waiting on it.
+    ///
+    /// The parent's children are the parent's: their control sockets are closed here (so that
+    /// they see their parent's end when the parent ends) and their records are leaked, never
+    /// dropped, so no descriptor number is closed twice. The same goes for the parent's fork
+    /// server connection and its own control socket and alive pipe.
+    pub(crate) fn forget_parent_state(&mut self) {
+        for child in std::mem::take(&mut self.children) {
+            // SAFETY: the record stays alive (leaked below), so nothing else closes this number.
+            unsafe { libc::close(child.ctl_raw()) };
+            std::mem::forget(child);
+        }
+        if let Some(server) = self.forkserver.take() {
+            server.forget_in_child();
+        }
+        if let Some(parent) = self.parent.take() {
+            if let Some(ctl) = parent.ctl {
+                // SAFETY: the Arc is leaked below, so nothing else closes this number.
+                unsafe { libc::close(ctl.as_raw_fd()) };
+                std::mem::forget(ctl);
+            }
+        }
+        if let Some(alive) = self.alive.take() {
+            drop(alive);
+        }
+        self.started = 0;
+    }
+}
+
+/// Records the identity of a child process (called first thing in every child).
+pub(crate) fn become_child(
+    identity: Identity,
+    parent: Parent,
+    alive: Option<OwnedFd>,
+    tracker: Option<OwnedFd>,
+) {
+    let mut g = lock();
+    g.identity = identity;
+    g.parent = Some(parent);
+    g.alive = alive;
+    if let Some(t) = tracker {
+        g.tracker = Some(Arc::new(t));
+    }
+}
+
+/// Registers the exit-time cleanup once per process.
+pub(crate) fn register_atexit() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn at_exit() {
+            shutdown_children();
+        }
+        // SAFETY: `at_exit` is a plain extern "C" function that lives for the whole program.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+/// Python's exit rule: terminate daemon children, then wait for every child.
+pub(crate) fn shutdown_children() {
+    let children = std::mem::take(&mut lock().children);
+    let me = sys::getpid();
+    for child in children.iter().filter(|c| c.daemon && c.owner_pid == me) {
+        if child.poll_alive() {
+            let _ = child.signal(libc::SIGTERM);
+        }
+    }
+    for child in children.iter().filter(|c| c.owner_pid == me) {
+        if let Err(e) = child.wait_ended(None::<Instant>) {
+            tracing::debug!(pid = child.pid, error = %e, "could not wait for a child at exit");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Handles that cross into other processes: descriptors travel in a side table next to the bytes.
+//!
+//! A handle type (a shared-memory segment, a lock, a queue, a connection end) serializes its
+//! descriptors with [`export_fd`], which puts a duplicate in the side table of the message being
+//! built and writes only the table index. The receiver deserializes with [`import_fd`], which takes
+//! the descriptor back out of the received table. The table exists only while proc-core (or another
+//! multiproc crate) builds or reads a message that carries descriptors; serializing a handle anywhere
+//! else (to JSON, to a file) fails with a clear error, as Python's "should only be shared between
+//! processes through inheritance".
+//!
+//! ```
+//! use std::os::fd::OwnedFd;
+//! use proc_core::handle::{deserialize_with_fds, serialize_with_fds, Fd};
+//!
+//! let fd = Fd::from(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()));
+//! let (bytes, fds) = serialize_with_fds(&fd).unwrap();
+//! assert_eq!(fds.len(), 1);
+//! let back: Fd = deserialize_with_fds(&bytes, fds).unwrap();
+//! // Outside such a message, a handle refuses to serialize.
+//! assert!(postcard::to_stdvec(&back).is_err());
+//! ```
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+use crate::wire::MAX_FDS;
+
+thread_local! {
+    static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+const OUTSIDE: &str = "a handle can only be sent to a child as a start argument (or through a multiproc \
+                       channel), not serialized anywhere else";
+
+/// Serializes `value` with postcard, collecting the descriptors of the handles inside it.
+///
+/// # Errors
+///
+/// Serialization errors of `value`, a descriptor that cannot be duplicated, or more than 253
+/// descriptors.
+pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let saved = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let bytes = postcard::to_stdvec(value);
+    let fds = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), saved)).unwrap_or_default();
+    let bytes = bytes.map_err(|source| match &source {
+        postcard::Error::SerdeSerCustom if fds.len() > MAX_FDS => {
+            Error::new(ErrorKind::TooManyHandles(fds.len()))
+        }
+        _ => Error::new(ErrorKind::Serialize { what: "value", source }),
+    })?;
+    if fds.len() > MAX_FDS {
+        return Err(Error::new(ErrorKind::TooManyHandles(fds.len())));
+    }
+    Ok((bytes, fds))
+}
+
+/// Deserializes `bytes` with postcard, handing `fds` to the handles inside it.
+///
+/// Descriptors that no handle claims are closed.
+///
+/// # Errors
+///
+/// Deserialization errors, including a handle whose descriptor is missing from `fds`.
+pub fn deserialize_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    let table = fds.into_iter().map(Some).collect();
+    let saved = SOURCE.with(|s| s.borrow_mut().replace(table));
+    let value = postcard::from_bytes(bytes);
+    SOURCE.with(|s| *s.borrow_mut() = saved);
+    value.map_err(|source| Error::new(ErrorKind::Deserialize { what: "value", source }))
+}
+
+/// Puts a duplicate of `fd` into the side table of the message being serialized, returning its index.
+///
+/// Call it from a handle's `Serialize` implementation.
+///
+/// # Errors
+///
+/// Outside [`serialize_with_fds`] (and the process starts built on it), or when `fd` cannot be
+/// duplicated.
+pub fn export_fd(fd: BorrowedFd<'_>) -> Result<u32> {
+    SINK.with(|s| {
+        let mut sink = s.borrow_mut();
+        let sink = sink.as_mut().ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?;
+        if sink.len() >= MAX_FDS {
+            return Err(Error::new(ErrorKind::TooManyHandles(sink.len() + 1)));
+        }
+        let dup = sys::dup_cloexec(fd, 3).map_err(|e| Error::io("cannot duplicate a handle", e))?;
+        sink.push(dup);
+        Ok((sink.len() - 1) as u32)
+    })
+}
+
+/// Takes descriptor `index` out of the side table of the message being deserialized.
+///
+/// Call it from a handle's `Deserialize` implementation.
+///
+/// # Errors
+///
+/// Outside [`deserialize_with_fds`], or when `index` is missing or was already taken.
+pub fn import_fd(index: u32) -> Result<OwnedFd> {
+    SOURCE.with(|s| {
+        s.borrow_mut()
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::new(ErrorKind::ChildFailed(format!("handle descriptor {index} is missing"))))
+    })
+}
+
+/// Whether a side table is being filled on this thread (a handle may serialize itself).
+pub fn in_transfer() -> bool {
+    SINK.with(|s| s.borrow().is_some())
+}
+
+/// An owned file descriptor that can be passed to a child as (part of) a start argument.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// use proc_core::{handle::Fd, Process};
+///
+/// fn child(out: Fd) {
+///     let mut file = std::fs::File::from(out.into_owned());
+///     writeln!(file, "written by the child").unwrap();
+/// }
+///
+/// let file = std::fs::File::options().write(true).open("/dev/null").unwrap();
+/// let p = Process::new(child, (Fd::from(std::os::fd::OwnedFd::from(file)),)).start().unwrap();
+/// p.join().unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Fd(OwnedFd);
+
+impl Fd {
+    /// The descriptor.
+    pub fn into_owned(self) -> OwnedFd {
+        self.0
+    }
+}
+
+impl From<OwnedFd> for Fd {
+    fn from(fd: OwnedFd) -> Self {
+        Fd(fd)
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Serialize for Fd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let index = export_fd(self.0.as_fd()).map_err(|e| match e.kind() {
+            ErrorKind::HandleOutsideStart => S::Error::custom(OUTSIDE),
+            _ => S::Error::custom(e),
+        })?;
+        index.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let index = u32::deserialize(deserializer)?;
+        import_fd(index).map(Fd).map_err(D::Error::custom)
+    }
+}

@@ -1,0 +1,74 @@
+//! Processes for [multiproc](https://docs.rs/multiproc): Python's `multiprocessing.Process`, typed.
+//!
+//! A target function runs in a child process with serde-serialized arguments and hands back a
+//! typed value. Children start by fork server (the Linux default), spawn (re-executing the
+//! binary; the macOS default) or fork; they are always reaped, daemon children die with their
+//! parent even when it is SIGKILLed, and a panic in a child comes back as an error with its message
+//! and location.
+//!
+//! ```
+//! use proc_core::Process;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let p = Process::new(square, (7,)).start().unwrap();
+//! assert_eq!(p.join().unwrap(), 49);
+//! assert_eq!(p.exitcode(), Some(0));
+//! ```
+//!
+//! No set-up is needed in `main`: a constructor that runs before `main` turns a re-executed
+//! binary into the child, so this works in binaries, examples, tests, doctests and benches. Where
+//! a linker drops that constructor, call [`init`] first thing in `main`.
+//!
+//! Python's misuse errors are compile errors here: [`ProcessBuilder::start`] consumes the builder
+//! (no starting twice, no joining before start) and [`Process::close`] consumes the process
+//! (nothing after close).
+//!
+//! Besides processes, this crate holds what the other multiproc crates build on: the [`handle`]
+//! mechanism that passes descriptors to children, and shared memory ([`shm`]).
+#![warn(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod child;
+mod error;
+mod globals;
+pub mod handle;
+mod info;
+mod process;
+pub mod shm;
+mod start;
+mod sys;
+mod wire;
+
+pub use error::{Error, Result};
+pub use info::{
+    active_children, cpu_count, current_process, parent_process, process_cpu_count, ActiveChild, ParentProcess,
+    ProcessInfo,
+};
+pub use process::{CloseError, Process, ProcessBuilder, Run, Sentinel, Target};
+pub use start::forkserver::server_pid as fork_server_pid;
+pub use start::{get_all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod};
+
+/// Makes this binary able to run multiproc children, for where the linker dropped the
+/// constructor that normally does it. Call it first thing in `main`: in a child process it runs
+/// the child's target and never returns; in any other process it returns at once. Idempotent.
+///
+/// # Examples
+///
+/// ```
+/// fn main() {
+///     proc_core::init();
+///     // ... start processes ...
+/// }
+/// ```
+pub fn init() {
+    child::dispatch();
+}
+
+/// The name of the operating-system backend in use: `"linux"`, or `"portable"` (macOS, and Linux
+/// with the `force-portable` feature).
+pub fn backend() -> &'static str {
+    sys::BACKEND
+}

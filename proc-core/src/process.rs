@@ -1,0 +1,720 @@
+//! `Process`: a target function running in a child process, with a typed return value.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::child::{self, EntryFn, EntryPoint, Report};
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::{deserialize_with_fds, serialize_with_fds};
+use crate::start::{self, StartMethod};
+use crate::sys::{self, ExitStatus};
+use crate::wire::{FrameReader, Read};
+
+/// A function that can run in a child process with arguments `Args` (a tuple).
+///
+/// Implemented for every `FnOnce(A1, ..., An) -> R + Send + 'static` with `n` from 0 to 12, taking
+/// its arguments as the tuple `(A1, ..., An)`, as Python's `args=(...)`. Plain `fn` items and
+/// non-capturing closures work under every start method; closures that capture values work only
+/// with [`StartMethod::Fork`] (elsewhere `start` returns an error saying so), because a re-executed
+/// child can only re-create a target that has no data.
+pub trait Target<Args>: Send + 'static {
+    /// What the target returns; [`Process::join`] hands it back.
+    type Output;
+
+    /// Calls the target.
+    fn call(self, args: Args) -> Self::Output;
+}
+
+macro_rules! impl_target {
+    ($($a:ident)*) => {
+        impl<Func, Ret, $($a,)*> Target<($($a,)*)> for Func
+        where
+            Func: FnOnce($($a),*) -> Ret + Send + 'static,
+        {
+            type Output = Ret;
+
+            #[allow(non_snake_case)]
+            fn call(self, ($($a,)*): ($($a,)*)) -> Ret {
+                self($($a),*)
+            }
+        }
+    };
+}
+
+impl_target!();
+impl_target!(A1);
+impl_target!(A1 A2);
+impl_target!(A1 A2 A3);
+impl_target!(A1 A2 A3 A4);
+impl_target!(A1 A2 A3 A4 A5);
+impl_target!(A1 A2 A3 A4 A5 A6);
+impl_target!(A1 A2 A3 A4 A5 A6 A7);
+impl_target!(A1 A2 A3 A4 A5 A6 A7 A8);
+impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9);
+impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10);
+impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11);
+impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12);
+
+/// Python's "subclass `Process` and override `run`": a serializable value whose `run` is the
+/// target. Start it with [`Process::from_run`].
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::{Process, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Square(u64);
+///
+/// impl Run for Square {
+///     type Output = u64;
+///     fn run(self) -> u64 {
+///         self.0 * self.0
+///     }
+/// }
+///
+/// let p = Process::from_run(Square(12)).start().unwrap();
+/// assert_eq!(p.join().unwrap(), 144);
+/// ```
+pub trait Run: Serialize + DeserializeOwned + Send + 'static {
+    /// What `run` returns.
+    type Output: Serialize + DeserializeOwned;
+
+    /// The body of the process.
+    fn run(self) -> Self::Output;
+}
+
+fn run_value<T: Run>(value: T) -> T::Output {
+    value.run()
+}
+
+/// The type-erased part of a process that is not started yet.
+trait Job: Send {
+    /// The entry point for a re-created target, or `None` when the target carries data.
+    fn entry(&self) -> Option<EntryPoint>;
+    /// The arguments, serialized with their descriptors.
+    fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)>;
+    /// Runs the target right here (in a child made by fork).
+    fn run_here(self: Box<Self>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>;
+}
+
+struct TypedJob<F, A> {
+    target: F,
+    args: A,
+}
+
+impl<F, A> Job for TypedJob<F, A>
+where
+    F: Target<A>,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned,
+{
+    fn entry(&self) -> Option<EntryPoint> {
+        if std::mem::size_of::<F>() != 0 {
+            return None;
+        }
+        let entry: EntryFn = child::entry::<F, A>;
+        Some(EntryPoint::of(entry))
+    }
+
+    fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        serialize_with_fds(&self.args).map_err(|e| match e.into_kind() {
+            ErrorKind::Serialize { source, .. } => Error::new(ErrorKind::Serialize { what: "arguments", source }),
+            kind => Error::new(kind),
+        })
+    }
+
+    fn run_here(self: Box<Self>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String> {
+        let output = self.target.call(self.args);
+        serialize_with_fds(&output).map_err(|e| format!("return value: {e}"))
+    }
+}
+
+/// A process not started yet: set its options, then [`start`](Self::start) it.
+///
+/// Made by [`Process::new`], [`Process::from_run`] or a [`Context`](crate::Context).
+pub struct ProcessBuilder<R> {
+    job: Box<dyn Job>,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    _output: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for ProcessBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessBuilder")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> ProcessBuilder<R> {
+    /// The process name (Python's `name=`); by default `Process-N`, or `Process-1:N` in a child.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the process is a daemon: terminated when its parent exits, even by SIGKILL, and
+    /// not allowed to start children of its own. Default: not a daemon.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The start method for this process, instead of the one from [`set_start_method`](crate::set_start_method).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Starts the child process. Python's `start()`.
+    ///
+    /// Starting twice or joining before starting cannot be written: `start` consumes the builder
+    /// and only the started [`Process`] can be joined.
+    ///
+    /// # Errors
+    ///
+    /// Arguments that fail to serialize (no process is created); a capturing closure under a start
+    /// method other than fork; starting from a daemon process; a missing child dispatcher (see
+    /// [`init`](crate::init)); and operating-system failures (out of processes, descriptors, ...).
+    pub fn start(self) -> Result<Process<R>> {
+        let options = start::Options { name: self.name, daemon: self.daemon, method: self.method };
+        let job = self.job;
+        let shared = start::start(options, JobRef(job))?;
+        Ok(Process { shared, _output: PhantomData })
+    }
+}
+
+/// A started job, as the start methods see it.
+pub(crate) struct JobRef(Box<dyn Job>);
+
+impl JobRef {
+    pub(crate) fn entry(&self) -> Option<EntryPoint> {
+        self.0.entry()
+    }
+    pub(crate) fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        self.0.serialize_args()
+    }
+    pub(crate) fn run_here(self) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String> {
+        self.0.run_here()
+    }
+}
+
+/// A child process running a target, as Python's `multiprocessing.Process`.
+///
+/// `R` is what the target returns; [`join`](Self::join) hands it back. All methods take `&self`,
+/// so a process can be shared between threads (a watchdog thread may `terminate` it while another
+/// waits in `join`). [`close`](Self::close) consumes it, so nothing can be called after it.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::Process;
+///
+/// fn greet(name: String, times: u32) -> String {
+///     format!("hello {name}").repeat(times as usize)
+/// }
+///
+/// let p = Process::new(greet, ("bob".to_string(), 2)).start().unwrap();
+/// assert_eq!(p.join().unwrap(), "hello bobhello bob");
+/// assert_eq!(p.exitcode(), Some(0));
+/// ```
+pub struct Process<R = ()> {
+    shared: Arc<Shared>,
+    _output: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.shared.name)
+            .field("pid", &self.shared.pid)
+            .field("daemon", &self.shared.daemon)
+            .field("exitcode", &self.shared.exitcode())
+            .finish()
+    }
+}
+
+impl Process<()> {
+    /// A process that will run `target(args...)`: `args` is a tuple, as Python's `args=(...)`.
+    ///
+    /// The type of `R` (what `target` returns) is inferred; a target of no arguments takes `()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_core::Process;
+    ///
+    /// fn add(a: i32, b: i32) -> i32 {
+    ///     a + b
+    /// }
+    /// let p = Process::new(add, (2, 3)).name("adder").start().unwrap();
+    /// assert_eq!(p.name(), "adder");
+    /// assert_eq!(p.join().unwrap(), 5);
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<F, A>(target: F, args: A) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder {
+            job: Box::new(TypedJob { target, args }),
+            name: None,
+            daemon: false,
+            method: None,
+            _output: PhantomData,
+        }
+    }
+
+    /// A process whose body is `value.run()`: Python's subclass-and-override-`run` form.
+    pub fn from_run<T: Run>(value: T) -> ProcessBuilder<T::Output> {
+        Process::new(run_value::<T>, (value,))
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// Waits for the process to end and returns what its target returned.
+    ///
+    /// A process whose target returns `()` can be joined any number of times; a returned value is
+    /// decoded again on each call (a value that carries handles only once).
+    ///
+    /// A large return value is sent while the parent waits here, so a child returning megabytes
+    /// stays alive until it is joined.
+    ///
+    /// # Errors
+    ///
+    /// The target panicked (the error carries the message and location, see
+    /// [`Error::panic_message`]); the child ended by a signal or `exit(n)` before returning
+    /// ([`Error::exit_code`]); the value failed to (de)serialize; the value (with handles) was
+    /// already taken; this process did not start the child.
+    pub fn join(&self) -> Result<R> {
+        self.shared.wait_ended(None)?;
+        self.shared.result()
+    }
+
+    /// Waits at most `timeout` for the process to end. `Ok(None)`: it is still running.
+    /// A zero timeout checks once without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join), once the process has ended.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.shared.wait_ended(deadline.or(Some(far_future())))? {
+            self.shared.result().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether the process is running. Reaps it if it has ended.
+    ///
+    /// A process that was started by another process (a copy inherited through fork) reads as not
+    /// alive.
+    pub fn is_alive(&self) -> bool {
+        self.shared.owner_pid == sys::getpid() && self.shared.poll_alive()
+    }
+
+    /// Python's `exitcode`: `None` while running, `Some(n)` after `exit(n)` (0 when the target
+    /// returned, 1 when it panicked), `Some(-N)` when killed by signal `N`.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.shared.exitcode()
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). Does nothing if the process has already ended.
+    ///
+    /// # Errors
+    ///
+    /// This process did not start the child, or `kill(2)` failed.
+    pub fn terminate(&self) -> Result<()> {
+        self.shared.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`). Does nothing if the process has already ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Self::terminate).
+    pub fn kill(&self) -> Result<()> {
+        self.shared.signal(libc::SIGKILL)
+    }
+
+    /// Sends SIGINT (Python's `interrupt()`, as Ctrl-C). Does nothing if the process has ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Self::terminate).
+    pub fn interrupt(&self) -> Result<()> {
+        self.shared.signal(libc::SIGINT)
+    }
+
+    /// Releases the process' resources (Python's `close()`). Consumes the handle, so nothing can
+    /// be called after it.
+    ///
+    /// # Errors
+    ///
+    /// The process is still running: the error hands the process back.
+    pub fn close(self) -> std::result::Result<(), CloseError<R>> {
+        if self.shared.owner_pid == sys::getpid() && self.shared.poll_alive() {
+            return Err(CloseError { process: self, error: Error::new(ErrorKind::StillRunning) });
+        }
+        crate::globals::lock().children.retain(|c| !Arc::ptr_eq(c, &self.shared));
+        Ok(())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Whether the process is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.shared.daemon
+    }
+
+    /// The start method that started the process.
+    pub fn start_method(&self) -> StartMethod {
+        self.shared.method
+    }
+
+    /// A descriptor that becomes readable when the process ends (Python's `sentinel`), for
+    /// `poll(2)` or multiproc's `wait`.
+    pub fn sentinel(&self) -> Sentinel {
+        self.shared.sentinel()
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// The error of [`Process::close`] on a running process; it hands the process back.
+pub struct CloseError<R> {
+    process: Process<R>,
+    error: Error,
+}
+
+impl<R> CloseError<R> {
+    /// The process, still running.
+    pub fn into_process(self) -> Process<R> {
+        self.process
+    }
+
+    /// Why the process could not be closed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl<R> fmt::Debug for CloseError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseError").field("process", &self.process).field("error", &self.error).finish()
+    }
+}
+
+impl<R> fmt::Display for CloseError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot close process {}: {}", self.process.shared.name, self.error)
+    }
+}
+
+impl<R> std::error::Error for CloseError<R> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// A descriptor that becomes readable when its process ends; see [`Process::sentinel`].
+#[derive(Clone, Debug)]
+pub struct Sentinel(Arc<OwnedFd>);
+
+impl Sentinel {
+    /// Whether the process has ended (the sentinel is readable now).
+    ///
+    /// # Errors
+    ///
+    /// `poll(2)` failed.
+    pub fn is_ready(&self) -> Result<bool> {
+        sys::is_readable(self.0.as_fd()).map_err(|e| Error::io("cannot poll a process sentinel", e))
+    }
+}
+
+impl AsFd for Sentinel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Sentinel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// How the parent learns that a child ended.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// A direct child: the sentinel is the read end of a pipe only the child holds open; reap it
+    /// with `waitpid`.
+    Direct,
+    /// A child of the fork server: the sentinel is the status pipe, where the server writes the
+    /// exit code once it reaped the child.
+    Served,
+}
+
+/// What the parent keeps about a started child; shared by its `Process` handle and the registry.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) method: StartMethod,
+    /// The process that started the child; only it can wait for or signal the child.
+    pub(crate) owner_pid: u32,
+    ctl: OwnedFd,
+    sentinel: Arc<OwnedFd>,
+    watch: Watch,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    reader: FrameReader,
+    ctl_done: bool,
+    report: Option<Report>,
+    report_fds: Option<Vec<OwnedFd>>,
+    read_error: Option<String>,
+    status: Option<ExitStatus>,
+    /// The fork server died before reporting this child's exit code.
+    status_lost: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pid: u32,
+        name: String,
+        daemon: bool,
+        method: StartMethod,
+        ctl: OwnedFd,
+        sentinel: OwnedFd,
+        watch: Watch,
+    ) -> Self {
+        Shared {
+            pid,
+            name,
+            daemon,
+            method,
+            owner_pid: sys::getpid(),
+            ctl,
+            sentinel: Arc::new(sentinel),
+            watch,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(crate) fn sentinel(&self) -> Sentinel {
+        Sentinel(self.sentinel.clone())
+    }
+
+    pub(crate) fn ctl_raw(&self) -> RawFd {
+        self.ctl.as_raw_fd()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_owner(&self) -> Result<()> {
+        if self.owner_pid == sys::getpid() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::ForeignProcess))
+        }
+    }
+
+    /// Reads whatever the child sent so far without blocking.
+    fn pump_ctl(&self, st: &mut State) {
+        while !st.ctl_done {
+            match st.reader.read(self.ctl.as_fd(), false) {
+                Ok(Read::Pending) => return,
+                Ok(Read::Frame(body, fds)) => {
+                    match postcard::from_bytes::<Report>(&body) {
+                        Ok(r) => st.report = Some(r),
+                        Err(e) => st.read_error = Some(format!("garbled result message: {e}")),
+                    }
+                    st.report_fds = Some(fds);
+                    st.ctl_done = true;
+                }
+                Ok(Read::Eof) => st.ctl_done = true,
+                Err(e) => {
+                    st.read_error = Some(format!("cannot read the result: {e}"));
+                    st.ctl_done = true;
+                }
+            }
+        }
+    }
+
+    /// Records the exit status if the child has ended. Returns whether it has.
+    fn try_reap(&self, st: &mut State) -> Result<bool> {
+        if st.status.is_some() {
+            return Ok(true);
+        }
+        let ready = sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+        if !ready {
+            return Ok(false);
+        }
+        match self.watch {
+            Watch::Direct => {
+                // The alive pipe reads as closed once the child exited (or closed the pipe itself,
+                // in which case this waits for the exit that follows). Reaping under the state lock
+                // means no signal can reach a recycled pid.
+                let status = sys::waitpid(self.pid, true).map_err(|e| Error::io("cannot reap a child", e))?;
+                st.status = status;
+            }
+            Watch::Served => {
+                let mut code = [0u8; 4];
+                let n = sys::retry(|| {
+                    // SAFETY: `code` is a live 4-byte buffer.
+                    sys::cvt(unsafe { libc::read(self.sentinel.as_raw_fd(), code.as_mut_ptr().cast(), 4) } as i32)
+                })
+                .map_err(|e| Error::io("cannot read a child's exit status", e))?;
+                if n == 4 {
+                    st.status = Some(ExitStatus::from_exitcode(i32::from_le_bytes(code)));
+                } else {
+                    // The fork server died before it could report: the exit code is lost.
+                    st.status = Some(ExitStatus::Code(255));
+                    st.status_lost = true;
+                }
+            }
+        }
+        if st.status.is_some() {
+            tracing::debug!(pid = self.pid, name = %self.name, status = ?st.status, "child process ended");
+            // Whatever the child sent is in the socket now.
+            self.pump_ctl(st);
+            st.ctl_done = true;
+        }
+        Ok(st.status.is_some())
+    }
+
+    /// Whether the child is still running (reaping it if not). Errors read as "not running".
+    pub(crate) fn poll_alive(&self) -> bool {
+        if self.owner_pid != sys::getpid() {
+            return false;
+        }
+        let mut st = self.lock();
+        self.pump_ctl(&mut st);
+        !self.try_reap(&mut st).unwrap_or(true)
+    }
+
+    pub(crate) fn exitcode(&self) -> Option<i32> {
+        if self.owner_pid != sys::getpid() {
+            return None;
+        }
+        let mut st = self.lock();
+        let _ = self.try_reap(&mut st);
+        st.status.map(ExitStatus::exitcode)
+    }
+
+    pub(crate) fn signal(&self, signal: libc::c_int) -> Result<()> {
+        self.check_owner()?;
+        let mut st = self.lock();
+        if self.try_reap(&mut st)? {
+            return Ok(());
+        }
+        tracing::debug!(pid = self.pid, signal = %crate::error::signal_name(signal), "signalling child process");
+        match sys::kill(self.pid, signal) {
+            // Already gone, not yet reported by the fork server.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other.map_err(|e| Error::io("cannot signal a child", e)),
+        }
+    }
+
+    /// Waits until the child ended or `deadline` passed; reads what it sends meanwhile.
+    pub(crate) fn wait_ended(&self, deadline: Option<Instant>) -> Result<bool> {
+        self.check_owner()?;
+        loop {
+            let ctl_open = {
+                let mut st = self.lock();
+                self.pump_ctl(&mut st);
+                if self.try_reap(&mut st)? {
+                    drop(st);
+                    crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+                    return Ok(true);
+                }
+                !st.ctl_done
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            // Wait without the lock, so another thread can signal the child meanwhile.
+            let mut fds = vec![self.sentinel.as_fd()];
+            if ctl_open {
+                fds.push(self.ctl.as_fd());
+            }
+            sys::wait_readable(&fds, deadline).map_err(|e| Error::io("cannot wait for a child", e))?;
+        }
+    }
+
+    /// The outcome of an ended child, as `join` returns it.
+    pub(crate) fn result<R: DeserializeOwned>(&self) -> Result<R> {
+        let mut st = self.lock();
+        let status = st.status.unwrap_or(ExitStatus::Code(255));
+        match &st.report {
+            Some(Report::Returned(bytes)) => {
+                let bytes = bytes.clone();
+                let fds = match st.report_fds.take() {
+                    Some(fds) => fds,
+                    None => return Err(Error::new(ErrorKind::ResultTaken)),
+                };
+                let had_fds = !fds.is_empty();
+                let value = deserialize_with_fds(&bytes, fds).map_err(|e| match e.into_kind() {
+                    ErrorKind::Deserialize { source, .. } => {
+                        Error::new(ErrorKind::Deserialize { what: "return value", source })
+                    }
+                    kind => Error::new(kind),
+                });
+                if !had_fds {
+                    // Without handles the value can be decoded again by a later join.
+                    st.report_fds = Some(Vec::new());
+                }
+                value
+            }
+            Some(report) => Err(child::report_error(report).unwrap_or_else(|| Error::new(ErrorKind::ResultTaken))),
+            None => {
+                if let Some(m) = &st.read_error {
+                    return Err(Error::new(ErrorKind::ChildFailed(m.clone())));
+                }
+                if st.status_lost {
+                    return Err(Error::new(ErrorKind::ForkServer(
+                        "the fork server died before reporting the child's exit code".into(),
+                    )));
+                }
+                if status == ExitStatus::Code(0) {
+                    // The child called exit(0) without returning: fine for a target of no value.
+                    if let Ok(v) = postcard::from_bytes::<R>(&[]) {
+                        return Ok(v);
+                    }
+                }
+                Err(Error::new(ErrorKind::Exited { exitcode: status.exitcode() }))
+            }
+        }
+    }
+}

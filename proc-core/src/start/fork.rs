@@ -1,0 +1,63 @@
+//! The fork start method: the child is a copy of the caller and runs the target in place.
+//!
+//! The process-wide state lock is held across `fork`, so the child's copy of that state is
+//! consistent; the child then drops what belongs to the parent (its children's control sockets,
+//! its fork server connection, its own control socket) and takes its new identity.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, MutexGuard};
+
+use super::Started;
+use crate::child;
+use crate::error::{Error, Result};
+use crate::globals::{Globals, Identity, Parent};
+use crate::process::{JobRef, Watch};
+use crate::sys;
+
+pub(crate) fn start(
+    mut g: MutexGuard<'static, Globals>,
+    identity: Identity,
+    job: JobRef,
+) -> Result<(Started, MutexGuard<'static, Globals>)> {
+    if !g.warned_fork {
+        if let Some(n) = sys::thread_count().filter(|&n| n > 1) {
+            g.warned_fork = true;
+            let message = format!(
+                "this process has {n} threads; forking it may deadlock the child \
+                 (use the spawn or forkserver start method)"
+            );
+            tracing::warn!("{message}");
+            eprintln!("multiproc: warning: {message}");
+        }
+    }
+    let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
+    let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
+    // Buffered output would otherwise be written twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let parent_name = g.name();
+    // SAFETY: the child below only runs the target and exits. The process-wide state lock is held
+    // by this thread, so its copy is consistent and the child can release it. Other threads'
+    // locks are the documented risk of this start method (warned about above).
+    let pid = unsafe { sys::fork() }.map_err(|e| Error::io("cannot fork", e))?;
+    if pid == 0 {
+        drop(ctl);
+        drop(sentinel);
+        g.forget_parent_state();
+        let ctl = Arc::new(child_ctl);
+        g.identity = identity;
+        g.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
+        g.alive = Some(alive);
+        let daemon = g.identity.daemon;
+        drop(g);
+        if daemon {
+            child::watch_parent(ctl.as_raw_fd());
+        }
+        let (report, fds, code) = child::run_target(move || job.run_here());
+        child::finish(&ctl, report, fds, code);
+    }
+    drop(child_ctl);
+    drop(alive);
+    Ok((Started { pid, ctl, sentinel, watch: Watch::Direct, alive: None }, g))
+}

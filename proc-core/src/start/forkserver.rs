@@ -1,0 +1,248 @@
+//! The fork-server start method.
+//!
+//! The server is a helper process started by spawn. It is single-threaded, so forking it is safe,
+//! and it is small, so forking it is fast. Protocol on its socket: each request is an empty frame
+//! carrying two descriptors, the child's end of a new control socket and the write end of a status
+//! pipe. The server forks a child, writes the child's pid (`i32`, little-endian) to the status
+//! pipe, and once it has reaped the child writes its exit code (`i32`, Python's convention) and
+//! closes the pipe, which is then the child's sentinel in the parent. The child runs the same
+//! bootstrap as a spawned child, read from the parent over its control socket.
+//!
+//! The server ignores SIGINT (a Ctrl-C meant for the program must not take it down) and exits
+//! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
+//! dead on a start is reaped and replaced, and the start is tried once more.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Started;
+use crate::child;
+use crate::error::{Error, ErrorKind, Result};
+use crate::globals::Globals;
+use crate::process::Watch;
+use crate::sys;
+use crate::wire::{self, FrameReader, Read};
+
+/// The parent's connection to its fork server.
+#[derive(Debug)]
+pub(crate) struct ForkServer {
+    pid: u32,
+    sock: OwnedFd,
+}
+
+impl ForkServer {
+    fn launch() -> Result<Self> {
+        let (sock, server_sock) =
+            sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
+        let pid = super::spawn::exec_role("forkserver", server_sock)?;
+        tracing::debug!(pid, "started the fork server");
+        Ok(ForkServer { pid, sock })
+    }
+
+    /// Stops and reaps a server that failed a request.
+    fn discard(self) {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        drop(self.sock);
+        let _ = sys::waitpid(self.pid, true);
+    }
+
+    /// In a child made by fork: close the parent's connection without any other effect.
+    pub(crate) fn forget_in_child(self) {
+        // SAFETY: the record is leaked right after, so nothing else closes this number.
+        unsafe { libc::close(self.sock.as_raw_fd()) };
+        std::mem::forget(self);
+    }
+
+    /// The server's pid (for tests and diagnostics).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn request(&self) -> io::Result<Started> {
+        let (ctl, child_ctl) = sys::socketpair()?;
+        let (status, status_w) = sys::pipe()?;
+        wire::send_frame(self.sock.as_fd(), &[], &[child_ctl.as_fd(), status_w.as_fd()])?;
+        drop(child_ctl);
+        drop(status_w);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut pid = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            if !sys::wait_readable(&[status.as_fd()], Some(deadline))?[0] {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the fork server did not answer"));
+            }
+            let n = read_some(status.as_fd(), &mut pid[got..])?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the fork server closed the request"));
+            }
+            got += n;
+        }
+        let pid = i32::from_le_bytes(pid);
+        if pid <= 0 {
+            return Err(io::Error::from_raw_os_error(-pid));
+        }
+        Ok(Started { pid: pid as u32, ctl, sentinel: status, watch: Watch::Served, alive: None })
+    }
+}
+
+fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    sys::retry(|| {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    })
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = sys::retry(|| {
+            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Starts a child through the fork server, (re)starting the server when needed.
+pub(crate) fn start(g: &mut Globals) -> Result<Started> {
+    let mut last = None;
+    for _ in 0..2 {
+        if g.forkserver.is_none() {
+            g.forkserver = Some(ForkServer::launch()?);
+        }
+        let Some(server) = g.forkserver.as_ref() else { continue };
+        match server.request() {
+            Ok(started) => return Ok(started),
+            Err(e) => {
+                tracing::debug!(error = %e, "the fork server is gone; restarting it");
+                if let Some(old) = g.forkserver.take() {
+                    old.discard();
+                }
+                last = Some(e);
+            }
+        }
+    }
+    let message = last.map_or_else(|| "unknown failure".to_owned(), |e| e.to_string());
+    Err(Error::new(ErrorKind::ForkServer(message)))
+}
+
+/// The fork server's pid, if this process runs one.
+pub fn server_pid() -> Option<u32> {
+    crate::globals::lock().forkserver.as_ref().map(ForkServer::pid)
+}
+
+static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    let saved = nix::errno::Errno::last_raw();
+    let fd = SIGCHLD_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write is async-signal-safe; `byte` is a live 1-byte buffer; a full pipe is fine
+        // (one pending byte is enough to wake the loop).
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+    nix::errno::Errno::set_raw(saved);
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
+    let flags = sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// The server role: runs in the helper process until its socket closes.
+pub(crate) fn serve() -> i32 {
+    match serve_inner() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("multiproc: fork server failed: {e}");
+            1
+        }
+    }
+}
+
+fn serve_inner() -> io::Result<()> {
+    // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
+    let sock = sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
+    sys::dev_null_onto(0)?;
+    sys::set_signal_ignored(libc::SIGINT, true);
+    let (wake_r, wake_w) = sys::pipe()?;
+    set_nonblocking(wake_r.as_fd())?;
+    set_nonblocking(wake_w.as_fd())?;
+    SIGCHLD_FD.store(wake_w.as_raw_fd(), Ordering::Relaxed);
+    install_sigchld()?;
+
+    let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
+    let mut reader = FrameReader::default();
+    loop {
+        let ready = sys::wait_readable(&[sock.as_fd(), wake_r.as_fd()], None)?;
+        if ready[1] {
+            let mut buf = [0u8; 64];
+            while matches!(read_some(wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        }
+        // Reap on every wake-up: cheap, and robust against a coalesced signal.
+        while let Some((pid, status)) = sys::wait_any()? {
+            if let Some(w) = pending.remove(&pid) {
+                let _ = write_all(w.as_fd(), &status.exitcode().to_le_bytes());
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
+        match reader.read(sock.as_fd(), false)? {
+            Read::Pending => {}
+            Read::Eof => return Ok(()),
+            Read::Frame(_, fds) => {
+                let mut fds = fds.into_iter();
+                let (Some(child_ctl), Some(status_w)) = (fds.next(), fds.next()) else { continue };
+                // SAFETY: this process is single-threaded; the child only resets signal
+                // dispositions, closes descriptors and runs the bootstrap, then exits.
+                match unsafe { sys::fork() } {
+                    Ok(0) => {
+                        sys::set_signal_ignored(libc::SIGCHLD, false);
+                        sys::set_signal_ignored(libc::SIGINT, false);
+                        sys::close_fds_except(&[child_ctl.as_raw_fd()]);
+                        sys::exit_now(child::run_bootstrapped(child_ctl));
+                    }
+                    Ok(pid) => {
+                        drop(child_ctl);
+                        let _ = write_all(status_w.as_fd(), &(pid as i32).to_le_bytes());
+                        pending.insert(pid, status_w);
+                    }
+                    Err(e) => {
+                        let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
+                        let _ = write_all(status_w.as_fd(), &code.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn install_sigchld() -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid "no flags, empty mask" value to fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_sigchld as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+    // SAFETY: `action.sa_mask` is a live sigset_t; `action` is fully initialized; the handler
+    // only calls async-signal-safe functions.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        sys::cvt(libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())).map(drop)
+    }
+}

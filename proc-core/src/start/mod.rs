@@ -1,0 +1,237 @@
+//! Start methods: how a child process comes to be.
+//!
+//! - [`StartMethod::Spawn`] re-executes the current binary (`spawn.rs`); the child's dispatcher
+//!   reads the bootstrap from its control socket and jumps to the target.
+//! - [`StartMethod::ForkServer`] asks a single-threaded helper, started once by spawn, to fork a
+//!   child per request (`forkserver.rs`); the child then runs exactly as a spawned one.
+//! - [`StartMethod::Fork`] forks the caller (`fork.rs`) and runs the target, which may capture
+//!   data, in the copy.
+
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::child::{self, Bootstrap};
+use crate::error::{Error, ErrorKind, Result};
+use crate::globals;
+use crate::process::{JobRef, Process, ProcessBuilder, Run, Shared, Target, Watch};
+use crate::sys;
+use crate::wire;
+
+pub(crate) mod fork;
+pub(crate) mod forkserver;
+pub(crate) mod spawn;
+
+/// How a child process is created, as Python's start methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// Fork the calling process. Fast, and the only method that accepts capturing closures; but the
+    /// child is a copy of a possibly multi-threaded process, in which only the forking thread
+    /// exists. multiproc warns (once, on stderr and through `tracing`) when forking a process with
+    /// several threads, as Python 3.12 does.
+    Fork,
+    /// Re-execute the current binary. The default on macOS.
+    Spawn,
+    /// Ask a single-threaded fork server (itself started by spawn) to fork the child. The default
+    /// on Linux.
+    ForkServer,
+}
+
+impl StartMethod {
+    /// Python's name of the method: `"fork"`, `"spawn"` or `"forkserver"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StartMethod {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fork" => Ok(StartMethod::Fork),
+            "spawn" => Ok(StartMethod::Spawn),
+            "forkserver" => Ok(StartMethod::ForkServer),
+            other => Err(Error::io(
+                "unknown start method",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{other:?}")),
+            )),
+        }
+    }
+}
+
+/// Sets the start method of processes started without one. Python's `set_start_method`.
+///
+/// # Errors
+///
+/// The method was already set, or already used by [`get_start_method`] or a start, and differs.
+pub fn set_start_method(method: StartMethod) -> Result<()> {
+    let mut g = globals::lock();
+    match g.method {
+        Some(current) if current != method => {
+            Err(Error::new(ErrorKind::StartMethodSet { current: current.as_str(), requested: method.as_str() }))
+        }
+        _ => {
+            g.method = Some(method);
+            Ok(())
+        }
+    }
+}
+
+/// The start method of processes started without one; fixes the default if none was set.
+pub fn get_start_method() -> StartMethod {
+    *globals::lock().method.get_or_insert(sys::DEFAULT_START_METHOD)
+}
+
+/// Every start method this platform offers, the default first.
+pub fn get_all_start_methods() -> Vec<StartMethod> {
+    let mut all = vec![sys::DEFAULT_START_METHOD];
+    for m in [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork] {
+        if !all.contains(&m) {
+            all.push(m);
+        }
+    }
+    all
+}
+
+/// The same constructors as [`Process`], bound to one start method. Python's `get_context(method)`.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::{get_context, StartMethod};
+///
+/// fn double(x: i32) -> i32 {
+///     x * 2
+/// }
+/// let ctx = get_context(StartMethod::Spawn);
+/// let p = ctx.process(double, (21,)).start().unwrap();
+/// assert_eq!(p.join().unwrap(), 42);
+/// ```
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+/// A start method and the constructors that use it; see [`get_context`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+impl Context {
+    /// [`Process::new`] with this context's start method.
+    pub fn process<F, A>(&self, target: F, args: A) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        Process::new(target, args).start_method(self.method)
+    }
+
+    /// [`Process::from_run`] with this context's start method.
+    pub fn from_run<T: Run>(&self, value: T) -> ProcessBuilder<T::Output> {
+        Process::from_run(value).start_method(self.method)
+    }
+
+    /// The context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+}
+
+/// Builder options that reach the start.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) name: Option<String>,
+    pub(crate) daemon: bool,
+    pub(crate) method: Option<StartMethod>,
+}
+
+/// The parent's ends of a freshly created child.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) pid: u32,
+    pub(crate) ctl: OwnedFd,
+    pub(crate) sentinel: OwnedFd,
+    pub(crate) watch: Watch,
+    /// The write end of the alive pipe, to send to a re-executed child.
+    pub(crate) alive: Option<OwnedFd>,
+}
+
+pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
+    child::ensure_ready()?;
+    let mut g = globals::lock();
+    if g.identity.daemon {
+        return Err(Error::new(ErrorKind::DaemonChild));
+    }
+    g.reap_finished();
+    let method = options.method.unwrap_or_else(|| *g.method.get_or_insert(sys::DEFAULT_START_METHOD));
+    let number = g.started + 1;
+    let mut ident = g.identity.ident.clone();
+    ident.push(number);
+    let name = options.name.unwrap_or_else(|| {
+        let parts: Vec<String> = ident.iter().map(u32::to_string).collect();
+        format!("Process-{}", parts.join(":"))
+    });
+    let identity = globals::Identity { name: name.clone(), ident, daemon: options.daemon };
+    globals::register_atexit();
+
+    let (started, g) = if method == StartMethod::Fork {
+        fork::start(g, identity, job)?
+    } else {
+        let entry = job.entry().ok_or(Error::new(ErrorKind::CapturingTarget { method: method.as_str() }))?;
+        // Serialize before creating anything, so bad arguments leave no process behind.
+        let (args, args_fds) = job.serialize_args()?;
+        let started = if method == StartMethod::Spawn {
+            spawn::start()?
+        } else {
+            forkserver::start(&mut g)?
+        };
+        let tracker = g.tracker.clone();
+        let boot = Bootstrap {
+            entry,
+            name: identity.name.clone(),
+            ident: identity.ident.clone(),
+            daemon: identity.daemon,
+            parent_pid: sys::getpid(),
+            parent_name: g.name(),
+            args,
+            args_fds: args_fds.len() as u32,
+            has_alive: started.alive.is_some(),
+            has_tracker: tracker.is_some(),
+        };
+        let body = postcard::to_stdvec(&boot)
+            .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))?;
+        let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+        fds.extend(started.alive.as_ref().map(|f| f.as_fd()));
+        fds.extend(tracker.as_ref().map(|f| f.as_fd()));
+        if let Err(e) = wire::send_frame(started.ctl.as_fd(), &body, &fds) {
+            // The child died before taking its bootstrap; it is reaped with the record below.
+            tracing::debug!(pid = started.pid, error = %e, "child did not take its bootstrap");
+        }
+        (started, g)
+    };
+    let mut g = g;
+    g.started = number;
+    let Started { pid, ctl, sentinel, watch, alive } = started;
+    drop(alive);
+    let shared = Arc::new(Shared::new(pid, name, options.daemon, method, ctl, sentinel, watch));
+    g.children.push(shared.clone());
+    tracing::debug!(pid, name = %shared.name, method = %method, daemon = options.daemon, "started child process");
+    Ok(shared)
+}

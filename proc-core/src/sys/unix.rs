@@ -1,0 +1,129 @@
+//! The portable POSIX backend: the one macOS uses, and Linux with the `force-portable` feature.
+//!
+//! It only relies on POSIX calls (plus `proc_pidinfo` on macOS), so that a Linux test run with the
+//! feature on exercises the same code paths a macOS run does.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{cvt, retry, set_cloexec};
+use crate::StartMethod;
+
+pub(crate) const BACKEND: &str = "portable";
+
+/// macOS cannot fork safely once system frameworks started threads, so Python (and we) default to
+/// spawn there. The portable backend keeps the same default on Linux, so the tests cover it.
+pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::Spawn;
+
+/// There is no atomic close-on-exec flag for `recvmsg` here; `received_fd` sets it afterwards.
+pub(crate) const RECV_CLOEXEC: libc::c_int = 0;
+
+/// Flags for `send`: nothing extra (SIGPIPE is ignored in every multiproc process).
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// The running executable, as the OS reports it.
+pub(crate) fn exe_path() -> io::Result<PathBuf> {
+    std::env::current_exe()
+}
+
+/// Anonymous shared memory: a POSIX shared-memory object with a short random name, unlinked as soon
+/// as it is open, sized once. The name is at most 30 characters, within macOS' `PSHMNAMLEN` of 31.
+pub(crate) fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    for _ in 0..16 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let salt = crate::shm::random_u64();
+        // "/mpa" + 8 hex pid + 8 hex counter + 8 hex salt = 28 characters.
+        let name = format!("/mpa{:08x}{:08x}{:08x}", super::getpid(), n as u32, salt as u32);
+        let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+        // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
+        let fd = match cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600 as libc::c_uint) }) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `cname` is a valid NUL-terminated string.
+        unsafe { libc::shm_unlink(cname.as_ptr()) };
+        set_cloexec(fd.as_raw_fd())?;
+        // SAFETY: ftruncate takes plain integers.
+        retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }))?;
+        return Ok(fd);
+    }
+    Err(io::Error::from(io::ErrorKind::AlreadyExists))
+}
+
+/// Closes every descriptor from 3 up, except `keep`, by listing `/dev/fd`.
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/dev/fd") else { return };
+    // Collect first: the directory listing itself holds a descriptor until it is dropped.
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= 3 && !keep.contains(&fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: closing a descriptor number touches no memory; this runs before anything else in
+        // the process uses these inherited descriptors. The listing's own (now closed) descriptor
+        // gives EBADF, which is ignored.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// The number of threads in this process, where the OS can tell.
+pub(crate) fn thread_count() -> Option<usize> {
+    cfg_if::cfg_if! {
+        if #[cfg(target_os = "macos")] {
+            let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::uninit();
+            let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+            // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+            let n = unsafe {
+                libc::proc_pidinfo(libc::getpid(), libc::PROC_PIDTASKINFO, 0, info.as_mut_ptr().cast(), size)
+            };
+            if n != size {
+                return None;
+            }
+            // SAFETY: proc_pidinfo wrote all `size` bytes.
+            let info = unsafe { info.assume_init() };
+            usize::try_from(info.pti_threadnum).ok()
+        } else if #[cfg(target_os = "linux")] {
+            Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+        } else {
+            None
+        }
+    }
+}
+
+/// A connected pair of close-on-exec Unix stream sockets.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_cloexec(pair.0.as_raw_fd())?;
+    set_cloexec(pair.1.as_raw_fd())?;
+    Ok(pair)
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two c_ints that pipe fills.
+    cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_cloexec(pair.0.as_raw_fd())?;
+    set_cloexec(pair.1.as_raw_fd())?;
+    Ok(pair)
+}
+
+/// Finishes a descriptor received by `recvmsg`: marks it close-on-exec.
+pub(crate) fn received_fd(fd: RawFd) -> io::Result<()> {
+    set_cloexec(fd)
+}

@@ -1,0 +1,168 @@
+//! Frames over a Unix stream socket: a length-prefixed body plus descriptors passed with `SCM_RIGHTS`.
+//!
+//! A frame is a 12-byte header (`u64` body length, `u32` descriptor count, both little-endian)
+//! followed by the body. The descriptors travel as ancillary data of the first `sendmsg`, which
+//! carries the header, so the receiver gets them with the header. Readers never read past the end
+//! of the frame they are reading, so several frames can follow one another on one socket.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+
+use crate::sys;
+
+/// At most this many descriptors per frame (Linux' `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+const HEADER: usize = 12;
+
+/// Sends one frame, blocking until all of it is written.
+pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors in one frame"));
+    }
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+    let raw: Vec<_> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let flags = MsgFlags::from_bits_retain(sys::SEND_FLAGS);
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &[ControlMessage::ScmRights(&raw)] };
+    // The first call carries the header (and the descriptors); it may also take some of the body.
+    let sent = sys::retry(|| {
+        socket::sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(&header), IoSlice::new(body)],
+            cmsgs,
+            flags,
+            None,
+        )
+        .map_err(io::Error::from)
+    })?;
+    let mut done = sent;
+    // A stream socket may accept part of the header only; finish it without descriptors.
+    while done < HEADER {
+        done += send_some(sock, &header[done..], flags)?;
+    }
+    let mut at = done - HEADER;
+    while at < body.len() {
+        at += send_some(sock, &body[at..], flags)?;
+    }
+    Ok(())
+}
+
+fn send_some(sock: BorrowedFd<'_>, buf: &[u8], flags: MsgFlags) -> io::Result<usize> {
+    sys::retry(|| socket::send(sock.as_raw_fd(), buf, flags).map_err(io::Error::from))
+}
+
+/// What a read step produced.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A whole frame.
+    Frame(Vec<u8>, Vec<OwnedFd>),
+    /// Not yet a whole frame (only when not blocking).
+    Pending,
+    /// The peer closed the connection before a frame began.
+    Eof,
+}
+
+/// Reads frames incrementally, so a large frame can be taken in pieces while waiting on other
+/// descriptors too.
+#[derive(Debug, Default)]
+pub(crate) struct FrameReader {
+    header: [u8; HEADER],
+    header_len: usize,
+    body: Vec<u8>,
+    body_len: usize,
+    fds: Vec<OwnedFd>,
+}
+
+impl FrameReader {
+    /// Reads whatever is available (`blocking == false`) or until a frame is whole.
+    pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, blocking: bool) -> io::Result<Read> {
+        loop {
+            let n = if self.header_len < HEADER {
+                let (buf, fds) = (&mut self.header[self.header_len..], &mut self.fds);
+                let n = recv_some(sock, buf, fds, blocking)?;
+                if n == Some(0) && self.header_len == 0 {
+                    return Ok(Read::Eof);
+                }
+                n
+            } else {
+                let (buf, fds) = (&mut self.body[self.body_len..], &mut self.fds);
+                recv_some(sock, buf, fds, blocking)?
+            };
+            match n {
+                None => return Ok(Read::Pending),
+                Some(0) => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame"))
+                }
+                Some(n) if self.header_len < HEADER => {
+                    self.header_len += n;
+                    if self.header_len == HEADER {
+                        let len = u64::from_le_bytes(self.header[..8].try_into().unwrap_or_default());
+                        let len = usize::try_from(len)
+                            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
+                        let mut body = Vec::new();
+                        body.try_reserve_exact(len)
+                            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "frame too large"))?;
+                        body.resize(len, 0);
+                        self.body = body;
+                        self.body_len = 0;
+                    }
+                }
+                Some(n) => self.body_len += n,
+            }
+            if self.header_len == HEADER && self.body_len == self.body.len() {
+                let want = u32::from_le_bytes(self.header[8..].try_into().unwrap_or_default()) as usize;
+                let fds = std::mem::take(&mut self.fds);
+                if fds.len() != want {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "frame lost its descriptors"));
+                }
+                self.header_len = 0;
+                return Ok(Read::Frame(std::mem::take(&mut self.body), fds));
+            }
+        }
+    }
+}
+
+/// Receives into `buf`. `None`: nothing available without blocking. `Some(0)`: end of stream.
+fn recv_some(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    blocking: bool,
+) -> io::Result<Option<usize>> {
+    if buf.is_empty() {
+        return Ok(Some(0));
+    }
+    let mut flags = MsgFlags::from_bits_retain(sys::RECV_CLOEXEC);
+    if !blocking {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
+    let mut iov = [IoSliceMut::new(buf)];
+    loop {
+        match socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+            Ok(msg) => {
+                let cmsgs = msg.cmsgs().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "descriptors truncated in transit")
+                })?;
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        for fd in raw {
+                            // SAFETY: the kernel just installed `fd` in this process for us.
+                            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                            sys::received_fd(fd.as_raw_fd())?;
+                            fds.push(fd);
+                        }
+                    }
+                }
+                return Ok(Some(msg.bytes));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
