@@ -564,6 +564,8 @@ impl Shared {
                     st.ctl_done = true;
                 }
                 Ok(Read::Eof) => st.ctl_done = true,
+                // The child ended before reading all of its bootstrap: no report, as EOF.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => st.ctl_done = true,
                 Err(e) => {
                     st.read_error = Some(format!("cannot read the result: {e}"));
                     st.ctl_done = true;

@@ -1,0 +1,282 @@
+//! Process lifecycle under every start method: start, join, exit codes, signals, close, sentinel.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{methods, serial, Watchdog};
+use proc_core::{get_context, Process, Run, StartMethod};
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn nothing() {}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn panics(message: String) -> u32 {
+    panic!("{message}")
+}
+
+/// Blocks until the parent kills it.
+fn forever() {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn six(a: u8, b: u16, c: u32, d: u64, e: String, f: Vec<i32>) -> String {
+    format!("{a} {b} {c} {d} {e} {f:?}")
+}
+
+#[test]
+fn value_comes_back() {
+    let _s = serial();
+    let _w = Watchdog::new("value_comes_back", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(square, (12,)).start().unwrap();
+        assert_eq!(p.start_method(), m);
+        assert_eq!(p.join().unwrap(), 144, "{m}");
+        assert_eq!(p.exitcode(), Some(0));
+        // A value without handles can be joined again.
+        assert_eq!(p.join().unwrap(), 144);
+        assert!(!p.is_alive());
+    }
+}
+
+#[test]
+fn targets_of_zero_to_six_parameters() {
+    let _s = serial();
+    let _w = Watchdog::new("targets_of_zero_to_six_parameters", LIMIT);
+    for m in methods() {
+        let ctx = get_context(m);
+        ctx.process(nothing, ()).start().unwrap().join().unwrap();
+        let p = ctx.process(six, (1, 2, 3, 4, "five".to_string(), vec![6, 6])).start().unwrap();
+        assert_eq!(p.join().unwrap(), "1 2 3 4 five [6, 6]");
+        // A non-capturing closure works under every method.
+        let p = ctx.process(|a: i32, b: i32| a - b, (10, 3)).start().unwrap();
+        assert_eq!(p.join().unwrap(), 7);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Counter {
+    from: u32,
+    to: u32,
+}
+
+impl Run for Counter {
+    type Output = Vec<u32>;
+    fn run(self) -> Vec<u32> {
+        (self.from..self.to).collect()
+    }
+}
+
+#[test]
+fn run_trait_is_the_subclass_form() {
+    let _s = serial();
+    let _w = Watchdog::new("run_trait_is_the_subclass_form", LIMIT);
+    for m in methods() {
+        let p = get_context(m).from_run(Counter { from: 3, to: 6 }).start().unwrap();
+        assert_eq!(p.join().unwrap(), vec![3, 4, 5]);
+    }
+}
+
+#[test]
+fn exit_codes_as_python() {
+    let _s = serial();
+    let _w = Watchdog::new("exit_codes_as_python", LIMIT);
+    for m in methods() {
+        let ctx = get_context(m);
+        let p = ctx.process(exit_with, (0,)).start().unwrap();
+        // exit(0) without returning is fine for a target of no value.
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+
+        let p = ctx.process(exit_with, (7,)).start().unwrap();
+        let e = p.join().unwrap_err();
+        assert_eq!(e.exit_code(), Some(7), "{m}: {e}");
+        assert!(e.to_string().contains("code 7"), "{e}");
+        assert_eq!(p.exitcode(), Some(7));
+
+        let p = ctx.process(panics, ("the sky fell".to_string(),)).start().unwrap();
+        let e = p.join().unwrap_err();
+        assert!(e.is_panic(), "{m}: {e}");
+        assert_eq!(e.panic_message(), Some("the sky fell"));
+        let location = e.panic_location().unwrap();
+        assert!(location.contains("process_lifecycle.rs"), "{location}");
+        assert_eq!(p.exitcode(), Some(1));
+
+        for (signal, send) in [
+            (libc::SIGTERM, Process::terminate as fn(&Process<()>) -> proc_core::Result<()>),
+            (libc::SIGKILL, Process::kill),
+            (libc::SIGINT, Process::interrupt),
+        ] {
+            let p = ctx.process(forever, ()).start().unwrap();
+            assert!(p.is_alive());
+            assert_eq!(p.exitcode(), None);
+            send(&p).unwrap();
+            let e = p.join().unwrap_err();
+            assert_eq!(e.signal(), Some(signal), "{m}: {e}");
+            assert_eq!(p.exitcode(), Some(-signal));
+            assert!(!p.is_alive());
+            // Signalling an ended process does nothing.
+            p.terminate().unwrap();
+        }
+    }
+}
+
+#[test]
+fn join_timeout_zero_returns_at_once() {
+    let _s = serial();
+    let _w = Watchdog::new("join_timeout_zero_returns_at_once", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(forever, ()).start().unwrap();
+        assert!(p.join_timeout(Duration::ZERO).unwrap().is_none());
+        let before = Instant::now();
+        assert!(p.join_timeout(Duration::from_millis(50)).unwrap().is_none());
+        // A bounded wait never returns early.
+        assert!(before.elapsed() >= Duration::from_millis(50));
+        p.kill().unwrap();
+        assert_eq!(p.join_timeout(LIMIT).unwrap_err().signal(), Some(libc::SIGKILL));
+    }
+}
+
+#[test]
+fn close_semantics() {
+    let _s = serial();
+    let _w = Watchdog::new("close_semantics", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(forever, ()).start().unwrap();
+        let err = p.close().unwrap_err();
+        assert!(err.error().is_still_running());
+        let p = err.into_process();
+        p.terminate().unwrap();
+        let _ = p.join();
+        p.close().unwrap();
+    }
+}
+
+#[test]
+fn sentinel_becomes_ready_at_exit() {
+    let _s = serial();
+    let _w = Watchdog::new("sentinel_becomes_ready_at_exit", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(forever, ()).start().unwrap();
+        let sentinel = p.sentinel();
+        assert!(!sentinel.is_ready().unwrap());
+        p.kill().unwrap();
+        let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd; blocks until the process ends (bounded by the watchdog).
+        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
+        assert_eq!(n, 1);
+        assert!(sentinel.is_ready().unwrap());
+        assert_eq!(p.join().unwrap_err().signal(), Some(libc::SIGKILL));
+    }
+}
+
+#[test]
+fn a_hundred_children_in_a_row() {
+    let _s = serial();
+    let _w = Watchdog::new("a_hundred_children_in_a_row", LIMIT);
+    for m in methods() {
+        let n = if m == StartMethod::Spawn { 30 } else { 100 };
+        for i in 0..n {
+            let p = get_context(m).process(square, (i,)).start().unwrap();
+            assert_eq!(p.join().unwrap(), i * i);
+            assert_eq!(p.exitcode(), Some(0));
+        }
+    }
+}
+
+#[test]
+fn sixteen_mib_each_way() {
+    let _s = serial();
+    let _w = Watchdog::new("sixteen_mib_each_way", LIMIT);
+    let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for m in methods() {
+        let p = get_context(m).process(|v: Vec<u8>| v.into_iter().rev().collect::<Vec<u8>>(), (big.clone(),));
+        let p = p.start().unwrap();
+        let back = p.join().unwrap();
+        assert_eq!(back.len(), big.len());
+        assert!(back.iter().rev().eq(big.iter()), "{m}");
+    }
+}
+
+#[derive(Debug)]
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserializable)
+    }
+}
+
+#[test]
+fn bad_arguments_fail_before_any_process_exists() {
+    let _s = serial();
+    let _w = Watchdog::new("bad_arguments_fail_before_any_process_exists", LIMIT);
+    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let before = proc_core::active_children().len();
+        let e = get_context(m).process(|_: Unserializable| (), (Unserializable,)).start().unwrap_err();
+        assert!(e.is_serialization(), "{e}");
+        assert_eq!(proc_core::active_children().len(), before);
+    }
+}
+
+#[test]
+fn capturing_closures_need_fork() {
+    let _s = serial();
+    let _w = Watchdog::new("capturing_closures_need_fork", LIMIT);
+    let data = vec![1, 2, 3];
+    let captured = data.clone();
+    let e = get_context(StartMethod::Spawn).process(move || captured.len(), ()).start().unwrap_err();
+    assert!(e.is_capturing_target(), "{e}");
+    let captured = data.clone();
+    let e = get_context(StartMethod::ForkServer).process(move || captured.len(), ()).start().unwrap_err();
+    assert!(e.is_capturing_target(), "{e}");
+    let p = get_context(StartMethod::Fork).process(move || data.iter().sum::<i32>(), ()).start().unwrap();
+    assert_eq!(p.join().unwrap(), 6);
+}
+
+#[test]
+fn return_value_failing_to_serialize_is_an_error() {
+    let _s = serial();
+    let _w = Watchdog::new("return_value_failing_to_serialize_is_an_error", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(|| Unserializable, ()).start().unwrap();
+        let e = p.join().unwrap_err();
+        assert!(e.to_string().contains("return value"), "{m}: {e}");
+        assert_eq!(p.exitcode(), Some(1));
+    }
+}
+
+#[test]
+fn foreign_operations_are_errors() {
+    let _s = serial();
+    let _w = Watchdog::new("foreign_operations_are_errors", LIMIT);
+    let sibling = get_context(StartMethod::ForkServer).process(forever, ()).start().unwrap();
+    let sibling = std::sync::Arc::new(sibling);
+    let copy = sibling.clone();
+    // The fork child holds a copy of the sibling's handle; it must not be able to use it.
+    let p = get_context(StartMethod::Fork)
+        .process(move || (copy.is_alive(), copy.terminate().is_err(), copy.join().is_err()), ())
+        .start()
+        .unwrap();
+    assert_eq!(p.join().unwrap(), (false, true, true));
+    assert!(sibling.is_alive());
+    sibling.kill().unwrap();
+    let _ = sibling.join();
+}
