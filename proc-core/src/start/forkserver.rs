@@ -8,7 +8,7 @@
 //! closes the pipe, which is then the child's sentinel in the parent. The child runs the same
 //! bootstrap as a spawned child, read from the parent over its control socket.
 //!
-//! The server ignores SIGINT (a Ctrl-C meant for the program must not take it down) and exits
+//! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
 //! dead on a start is reaped and replaced, and the start is tried once more.
 
@@ -180,7 +180,9 @@ fn serve_inner() -> io::Result<()> {
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
     let sock = sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
     sys::dev_null_onto(0)?;
-    sys::set_signal_ignored(libc::SIGINT, true);
+    // SIGINT is blocked, not ignored: a child inherits the mask and unblocks it once it has set
+    // up, so an interrupt sent to a new child right away is delivered then instead of being lost.
+    block_sigint(true)?;
     let (wake_r, wake_w) = sys::pipe()?;
     set_nonblocking(wake_r.as_fd())?;
     set_nonblocking(wake_w.as_fd())?;
@@ -215,8 +217,8 @@ fn serve_inner() -> io::Result<()> {
                 match unsafe { sys::fork() } {
                     Ok(0) => {
                         sys::set_signal_ignored(libc::SIGCHLD, false);
-                        sys::set_signal_ignored(libc::SIGINT, false);
                         sys::close_fds_except(&[child_ctl.as_raw_fd()]);
+                        let _ = block_sigint(false);
                         sys::exit_now(child::run_bootstrapped(child_ctl));
                     }
                     Ok(pid) => {
@@ -231,6 +233,23 @@ fn serve_inner() -> io::Result<()> {
                 }
             }
         }
+    }
+}
+
+fn block_sigint(block: bool) -> io::Result<()> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    // SAFETY: `set` is a live sigset_t that sigemptyset initializes before sigaddset and
+    // pthread_sigmask read it; the old mask is not needed.
+    let ret = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
+        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(ret))
     }
 }
 

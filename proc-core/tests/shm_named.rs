@@ -1,0 +1,122 @@
+//! Named shared memory: creation, attachment, errors, and cleanup after a crashed creator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{methods, run_helper, serial, Watchdog};
+use proc_core::get_context;
+use proc_core::shm::{Segment, SharedMemory};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn unique(tag: &str) -> String {
+    format!("mpt_{tag}_{}", std::process::id())
+}
+
+fn add_one_to_each(name: String) -> usize {
+    let shm = SharedMemory::open(&name).unwrap();
+    // SAFETY: the parent does not touch the memory while the child runs.
+    let bytes = unsafe { shm.as_mut_slice() };
+    for b in bytes.iter_mut().take(100) {
+        *b += 1;
+    }
+    shm.size()
+}
+
+#[test]
+fn child_writes_parent_reads() {
+    let _s = serial();
+    let _w = Watchdog::new("child_writes_parent_reads", LIMIT);
+    let shm = SharedMemory::create(100).unwrap();
+    assert_eq!(shm.size(), 100);
+    assert!(!shm.name().starts_with('/'));
+    for m in methods() {
+        let size = get_context(m).process(add_one_to_each, (shm.name().to_owned(),)).start().unwrap().join().unwrap();
+        assert!(size >= 100);
+    }
+    // SAFETY: no child runs any more.
+    let bytes = unsafe { shm.as_slice() };
+    assert!(bytes.iter().all(|&b| b == methods().len() as u8));
+    shm.unlink().unwrap();
+}
+
+#[test]
+fn errors_are_typed() {
+    let _s = serial();
+    let name = unique("errors");
+    let shm = SharedMemory::create_named(&name, 10).unwrap();
+    assert_eq!(shm.name(), name);
+    assert!(SharedMemory::create_named(&name, 10).unwrap_err().is_already_exists());
+    assert!(SharedMemory::create_named(&format!("/{name}"), 10).unwrap_err().is_already_exists());
+    let e = shm.write(8, &[0; 3]).unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
+    assert!(shm.read(usize::MAX, &mut [0; 2]).unwrap_err().is_invalid_input());
+    shm.unlink().unwrap();
+    assert!(shm.unlink().unwrap_err().is_not_found());
+    assert!(SharedMemory::open(&name).unwrap_err().is_not_found());
+    assert!(SharedMemory::create(0).unwrap_err().is_invalid_input());
+    for bad in ["", "/", "a/b", "x\0y", &"n".repeat(40)] {
+        assert!(SharedMemory::create_named(bad, 10).unwrap_err().is_invalid_input(), "{bad:?}");
+    }
+    // The memory outlives the name while mapped.
+    shm.write(0, b"still here").unwrap();
+}
+
+#[test]
+fn segments_are_private_to_their_owner() {
+    let _s = serial();
+    let name = unique("mode");
+    let shm = SharedMemory::create_named(&name, 10).unwrap();
+    let meta = std::fs::metadata(format!("/dev/shm/{name}"));
+    if let Ok(meta) = meta {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    shm.unlink().unwrap();
+}
+
+#[test]
+#[ignore = "helper: run by crashed_creator_leaks_nothing"]
+fn helper_create_and_crash() {
+    let name = std::env::var("MPT_SHM_NAME").unwrap();
+    let shm = SharedMemory::create_named(&name, 4096).unwrap();
+    shm.write(0, b"orphan").unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn crashed_creator_leaks_nothing() {
+    let _s = serial();
+    let _w = Watchdog::new("crashed_creator_leaks_nothing", LIMIT);
+    let name = unique("crash");
+    // output() returns when every holder of the helper's stderr has exited: the tracker too,
+    // after its cleanup.
+    let out = run_helper("helper_create_and_crash", &[("MPT_SHM_NAME", &name)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("unlinked leaked shared memory /{name}")), "{stderr}");
+    assert!(SharedMemory::open(&name).unwrap_err().is_not_found());
+}
+
+fn read_segment(seg: Segment) -> Vec<u8> {
+    // SAFETY: the parent wrote before starting the child and does not write meanwhile.
+    unsafe { std::slice::from_raw_parts(seg.as_ptr(), 4).to_vec() }
+}
+
+#[test]
+fn anonymous_segments_cross_as_handles() {
+    let _s = serial();
+    let _w = Watchdog::new("anonymous_segments_cross_as_handles", LIMIT);
+    let seg = Segment::new(1 << 20).unwrap();
+    // SAFETY: no other process has the segment yet.
+    unsafe { std::ptr::copy_nonoverlapping(b"abcd".as_ptr(), seg.as_ptr(), 4) };
+    for m in methods() {
+        let p = get_context(m).process(read_segment, (seg.try_clone().unwrap(),)).start().unwrap();
+        assert_eq!(p.join().unwrap(), b"abcd", "{m}");
+    }
+    // Anywhere but a start, a handle refuses to serialize.
+    let e = postcard::to_stdvec(&seg).unwrap_err();
+    assert!(e.to_string().contains("serialize") || matches!(e, postcard::Error::SerdeSerCustom), "{e}");
+    assert!(Segment::new(0).unwrap_err().is_invalid_input());
+}
