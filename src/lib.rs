@@ -1,1 +1,39 @@
-//! Placeholder, replaced below.
+//! Python's `multiprocessing`, done right in Rust: processes, shared memory, locks, queues, pools
+//! and managers that feel like Python's, typed, faster, and robust to the failures that break Python's.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! fn greet(name: String) -> String {
+//!     format!("hello {name} from {}", multiproc::current_process().name())
+//! }
+//!
+//! let p = Process::new(greet, ("bob".to_string(),)).start().unwrap();
+//! assert!(p.join().unwrap().starts_with("hello bob from Process-"));
+//! ```
+//!
+//! Each part is its own crate, re-exported here as a module:
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
+//! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
+//!
+//! The items people reach for first are also at the top level, under Python's names.
+#![warn(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+/// Processes: targets, start methods, lifecycle, handles (the `proc-core` crate).
+pub use proc_core as process;
+
+/// Shared memory: named `SharedMemory` and anonymous `Segment`s (from `proc-core`).
+pub use proc_core::shm as shared_memory;
+
+/// Passing descriptors to children (from `proc-core`).
+pub use proc_core::handle;
+
+pub use proc_core::{
+    active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,
+    parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result, Run,
+    StartMethod,
+};

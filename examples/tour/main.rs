@@ -1,0 +1,48 @@
+//! The multiproc tour: every demo of the Python multiprocessing tutorials, in Rust.
+//!
+//! `cargo run --release --example tour` runs them all; `cargo run --example tour -- <demo>` runs
+//! one (`cargo run --example tour -- list` lists them). Sleeps are scaled by the environment
+//! variable `MULTIPROC_TOUR_SCALE` (default 1.0; the tests run the tour at 0.01).
+
+mod process;
+
+use std::time::Duration;
+
+/// A tutorial's `time.sleep(secs)`, scaled.
+pub(crate) fn sleep(secs: f64) {
+    std::thread::sleep(Duration::from_secs_f64(secs * scale()));
+}
+
+/// The time scale of the tour.
+pub(crate) fn scale() -> f64 {
+    std::env::var("MULTIPROC_TOUR_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0)
+}
+
+type Demo = (&'static str, &'static str, fn());
+
+const DEMOS: &[Demo] = &[
+    ("start", "start a process with arguments", process::start_with_args),
+    ("subclass", "the subclass-and-run form", process::subclass),
+    ("join", "join: three sleepers in sequence, then in parallel", process::join_sequential_vs_parallel),
+    ("isolation", "globals are not shared between processes", process::globals_are_not_shared),
+    ("pids", "pid, ppid, terminate and is_alive", process::pids_terminate_is_alive),
+    ("daemon", "daemon and non-daemon children at exit", process::daemon_vs_non_daemon),
+    ("cpus", "cpu_count and active_children", process::cpus_and_active_children),
+    ("values", "a typed return value, and a panic coming back as an error", process::values_and_panics),
+];
+
+fn main() {
+    let wanted = std::env::args().nth(1);
+    if wanted.as_deref() == Some("list") {
+        for (name, what, _) in DEMOS {
+            println!("{name:10} {what}");
+        }
+        return;
+    }
+    for (name, what, demo) in DEMOS {
+        if wanted.as_deref().is_none_or(|w| w == *name) {
+            println!("\n== {name}: {what} ==");
+            demo();
+        }
+    }
+}

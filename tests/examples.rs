@@ -1,0 +1,36 @@
+//! The examples run and print what the tutorials print.
+
+use std::process::Command;
+
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples").join(name)
+}
+
+#[test]
+fn tour_runs_every_demo() {
+    let exe = example("tour");
+    if !exe.exists() {
+        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
+        return;
+    }
+    let out = Command::new(exe).env("MULTIPROC_TOUR_SCALE", "0.01").output().expect("run the tour");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "== start:",
+        "hkw\n",
+        "current process name: squad-2",
+        "main (sequential)",
+        "main (parallel)",
+        "func 2\nmain 1\n",
+        "false (exit code Some(-15))",
+        "worker is over",
+        "active children after join: 0",
+        "port = 8080",
+        "error: child process panicked at",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("daemon is over"), "{stdout}");
+}

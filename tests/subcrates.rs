@@ -1,0 +1,17 @@
+//! Every re-export path of the facade reaches its item.
+
+#[test]
+fn reexports() {
+    let _ = multiproc::process::cpu_count();
+    let _ = multiproc::cpu_count();
+    let _ = multiproc::process_cpu_count();
+    let _ = multiproc::shared_memory::Segment::new(1).unwrap();
+    let _: fn(std::os::fd::OwnedFd) -> multiproc::handle::Fd = multiproc::handle::Fd::from;
+    assert_eq!(multiproc::current_process().name(), "MainProcess");
+    assert!(multiproc::parent_process().is_none());
+    assert_eq!(multiproc::get_all_start_methods().len(), 3);
+    let _: multiproc::Context = multiproc::get_context(multiproc::StartMethod::Spawn);
+    let p: multiproc::Process<u8> = multiproc::Process::new(|| 1u8, ()).start().unwrap();
+    assert_eq!(p.join().unwrap(), 1);
+    let _ = multiproc::active_children();
+}
