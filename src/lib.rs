@@ -34,6 +34,6 @@ pub use proc_core::handle;
 
 pub use proc_core::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,
-    parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result, Run,
-    StartMethod,
+    parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
+    Run, StartMethod,
 };

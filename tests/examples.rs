@@ -1,5 +1,7 @@
 //! The examples run and print what the tutorials print.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn example(name: &str) -> std::path::PathBuf {

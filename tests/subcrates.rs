@@ -1,5 +1,7 @@
 //! Every re-export path of the facade reaches its item.
 
+#![allow(clippy::unwrap_used)]
+
 #[test]
 fn reexports() {
     let _ = multiproc::process::cpu_count();

@@ -106,7 +106,9 @@ fn fingerprint(addr: usize) -> u64 {
     // readable on Linux and macOS, and 16 bytes from a function start stay inside the text segment.
     let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, 16) };
     // FNV-1a: small and good enough to tell different code apart.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 impl EntryPoint {
@@ -118,7 +120,9 @@ impl EntryPoint {
     fn resolve(self) -> std::result::Result<EntryFn, String> {
         let addr = (anchor() as i64).wrapping_add(self.offset) as usize;
         if fingerprint(addr) != self.fingerprint {
-            return Err("the child runs a different binary than its parent (target fingerprint mismatch)".into());
+            return Err(
+                "the child runs a different binary than its parent (target fingerprint mismatch)".into()
+            );
         }
         // SAFETY: the parent computed the offset from a fn pointer of type EntryFn in the same
         // binary (the fingerprint of the code there matches), so `addr` is that function.
@@ -127,7 +131,10 @@ impl EntryPoint {
 }
 
 /// The trampoline for target `F` with arguments `A`.
-pub(crate) fn entry<F, A>(args: Vec<u8>, fds: Vec<OwnedFd>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>
+pub(crate) fn entry<F, A>(
+    args: Vec<u8>,
+    fds: Vec<OwnedFd>,
+) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>
 where
     F: Target<A>,
     A: DeserializeOwned,
@@ -136,10 +143,11 @@ where
     let args: A = deserialize_with_fds(&args, fds).map_err(|e| format!("arguments: {e}"))?;
     assert!(std::mem::size_of::<F>() == 0, "only zero-sized targets are re-created in a child");
     // SAFETY: `F` is zero-sized (the parent refuses to start other targets this way, and the
-    // assertion above re-checks it): a value has no bytes to initialize. Zero-sized `FnOnce` types
+    // assertion above re-checks it), so reading one from a dangling, aligned pointer reads no
+    // bytes. Zero-sized `FnOnce` types
     // are fn items and non-capturing closures (or closures capturing only zero-sized values), which
     // carry no invariant beyond their type, so producing one here is what the parent's copy is.
-    let target: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+    let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
     let output = target.call(args);
     serialize_with_fds(&output).map_err(|e| format!("return value: {e}"))
 }

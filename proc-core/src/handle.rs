@@ -111,7 +111,9 @@ pub fn import_fd(index: u32) -> Result<OwnedFd> {
             .ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?
             .get_mut(index as usize)
             .and_then(Option::take)
-            .ok_or_else(|| Error::new(ErrorKind::ChildFailed(format!("handle descriptor {index} is missing"))))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ChildFailed(format!("handle descriptor {index} is missing")))
+            })
     })
 }
 

@@ -49,7 +49,12 @@ impl ProcessInfo {
 /// ```
 pub fn current_process() -> ProcessInfo {
     let g = globals::lock();
-    ProcessInfo { name: g.name(), pid: sys::getpid(), ident: g.identity.ident.clone(), daemon: g.identity.daemon }
+    ProcessInfo {
+        name: g.name(),
+        pid: sys::getpid(),
+        ident: g.identity.ident.clone(),
+        daemon: g.identity.daemon,
+    }
 }
 
 /// The process that started this one, as Python's `parent_process()`.

@@ -44,12 +44,14 @@ mod wire;
 
 pub use error::{Error, Result};
 pub use info::{
-    active_children, cpu_count, current_process, parent_process, process_cpu_count, ActiveChild, ParentProcess,
-    ProcessInfo,
+    active_children, cpu_count, current_process, parent_process, process_cpu_count, ActiveChild,
+    ParentProcess, ProcessInfo,
 };
 pub use process::{CloseError, Process, ProcessBuilder, Run, Sentinel, Target};
 pub use start::forkserver::server_pid as fork_server_pid;
-pub use start::{get_all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod};
+pub use start::{
+    get_all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod,
+};
 
 /// Makes this binary able to run multiproc children, for where the linker dropped the
 /// constructor that normally does it. Call it first thing in `main`: in a child process it runs
@@ -58,10 +60,9 @@ pub use start::{get_all_start_methods, get_context, get_start_method, set_start_
 /// # Examples
 ///
 /// ```
-/// fn main() {
-///     proc_core::init();
-///     // ... start processes ...
-/// }
+/// // First thing in `main`:
+/// proc_core::init();
+/// // ... then start processes.
 /// ```
 pub fn init() {
     child::dispatch();

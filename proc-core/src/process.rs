@@ -126,7 +126,9 @@ where
 
     fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
         serialize_with_fds(&self.args).map_err(|e| match e.into_kind() {
-            ErrorKind::Serialize { source, .. } => Error::new(ErrorKind::Serialize { what: "arguments", source }),
+            ErrorKind::Serialize { source, .. } => {
+                Error::new(ErrorKind::Serialize { what: "arguments", source })
+            }
             kind => Error::new(kind),
         })
     }
@@ -579,7 +581,8 @@ impl Shared {
         if st.status.is_some() {
             return Ok(true);
         }
-        let ready = sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+        let ready =
+            sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
         if !ready {
             return Ok(false);
         }
@@ -595,7 +598,9 @@ impl Shared {
                 let mut code = [0u8; 4];
                 let n = sys::retry(|| {
                     // SAFETY: `code` is a live 4-byte buffer.
-                    sys::cvt(unsafe { libc::read(self.sentinel.as_raw_fd(), code.as_mut_ptr().cast(), 4) } as i32)
+                    sys::cvt(
+                        unsafe { libc::read(self.sentinel.as_raw_fd(), code.as_mut_ptr().cast(), 4) } as i32
+                    )
                 })
                 .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
@@ -699,7 +704,9 @@ impl Shared {
                 }
                 value
             }
-            Some(report) => Err(child::report_error(report).unwrap_or_else(|| Error::new(ErrorKind::ResultTaken))),
+            Some(report) => {
+                Err(child::report_error(report).unwrap_or_else(|| Error::new(ErrorKind::ResultTaken)))
+            }
             None => {
                 if let Some(m) = &st.read_error {
                     return Err(Error::new(ErrorKind::ChildFailed(m.clone())));

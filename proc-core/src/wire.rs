@@ -95,7 +95,10 @@ impl FrameReader {
             match n {
                 None => return Ok(Read::Pending),
                 Some(0) => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame"))
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a frame",
+                    ))
                 }
                 Some(n) if self.header_len < HEADER => {
                     self.header_len += n;

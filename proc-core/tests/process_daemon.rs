@@ -1,5 +1,7 @@
 //! Daemon rules: no grandchildren, terminated at normal exit, gone when the parent is SIGKILLed.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Read;

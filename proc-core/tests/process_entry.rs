@@ -1,5 +1,7 @@
 //! How children come to life: descriptor hygiene, the dispatcher, its `init()` fallback, no fork bombs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -82,7 +84,10 @@ fn missing_dispatcher_is_an_error_not_a_fork_bomb() {
         &[("MULTIPROC_DISPATCHER", "off"), ("MULTIPROC_CHILD", "spawn")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("refused: this process was started as a multiproc child but reached main"), "{stdout}");
+    assert!(
+        stdout.contains("refused: this process was started as a multiproc child but reached main"),
+        "{stdout}"
+    );
     // With the dispatcher, the same helper starts its child.
     let out = run_helper("helper_start_without_dispatcher", &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("started"));

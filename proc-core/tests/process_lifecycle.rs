@@ -1,5 +1,7 @@
 //! Process lifecycle under every start method: start, join, exit codes, signals, close, sentinel.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -172,7 +174,8 @@ fn sentinel_becomes_ready_at_exit() {
         let sentinel = p.sentinel();
         assert!(!sentinel.is_ready().unwrap());
         p.kill().unwrap();
-        let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
+        let mut pfd =
+            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
         // SAFETY: one live pollfd; blocks until the process ends (bounded by the watchdog).
         let n = unsafe { libc::poll(&mut pfd, 1, -1) };
         assert_eq!(n, 1);

@@ -1,5 +1,7 @@
 //! Nested processes, names and identities, parents, active children, CPU counts.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -29,7 +31,12 @@ fn node(depth: u32, method: String) -> Node {
         procs.into_iter().map(|p| p.join().unwrap()).collect()
     };
     let parent = parent_process().unwrap();
-    Node { name: current_process().name().to_owned(), parent: parent.name().to_owned(), parent_alive: parent.is_alive(), children }
+    Node {
+        name: current_process().name().to_owned(),
+        parent: parent.name().to_owned(),
+        parent_alive: parent.is_alive(),
+        children,
+    }
 }
 
 #[test]
@@ -114,7 +121,8 @@ fn active_children_lists_running_and_reaps_ended() {
     let pid = p.pid();
     let sentinel = p.sentinel();
     drop(p);
-    let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
+    let mut pfd =
+        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
     // SAFETY: one live pollfd; bounded by the watchdog.
     unsafe { libc::poll(&mut pfd, 1, -1) };
     assert!(proc_core::active_children().iter().all(|c| c.pid() != pid));

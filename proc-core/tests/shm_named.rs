@@ -1,5 +1,7 @@
 //! Named shared memory: creation, attachment, errors, and cleanup after a crashed creator.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -32,7 +34,12 @@ fn child_writes_parent_reads() {
     assert_eq!(shm.size(), 100);
     assert!(!shm.name().starts_with('/'));
     for m in methods() {
-        let size = get_context(m).process(add_one_to_each, (shm.name().to_owned(),)).start().unwrap().join().unwrap();
+        let size = get_context(m)
+            .process(add_one_to_each, (shm.name().to_owned(),))
+            .start()
+            .unwrap()
+            .join()
+            .unwrap();
         assert!(size >= 100);
     }
     // SAFETY: no child runs any more.

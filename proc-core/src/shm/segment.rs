@@ -68,7 +68,8 @@ impl Segment {
     ///
     /// Out of descriptors or address space.
     pub fn try_clone(&self) -> Result<Self> {
-        let fd = sys::dup_cloexec(self.fd.as_fd(), 3).map_err(|e| Error::io("cannot duplicate shared memory", e))?;
+        let fd = sys::dup_cloexec(self.fd.as_fd(), 3)
+            .map_err(|e| Error::io("cannot duplicate shared memory", e))?;
         Self::map(fd, self.len)
     }
 

@@ -40,7 +40,9 @@ fn send(line: &str) {
     };
     let Some(fd) = fd else { return };
     // SAFETY: write takes a live buffer of `line.len()` bytes.
-    let n = sys::retry(|| sys::cvt(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), line.len()) } as i32));
+    let n = sys::retry(|| {
+        sys::cvt(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), line.len()) } as i32)
+    });
     if let Err(e) = n {
         tracing::warn!(error = %e, "the resource tracker is gone; segments may leak on a crash");
     }

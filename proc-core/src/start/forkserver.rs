@@ -76,7 +76,10 @@ impl ForkServer {
             }
             let n = read_some(status.as_fd(), &mut pid[got..])?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the fork server closed the request"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the fork server closed the request",
+                ));
             }
             got += n;
         }

@@ -82,9 +82,10 @@ impl FromStr for StartMethod {
 pub fn set_start_method(method: StartMethod) -> Result<()> {
     let mut g = globals::lock();
     match g.method {
-        Some(current) if current != method => {
-            Err(Error::new(ErrorKind::StartMethodSet { current: current.as_str(), requested: method.as_str() }))
-        }
+        Some(current) if current != method => Err(Error::new(ErrorKind::StartMethodSet {
+            current: current.as_str(),
+            requested: method.as_str(),
+        })),
         _ => {
             g.method = Some(method);
             Ok(())
@@ -197,11 +198,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         let entry = job.entry().ok_or(Error::new(ErrorKind::CapturingTarget { method: method.as_str() }))?;
         // Serialize before creating anything, so bad arguments leave no process behind.
         let (args, args_fds) = job.serialize_args()?;
-        let started = if method == StartMethod::Spawn {
-            spawn::start()?
-        } else {
-            forkserver::start(&mut g)?
-        };
+        let started = if method == StartMethod::Spawn { spawn::start()? } else { forkserver::start(&mut g)? };
         let tracker = g.tracker.clone();
         let boot = Bootstrap {
             entry,

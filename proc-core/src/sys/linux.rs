@@ -65,8 +65,10 @@ fn close_range(first: RawFd, last: RawFd) {
     }
     // Kernels before 5.9 lack close_range: close what /proc lists instead.
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<RawFd> =
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| (first..=last).contains(fd)).collect();
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| (first..=last).contains(fd))
+        .collect();
     for fd in fds {
         // SAFETY: closing a descriptor number touches no memory; this runs before anything else in
         // the process uses these inherited descriptors.
@@ -83,7 +85,9 @@ pub(crate) fn thread_count() -> Option<usize> {
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    cvt(unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    })?;
     // SAFETY: both descriptors were just created and are owned by no one else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -34,8 +34,8 @@ cfg_if::cfg_if! {
 }
 
 pub(crate) use imp::{
-    anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count,
-    BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, SEND_FLAGS,
+    anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count, BACKEND,
+    DEFAULT_START_METHOD, RECV_CLOEXEC, SEND_FLAGS,
 };
 
 /// Turns a `-1` return into the current `errno`.
@@ -245,4 +245,3 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
 }
-
