@@ -37,3 +37,8 @@ pub use proc_core::{
     parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
     Run, StartMethod,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -264,9 +264,9 @@ fn run_spawned() -> i32 {
     run_bootstrapped(ctl)
 }
 
-/// Reads the bootstrap from `ctl` and runs the target. Used by spawned and fork-server children.
-pub(crate) fn run_bootstrapped(ctl: OwnedFd) -> i32 {
-    let (body, mut fds) = match FrameReader::default().read(ctl.as_fd(), true) {
+/// Reads the bootstrap from `ctl` and runs the target (a spawned child).
+fn run_bootstrapped(ctl: OwnedFd) -> i32 {
+    let (body, fds) = match FrameReader::default().read(ctl.as_fd(), true) {
         Ok(Read::Frame(body, fds)) => (body, fds),
         Ok(_) => return 1, // The parent went away before sending anything.
         Err(e) => {
@@ -274,7 +274,13 @@ pub(crate) fn run_bootstrapped(ctl: OwnedFd) -> i32 {
             return 1;
         }
     };
-    let boot: Bootstrap = match postcard::from_bytes(&body) {
+    run_bootstrap(ctl, &body, fds)
+}
+
+/// Runs the target described by a bootstrap message. A fork-server child gets the message from
+/// the server's memory, a spawned child reads it from its control socket.
+pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
+    let boot: Bootstrap = match postcard::from_bytes(body) {
         Ok(b) => b,
         Err(e) => {
             let message = format!("bad bootstrap message: {e}");

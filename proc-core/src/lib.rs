@@ -73,3 +73,8 @@ pub fn init() {
 pub fn backend() -> &'static str {
     sys::BACKEND
 }
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

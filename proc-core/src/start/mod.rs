@@ -198,9 +198,12 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         let entry = job.entry().ok_or(Error::new(ErrorKind::CapturingTarget { method: method.as_str() }))?;
         // Serialize before creating anything, so bad arguments leave no process behind.
         let (args, args_fds) = job.serialize_args()?;
-        let started = if method == StartMethod::Spawn { spawn::start()? } else { forkserver::start(&mut g)? };
+        // The bootstrap also carries the control socket, a status or alive pipe and the tracker.
+        if args_fds.len() > wire::MAX_FDS - 3 {
+            return Err(Error::new(ErrorKind::TooManyHandles(args_fds.len() + 3)));
+        }
         let tracker = g.tracker.clone();
-        let boot = Bootstrap {
+        let mut boot = Bootstrap {
             entry,
             name: identity.name.clone(),
             ident: identity.ident.clone(),
@@ -209,18 +212,31 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             parent_name: g.name(),
             args,
             args_fds: args_fds.len() as u32,
-            has_alive: started.alive.is_some(),
+            has_alive: method == StartMethod::Spawn,
             has_tracker: tracker.is_some(),
         };
-        let body = postcard::to_stdvec(&boot)
-            .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))?;
-        let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
-        fds.extend(started.alive.as_ref().map(|f| f.as_fd()));
-        fds.extend(tracker.as_ref().map(|f| f.as_fd()));
-        if let Err(e) = wire::send_frame(started.ctl.as_fd(), &body, &fds) {
-            // The child died before taking its bootstrap; it is reaped with the record below.
-            tracing::debug!(pid = started.pid, error = %e, "child did not take its bootstrap");
-        }
+        let encode = |boot: &Bootstrap| {
+            postcard::to_stdvec(boot)
+                .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))
+        };
+        let started = if method == StartMethod::Spawn {
+            let started = spawn::start()?;
+            let body = encode(&boot)?;
+            let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+            fds.extend(started.alive.as_ref().map(|f| f.as_fd()));
+            fds.extend(tracker.as_ref().map(|f| f.as_fd()));
+            if let Err(e) = wire::send_frame(started.ctl.as_fd(), &body, &fds) {
+                // The child died before taking its bootstrap; it is reaped with the record below.
+                tracing::debug!(pid = started.pid, error = %e, "child did not take its bootstrap");
+            }
+            started
+        } else {
+            boot.has_alive = false;
+            let body = encode(&boot)?;
+            let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+            fds.extend(tracker.as_ref().map(|f| f.as_fd()));
+            forkserver::start(&mut g, &body, &fds)?
+        };
         (started, g)
     };
     let mut g = g;
