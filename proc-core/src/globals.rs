@@ -145,7 +145,7 @@ pub(crate) fn shutdown_children() {
     }
     for child in children.iter().filter(|c| c.owner_pid == me) {
         if let Err(e) = child.wait_ended(None::<Instant>) {
-            tracing::debug!(pid = child.pid, error = %e, "could not wait for a child at exit");
+            tracing::debug!(pid = child.pid(), error = %e, "could not wait for a child at exit");
         }
     }
 }

@@ -113,7 +113,7 @@ pub struct ActiveChild {
 impl ActiveChild {
     /// The child's pid.
     pub fn pid(&self) -> u32 {
-        self.shared.pid
+        self.shared.pid()
     }
 
     /// The child's name.

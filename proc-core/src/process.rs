@@ -241,7 +241,7 @@ impl<R> fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
             .field("name", &self.shared.name)
-            .field("pid", &self.shared.pid)
+            .field("pid", &self.shared.pid())
             .field("daemon", &self.shared.daemon)
             .field("exitcode", &self.shared.exitcode())
             .finish()
@@ -379,7 +379,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.shared.pid
+        self.shared.pid()
     }
 
     /// The process name.
@@ -482,10 +482,19 @@ pub(crate) enum Watch {
     Served,
 }
 
+/// A child's pid: known at once for direct children, read from the fork server's pid pipe when
+/// first needed for its children.
+#[derive(Debug)]
+pub(crate) enum Pid {
+    Known(u32),
+    Pending(OwnedFd),
+}
+
 /// What the parent keeps about a started child; shared by its `Process` handle and the registry.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) pid: u32,
+    pid: std::sync::OnceLock<u32>,
+    pid_pipe: Mutex<Option<OwnedFd>>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
     pub(crate) method: StartMethod,
@@ -511,7 +520,7 @@ struct State {
 
 impl Shared {
     pub(crate) fn new(
-        pid: u32,
+        pid: Pid,
         name: String,
         daemon: bool,
         method: StartMethod,
@@ -519,8 +528,20 @@ impl Shared {
         sentinel: OwnedFd,
         watch: Watch,
     ) -> Self {
+        // A small result waits in the socket until the child has exited, so the parent wakes up
+        // once per child; a large one wakes it in steps so the child never blocks for long.
+        if let Some(lowat) = sys::RESULT_LOWAT {
+            if let Err(e) = sys::set_recv_lowat(ctl.as_fd(), lowat) {
+                tracing::debug!(error = %e, "cannot set SO_RCVLOWAT on a control socket");
+            }
+        }
+        let (known, pipe) = match pid {
+            Pid::Known(p) => (std::sync::OnceLock::from(p), None),
+            Pid::Pending(fd) => (std::sync::OnceLock::new(), Some(fd)),
+        };
         Shared {
-            pid,
+            pid: known,
+            pid_pipe: Mutex::new(pipe),
             name,
             daemon,
             method,
@@ -530,6 +551,19 @@ impl Shared {
             watch,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The pid (0 if the fork server could not create the process).
+    pub(crate) fn pid(&self) -> u32 {
+        *self.pid.get_or_init(|| {
+            let pipe = self.pid_pipe.lock().unwrap_or_else(PoisonError::into_inner).take();
+            pipe.and_then(|p| crate::start::forkserver::read_pid(p.as_fd())).unwrap_or(0)
+        })
+    }
+
+    /// The pid if it is known without waiting.
+    pub(crate) fn known_pid(&self) -> Option<u32> {
+        self.pid.get().copied()
     }
 
     pub(crate) fn sentinel(&self) -> Sentinel {
@@ -591,7 +625,8 @@ impl Shared {
                 // The alive pipe reads as closed once the child exited (or closed the pipe itself,
                 // in which case this waits for the exit that follows). Reaping under the state lock
                 // means no signal can reach a recycled pid.
-                let status = sys::waitpid(self.pid, true).map_err(|e| Error::io("cannot reap a child", e))?;
+                let status =
+                    sys::waitpid(self.pid(), true).map_err(|e| Error::io("cannot reap a child", e))?;
                 st.status = status;
             }
             Watch::Served => {
@@ -613,7 +648,7 @@ impl Shared {
             }
         }
         if st.status.is_some() {
-            tracing::debug!(pid = self.pid, name = %self.name, status = ?st.status, "child process ended");
+            tracing::debug!(pid = self.pid(), name = %self.name, status = ?st.status, "child process ended");
             // Whatever the child sent is in the socket now.
             self.pump_ctl(st);
             st.ctl_done = true;
@@ -646,8 +681,13 @@ impl Shared {
         if self.try_reap(&mut st)? {
             return Ok(());
         }
-        tracing::debug!(pid = self.pid, signal = %crate::error::signal_name(signal), "signalling child process");
-        match sys::kill(self.pid, signal) {
+        let pid = self.pid();
+        if pid == 0 {
+            // The fork server could not create it; its join reports why.
+            return Ok(());
+        }
+        tracing::debug!(pid, signal = %crate::error::signal_name(signal), "signalling child process");
+        match sys::kill(pid, signal) {
             // Already gone, not yet reported by the fork server.
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map_err(|e| Error::io("cannot signal a child", e)),

@@ -12,7 +12,7 @@ use super::Started;
 use crate::child;
 use crate::error::{Error, Result};
 use crate::globals::{Globals, Identity, Parent};
-use crate::process::{JobRef, Watch};
+use crate::process::{JobRef, Pid, Watch};
 use crate::sys;
 
 pub(crate) fn start(
@@ -59,5 +59,5 @@ pub(crate) fn start(
     }
     drop(child_ctl);
     drop(alive);
-    Ok((Started { pid, ctl, sentinel, watch: Watch::Direct, alive: None }, g))
+    Ok((Started { pid: Pid::Known(pid), ctl, sentinel, watch: Watch::Direct, alive: None }, g))
 }

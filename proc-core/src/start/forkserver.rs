@@ -2,10 +2,12 @@
 //!
 //! The server is a helper process started by spawn. It is single-threaded, so forking it is safe,
 //! and it is small, so forking it is fast. Protocol on its socket: each request is a frame
-//! carrying at least two descriptors, the child's end of a new control socket and the write end of a status
-//! pipe. The server forks a child, writes the child's pid (`i32`, little-endian) to the status
-//! pipe, and once it has reaped the child writes its exit code (`i32`, Python's convention) and
-//! closes the pipe, which is then the child's sentinel in the parent. The request's body is the
+//! carrying at least three descriptors: the child's end of a new control socket, the write end of
+//! a status pipe and the write end of a pid pipe. The server forks a child and writes its pid
+//! (`i32`, little-endian; minus an errno if fork failed) to the pid pipe, which the parent reads
+//! only when it needs the pid, so a start does not wait for the server. Once it has reaped the
+//! child, the server writes its exit code (`i32`, Python's convention) to the status pipe and
+//! closes it: the status pipe is the child's sentinel in the parent. The request's body is the
 //! child's bootstrap message and its further descriptors are the bootstrap's, so the child finds
 //! its bootstrap in the memory it inherits from the server: no second message, no extra wake-up.
 //!
@@ -17,13 +19,12 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::{Duration, Instant};
 
 use super::Started;
 use crate::child;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
-use crate::process::Watch;
+use crate::process::{Pid, Watch};
 use crate::sys;
 use crate::wire::{self, FrameReader, Read};
 
@@ -65,32 +66,30 @@ impl ForkServer {
     fn request(&self, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> io::Result<Started> {
         let (ctl, child_ctl) = sys::socketpair()?;
         let (status, status_w) = sys::pipe()?;
-        let mut fds = vec![child_ctl.as_fd(), status_w.as_fd()];
+        let (pid, pid_w) = sys::pipe()?;
+        let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
         wire::send_frame(self.sock.as_fd(), boot, &fds)?;
-        drop(child_ctl);
-        drop(status_w);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut pid = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            if !sys::wait_readable(&[status.as_fd()], Some(deadline))?[0] {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the fork server did not answer"));
-            }
-            let n = read_some(status.as_fd(), &mut pid[got..])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the fork server closed the request",
-                ));
-            }
-            got += n;
+        Ok(Started { pid: Pid::Pending(pid), ctl, sentinel: status, watch: Watch::Served, alive: None })
+    }
+}
+
+/// Reads the pid the fork server wrote to a pid pipe; `None` if it could not fork.
+pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
+    let mut pid = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match read_some(pipe, &mut pid[got..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
         }
-        let pid = i32::from_le_bytes(pid);
-        if pid <= 0 {
-            return Err(io::Error::from_raw_os_error(-pid));
+    }
+    match i32::from_le_bytes(pid) {
+        pid if pid > 0 => Some(pid as u32),
+        errno => {
+            tracing::debug!(error = %io::Error::from_raw_os_error(-errno), "the fork server could not fork");
+            None
         }
-        Ok(Started { pid: pid as u32, ctl, sentinel: status, watch: Watch::Served, alive: None })
     }
 }
 
@@ -218,7 +217,10 @@ fn serve_inner() -> io::Result<()> {
             Read::Eof => return Ok(()),
             Read::Frame(boot, fds) => {
                 let mut fds = fds.into_iter();
-                let (Some(child_ctl), Some(status_w)) = (fds.next(), fds.next()) else { continue };
+                let (Some(child_ctl), Some(status_w), Some(pid_w)) = (fds.next(), fds.next(), fds.next())
+                else {
+                    continue;
+                };
                 let boot_fds: Vec<OwnedFd> = fds.collect();
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
@@ -234,12 +236,13 @@ fn serve_inner() -> io::Result<()> {
                     Ok(pid) => {
                         drop(child_ctl);
                         drop(boot_fds);
-                        let _ = write_all(status_w.as_fd(), &(pid as i32).to_le_bytes());
+                        let _ = write_all(pid_w.as_fd(), &(pid as i32).to_le_bytes());
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {
+                        // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
-                        let _ = write_all(status_w.as_fd(), &code.to_le_bytes());
+                        let _ = write_all(pid_w.as_fd(), &code.to_le_bytes());
                     }
                 }
             }

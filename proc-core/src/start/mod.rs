@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::child::{self, Bootstrap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals;
-use crate::process::{JobRef, Process, ProcessBuilder, Run, Shared, Target, Watch};
+use crate::process::{JobRef, Pid, Process, ProcessBuilder, Run, Shared, Target, Watch};
 use crate::sys;
 use crate::wire;
 
@@ -166,7 +166,8 @@ pub(crate) struct Options {
 /// The parent's ends of a freshly created child.
 #[derive(Debug)]
 pub(crate) struct Started {
-    pub(crate) pid: u32,
+    /// The pid, or where it will come from.
+    pub(crate) pid: Pid,
     pub(crate) ctl: OwnedFd,
     pub(crate) sentinel: OwnedFd,
     pub(crate) watch: Watch,
@@ -227,7 +228,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             fds.extend(tracker.as_ref().map(|f| f.as_fd()));
             if let Err(e) = wire::send_frame(started.ctl.as_fd(), &body, &fds) {
                 // The child died before taking its bootstrap; it is reaped with the record below.
-                tracing::debug!(pid = started.pid, error = %e, "child did not take its bootstrap");
+                tracing::debug!(pid = ?started.pid, error = %e, "child did not take its bootstrap");
             }
             started
         } else {
@@ -244,6 +245,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
     let Started { pid, ctl, sentinel, watch, alive } = started;
     drop(alive);
     let shared = Arc::new(Shared::new(pid, name, options.daemon, method, ctl, sentinel, watch));
+    let pid = shared.known_pid();
     g.children.push(shared.clone());
     tracing::debug!(pid, name = %shared.name, method = %method, daemon = options.daemon, "started child process");
     Ok(shared)

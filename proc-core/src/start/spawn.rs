@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use super::Started;
 use crate::child::ROLE_ENV;
 use crate::error::{Error, Result};
-use crate::process::Watch;
+use crate::process::{Pid, Watch};
 use crate::sys;
 
 /// Starts a child of `role` with `stdin` as its standard input; returns its pid.
@@ -33,5 +33,5 @@ pub(crate) fn start() -> Result<Started> {
     let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
     let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let pid = exec_role("spawn", child_ctl)?;
-    Ok(Started { pid, ctl, sentinel, watch: Watch::Direct, alive: Some(alive) })
+    Ok(Started { pid: Pid::Known(pid), ctl, sentinel, watch: Watch::Direct, alive: Some(alive) })
 }

@@ -104,6 +104,23 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
     }
 }
 
+/// Makes `poll` report socket `fd` readable only once `bytes` are queued (or at end of stream).
+/// Reads with `MSG_DONTWAIT` still return whatever is there.
+pub(crate) fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live c_int and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Whether `fd` is readable (or hung up) right now.
 pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -122,6 +139,10 @@ pub(crate) fn set_signal_ignored(signal: libc::c_int, ignored: bool) {
 
 /// Sends `signal` to `pid`.
 pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    // Pid 0 (and negative pids) would signal whole process groups.
+    if pid == 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill takes plain integers.
     cvt(unsafe { libc::kill(pid, signal) }).map(drop)
