@@ -16,6 +16,10 @@ pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
 /// Flag for `recvmsg` so that received descriptors are close-on-exec atomically.
 pub(crate) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
 
+/// `SO_RCVLOWAT` of the parent's end of a control socket: a child's result of less than this
+/// wakes the parent only when the child exits. Unix stream sockets buffer well over this on Linux.
+pub(crate) const RESULT_LOWAT: Option<usize> = Some(64 << 10);
+
 /// Flags for `send`: no SIGPIPE even if a user re-enabled it.
 pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 

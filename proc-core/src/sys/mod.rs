@@ -16,6 +16,7 @@
 //! | `socketpair()`, `pipe()` | atomic `SOCK_CLOEXEC` / `O_CLOEXEC` | create, then `FD_CLOEXEC` |
 //! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | none (SIGPIPE is ignored) |
+//! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers: a larger mark would never fire) |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
 
@@ -35,7 +36,7 @@ cfg_if::cfg_if! {
 
 pub(crate) use imp::{
     anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count, BACKEND,
-    DEFAULT_START_METHOD, RECV_CLOEXEC, SEND_FLAGS,
+    DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT, SEND_FLAGS,
 };
 
 /// Turns a `-1` return into the current `errno`.

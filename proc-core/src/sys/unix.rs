@@ -21,6 +21,10 @@ pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::Spawn;
 /// There is no atomic close-on-exec flag for `recvmsg` here; `received_fd` sets it afterwards.
 pub(crate) const RECV_CLOEXEC: libc::c_int = 0;
 
+/// No `SO_RCVLOWAT` on control sockets: macOS buffers only 8 KiB per Unix stream socket, so a
+/// larger mark would never be reached while the child blocks writing.
+pub(crate) const RESULT_LOWAT: Option<usize> = None;
+
 /// Flags for `send`: nothing extra (SIGPIPE is ignored in every multiproc process).
 pub(crate) const SEND_FLAGS: libc::c_int = 0;
 
