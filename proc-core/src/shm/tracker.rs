@@ -39,8 +39,8 @@ fn send(line: &str) {
         g.tracker.clone()
     };
     let Some(fd) = fd else { return };
-    // SAFETY: write takes a live buffer of `line.len()` bytes.
     let n = sys::retry(|| {
+        // SAFETY: write takes a live buffer of `line.len()` bytes.
         sys::cvt(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), line.len()) } as i32)
     });
     if let Err(e) = n {
