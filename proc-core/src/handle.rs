@@ -183,3 +183,52 @@ impl<'de> Deserialize<'de> for Fd {
         import_fd(index).map(Fd).map_err(D::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use super::{deserialize_with_fds, serialize_with_fds, Fd};
+
+    fn null() -> Fd {
+        Fd::from(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
+    }
+
+    #[test]
+    fn descriptors_travel_beside_the_bytes_in_order() {
+        let value = (null(), 7u8, vec![null(), null()]);
+        let (bytes, fds) = serialize_with_fds(&value).unwrap();
+        assert_eq!(fds.len(), 3);
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let back: (Fd, u8, Vec<Fd>) = deserialize_with_fds(&bytes, fds).unwrap();
+        assert_eq!(back.1, 7);
+        assert_eq!(back.0.as_raw_fd(), raw[0]);
+        assert_eq!(back.2[1].as_raw_fd(), raw[2]);
+    }
+
+    #[test]
+    fn outside_a_transfer_handles_refuse() {
+        let e = postcard::to_stdvec(&null()).unwrap_err();
+        assert!(matches!(e, postcard::Error::SerdeSerCustom));
+        // Deserializing an index without a table fails too.
+        let bytes = postcard::to_stdvec(&0u32).unwrap();
+        assert!(postcard::from_bytes::<Fd>(&bytes).is_err());
+        // A missing descriptor is an error, not a panic.
+        assert!(deserialize_with_fds::<Fd>(&bytes, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn nested_transfers_do_not_mix_tables() {
+        struct Nested;
+        impl serde::Serialize for Nested {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // A handle serialized inside another message's serialization gets its own table.
+                let (inner, fds) = serialize_with_fds(&null()).map_err(serde::ser::Error::custom)?;
+                assert_eq!(fds.len(), 1);
+                inner.serialize(s)
+            }
+        }
+        let (_, fds) = serialize_with_fds(&(null(), Nested, null())).unwrap();
+        assert_eq!(fds.len(), 2);
+    }
+}

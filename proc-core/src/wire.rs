@@ -169,3 +169,68 @@ fn recv_some(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use super::{send_frame, FrameReader, Read};
+    use crate::sys;
+
+    #[test]
+    fn frames_keep_their_bounds_and_descriptors() {
+        let (a, b) = sys::socketpair().unwrap();
+        let (pr, pw) = sys::pipe().unwrap();
+        send_frame(a.as_fd(), b"first", &[pw.as_fd()]).unwrap();
+        send_frame(a.as_fd(), b"", &[]).unwrap();
+        send_frame(a.as_fd(), b"third", &[pr.as_fd(), pw.as_fd()]).unwrap();
+        let mut reader = FrameReader::default();
+        let Read::Frame(body, fds) = reader.read(b.as_fd(), true).unwrap() else { panic!("no frame") };
+        assert_eq!((body.as_slice(), fds.len()), (&b"first"[..], 1));
+        // The received descriptor is a working copy of the pipe's write end.
+        // SAFETY: a 1-byte write from a live buffer.
+        assert_eq!(unsafe { libc::write(fds[0].as_raw_fd(), b"x".as_ptr().cast(), 1) }, 1);
+        let Read::Frame(body, fds) = reader.read(b.as_fd(), true).unwrap() else { panic!("no frame") };
+        assert!(body.is_empty() && fds.is_empty(), "an empty frame is a frame");
+        let Read::Frame(body, fds) = reader.read(b.as_fd(), true).unwrap() else { panic!("no frame") };
+        assert_eq!((body.as_slice(), fds.len()), (&b"third"[..], 2));
+        assert!(matches!(reader.read(b.as_fd(), false).unwrap(), Read::Pending));
+        drop(a);
+        assert!(matches!(reader.read(b.as_fd(), false).unwrap(), Read::Eof));
+    }
+
+    #[test]
+    fn a_large_frame_is_read_in_pieces_without_blocking() {
+        let (a, b) = sys::socketpair().unwrap();
+        let body: Vec<u8> = (0..4 << 20).map(|i: u32| i as u8).collect();
+        let sent = body.clone();
+        let writer = std::thread::spawn(move || send_frame(a.as_fd(), &sent, &[]).unwrap());
+        let mut reader = FrameReader::default();
+        let got = loop {
+            match reader.read(b.as_fd(), false).unwrap() {
+                Read::Frame(got, _) => break got,
+                Read::Pending => {
+                    sys::wait_readable(&[b.as_fd()], None).unwrap();
+                }
+                Read::Eof => panic!("early end"),
+            }
+        };
+        writer.join().unwrap();
+        assert!(got == body);
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_frame_is_an_error() {
+        let (a, b) = sys::socketpair().unwrap();
+        // A header announcing 100 bytes, then only 3 of them.
+        let mut header = 100u64.to_le_bytes().to_vec();
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(b"abc");
+        // SAFETY: a write from a live buffer of `header.len()` bytes.
+        let n = unsafe { libc::write(a.as_raw_fd(), header.as_ptr().cast(), header.len()) };
+        assert_eq!(n, header.len() as isize);
+        drop(a);
+        let e = FrameReader::default().read(b.as_fd(), true).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}
