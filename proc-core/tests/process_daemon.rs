@@ -43,18 +43,35 @@ fn hold(keep: Fd) {
     }
 }
 
-/// Starts a daemon that holds `keep`, reports "ready" on `keep`, then blocks until killed.
+/// Starts a daemon that holds `keep`, writes its fork server's pid (0 if none) to `keep`, then
+/// blocks until killed.
 fn middle(method: String, keep: Fd) {
     let method: StartMethod = method.parse().unwrap();
-    let copy = Fd::from(OwnedFd::from(std::fs::File::from(keep.into_owned())));
-    let file = std::fs::File::from(std::os::fd::AsFd::as_fd(&copy).try_clone_to_owned().unwrap());
-    let daemon = get_context(method).process(hold, (copy,)).daemon(true).start().unwrap();
+    let file = std::fs::File::from(std::os::fd::AsFd::as_fd(&keep).try_clone_to_owned().unwrap());
+    let daemon = get_context(method).process(hold, (keep,)).daemon(true).start().unwrap();
     std::mem::forget(daemon);
-    std::io::Write::write_all(&mut &file, b"ready").unwrap();
+    let server = proc_core::fork_server_pid().unwrap_or(0);
+    std::io::Write::write_all(&mut &file, &server.to_le_bytes()).unwrap();
     drop(file);
     loop {
         std::thread::park();
     }
+}
+
+/// Waits until process `pid` (not a child of ours) has exited: a pidfd becomes readable then.
+#[cfg(target_os = "linux")]
+fn wait_exit_of(pid: u32) {
+    // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        // Already gone (ESRCH), or a kernel without pidfds: nothing to wait for.
+        return;
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd; bounded by the watchdog.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, -1) }, 1);
 }
 
 #[test]
@@ -67,14 +84,21 @@ fn parent_sigkilled_takes_daemons_along() {
             .process(middle, (m.to_string(), Fd::from(OwnedFd::from(w))))
             .start()
             .unwrap();
-        let mut ready = [0u8; 5];
-        r.read_exact(&mut ready).unwrap();
+        let mut server = [0u8; 4];
+        r.read_exact(&mut server).unwrap();
+        let server = u32::from_le_bytes(server);
         parent.kill().unwrap();
         assert_eq!(parent.join().unwrap_err().signal(), Some(libc::SIGKILL));
         // End of file only once every write end is closed: the daemon's included.
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "{m}");
+        // The fork server of the killed parent exits too.
+        #[cfg(target_os = "linux")]
+        if server != 0 {
+            wait_exit_of(server);
+        }
+        let _ = server;
     }
 }
 

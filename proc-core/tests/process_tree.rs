@@ -139,6 +139,27 @@ fn cpu_counts() {
     assert!(usable >= 1 && usable <= total, "{usable} of {total}");
 }
 
+#[cfg(target_os = "linux")]
+fn usable_cpus_on_one_cpu() -> usize {
+    // SAFETY: `set` is a zeroed cpu_set_t (an empty set) that CPU_SET fills; the call reads
+    // exactly its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+    proc_core::process_cpu_count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn usable_cpu_count_respects_affinity() {
+    let _s = serial();
+    let _w = Watchdog::new("usable_cpu_count_respects_affinity", LIMIT);
+    let p = get_context(StartMethod::Spawn).process(usable_cpus_on_one_cpu, ()).start().unwrap();
+    assert_eq!(p.join().unwrap(), 1);
+}
+
 #[test]
 fn start_method_settings() {
     let all = proc_core::get_all_start_methods();
