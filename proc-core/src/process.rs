@@ -471,6 +471,12 @@ impl AsRawFd for Sentinel {
     }
 }
 
+/// How many times to retry `waitpid` when the alive pipe closed before the exit is visible.
+const REAP_SPINS: u32 = 1000;
+
+/// How often to look for the exit of a child whose alive pipe closed early.
+const STALE_POLL: Duration = Duration::from_millis(10);
+
 /// How the parent learns that a child ended.
 #[derive(Debug)]
 pub(crate) enum Watch {
@@ -516,6 +522,8 @@ struct State {
     status: Option<ExitStatus>,
     /// The fork server died before reporting this child's exit code.
     status_lost: bool,
+    /// The alive pipe closed while the child runs on (it called exec or closed descriptors).
+    stale_sentinel: bool,
 }
 
 impl Shared {
@@ -555,6 +563,10 @@ impl Shared {
 
     /// The pid (0 if the fork server could not create the process).
     pub(crate) fn pid(&self) -> u32 {
+        if self.owner_pid != sys::getpid() {
+            // A copy inherited by fork must not consume the pid pipe the real owner reads.
+            return self.known_pid().unwrap_or(0);
+        }
         *self.pid.get_or_init(|| {
             let pipe = self.pid_pipe.lock().unwrap_or_else(PoisonError::into_inner).take();
             pipe.and_then(|p| crate::start::forkserver::read_pid(p.as_fd())).unwrap_or(0)
@@ -622,12 +634,23 @@ impl Shared {
         }
         match self.watch {
             Watch::Direct => {
-                // The alive pipe reads as closed once the child exited (or closed the pipe itself,
-                // in which case this waits for the exit that follows). Reaping under the state lock
-                // means no signal can reach a recycled pid.
-                let status =
-                    sys::waitpid(self.pid(), true).map_err(|e| Error::io("cannot reap a child", e))?;
-                st.status = status;
+                // The alive pipe reads as closed once the child exited, or once it closed the pipe
+                // itself while running on (it called exec, or closed its descriptors). Never block
+                // here: the exit may lag the pipe by a moment, so retry briefly, then fall back to
+                // polling (`stale_sentinel`). Reaping under the state lock means no signal can
+                // reach a recycled pid.
+                let pid = self.pid();
+                let spins = if st.stale_sentinel { 1 } else { REAP_SPINS };
+                for _ in 0..spins {
+                    st.status = sys::waitpid(pid, false).map_err(|e| Error::io("cannot reap a child", e))?;
+                    if st.status.is_some() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                if st.status.is_none() {
+                    st.stale_sentinel = true;
+                }
             }
             Watch::Served => {
                 let mut code = [0u8; 4];
@@ -706,17 +729,26 @@ impl Shared {
                     crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
                     return Ok(true);
                 }
-                !st.ctl_done
+                (!st.ctl_done, st.stale_sentinel)
             };
+            let (ctl_open, stale) = ctl_open;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
             // Wait without the lock, so another thread can signal the child meanwhile.
-            let mut fds = vec![self.sentinel.as_fd()];
+            let mut fds = Vec::with_capacity(2);
+            let mut wake = deadline;
+            if stale {
+                // The sentinel is readable for good but the child runs on: poll for its exit.
+                let poll = Instant::now() + STALE_POLL;
+                wake = Some(deadline.map_or(poll, |d| d.min(poll)));
+            } else {
+                fds.push(self.sentinel.as_fd());
+            }
             if ctl_open {
                 fds.push(self.ctl.as_fd());
             }
-            sys::wait_readable(&fds, deadline).map_err(|e| Error::io("cannot wait for a child", e))?;
+            sys::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
         }
     }
 

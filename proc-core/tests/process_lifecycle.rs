@@ -283,3 +283,46 @@ fn foreign_operations_are_errors() {
     sibling.kill().unwrap();
     let _ = sibling.join();
 }
+
+/// Closes the alive pipe the way exec would, then keeps running until released.
+fn close_everything_then_wait(release: proc_core::handle::Fd) -> u8 {
+    let keep = release.into_owned();
+    let keep_raw = std::os::fd::AsRawFd::as_raw_fd(&keep);
+    // Close every descriptor but `keep` and stdio, as a daemonizing or exec'ing target does.
+    for fd in 3..1024 {
+        if fd != keep_raw {
+            // SAFETY: closing descriptor numbers touches no memory; nothing in this process uses
+            // them again except `keep`.
+            unsafe { libc::close(fd) };
+        }
+    }
+    let mut byte = [0u8; 1];
+    let _ = std::io::Read::read(&mut std::fs::File::from(keep), &mut byte);
+    byte[0]
+}
+
+#[test]
+fn a_child_that_closes_its_sentinel_is_still_watched() {
+    let _s = serial();
+    let _w = Watchdog::new("a_child_that_closes_its_sentinel_is_still_watched", LIMIT);
+    for m in [StartMethod::Spawn, StartMethod::Fork] {
+        let (r, w) = std::io::pipe().unwrap();
+        let fd = proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(r));
+        let p = get_context(m).process(close_everything_then_wait, (fd,)).start().unwrap();
+        // The child cannot report any more (its control socket is closed); it is still running.
+        let sentinel = p.sentinel();
+        let mut pfd =
+            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd; the child closes the pipe promptly (bounded by the watchdog).
+        unsafe { libc::poll(&mut pfd, 1, -1) };
+        assert!(p.is_alive(), "{m}");
+        assert!(p.join_timeout(Duration::from_millis(30)).unwrap().is_none());
+        // Other operations do not block on it.
+        assert!(proc_core::active_children().iter().any(|c| c.pid() == p.pid()));
+        drop(w);
+        // It returned, but with its control socket closed the value could not come back.
+        let e = p.join().unwrap_err();
+        assert_eq!(e.exit_code(), Some(0), "{m}: {e}");
+        assert_eq!(p.exitcode(), Some(0));
+    }
+}
