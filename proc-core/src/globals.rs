@@ -1,7 +1,7 @@
 //! Process-wide state: who this process is, its children, its helpers; and exit-time cleanup.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use crate::process::Shared;
@@ -28,10 +28,40 @@ pub(crate) struct Parent {
     pub(crate) ctl: Option<Arc<OwnedFd>>,
 }
 
+/// Who this process is and who started it. Kept apart from [`Globals`], whose lock is held
+/// while children start, so that `current_process()` works anywhere, even in a tracing layer that
+/// runs while a start holds that lock. Lock order: `Globals`, then `Who`.
 #[derive(Debug)]
-pub(crate) struct Globals {
+pub(crate) struct Who {
     pub(crate) identity: Identity,
     pub(crate) parent: Option<Parent>,
+}
+
+impl Who {
+    pub(crate) fn name(&self) -> String {
+        if self.identity.ident.is_empty() && self.identity.name.is_empty() {
+            "MainProcess".to_owned()
+        } else {
+            self.identity.name.clone()
+        }
+    }
+}
+
+static WHO: RwLock<Who> = RwLock::new(Who {
+    identity: Identity { name: String::new(), ident: Vec::new(), daemon: false },
+    parent: None,
+});
+
+pub(crate) fn who() -> RwLockReadGuard<'static, Who> {
+    WHO.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn who_mut() -> RwLockWriteGuard<'static, Who> {
+    WHO.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+pub(crate) struct Globals {
     /// The write end of this process' alive pipe (its parent's sentinel), if it has one.
     pub(crate) alive: Option<OwnedFd>,
     /// Children started and not yet reaped.
@@ -47,8 +77,6 @@ pub(crate) struct Globals {
 }
 
 static GLOBALS: Mutex<Globals> = Mutex::new(Globals {
-    identity: Identity { name: String::new(), ident: Vec::new(), daemon: false },
-    parent: None,
     alive: None,
     children: Vec::new(),
     started: 0,
@@ -64,14 +92,6 @@ pub(crate) fn lock() -> MutexGuard<'static, Globals> {
 }
 
 impl Globals {
-    pub(crate) fn name(&self) -> String {
-        if self.identity.ident.is_empty() && self.identity.name.is_empty() {
-            "MainProcess".to_owned()
-        } else {
-            self.identity.name.clone()
-        }
-    }
-
     /// Forgets children that have ended, reaping them.
     pub(crate) fn reap_finished(&mut self) {
         self.children.retain(|c| c.poll_alive());
@@ -83,7 +103,7 @@ impl Globals {
     /// they see their parent's end when the parent ends) and their records are leaked, never
     /// dropped, so no descriptor number is closed twice. The same goes for the parent's fork
     /// server connection and its own control socket and alive pipe.
-    pub(crate) fn forget_parent_state(&mut self) {
+    pub(crate) fn forget_parent_state(&mut self, who: &mut Who) {
         for child in std::mem::take(&mut self.children) {
             // SAFETY: the record stays alive (leaked below), so nothing else closes this number.
             unsafe { libc::close(child.ctl_raw()) };
@@ -92,7 +112,7 @@ impl Globals {
         if let Some(server) = self.forkserver.take() {
             server.forget_in_child();
         }
-        if let Some(parent) = self.parent.take() {
+        if let Some(parent) = who.parent.take() {
             if let Some(ctl) = parent.ctl {
                 // SAFETY: the Arc is leaked below, so nothing else closes this number.
                 unsafe { libc::close(ctl.as_raw_fd()) };
@@ -114,8 +134,10 @@ pub(crate) fn become_child(
     tracker: Option<OwnedFd>,
 ) {
     let mut g = lock();
-    g.identity = identity;
-    g.parent = Some(parent);
+    let mut who = who_mut();
+    who.identity = identity;
+    who.parent = Some(parent);
+    drop(who);
     g.alive = alive;
     if let Some(t) = tracker {
         g.tracker = Some(Arc::new(t));

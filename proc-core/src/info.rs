@@ -48,12 +48,12 @@ impl ProcessInfo {
 /// assert_eq!(proc_core::current_process().name(), "MainProcess");
 /// ```
 pub fn current_process() -> ProcessInfo {
-    let g = globals::lock();
+    let who = globals::who();
     ProcessInfo {
-        name: g.name(),
+        name: who.name(),
         pid: sys::getpid(),
-        ident: g.identity.ident.clone(),
-        daemon: g.identity.daemon,
+        ident: who.identity.ident.clone(),
+        daemon: who.identity.daemon,
     }
 }
 
@@ -100,8 +100,8 @@ impl ParentProcess {
 
 /// The parent of this process, or `None` in the main process. Python's `parent_process()`.
 pub fn parent_process() -> Option<ParentProcess> {
-    let g = globals::lock();
-    g.parent.as_ref().map(|p| ParentProcess { pid: p.pid, name: p.name.clone(), ctl: p.ctl.clone() })
+    let who = globals::who();
+    who.parent.as_ref().map(|p| ParentProcess { pid: p.pid, name: p.name.clone(), ctl: p.ctl.clone() })
 }
 
 /// A running child of this process, as [`active_children`] lists it.

@@ -33,23 +33,31 @@ pub(crate) fn start(
     }
     let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
     let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
+    let mut who = crate::globals::who_mut();
+    let parent_name = who.name();
+    // The stdio locks are held across fork too, so that the child does not inherit one held by
+    // another thread (its first print would hang). std's locks are reentrant and record their
+    // owner in thread-local storage, which the child's only thread inherits: it can release them.
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
     // Buffered output would otherwise be written twice, once by each process.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    let parent_name = g.name();
+    let _ = stdout.flush();
+    let _ = stderr.flush();
     // SAFETY: the child below only runs the target and exits. The process-wide state lock is held
     // by this thread, so its copy is consistent and the child can release it. Other threads'
     // locks are the documented risk of this start method (warned about above).
     let pid = unsafe { sys::fork() }.map_err(|e| Error::io("cannot fork", e))?;
+    drop((stdout, stderr));
     if pid == 0 {
         drop(ctl);
         drop(sentinel);
-        g.forget_parent_state();
+        g.forget_parent_state(&mut who);
         let ctl = Arc::new(child_ctl);
-        g.identity = identity;
-        g.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
+        let daemon = identity.daemon;
+        who.identity = identity;
+        who.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
         g.alive = Some(alive);
-        let daemon = g.identity.daemon;
+        drop(who);
         drop(g);
         if daemon {
             child::watch_parent(ctl.as_raw_fd());
@@ -57,6 +65,7 @@ pub(crate) fn start(
         let (report, fds, code) = child::run_target(move || job.run_here());
         child::finish(&ctl, report, fds, code);
     }
+    drop(who);
     drop(child_ctl);
     drop(alive);
     Ok((Started { pid: Pid::Known(pid), ctl, sentinel, watch: Watch::Direct, alive: None }, g))

@@ -63,14 +63,32 @@ impl ForkServer {
         self.pid
     }
 
-    fn request(&self, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> io::Result<Started> {
-        let (ctl, child_ctl) = sys::socketpair()?;
-        let (status, status_w) = sys::pipe()?;
-        let (pid, pid_w) = sys::pipe()?;
+    /// Sends one request. `Err(Ok(e))`: the server is gone; `Err(Err(e))`: a local failure
+    /// (out of descriptors, ...) that says nothing about the server.
+    fn request(
+        &self,
+        boot: &[u8],
+        boot_fds: &[BorrowedFd<'_>],
+    ) -> std::result::Result<Started, std::result::Result<io::Error, Error>> {
+        let local = |e| Err(Error::io("cannot start a child through the fork server", e));
+        let (ctl, child_ctl) = sys::socketpair().or_else(local).map_err(Err)?;
+        let (status, status_w) = sys::pipe().or_else(local).map_err(Err)?;
+        let (pid, pid_w) = sys::pipe().or_else(local).map_err(Err)?;
         let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
-        wire::send_frame(self.sock.as_fd(), boot, &fds)?;
-        Ok(Started { pid: Pid::Pending(pid), ctl, sentinel: status, watch: Watch::Served, alive: None })
+        match wire::send_frame(self.sock.as_fd(), boot, &fds) {
+            Ok(()) => Ok(Started {
+                pid: Pid::Pending(pid),
+                ctl,
+                sentinel: status,
+                watch: Watch::Served,
+                alive: None,
+            }),
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                Err(Ok(e))
+            }
+            Err(e) => Err(Err(Error::io("cannot send a request to the fork server", e))),
+        }
     }
 }
 
@@ -132,8 +150,9 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
         let Some(server) = g.forkserver.as_ref() else { continue };
         match server.request(boot, boot_fds) {
             Ok(started) => return Ok(started),
-            Err(e) => {
-                tracing::debug!(error = %e, "the fork server is gone; restarting it");
+            // A local failure: the server is fine and keeps serving its other children.
+            Err(Err(e)) => return Err(e),
+            Err(Ok(e)) => {
                 if let Some(old) = g.forkserver.take() {
                     old.discard();
                 }

@@ -178,13 +178,17 @@ pub(crate) struct Started {
 pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
     child::ensure_ready()?;
     let mut g = globals::lock();
-    if g.identity.daemon {
+    let (my_ident, my_name, my_daemon) = {
+        let who = globals::who();
+        (who.identity.ident.clone(), who.name(), who.identity.daemon)
+    };
+    if my_daemon {
         return Err(Error::new(ErrorKind::DaemonChild));
     }
     g.reap_finished();
     let method = options.method.unwrap_or_else(|| *g.method.get_or_insert(sys::DEFAULT_START_METHOD));
     let number = g.started + 1;
-    let mut ident = g.identity.ident.clone();
+    let mut ident = my_ident;
     ident.push(number);
     let name = options.name.unwrap_or_else(|| {
         let parts: Vec<String> = ident.iter().map(u32::to_string).collect();
@@ -199,9 +203,10 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         let entry = job.entry().ok_or(Error::new(ErrorKind::CapturingTarget { method: method.as_str() }))?;
         // Serialize before creating anything, so bad arguments leave no process behind.
         let (args, args_fds) = job.serialize_args()?;
-        // The bootstrap also carries the control socket, a status or alive pipe and the tracker.
-        if args_fds.len() > wire::MAX_FDS - 3 {
-            return Err(Error::new(ErrorKind::TooManyHandles(args_fds.len() + 3)));
+        // A fork-server request also carries the control socket, the status and pid pipes and the
+        // tracker's pipe.
+        if args_fds.len() > wire::MAX_FDS - 4 {
+            return Err(Error::new(ErrorKind::TooManyHandles(args_fds.len() + 4)));
         }
         let tracker = g.tracker.clone();
         let mut boot = Bootstrap {
@@ -210,7 +215,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             ident: identity.ident.clone(),
             daemon: identity.daemon,
             parent_pid: sys::getpid(),
-            parent_name: g.name(),
+            parent_name: my_name,
             args,
             args_fds: args_fds.len() as u32,
             has_alive: method == StartMethod::Spawn,
