@@ -100,15 +100,39 @@ fn anchor() -> usize {
     dispatch as fn() as usize
 }
 
+/// Fingerprints code: the bytes from `addr` to the end of its 4 KiB block, and the whole 4 KiB
+/// block of the anchor (cached). Within one binary both are identical in every process; a
+/// different binary at the same path (macOS re-executes the path, which may have been rebuilt)
+/// almost surely differs in at least one of them.
 fn fingerprint(addr: usize) -> u64 {
-    // SAFETY: `addr` is the address of a function of this binary (the parent took it from a fn
-    // pointer; the child computed it from the same offset in the same binary). Code is mapped
-    // readable on Linux and macOS, and 16 bytes from a function start stay inside the text segment.
-    let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, 16) };
-    // FNV-1a: small and good enough to tell different code apart.
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    static ANCHOR_BLOCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let anchor_block = *ANCHOR_BLOCK.get_or_init(|| {
+        let start = anchor() & !(BLOCK - 1);
+        hash_code(start, BLOCK)
+    });
+    let end = (addr & !(BLOCK - 1)) + BLOCK;
+    hash_code(addr, end - addr) ^ anchor_block.rotate_left(17)
+}
+
+const BLOCK: usize = 4096;
+
+fn hash_code(start: usize, len: usize) -> u64 {
+    // SAFETY: `start..start + len` lies within one 4 KiB block that holds code of this binary (a
+    // function's first byte, or the anchor function's block). Code is mapped readable on Linux and
+    // macOS, and mappings are whole pages of at least 4 KiB, so the block is mapped.
+    let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+    // FNV-1a over 8-byte words: cheap, and good enough to tell different code apart.
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl EntryPoint {

@@ -46,19 +46,50 @@ const OUTSIDE: &str = "a handle can only be sent to a child as a start argument 
 /// Serialization errors of `value`, a descriptor that cannot be duplicated, or more than 253
 /// descriptors.
 pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let saved = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let mut guard = SinkGuard { saved: Some(SINK.with(|s| s.borrow_mut().replace(Vec::new()))) };
     let bytes = postcard::to_stdvec(value);
-    let fds = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), saved)).unwrap_or_default();
+    let fds = guard.restore();
     let bytes = bytes.map_err(|source| match &source {
-        postcard::Error::SerdeSerCustom if fds.len() > MAX_FDS => {
-            Error::new(ErrorKind::TooManyHandles(fds.len()))
+        // export_fd refuses the handle after the last one that fits.
+        postcard::Error::SerdeSerCustom if fds.len() >= MAX_FDS => {
+            Error::new(ErrorKind::TooManyHandles(fds.len() + 1))
         }
         _ => Error::new(ErrorKind::Serialize { what: "value", source }),
     })?;
-    if fds.len() > MAX_FDS {
-        return Err(Error::new(ErrorKind::TooManyHandles(fds.len())));
-    }
     Ok((bytes, fds))
+}
+
+/// Puts the outer side table back, even if a `Serialize` implementation panicked.
+struct SinkGuard {
+    saved: Option<Option<Vec<OwnedFd>>>,
+}
+
+impl SinkGuard {
+    fn restore(&mut self) -> Vec<OwnedFd> {
+        match self.saved.take() {
+            Some(saved) => SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), saved)).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for SinkGuard {
+    fn drop(&mut self) {
+        drop(self.restore());
+    }
+}
+
+/// Puts the outer side table back, even if a `Deserialize` implementation panicked.
+struct SourceGuard {
+    saved: Option<Option<Vec<Option<OwnedFd>>>>,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            SOURCE.with(|s| *s.borrow_mut() = saved);
+        }
+    }
 }
 
 /// Deserializes `bytes` with postcard, handing `fds` to the handles inside it.
@@ -70,9 +101,9 @@ pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, 
 /// Deserialization errors, including a handle whose descriptor is missing from `fds`.
 pub fn deserialize_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     let table = fds.into_iter().map(Some).collect();
-    let saved = SOURCE.with(|s| s.borrow_mut().replace(table));
+    let guard = SourceGuard { saved: Some(SOURCE.with(|s| s.borrow_mut().replace(table))) };
     let value = postcard::from_bytes(bytes);
-    SOURCE.with(|s| *s.borrow_mut() = saved);
+    drop(guard);
     value.map_err(|source| Error::new(ErrorKind::Deserialize { what: "value", source }))
 }
 
@@ -230,5 +261,27 @@ mod tests {
         }
         let (_, fds) = serialize_with_fds(&(null(), Nested, null())).unwrap();
         assert_eq!(fds.len(), 2);
+    }
+
+    #[test]
+    fn too_many_handles_is_its_own_error() {
+        let many: Vec<Fd> = (0..300).map(|_| null()).collect();
+        let e = serialize_with_fds(&many).unwrap_err();
+        assert!(e.to_string().contains("handles do not fit"), "{e}");
+    }
+
+    #[test]
+    fn a_panicking_serializer_leaves_no_table_behind() {
+        struct Panics;
+        impl serde::Serialize for Panics {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("in serialize")
+            }
+        }
+        let r = std::panic::catch_unwind(|| serialize_with_fds(&(null(), Panics)));
+        assert!(r.is_err());
+        // Outside a transfer again: a handle refuses to serialize.
+        assert!(!super::in_transfer());
+        assert!(postcard::to_stdvec(&null()).is_err());
     }
 }

@@ -67,66 +67,79 @@ pub(crate) enum Read {
 }
 
 /// Reads frames incrementally, so a large frame can be taken in pieces while waiting on other
-/// descriptors too.
+/// descriptors too. The body buffer grows as bytes arrive, so a garbled length costs nothing
+/// until the bytes really come.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
     header: [u8; HEADER],
     header_len: usize,
+    /// The body received so far.
     body: Vec<u8>,
+    /// The length the header announced.
     body_len: usize,
     fds: Vec<OwnedFd>,
 }
+
+/// The first allocation for a body, and the smallest growth step.
+const FIRST_CHUNK: usize = 64 << 10;
 
 impl FrameReader {
     /// Reads whatever is available (`blocking == false`) or until a frame is whole.
     pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, blocking: bool) -> io::Result<Read> {
         loop {
-            let n = if self.header_len < HEADER {
-                let (buf, fds) = (&mut self.header[self.header_len..], &mut self.fds);
-                let n = recv_some(sock, buf, fds, blocking)?;
-                if n == Some(0) && self.header_len == 0 {
-                    return Ok(Read::Eof);
-                }
-                n
-            } else {
-                let (buf, fds) = (&mut self.body[self.body_len..], &mut self.fds);
-                recv_some(sock, buf, fds, blocking)?
-            };
-            match n {
-                None => return Ok(Read::Pending),
-                Some(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed inside a frame",
-                    ))
-                }
-                Some(n) if self.header_len < HEADER => {
-                    self.header_len += n;
-                    if self.header_len == HEADER {
-                        let len = u64::from_le_bytes(self.header[..8].try_into().unwrap_or_default());
-                        let len = usize::try_from(len)
-                            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
-                        let mut body = Vec::new();
-                        body.try_reserve_exact(len)
-                            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "frame too large"))?;
-                        body.resize(len, 0);
-                        self.body = body;
-                        self.body_len = 0;
-                    }
-                }
-                Some(n) => self.body_len += n,
-            }
-            if self.header_len == HEADER && self.body_len == self.body.len() {
+            if self.header_len == HEADER && self.body.len() == self.body_len {
                 let want = u32::from_le_bytes(self.header[8..].try_into().unwrap_or_default()) as usize;
                 let fds = std::mem::take(&mut self.fds);
+                self.header_len = 0;
                 if fds.len() != want {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "frame lost its descriptors"));
                 }
-                self.header_len = 0;
                 return Ok(Read::Frame(std::mem::take(&mut self.body), fds));
+            }
+            if self.header_len < HEADER {
+                let (buf, fds) = (&mut self.header[self.header_len..], &mut self.fds);
+                match recv_some(sock, buf, fds, blocking)? {
+                    None => return Ok(Read::Pending),
+                    Some(0) if self.header_len == 0 => return Ok(Read::Eof),
+                    Some(0) => return Err(closed_inside()),
+                    Some(n) => self.header_len += n,
+                }
+                if self.header_len == HEADER {
+                    let len = u64::from_le_bytes(self.header[..8].try_into().unwrap_or_default());
+                    self.body_len = usize::try_from(len)
+                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
+                    self.body = Vec::new();
+                }
+                continue;
+            }
+            // Make room for the next piece: at least 64 KiB, doubling, never past the frame.
+            let filled = self.body.len();
+            if filled == self.body.capacity() {
+                let step = FIRST_CHUNK.max(filled).min(self.body_len - filled);
+                self.body
+                    .try_reserve_exact(step)
+                    .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "frame too large"))?;
+            }
+            let room = (self.body.capacity() - filled).min(self.body_len - filled);
+            self.body.resize(filled + room, 0);
+            let got = recv_some(sock, &mut self.body[filled..], &mut self.fds, blocking);
+            let n = match got {
+                Ok(Some(n)) => n,
+                Ok(None) => 0,
+                Err(_) => 0,
+            };
+            self.body.truncate(filled + n);
+            match got? {
+                None => return Ok(Read::Pending),
+                Some(0) => return Err(closed_inside()),
+                Some(_) => {}
             }
         }
     }
+}
+
+fn closed_inside() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame")
 }
 
 /// Receives into `buf`. `None`: nothing available without blocking. `Some(0)`: end of stream.

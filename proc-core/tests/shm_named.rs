@@ -127,3 +127,23 @@ fn anonymous_segments_cross_as_handles() {
     assert!(e.to_string().contains("serialize") || matches!(e, postcard::Error::SerdeSerCustom), "{e}");
     assert!(Segment::new(0).unwrap_err().is_invalid_input());
 }
+
+fn create_in_child(size: usize) -> String {
+    let shm = SharedMemory::create(size).unwrap();
+    shm.write(0, b"made by a child").unwrap();
+    shm.name().to_owned()
+}
+
+#[test]
+fn a_segment_created_in_a_child_outlives_it() {
+    let _s = serial();
+    let _w = Watchdog::new("a_segment_created_in_a_child_outlives_it", LIMIT);
+    for m in methods() {
+        let name = get_context(m).process(create_in_child, (4096,)).start().unwrap().join().unwrap();
+        let shm = SharedMemory::open(&name).unwrap();
+        let mut buf = [0u8; 15];
+        shm.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"made by a child", "{m}");
+        shm.unlink().unwrap();
+    }
+}

@@ -1,7 +1,9 @@
 //! The resource tracker: a helper process that unlinks named shared memory left behind.
 //!
-//! The first process of a program that creates a named segment starts the tracker; its children
-//! receive the tracker's pipe with their bootstrap. Each creation writes `R <name>\n` to the pipe
+//! A process starts the tracker when it first starts a child or creates a named segment, so that
+//! every process of a program shares one tracker: children receive its pipe with their bootstrap
+//! (or inherit it through fork). A segment created in a child thus outlives the child, as in
+//! Python, and is unlinked only when the whole program has ended without unlinking it. Each creation writes `R <name>\n` to the pipe
 //! and each unlink `U <name>\n` (a line is shorter than `PIPE_BUF`, so writes never interleave).
 //! When every process holding the pipe has exited, the tracker reads end-of-file, unlinks the names
 //! still registered with a warning on stderr, and exits. It ignores SIGINT and SIGTERM so that a
@@ -24,18 +26,23 @@ pub(crate) fn unregister(name: &str) {
     send(&format!("U {name}\n"));
 }
 
+/// Starts the tracker if this process has none, so that the children it starts share it.
+/// Failure is not fatal: segments may then outlive a crashed creator.
+pub(crate) fn ensure_running(g: &mut globals::Globals) {
+    if g.tracker.is_none() {
+        match launch() {
+            Ok(fd) => g.tracker = Some(Arc::new(fd)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the resource tracker; segments may leak on a crash")
+            }
+        }
+    }
+}
+
 fn send(line: &str) {
     let fd = {
         let mut g = globals::lock();
-        if g.tracker.is_none() {
-            match launch() {
-                Ok(fd) => g.tracker = Some(Arc::new(fd)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the resource tracker; segments may leak on a crash");
-                    return;
-                }
-            }
-        }
+        ensure_running(&mut g);
         g.tracker.clone()
     };
     let Some(fd) = fd else { return };

@@ -196,6 +196,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
     });
     let identity = globals::Identity { name: name.clone(), ident, daemon: options.daemon };
     globals::register_atexit();
+    crate::shm::tracker::ensure_running(&mut g);
 
     let (started, g) = if method == StartMethod::Fork {
         fork::start(g, identity, job)?
@@ -226,8 +227,8 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
                 .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))
         };
         let started = if method == StartMethod::Spawn {
-            let started = spawn::start()?;
             let body = encode(&boot)?;
+            let started = spawn::start()?;
             let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
             fds.extend(started.alive.as_ref().map(|f| f.as_fd()));
             fds.extend(tracker.as_ref().map(|f| f.as_fd()));

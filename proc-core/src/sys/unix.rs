@@ -103,16 +103,47 @@ pub(crate) fn thread_count() -> Option<usize> {
     }
 }
 
-/// A connected pair of close-on-exec Unix stream sockets.
+/// A connected pair of close-on-exec Unix stream sockets (with `SO_NOSIGPIPE` where the OS has it).
+///
+/// Unlike Linux' `SOCK_CLOEXEC`, setting close-on-exec after creation is not atomic: a thread of
+/// the program that spawns a process with `std::process::Command` at that very moment could pass
+/// it the new descriptors. macOS offers no way around this; multiproc's own starts are serialized.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
     cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) })?;
     // SAFETY: both descriptors were just created and are owned by no one else.
     let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_cloexec(pair.0.as_raw_fd())?;
-    set_cloexec(pair.1.as_raw_fd())?;
+    for fd in [&pair.0, &pair.1] {
+        set_cloexec(fd.as_raw_fd())?;
+        no_sigpipe(fd.as_raw_fd())?;
+    }
     Ok(pair)
+}
+
+/// Makes writes to a socket whose peer is gone fail with EPIPE instead of raising SIGPIPE, for
+/// hosts that do not ignore SIGPIPE (a library loaded by Python or C).
+fn no_sigpipe(fd: RawFd) -> io::Result<()> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_vendor = "apple", target_os = "freebsd"))] {
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is a live c_int and the length passed is its size.
+            cvt(unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_NOSIGPIPE,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })
+            .map(drop)
+        } else {
+            // Linux (with `force-portable`) has no such option; multiproc processes ignore SIGPIPE.
+            let _ = fd;
+            Ok(())
+        }
+    }
 }
 
 /// A close-on-exec pipe: (read end, write end).
