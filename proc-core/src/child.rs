@@ -104,7 +104,7 @@ fn anchor() -> usize {
 /// block of the anchor (cached). Within one binary both are identical in every process; a
 /// different binary at the same path (macOS re-executes the path, which may have been rebuilt)
 /// almost surely differs in at least one of them.
-fn fingerprint(addr: usize) -> u64 {
+pub(crate) fn fingerprint(addr: usize) -> u64 {
     static ANCHOR_BLOCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let anchor_block = *ANCHOR_BLOCK.get_or_init(|| {
         let start = anchor() & !(BLOCK - 1);
@@ -220,7 +220,14 @@ pub(crate) fn send_report(ctl: &OwnedFd, report: &Report, fds: &[OwnedFd]) {
 /// The message and location of the last panic on this process, captured by our hook.
 static LAST_PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
 
-fn install_panic_hook() {
+/// Installs the hook that records a panic's message and location for the report. Once per
+/// process; a fork-server child inherits the server's.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_panic_hook_now);
+}
+
+fn install_panic_hook_now() {
     let default = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         let message = payload_message(info.payload());

@@ -36,12 +36,20 @@ pub(crate) struct ForkServer {
 }
 
 impl ForkServer {
-    fn launch() -> Result<Self> {
+    /// Starts a server; its first message gives it the resource tracker's pipe (if any), which
+    /// its children then inherit instead of receiving it with every request.
+    fn launch(tracker: Option<BorrowedFd<'_>>) -> Result<Self> {
         let (sock, server_sock) =
             sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let pid = super::spawn::exec_role("forkserver", server_sock)?;
+        let server = ForkServer { pid, sock };
+        let fds: Vec<_> = tracker.into_iter().collect();
+        if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
+            server.discard();
+            return Err(Error::io("cannot set up the fork server", e));
+        }
         tracing::debug!(pid, "started the fork server");
-        Ok(ForkServer { pid, sock })
+        Ok(server)
     }
 
     /// Stops and reaps a server that failed a request.
@@ -145,7 +153,8 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
     let mut last = None;
     for _ in 0..2 {
         if g.forkserver.is_none() {
-            g.forkserver = Some(ForkServer::launch()?);
+            let tracker = g.tracker.clone();
+            g.forkserver = Some(ForkServer::launch(tracker.as_ref().map(|t| t.as_fd()))?);
         }
         let Some(server) = g.forkserver.as_ref() else { continue };
         match server.request(boot, boot_fds) {
@@ -213,9 +222,15 @@ fn serve_inner() -> io::Result<()> {
     set_nonblocking(wake_w.as_fd())?;
     SIGCHLD_FD.store(wake_w.as_raw_fd(), Ordering::Relaxed);
     install_sigchld()?;
+    warm_up();
 
-    let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
     let mut reader = FrameReader::default();
+    // The first message carries the resource tracker's pipe, if the parent has a tracker.
+    let tracker = match reader.read(sock.as_fd(), true)? {
+        Read::Frame(_, fds) => fds.into_iter().next(),
+        _ => return Ok(()),
+    };
+    let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
     loop {
         let ready = sys::wait_readable(&[sock.as_fd(), wake_r.as_fd()], None)?;
         if ready[1] {
@@ -240,12 +255,15 @@ fn serve_inner() -> io::Result<()> {
                 else {
                     continue;
                 };
-                let boot_fds: Vec<OwnedFd> = fds.collect();
+                let mut boot_fds: Vec<OwnedFd> = fds.collect();
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
                 match unsafe { sys::fork() } {
                     Ok(0) => {
                         sys::set_signal_ignored(libc::SIGCHLD, false);
+                        // The bootstrap's last descriptor is the tracker's pipe, from the server.
+                        let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
+                        boot_fds.extend(tracker);
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
                         sys::close_fds_except(&keep);
@@ -284,6 +302,26 @@ fn block_sigint(block: bool) -> io::Result<()> {
     } else {
         Err(io::Error::from_raw_os_error(ret))
     }
+}
+
+/// Runs, once, what every child runs first, so that the children inherit the result instead of
+/// each redoing it: the panic hook is installed, and the lazily bound C library functions the
+/// child calls (`sendmsg`, `recvmsg`, `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This
+/// saves every child the dynamic linker's symbol lookups and the page copies they cause.
+fn warm_up() {
+    child::install_panic_hook();
+    // The anchor's part of the target fingerprint is computed once and cached.
+    let _ = child::fingerprint(warm_up as fn() as usize);
+    if let Ok((a, b)) = sys::socketpair() {
+        if let Ok((r, w)) = sys::pipe() {
+            let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
+            let _ = FrameReader::default().read(b.as_fd(), false);
+        }
+    }
+    let _ = block_sigint(true);
+    sys::set_signal_ignored(libc::SIGPIPE, true);
+    let _ = sys::getppid();
+    child::flush_stdio();
 }
 
 fn install_sigchld() -> io::Result<()> {

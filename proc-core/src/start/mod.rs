@@ -240,8 +240,8 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         } else {
             boot.has_alive = false;
             let body = encode(&boot)?;
-            let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
-            fds.extend(tracker.as_ref().map(|f| f.as_fd()));
+            // The fork server hands its children the tracker's pipe it got when it started.
+            let fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
             forkserver::start(&mut g, &body, &fds)?
         };
         (started, g)
