@@ -318,6 +318,10 @@ fn warm_up() {
             let _ = FrameReader::default().read(b.as_fd(), false);
         }
     }
+    // Thread-local side tables register their destructors on first use.
+    if let Ok((bytes, fds)) = crate::handle::serialize_with_fds(&()) {
+        let _ = crate::handle::deserialize_with_fds::<()>(&bytes, fds);
+    }
     let _ = block_sigint(true);
     sys::set_signal_ignored(libc::SIGPIPE, true);
     let _ = sys::getppid();
