@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -330,7 +330,7 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
         tracker,
     );
     if boot.daemon {
-        watch_parent(ctl.as_raw_fd());
+        watch_parent(ctl.clone());
     }
     let entry = boot.entry;
     let args = boot.args;
@@ -340,30 +340,15 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
 
 /// A daemon child ends when its parent does: a thread waits for the end of the control socket,
 /// which only the parent holds open (the parent never writes after the bootstrap).
-pub(crate) fn watch_parent(ctl: RawFd) {
+pub(crate) fn watch_parent(ctl: Arc<OwnedFd>) {
     let spawned = std::thread::Builder::new().name("multiproc-parent-watch".into()).spawn(move || {
-        let mut byte = [0u8; 1];
-        loop {
-            // SAFETY: `byte` is a live 1-byte buffer; `ctl` stays open for the life of the process
-            // (the identity keeps it).
-            let n = unsafe { libc::recv(ctl, byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK) };
-            if n == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            if n <= 0 {
-                // The parent is gone: end as Python's daemons do when their parent ends.
-                flush_stdio();
-                sys::exit_now(1);
-            }
-            // The parent never sends more after the bootstrap; wait for the end anyway.
-            let mut pfd = libc::pollfd { fd: ctl, events: libc::POLLHUP, revents: 0 };
-            // SAFETY: `pfd` is one live pollfd struct.
-            unsafe { libc::poll(&mut pfd, 1, -1) };
-            if pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                flush_stdio();
-                sys::exit_now(1);
-            }
+        // Data from the parent would be a protocol error; then wait for the hang-up itself.
+        if let Ok(false) = sys::peer_closed(ctl.as_fd(), true) {
+            let _ = sys::wait_hangup(ctl.as_fd());
         }
+        // The parent is gone: end as Python's daemons do when their parent ends.
+        flush_stdio();
+        sys::exit_now(1);
     });
     if let Err(e) = spawned {
         eprintln!("multiproc: cannot watch the parent of a daemon process: {e}");

@@ -105,8 +105,8 @@ impl Globals {
     /// server connection and its own control socket and alive pipe.
     pub(crate) fn forget_parent_state(&mut self, who: &mut Who) {
         for child in std::mem::take(&mut self.children) {
-            // SAFETY: the record stays alive (leaked below), so nothing else closes this number.
-            unsafe { libc::close(child.ctl_raw()) };
+            // SAFETY: the record is leaked below, so nothing else closes this number.
+            unsafe { sys::close_raw(child.ctl_raw()) };
             std::mem::forget(child);
         }
         if let Some(server) = self.forkserver.take() {
@@ -115,7 +115,7 @@ impl Globals {
         if let Some(parent) = who.parent.take() {
             if let Some(ctl) = parent.ctl {
                 // SAFETY: the Arc is leaked below, so nothing else closes this number.
-                unsafe { libc::close(ctl.as_raw_fd()) };
+                unsafe { sys::close_raw(ctl.as_raw_fd()) };
                 std::mem::forget(ctl);
             }
         }
@@ -151,8 +151,7 @@ pub(crate) fn register_atexit() {
         extern "C" fn at_exit() {
             shutdown_children();
         }
-        // SAFETY: `at_exit` is a plain extern "C" function that lives for the whole program.
-        unsafe { libc::atexit(at_exit) };
+        sys::at_exit(at_exit);
     });
 }
 

@@ -1,6 +1,6 @@
 //! Who is who: the current process, its parent, its children, and how many CPUs there are.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use crate::globals;
@@ -78,23 +78,7 @@ impl ParentProcess {
 
     /// Whether the parent is still running (its end of the control socket is open).
     pub fn is_alive(&self) -> bool {
-        let Some(ctl) = &self.ctl else { return false };
-        let mut byte = [0u8; 1];
-        loop {
-            // SAFETY: `byte` is a live 1-byte buffer; the socket stays open while `ctl` lives.
-            let n = unsafe {
-                libc::recv(ctl.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-            };
-            if n == -1 {
-                let e = std::io::Error::last_os_error();
-                match e.kind() {
-                    std::io::ErrorKind::Interrupted => continue,
-                    std::io::ErrorKind::WouldBlock => return true,
-                    _ => return false,
-                }
-            }
-            return n > 0;
-        }
+        self.ctl.as_ref().is_some_and(|ctl| matches!(sys::peer_closed(ctl.as_fd(), false), Ok(false)))
     }
 }
 

@@ -654,13 +654,8 @@ impl Shared {
             }
             Watch::Served => {
                 let mut code = [0u8; 4];
-                let n = sys::retry(|| {
-                    // SAFETY: `code` is a live 4-byte buffer.
-                    sys::cvt(
-                        unsafe { libc::read(self.sentinel.as_raw_fd(), code.as_mut_ptr().cast(), 4) } as i32
-                    )
-                })
-                .map_err(|e| Error::io("cannot read a child's exit status", e))?;
+                let n = sys::read(self.sentinel.as_fd(), &mut code)
+                    .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
                     st.status = Some(ExitStatus::from_exitcode(i32::from_le_bytes(code)));
                 } else {

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
 use serde::de::Error as _;
@@ -72,17 +72,8 @@ impl SharedMemory {
         }
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
-        let len = libc::off_t::try_from(size).map_err(|_| Error::new(ErrorKind::ZeroSize))?;
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-        // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
-        let fd = sys::cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600 as libc::c_uint) })
-            .map_err(|e| Error::io("cannot create shared memory", e))?;
-        // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let sized = sys::set_cloexec(fd.as_raw_fd())
-            // SAFETY: ftruncate takes plain integers.
-            .and_then(|()| sys::retry(|| sys::cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })));
-        let mapped = sized.and_then(|_| map(&fd, size));
+        let fd = sys::shm_open(&cname, true).map_err(|e| Error::io("cannot create shared memory", e))?;
+        let mapped = sys::set_len(fd.as_fd(), size).and_then(|()| map(&fd, size));
         match mapped {
             Ok(map) => {
                 super::tracker::register(&name);
@@ -90,8 +81,7 @@ impl SharedMemory {
                 Ok(SharedMemory { name, map, size })
             }
             Err(e) => {
-                // SAFETY: `cname` is a valid NUL-terminated string.
-                unsafe { libc::shm_unlink(cname.as_ptr()) };
+                let _ = sys::shm_unlink(&cname);
                 Err(Error::io("cannot create shared memory", e))
             }
         }
@@ -105,18 +95,9 @@ impl SharedMemory {
     pub fn open(name: &str) -> Result<Self> {
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
-        // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
-        let fd = sys::cvt(unsafe { libc::shm_open(cname.as_ptr(), libc::O_RDWR, 0 as libc::c_uint) })
-            .map_err(|e| Error::io("cannot open shared memory", e))?;
-        // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        sys::set_cloexec(fd.as_raw_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
-        sys::cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })
-            .map_err(|e| Error::io("cannot open shared memory", e))?;
-        // SAFETY: fstat succeeded, so it filled the struct.
-        let size = usize::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0);
+        let fd = sys::shm_open(&cname, false).map_err(|e| Error::io("cannot open shared memory", e))?;
+        let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
+        let size = usize::try_from(size).unwrap_or(0);
         if size == 0 {
             return Err(Error::new(ErrorKind::ZeroSize));
         }
@@ -202,9 +183,7 @@ impl SharedMemory {
     /// The name was already removed ([`Error::is_not_found`]).
     pub fn unlink(&self) -> Result<()> {
         let cname = c_name(&self.name)?;
-        // SAFETY: `cname` is a valid NUL-terminated string.
-        sys::cvt(unsafe { libc::shm_unlink(cname.as_ptr()) })
-            .map_err(|e| Error::io("cannot unlink shared memory", e))?;
+        sys::shm_unlink(&cname).map_err(|e| Error::io("cannot unlink shared memory", e))?;
         super::tracker::unregister(&self.name);
         tracing::debug!(name = %self.name, "unlinked shared memory");
         Ok(())

@@ -56,12 +56,7 @@ impl Segment {
 
     fn map(fd: OwnedFd, len: usize) -> Result<Self> {
         // A length beyond the object would turn accesses past its end into SIGBUS.
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
-        sys::cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })
-            .map_err(|e| Error::io("cannot inspect shared memory", e))?;
-        // SAFETY: fstat succeeded, so it filled the struct.
-        let size = u64::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0);
+        let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;
         if (len as u64) > size {
             return Err(Error::new(ErrorKind::OutOfBounds { offset: 0, len, size: size as usize }));
         }

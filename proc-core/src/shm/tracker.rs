@@ -10,7 +10,7 @@
 //! Ctrl-C or a terminate aimed at the program cannot stop the cleanup.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use crate::globals;
@@ -46,10 +46,7 @@ fn send(line: &str) {
         g.tracker.clone()
     };
     let Some(fd) = fd else { return };
-    let n = sys::retry(|| {
-        // SAFETY: write takes a live buffer of `line.len()` bytes.
-        sys::cvt(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), line.len()) } as i32)
-    });
+    let n = sys::write_all(fd.as_fd(), line.as_bytes());
     if let Err(e) = n {
         tracing::warn!(error = %e, "the resource tracker is gone; segments may leak on a crash");
     }
@@ -90,8 +87,7 @@ pub(crate) fn serve() -> i32 {
     }
     for name in live {
         let Ok(cname) = std::ffi::CString::new(name.clone()) else { continue };
-        // SAFETY: `cname` is a valid NUL-terminated string.
-        unsafe { libc::shm_unlink(cname.as_ptr()) };
+        let _ = sys::shm_unlink(&cname);
         let _ = writeln!(
             std::io::stderr(),
             "multiproc: resource tracker: unlinked leaked shared memory {name} (its creator exited without unlinking it)"

@@ -5,7 +5,6 @@
 //! its fork server connection, its own control socket) and takes its new identity.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, MutexGuard};
 
 use super::Started;
@@ -60,7 +59,7 @@ pub(crate) fn start(
         drop(who);
         drop(g);
         if daemon {
-            child::watch_parent(ctl.as_raw_fd());
+            child::watch_parent(ctl.clone());
         }
         let (report, fds, code) = child::run_target(move || job.run_here());
         child::finish(&ctl, report, fds, code);

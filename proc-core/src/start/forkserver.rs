@@ -62,7 +62,7 @@ impl ForkServer {
     /// In a child made by fork: close the parent's connection without any other effect.
     pub(crate) fn forget_in_child(self) {
         // SAFETY: the record is leaked right after, so nothing else closes this number.
-        unsafe { libc::close(self.sock.as_raw_fd()) };
+        unsafe { sys::close_raw(self.sock.as_raw_fd()) };
         std::mem::forget(self);
     }
 
@@ -105,7 +105,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        match read_some(pipe, &mut pid[got..]) {
+        match sys::read(pipe, &mut pid[got..]) {
             Ok(0) | Err(_) => return None,
             Ok(n) => got += n,
         }
@@ -117,34 +117,6 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
             None
         }
     }
-}
-
-fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    sys::retry(|| {
-        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    })
-}
-
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = sys::retry(|| {
-            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
-            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        })?;
-        buf = &buf[n..];
-    }
-    Ok(())
 }
 
 /// Starts a child through the fork server, (re)starting the server when needed. `boot` and
@@ -181,22 +153,11 @@ pub fn server_pid() -> Option<u32> {
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_sigchld(_: libc::c_int) {
-    let saved = nix::errno::Errno::last_raw();
     let fd = SIGCHLD_FD.load(Ordering::Relaxed);
     if fd >= 0 {
-        let byte = 1u8;
-        // SAFETY: write is async-signal-safe; `byte` is a live 1-byte buffer; a full pipe is fine
-        // (one pending byte is enough to wake the loop).
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        // A full pipe is fine: one pending byte is enough to wake the loop.
+        sys::write_byte_in_handler(fd);
     }
-    nix::errno::Errno::set_raw(saved);
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
-    let flags = sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    // SAFETY: as above.
-    sys::cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }
 
 /// The server role: runs in the helper process until its socket closes.
@@ -216,12 +177,12 @@ fn serve_inner() -> io::Result<()> {
     sys::dev_null_onto(0)?;
     // SIGINT is blocked, not ignored: a child inherits the mask and unblocks it once it has set
     // up, so an interrupt sent to a new child right away is delivered then instead of being lost.
-    block_sigint(true)?;
+    sys::block_signal(libc::SIGINT, true)?;
     let (wake_r, wake_w) = sys::pipe()?;
-    set_nonblocking(wake_r.as_fd())?;
-    set_nonblocking(wake_w.as_fd())?;
+    sys::set_nonblocking(wake_r.as_fd())?;
+    sys::set_nonblocking(wake_w.as_fd())?;
     SIGCHLD_FD.store(wake_w.as_raw_fd(), Ordering::Relaxed);
-    install_sigchld()?;
+    sys::on_signal(libc::SIGCHLD, on_sigchld)?;
     warm_up();
 
     let mut reader = FrameReader::default();
@@ -235,12 +196,12 @@ fn serve_inner() -> io::Result<()> {
         let ready = sys::wait_readable(&[sock.as_fd(), wake_r.as_fd()], None)?;
         if ready[1] {
             let mut buf = [0u8; 64];
-            while matches!(read_some(wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
+            while matches!(sys::read(wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
         }
         // Reap on every wake-up: cheap, and robust against a coalesced signal.
         while let Some((pid, status)) = sys::wait_any()? {
             if let Some(w) = pending.remove(&pid) {
-                let _ = write_all(w.as_fd(), &status.exitcode().to_le_bytes());
+                let _ = sys::write_all(w.as_fd(), &status.exitcode().to_le_bytes());
             }
         }
         if !ready[0] {
@@ -267,40 +228,23 @@ fn serve_inner() -> io::Result<()> {
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
                         sys::close_fds_except(&keep);
-                        let _ = block_sigint(false);
+                        let _ = sys::block_signal(libc::SIGINT, false);
                         sys::exit_now(child::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
                         drop(child_ctl);
                         drop(boot_fds);
-                        let _ = write_all(pid_w.as_fd(), &(pid as i32).to_le_bytes());
+                        let _ = sys::write_all(pid_w.as_fd(), &(pid as i32).to_le_bytes());
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {
                         // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
-                        let _ = write_all(pid_w.as_fd(), &code.to_le_bytes());
+                        let _ = sys::write_all(pid_w.as_fd(), &code.to_le_bytes());
                     }
                 }
             }
         }
-    }
-}
-
-fn block_sigint(block: bool) -> io::Result<()> {
-    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
-    // SAFETY: `set` is a live sigset_t that sigemptyset initializes before sigaddset and
-    // pthread_sigmask read it; the old mask is not needed.
-    let ret = unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
-        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(ret))
     }
 }
 
@@ -322,21 +266,8 @@ fn warm_up() {
     if let Ok((bytes, fds)) = crate::handle::serialize_with_fds(&()) {
         let _ = crate::handle::deserialize_with_fds::<()>(&bytes, fds);
     }
-    let _ = block_sigint(true);
+    let _ = sys::block_signal(libc::SIGINT, true);
     sys::set_signal_ignored(libc::SIGPIPE, true);
     let _ = sys::getppid();
     child::flush_stdio();
-}
-
-fn install_sigchld() -> io::Result<()> {
-    // SAFETY: an all-zero sigaction is a valid "no flags, empty mask" value to fill in.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_sigchld as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
-    // SAFETY: `action.sa_mask` is a live sigset_t; `action` is fully initialized; the handler
-    // only calls async-signal-safe functions.
-    unsafe {
-        libc::sigemptyset(&mut action.sa_mask);
-        sys::cvt(libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut())).map(drop)
-    }
 }

@@ -262,6 +262,161 @@ pub(crate) unsafe fn fork() -> io::Result<u32> {
     Ok(pid as u32)
 }
 
+/// Reads into `buf`, retrying `EINTR`. `Ok(0)`: end of file.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// Writes all of `buf`, retrying `EINTR`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| {
+            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Writes one byte from a signal handler: async-signal-safe, errors ignored, `errno` preserved.
+pub(crate) fn write_byte_in_handler(fd: RawFd) {
+    let saved = nix::errno::Errno::last_raw();
+    let byte = 1u8;
+    // SAFETY: write is async-signal-safe; `byte` is a live 1-byte buffer.
+    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    nix::errno::Errno::set_raw(saved);
+}
+
+/// Whether the peer of stream socket `fd` has closed its end. With `block`, waits until the peer
+/// closes or sends something; without, answers at once. Nothing is consumed.
+pub(crate) fn peer_closed(fd: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
+    let flags = if block { libc::MSG_PEEK } else { libc::MSG_PEEK | libc::MSG_DONTWAIT };
+    let mut byte = [0u8; 1];
+    let n = retry(|| {
+        // SAFETY: `byte` is a live 1-byte buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, flags) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    });
+    match n {
+        Ok(n) => Ok(n == 0),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until `fd` reports a hang-up (its peer closed) or an error.
+pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
+        // SAFETY: `pfd` is one live pollfd struct.
+        match cvt(unsafe { libc::poll(&mut pfd, 1, -1) }) {
+            Ok(_) if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 => return Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Closes a descriptor number that no Rust object will close (its owner is leaked).
+///
+/// # Safety
+///
+/// Nothing may use or close `fd` afterwards: its owning object must never be dropped.
+pub(crate) unsafe fn close_raw(fd: RawFd) {
+    // SAFETY: the caller guarantees that `fd` has no other user.
+    unsafe { libc::close(fd) };
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// Blocks or unblocks `signal` for the calling thread.
+pub(crate) fn block_signal(signal: libc::c_int, block: bool) -> io::Result<()> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    // SAFETY: `set` is a live sigset_t that sigemptyset initializes before sigaddset and
+    // pthread_sigmask read it; the old mask is not needed.
+    let ret = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), signal);
+        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(ret))
+    }
+}
+
+/// Installs `handler` for `signal`, with `SA_RESTART` (and `SA_NOCLDSTOP` for SIGCHLD).
+///
+/// `handler` runs in signal context: it may only call async-signal-safe functions.
+pub(crate) fn on_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid "no flags, empty mask" value to fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART | if signal == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
+    // SAFETY: `action.sa_mask` is a live sigset_t; `action` is fully initialized; the caller's
+    // handler is async-signal-safe.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        cvt(libc::sigaction(signal, &action, std::ptr::null_mut())).map(drop)
+    }
+}
+
+/// Registers `f` to run at normal process exit.
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain extern "C" function that lives for the whole program.
+    unsafe { libc::atexit(f) };
+}
+
+/// Opens the POSIX shared-memory object `name` read-write, creating it (exclusively, mode 0600)
+/// if `create`; close-on-exec.
+pub(crate) fn shm_open(name: &std::ffi::CStr, create: bool) -> io::Result<OwnedFd> {
+    let flags = if create { libc::O_CREAT | libc::O_EXCL | libc::O_RDWR } else { libc::O_RDWR };
+    // SAFETY: `name` is a valid NUL-terminated string; flags and mode are plain integers (the
+    // mode is passed as an unsigned int, as the variadic C declaration expects).
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
+    // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_cloexec(fd.as_raw_fd())?;
+    Ok(fd)
+}
+
+/// Removes the POSIX shared-memory object `name`.
+pub(crate) fn shm_unlink(name: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// Sets the size of the file or shared-memory object `fd`.
+pub(crate) fn set_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: ftruncate takes plain integers.
+    retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })).map(drop)
+}
+
+/// The size of the file or shared-memory object `fd`.
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the struct.
+    Ok(u64::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0))
+}
+
 /// Immediately ends the calling process without running destructors or `atexit` handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
