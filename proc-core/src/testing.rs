@@ -1,0 +1,70 @@
+//! Support for the multiproc crates' own tests: a watchdog, a lock that runs multi-process tests
+//! one at a time, and a way to run one test of the current binary in a fresh process.
+//!
+//! Not part of the stable API.
+
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// Aborts the whole test binary (and so fails the run) unless it is dropped within the limit:
+/// a hung multi-process test must fail, not hang CI.
+#[must_use]
+#[derive(Debug)]
+pub struct Watchdog {
+    done: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    /// Arms a watchdog for the test `name`.
+    pub fn new(name: &'static str, limit: Duration) -> Self {
+        let (done, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("watchdog: test {name} did not finish within {limit:?}; aborting");
+                std::process::abort();
+            }
+        });
+        Watchdog { done }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.done.send(());
+    }
+}
+
+/// Serializes the tests of one binary: forking with several test threads around is what the fork
+/// start method warns about, and two cores are better used one test at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs one `#[ignore]`d helper test of the current test binary in a fresh process, with extra
+/// environment variables, and returns its output once every holder of its output pipes exited.
+///
+/// # Errors
+///
+/// The binary cannot be found or started.
+pub fn run_helper(name: &str, envs: &[(&str, &str)]) -> std::io::Result<std::process::Output> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--exact", "--ignored", "--nocapture", "--test-threads=1", name]);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output()
+}
+
+/// The path of example `name` of the package under test (`cargo test` builds examples).
+///
+/// # Errors
+///
+/// The test binary's path cannot be found.
+pub fn example(name: &str) -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let debug = exe.parent().and_then(|d| d.parent()).ok_or(std::io::ErrorKind::NotFound)?;
+    Ok(debug.join("examples").join(name))
+}

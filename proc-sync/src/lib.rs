@@ -1,0 +1,51 @@
+//! Cross-process synchronization for [multiproc](https://docs.rs/multiproc): Python's `Lock`,
+//! `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Value` and `Array`, as state words in shared
+//! memory over one wait/wake seam (futex on Linux; `os_sync_wait_on_address` or `__ulock` on macOS,
+//! looked up at run time; polling as the last resort).
+//!
+//! ```
+//! use proc_core::Process;
+//! use proc_sync::{Lock, Value};
+//!
+//! fn add(counter: Value<u64>, n: u64) {
+//!     for _ in 0..n {
+//!         counter.update(|c| *c += 1);
+//!     }
+//! }
+//!
+//! let counter = Value::new(0u64).unwrap();
+//! let workers: Vec<_> =
+//!     (0..4).map(|_| Process::new(add, (counter.clone(), 1000)).start().unwrap()).collect();
+//! for w in workers {
+//!     w.join().unwrap();
+//! }
+//! assert_eq!(counter.get(), 4000);
+//! # let _ = Lock::new();
+//! ```
+//!
+//! Every primitive is a handle: pass it (or a clone) as a start argument and the child gets the
+//! same shared state, under every start method; serialized anywhere else it refuses. A lock whose
+//! holder died does not hang the others: the next acquirer gets [`OwnerDied`], which holds the
+//! guard, like Rust's `PoisonError`.
+//!
+//! Not built yet: `Condition` and `Barrier`, owner-death detection for semaphores, benchmarks.
+#![warn(missing_docs, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod lock;
+mod region;
+mod semaphore;
+mod sys;
+mod value;
+
+pub use error::{OwnerDied, ReleaseError};
+pub use lock::{AcquireResult, Lock, LockGuard, RLock, RLockGuard, LIVENESS_CHECK};
+pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+pub use value::{Array, RawArray, RawValue, Value};
+
+/// The wait/wake mechanism in use: `"futex"`, `"os_sync_wait_on_address"`, `"__ulock_wait"` or
+/// `"polling"`.
+pub fn backend() -> &'static str {
+    sys::backend()
+}

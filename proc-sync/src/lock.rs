@@ -1,0 +1,348 @@
+//! `Lock` and `RLock`: one state word holding the owner's pid, so a dead owner can be detected.
+//!
+//! The word is 0 when free, else the owner's pid, with bit 31 set once someone waits (pids are
+//! below 2^22 on Linux and below 100 000 on macOS). Acquire is a compare-and-swap from 0; a waiter
+//! sets the bit and sleeps on the word (futex / os_sync) in slices of [`LIVENESS_CHECK`], after
+//! each of which it checks that the owner still runs. A dead (or zombie) owner's word is taken over
+//! by compare-and-swap and reported as [`OwnerDied`]. Release swaps in 0 and wakes one waiter if
+//! the bit was set. The owner is a process: as in Python, any thread of it may release.
+//!
+//! Pid reuse can make a dead owner look alive (a new process got its pid); the waiter then waits
+//! for that process. Pids are reused only after the whole pid space cycled.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OwnerDied, ReleaseError};
+use crate::region::Region;
+use crate::sys;
+
+const WAITERS: u32 = 1 << 31;
+
+/// How often a waiter checks that the lock's owner is still alive.
+pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
+
+/// The result of an acquire: a guard, or a guard with the news that the previous owner died.
+pub type AcquireResult<G> = Result<G, OwnerDied<G>>;
+
+/// The raw lock protocol on one word, shared by `Lock`, `RLock` and `Value`.
+pub(crate) fn raw_acquire(
+    region: &Region,
+    index: usize,
+    deadline: Option<Instant>,
+) -> Option<Result<(), u32>> {
+    let word = region.word(index);
+    let me = sys::pid();
+    if word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        return Some(Ok(()));
+    }
+    loop {
+        let cur = word.load(Ordering::Relaxed);
+        if cur == 0 {
+            // Free again; take it keeping the waiters bit, as others may still sleep.
+            if word.compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return Some(Ok(()));
+            }
+            continue;
+        }
+        let owner = cur & !WAITERS;
+        if !sys::process_alive(owner) {
+            if word.compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return Some(Err(owner));
+            }
+            continue;
+        }
+        if cur & WAITERS == 0
+            && word.compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            continue;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return None;
+        }
+        let slice = deadline.map_or(LIVENESS_CHECK, |d| (d - now).min(LIVENESS_CHECK));
+        sys::wait(word, cur | WAITERS, Some(slice));
+    }
+}
+
+/// Releases the word; `Err` if it was free.
+pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseError> {
+    let word = region.word(index);
+    let prev = word.swap(0, Ordering::Release);
+    if prev == 0 {
+        return Err(ReleaseError::NotHeld);
+    }
+    if prev & WAITERS != 0 {
+        sys::wake(word, 1);
+    }
+    Ok(())
+}
+
+fn deadline(timeout: Duration) -> Instant {
+    Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// A lock shared between processes, as Python's `multiprocessing.Lock`.
+///
+/// Cloning gives another handle on the same lock; passing it as a start argument gives the child
+/// one. A holder that dies does not block the others forever: the next acquirer gets the lock
+/// wrapped in [`OwnerDied`] (within [`LIVENESS_CHECK`] of noticing).
+///
+/// # Examples
+///
+/// ```
+/// use proc_sync::Lock;
+///
+/// let lock = Lock::new().unwrap();
+/// {
+///     let _guard = lock.acquire().unwrap();
+///     assert!(lock.locked());
+///     assert!(lock.try_acquire().unwrap().is_none());
+/// }
+/// assert!(!lock.locked());
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Lock {
+    region: Region,
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    ///
+    /// # Errors
+    ///
+    /// The shared memory for it cannot be created.
+    pub fn new() -> proc_core::Result<Self> {
+        Ok(Lock { region: Region::new(4)? })
+    }
+
+    /// Blocks until the lock is acquired.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
+    pub fn acquire(&self) -> AcquireResult<LockGuard<'_>> {
+        match raw_acquire(&self.region, 0, None) {
+            Some(Ok(())) | None => Ok(LockGuard { lock: self }),
+            Some(Err(pid)) => Err(OwnerDied::new(LockGuard { lock: self }, pid)),
+        }
+    }
+
+    /// Waits at most `timeout` for the lock; `Ok(None)` if it stayed taken. Zero tries once.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
+    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<Option<LockGuard<'_>>> {
+        match raw_acquire(&self.region, 0, Some(deadline(timeout))) {
+            Some(Ok(())) => Ok(Some(LockGuard { lock: self })),
+            None => Ok(None),
+            Some(Err(pid)) => Err(OwnerDied::new(Some(LockGuard { lock: self }), pid)),
+        }
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the owner had died.
+    pub fn try_acquire(&self) -> AcquireResult<Option<LockGuard<'_>>> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Whether some process holds the lock (a snapshot).
+    pub fn locked(&self) -> bool {
+        self.region.word(0).load(Ordering::Relaxed) != 0
+    }
+
+    /// Releases the lock without a guard, as Python allows any process to: for a lock whose guard
+    /// was [leaked](LockGuard::leak) here or in another process.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotHeld`] if the lock is not held.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        raw_release(&self.region, 0)
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock").field("locked", &self.locked()).finish()
+    }
+}
+
+/// Holds a [`Lock`]; dropping it releases the lock.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl LockGuard<'_> {
+    /// Keeps the lock held past the guard; release it later with [`Lock::release`] (from any
+    /// process).
+    pub fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = raw_release(&self.lock.region, 0);
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+/// A reentrant lock shared between processes, as Python's `multiprocessing.RLock`: the owning
+/// thread of the owning process may acquire it again; it is free after as many releases.
+///
+/// Words: 0 the lock word (owner pid), 1–2 the owner thread, 3 the depth.
+///
+/// # Examples
+///
+/// ```
+/// use proc_sync::RLock;
+///
+/// let lock = RLock::new().unwrap();
+/// let outer = lock.acquire().unwrap();
+/// let inner = lock.acquire().unwrap();
+/// drop(inner);
+/// assert!(lock.locked());
+/// drop(outer);
+/// assert!(!lock.locked());
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RLock {
+    region: Region,
+}
+
+impl RLock {
+    /// A new, unlocked reentrant lock.
+    ///
+    /// # Errors
+    ///
+    /// The shared memory for it cannot be created.
+    pub fn new() -> proc_core::Result<Self> {
+        Ok(RLock { region: Region::new(16)? })
+    }
+
+    fn owned_by_me(&self) -> bool {
+        let tid = sys::thread_id();
+        self.region.word(0).load(Ordering::Relaxed) & !WAITERS == sys::pid()
+            && self.region.word(1).load(Ordering::Relaxed) == tid as u32
+            && self.region.word(2).load(Ordering::Relaxed) == (tid >> 32) as u32
+    }
+
+    fn take(&self) {
+        let tid = sys::thread_id();
+        self.region.word(1).store(tid as u32, Ordering::Relaxed);
+        self.region.word(2).store((tid >> 32) as u32, Ordering::Relaxed);
+        self.region.word(3).store(1, Ordering::Relaxed);
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<Option<RLockGuard<'_>>> {
+        if self.owned_by_me() {
+            self.region.word(3).fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(RLockGuard { lock: self }));
+        }
+        match raw_acquire(&self.region, 0, deadline) {
+            None => Ok(None),
+            Some(r) => {
+                self.take();
+                match r {
+                    Ok(()) => Ok(Some(RLockGuard { lock: self })),
+                    Err(pid) => Err(OwnerDied::new(Some(RLockGuard { lock: self }), pid)),
+                }
+            }
+        }
+    }
+
+    /// Blocks until the lock is acquired (at once if this thread holds it).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
+    pub fn acquire(&self) -> AcquireResult<RLockGuard<'_>> {
+        // Without a deadline the guard is always there; building one eagerly would release the
+        // lock when the spare is dropped.
+        match self.acquire_until(None) {
+            Ok(g) => Ok(g.unwrap_or_else(|| RLockGuard { lock: self })),
+            Err(e) => {
+                let pid = e.pid();
+                Err(OwnerDied::new(e.into_guard().unwrap_or_else(|| RLockGuard { lock: self }), pid))
+            }
+        }
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if another owner kept it. Zero tries once.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
+    pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<Option<RLockGuard<'_>>> {
+        self.acquire_until(Some(deadline(timeout)))
+    }
+
+    /// Whether some thread of some process holds the lock (a snapshot).
+    pub fn locked(&self) -> bool {
+        self.region.word(0).load(Ordering::Relaxed) != 0
+    }
+
+    /// Releases one level without a guard (for a [leaked](RLockGuard::leak) guard).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotOwner`] unless the calling thread of this process holds the lock.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if !self.owned_by_me() {
+            return Err(if self.locked() { ReleaseError::NotOwner } else { ReleaseError::NotHeld });
+        }
+        if self.region.word(3).fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.region.word(1).store(0, Ordering::Relaxed);
+            self.region.word(2).store(0, Ordering::Relaxed);
+            raw_release(&self.region, 0)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock").field("locked", &self.locked()).finish()
+    }
+}
+
+/// Holds one level of an [`RLock`]; dropping it releases that level.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+}
+
+impl RLockGuard<'_> {
+    /// Keeps this level held past the guard; release it with [`RLock::release`] from the same
+    /// thread.
+    pub fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,219 @@
+//! The portable backend: macOS' address waits, looked up at run time, else polling.
+//!
+//! On macOS 14.4 and later `os_sync_wait_on_address_with_timeout` / `os_sync_wake_by_address_*`
+//! (with the shared flag) are the public API; before that the private but long-stable
+//! `__ulock_wait` / `__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED`. Both are looked up with
+//! `dlsym`, so one binary runs on every version. Elsewhere (and on Linux with `force-portable`,
+//! which is how CI covers this file) waiters poll the word with a bounded backoff and `wake` has
+//! nothing to do.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    #[cfg(target_vendor = "apple")]
+    if let Some(result) = apple::wait(word, expected, timeout) {
+        return result;
+    }
+    poll_wait(word, expected, timeout)
+}
+
+pub(super) fn wake(word: &AtomicU32, n: u32) {
+    #[cfg(target_vendor = "apple")]
+    apple::wake(word, n);
+    let _ = (word, n);
+}
+
+pub(super) fn backend() -> &'static str {
+    #[cfg(target_vendor = "apple")]
+    if let Some(name) = apple::name() {
+        return name;
+    }
+    "polling"
+}
+
+/// Whether `pid` is a zombie (ended, not reaped).
+pub(super) fn is_zombie(pid: u32) -> bool {
+    cfg_if::cfg_if! {
+        if #[cfg(target_vendor = "apple")] {
+            let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::uninit();
+            let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+            let Ok(pid) = libc::c_int::try_from(pid) else { return false };
+            // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+            let n = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, info.as_mut_ptr().cast(), size) };
+            if n != size {
+                return false;
+            }
+            // SAFETY: proc_pidinfo wrote all `size` bytes.
+            unsafe { info.assume_init() }.pbi_status == libc::SZOMB
+        } else if #[cfg(target_os = "linux")] {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|c| c == 'Z' || c == 'X')
+        } else {
+            let _ = pid;
+            false
+        }
+    }
+}
+
+/// Waits by looking at the word: spin briefly, then sleep with a growing pause (at most 1 ms, so
+/// a change is seen within about a millisecond).
+fn poll_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pause = Duration::from_micros(20);
+    for round in 0u32.. {
+        if word.load(Ordering::Acquire) != expected {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        if round < 64 {
+            std::thread::yield_now();
+        } else {
+            let nap = deadline.map_or(pause, |d| pause.min(d.saturating_duration_since(Instant::now())));
+            std::thread::sleep(nap);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+    true
+}
+
+#[cfg(target_vendor = "apple")]
+mod apple {
+    //! `os_sync_*` and `__ulock_*`, found with `dlsym`.
+
+    use std::ffi::{c_void, CStr};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    type OsWait = unsafe extern "C" fn(*mut c_void, u64, usize, u32) -> libc::c_int;
+    type OsWaitTimeout = unsafe extern "C" fn(*mut c_void, u64, usize, u32, u32, u64) -> libc::c_int;
+    type OsWake = unsafe extern "C" fn(*mut c_void, usize, u32) -> libc::c_int;
+    type UlockWait = unsafe extern "C" fn(u32, *mut c_void, u64, u32) -> libc::c_int;
+    type UlockWake = unsafe extern "C" fn(u32, *mut c_void, u64) -> libc::c_int;
+
+    const OS_SYNC_SHARED: u32 = 0x1;
+    const OS_CLOCK_MACH_ABSOLUTE_TIME: u32 = 32;
+    const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
+    const ULF_WAKE_ALL: u32 = 0x100;
+
+    enum Mech {
+        OsSync { wait: OsWait, wait_timeout: OsWaitTimeout, wake_any: OsWake, wake_all: OsWake },
+        Ulock { wait: UlockWait, wake: UlockWake },
+        Poll,
+    }
+
+    fn lookup(name: &CStr) -> Option<*mut c_void> {
+        // SAFETY: `name` is a valid NUL-terminated string; RTLD_DEFAULT searches loaded images.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!sym.is_null()).then_some(sym)
+    }
+
+    fn mech() -> &'static Mech {
+        static MECH: OnceLock<Mech> = OnceLock::new();
+        MECH.get_or_init(|| {
+            let os = (
+                lookup(c"os_sync_wait_on_address"),
+                lookup(c"os_sync_wait_on_address_with_timeout"),
+                lookup(c"os_sync_wake_by_address_any"),
+                lookup(c"os_sync_wake_by_address_all"),
+            );
+            if let (Some(w), Some(wt), Some(wa), Some(wl)) = os {
+                // SAFETY: the symbols have these C signatures (<os/os_sync_wait_on_address.h>).
+                return unsafe {
+                    Mech::OsSync {
+                        wait: std::mem::transmute::<*mut c_void, OsWait>(w),
+                        wait_timeout: std::mem::transmute::<*mut c_void, OsWaitTimeout>(wt),
+                        wake_any: std::mem::transmute::<*mut c_void, OsWake>(wa),
+                        wake_all: std::mem::transmute::<*mut c_void, OsWake>(wl),
+                    }
+                };
+            }
+            if let (Some(w), Some(k)) = (lookup(c"__ulock_wait"), lookup(c"__ulock_wake")) {
+                // SAFETY: the symbols have these C signatures (xnu's sys/ulock.h).
+                return unsafe {
+                    Mech::Ulock {
+                        wait: std::mem::transmute::<*mut c_void, UlockWait>(w),
+                        wake: std::mem::transmute::<*mut c_void, UlockWake>(k),
+                    }
+                };
+            }
+            Mech::Poll
+        })
+    }
+
+    pub(super) fn name() -> Option<&'static str> {
+        match mech() {
+            Mech::OsSync { .. } => Some("os_sync_wait_on_address"),
+            Mech::Ulock { .. } => Some("__ulock_wait"),
+            Mech::Poll => None,
+        }
+    }
+
+    /// `None`: no kernel mechanism; the caller polls.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Option<bool> {
+        let addr = word.as_ptr().cast::<c_void>();
+        let ret = match (mech(), timeout) {
+            // SAFETY (all arms): `addr` is a live, aligned 4-byte word in shared memory that
+            // outlives the call; the functions only compare and sleep on it.
+            (Mech::OsSync { wait, .. }, None) => unsafe {
+                wait(addr, u64::from(expected), 4, OS_SYNC_SHARED)
+            },
+            (Mech::OsSync { wait_timeout, .. }, Some(t)) => {
+                let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1);
+                // SAFETY: as above.
+                unsafe {
+                    wait_timeout(
+                        addr,
+                        u64::from(expected),
+                        4,
+                        OS_SYNC_SHARED,
+                        OS_CLOCK_MACH_ABSOLUTE_TIME,
+                        ns,
+                    )
+                }
+            }
+            (Mech::Ulock { wait, .. }, t) => {
+                // Microseconds; 0 means forever, so a zero timeout waits 1 µs.
+                let us = t.map_or(0, |t| u32::try_from(t.as_micros()).unwrap_or(u32::MAX).max(1));
+                // SAFETY: as above.
+                unsafe { wait(UL_COMPARE_AND_WAIT_SHARED, addr, u64::from(expected), us) }
+            }
+            (Mech::Poll, _) => return None,
+        };
+        Some(ret >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ETIMEDOUT))
+    }
+
+    pub(super) fn wake(word: &AtomicU32, n: u32) {
+        let addr = word.as_ptr().cast::<c_void>();
+        match mech() {
+            // SAFETY (all arms): `addr` is a live, aligned 4-byte word; waking only looks up waiters.
+            Mech::OsSync { wake_any, wake_all, .. } => unsafe {
+                if n == 1 {
+                    wake_any(addr, 4, OS_SYNC_SHARED);
+                } else if n == u32::MAX {
+                    wake_all(addr, 4, OS_SYNC_SHARED);
+                } else {
+                    for _ in 0..n {
+                        if wake_any(addr, 4, OS_SYNC_SHARED) != 0 {
+                            break;
+                        }
+                    }
+                }
+            },
+            Mech::Ulock { wake, .. } => unsafe {
+                if n == u32::MAX || n > 1 {
+                    // __ulock_wake wakes one or all; waking all is correct (waiters re-check).
+                    wake(UL_COMPARE_AND_WAIT_SHARED | ULF_WAKE_ALL, addr, 0);
+                } else {
+                    wake(UL_COMPARE_AND_WAIT_SHARED, addr, 0);
+                }
+            },
+            Mech::Poll => {}
+        }
+    }
+}
