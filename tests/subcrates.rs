@@ -16,4 +16,13 @@ fn reexports() {
     let p: multiproc::Process<u8> = multiproc::Process::new(|| 1u8, ()).start().unwrap();
     assert_eq!(p.join().unwrap(), 1);
     let _ = multiproc::active_children();
+    let _ = multiproc::sync::Lock::new().unwrap();
+    let _ = multiproc::Lock::new().unwrap();
+    let _ = multiproc::RLock::new().unwrap();
+    let _ = multiproc::Semaphore::new(1).unwrap();
+    let _ = multiproc::BoundedSemaphore::new(1).unwrap();
+    let _ = multiproc::Event::new().unwrap();
+    let _ = multiproc::Value::new(0u8).unwrap();
+    let _ = multiproc::Array::<u8>::zeroed(1).unwrap();
+    assert!(!multiproc::sync::backend().is_empty());
 }

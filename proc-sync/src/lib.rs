@@ -49,3 +49,8 @@ pub use value::{Array, RawArray, RawValue, Value};
 pub fn backend() -> &'static str {
     sys::backend()
 }
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
