@@ -31,6 +31,12 @@ fn tour_runs_every_demo() {
         "active children after join: 0",
         "port = 8080",
         "error: child process panicked at",
+        "with the lock: 1 ticket(s) sold for 1 seat",
+        "without the lock:",
+        "at most 3 ran at once",
+        "counter = 4000",
+        "squares = [0.0, 1.0, 4.0, 9.0]",
+        "main: setting the event\nwaiter: the event is set",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }

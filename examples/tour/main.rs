@@ -5,6 +5,7 @@
 //! variable `MULTIPROC_TOUR_SCALE` (default 1.0; the tests run the tour at 0.01).
 
 mod process;
+mod sync;
 
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ const DEMOS: &[Demo] = &[
     ("daemon", "daemon and non-daemon children at exit", process::daemon_vs_non_daemon),
     ("cpus", "cpu_count and active_children", process::cpus_and_active_children),
     ("values", "a typed return value, and a panic coming back as an error", process::values_and_panics),
+    ("tickets", "ticket grabbing with and without a Lock", sync::tickets),
+    ("semaphore", "Semaphore(3) limits eight processes to three at once", sync::semaphore),
+    ("shared", "a shared counter (Value) and array (Array)", sync::shared_values),
+    ("event", "Event signalling between processes", sync::event),
 ];
 
 fn main() {
