@@ -82,7 +82,8 @@ pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseEr
     Ok(())
 }
 
-fn deadline(timeout: Duration) -> Instant {
+/// The instant `timeout` from now (a year from now if that overflows).
+pub(crate) fn deadline(timeout: Duration) -> Instant {
     Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
 }
 

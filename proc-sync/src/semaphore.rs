@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReleaseError;
+use crate::lock::deadline;
 use crate::region::Region;
 use crate::sys;
 
@@ -19,14 +20,6 @@ const VALUE: usize = 0;
 const WAITERS: usize = 1;
 const MAX: usize = 2;
 const UNBOUNDED: u32 = u32::MAX;
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Some(
-        Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
-    )
-}
 
 /// A counting semaphore shared between processes, as Python's `multiprocessing.Semaphore`.
 ///
@@ -90,7 +83,7 @@ impl Semaphore {
 
     /// Takes a permit if one comes within `timeout`; whether it did. Zero tries once.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.acquire_until(deadline(timeout))
+        self.acquire_until(Some(deadline(timeout)))
     }
 
     /// Takes a permit if one is free, without waiting.
@@ -257,7 +250,7 @@ impl Event {
 
     /// Waits at most `timeout` for the flag; whether it is set. Zero only looks.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(deadline(timeout))
+        self.wait_until(Some(deadline(timeout)))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {

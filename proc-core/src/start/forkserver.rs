@@ -28,6 +28,14 @@ use crate::process::{Pid, Watch};
 use crate::sys;
 use crate::wire::{self, FrameReader, Read};
 
+/// Why a request failed.
+enum RequestError {
+    /// The server is gone: replace it and try again.
+    ServerGone(io::Error),
+    /// A local failure (out of descriptors, ...) that says nothing about the server.
+    Local(Error),
+}
+
 /// The parent's connection to its fork server.
 #[derive(Debug)]
 pub(crate) struct ForkServer {
@@ -71,17 +79,16 @@ impl ForkServer {
         self.pid
     }
 
-    /// Sends one request. `Err(Ok(e))`: the server is gone; `Err(Err(e))`: a local failure
-    /// (out of descriptors, ...) that says nothing about the server.
+    /// Sends one request.
     fn request(
         &self,
         boot: &[u8],
         boot_fds: &[BorrowedFd<'_>],
-    ) -> std::result::Result<Started, std::result::Result<io::Error, Error>> {
-        let local = |e| Err(Error::io("cannot start a child through the fork server", e));
-        let (ctl, child_ctl) = sys::socketpair().or_else(local).map_err(Err)?;
-        let (status, status_w) = sys::pipe().or_else(local).map_err(Err)?;
-        let (pid, pid_w) = sys::pipe().or_else(local).map_err(Err)?;
+    ) -> std::result::Result<Started, RequestError> {
+        let local = |e| RequestError::Local(Error::io("cannot start a child through the fork server", e));
+        let (ctl, child_ctl) = sys::socketpair().map_err(local)?;
+        let (status, status_w) = sys::pipe().map_err(local)?;
+        let (pid, pid_w) = sys::pipe().map_err(local)?;
         let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
         match wire::send_frame(self.sock.as_fd(), boot, &fds) {
@@ -93,9 +100,9 @@ impl ForkServer {
                 alive: None,
             }),
             Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
-                Err(Ok(e))
+                Err(RequestError::ServerGone(e))
             }
-            Err(e) => Err(Err(Error::io("cannot send a request to the fork server", e))),
+            Err(e) => Err(RequestError::Local(Error::io("cannot send a request to the fork server", e))),
         }
     }
 }
@@ -132,8 +139,8 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
         match server.request(boot, boot_fds) {
             Ok(started) => return Ok(started),
             // A local failure: the server is fine and keeps serving its other children.
-            Err(Err(e)) => return Err(e),
-            Err(Ok(e)) => {
+            Err(RequestError::Local(e)) => return Err(e),
+            Err(RequestError::ServerGone(e)) => {
                 if let Some(old) = g.forkserver.take() {
                     old.discard();
                 }
