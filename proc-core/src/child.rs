@@ -137,17 +137,26 @@ fn hash_code(start: usize, len: usize) -> u64 {
 
 impl EntryPoint {
     pub(crate) fn of(entry: EntryFn) -> Self {
-        let addr = entry as usize;
+        Self::of_addr(entry as usize)
+    }
+
+    pub(crate) fn of_addr(addr: usize) -> Self {
         EntryPoint { offset: (addr as i64).wrapping_sub(anchor() as i64), fingerprint: fingerprint(addr) }
     }
 
-    fn resolve(self) -> std::result::Result<EntryFn, String> {
+    /// The address in this process, once the code there is checked to be the same.
+    pub(crate) fn resolve_addr(self) -> std::result::Result<usize, String> {
         let addr = (anchor() as i64).wrapping_add(self.offset) as usize;
         if fingerprint(addr) != self.fingerprint {
             return Err(
                 "the child runs a different binary than its parent (target fingerprint mismatch)".into()
             );
         }
+        Ok(addr)
+    }
+
+    fn resolve(self) -> std::result::Result<EntryFn, String> {
+        let addr = self.resolve_addr()?;
         // SAFETY: the parent computed the offset from a fn pointer of type EntryFn in the same
         // binary (the fingerprint of the code there matches), so `addr` is that function.
         Ok(unsafe { std::mem::transmute::<usize, EntryFn>(addr) })

@@ -285,3 +285,81 @@ mod tests {
         assert!(postcard::to_stdvec(&null()).is_err());
     }
 }
+
+/// Whether a received side table is being read on this thread (a handle may deserialize itself).
+fn in_receive() -> bool {
+    SOURCE.with(|s| s.borrow().is_some())
+}
+
+/// A plain function pointer that can be passed to a child, as a handle: the child gets the same
+/// function of the same binary (located by its offset from a fixed function, and checked against a
+/// fingerprint of its code). For callbacks that belong to a shared object, such as a barrier's
+/// action.
+///
+/// Like every handle it serializes only into a start argument or a multiproc channel, never from
+/// untrusted bytes.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::{handle::StaticFn, Process};
+///
+/// fn hello() {
+///     println!("hello from a function pointer");
+/// }
+///
+/// fn child(f: StaticFn) {
+///     f.call();
+/// }
+///
+/// let p = Process::new(child, (StaticFn::new(hello),)).start().unwrap();
+/// p.join().unwrap();
+/// ```
+#[derive(Clone, Copy)]
+pub struct StaticFn(fn());
+
+impl StaticFn {
+    /// Wraps `f`.
+    pub fn new(f: fn()) -> Self {
+        StaticFn(f)
+    }
+
+    /// Calls the function.
+    pub fn call(&self) {
+        (self.0)()
+    }
+
+    /// The function pointer.
+    pub fn get(&self) -> fn() {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for StaticFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StaticFn").field(&(self.0 as usize as *const ())).finish()
+    }
+}
+
+impl Serialize for StaticFn {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if !in_transfer() {
+            return Err(S::Error::custom(OUTSIDE));
+        }
+        crate::child::EntryPoint::of_addr(self.0 as usize).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StaticFn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        if !in_receive() {
+            return Err(D::Error::custom(OUTSIDE));
+        }
+        let addr =
+            crate::child::EntryPoint::deserialize(deserializer)?.resolve_addr().map_err(D::Error::custom)?;
+        // SAFETY: the sender computed the entry point from a `fn()` of the same binary (the
+        // fingerprint of the code at `addr` matches), and the bytes come from a multiproc transfer
+        // between processes of this program, so `addr` is that function.
+        Ok(StaticFn(unsafe { std::mem::transmute::<usize, fn()>(addr) }))
+    }
+}
