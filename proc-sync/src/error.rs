@@ -73,3 +73,45 @@ impl fmt::Display for ReleaseError {
 }
 
 impl std::error::Error for ReleaseError {}
+
+/// Why a [`Barrier`](crate::Barrier) could not be made or passed (Python's `BrokenBarrierError`
+/// and `ValueError`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken: a party timed out or aborted, the barrier was reset while this party
+    /// waited, the action panicked in another party, or a party died holding its lock.
+    Broken,
+    /// The action panicked in this party (with this message); the barrier is broken.
+    ActionPanicked(String),
+    /// A barrier needs at least one party.
+    NoParties,
+    /// The shared memory for the barrier could not be created.
+    Os(proc_core::Error),
+}
+
+impl From<proc_core::Error> for BarrierError {
+    fn from(e: proc_core::Error) -> Self {
+        BarrierError::Os(e)
+    }
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken => f.write_str("the barrier is broken"),
+            BarrierError::ActionPanicked(m) => write!(f, "the barrier's action panicked: {m}"),
+            BarrierError::NoParties => f.write_str("a barrier needs at least one party"),
+            BarrierError::Os(e) => write!(f, "cannot create the barrier: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BarrierError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}

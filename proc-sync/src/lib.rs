@@ -32,6 +32,8 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod barrier;
+mod condition;
 mod error;
 mod lock;
 mod region;
@@ -39,7 +41,9 @@ mod semaphore;
 mod sys;
 mod value;
 
-pub use error::{OwnerDied, ReleaseError};
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
+pub use error::{BarrierError, OwnerDied, ReleaseError};
 pub use lock::{AcquireResult, Lock, LockGuard, RLock, RLockGuard, LIVENESS_CHECK};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, RawArray, RawValue, Value};

@@ -11,6 +11,7 @@
 //! for that process. Pids are reused only after the whole pid space cycled.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -253,15 +254,17 @@ impl RLock {
     fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<Option<RLockGuard<'_>>> {
         if self.owned_by_me() {
             self.region.word(3).fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(RLockGuard { lock: self }));
+            return Ok(Some(RLockGuard { lock: self, _not_send: PhantomData }));
         }
         match raw_acquire(&self.region, 0, deadline) {
             None => Ok(None),
             Some(r) => {
                 self.take();
                 match r {
-                    Ok(()) => Ok(Some(RLockGuard { lock: self })),
-                    Err(pid) => Err(OwnerDied::new(Some(RLockGuard { lock: self }), pid)),
+                    Ok(()) => Ok(Some(RLockGuard { lock: self, _not_send: PhantomData })),
+                    Err(pid) => {
+                        Err(OwnerDied::new(Some(RLockGuard { lock: self, _not_send: PhantomData }), pid))
+                    }
                 }
             }
         }
@@ -276,10 +279,13 @@ impl RLock {
         // Without a deadline the guard is always there; building one eagerly would release the
         // lock when the spare is dropped.
         match self.acquire_until(None) {
-            Ok(g) => Ok(g.unwrap_or_else(|| RLockGuard { lock: self })),
+            Ok(g) => Ok(g.unwrap_or_else(|| RLockGuard { lock: self, _not_send: PhantomData })),
             Err(e) => {
                 let pid = e.pid();
-                Err(OwnerDied::new(e.into_guard().unwrap_or_else(|| RLockGuard { lock: self }), pid))
+                Err(OwnerDied::new(
+                    e.into_guard().unwrap_or_else(|| RLockGuard { lock: self, _not_send: PhantomData }),
+                    pid,
+                ))
             }
         }
     }
@@ -316,16 +322,46 @@ impl RLock {
     }
 }
 
+impl RLock {
+    /// Releases every level this thread holds, for a condition wait; the depth to restore.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError`] unless the calling thread of this process holds the lock.
+    pub(crate) fn release_save(&self) -> Result<u32, ReleaseError> {
+        if !self.owned_by_me() {
+            return Err(if self.locked() { ReleaseError::NotOwner } else { ReleaseError::NotHeld });
+        }
+        let depth = self.region.word(3).swap(0, Ordering::Relaxed);
+        self.region.word(1).store(0, Ordering::Relaxed);
+        self.region.word(2).store(0, Ordering::Relaxed);
+        raw_release(&self.region, 0)?;
+        Ok(depth)
+    }
+
+    /// Takes the lock back at `depth` after a condition wait; `Err(pid)` if its owner meanwhile
+    /// died holding it (it is ours all the same).
+    pub(crate) fn acquire_restore(&self, depth: u32) -> Result<(), u32> {
+        let r = raw_acquire(&self.region, 0, None).unwrap_or(Ok(()));
+        self.take();
+        self.region.word(3).store(depth, Ordering::Relaxed);
+        r
+    }
+}
+
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLock").field("locked", &self.locked()).finish()
     }
 }
 
-/// Holds one level of an [`RLock`]; dropping it releases that level.
+/// Holds one level of an [`RLock`]; dropping it releases that level. It stays on the thread that
+/// acquired it.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    // An RLock belongs to a thread: its guard must not be dropped on another.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl RLockGuard<'_> {
