@@ -2,14 +2,16 @@
 //!
 //! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, then the tests on the
 //!   default backend and on the portable one.
-//! - `bench`: the criterion benchmarks, free and pinned to one CPU, side by side with Python's
-//!   multiprocessing and the raw floors; prints a markdown table and writes it to
-//!   `target/bench/report.md`.
+//! - `bench [FILE...]`: the criterion benchmarks (all files, or the named ones: `process_start`,
+//!   `sync`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
+//!   by side with Python's multiprocessing and the raw floors; prints one markdown table per file
+//!   and writes them to `target/bench/report.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
@@ -17,9 +19,9 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("ci") => ci(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench>");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync]...");
             std::process::exit(2);
         }
     }
@@ -66,16 +68,335 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
-/// Mean time in nanoseconds of one criterion benchmark, from its `estimates.json`.
-fn criterion_mean(group: &str, function: &str) -> Option<f64> {
+// ---------------------------------------------------------------------------------------------
+// `cargo xtask bench`
+// ---------------------------------------------------------------------------------------------
+
+/// One criterion benchmark file (`benches/benches/<name>.rs`), its Python counterpart
+/// (`benches/python/<name>.py`, printing a JSON object of mean nanoseconds per key) and its table.
+struct BenchFile {
+    name: &'static str,
+    title: &'static str,
+    /// The heading of the first column.
+    first_column: &'static str,
+    /// Whether it runs on both wait/wake backends of proc-sync: the default one and the portable
+    /// one (`--features multiproc/force-portable`). Its groups are then named
+    /// `<scenario>_<backend>_<pin>`, else `<scenario>_<pin>`.
+    both_backends: bool,
+    rows: &'static [Row],
+    /// Printed under the table.
+    note: &'static str,
+}
+
+/// One line of a table: a benchmark, its floor (in the same group) and its Python key.
+struct Row {
+    label: &'static str,
+    scenario: &'static str,
+    function: &'static str,
+    floor: &'static str,
+    python: &'static str,
+    unit: Unit,
+    target: Option<Target>,
+}
+
+/// How a row's means read.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Milliseconds, three decimals.
+    Ms,
+    /// Nanoseconds or microseconds, whichever reads better.
+    Auto,
+    /// Time per iteration, and the operations per second of that many operations per iteration.
+    Throughput(f64),
+}
+
+/// A target: multiproc's time at most `max_ratio` times the floor's (a throughput target of 50 %
+/// of the floor's operations per second is a time ratio of 2).
+struct Target {
+    max_ratio: f64,
+    text: &'static str,
+}
+
+const BENCH_FILES: &[BenchFile] = &[
+    BenchFile {
+        name: "process_start",
+        title: "Process start + join of a no-op target (mean per process)",
+        first_column: "method",
+        both_backends: false,
+        rows: &[
+            Row {
+                label: "fork",
+                scenario: "process_start",
+                function: "fork",
+                floor: "floor_fork_waitpid",
+                python: "fork",
+                unit: Unit::Ms,
+                target: None,
+            },
+            Row {
+                label: "forkserver",
+                scenario: "process_start",
+                function: "forkserver",
+                floor: "floor_fork_waitpid",
+                python: "forkserver",
+                unit: Unit::Ms,
+                target: None,
+            },
+            Row {
+                label: "spawn",
+                scenario: "process_start",
+                function: "spawn",
+                floor: "floor_reexec",
+                python: "spawn",
+                unit: Unit::Ms,
+                target: None,
+            },
+        ],
+        note: "Targets: forkserver ≤ 2× the raw fork+waitpid floor; spawn ≤ 1.3× the re-exec floor; both far ahead of Python.",
+    },
+    BenchFile {
+        name: "sync",
+        title: "Synchronization (mean per iteration)",
+        first_column: "benchmark",
+        both_backends: true,
+        rows: &[
+            Row {
+                label: "Lock acquire+release, uncontended",
+                scenario: "uncontended",
+                function: "lock",
+                floor: "floor_pthread_mutex",
+                python: "lock",
+                unit: Unit::Auto,
+                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+            },
+            Row {
+                label: "RLock acquire+release, uncontended",
+                scenario: "uncontended",
+                function: "rlock",
+                floor: "floor_pthread_recursive",
+                python: "rlock",
+                unit: Unit::Auto,
+                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+            },
+            Row {
+                label: "Value<u64> update, uncontended",
+                scenario: "uncontended",
+                function: "value_update",
+                floor: "floor_pthread_update",
+                python: "value_update",
+                unit: Unit::Auto,
+                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+            },
+            Row {
+                label: "Semaphore ping-pong, round trip",
+                scenario: "pingpong",
+                function: "semaphore",
+                floor: "floor_futex",
+                python: "pingpong_semaphore",
+                unit: Unit::Auto,
+                target: Some(Target { max_ratio: 1.2, text: "≤ 1.2×" }),
+            },
+            Row {
+                label: "Event ping-pong, round trip",
+                scenario: "pingpong",
+                function: "event",
+                floor: "floor_futex",
+                python: "pingpong_event",
+                unit: Unit::Auto,
+                target: Some(Target { max_ratio: 1.2, text: "≤ 1.2×" }),
+            },
+            Row {
+                label: "2 processes increment one Value<u64> (2 ops per iteration)",
+                scenario: "counter",
+                function: "value_update",
+                floor: "floor_pthread_counter",
+                python: "counter",
+                unit: Unit::Throughput(2.0),
+                target: Some(Target { max_ratio: 2.0, text: "≥ 50% of the floor's ops/s (≤ 2×)" }),
+            },
+        ],
+        note: "Ratios are of times per iteration: for the counter, a time ratio r means 1/r of the floor's ops/s. \
+               Each backend's floors are measured in that backend's run. Floors: a process-shared pthread mutex \
+               (normal or recursive) in MAP_SHARED memory; a shared-futex ping-pong on one word.",
+    },
+];
+
+const PORTABLE: &str = "multiproc/force-portable";
+
+fn bench(only: &[String]) -> Result<()> {
+    let files: Vec<&BenchFile> =
+        BENCH_FILES.iter().filter(|f| only.is_empty() || only.iter().any(|o| o == f.name)).collect();
+    if files.is_empty() {
+        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).collect();
+        bail!("no such benchmark file; known: {}", names.join(", "));
+    }
+    // Criterion keeps older results; only what this run wrote is reported.
+    let since = SystemTime::now();
+    let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+
+    let mut md = String::new();
+    writeln!(md, "# multiproc benchmarks\n")?;
+    writeln!(
+        md,
+        "Machine: {} ({} CPUs); {}; commit {}.\n",
+        command_line("uname", &["-srm"]),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        command_line("rustc", &["--version"]),
+        command_line("git", &["rev-parse", "--short", "HEAD"]),
+    )?;
+    for file in files {
+        let features: &[Option<&str>] = if file.both_backends { &[None, Some(PORTABLE)] } else { &[None] };
+        for feature in features {
+            for pin in ["0", "1"] {
+                let mut args = vec!["bench", "-p", "multiproc-benches", "--bench", file.name];
+                if let Some(feature) = feature {
+                    args.extend(["--features", feature]);
+                }
+                run("cargo", &args, &[("MULTIPROC_BENCH_PIN", pin)])?;
+            }
+        }
+        let (py_free, py_pinned) =
+            if has_python { (python(file.name, false), python(file.name, true)) } else { (None, None) };
+        table(&mut md, file, since, py_free.as_ref(), py_pinned.as_ref())?;
+    }
+    if !has_python {
+        writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
+    }
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("report.md"), &md)?;
+    println!("{md}");
+    eprintln!("written to {}", dir.join("report.md").display());
+    Ok(())
+}
+
+type PythonFigures = BTreeMap<String, f64>;
+
+/// Writes one bench file's table.
+fn table(
+    md: &mut String,
+    file: &BenchFile,
+    since: SystemTime,
+    py_free: Option<&PythonFigures>,
+    py_pinned: Option<&PythonFigures>,
+) -> Result<()> {
+    let backends: Vec<Option<String>> = if file.both_backends {
+        backends_since(file, since).into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let with_target = file.rows.iter().any(|r| r.target.is_some());
+    writeln!(md, "## {}\n", file.title)?;
+    let mut header = format!("| {} |", file.first_column);
+    if file.both_backends {
+        header.push_str(" backend |");
+    }
+    header.push_str(
+        " multiproc free | multiproc pinned | Python free | Python pinned | Python ÷ multiproc (free / pinned) \
+         | multiproc ÷ floor (free / pinned) | floor (free / pinned) |",
+    );
+    if with_target {
+        header.push_str(" target (free / pinned) |");
+    }
+    writeln!(md, "{header}")?;
+    writeln!(md, "|{}", "---|".repeat(header.matches('|').count() - 1))?;
+    for row in file.rows {
+        for backend in &backends {
+            let group = |pin: &str| match backend {
+                Some(b) => format!("{}_{b}_{pin}", row.scenario),
+                None => format!("{}_{pin}", row.scenario),
+            };
+            let free = criterion_mean(&group("free"), row.function, since);
+            let pinned = criterion_mean(&group("pinned"), row.function, since);
+            let floor_free = criterion_mean(&group("free"), row.floor, since);
+            let floor_pinned = criterion_mean(&group("pinned"), row.floor, since);
+            let pf = py_free.and_then(|m| m.get(row.python).copied());
+            let pp = py_pinned.and_then(|m| m.get(row.python).copied());
+            let mut line = format!("| {} |", row.label);
+            if let Some(b) = backend {
+                write!(line, " {b} |")?;
+            }
+            write!(
+                line,
+                " {} | {} | {} | {} | {} / {} | {} / {} | {}: {} / {} |",
+                value(row.unit, free),
+                value(row.unit, pinned),
+                value(row.unit, pf),
+                value(row.unit, pp),
+                ratio(pf, free),
+                ratio(pp, pinned),
+                ratio(free, floor_free),
+                ratio(pinned, floor_pinned),
+                row.floor,
+                value(row.unit, floor_free),
+                value(row.unit, floor_pinned),
+            )?;
+            if with_target {
+                match &row.target {
+                    Some(t) => write!(
+                        line,
+                        " {}: {} / {} |",
+                        t.text,
+                        verdict(t, free, floor_free),
+                        verdict(t, pinned, floor_pinned)
+                    )?,
+                    None => line.push_str(" |"),
+                }
+            }
+            writeln!(md, "{line}")?;
+        }
+    }
+    if !file.note.is_empty() {
+        writeln!(md, "\n{}\n", file.note)?;
+    }
+    Ok(())
+}
+
+/// The backends that a bench file's groups (`<scenario>_<backend>_<pin>`) have results of from
+/// this run, sorted.
+fn backends_since(file: &BenchFile, since: SystemTime) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(root().join("target/criterion")) else { return found };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        for row in file.rows {
+            for pin in ["free", "pinned"] {
+                let backend = name
+                    .strip_prefix(row.scenario)
+                    .and_then(|s| s.strip_prefix('_'))
+                    .and_then(|s| s.strip_suffix(pin))
+                    .and_then(|s| s.strip_suffix('_'));
+                if let Some(b) = backend.filter(|b| !b.is_empty()) {
+                    if criterion_mean(&name, row.function, since).is_some() {
+                        found.insert(b.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Mean time in nanoseconds of one criterion benchmark, from its `estimates.json`, if written
+/// since `since`.
+fn criterion_mean(group: &str, function: &str, since: SystemTime) -> Option<f64> {
     let path = root().join("target/criterion").join(group).join(function).join("new/estimates.json");
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    if modified < since {
+        return None;
+    }
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     json["mean"]["point_estimate"].as_f64()
 }
 
-fn python(pinned: bool) -> Option<BTreeMap<String, f64>> {
-    let script = root().join("benches/python/process_start.py");
+/// Python's figures for one bench file (`benches/python/<name>.py`), if the script exists and ran.
+fn python(name: &str, pinned: bool) -> Option<PythonFigures> {
+    let script = root().join("benches/python").join(format!("{name}.py"));
+    if !script.exists() {
+        return None;
+    }
+    eprintln!("$ python3 {}{}", script.display(), if pinned { " --pinned" } else { "" });
     let mut cmd = Command::new("python3");
     cmd.arg(script);
     if pinned {
@@ -89,8 +410,23 @@ fn python(pinned: bool) -> Option<BTreeMap<String, f64>> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-fn ms(ns: Option<f64>) -> String {
-    ns.map_or_else(|| "n/a".to_owned(), |ns| format!("{:.3} ms", ns / 1e6))
+fn value(unit: Unit, ns: Option<f64>) -> String {
+    let Some(ns) = ns else { return "n/a".to_owned() };
+    match unit {
+        Unit::Ms => format!("{:.3} ms", ns / 1e6),
+        Unit::Auto => time(ns),
+        Unit::Throughput(ops) => format!("{} ({:.2} M ops/s)", time(ns), ops / ns * 1e3),
+    }
+}
+
+fn time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{:.3} ms", ns / 1e6)
+    }
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -100,78 +436,25 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+fn verdict(target: &Target, ns: Option<f64>, floor: Option<f64>) -> &'static str {
+    match (ns, floor) {
+        (Some(ns), Some(floor)) if floor > 0.0 => {
+            if ns / floor <= target.max_ratio {
+                "met"
+            } else {
+                "missed"
+            }
+        }
+        _ => "n/a",
+    }
+}
+
 fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
-}
-
-fn bench() -> Result<()> {
-    for pin in ["0", "1"] {
-        run(
-            "cargo",
-            &["bench", "-p", "multiproc-benches", "--bench", "process_start"],
-            &[("MULTIPROC_BENCH_PIN", pin)],
-        )?;
-    }
-    let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    let (py_free, py_pinned) = if has_python { (python(false), python(true)) } else { (None, None) };
-
-    let mut md = String::new();
-    writeln!(md, "# multiproc benchmarks\n")?;
-    writeln!(
-        md,
-        "Machine: {} ({} CPUs); {}; commit {}.\n",
-        command_line("uname", &["-srm"]),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        command_line("rustc", &["--version"]),
-        command_line("git", &["rev-parse", "--short", "HEAD"]),
-    )?;
-    writeln!(md, "## Process start + join of a no-op target (mean per process)\n")?;
-    writeln!(
-        md,
-        "| method | multiproc free | multiproc pinned | Python free | Python pinned | Python ÷ multiproc (free / pinned) | multiproc ÷ floor (free / pinned) | floor |"
-    )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
-    for (method, floor) in
-        [("fork", "floor_fork_waitpid"), ("forkserver", "floor_fork_waitpid"), ("spawn", "floor_reexec")]
-    {
-        let free = criterion_mean("process_start_free", method);
-        let pinned = criterion_mean("process_start_pinned", method);
-        let floor_free = criterion_mean("process_start_free", floor);
-        let floor_pinned = criterion_mean("process_start_pinned", floor);
-        let pf = py_free.as_ref().and_then(|m| m.get(method).copied());
-        let pp = py_pinned.as_ref().and_then(|m| m.get(method).copied());
-        writeln!(
-            md,
-            "| {method} | {} | {} | {} | {} | {} / {} | {} / {} | {floor}: {} / {} |",
-            ms(free),
-            ms(pinned),
-            ms(pf),
-            ms(pp),
-            ratio(pf, free),
-            ratio(pp, pinned),
-            ratio(free, floor_free),
-            ratio(pinned, floor_pinned),
-            ms(floor_free),
-            ms(floor_pinned),
-        )?;
-    }
-    writeln!(
-        md,
-        "\nTargets: forkserver ≤ 2× the raw fork+waitpid floor; spawn ≤ 1.3× the re-exec floor; both far ahead of Python."
-    )?;
-    if !has_python {
-        writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
-    }
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("report.md"), &md)?;
-    println!("{md}");
-    eprintln!("written to {}", dir.join("report.md").display());
-    Ok(())
 }
 
 #[cfg(test)]

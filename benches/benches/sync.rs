@@ -1,0 +1,191 @@
+//! proc-sync's primitives next to their raw floors: uncontended locks, a ping-pong between two
+//! processes, and two processes incrementing one counter under a lock.
+//!
+//! Groups (`<backend>` is `proc_sync::backend()`: `futex`, or `polling` when built with
+//! `--features multiproc/force-portable`; `<pin>` is `free` or `pinned`):
+//!
+//! - `uncontended_<backend>_<pin>`: acquire+release of `lock`, `rlock`, and `value_update`
+//!   (`Value<u64>::update`), next to `floor_pthread_mutex`, `floor_pthread_recursive` and
+//!   `floor_pthread_update` (a process-shared pthread mutex in `MAP_SHARED` memory).
+//! - `pingpong_<backend>_<pin>`: one round trip between parent and child with two `semaphore`s or
+//!   two `event`s, next to `floor_futex` (a shared-futex ping-pong on one word, Linux only).
+//! - `counter_<backend>_<pin>`: parent and child each increment a shared counter once per
+//!   iteration (2 increments), `value_update` next to `floor_pthread_counter`.
+//!
+//! `cargo xtask bench` runs this free and pinned, on both backends, and puts the figures next to
+//! Python's (`benches/python/sync.py`).
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use multiproc::sync::{Event, Lock, RLock, Semaphore, Value};
+use multiproc::{get_context, StartMethod};
+use multiproc_benches::{
+    backend_group_name, floor_pthread_counter, join_bounded, pin_to_one_cpu, pinned, Gate, SharedMutex, BOUND,
+};
+
+fn pin() {
+    if pinned() {
+        pin_to_one_cpu();
+    }
+}
+
+fn configure(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    warm_up_ms: u64,
+    measure_ms: u64,
+) {
+    group.warm_up_time(Duration::from_millis(warm_up_ms)).measurement_time(Duration::from_millis(measure_ms));
+}
+
+fn uncontended(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(backend_group_name("uncontended"));
+    configure(&mut group, 300, 1000);
+
+    let mutex = SharedMutex::new(false);
+    group.bench_function("floor_pthread_mutex", |b| {
+        b.iter(|| {
+            mutex.lock();
+            mutex.unlock();
+        })
+    });
+    let recursive = SharedMutex::new(true);
+    group.bench_function("floor_pthread_recursive", |b| {
+        b.iter(|| {
+            recursive.lock();
+            recursive.unlock();
+        })
+    });
+    group.bench_function("floor_pthread_update", |b| b.iter(|| mutex.increment()));
+
+    let lock = Lock::new().expect("lock");
+    group.bench_function("lock", |b| b.iter(|| drop(lock.acquire().expect("acquire"))));
+    let rlock = RLock::new().expect("rlock");
+    group.bench_function("rlock", |b| b.iter(|| drop(rlock.acquire().expect("acquire"))));
+    let value = Value::new(0u64).expect("value");
+    group.bench_function("value_update", |b| b.iter(|| value.update(|v| *v += 1)));
+    group.finish();
+}
+
+/// The child of the semaphore ping-pong: `rounds + 1` times, take `ping` and give `pong`.
+fn semaphore_child(ping: Semaphore, pong: Semaphore, rounds: u64) -> bool {
+    for _ in 0..=rounds {
+        if !ping.acquire_timeout(BOUND) {
+            return false;
+        }
+        pong.release();
+    }
+    true
+}
+
+/// `rounds` semaphore round trips after an untimed first one.
+fn semaphore_pingpong(rounds: u64) -> Duration {
+    let (ping, pong) = (Semaphore::new(0).expect("semaphore"), Semaphore::new(0).expect("semaphore"));
+    let child = get_context(StartMethod::Fork)
+        .process(semaphore_child, (ping.clone(), pong.clone(), rounds))
+        .start()
+        .expect("start");
+    let mut start = Instant::now();
+    for round in 0..=rounds {
+        if round == 1 {
+            start = Instant::now();
+        }
+        ping.release();
+        assert!(pong.acquire_timeout(BOUND), "the ping-pong child stopped answering");
+    }
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    elapsed
+}
+
+/// The child of the event ping-pong: `rounds + 1` times, wait for `ping`, clear it, set `pong`.
+fn event_child(ping: Event, pong: Event, rounds: u64) -> bool {
+    for _ in 0..=rounds {
+        if !ping.wait_timeout(BOUND) {
+            return false;
+        }
+        ping.clear();
+        pong.set();
+    }
+    true
+}
+
+/// `rounds` event round trips after an untimed first one.
+fn event_pingpong(rounds: u64) -> Duration {
+    let (ping, pong) = (Event::new().expect("event"), Event::new().expect("event"));
+    let child = get_context(StartMethod::Fork)
+        .process(event_child, (ping.clone(), pong.clone(), rounds))
+        .start()
+        .expect("start");
+    let mut start = Instant::now();
+    for round in 0..=rounds {
+        if round == 1 {
+            start = Instant::now();
+        }
+        ping.set();
+        assert!(pong.wait_timeout(BOUND), "the ping-pong child stopped answering");
+        pong.clear();
+    }
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    elapsed
+}
+
+fn pingpong(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(backend_group_name("pingpong"));
+    configure(&mut group, 500, 2000);
+    #[cfg(target_os = "linux")]
+    group.bench_function("floor_futex", |b| b.iter_custom(multiproc_benches::floor_futex_pingpong));
+    group.bench_function("semaphore", |b| b.iter_custom(semaphore_pingpong));
+    group.bench_function("event", |b| b.iter_custom(event_pingpong));
+    group.finish();
+}
+
+/// Two processes increment one `Value<u64>` `n` times each, started together; the time until
+/// both are done.
+fn value_counter(n: u64) -> Duration {
+    let value = Value::new(0u64).expect("value");
+    let gate = Gate::new();
+    let child = {
+        let (value, gate) = (value.clone(), gate.clone());
+        get_context(StartMethod::Fork)
+            .process(
+                move || {
+                    if !gate.arrive() {
+                        return false;
+                    }
+                    for _ in 0..n {
+                        value.update(|v| *v += 1);
+                    }
+                    gate.finish();
+                    true
+                },
+                (),
+            )
+            .start()
+            .expect("start")
+    };
+    let start = gate.open();
+    for _ in 0..n {
+        value.update(|v| *v += 1);
+    }
+    gate.wait_finished();
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    assert_eq!(value.get(), 2 * n, "lost increments");
+    elapsed
+}
+
+fn counter(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(backend_group_name("counter"));
+    configure(&mut group, 500, 2000);
+    group.bench_function("floor_pthread_counter", |b| b.iter_custom(floor_pthread_counter));
+    group.bench_function("value_update", |b| b.iter_custom(value_counter));
+    group.finish();
+}
+
+criterion_group!(benches, uncontended, pingpong, counter);
+criterion_main!(benches);
