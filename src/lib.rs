@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
 //! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
-//! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Value`, `Array` |
+//! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!
 //! The items people reach for first are also at the top level, under Python's names.
 #![warn(missing_docs, missing_debug_implementations)]
@@ -33,7 +33,7 @@ pub use proc_core::shm as shared_memory;
 /// Passing descriptors to children (from `proc-core`).
 pub use proc_core::handle;
 
-/// Locks, semaphores, events and shared values (the `proc-sync` crate).
+/// Locks, semaphores, events, conditions, barriers and shared values (the `proc-sync` crate).
 pub use proc_sync as sync;
 
 pub use proc_core::{
@@ -41,7 +41,7 @@ pub use proc_core::{
     parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
     Run, StartMethod,
 };
-pub use proc_sync::{Array, BoundedSemaphore, Event, Lock, RLock, Semaphore, Value};
+pub use proc_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -37,8 +37,12 @@ fn tour_runs_every_demo() {
         "counter = 4000",
         "squares = [0.0, 1.0, 4.0, 9.0]",
         "main: setting the event\nwaiter: the event is set",
+        "consumer: all 3 items are there",
+        "party 0: passed round 2",
+        "party 2: passed round 2",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("daemon is over"), "{stdout}");
+    assert_eq!(stdout.matches("(barrier action: every party arrived)").count(), 3, "{stdout}");
 }

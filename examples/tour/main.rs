@@ -34,6 +34,8 @@ const DEMOS: &[Demo] = &[
     ("semaphore", "Semaphore(3) limits eight processes to three at once", sync::semaphore),
     ("shared", "a shared counter (Value) and array (Array)", sync::shared_values),
     ("event", "Event signalling between processes", sync::event),
+    ("condition", "a consumer waits on a Condition for a producer process", sync::condition),
+    ("barrier", "three processes meet at a Barrier with an action, three rounds", sync::barrier),
 ];
 
 fn main() {

@@ -1,9 +1,9 @@
 //! The synchronization demos: ticket grabbing with and without a Lock, a Semaphore limiting
-//! concurrency, shared counters with Value and Array, Event signalling.
+//! concurrency, shared counters with Value and Array, Event signalling, a Condition and a Barrier.
 
 use std::path::PathBuf;
 
-use multiproc::{current_process, Array, Event, Lock, Process, Semaphore, Value};
+use multiproc::{current_process, Array, Barrier, Condition, Event, Lock, Process, Semaphore, Value};
 
 use crate::sleep;
 
@@ -144,4 +144,47 @@ pub(crate) fn event() {
     println!("main: setting the event");
     event.set();
     p.join().expect("join");
+}
+
+fn produce(cond: Condition, items: Value<u32>) {
+    for _ in 0..3 {
+        sleep(0.2);
+        let mut guard = cond.acquire().expect("the producer's lock");
+        items.set(items.get() + 1);
+        println!("producer: made item {}", items.get());
+        guard.notify_all();
+    }
+}
+
+/// A consumer waits on a Condition until a producer process has made three items.
+pub(crate) fn condition() {
+    let (cond, items) = (Condition::new().expect("condition"), Value::new(0u32).expect("value"));
+    let p = Process::new(produce, (cond.clone(), items.clone())).start().expect("start");
+    let mut guard = cond.acquire().expect("lock");
+    guard.wait_for(|| items.get() == 3).expect("wait_for");
+    println!("consumer: all {} items are there", items.get());
+    drop(guard);
+    p.join().expect("join");
+}
+
+fn round_done() {
+    println!("  (barrier action: every party arrived)");
+}
+
+fn meet(barrier: Barrier, who: u32) {
+    for round in 0..3 {
+        sleep(0.1 * f64::from(who));
+        let index = barrier.wait().expect("barrier");
+        println!("party {who}: passed round {round} as arrival {index}");
+    }
+}
+
+/// Three processes meet at a Barrier for three rounds; its action runs once per round.
+pub(crate) fn barrier() {
+    let barrier = Barrier::with_action(3, round_done).expect("barrier");
+    let ps: Vec<_> =
+        (0..3).map(|who| Process::new(meet, (barrier.clone(), who)).start().expect("start")).collect();
+    for p in ps {
+        p.join().expect("join");
+    }
 }

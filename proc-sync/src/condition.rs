@@ -275,7 +275,13 @@ impl fmt::Debug for Condition {
 /// Holds a [`Condition`]'s lock (one level of it, for an [`RLock`]); dropping it releases that.
 /// Waits and notifications go through it.
 ///
-/// It stays on the thread that acquired it (an `RLock` belongs to a thread).
+/// It stays on the thread that acquired it (an `RLock` belongs to a thread), so it is not `Send`:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let cond = proc_sync::Condition::new().unwrap();
+/// send(cond.acquire().unwrap());
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,

@@ -1,7 +1,8 @@
 //! Cross-process synchronization for [multiproc](https://docs.rs/multiproc): Python's `Lock`,
-//! `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Value` and `Array`, as state words in shared
-//! memory over one wait/wake seam (futex on Linux; `os_sync_wait_on_address` or `__ulock` on macOS,
-//! looked up at run time; polling as the last resort).
+//! `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value` and `Array`,
+//! as state words in shared memory over one wait/wake seam (futex on Linux;
+//! `os_sync_wait_on_address` or `__ulock` on macOS, looked up at run time; polling as the last
+//! resort).
 //!
 //! ```
 //! use proc_core::Process;
@@ -26,9 +27,13 @@
 //! Every primitive is a handle: pass it (or a clone) as a start argument and the child gets the
 //! same shared state, under every start method; serialized anywhere else it refuses. A lock whose
 //! holder died does not hang the others: the next acquirer gets [`OwnerDied`], which holds the
-//! guard, like Rust's `PoisonError`.
+//! guard, like Rust's `PoisonError`. The same holds for a semaphore permit taken with
+//! [`Semaphore::acquire_guard`].
 //!
-//! Not built yet: `Condition` and `Barrier`, owner-death detection for semaphores, benchmarks.
+//! What the caller may assume after [`OwnerDied`]: the lock (or permit) is now validly held by
+//! the caller and the primitive works normally from then on; the data it protected was left as
+//! the dead holder's last completed stores made it: each aligned word is either old or new (never
+//! torn), but a multi-word update may be half done. Check or repair it before relying on it.
 #![warn(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -45,7 +50,7 @@ pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use error::{BarrierError, OwnerDied, ReleaseError};
 pub use lock::{AcquireResult, Lock, LockGuard, RLock, RLockGuard, LIVENESS_CHECK};
-pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+pub use semaphore::{BoundedSemaphore, Event, Semaphore, SemaphoreGuard, HOLDER_SLOTS};
 pub use value::{Array, RawArray, RawValue, Value};
 
 /// The wait/wake mechanism in use: `"futex"`, `"os_sync_wait_on_address"`, `"__ulock_wait"` or

@@ -4,6 +4,14 @@
 //! value by compare-and-swap, or counts itself a waiter and sleeps while the value is 0 (the
 //! kernel re-checks the word, so a release between the check and the sleep is never missed).
 //! Release increments and wakes one waiter if any is counted.
+//!
+//! Holder death: a permit taken with [`Semaphore::acquire_guard`] is recorded in one of
+//! [`HOLDER_SLOTS`] slots (the holder's pid) until the guard drops. A waiter checks the slots once
+//! per [`LIVENESS_CHECK`] of waiting (and before a timed wait gives up); a slot whose process died
+//! is taken over by compare-and-swap. A guard acquirer inherits the dead holder's permit and gets
+//! [`OwnerDied`]; a plain acquirer returns the permit to the semaphore and takes a permit as usual.
+//! Plain `acquire`/`release` stay Python's bare counter (a permit may be released by any process),
+//! so they cannot be tracked.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -11,15 +19,27 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ReleaseError;
-use crate::lock::deadline;
+use crate::error::{OwnerDied, ReleaseError};
+use crate::lock::{deadline, AcquireResult, LIVENESS_CHECK};
 use crate::region::Region;
 use crate::sys;
 
 const VALUE: usize = 0;
 const WAITERS: usize = 1;
 const MAX: usize = 2;
+const FIRST_SLOT: usize = 4;
 const UNBOUNDED: u32 = u32::MAX;
+
+/// How many guarded permits of one semaphore are tracked for holder death at a time; guards
+/// beyond these work as usual but are not recovered if their holder dies.
+pub const HOLDER_SLOTS: usize = 64;
+
+/// A permit taken: the holder slot it was recorded in, and the pid of a dead holder whose permit
+/// it is.
+struct Taken {
+    slot: Option<usize>,
+    died: Option<u32>,
+}
 
 /// A counting semaphore shared between processes, as Python's `multiprocessing.Semaphore`.
 ///
@@ -50,45 +70,142 @@ impl Semaphore {
     }
 
     fn with_max(value: u32, max: u32) -> proc_core::Result<Self> {
-        let region = Region::new(12)?;
+        let region = Region::new((FIRST_SLOT + HOLDER_SLOTS) * 4)?;
         region.word(VALUE).store(value, Ordering::Relaxed);
         region.word(MAX).store(max, Ordering::Relaxed);
         Ok(Semaphore { region })
     }
 
-    fn acquire_until(&self, deadline: Option<Instant>) -> bool {
+    /// Takes a permit (recording this process in a holder slot if `guarded`); `None` on timeout.
+    fn take(&self, deadline: Option<Instant>, guarded: bool) -> Option<Taken> {
         let value = self.region.word(VALUE);
+        let mut next_check = Instant::now() + LIVENESS_CHECK;
         loop {
             let v = value.load(Ordering::Relaxed);
             if v > 0 {
                 if value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return true;
+                    return Some(Taken { slot: if guarded { self.record() } else { None }, died: None });
                 }
                 continue;
             }
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return false;
+            let expired = deadline.is_some_and(|d| now >= d);
+            if expired || now >= next_check {
+                if let Some((slot, pid)) = self.dead_holder() {
+                    let word = self.region.word(slot);
+                    let to = if guarded { sys::pid() } else { 0 };
+                    if word.compare_exchange(pid, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        if guarded {
+                            return Some(Taken { slot: Some(slot), died: Some(pid) });
+                        }
+                        // Give the dead holder's permit back, then compete for it as usual.
+                        self.put_back();
+                    }
+                    continue;
+                }
+                if expired {
+                    return None;
+                }
+                next_check = now + LIVENESS_CHECK;
             }
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
             self.region.word(WAITERS).fetch_add(1, Ordering::SeqCst);
-            sys::wait(value, 0, deadline.map(|d| d - now));
+            sys::wait(value, 0, Some(until.saturating_duration_since(now)));
             self.region.word(WAITERS).fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Records this process in a free holder slot, if one is left.
+    fn record(&self) -> Option<usize> {
+        let me = sys::pid();
+        (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find(|&i| {
+            self.region.word(i).compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        })
+    }
+
+    /// A holder slot whose process died, and that pid.
+    fn dead_holder(&self) -> Option<(usize, u32)> {
+        (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find_map(|i| {
+            let pid = self.region.word(i).load(Ordering::Acquire);
+            (pid != 0 && !sys::process_alive(pid)).then_some((i, pid))
+        })
+    }
+
+    /// Adds a permit without the maximum check (it was taken before) and wakes a waiter.
+    fn put_back(&self) {
+        let value = self.region.word(VALUE);
+        value.fetch_add(1, Ordering::SeqCst);
+        if self.region.word(WAITERS).load(Ordering::SeqCst) > 0 {
+            sys::wake(value, 1);
+        }
+    }
+
+    fn guard(&self, taken: Taken) -> AcquireResult<SemaphoreGuard<'_>> {
+        let guard = SemaphoreGuard { sem: self, slot: taken.slot };
+        match taken.died {
+            None => Ok(guard),
+            Some(pid) => Err(OwnerDied::new(guard, pid)),
         }
     }
 
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) {
-        self.acquire_until(None);
+        self.take(None, false);
     }
 
     /// Takes a permit if one comes within `timeout`; whether it did. Zero tries once.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.acquire_until(Some(deadline(timeout)))
+        self.take(Some(deadline(timeout)), false).is_some()
     }
 
     /// Takes a permit if one is free, without waiting.
     pub fn try_acquire(&self) -> bool {
         self.acquire_timeout(Duration::ZERO)
+    }
+
+    /// Takes a permit held by a guard that returns it when dropped, waiting as long as it
+    /// takes. While the guard lives its process is recorded as a holder, so if the process dies
+    /// the permit is not lost: a waiter takes it over.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the permit is one whose holder died holding it (the
+    /// section it protected may be half done).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_sync::Semaphore;
+    ///
+    /// let sem = Semaphore::new(1).unwrap();
+    /// {
+    ///     let _permit = sem.acquire_guard().unwrap();
+    ///     assert_eq!(sem.get_value(), 0);
+    /// }
+    /// assert_eq!(sem.get_value(), 1);
+    /// ```
+    pub fn acquire_guard(&self) -> AcquireResult<SemaphoreGuard<'_>> {
+        match self.take(None, true) {
+            Some(taken) => self.guard(taken),
+            // Without a deadline `take` only returns with a permit.
+            None => Ok(SemaphoreGuard { sem: self, slot: self.record() }),
+        }
+    }
+
+    /// As [`acquire_guard`](Self::acquire_guard), waiting at most `timeout`; `Ok(None)` if no
+    /// permit came. Zero tries once.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], as for [`acquire_guard`](Self::acquire_guard).
+    pub fn acquire_guard_timeout(&self, timeout: Duration) -> AcquireResult<Option<SemaphoreGuard<'_>>> {
+        match self.take(Some(deadline(timeout)), true) {
+            None => Ok(None),
+            Some(taken) => self.guard(taken).map(Some).map_err(|e| {
+                let pid = e.pid();
+                OwnerDied::new(Some(e.into_guard()), pid)
+            }),
+        }
     }
 
     /// Returns a permit.
@@ -129,6 +246,33 @@ impl Semaphore {
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore").field("value", &self.get_value()).finish()
+    }
+}
+
+/// A permit of a [`Semaphore`] or [`BoundedSemaphore`], returned when dropped; while it lives,
+/// its process is recorded as a holder (see [`Semaphore::acquire_guard`]).
+///
+/// A process that dies in the instant between taking the permit and recording itself, or between
+/// clearing its record and returning the permit, loses that permit as a plain `acquire` would;
+/// a permit is never counted twice.
+#[must_use = "the permit is returned when the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a Semaphore,
+    slot: Option<usize>,
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.sem.region.word(slot).store(0, Ordering::Release);
+        }
+        self.sem.put_back();
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard").field("tracked", &self.slot.is_some()).finish()
     }
 }
 
@@ -173,6 +317,24 @@ impl BoundedSemaphore {
     /// Takes a permit if one is free, without waiting.
     pub fn try_acquire(&self) -> bool {
         self.inner.try_acquire()
+    }
+
+    /// As [`Semaphore::acquire_guard`].
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the permit is one whose holder died holding it.
+    pub fn acquire_guard(&self) -> AcquireResult<SemaphoreGuard<'_>> {
+        self.inner.acquire_guard()
+    }
+
+    /// As [`Semaphore::acquire_guard_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if the permit is one whose holder died holding it.
+    pub fn acquire_guard_timeout(&self, timeout: Duration) -> AcquireResult<Option<SemaphoreGuard<'_>>> {
+        self.inner.acquire_guard_timeout(timeout)
     }
 
     /// Returns a permit.
@@ -222,13 +384,13 @@ impl Event {
     ///
     /// The shared memory for it cannot be created.
     pub fn new() -> proc_core::Result<Self> {
-        Ok(Event { region: Region::new(4)? })
+        Ok(Event { region: Region::new(8)? })
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         let flag = self.region.word(0);
-        if flag.swap(1, Ordering::SeqCst) == 0 {
+        if flag.swap(1, Ordering::SeqCst) == 0 && self.region.word(1).load(Ordering::SeqCst) > 0 {
             sys::wake_all(flag);
         }
     }
@@ -263,7 +425,11 @@ impl Event {
             if deadline.is_some_and(|d| now >= d) {
                 return false;
             }
+            // Count ourselves a waiter (word 1) so that `set` skips the wake-up when no one waits.
+            let waiters = self.region.word(1);
+            waiters.fetch_add(1, Ordering::SeqCst);
             sys::wait(flag, 0, deadline.map(|d| d - now));
+            waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use proc_core::testing::{serial, Watchdog};
-use proc_core::{get_all_start_methods, get_context};
+use proc_core::{get_all_start_methods, get_context, StartMethod};
 use proc_sync::{Array, BoundedSemaphore, Event, Lock, RawArray, ReleaseError, Semaphore, Value};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -51,6 +51,65 @@ fn semaphore_wakes_a_waiting_child() {
         p.join().unwrap();
         assert_eq!(sem.get_value(), 0);
     }
+}
+
+fn die_holding_a_permit(sem: Semaphore, held: Event) {
+    let g = sem.acquire_guard().unwrap();
+    std::mem::forget(g);
+    held.set();
+    // SAFETY: SIGKILL to ourselves; nothing after it runs.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+#[test]
+fn a_dead_permit_holder_hands_its_permit_on() {
+    let _s = serial();
+    let _w = Watchdog::new("a_dead_permit_holder_hands_its_permit_on", LIMIT);
+    for m in get_all_start_methods() {
+        let (sem, held) = (Semaphore::new(1).unwrap(), Event::new().unwrap());
+        let p = get_context(m).process(die_holding_a_permit, (sem.clone(), held.clone())).start().unwrap();
+        let pid = p.pid();
+        held.wait();
+        assert_eq!(p.join().unwrap_err().signal(), Some(libc::SIGKILL));
+        assert_eq!(sem.get_value(), 0);
+        let err = sem.acquire_guard().unwrap_err();
+        assert_eq!(err.pid(), pid, "{m}");
+        drop(err.into_guard());
+        // The permit is back, once.
+        assert_eq!(sem.get_value(), 1, "{m}");
+        drop(sem.acquire_guard().unwrap());
+        assert_eq!(sem.get_value(), 1);
+    }
+}
+
+fn hold_a_permit(sem: BoundedSemaphore, held: Event, go: Event) {
+    let _g = sem.acquire_guard().unwrap();
+    held.set();
+    go.wait();
+}
+
+#[test]
+fn a_plain_waiter_gets_a_dead_holders_permit_without_counting_it_twice() {
+    let _s = serial();
+    let _w = Watchdog::new("a_plain_waiter_gets_a_dead_holders_permit", LIMIT);
+    let (sem, held, go) = (BoundedSemaphore::new(1).unwrap(), Event::new().unwrap(), Event::new().unwrap());
+    let holder = get_context(StartMethod::Spawn)
+        .process(hold_a_permit, (sem.clone(), held.clone(), go))
+        .start()
+        .unwrap();
+    held.wait();
+    let waiter_sem = sem.clone();
+    let waiter = std::thread::spawn(move || waiter_sem.acquire());
+    holder.kill().unwrap();
+    let _ = holder.join();
+    waiter.join().unwrap();
+    assert_eq!(sem.get_value(), 0);
+    sem.release().unwrap();
+    assert_eq!(sem.release(), Err(ReleaseError::AboveMaximum), "the dead holder's permit came back twice");
+    // A timed guard acquire that finds no dead holder times out as usual.
+    let g = sem.acquire_guard_timeout(Duration::ZERO).unwrap().unwrap();
+    assert!(sem.acquire_guard_timeout(Duration::from_millis(10)).unwrap().is_none());
+    drop(g);
 }
 
 fn wait_event(e: Event) -> bool {
