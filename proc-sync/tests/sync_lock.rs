@@ -152,7 +152,7 @@ fn add_many(counter: Value<u64>, n: u64) {
 fn eight_processes_count_exactly_under_the_lock() {
     let _s = serial();
     let _w = Watchdog::new("eight_processes_count_exactly_under_the_lock", LIMIT);
-    let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let n = 100_000;
     let counter = Value::new(0u64).unwrap();
     let ps: Vec<_> = (0..8)
         .map(|_| {
