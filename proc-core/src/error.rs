@@ -57,6 +57,8 @@ pub(crate) enum ErrorKind {
     OutOfBounds { offset: usize, len: usize, size: usize },
     /// The fork server died while starting a child, twice in a row.
     ForkServer(String),
+    /// An argument out of range, reported by a crate built on proc-core.
+    InvalidArgument(String),
 }
 
 impl Error {
@@ -66,6 +68,12 @@ impl Error {
 
     pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
         Error::new(ErrorKind::Io { context, source })
+    }
+
+    /// An argument out of range (`what` says which and why), for the crates built on proc-core
+    /// that report their errors as this type. [`is_invalid_input`](Self::is_invalid_input) is true.
+    pub fn invalid_argument(what: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidArgument(what.into()))
     }
 
     pub(crate) fn kind(&self) -> &ErrorKind {
@@ -157,8 +165,13 @@ impl Error {
 
     /// Whether the input was invalid: a bad shared-memory name, size zero, an access out of bounds.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self.kind, ErrorKind::InvalidName(_) | ErrorKind::ZeroSize | ErrorKind::OutOfBounds { .. })
-            || self.io_kind() == Some(io::ErrorKind::InvalidInput)
+        matches!(
+            self.kind,
+            ErrorKind::InvalidName(_)
+                | ErrorKind::ZeroSize
+                | ErrorKind::OutOfBounds { .. }
+                | ErrorKind::InvalidArgument(_)
+        ) || self.io_kind() == Some(io::ErrorKind::InvalidInput)
     }
 
     /// The I/O error kind, if an operating-system call failed.
@@ -226,6 +239,7 @@ impl fmt::Display for Error {
             ),
             ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
             ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
+            ErrorKind::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             ErrorKind::ZeroSize => write!(f, "a shared-memory segment cannot have size zero"),
             ErrorKind::OutOfBounds { offset, len, size } => {
                 write!(f, "access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")

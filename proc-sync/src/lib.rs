@@ -41,6 +41,7 @@ mod barrier;
 mod condition;
 mod error;
 mod lock;
+pub mod raw;
 mod region;
 mod semaphore;
 mod sys;
