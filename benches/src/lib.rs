@@ -1,9 +1,10 @@
 //! Helpers for the multiproc benchmarks: CPU pinning and the raw floors the benchmarks compare with
-//! (process starts; a process-shared pthread mutex and a futex ping-pong for synchronization).
+//! (process starts; a process-shared pthread mutex and a futex ping-pong for synchronization; a
+//! shared-memory SPSC ring, a byte ring, `memcpy` and a socket-pair ping-pong for queues and pipes).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -230,55 +231,73 @@ impl Drop for SharedMutex {
     }
 }
 
-/// The start and end of a timed two-process run, in a [`SharedPage`]: the child
-/// [arrives](Self::arrive) and spins until the parent [opens](Self::open) the gate, so both start
-/// together; the child says when it has [finished](Self::finish).
-#[derive(Debug, Clone, Default)]
+/// The start and end of a timed run of several processes, in a [`SharedPage`]: each child
+/// [arrives](Self::arrive) and spins until the parent [opens](Self::open) the gate, so all start
+/// together; each child says when it has [finished](Self::finish).
+#[derive(Debug, Clone)]
 pub struct Gate {
     page: Arc<SharedPage>,
+    parties: u32,
 }
 
 const READY: usize = 0;
 const GO: usize = 1;
 const DONE: usize = 2;
 
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Gate {
-    /// A closed gate.
+    /// A closed gate for one child.
     pub fn new() -> Self {
-        Gate { page: Arc::new(SharedPage::new()) }
+        Self::with_parties(1)
     }
 
-    /// In the child: says it is ready, then waits for the parent to open the gate. False if that
+    /// A closed gate for `parties` children.
+    pub fn with_parties(parties: u32) -> Self {
+        Gate { page: Arc::new(SharedPage::new()), parties }
+    }
+
+    /// In a child: says it is ready, then waits for the parent to open the gate. False if that
     /// did not happen within [`BOUND`]. Async-signal-safe.
     pub fn arrive(&self) -> bool {
-        self.page.word(READY).store(1, Ordering::Release);
+        self.page.word(READY).fetch_add(1, Ordering::AcqRel);
         spin_until(|| self.page.word(GO).load(Ordering::Acquire) == 1)
     }
 
-    /// In the child: says it is done.
+    /// In a child: says it is done.
     pub fn finish(&self) {
-        self.page.word(DONE).store(1, Ordering::Release);
+        self.page.word(DONE).fetch_add(1, Ordering::AcqRel);
     }
 
-    /// In the parent: waits for the child to arrive, then opens the gate; returns the start time.
+    /// In the parent: waits for every child to arrive, then opens the gate; returns the start time.
     ///
     /// # Panics
     ///
-    /// If the child did not arrive within [`BOUND`].
+    /// If a child did not arrive within [`BOUND`].
     pub fn open(&self) -> Instant {
-        assert!(spin_until(|| self.page.word(READY).load(Ordering::Acquire) == 1), "the child never arrived");
+        assert!(
+            spin_until(|| self.page.word(READY).load(Ordering::Acquire) >= self.parties),
+            "a child never arrived"
+        );
         let start = Instant::now();
         self.page.word(GO).store(1, Ordering::Release);
         start
     }
 
-    /// In the parent: waits for the child to finish.
+    /// In the parent: waits for every child to finish.
     ///
     /// # Panics
     ///
-    /// If it did not within [`BOUND`].
+    /// If they did not within [`BOUND`].
     pub fn wait_finished(&self) {
-        assert!(spin_until(|| self.page.word(DONE).load(Ordering::Acquire) == 1), "the child never finished");
+        assert!(
+            spin_until(|| self.page.word(DONE).load(Ordering::Acquire) >= self.parties),
+            "a child never finished"
+        );
     }
 }
 
@@ -488,4 +507,272 @@ fn futex_wait_for(word: &AtomicU32, want: u32) -> bool {
 fn futex_wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only looks up its waiters.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floors of queues and pipes
+// ---------------------------------------------------------------------------------------------
+
+/// `len` bytes of `MAP_SHARED | MAP_ANONYMOUS` memory (page-aligned, zeroed): a child made by
+/// `fork` shares it with its parent. Unmapped when dropped.
+#[derive(Debug)]
+struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedMap {
+    fn new(len: usize) -> Self {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice touches no
+        // existing memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(ptr != libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        SharedMap { ptr: NonNull::new(ptr.cast()).expect("mmap returned null"), len }
+    }
+
+    /// The 64-bit atomic at byte `offset` (8-aligned, inside the mapping).
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word at {offset} outside the mapping");
+        // SAFETY: aligned (the mapping is page-aligned, `offset` 8-aligned) and inside the
+        // mapping, which lives as long as `self`; shared words are only accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast()) }
+    }
+
+    fn at(&self, offset: usize) -> *mut u8 {
+        assert!(offset <= self.len);
+        self.ptr.as_ptr().wrapping_add(offset)
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, of `len` bytes, and no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The slots of the raw `u64` ring: as many as an unbounded `Queue` has.
+pub const RING_SLOTS: usize = 1 << 16;
+/// The raw byte ring's size.
+pub const BYTE_RING: usize = 2 << 20;
+/// The most bytes the byte ring's producer or consumer moves in one step.
+const BYTE_RING_CHUNK: usize = 256 << 10;
+/// Where the ring's positions lie: the producer's `tail` and the consumer's `head` on their own
+/// cache lines, the data from byte 256.
+const RING_TAIL: usize = 0;
+const RING_HEAD: usize = 128;
+const RING_DATA: usize = 256;
+
+/// The floor of one producer → one consumer of `u64`s: a single-producer single-consumer ring of
+/// [`RING_SLOTS`] 8-byte slots in `MAP_SHARED` memory, `tail`/`head` atomics, waiting by spinning
+/// (and yielding, so a pinned peer runs). A child made by a raw `fork` puts `0..n`; the parent
+/// gets them. Returns the time from the start gate until the parent has all `n`.
+///
+/// # Panics
+///
+/// If the child fails, a wait exceeds [`BOUND`] or the sum is wrong.
+pub fn floor_spsc_ring(n: u64) -> Duration {
+    let map = SharedMap::new(RING_DATA + RING_SLOTS * 8);
+    let gate = Gate::new();
+    let slots = map.at(RING_DATA).cast::<u64>();
+    let mask = RING_SLOTS as u64 - 1;
+    let produce = || {
+        if !gate.arrive() {
+            return false;
+        }
+        let (tail, head) = (map.u64_at(RING_TAIL), map.u64_at(RING_HEAD));
+        let mut cached_head = head.load(Ordering::Acquire);
+        for i in 0..n {
+            if i - cached_head >= RING_SLOTS as u64 {
+                if !spin_until(|| i - head.load(Ordering::Acquire) < RING_SLOTS as u64) {
+                    return false;
+                }
+                cached_head = head.load(Ordering::Acquire);
+            }
+            // SAFETY: slot `i & mask` is inside the ring and free: the consumer is past it.
+            unsafe { slots.add((i & mask) as usize).write_volatile(i) };
+            tail.store(i + 1, Ordering::Release);
+        }
+        gate.finish();
+        true
+    };
+    // SAFETY: the body uses atomics, plain stores into the shared mapping, sched_yield and
+    // clock_gettime.
+    let child = unsafe { Child::fork(produce) };
+    let (tail, head) = (map.u64_at(RING_TAIL), map.u64_at(RING_HEAD));
+    let start = gate.open();
+    let mut sum = 0u64;
+    let mut cached_tail = 0;
+    for i in 0..n {
+        if i >= cached_tail {
+            assert!(spin_until(|| tail.load(Ordering::Acquire) > i), "the ring's producer stopped");
+            cached_tail = tail.load(Ordering::Acquire);
+        }
+        // SAFETY: slot `i & mask` is inside the ring and committed: the producer is past it.
+        sum = sum.wrapping_add(unsafe { slots.add((i & mask) as usize).read_volatile() });
+        head.store(i + 1, Ordering::Release);
+    }
+    let elapsed = start.elapsed();
+    assert!(child.reap(), "the ring's producer failed");
+    assert_eq!(sum, n.wrapping_mul(n.wrapping_sub(1)) / 2, "lost items");
+    elapsed
+}
+
+/// The floor of one producer → one consumer of `msg`-byte messages with two copies: a byte ring
+/// of [`BYTE_RING`] bytes in `MAP_SHARED` memory; the producer (a child made by a raw `fork`)
+/// copies each message from its own buffer into the ring, the parent copies it out into its own
+/// buffer, in steps of up to 256 KiB. `n` messages; the time from the start gate until the parent
+/// has them all.
+///
+/// # Panics
+///
+/// If the child fails, a wait exceeds [`BOUND`] or the last message arrives corrupted.
+pub fn floor_byte_ring(n: u64, msg: usize) -> Duration {
+    let map = SharedMap::new(RING_DATA + BYTE_RING);
+    let gate = Gate::new();
+    let data = map.at(RING_DATA);
+    let cap = BYTE_RING as u64;
+    let source: Vec<u8> = (0..msg).map(|i| i as u8).collect();
+    let mut sink = vec![0u8; msg];
+    let total = n * msg as u64;
+    let produce = || {
+        if !gate.arrive() {
+            return false;
+        }
+        let (tail, head) = (map.u64_at(RING_TAIL), map.u64_at(RING_HEAD));
+        let mut pos = 0u64;
+        while pos < total {
+            let mut free = cap - (pos - head.load(Ordering::Acquire));
+            if free == 0 {
+                if !spin_until(|| pos - head.load(Ordering::Acquire) < cap) {
+                    return false;
+                }
+                free = cap - (pos - head.load(Ordering::Acquire));
+            }
+            let in_msg = (pos % msg as u64) as usize;
+            let at = (pos % cap) as usize;
+            let step = (msg - in_msg).min(free as usize).min(BYTE_RING - at).min(BYTE_RING_CHUNK);
+            // SAFETY: `step` bytes from `at` lie inside the ring and are free (the consumer
+            // is past them); the source range lies inside `source`.
+            unsafe { std::ptr::copy_nonoverlapping(source.as_ptr().add(in_msg), data.add(at), step) };
+            pos += step as u64;
+            tail.store(pos, Ordering::Release);
+        }
+        gate.finish();
+        true
+    };
+    // SAFETY: the body uses atomics, memcpy into the shared mapping from memory allocated before
+    // the fork, sched_yield and clock_gettime.
+    let child = unsafe { Child::fork(produce) };
+    let (tail, head) = (map.u64_at(RING_TAIL), map.u64_at(RING_HEAD));
+    let start = gate.open();
+    let mut pos = 0u64;
+    while pos < total {
+        let mut ready = tail.load(Ordering::Acquire) - pos;
+        if ready == 0 {
+            assert!(spin_until(|| tail.load(Ordering::Acquire) > pos), "the byte ring's producer stopped");
+            ready = tail.load(Ordering::Acquire) - pos;
+        }
+        let in_msg = (pos % msg as u64) as usize;
+        let at = (pos % cap) as usize;
+        let step = (msg - in_msg).min(ready as usize).min(BYTE_RING - at).min(BYTE_RING_CHUNK);
+        // SAFETY: `step` bytes from `at` lie inside the ring and are committed (the producer is
+        // past them); the destination range lies inside `sink`.
+        unsafe { std::ptr::copy_nonoverlapping(data.add(at), sink.as_mut_ptr().add(in_msg), step) };
+        pos += step as u64;
+        head.store(pos, Ordering::Release);
+    }
+    let elapsed = start.elapsed();
+    assert!(child.reap(), "the byte ring's producer failed");
+    assert!(n == 0 || sink == source, "the last message arrived corrupted");
+    elapsed
+}
+
+/// The floor of copying `msg` bytes once: `n` `memcpy`s between two buffers of this process
+/// (allocated and touched before the clock starts).
+pub fn floor_memcpy(n: u64, msg: usize) -> Duration {
+    let source: Vec<u8> = (0..msg).map(|i| i as u8).collect();
+    let mut sink = vec![0u8; msg];
+    let start = Instant::now();
+    for _ in 0..n {
+        sink.copy_from_slice(std::hint::black_box(&source));
+        std::hint::black_box(&mut sink);
+    }
+    start.elapsed()
+}
+
+/// The floor of a round trip through a pipe: two processes (raw `fork`) passing one byte back and
+/// forth over a Unix stream socket pair (what a `Connection` is), `rounds` round trips after one
+/// untimed warm-up trip. Returns the time of the `rounds` trips.
+///
+/// # Panics
+///
+/// If the child fails or a read exceeds [`BOUND`].
+pub fn floor_socketpair_pingpong(rounds: u64) -> Duration {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two c_ints, which socketpair fills.
+    let rc = unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    let (parent_fd, child_fd) = (fds[0], fds[1]);
+    // SAFETY: the body uses read, write and poll on descriptors it owns.
+    let child = unsafe {
+        Child::fork(|| {
+            let mut byte = 0u8;
+            for _ in 0..=rounds {
+                if !read_byte(child_fd, &mut byte) || !write_byte(child_fd, byte) {
+                    return false;
+                }
+            }
+            true
+        })
+    };
+    let mut start = Instant::now();
+    let mut byte = 0u8;
+    for round in 0..=rounds {
+        if round == 1 {
+            start = Instant::now();
+        }
+        assert!(write_byte(parent_fd, byte), "write to the ping-pong child failed");
+        assert!(read_byte(parent_fd, &mut byte), "the ping-pong child stopped answering");
+        byte = byte.wrapping_add(1);
+    }
+    let elapsed = start.elapsed();
+    assert!(child.reap(), "the ping-pong child failed");
+    // SAFETY: both descriptors are ours and no longer used.
+    unsafe {
+        libc::close(parent_fd);
+        libc::close(child_fd);
+    }
+    elapsed
+}
+
+/// Reads one byte, waiting at most [`BOUND`] for it. Async-signal-safe.
+fn read_byte(fd: libc::c_int, byte: &mut u8) -> bool {
+    loop {
+        // SAFETY: `byte` is one writable byte.
+        let n = unsafe { libc::read(fd, (byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+/// Writes one byte. Async-signal-safe.
+fn write_byte(fd: libc::c_int, byte: u8) -> bool {
+    // SAFETY: `byte` is one readable byte.
+    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) == 1 }
 }

@@ -3,7 +3,7 @@
 //! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, then the tests on the
 //!   default backend and on the portable one.
 //! - `bench [FILE...]`: the criterion benchmarks (all files, or the named ones: `process_start`,
-//!   `sync`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
+//!   `sync`, `queue`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
 //!   by side with Python's multiprocessing and the raw floors; prints one markdown table per file
 //!   and writes them to `target/bench/report.md`.
 
@@ -21,7 +21,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync]...");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync|queue]...");
             std::process::exit(2);
         }
     }
@@ -88,11 +88,13 @@ struct BenchFile {
     note: &'static str,
 }
 
-/// One line of a table: a benchmark, its floor (in the same group) and its Python key.
+/// One line of a table: a benchmark, its floor and its Python key (empty: none).
 struct Row {
     label: &'static str,
     scenario: &'static str,
     function: &'static str,
+    /// A function of the same group, or `scenario/function` for one of another group of the same
+    /// run.
     floor: &'static str,
     python: &'static str,
     unit: Unit,
@@ -108,12 +110,18 @@ enum Unit {
     Auto,
     /// Time per iteration, and the operations per second of that many operations per iteration.
     Throughput(f64),
+    /// Time per message, and messages per second.
+    Msgs,
+    /// Time per message of that many bytes, and bytes per second.
+    Bytes(f64),
 }
 
 /// A target: multiproc's time at most `max_ratio` times the floor's (a throughput target of 50 %
-/// of the floor's operations per second is a time ratio of 2).
+/// of the floor's operations per second is a time ratio of 2), and, where `min_per_sec` is not
+/// zero, at least that many iterations per second.
 struct Target {
     max_ratio: f64,
+    min_per_sec: f64,
     text: &'static str,
 }
 
@@ -167,7 +175,7 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_pthread_mutex",
                 python: "lock",
                 unit: Unit::Auto,
-                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+                target: Some(Target { max_ratio: 3.0, min_per_sec: 0.0, text: "≤ 3×" }),
             },
             Row {
                 label: "RLock acquire+release, uncontended",
@@ -176,7 +184,7 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_pthread_recursive",
                 python: "rlock",
                 unit: Unit::Auto,
-                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+                target: Some(Target { max_ratio: 3.0, min_per_sec: 0.0, text: "≤ 3×" }),
             },
             Row {
                 label: "Value<u64> update, uncontended",
@@ -185,7 +193,7 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_pthread_update",
                 python: "value_update",
                 unit: Unit::Auto,
-                target: Some(Target { max_ratio: 3.0, text: "≤ 3×" }),
+                target: Some(Target { max_ratio: 3.0, min_per_sec: 0.0, text: "≤ 3×" }),
             },
             Row {
                 label: "Semaphore ping-pong, round trip",
@@ -194,7 +202,7 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_futex",
                 python: "pingpong_semaphore",
                 unit: Unit::Auto,
-                target: Some(Target { max_ratio: 1.2, text: "≤ 1.2×" }),
+                target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, text: "≤ 1.2×" }),
             },
             Row {
                 label: "Event ping-pong, round trip",
@@ -203,7 +211,7 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_futex",
                 python: "pingpong_event",
                 unit: Unit::Auto,
-                target: Some(Target { max_ratio: 1.2, text: "≤ 1.2×" }),
+                target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, text: "≤ 1.2×" }),
             },
             Row {
                 label: "2 processes increment one Value<u64> (2 ops per iteration)",
@@ -212,12 +220,146 @@ const BENCH_FILES: &[BenchFile] = &[
                 floor: "floor_pthread_counter",
                 python: "counter",
                 unit: Unit::Throughput(2.0),
-                target: Some(Target { max_ratio: 2.0, text: "≥ 50% of the floor's ops/s (≤ 2×)" }),
+                target: Some(Target { max_ratio: 2.0, min_per_sec: 0.0, text: "≥ 50% of the floor's ops/s (≤ 2×)" }),
             },
         ],
         note: "Ratios are of times per iteration: for the counter, a time ratio r means 1/r of the floor's ops/s. \
                Each backend's floors are measured in that backend's run. Floors: a process-shared pthread mutex \
                (normal or recursive) in MAP_SHARED memory; a shared-futex ping-pong on one word.",
+    },
+    BenchFile {
+        name: "queue",
+        title: "Queues and pipes (mean per message, or per round trip)",
+        first_column: "benchmark",
+        both_backends: false,
+        rows: QUEUE_ROWS,
+        note: "Ratios are of times per message: a time ratio r means 1/r of the floor's messages or bytes per second. \
+               Floors: floor_spsc_ring, a raw single-producer single-consumer ring of 65536 8-byte slots in MAP_SHARED \
+               memory (the 2 → 2 row is compared with it too); floor_byte_ring, a 2 MiB byte ring, memcpy in and \
+               memcpy out (two copies); floor_memcpy, one copy in one process; floor_futex, a shared-futex \
+               ping-pong; floor_socketpair, one byte back and forth over a Unix socket pair.",
+    },
+];
+
+const QUEUE_ROWS: &[Row] = &[
+    Row {
+        label: "u64, 1 → 1, Queue",
+        scenario: "small_1to1",
+        function: "queue",
+        floor: "floor_spsc_ring",
+        python: "small_queue",
+        unit: Unit::Msgs,
+        target: Some(Target { max_ratio: f64::INFINITY, min_per_sec: 10e6, text: "≥ 10 M msgs/s" }),
+    },
+    Row {
+        label: "u64, 1 → 1, SimpleQueue",
+        scenario: "small_1to1",
+        function: "simple_queue",
+        floor: "floor_spsc_ring",
+        python: "small_simplequeue",
+        unit: Unit::Msgs,
+        target: Some(Target { max_ratio: f64::INFINITY, min_per_sec: 10e6, text: "≥ 10 M msgs/s" }),
+    },
+    Row {
+        label: "u64, 1 → 1, Pipe",
+        scenario: "small_1to1",
+        function: "pipe",
+        floor: "floor_spsc_ring",
+        python: "small_pipe",
+        unit: Unit::Msgs,
+        target: None,
+    },
+    Row {
+        label: "u64, 2 → 2, Queue",
+        scenario: "small_2to2",
+        function: "queue",
+        floor: "small_1to1/floor_spsc_ring",
+        python: "small_2to2_queue",
+        unit: Unit::Msgs,
+        target: None,
+    },
+    Row {
+        label: "64 KiB, 1 → 1, Queue (spills)",
+        scenario: "bytes_64k",
+        function: "queue",
+        floor: "floor_byte_ring",
+        python: "bytes_64k_queue",
+        unit: Unit::Bytes(65536.0),
+        target: None,
+    },
+    Row {
+        label: "64 KiB, 1 → 1, Queue (128 KiB slots)",
+        scenario: "bytes_64k",
+        function: "queue_slot128k",
+        floor: "floor_byte_ring",
+        python: "bytes_64k_queue",
+        unit: Unit::Bytes(65536.0),
+        target: None,
+    },
+    Row {
+        label: "64 KiB, 1 → 1, Pipe (send_bytes)",
+        scenario: "bytes_64k",
+        function: "pipe",
+        floor: "floor_byte_ring",
+        python: "bytes_64k_pipe",
+        unit: Unit::Bytes(65536.0),
+        target: None,
+    },
+    Row {
+        label: "64 KiB, memcpy (one copy, one process)",
+        scenario: "bytes_64k",
+        function: "floor_memcpy",
+        floor: "floor_byte_ring",
+        python: "",
+        unit: Unit::Bytes(65536.0),
+        target: None,
+    },
+    Row {
+        label: "4 MiB, 1 → 1, Queue (spills)",
+        scenario: "bytes_4m",
+        function: "queue",
+        floor: "floor_byte_ring",
+        python: "bytes_4m_queue",
+        unit: Unit::Bytes(4194304.0),
+        target: Some(Target {
+            max_ratio: 2.0, min_per_sec: 0.0, text: "≥ 50% of the ring's bytes/s (≤ 2×)"
+        }),
+    },
+    Row {
+        label: "4 MiB, 1 → 1, Pipe (send_bytes)",
+        scenario: "bytes_4m",
+        function: "pipe",
+        floor: "floor_byte_ring",
+        python: "bytes_4m_pipe",
+        unit: Unit::Bytes(4194304.0),
+        target: None,
+    },
+    Row {
+        label: "4 MiB, memcpy (one copy, one process)",
+        scenario: "bytes_4m",
+        function: "floor_memcpy",
+        floor: "floor_byte_ring",
+        python: "",
+        unit: Unit::Bytes(4194304.0),
+        target: None,
+    },
+    Row {
+        label: "Queue ping-pong (two queues), round trip",
+        scenario: "pingpong",
+        function: "queue",
+        floor: "floor_futex",
+        python: "pingpong_queue",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "Pipe ping-pong (duplex), round trip",
+        scenario: "pingpong",
+        function: "pipe",
+        floor: "floor_socketpair",
+        python: "pingpong_pipe",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, text: "≤ 1.2×" }),
     },
 ];
 
@@ -308,10 +450,18 @@ fn table(
             };
             let free = criterion_mean(&group("free"), row.function, since);
             let pinned = criterion_mean(&group("pinned"), row.function, since);
-            let floor_free = criterion_mean(&group("free"), row.floor, since);
-            let floor_pinned = criterion_mean(&group("pinned"), row.floor, since);
+            let floor_group = |pin: &str| match (row.floor.split_once('/'), backend) {
+                (Some((scenario, function)), Some(b)) => (format!("{scenario}_{b}_{pin}"), function),
+                (Some((scenario, function)), None) => (format!("{scenario}_{pin}"), function),
+                (None, _) => (group(pin), row.floor),
+            };
+            let (floor_free_group, floor_function) = floor_group("free");
+            let floor_free = criterion_mean(&floor_free_group, floor_function, since);
+            let floor_pinned = criterion_mean(&floor_group("pinned").0, floor_function, since);
             let pf = py_free.and_then(|m| m.get(row.python).copied());
             let pp = py_pinned.and_then(|m| m.get(row.python).copied());
+            let floor_name =
+                if row.floor.contains('/') { row.floor.replace('/', ": ") } else { row.floor.to_owned() };
             let mut line = format!("| {} |", row.label);
             if let Some(b) = backend {
                 write!(line, " {b} |")?;
@@ -327,7 +477,7 @@ fn table(
                 ratio(pp, pinned),
                 ratio(free, floor_free),
                 ratio(pinned, floor_pinned),
-                row.floor,
+                floor_name,
                 value(row.unit, floor_free),
                 value(row.unit, floor_pinned),
             )?;
@@ -416,6 +566,8 @@ fn value(unit: Unit, ns: Option<f64>) -> String {
         Unit::Ms => format!("{:.3} ms", ns / 1e6),
         Unit::Auto => time(ns),
         Unit::Throughput(ops) => format!("{} ({:.2} M ops/s)", time(ns), ops / ns * 1e3),
+        Unit::Msgs => format!("{} ({:.2} M msgs/s)", time(ns), 1e3 / ns),
+        Unit::Bytes(bytes) => format!("{} ({:.2} GB/s)", time(ns), bytes / ns),
     }
 }
 
@@ -438,6 +590,13 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 fn verdict(target: &Target, ns: Option<f64>, floor: Option<f64>) -> &'static str {
     match (ns, floor) {
+        (Some(ns), _) if target.min_per_sec > 0.0 && ns > 0.0 => {
+            if 1e9 / ns >= target.min_per_sec {
+                "met"
+            } else {
+                "missed"
+            }
+        }
         (Some(ns), Some(floor)) if floor > 0.0 => {
             if ns / floor <= target.max_ratio {
                 "met"

@@ -1,0 +1,361 @@
+//! proc-queue's `Queue`, `SimpleQueue` and `Pipe` (`Connection`) next to their raw floors:
+//! throughput of one producer → one consumer (and two → two) for `u64`s and for 64 KiB and 4 MiB
+//! byte messages, and round trips.
+//!
+//! Groups (`<pin>` is `free` or `pinned`); in every throughput group the parent is the consumer and
+//! children started with the fork start method produce, all started together by a spin gate, and
+//! the time is from the gate until the parent has all the items (one item per iteration):
+//!
+//! - `small_1to1_<pin>`: `u64`s through a `queue` (unbounded), a `simple_queue` and a `pipe`,
+//!   next to `floor_spsc_ring` (a raw single-producer single-consumer ring of 8-byte slots in
+//!   `MAP_SHARED` memory, as many slots as the unbounded queue).
+//! - `small_2to2_<pin>`: two producer children, and the parent and a consumer child, through one
+//!   unbounded `queue`.
+//! - `bytes_64k_<pin>`, `bytes_4m_<pin>`: byte messages (a newtype serialized with
+//!   `serialize_bytes`, so postcard copies them whole) through a `queue` of 4 slots of the default
+//!   size (the messages spill to a segment each), for 64 KiB also `queue_slot128k` (slots of
+//!   128 KiB: in the ring), and a `pipe` (`send_bytes`/`recv_bytes_into`); next to
+//!   `floor_byte_ring` (a 2 MiB byte ring, memcpy in and memcpy out: two copies) and
+//!   `floor_memcpy` (one copy in one process).
+//! - `pingpong_<pin>`: one round trip of a `u64` between parent and child through two `queue`s,
+//!   or a duplex `pipe`, next to `floor_futex` (a shared-futex ping-pong) and `floor_socketpair`
+//!   (one byte back and forth over a Unix socket pair).
+//!
+//! `cargo xtask bench queue` runs this free and pinned and puts the figures next to Python's
+//! (`benches/python/queue.py`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use multiproc::queue::{pipe, Connection, Queue, SimpleQueue};
+use multiproc::{get_context, StartMethod};
+use multiproc_benches::{
+    floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_spsc_ring, group_name, join_bounded,
+    pin_to_one_cpu, pinned, Gate, BOUND,
+};
+use serde::{Deserialize, Serialize};
+
+fn pin() {
+    if pinned() {
+        pin_to_one_cpu();
+    }
+}
+
+fn configure(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    warm_up_ms: u64,
+    measure_ms: u64,
+) {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(warm_up_ms))
+        .measurement_time(Duration::from_millis(measure_ms));
+}
+
+/// A byte message that postcard copies whole (`serialize_bytes`), not byte by byte. Shared, so a
+/// producer can put the same bytes again without copying them first (as Python's producer puts
+/// the same `bytes` object).
+struct Blob(Arc<Vec<u8>>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(Arc::new(v.to_vec())))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(Arc::new(v)))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// Starts a child (fork start method) that waits at `gate`, runs `produce` and says it finished.
+fn producer(gate: &Gate, produce: impl FnOnce() -> bool + Send + 'static) -> multiproc::Process<bool> {
+    let gate = gate.clone();
+    get_context(StartMethod::Fork)
+        .process(
+            move || {
+                if !gate.arrive() || !produce() {
+                    return false;
+                }
+                gate.finish();
+                true
+            },
+            (),
+        )
+        .start()
+        .expect("start")
+}
+
+/// One child produces `n` items with `produce(n)`; the parent consumes them with `consume(n)`.
+/// The time from the gate until the parent has them all.
+fn one_to_one(
+    n: u64,
+    produce: impl FnOnce(u64) -> bool + Send + 'static,
+    consume: impl FnOnce(u64),
+) -> Duration {
+    let gate = Gate::new();
+    let child = producer(&gate, move || produce(n));
+    let start = gate.open();
+    consume(n);
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    elapsed
+}
+
+fn small_1to1(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(group_name("small_1to1"));
+    configure(&mut group, 300, 1500);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("floor_spsc_ring", |b| b.iter_custom(floor_spsc_ring));
+
+    let q = Queue::<u64>::unbounded().expect("queue");
+    group.bench_function("queue", |b| {
+        b.iter_custom(|n| {
+            let producer_q = q.clone();
+            one_to_one(
+                n,
+                move |n| (0..n).all(|i| producer_q.put(i).is_ok()),
+                |n| {
+                    let sum = (0..n).fold(0u64, |s, _| s.wrapping_add(q.get_timeout(BOUND).expect("get")));
+                    assert_eq!(sum, n.wrapping_mul(n.wrapping_sub(1)) / 2);
+                },
+            )
+        })
+    });
+
+    let sq = SimpleQueue::<u64>::new().expect("simple queue");
+    group.bench_function("simple_queue", |b| {
+        b.iter_custom(|n| {
+            let producer_q = sq.clone();
+            one_to_one(
+                n,
+                move |n| (0..n).all(|i| producer_q.put(i).is_ok()),
+                |n| {
+                    let sum = (0..n).fold(0u64, |s, _| s.wrapping_add(sq.get().expect("get")));
+                    assert_eq!(sum, n.wrapping_mul(n.wrapping_sub(1)) / 2);
+                },
+            )
+        })
+    });
+
+    group.bench_function("pipe", |b| {
+        b.iter_custom(|n| {
+            let (rx, tx) = pipe::<u64>().expect("pipe");
+            one_to_one(
+                n,
+                move |n| (0..n).all(|i| tx.send(&i).is_ok()),
+                |n| {
+                    let sum = (0..n).fold(0u64, |s, _| s.wrapping_add(rx.recv_timeout(BOUND).expect("recv")));
+                    assert_eq!(sum, n.wrapping_mul(n.wrapping_sub(1)) / 2);
+                },
+            )
+        })
+    });
+    group.finish();
+}
+
+/// Two producer children put `n` items between them, each followed by one stop mark
+/// (`u64::MAX`); the parent and a consumer child get until each has seen a stop mark.
+fn queue_2to2(q: &Queue<u64>, n: u64) -> Duration {
+    const STOP: u64 = u64::MAX;
+    let gate = Gate::with_parties(3);
+    let halves = [n / 2, n - n / 2];
+    let producers: Vec<_> = halves
+        .iter()
+        .map(|&count| {
+            let q = q.clone();
+            producer(&gate, move || (0..count).all(|i| q.put(i).is_ok()) && q.put(STOP).is_ok())
+        })
+        .collect();
+    let drain = |q: &Queue<u64>| -> Option<u64> {
+        let mut got = 0;
+        loop {
+            match q.get_timeout(BOUND) {
+                Ok(STOP) => return Some(got),
+                Ok(_) => got += 1,
+                Err(_) => return None,
+            }
+        }
+    };
+    let consumer = {
+        let (q, gate) = (q.clone(), gate.clone());
+        get_context(StartMethod::Fork)
+            .process(
+                move || {
+                    if !gate.arrive() {
+                        return None;
+                    }
+                    let got = drain(&q);
+                    gate.finish();
+                    got
+                },
+                (),
+            )
+            .start()
+            .expect("start")
+    };
+    let start = gate.open();
+    let mine = drain(q).expect("the parent's get timed out");
+    gate.wait_finished();
+    let elapsed = start.elapsed();
+    for p in producers {
+        join_bounded(p);
+    }
+    let theirs = consumer.join_timeout(BOUND).expect("join").flatten().expect("the consumer child failed");
+    assert_eq!(mine + theirs, n, "lost items");
+    elapsed
+}
+
+fn small_2to2(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(group_name("small_2to2"));
+    configure(&mut group, 300, 1500);
+    group.throughput(Throughput::Elements(1));
+    let q = Queue::<u64>::unbounded().expect("queue");
+    group.bench_function("queue", |b| b.iter_custom(|n| queue_2to2(&q, n)));
+    group.finish();
+}
+
+/// `n` messages of `len` bytes through `q`.
+fn queue_bytes(q: &Queue<Blob>, n: u64, len: usize) -> Duration {
+    let producer_q = q.clone();
+    one_to_one(
+        n,
+        move |n| {
+            let message: Arc<Vec<u8>> = Arc::new((0..len).map(|i| i as u8).collect());
+            (0..n).all(|_| producer_q.put(Blob(Arc::clone(&message))).is_ok())
+        },
+        |n| {
+            for _ in 0..n {
+                let blob = q.get_timeout(BOUND).expect("get");
+                assert_eq!(blob.0.len(), len);
+            }
+        },
+    )
+}
+
+/// `n` messages of `len` bytes through a pipe, `send_bytes` → `recv_bytes_into`.
+fn pipe_bytes(n: u64, len: usize) -> Duration {
+    let (rx, tx): (Connection<()>, Connection<()>) = pipe().expect("pipe");
+    let mut sink = vec![0u8; len];
+    one_to_one(
+        n,
+        move |n| {
+            let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            (0..n).all(|_| tx.send_bytes(&message).is_ok())
+        },
+        |n| {
+            for _ in 0..n {
+                assert!(rx.poll(BOUND).expect("poll"), "the pipe's producer stopped");
+                assert_eq!(rx.recv_bytes_into(&mut sink).expect("recv"), len);
+            }
+        },
+    )
+}
+
+fn bytes(c: &mut Criterion, name: &str, len: usize, with_big_slots: bool) {
+    pin();
+    let mut group = c.benchmark_group(group_name(name));
+    configure(&mut group, 300, 2000);
+    group.throughput(Throughput::Bytes(len as u64));
+    group.bench_function("floor_byte_ring", |b| b.iter_custom(|n| floor_byte_ring(n, len)));
+    group.bench_function("floor_memcpy", |b| b.iter_custom(|n| floor_memcpy(n, len)));
+    let q = Queue::<Blob>::new(4).expect("queue");
+    group.bench_function("queue", |b| b.iter_custom(|n| queue_bytes(&q, n, len)));
+    if with_big_slots {
+        let q = Queue::<Blob>::builder().maxsize(4).slot_size(128 << 10).build().expect("queue");
+        group.bench_function("queue_slot128k", |b| b.iter_custom(|n| queue_bytes(&q, n, len)));
+    }
+    group.bench_function("pipe", |b| b.iter_custom(|n| pipe_bytes(n, len)));
+    group.finish();
+}
+
+fn bytes_64k(c: &mut Criterion) {
+    bytes(c, "bytes_64k", 64 << 10, true);
+}
+
+fn bytes_4m(c: &mut Criterion) {
+    bytes(c, "bytes_4m", 4 << 20, false);
+}
+
+/// `rounds` round trips of a `u64` through two queues, after an untimed first one.
+fn queue_pingpong(rounds: u64) -> Duration {
+    let (ping, pong) = (Queue::<u64>::unbounded().expect("queue"), Queue::<u64>::unbounded().expect("queue"));
+    let child = {
+        let (ping, pong) = (ping.clone(), pong.clone());
+        get_context(StartMethod::Fork)
+            .process(
+                move || (0..=rounds).all(|_| ping.get_timeout(BOUND).is_ok_and(|v| pong.put(v + 1).is_ok())),
+                (),
+            )
+            .start()
+            .expect("start")
+    };
+    let mut start = Instant::now();
+    for round in 0..=rounds {
+        if round == 1 {
+            start = Instant::now();
+        }
+        ping.put(round).expect("put");
+        assert_eq!(pong.get_timeout(BOUND).expect("the ping-pong child stopped answering"), round + 1);
+    }
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    elapsed
+}
+
+/// `rounds` round trips of a `u64` through a duplex pipe, after an untimed first one.
+fn pipe_pingpong(rounds: u64) -> Duration {
+    let (mine, theirs) = pipe::<u64>().expect("pipe");
+    let child = get_context(StartMethod::Fork)
+        .process(
+            move || {
+                (0..=rounds).all(|_| theirs.recv_timeout(BOUND).is_ok_and(|v| theirs.send(&(v + 1)).is_ok()))
+            },
+            (),
+        )
+        .start()
+        .expect("start");
+    let mut start = Instant::now();
+    for round in 0..=rounds {
+        if round == 1 {
+            start = Instant::now();
+        }
+        mine.send(&round).expect("send");
+        assert_eq!(mine.recv_timeout(BOUND).expect("the ping-pong child stopped answering"), round + 1);
+    }
+    let elapsed = start.elapsed();
+    join_bounded(child);
+    elapsed
+}
+
+fn pingpong(c: &mut Criterion) {
+    pin();
+    let mut group = c.benchmark_group(group_name("pingpong"));
+    configure(&mut group, 300, 1500);
+    #[cfg(target_os = "linux")]
+    group.bench_function("floor_futex", |b| b.iter_custom(multiproc_benches::floor_futex_pingpong));
+    group.bench_function("floor_socketpair", |b| b.iter_custom(floor_socketpair_pingpong));
+    group.bench_function("queue", |b| b.iter_custom(queue_pingpong));
+    group.bench_function("pipe", |b| b.iter_custom(pipe_pingpong));
+    group.finish();
+}
+
+criterion_group!(benches, small_1to1, small_2to2, bytes_64k, bytes_4m, pingpong);
+criterion_main!(benches);
