@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
 //! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
+//! | [`queue`] | `proc-queue` | `Queue`, `SimpleQueue`, `JoinableQueue`, `Pipe`/`Connection`, `wait` |
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!
 //! The items people reach for first are also at the top level, under Python's names.
@@ -33,6 +34,9 @@ pub use proc_core::shm as shared_memory;
 /// Passing descriptors to children (from `proc-core`).
 pub use proc_core::handle;
 
+/// Queues, pipes and `wait` (the `proc-queue` crate).
+pub use proc_queue as queue;
+
 /// Locks, semaphores, events, conditions, barriers and shared values (the `proc-sync` crate).
 pub use proc_sync as sync;
 
@@ -41,6 +45,7 @@ pub use proc_core::{
     parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
     Run, StartMethod,
 };
+pub use proc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 pub use proc_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
 
 /// The README's example, compiled and run as a doctest.

@@ -40,9 +40,19 @@ fn tour_runs_every_demo() {
         "consumer: all 3 items are there",
         "party 0: passed round 2",
         "party 2: passed round 2",
+        "full: false\nempty: true\n0\n1\n2\n3\n4\nfull: false\nempty: true\n\nqueue.Empty",
+        "empty: false, full: true, qsize: 3\nfirst get: 1",
+        "== ipc: parent to child and child to child through a Queue ==\n111\n111\n",
+        "all eaten, consumers stopped",
+        "queue joined: 0 unfinished",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("daemon is over"), "{stdout}");
     assert_eq!(stdout.matches("(barrier action: every party arrived)").count(), 3, "{stdout}");
+    // Every item made is eaten exactly once, in both producer-consumer demos.
+    let made = stdout.lines().filter(|l| l.starts_with("Jon made ") || l.starts_with("Lin made ")).count();
+    let eaten =
+        stdout.lines().filter(|l| l.contains(" ate Jon made ") || l.contains(" ate Lin made ")).count();
+    assert_eq!((made, eaten), (20, 20), "{stdout}");
 }

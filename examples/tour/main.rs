@@ -5,6 +5,7 @@
 //! variable `MULTIPROC_TOUR_SCALE` (default 1.0; the tests run the tour at 0.01).
 
 mod process;
+mod queue;
 mod sync;
 
 use std::time::Duration;
@@ -12,6 +13,16 @@ use std::time::Duration;
 /// A tutorial's `time.sleep(secs)`, scaled.
 pub(crate) fn sleep(secs: f64) {
     std::thread::sleep(Duration::from_secs_f64(secs * scale()));
+}
+
+/// A pseudo-random fraction in [0, 1), different in each process and each call: enough to
+/// scatter the simulated delays.
+pub(crate) fn random() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let x = (u64::from(std::process::id()) ^ (n << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The time scale of the tour.
@@ -36,6 +47,10 @@ const DEMOS: &[Demo] = &[
     ("event", "Event signalling between processes", sync::event),
     ("condition", "a consumer waits on a Condition for a producer process", sync::condition),
     ("barrier", "three processes meet at a Barrier with an action, three rounds", sync::barrier),
+    ("queue", "Queue(5): full, empty, put, get, get_nowait; Queue(3)", queue::basics),
+    ("ipc", "parent to child and child to child through a Queue", queue::ipc),
+    ("producers", "producers and consumers with one None per consumer", queue::producers_consumers),
+    ("joinable", "a JoinableQueue with daemon consumers and q.join()", queue::joinable),
 ];
 
 fn main() {

@@ -5,13 +5,7 @@ use std::path::PathBuf;
 
 use multiproc::{current_process, Array, Barrier, Condition, Event, Lock, Process, Semaphore, Value};
 
-use crate::sleep;
-
-/// A pseudo-random fraction in [0, 1) from the pid: enough to scatter the simulated delays.
-fn random() -> f64 {
-    let x = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
+use crate::{random, sleep};
 
 fn read_tickets(path: &PathBuf) -> i64 {
     let text = std::fs::read_to_string(path).expect("ticket file");

@@ -1,0 +1,531 @@
+//! `Connection`, one end of a pipe, and `pipe`/`pipe_one_way`, which make them.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use proc_core::handle::{deserialize_with_fds, export_fd, import_fd, serialize_with_fds};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Incoming};
+use crate::sys;
+
+/// Makes a two-way pipe (Python's `Pipe()`): two connected ends that both send and receive
+/// messages of type `T`.
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = proc_queue::pipe::<String>()?;
+/// a.send(&"ping".to_string())?;
+/// assert_eq!(b.recv()?, "ping");
+/// b.send(&"pong".to_string())?;
+/// assert_eq!(a.recv()?, "pong");
+/// # Ok::<(), proc_queue::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Os`]: the sockets could not be created (out of descriptors).
+pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
+    let (a, b) = sys::socketpair().map_err(Error::Os)?;
+    Ok((Connection::from_parts(a, true, true), Connection::from_parts(b, true, true)))
+}
+
+/// Makes a one-way pipe (Python's `Pipe(duplex=False)`): `(receiver, sender)`, in Python's order.
+/// The first end only receives and the second only sends; the other direction is an error
+/// ([`Error::ReadOnly`], [`Error::WriteOnly`]), and the operating system enforces it too (each
+/// socket is shut down in the direction its end does not use).
+///
+/// # Examples
+///
+/// ```
+/// use proc_queue::Error;
+///
+/// let (rx, tx) = proc_queue::pipe_one_way::<u32>()?;
+/// tx.send(&7)?;
+/// assert_eq!(rx.recv()?, 7);
+/// assert!(matches!(rx.send(&8), Err(Error::ReadOnly)));
+/// assert!(matches!(tx.recv(), Err(Error::WriteOnly)));
+/// # Ok::<(), proc_queue::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Os`]: the sockets could not be created (out of descriptors), or not shut down.
+pub fn pipe_one_way<T>() -> Result<(Connection<T>, Connection<T>)> {
+    let (rx, tx) = sys::socketpair().map_err(Error::Os)?;
+    sys::shutdown(rx.as_fd(), Shutdown::Write).map_err(Error::Os)?;
+    sys::shutdown(tx.as_fd(), Shutdown::Read).map_err(Error::Os)?;
+    Ok((Connection::from_parts(rx, true, false), Connection::from_parts(tx, false, true)))
+}
+
+/// One end of a pipe: sends and receives whole messages of type `T` (or raw byte messages) to and
+/// from the other end, in whichever process that is (Python's `multiprocessing.connection.Connection`).
+///
+/// Messages are serialized with postcard, framed with a 64-bit length (so a message of 4 GiB or
+/// more is fine) and never merged or split: each `send` is one `recv`, an empty message included.
+/// A value that contains handles (a [`proc_sync`](https://docs.rs/proc-sync) lock or value, a
+/// shared-memory segment, another `Connection`) takes their descriptors along, so the receiving
+/// process gets working handles, even one that was already running.
+///
+/// A `Connection` is itself a handle. Pass it to a child as (part of) a start argument, under
+/// every start method; serialized anywhere else (to JSON, to a file) it refuses, like every
+/// handle. An end is closed when the last copy of it, in every process, is dropped; then the other
+/// end's `recv` returns [`Error::Disconnected`] (after the messages sent before), and its `send`
+/// too. Under the fork start method a child inherits a copy of every end the parent holds at that
+/// moment, the parent's own end of the child's pipe included, which stays open as long as the child
+/// runs: a forked child that waits for the end of the stream from its parent waits forever, as in
+/// Python. End such a conversation with a message of its own instead.
+///
+/// Within a process a connection may be shared between threads: sends are whole messages one
+/// after another, receives take one whole message each, and a timed receive waiting for its turn
+/// still ends at its deadline. Across processes, two processes that send on the same end at the
+/// same time, or receive on it, can mix their messages up, as Python warns: give each end one
+/// sender process and one receiver process at a time.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::Process;
+/// use proc_queue::{pipe, Connection};
+///
+/// fn square(conn: Connection<u64>) {
+///     while let Ok(x) = conn.recv() {
+///         conn.send(&(x * x)).unwrap();
+///     }
+/// }
+///
+/// let (parent, child) = pipe()?;
+/// let p = Process::new(square, (child,)).start()?;
+/// parent.send(&12)?;
+/// assert_eq!(parent.recv()?, 144);
+/// parent.close(); // The child's `recv` returns `Disconnected`, and its loop ends.
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Connection<T> {
+    socket: OwnedFd,
+    readable: bool,
+    writable: bool,
+    /// Taken for the whole of one frame, so that frames of two threads never interleave.
+    sending: Mutex<()>,
+    receiving: Turn,
+    // A connection holds no `T`: it serializes one on the sender's thread and makes one on the
+    // receiver's, so it is `Send` and `Sync` whatever `T` is.
+    _message: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Connection<T> {
+    fn from_parts(socket: OwnedFd, readable: bool, writable: bool) -> Self {
+        Connection {
+            socket,
+            readable,
+            writable,
+            sending: Mutex::new(()),
+            receiving: Turn::default(),
+            _message: PhantomData,
+        }
+    }
+
+    /// Sends `value` as one message, with the descriptors of the handles inside it. The value is
+    /// serialized before anything is written, so a value that fails to serialize sends nothing.
+    ///
+    /// Blocks while the other end's buffer is full (until it receives).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct Job {
+    ///     id: u32,
+    ///     input: Vec<f64>,
+    /// }
+    ///
+    /// let (a, b) = proc_queue::pipe::<Job>()?;
+    /// a.send(&Job { id: 1, input: vec![0.5, 1.5] })?;
+    /// assert_eq!(b.recv()?.input, [0.5, 1.5]);
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::ReadOnly`]: this is the receiving end of a one-way pipe.
+    /// - [`Error::Serialize`]: the value cannot be serialized, holds more than 253 handles, or a
+    ///   handle's descriptor cannot be duplicated; nothing was sent.
+    /// - [`Error::Disconnected`]: the other end is closed.
+    /// - [`Error::Os`]: sending failed otherwise.
+    pub fn send(&self, value: &T) -> Result<()>
+    where
+        T: Serialize,
+    {
+        self.check_writable()?;
+        let (bytes, fds) = serialize_with_fds(value).map_err(Error::Serialize)?;
+        self.send_frame(&bytes, &fds)
+    }
+
+    /// Sends `bytes` as one message, as they are (Python's `send_bytes`). The other end takes it
+    /// with [`recv_bytes`](Self::recv_bytes) or [`recv_bytes_into`](Self::recv_bytes_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = proc_queue::pipe::<()>()?;
+    /// a.send_bytes(b"raw")?;
+    /// a.send_bytes(b"")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::ReadOnly`]: this is the receiving end of a one-way pipe.
+    /// - [`Error::Disconnected`]: the other end is closed.
+    /// - [`Error::Os`]: sending failed otherwise.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        self.send_frame(bytes, &[])
+    }
+
+    /// Receives the next message, waiting as long as it takes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = proc_queue::pipe::<(u8, String)>()?;
+    /// a.send(&(1, "one".into()))?;
+    /// assert_eq!(b.recv()?, (1, "one".to_string()));
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::WriteOnly`]: this is the sending end of a one-way pipe.
+    /// - [`Error::Disconnected`]: the other end is closed and every message sent before was
+    ///   received.
+    /// - [`Error::Truncated`]: the other end closed in the middle of a message.
+    /// - [`Error::Deserialize`]: the message is not a `T` (it is consumed).
+    /// - [`Error::TooLarge`]: the message does not fit in memory (it is consumed).
+    /// - [`Error::Os`]: receiving failed otherwise, or the message's handles were lost on the way
+    ///   (this process ran out of descriptors).
+    pub fn recv(&self) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        self.recv_until(None)
+    }
+
+    /// Receives the next message, waiting at most `timeout` for the whole of it. A zero timeout
+    /// takes a message only if it is already there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = proc_queue::pipe::<u8>()?;
+    /// assert!(b.recv_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// a.send(&3)?;
+    /// assert_eq!(b.recv_timeout(Duration::ZERO)?, 3);
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`]: no whole message arrived in time, never sooner than `timeout`. The
+    ///   part of a message that did arrive stays for the next receive.
+    /// - Everything [`recv`](Self::recv) returns.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        self.recv_until(deadline(timeout))
+    }
+
+    /// Receives the next message as raw bytes (Python's `recv_bytes`), for messages sent with
+    /// [`send_bytes`](Self::send_bytes). Handles that came with the message are closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = proc_queue::pipe::<()>()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// assert_eq!(b.recv_bytes()?, [1, 2, 3]);
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), except that the bytes are never deserialized.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let mut incoming = self.receiving(None)?;
+        let message = incoming.read(self.socket.as_fd(), None)?;
+        Ok(std::mem::take(message.body))
+    }
+
+    /// Receives the next message into `buf` and returns its length (Python's `recv_bytes_into`).
+    /// Handles that came with the message are closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_queue::Error;
+    ///
+    /// let (a, b) = proc_queue::pipe::<()>()?;
+    /// a.send_bytes(b"a message")?;
+    /// let mut buf = [0u8; 4];
+    /// // Too short: the whole message comes back in the error.
+    /// let Err(Error::BufferTooShort(message)) = b.recv_bytes_into(&mut buf) else { panic!() };
+    /// assert_eq!(message, b"a message");
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::BufferTooShort`]: the message is longer than `buf`; it is consumed and handed
+    ///   back whole in the error, and `buf` is untouched.
+    /// - Everything [`recv_bytes`](Self::recv_bytes) returns.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut incoming = self.receiving(None)?;
+        let message = incoming.read(self.socket.as_fd(), None)?;
+        let n = message.body.len();
+        match buf.get_mut(..n) {
+            Some(dst) => {
+                dst.copy_from_slice(message.body);
+                Ok(n)
+            }
+            None => Err(Error::BufferTooShort(std::mem::take(message.body))),
+        }
+    }
+
+    /// Whether there is something to receive, waiting at most `timeout` for it (a zero timeout
+    /// looks once). Never consumes anything. True also when the other end is closed (the next
+    /// receive then returns at once with [`Error::Disconnected`]), and when only the start of a
+    /// message has arrived (the next receive then waits for the rest).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = proc_queue::pipe::<u8>()?;
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(&1)?;
+    /// assert!(b.poll(Duration::from_secs(1))?);
+    /// assert!(b.poll(Duration::ZERO)?, "polling does not consume");
+    /// assert_eq!(b.recv()?, 1);
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::WriteOnly`]: this is the sending end of a one-way pipe.
+    /// - [`Error::Os`]: `poll(2)` failed.
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        if !self.readable {
+            return Err(Error::WriteOnly);
+        }
+        let ready = sys::wait_readable(&[self.socket.as_fd()], deadline(timeout)).map_err(Error::Os)?;
+        Ok(ready.first().copied().unwrap_or(false))
+    }
+
+    /// Closes this end (Python's `close`); the same as dropping it. The other end sees the end of
+    /// the stream once every copy of this end, in every process, is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_queue::Error;
+    ///
+    /// let (a, b) = proc_queue::pipe::<u8>()?;
+    /// a.send(&1)?;
+    /// a.close();
+    /// assert_eq!(b.recv()?, 1);
+    /// assert!(matches!(b.recv(), Err(Error::Disconnected)));
+    /// assert!(matches!(b.send(&2), Err(Error::Disconnected)));
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Whether this end receives (false for the sending end of a one-way pipe).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (rx, tx) = proc_queue::pipe_one_way::<u8>()?;
+    /// assert!(rx.readable() && !rx.writable());
+    /// assert!(tx.writable() && !tx.readable());
+    /// # Ok::<(), proc_queue::Error>(())
+    /// ```
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end sends (false for the receiving end of a one-way pipe).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly)
+        }
+    }
+
+    fn send_frame(&self, body: &[u8], fds: &[OwnedFd]) -> Result<()> {
+        let _turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        frame::send_frame(self.socket.as_fd(), body, fds).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
+                Error::Disconnected
+            }
+            _ => Error::Os(e),
+        })
+    }
+
+    /// This thread's turn to receive, once the receiving state is free (or the deadline passed).
+    fn receiving(&self, deadline: Option<Instant>) -> Result<TurnGuard<'_>> {
+        if !self.readable {
+            return Err(Error::WriteOnly);
+        }
+        self.receiving.take(deadline).ok_or(Error::Timeout)
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        let mut incoming = self.receiving(deadline)?;
+        let message = incoming.read(self.socket.as_fd(), deadline)?;
+        deserialize_with_fds(message.body, message.fds).map_err(Error::Deserialize)
+    }
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.socket.as_raw_fd())
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl<T> AsFd for Connection<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl<T> AsRawFd for Connection<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // Outside a process start or a message, this fails with the handles' common message.
+        let index = export_fd(self.socket.as_fd()).map_err(S::Error::custom)?;
+        // The part of a message received so far lives in this process only; the copy would start
+        // in the middle of a frame.
+        if self.receiving.has_partial() {
+            return Err(S::Error::custom(
+                "a connection that has received part of a message cannot be passed to another process",
+            ));
+        }
+        (index, self.readable, self.writable).serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let (index, readable, writable) = <(u32, bool, bool)>::deserialize(deserializer)?;
+        let socket = import_fd(index).map_err(D::Error::custom)?;
+        Ok(Connection::from_parts(socket, readable, writable))
+    }
+}
+
+/// The deadline `timeout` from now; `None` (no deadline) when that is too far to represent.
+fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The receiving state, which one receiver at a time takes out (so that a timed receive can give
+/// up waiting for its turn at its deadline, which a plain mutex would not allow).
+#[derive(Debug)]
+struct Turn {
+    /// `None` while a receiver has it.
+    state: Mutex<Option<Incoming>>,
+    returned: Condvar,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Turn { state: Mutex::new(Some(Incoming::default())), returned: Condvar::new() }
+    }
+}
+
+impl Turn {
+    /// Takes the state, waiting until `deadline` for another receiver to return it.
+    fn take(&self, deadline: Option<Instant>) -> Option<TurnGuard<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(incoming) = state.take() {
+                return Some(TurnGuard { turn: self, incoming });
+            }
+            state = match deadline {
+                None => self.returned.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero())?;
+                    self.returned.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+        }
+    }
+
+    /// Whether the state, if no receiver has it now, holds part of a message.
+    fn has_partial(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.as_ref().is_some_and(Incoming::has_partial)
+    }
+}
+
+/// A receiver's hold on the receiving state; gives it back when dropped, even on a panic.
+struct TurnGuard<'a> {
+    turn: &'a Turn,
+    incoming: Incoming,
+}
+
+impl std::ops::Deref for TurnGuard<'_> {
+    type Target = Incoming;
+
+    fn deref(&self) -> &Incoming {
+        &self.incoming
+    }
+}
+
+impl std::ops::DerefMut for TurnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Incoming {
+        &mut self.incoming
+    }
+}
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        let incoming = std::mem::take(&mut self.incoming);
+        *self.turn.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(incoming);
+        self.turn.returned.notify_one();
+    }
+}

@@ -1,0 +1,64 @@
+//! Pipes between processes for [multiproc](https://docs.rs/multiproc): Python's `Pipe`,
+//! `Connection` and `multiprocessing.connection.wait`, typed.
+//!
+//! ```
+//! use proc_core::Process;
+//! use proc_queue::{pipe, Connection};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! enum Request {
+//!     Greet(String),
+//!     Stop,
+//! }
+//!
+//! fn server(conn: Connection<Request>, replies: Connection<String>) {
+//!     while let Ok(Request::Greet(name)) = conn.recv() {
+//!         replies.send(&format!("hello, {name}")).unwrap();
+//!     }
+//! }
+//!
+//! let (requests, their_requests) = pipe()?;
+//! let (their_replies, replies) = pipe()?;
+//! let p = Process::new(server, (their_requests, their_replies)).start()?;
+//! requests.send(&Request::Greet("world".into()))?;
+//! assert_eq!(replies.recv()?, "hello, world");
+//! requests.send(&Request::Stop)?;
+//! p.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A [`Connection`] is one end of a Unix stream socket pair that carries whole messages:
+//! [`send`](Connection::send)/[`recv`](Connection::recv) of a serde type, or raw bytes with
+//! [`send_bytes`](Connection::send_bytes)/[`recv_bytes`](Connection::recv_bytes), with timeouts
+//! and [`poll`](Connection::poll). Values that contain handles (locks, shared values, shared
+//! memory, other connections) pass their descriptors along with `SCM_RIGHTS`, so a process that is
+//! already running can receive them. A connection is a handle itself: pass either end to a child
+//! as a start argument. [`wait`] watches several connections and process sentinels at once.
+//!
+//! A peer that goes away is an error ([`Error::Disconnected`]), never a SIGPIPE, and a timeout
+//! never loses or splits a message.
+//!
+//! Not built yet: the shared-memory `Queue`, `SimpleQueue` and `JoinableQueue`.
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![doc(test(attr(deny(warnings))))]
+
+mod connection;
+mod error;
+mod frame;
+mod queue;
+mod sys;
+mod wait;
+
+pub use connection::{pipe, pipe_one_way, Connection};
+pub use error::{Error, Result};
+pub use queue::{
+    GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue, DEFAULT_MAX_MESSAGE,
+    DEFAULT_SLOT_SIZE, LIVENESS_CHECK, UNBOUNDED_CAPACITY,
+};
+pub use wait::{wait, Waitable};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -1,0 +1,1382 @@
+//! `Queue`, `SimpleQueue` and `JoinableQueue`: a multi-producer multi-consumer ring of slots in
+//! shared memory, with reserve → write → commit on both sides.
+//!
+//! # Layout
+//!
+//! One anonymous shared segment: a header (positions, counts, wait words, each on its own cache
+//! line) and `capacity` slots. A slot is a control word (`u64`: a sequence number in the high half,
+//! a state in the low half), a length word and `slot_size` bytes of data.
+//!
+//! # Protocol
+//!
+//! The ring follows Dmitry Vyukov's bounded MPMC queue, with 64-bit positions: slot
+//! `pos % capacity` is free for the producer of position `pos` when its sequence is `2 pos`, and
+//! holds that position's message when its sequence is `2 pos + 1` (sequences are the low 32 bits;
+//! doubling keeps a capacity of one unambiguous). The difference from the textbook version is where a position is
+//! claimed: by a compare-and-swap on the *slot's* control word that also records the claimer's
+//! pid (`WRITING | pid` or `READING | pid`); the shared `tail` and `head` only follow, advanced
+//! by whoever sees a claimed slot. So at every instant a slot is free, claimed by a known process,
+//! or committed, and a process killed at any point leaves a state the others can repair:
+//!
+//! - a producer killed while writing leaves `WRITING | pid` at sequence `pos`: a consumer that
+//!   finds that pid dead turns the slot into a *void* commit, which consumers skip. No torn
+//!   message is ever read, and the queue goes on.
+//! - a consumer killed while reading leaves `READING | pid`: a producer that finds the slot full
+//!   and that pid dead frees it. Only that message is lost.
+//!
+//! Liveness is checked only on slow paths: after a wait slice of [`LIVENESS_CHECK`] without
+//! progress, and by the non-blocking forms before they give up.
+//!
+//! Messages whose serialized form does not fit in a slot *spill*: the producer writes them to a
+//! named shared-memory segment (registered with proc-core's resource tracker) before claiming a
+//! slot, and the slot carries the segment's name; the consumer maps, reads and unlinks it.
+//!
+//! Blocked callers sleep on two wait words, `items` (bumped by every commit) and `space` (bumped
+//! by every release), through proc-sync's wait/wake seam, after a short spin. A sleeper first sets
+//! a flag next to the word; a signaller wakes only if it finds the flag set, and clears it, so the
+//! fast paths make no system call when nobody sleeps, and one wake-up serves a batch.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proc_core::shm::{Segment, SharedMemory};
+use proc_sync::raw;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How many times a blocked call looks at its wait word before it sleeps.
+const SPIN: u32 = 100;
+
+/// How long a blocked call waits before it checks whether the process it waits on still runs.
+pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
+
+/// The default number of data bytes in a slot; larger messages spill to their own segment.
+pub const DEFAULT_SLOT_SIZE: usize = 112;
+
+/// The default largest message: 16 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
+
+/// The capacity of an "unbounded" queue, in messages (Python's own is capped too, at the
+/// semaphore maximum).
+pub const UNBOUNDED_CAPACITY: u32 = 1 << 16;
+
+const MAGIC: u32 = 0x6d70_7175; // "mpqu"
+
+// Header words (byte offsets), each group on its own 64-byte line.
+const H_MAGIC: usize = 0;
+const H_CAPACITY: usize = 4;
+const H_SLOT_SIZE: usize = 8;
+const H_STRIDE: usize = 12;
+const H_MAX_MESSAGE: usize = 16; // u64
+const H_SHUTDOWN: usize = 24;
+const H_TAIL: usize = 64; // u64
+const H_HEAD: usize = 128; // u64
+const H_ITEMS: usize = 192;
+const H_GETTERS: usize = 196; // set by a getter about to sleep, cleared by the waker
+const H_COUNT: usize = 200;
+const H_SPACE: usize = 256;
+const H_PUTTERS: usize = 260; // likewise for putters
+const H_UNFINISHED: usize = 320; // u64
+const H_DONE: usize = 328;
+const H_JOINERS: usize = 332;
+const HEADER: usize = 384;
+
+// Slot layout.
+const S_CTL: usize = 0; // u64
+const S_LEN: usize = 8; // u64
+const S_DATA: usize = 16;
+
+// Low half of a slot's control word.
+const IDLE: u32 = 0;
+const WRITING: u32 = 1 << 31;
+const READING: u32 = 1 << 30;
+const VOID: u32 = 1 << 29;
+const PID_MASK: u32 = VOID - 1;
+
+/// Set in a slot's length word when the data is a spill record: the segment's name (up to 30
+/// bytes; its length in the length word), and at byte 32 the message's size.
+const SPILLED: u64 = 1 << 63;
+const SPILL_SIZE_AT: usize = 32;
+const SPILL_RECORD: usize = 40;
+
+const OPEN: u32 = 0;
+const SHUT: u32 = 1;
+const SHUT_IMMEDIATE: u32 = 2;
+
+fn ctl(seq: u32, state: u32) -> u64 {
+    (u64::from(seq) << 32) | u64::from(state)
+}
+
+fn split(ctl: u64) -> (u32, u32) {
+    ((ctl >> 32) as u32, ctl as u32)
+}
+
+/// `a - b` as a signed distance between wrapping sequences.
+fn dist(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// The sequence of a slot free for the writer of `pos`.
+fn free_seq(pos: u64) -> u32 {
+    pos.wrapping_mul(2) as u32
+}
+
+/// The sequence of a slot holding the message of `pos`.
+fn full_seq(pos: u64) -> u32 {
+    free_seq(pos).wrapping_add(1)
+}
+
+/// Why a `put` failed; every variant hands the value back.
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// No room (`put_nowait`).
+    Full(T),
+    /// No room within the timeout (`put_timeout`).
+    Timeout(T),
+    /// This process closed the queue.
+    Closed(T),
+    /// The queue was shut down.
+    ShutDown(T),
+    /// The serialized value is larger than the queue's maximum message size; nothing was written.
+    TooLarge {
+        /// The value.
+        value: T,
+        /// Its serialized size.
+        size: u64,
+        /// The queue's maximum.
+        max: u64,
+    },
+    /// The value cannot be serialized (or holds a handle, which only crosses through a
+    /// `Connection` or as a start argument); nothing was written.
+    Serialize {
+        /// The value.
+        value: T,
+        /// What the serializer said.
+        message: String,
+    },
+    /// The system refused shared memory for a large message.
+    Os {
+        /// The value.
+        value: T,
+        /// The error.
+        error: proc_core::Error,
+    },
+}
+
+impl<T> PutError<T> {
+    /// The value that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(v) | PutError::Timeout(v) | PutError::Closed(v) | PutError::ShutDown(v) => v,
+            PutError::TooLarge { value, .. }
+            | PutError::Serialize { value, .. }
+            | PutError::Os { value, .. } => value,
+        }
+    }
+
+    /// Whether the queue had no room (`Full` or `Timeout`).
+    pub fn is_full(&self) -> bool {
+        matches!(self, PutError::Full(_) | PutError::Timeout(_))
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::ShutDown(_) => f.write_str("ShutDown(..)"),
+            PutError::TooLarge { size, max, .. } => {
+                f.debug_struct("TooLarge").field("size", size).field("max", max).finish_non_exhaustive()
+            }
+            PutError::Serialize { message, .. } => {
+                f.debug_struct("Serialize").field("message", message).finish_non_exhaustive()
+            }
+            PutError::Os { error, .. } => f.debug_struct("Os").field("error", error).finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("the queue is full"),
+            PutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
+            PutError::Closed(_) => f.write_str("the queue is closed in this process"),
+            PutError::ShutDown(_) => f.write_str("the queue was shut down"),
+            PutError::TooLarge { size, max, .. } => {
+                write!(f, "a message of {size} bytes is larger than the queue's maximum of {max} bytes")
+            }
+            PutError::Serialize { message, .. } => write!(f, "cannot serialize the value: {message}"),
+            PutError::Os { error, .. } => write!(f, "cannot store a large message: {error}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PutError::Os { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a `get` failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GetError {
+    /// Nothing to take (`get_nowait`).
+    Empty,
+    /// Nothing came within the timeout (`get_timeout`).
+    Timeout,
+    /// This process closed the queue.
+    Closed,
+    /// The queue was shut down and (unless immediately) drained.
+    ShutDown,
+    /// A message was taken but does not deserialize as the queue's type (it is gone).
+    Deserialize(String),
+    /// A large message's segment could not be opened (it is gone).
+    Os(proc_core::Error),
+}
+
+impl GetError {
+    /// Whether nothing was there (`Empty` or `Timeout`).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, GetError::Empty | GetError::Timeout)
+    }
+}
+
+impl fmt::Display for GetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Empty => f.write_str("the queue is empty"),
+            GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
+            GetError::Closed => f.write_str("the queue is closed in this process"),
+            GetError::ShutDown => f.write_str("the queue was shut down"),
+            GetError::Deserialize(m) => write!(f, "a message does not deserialize: {m}"),
+            GetError::Os(e) => write!(f, "cannot read a large message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GetError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why `task_done` or `join` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// `task_done` called more times than items were put.
+    TooManyTaskDone,
+    /// `join_timeout` ran out with tasks unfinished.
+    Timeout,
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JoinError::TooManyTaskDone => "task_done() called too many times",
+            JoinError::Timeout => "tasks were still unfinished at the timeout",
+        })
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// Options for a [`Queue`]: Python's `maxsize`, plus the slot size and the largest message.
+#[derive(Debug, Clone)]
+pub struct QueueBuilder {
+    maxsize: u32,
+    slot_size: usize,
+    max_message: u64,
+}
+
+impl QueueBuilder {
+    /// How many messages the queue holds before `put` blocks (`0`: [`UNBOUNDED_CAPACITY`]).
+    pub fn maxsize(mut self, maxsize: u32) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// Data bytes per slot (default [`DEFAULT_SLOT_SIZE`]); a message whose serialized form is
+    /// larger spills into a segment of its own (slower: a few system calls per message).
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// The largest serialized message accepted (default [`DEFAULT_MAX_MESSAGE`]); `put` of a
+    /// larger one fails with [`PutError::TooLarge`] before anything is written.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// A capacity above 2^30 messages or a slot of more than 1 GiB
+    /// ([`proc_core::ErrorKind::InvalidArgument`]-style error), or the system refuses the shared
+    /// memory.
+    pub fn build<T>(self) -> proc_core::Result<Queue<T>> {
+        let capacity = if self.maxsize == 0 { UNBOUNDED_CAPACITY } else { self.maxsize };
+        Ring::new(capacity, self.slot_size, self.max_message).map(Queue::from_ring)
+    }
+}
+
+/// The shared ring: the segment and its geometry, read once from the header.
+struct Ring {
+    seg: Segment,
+    capacity: u32,
+    slot_size: usize,
+    stride: usize,
+    max_message: u64,
+    /// Python's per-process `close()`.
+    closed: AtomicBool,
+}
+
+/// A slot claimed for writing or reading.
+struct Claim {
+    pos: u64,
+}
+
+impl Ring {
+    fn new(capacity: u32, slot_size: usize, max_message: u64) -> proc_core::Result<Self> {
+        if capacity > 1 << 30 || slot_size > 1 << 30 {
+            return Err(proc_core::Error::invalid_argument(
+                "a queue holds at most 2^30 messages in slots of at most 1 GiB",
+            ));
+        }
+        // Room for a spill segment's name and size in every slot.
+        let slot_size = slot_size.max(SPILL_RECORD);
+        let stride = (S_DATA + slot_size).next_multiple_of(64);
+        let len = HEADER + stride * capacity as usize;
+        let seg = Segment::new(len)?;
+        let ring = Ring { seg, capacity, slot_size, stride, max_message, closed: AtomicBool::new(false) };
+        ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
+        ring.u32_at(H_SLOT_SIZE).store(slot_size as u32, Ordering::Relaxed);
+        ring.u32_at(H_STRIDE).store(stride as u32, Ordering::Relaxed);
+        ring.u64_at(H_MAX_MESSAGE).store(max_message, Ordering::Relaxed);
+        for i in 0..capacity {
+            ring.slot_ctl(u64::from(i)).store(ctl(free_seq(u64::from(i)), IDLE), Ordering::Relaxed);
+        }
+        ring.u32_at(H_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// Reads the geometry from a segment's header (checked against its length).
+    fn attach(seg: Segment) -> proc_core::Result<Self> {
+        let mut ring = Ring {
+            seg,
+            capacity: 0,
+            slot_size: 0,
+            stride: 64,
+            max_message: 0,
+            closed: AtomicBool::new(false),
+        };
+        if ring.seg.len() < HEADER {
+            return Err(proc_core::Error::invalid_argument("not a queue's shared memory"));
+        }
+        if ring.u32_at(H_MAGIC).load(Ordering::Acquire) == MAGIC {
+            let capacity = ring.u32_at(H_CAPACITY).load(Ordering::Relaxed);
+            let slot_size = ring.u32_at(H_SLOT_SIZE).load(Ordering::Relaxed) as usize;
+            let stride = ring.u32_at(H_STRIDE).load(Ordering::Relaxed) as usize;
+            let fits = stride >= S_DATA + slot_size
+                && stride % 8 == 0
+                && capacity > 0
+                && (capacity as usize)
+                    .checked_mul(stride)
+                    .and_then(|n| n.checked_add(HEADER))
+                    .is_some_and(|n| n <= ring.seg.len());
+            if !fits {
+                return Err(proc_core::Error::invalid_argument("a queue's header does not match its memory"));
+            }
+            ring.capacity = capacity;
+            ring.slot_size = slot_size;
+            ring.stride = stride;
+            ring.max_message = ring.u64_at(H_MAX_MESSAGE).load(Ordering::Relaxed);
+        }
+        Ok(ring)
+    }
+
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.seg.len(), "queue word {offset} out of range");
+        // SAFETY: in bounds (asserted) and 4-byte aligned (the mapping is page-aligned); the
+        // memory lives as long as `self` and shared words are only accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.seg.as_ptr().add(offset).cast()) }
+    }
+
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.seg.len(), "queue word {offset} out of range");
+        // SAFETY: as in `u32_at`, with 8-byte alignment.
+        unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(offset).cast()) }
+    }
+
+    fn slot_offset(&self, pos: u64) -> usize {
+        HEADER + (pos % u64::from(self.capacity)) as usize * self.stride
+    }
+
+    fn slot_ctl(&self, pos: u64) -> &AtomicU64 {
+        self.u64_at(self.slot_offset(pos) + S_CTL)
+    }
+
+    fn slot_len(&self, pos: u64) -> &AtomicU64 {
+        self.u64_at(self.slot_offset(pos) + S_LEN)
+    }
+
+    /// The data bytes of a slot this process has claimed.
+    fn slot_data(&self, claim: &Claim) -> *mut u8 {
+        let offset = self.slot_offset(claim.pos) + S_DATA;
+        // SAFETY: `attach` checked that every slot's data lies inside the mapping.
+        unsafe { self.seg.as_ptr().add(offset) }
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        self.u64_at(H_TAIL)
+    }
+
+    fn head(&self) -> &AtomicU64 {
+        self.u64_at(H_HEAD)
+    }
+
+    fn shutdown_state(&self) -> u32 {
+        self.u32_at(H_SHUTDOWN).load(Ordering::SeqCst)
+    }
+
+    /// Claims the next position for writing; `None` if the queue is full (after repairing a
+    /// slot left by a dead reader, if `repair`).
+    fn claim_write(&self, repair: bool) -> Option<Claim> {
+        let me = raw::pid() & PID_MASK;
+        let tail = self.tail();
+        loop {
+            let pos = tail.load(Ordering::Acquire);
+            let word = self.slot_ctl(pos);
+            let cur = word.load(Ordering::Acquire);
+            let (seq, state) = split(cur);
+            let d = dist(seq, free_seq(pos));
+            if d == 0 && state == IDLE {
+                if word
+                    .compare_exchange(
+                        cur,
+                        ctl(free_seq(pos), WRITING | me),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    let _ =
+                        tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                    return Some(Claim { pos });
+                }
+            } else if d >= 0 {
+                // Claimed or committed at this lap: help the tail along.
+                let _ = tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+            } else if tail.load(Ordering::Acquire) == pos {
+                // The previous lap's message is still there: full, unless its reader died.
+                if repair && state & READING != 0 && !raw::process_alive(state & PID_MASK) {
+                    self.free_dead_read(pos, cur);
+                    continue;
+                }
+                return None;
+            }
+        }
+    }
+
+    /// Frees a slot whose reader died mid-read (its message is lost).
+    fn free_dead_read(&self, pos: u64, cur: u64) {
+        // The slot of `pos` is the one the dead reader held (one lap earlier).
+        let claim = Claim { pos };
+        if self.slot_len(claim.pos).load(Ordering::Acquire) & SPILLED != 0 {
+            if let Some(name) = self.spill_name(&claim) {
+                if let Ok(shm) = SharedMemory::open(&name) {
+                    let _ = shm.unlink();
+                }
+            }
+        }
+        if self
+            .slot_ctl(pos)
+            .compare_exchange(cur, ctl(free_seq(pos), IDLE), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(pid = split(cur).1 & PID_MASK, "a queue reader died mid-get; its message is lost");
+            self.lost_message();
+            self.signal_space();
+        }
+    }
+
+    /// Commits a written slot (or voids it) and wakes a getter.
+    fn commit(&self, claim: Claim, len: u64, void: bool) {
+        self.slot_len(claim.pos).store(len, Ordering::Relaxed);
+        let state = if void { VOID } else { IDLE };
+        self.slot_ctl(claim.pos).store(ctl(full_seq(claim.pos), state), Ordering::Release);
+        if !void {
+            self.u32_at(H_COUNT).fetch_add(1, Ordering::SeqCst);
+        }
+        self.signal_items();
+    }
+
+    fn signal_items(&self) {
+        Self::signal(self.u32_at(H_ITEMS), self.u32_at(H_GETTERS));
+    }
+
+    fn signal_space(&self) {
+        Self::signal(self.u32_at(H_SPACE), self.u32_at(H_PUTTERS));
+    }
+
+    /// Bumps `word` and, if someone announced a sleep on it since the last wake-up, wakes every
+    /// sleeper. The flag is cleared by the waker, so one wake-up serves a whole batch of commits.
+    fn signal(word: &AtomicU32, sleepers: &AtomicU32) {
+        word.fetch_add(1, Ordering::SeqCst);
+        if sleepers.load(Ordering::SeqCst) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
+            raw::wake_all(word);
+        }
+    }
+
+    /// Sleeps on `word` while it holds `seen`: a short spin first, then the announced sleep.
+    fn sleep(word: &AtomicU32, sleepers: &AtomicU32, seen: u32, until: Instant, now: Instant) {
+        for _ in 0..SPIN {
+            std::hint::spin_loop();
+            if word.load(Ordering::Relaxed) != seen {
+                return;
+            }
+        }
+        // Announce, then sleep unless the word changed meanwhile (the kernel compares it): a
+        // signal after the announcement sees the flag and wakes us.
+        sleepers.store(1, Ordering::SeqCst);
+        raw::wait(word, seen, Some(until.saturating_duration_since(now)));
+    }
+
+    /// Claims the next committed position for reading. `Err(Some(pid))`: empty, with the next
+    /// slot being written by `pid`; `Err(None)`: empty.
+    fn claim_read(&self, repair: bool) -> Result<(Claim, bool), Option<u32>> {
+        let me = raw::pid() & PID_MASK;
+        let head = self.head();
+        loop {
+            let pos = head.load(Ordering::Acquire);
+            let next = pos.wrapping_add(1);
+            let word = self.slot_ctl(pos);
+            let cur = word.load(Ordering::Acquire);
+            let (seq, state) = split(cur);
+            let d = dist(seq, full_seq(pos));
+            if d == 0 && (state == IDLE || state == VOID) {
+                if word
+                    .compare_exchange(
+                        cur,
+                        ctl(full_seq(pos), READING | me),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    let _ = head.compare_exchange(pos, next, Ordering::AcqRel, Ordering::Relaxed);
+                    return Ok((Claim { pos }, state == VOID));
+                }
+            } else if d >= 0 {
+                let _ = head.compare_exchange(pos, next, Ordering::AcqRel, Ordering::Relaxed);
+            } else if head.load(Ordering::Acquire) == pos {
+                if state & WRITING != 0 {
+                    let writer = state & PID_MASK;
+                    if repair && !raw::process_alive(writer) {
+                        // A producer died mid-put: void its slot so that readers skip it.
+                        if word
+                            .compare_exchange(
+                                cur,
+                                ctl(full_seq(pos), VOID),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                        {
+                            tracing::warn!(
+                                pid = writer,
+                                "a queue writer died mid-put; its message is dropped"
+                            );
+                            self.lost_message();
+                        }
+                        continue;
+                    }
+                    return Err(Some(writer));
+                }
+                return Err(None);
+            }
+        }
+    }
+
+    /// Frees a slot after reading it, and wakes a putter.
+    fn release(&self, claim: Claim) {
+        let next_lap = claim.pos.wrapping_add(u64::from(self.capacity));
+        self.slot_ctl(claim.pos).store(ctl(free_seq(next_lap), IDLE), Ordering::Release);
+        self.signal_space();
+    }
+
+    /// A message that will never be taken (dead writer or reader): it counts as a finished task.
+    fn lost_message(&self) {
+        let _ = self.task_done();
+    }
+
+    fn spill_name(&self, claim: &Claim) -> Option<String> {
+        let len = (self.slot_len(claim.pos).load(Ordering::Acquire) & !SPILLED) as usize;
+        if len == 0 || len > SPILL_SIZE_AT {
+            return None;
+        }
+        let mut name = vec![0u8; len];
+        // SAFETY: `len` bytes lie inside the slot's data; the slot is not being written.
+        unsafe { std::ptr::copy_nonoverlapping(self.slot_data(claim), name.as_mut_ptr(), len) };
+        String::from_utf8(name).ok()
+    }
+
+    /// Decodes a claimed slot's message with `decode` (straight from shared memory) and frees it.
+    fn take<R>(&self, claim: Claim, decode: &mut dyn FnMut(&[u8]) -> R) -> Result<R, GetError> {
+        let len = self.slot_len(claim.pos).load(Ordering::Acquire);
+        if len & SPILLED != 0 {
+            let name = self.spill_name(&claim);
+            let mut size = [0u8; 8];
+            // SAFETY: the record lies inside the slot's data, which no one writes while we hold
+            // the claim.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.slot_data(&claim).add(SPILL_SIZE_AT), size.as_mut_ptr(), 8)
+            };
+            self.release(claim);
+            let name = name.ok_or_else(|| GetError::Deserialize("a corrupt large-message record".into()))?;
+            let shm = SharedMemory::open(&name).map_err(GetError::Os)?;
+            let _ = shm.unlink();
+            // The segment may be rounded up to a page (macOS): read the message's own size.
+            let size = usize::try_from(u64::from_le_bytes(size)).unwrap_or(usize::MAX).min(shm.size());
+            // SAFETY: the segment is mapped for at least `size` bytes, and its name is unlinked:
+            // no other process can reach it any more.
+            let bytes = unsafe { std::slice::from_raw_parts(shm.as_ptr(), size) };
+            Ok(decode(bytes))
+        } else {
+            let len = (len as usize).min(self.slot_size);
+            // SAFETY: `len` is within the slot's data, which no one writes while we hold the claim.
+            let bytes = unsafe { std::slice::from_raw_parts(self.slot_data(&claim), len) };
+            // The slot is freed whatever `decode` does, a panic included.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes)));
+            self.release(claim);
+            match decoded {
+                Ok(r) => Ok(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+
+    /// Takes the next message and decodes it with `decode`; waits until `deadline` for one.
+    fn get_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        decode: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, GetError> {
+        let items = self.u32_at(H_ITEMS);
+        // The clock is read only once the fast path failed.
+        let mut next_check: Option<Instant> = None;
+        let mut repair = false;
+        loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(GetError::Closed);
+            }
+            let seen = items.load(Ordering::SeqCst);
+            if let Ok((claim, void)) = self.claim_read(repair) {
+                if void {
+                    self.release(claim);
+                    continue;
+                }
+                self.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
+                return self.take(claim, decode);
+            }
+            if self.shutdown_state() != OPEN {
+                return Err(GetError::ShutDown);
+            }
+            let now = Instant::now();
+            let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
+            let expired = deadline.is_some_and(|d| now >= d);
+            if (expired || now >= check) && !repair {
+                // Look once more, repairing what dead processes left, before waiting or giving up.
+                repair = true;
+                continue;
+            }
+            if expired {
+                return Err(GetError::Timeout);
+            }
+            if repair {
+                next_check = Some(now + LIVENESS_CHECK);
+                repair = false;
+            }
+            let next_check = next_check.unwrap_or(now);
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
+            Self::sleep(items, self.u32_at(H_GETTERS), seen, until, now);
+        }
+    }
+
+    /// Claims a slot for writing, waiting until `deadline`; `Err(true)` on timeout, `Err(false)`
+    /// on shutdown or close.
+    fn claim_write_until(&self, deadline: Option<Instant>) -> Result<Claim, bool> {
+        let space = self.u32_at(H_SPACE);
+        let mut next_check: Option<Instant> = None;
+        let mut repair = false;
+        loop {
+            if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
+                return Err(false);
+            }
+            let seen = space.load(Ordering::SeqCst);
+            if let Some(claim) = self.claim_write(repair) {
+                return Ok(claim);
+            }
+            let now = Instant::now();
+            let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
+            let expired = deadline.is_some_and(|d| now >= d);
+            if (expired || now >= check) && !repair {
+                repair = true;
+                continue;
+            }
+            if expired {
+                return Err(true);
+            }
+            if repair {
+                next_check = Some(now + LIVENESS_CHECK);
+                repair = false;
+            }
+            let next_check = next_check.unwrap_or(now);
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
+            Self::sleep(space, self.u32_at(H_PUTTERS), seen, until, now);
+        }
+    }
+
+    fn count(&self) -> u32 {
+        self.u32_at(H_COUNT).load(Ordering::SeqCst)
+    }
+
+    fn task_done(&self) -> Result<(), JoinError> {
+        let unfinished = self.u64_at(H_UNFINISHED);
+        let mut cur = unfinished.load(Ordering::SeqCst);
+        loop {
+            if cur == 0 {
+                return Err(JoinError::TooManyTaskDone);
+            }
+            match unfinished.compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            let done = self.u32_at(H_DONE);
+            done.fetch_add(1, Ordering::SeqCst);
+            if self.u32_at(H_JOINERS).load(Ordering::SeqCst) > 0 {
+                raw::wake_all(done);
+            }
+        }
+        Ok(())
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
+        let done = self.u32_at(H_DONE);
+        let unfinished = self.u64_at(H_UNFINISHED);
+        loop {
+            let seen = done.load(Ordering::SeqCst);
+            if unfinished.load(Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(JoinError::Timeout);
+            }
+            let joiners = self.u32_at(H_JOINERS);
+            joiners.fetch_add(1, Ordering::SeqCst);
+            raw::wait(done, seen, deadline.map(|d| d - now));
+            joiners.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn shutdown(&self, immediate: bool) {
+        let state = if immediate { SHUT_IMMEDIATE } else { SHUT };
+        self.u32_at(H_SHUTDOWN).fetch_max(state, Ordering::SeqCst);
+        if immediate {
+            // Drop what is queued; each dropped item counts as a finished task, as Python's.
+            while let Ok((claim, void)) = self.claim_read(true) {
+                if void {
+                    self.release(claim);
+                    continue;
+                }
+                self.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
+                let _ = self.take(claim, &mut |_| ());
+                let _ = self.task_done();
+            }
+        }
+        let items = self.u32_at(H_ITEMS);
+        items.fetch_add(1, Ordering::SeqCst);
+        raw::wake_all(items);
+        let space = self.u32_at(H_SPACE);
+        space.fetch_add(1, Ordering::SeqCst);
+        raw::wake_all(space);
+        let done = self.u32_at(H_DONE);
+        done.fetch_add(1, Ordering::SeqCst);
+        raw::wake_all(done);
+    }
+}
+
+/// A multi-producer, multi-consumer FIFO queue between processes, as Python's
+/// `multiprocessing.Queue`, for any `T` that serde can serialize.
+///
+/// `put` serializes the value into shared memory and returns once it is in the queue: there is
+/// no feeder thread, so an item survives its producer's exit and "join the producer, then drain
+/// the queue" works. Items from one producer come out in the order it put them. A producer killed
+/// in the middle of a `put` never leaves a torn message or a blocked queue; a consumer killed in
+/// the middle of a `get` loses only that message.
+///
+/// Cloning gives another handle on the same queue; passing it as a start argument gives the
+/// child one (under every start method).
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::Process;
+/// use proc_queue::Queue;
+///
+/// fn produce(q: Queue<String>) {
+///     for i in 0..3 {
+///         q.put(format!("item {i}")).unwrap();
+///     }
+/// }
+///
+/// let q = Queue::new(5).unwrap();
+/// let p = Process::new(produce, (q.clone(),)).start().unwrap();
+/// p.join().unwrap(); // the items outlive their producer
+/// assert_eq!(q.get().unwrap(), "item 0");
+/// assert_eq!(q.qsize(), 2);
+/// ```
+pub struct Queue<T> {
+    ring: Arc<Ring>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue { ring: Arc::clone(&self.ring), _type: PhantomData }
+    }
+}
+
+impl<T> Queue<T> {
+    fn from_ring(ring: Ring) -> Self {
+        Queue { ring: Arc::new(ring), _type: PhantomData }
+    }
+
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`; `0` is "unbounded",
+    /// up to [`UNBOUNDED_CAPACITY`]).
+    ///
+    /// # Errors
+    ///
+    /// `maxsize` above 2^30, or the system refuses the shared memory.
+    pub fn new(maxsize: u32) -> proc_core::Result<Self> {
+        Self::builder().maxsize(maxsize).build()
+    }
+
+    /// A queue of [`UNBOUNDED_CAPACITY`] items, Python's `Queue()`.
+    ///
+    /// # Errors
+    ///
+    /// The system refuses the shared memory.
+    pub fn unbounded() -> proc_core::Result<Self> {
+        Self::new(0)
+    }
+
+    /// Options beyond `maxsize`: slot size, largest message.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder { maxsize: 0, slot_size: DEFAULT_SLOT_SIZE, max_message: DEFAULT_MAX_MESSAGE }
+    }
+
+    /// The number of items in the queue (a snapshot: others may put or get meanwhile). Items
+    /// being written or read at this instant are not counted.
+    pub fn qsize(&self) -> usize {
+        self.ring.count() as usize
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.ring.count() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (a snapshot).
+    pub fn full(&self) -> bool {
+        self.ring.count() >= self.ring.capacity
+    }
+
+    /// The capacity: `maxsize`, or [`UNBOUNDED_CAPACITY`].
+    pub fn maxsize(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Says that this process will use the queue no more (Python's `close()`): later `put`s and
+    /// `get`s through any handle of it in this process fail with `Closed`. Items already put stay
+    /// in the queue for the other processes.
+    pub fn close(&self) {
+        self.ring.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Shuts the queue down for every process (Python 3.13's `shutdown`): blocked and later
+    /// `put`s fail with [`PutError::ShutDown`]; `get`s drain what is queued, then fail with
+    /// [`GetError::ShutDown`]. With `immediate`, the queued items are dropped at once (each
+    /// counting as a finished task for [`JoinableQueue::join`]).
+    pub fn shutdown(&self, immediate: bool) {
+        self.ring.shutdown(immediate);
+    }
+
+    /// Whether the queue was shut down.
+    pub fn is_shutdown(&self) -> bool {
+        self.ring.shutdown_state() != OPEN
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Puts `value`, waiting as long as it takes for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`], [`PutError::ShutDown`], [`PutError::TooLarge`],
+    /// [`PutError::Serialize`], [`PutError::Os`]; each hands the value back.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, None, false)
+    }
+
+    /// Puts `value` if room comes within `timeout` (zero: only if there is room now).
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Timeout`] if the queue stayed full; the others as for [`put`](Self::put).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, Some(deadline(timeout)), false)
+    }
+
+    /// Puts `value` only if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] if there is none; the others as for [`put`](Self::put).
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Some(Instant::now()), true)
+    }
+
+    /// Takes the oldest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`], [`GetError::ShutDown`] (once drained), [`GetError::Deserialize`],
+    /// [`GetError::Os`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_until(None, false)
+    }
+
+    /// Takes the oldest item if one comes within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Timeout`] if none came; the others as for [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_until(Some(deadline(timeout)), false)
+    }
+
+    /// Takes the oldest item if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`] if there is none; the others as for [`get`](Self::get).
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        self.get_until(Some(Instant::now()), true)
+    }
+
+    fn get_until(&self, deadline: Option<Instant>, nowait: bool) -> Result<T, GetError> {
+        let mut decode = |bytes: &[u8]| postcard::from_bytes::<T>(bytes);
+        match self.ring.get_with(deadline, &mut decode) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(GetError::Deserialize(e.to_string())),
+            Err(GetError::Timeout) if nowait => Err(GetError::Empty),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_until(&self, value: T, deadline: Option<Instant>, nowait: bool) -> Result<(), PutError<T>> {
+        let ring = &*self.ring;
+        if ring.closed.load(Ordering::Relaxed) {
+            return Err(PutError::Closed(value));
+        }
+        if ring.shutdown_state() != OPEN {
+            return Err(PutError::ShutDown(value));
+        }
+        let size = match postcard::experimental::serialized_size(&value) {
+            Ok(size) => size as u64,
+            Err(e) => return Err(PutError::Serialize { value, message: e.to_string() }),
+        };
+        if size > ring.max_message {
+            return Err(PutError::TooLarge { value, size, max: ring.max_message });
+        }
+        // A large message goes to its own segment first, outside the ring.
+        let spill = if size as usize > ring.slot_size {
+            match spill(&value, size as usize) {
+                Ok(shm) => Some(shm),
+                Err(SpillError::Os(error)) => return Err(PutError::Os { value, error }),
+                Err(SpillError::Serialize(message)) => return Err(PutError::Serialize { value, message }),
+            }
+        } else {
+            None
+        };
+        // Counted unfinished before it is visible, so a task_done can never come first.
+        ring.u64_at(H_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+        let claim = match ring.claim_write_until(deadline) {
+            Ok(claim) => claim,
+            Err(timed_out) => {
+                let _ = ring.task_done();
+                if let Some(shm) = spill {
+                    let _ = shm.unlink();
+                }
+                return Err(if !timed_out {
+                    if ring.closed.load(Ordering::Relaxed) {
+                        PutError::Closed(value)
+                    } else {
+                        PutError::ShutDown(value)
+                    }
+                } else if nowait {
+                    PutError::Full(value)
+                } else {
+                    PutError::Timeout(value)
+                });
+            }
+        };
+        let data = ring.slot_data(&claim);
+        match spill {
+            Some(shm) => {
+                let name = shm.name().as_bytes();
+                let size = size.to_le_bytes();
+                // SAFETY: the slot is claimed by this process; names are at most 30 bytes and a
+                // slot holds at least SPILL_RECORD bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(name.as_ptr(), data, name.len().min(SPILL_SIZE_AT));
+                    std::ptr::copy_nonoverlapping(size.as_ptr(), data.add(SPILL_SIZE_AT), 8);
+                }
+                ring.commit(claim, name.len() as u64 | SPILLED, false);
+                // The consumer unlinks it; this process keeps no claim on it.
+                drop(shm);
+            }
+            None => {
+                // SAFETY: the slot is claimed by this process, so no one else touches its
+                // `slot_size` data bytes until the commit.
+                let buf = unsafe { std::slice::from_raw_parts_mut(data, ring.slot_size) };
+                // A `Serialize` impl that panics must not leave the slot claimed by a live process
+                // (which would block every consumer): void it, then let the panic go on.
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    postcard::to_slice(&value, buf).map(|w| w.len() as u64)
+                }));
+                let written = match written {
+                    Ok(w) => w,
+                    Err(panic) => {
+                        ring.commit(claim, 0, true);
+                        let _ = ring.task_done();
+                        std::panic::resume_unwind(panic);
+                    }
+                };
+                match written {
+                    Ok(len) => ring.commit(claim, len, false),
+                    Err(e) => {
+                        ring.commit(claim, 0, true);
+                        let _ = ring.task_done();
+                        return Err(PutError::Serialize { value, message: e.to_string() });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum SpillError {
+    Os(proc_core::Error),
+    Serialize(String),
+}
+
+/// Serializes `value` into a new named segment of exactly `size` bytes.
+fn spill<T: Serialize>(value: &T, size: usize) -> Result<SharedMemory, SpillError> {
+    let shm = SharedMemory::create(size).map_err(SpillError::Os)?;
+    // SAFETY: the segment is new, mapped for `size` bytes, and no other process knows its name yet.
+    let buf = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), size) };
+    match postcard::to_slice(value, buf) {
+        Ok(_) => Ok(shm),
+        Err(e) => {
+            let _ = shm.unlink();
+            Err(SpillError::Serialize(e.to_string()))
+        }
+    }
+}
+
+fn deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.qsize())
+            .field("maxsize", &self.maxsize())
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.ring.seg.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(d)?;
+        let ring = Ring::attach(seg).map_err(serde::de::Error::custom)?;
+        if ring.capacity == 0 {
+            return Err(serde::de::Error::custom("not a queue's shared memory"));
+        }
+        Ok(Queue::from_ring(ring))
+    }
+}
+
+/// Python's `SimpleQueue`: an unbounded [`Queue`] with only `put`, `get`, `empty` and `close`.
+///
+/// # Examples
+///
+/// ```
+/// let q = proc_queue::SimpleQueue::new().unwrap();
+/// q.put(7u8).unwrap();
+/// assert_eq!(q.get().unwrap(), 7);
+/// assert!(q.empty());
+/// ```
+pub struct SimpleQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue { inner: self.inner.clone() }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    ///
+    /// # Errors
+    ///
+    /// The system refuses the shared memory.
+    pub fn new() -> proc_core::Result<Self> {
+        Ok(SimpleQueue { inner: Queue::unbounded()? })
+    }
+
+    /// Puts `value` (waits only if [`UNBOUNDED_CAPACITY`] items are queued).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.inner.put(value)
+    }
+
+    /// Takes the oldest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.inner.get()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.inner.empty()
+    }
+
+    /// As [`Queue::close`].
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue").field("empty", &(self.inner.ring.count() == 0)).finish()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SimpleQueue { inner: Queue::deserialize(d)? })
+    }
+}
+
+/// Python's `JoinableQueue`: a [`Queue`] that counts unfinished tasks. Every `put` adds one;
+/// [`task_done`](Self::task_done) removes one; [`join`](Self::join) waits until none is left.
+/// The count is 64-bit and shared by every process. An item lost to a killed producer or
+/// consumer counts as done, so `join` does not hang on it.
+///
+/// It dereferences to [`Queue`] for `put`, `get` and the rest.
+///
+/// # Examples
+///
+/// ```
+/// let q = proc_queue::JoinableQueue::new(0).unwrap();
+/// q.put(1u32).unwrap();
+/// let item = q.get().unwrap();
+/// q.task_done().unwrap();
+/// q.join().unwrap();
+/// assert!(q.task_done().is_err());
+/// # let _ = item;
+/// ```
+pub struct JoinableQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue { inner: self.inner.clone() }
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// A joinable queue holding at most `maxsize` items (`0`: "unbounded", as [`Queue::new`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    pub fn new(maxsize: u32) -> proc_core::Result<Self> {
+        Ok(JoinableQueue { inner: Queue::new(maxsize)? })
+    }
+
+    /// Says that one item taken from the queue has been dealt with.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::TooManyTaskDone`] if no task is unfinished.
+    pub fn task_done(&self) -> Result<(), JoinError> {
+        self.inner.ring.task_done()
+    }
+
+    /// Waits until every item put has been marked done.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a shut-down queue.
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.inner.ring.join_until(None)
+    }
+
+    /// As [`join`](Self::join), for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Timeout`] if tasks were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        self.inner.ring.join_until(Some(deadline(timeout)))
+    }
+
+    /// The number of unfinished tasks (a snapshot).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.inner.ring.u64_at(H_UNFINISHED).load(Ordering::SeqCst)
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+
+    fn deref(&self) -> &Queue<T> {
+        &self.inner
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("qsize", &self.inner.qsize())
+            .field("unfinished", &self.unfinished_tasks())
+            .finish()
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(JoinableQueue { inner: Queue::deserialize(d)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The pid of a process that has ended and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_slot_left_by_a_dead_writer_is_skipped() {
+        let q = Queue::<u32>::new(4).unwrap();
+        let ring = &*q.ring;
+        q.put(1).unwrap();
+        // A writer claims the next slot and dies before committing.
+        let claim = ring.claim_write(false).unwrap();
+        let pid = dead_pid();
+        ring.slot_ctl(claim.pos).store(ctl(free_seq(claim.pos), WRITING | pid), Ordering::SeqCst);
+        q.put(3).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+        // The next slot is pending; a bounded get notices the dead writer and skips its slot.
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 3);
+        assert!(q.empty());
+        // Every slot is usable again.
+        for i in 0..4 {
+            q.put_nowait(i).unwrap();
+        }
+        for i in 0..4 {
+            assert_eq!(q.get_nowait().unwrap(), i);
+        }
+    }
+
+    #[test]
+    fn a_slot_left_by_a_dead_reader_is_freed() {
+        let q = Queue::<u32>::new(2).unwrap();
+        let ring = &*q.ring;
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        // A reader claims the first message and dies before releasing its slot.
+        let (claim, void) = ring.claim_read(false).unwrap();
+        assert!(!void);
+        ring.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
+        let pid = dead_pid();
+        ring.slot_ctl(claim.pos).store(ctl(full_seq(claim.pos), READING | pid), Ordering::SeqCst);
+        // The queue looks full until a putter notices the dead reader.
+        q.put_timeout(3, Duration::from_secs(10)).unwrap();
+        assert_eq!(q.get().unwrap(), 2);
+        assert_eq!(q.get().unwrap(), 3);
+    }
+}

@@ -1,0 +1,111 @@
+//! `wait`: block until one of several connections or processes is ready, as Python's
+//! `multiprocessing.connection.wait`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use proc_core::Sentinel;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Something [`wait`] can wait for: an object that is ready when a descriptor of its own is
+/// readable (data or end of stream for a connection, the exit for a process sentinel).
+///
+/// Implemented for [`Connection`], [`proc_core::Sentinel`] and raw descriptors. A type of your own
+/// joins in by naming its descriptor.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::{AsFd, BorrowedFd};
+/// use std::os::unix::net::UnixStream;
+/// use proc_queue::{wait, Waitable};
+///
+/// struct Doorbell(UnixStream);
+///
+/// impl Waitable for Doorbell {
+///     fn wait_fd(&self) -> BorrowedFd<'_> {
+///         self.0.as_fd()
+///     }
+/// }
+///
+/// let (bell, mut button) = UnixStream::pair().unwrap();
+/// std::io::Write::write_all(&mut button, b"!").unwrap();
+/// assert_eq!(wait(&[&Doorbell(bell)], None).unwrap(), [0]);
+/// ```
+pub trait Waitable {
+    /// The descriptor whose readability (or hang-up) means the object is ready.
+    fn wait_fd(&self) -> BorrowedFd<'_>;
+}
+
+impl<T> Waitable for Connection<T> {
+    /// Ready when a message, the start of one or the end of the stream is there to receive. The
+    /// sending end of a one-way pipe is always ready: receiving on it fails at once.
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl Waitable for Sentinel {
+    /// Ready once the process has ended.
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl Waitable for BorrowedFd<'_> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        *self
+    }
+}
+
+impl Waitable for OwnedFd {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// Waits until at least one of `objects` is ready, or until `timeout` (`None`: as long as it
+/// takes; zero: look once), and returns the indices of those that are ready, in order; empty only
+/// when the timeout passed (Python's `multiprocessing.connection.wait`). With no objects it
+/// returns an empty list at once.
+///
+/// "Ready" means the next receive will not wait for its first byte: a message (or the start of
+/// one) or the end of the stream arrived; for a sentinel, the process ended. Interrupted waits
+/// resume with the time that is left.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use proc_core::Process;
+/// use proc_queue::{pipe, wait, Connection};
+///
+/// fn answer(conn: Connection<u32>) {
+///     conn.send(&42).unwrap();
+/// }
+///
+/// let (quiet, _other) = pipe::<u32>()?;
+/// let (parent, child) = pipe::<u32>()?;
+/// let p = Process::new(answer, (child,)).start()?;
+/// assert_eq!(wait(&[&quiet, &parent], None)?, [1]);
+/// assert_eq!(parent.recv()?, 42);
+/// assert_eq!(wait(&[&quiet, &p.sentinel()], Some(Duration::from_secs(60)))?, [1]);
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Os`]: `poll(2)` failed (for example, too many objects for the process' limits).
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let ready = sys::wait_readable(&fds, deadline).map_err(Error::Os)?;
+    Ok(ready.iter().enumerate().filter_map(|(i, &r)| r.then_some(i)).collect())
+}
