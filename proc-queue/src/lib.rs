@@ -38,7 +38,33 @@
 //! A peer that goes away is an error ([`Error::Disconnected`]), never a SIGPIPE, and a timeout
 //! never loses or splits a message.
 //!
-//! Not built yet: the shared-memory `Queue`, `SimpleQueue` and `JoinableQueue`.
+//! [`Queue`], [`SimpleQueue`] and [`JoinableQueue`] are Python's queues on a ring in shared memory:
+//! `put` returns once the item is in the queue (no feeder thread), items from one producer stay in
+//! order, and a producer or consumer killed in the middle of an operation never tears a message or
+//! blocks the queue (see the [`Queue`] docs).
+//!
+//! ```
+//! use proc_core::Process;
+//! use proc_queue::Queue;
+//!
+//! fn square(jobs: Queue<Option<u64>>, results: Queue<u64>) {
+//!     while let Some(n) = jobs.get().unwrap() {
+//!         results.put(n * n).unwrap();
+//!     }
+//! }
+//!
+//! let (jobs, results) = (Queue::new(8)?, Queue::new(8)?);
+//! let worker = Process::new(square, (jobs.clone(), results.clone())).start()?;
+//! for n in 1..=3 {
+//!     jobs.put(Some(n)).unwrap();
+//! }
+//! jobs.put(None).unwrap();
+//! worker.join()?;
+//! assert_eq!([results.get()?, results.get()?, results.get()?], [1, 4, 9]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Not built yet: `wait` over queues (a queue has no descriptor to poll), a growable unbounded queue.
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]

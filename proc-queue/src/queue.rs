@@ -327,8 +327,8 @@ impl QueueBuilder {
     ///
     /// # Errors
     ///
-    /// A capacity above 2^30 messages or a slot of more than 1 GiB
-    /// ([`proc_core::ErrorKind::InvalidArgument`]-style error), or the system refuses the shared
+    /// A capacity above 2^30 messages or a slot of more than 1 GiB (an error for which
+    /// [`proc_core::Error::is_invalid_input`] holds), or the system refuses the shared
     /// memory.
     pub fn build<T>(self) -> proc_core::Result<Queue<T>> {
         let capacity = if self.maxsize == 0 { UNBOUNDED_CAPACITY } else { self.maxsize };
