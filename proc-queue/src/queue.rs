@@ -47,8 +47,11 @@ use proc_sync::raw;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// How many times a blocked call looks at its wait word before it sleeps.
-const SPIN: u32 = 100;
+/// How many times a blocked call looks (with a CPU pause) before it yields.
+const SPIN: u32 = 32;
+
+/// How many times it then yields its CPU (a peer on the same CPU gets to run) before it sleeps.
+const YIELDS: u32 = 4;
 
 /// How long a blocked call waits before it checks whether the process it waits on still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
@@ -76,7 +79,7 @@ const H_TAIL: usize = 64; // u64
 const H_HEAD: usize = 128; // u64
 const H_ITEMS: usize = 192;
 const H_GETTERS: usize = 196; // set by a getter about to sleep, cleared by the waker
-const H_COUNT: usize = 200;
+const H_JOINABLE: usize = 28; // set by `JoinableQueue::new`
 const H_SPACE: usize = 256;
 const H_PUTTERS: usize = 260; // likewise for putters
 const H_UNFINISHED: usize = 320; // u64
@@ -521,9 +524,6 @@ impl Ring {
         self.slot_len(claim.pos).store(len, Ordering::Relaxed);
         let state = if void { VOID } else { IDLE };
         self.slot_ctl(claim.pos).store(ctl(full_seq(claim.pos), state), Ordering::Release);
-        if !void {
-            self.u32_at(H_COUNT).fetch_add(1, Ordering::SeqCst);
-        }
         self.signal_items();
     }
 
@@ -535,27 +535,66 @@ impl Ring {
         Self::signal(self.u32_at(H_SPACE), self.u32_at(H_PUTTERS));
     }
 
-    /// Bumps `word` and, if someone announced a sleep on it since the last wake-up, wakes every
-    /// sleeper. The flag is cleared by the waker, so one wake-up serves a whole batch of commits.
+    /// After a commit or release (already stored): if someone announced a sleep, clears the
+    /// announcement, bumps `word` and wakes every sleeper on it. With nobody asleep this is a fence
+    /// and a load, and one wake-up serves a whole batch.
     fn signal(word: &AtomicU32, sleepers: &AtomicU32) {
-        word.fetch_add(1, Ordering::SeqCst);
-        if sleepers.load(Ordering::SeqCst) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
+        // Pairs with the fence in `sleep`: either the sleeper's re-check sees our store, or we see
+        // its announcement.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
+            word.fetch_add(1, Ordering::SeqCst);
             raw::wake_all(word);
         }
     }
 
-    /// Sleeps on `word` while it holds `seen`: a short spin first, then the announced sleep.
-    fn sleep(word: &AtomicU32, sleepers: &AtomicU32, seen: u32, until: Instant, now: Instant) {
-        for _ in 0..SPIN {
-            std::hint::spin_loop();
-            if word.load(Ordering::Relaxed) != seen {
+    /// Waits until `ready` or a signal on `word` (read as `seen` before the caller last looked):
+    /// a short spin, then an announced sleep.
+    fn sleep(
+        word: &AtomicU32,
+        sleepers: &AtomicU32,
+        seen: u32,
+        until: Instant,
+        now: Instant,
+        ready: impl Fn() -> bool,
+    ) {
+        for i in 0..SPIN + YIELDS {
+            if i < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            if ready() || word.load(Ordering::Relaxed) != seen {
                 return;
             }
         }
-        // Announce, then sleep unless the word changed meanwhile (the kernel compares it): a
-        // signal after the announcement sees the flag and wakes us.
+        // Announce, then look once more: a commit made before the announcement is seen here, one
+        // made after it sees the announcement and bumps `word` (the kernel compares it with
+        // `seen`, so a wake-up before we sleep is not lost).
         sleepers.store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if ready() {
+            return;
+        }
         raw::wait(word, seen, Some(until.saturating_duration_since(now)));
+    }
+
+    /// Whether the next position holds a message (or a void to skip): a getter need not sleep.
+    fn readable(&self) -> bool {
+        let pos = self.head().load(Ordering::Acquire);
+        let (seq, state) = split(self.slot_ctl(pos).load(Ordering::Acquire));
+        dist(seq, full_seq(pos)) >= 0 && state & (WRITING | READING) == 0
+    }
+
+    /// Whether the next position is free for a writer: a putter need not sleep.
+    fn writable(&self) -> bool {
+        let pos = self.tail().load(Ordering::Acquire);
+        let (seq, state) = split(self.slot_ctl(pos).load(Ordering::Acquire));
+        dist(seq, free_seq(pos)) >= 0 && state == IDLE
+    }
+
+    fn joinable(&self) -> bool {
+        self.u32_at(H_JOINABLE).load(Ordering::Relaxed) != 0
     }
 
     /// Claims the next committed position for reading. `Err(Some(pid))`: empty, with the next
@@ -623,7 +662,9 @@ impl Ring {
 
     /// A message that will never be taken (dead writer or reader): it counts as a finished task.
     fn lost_message(&self) {
-        let _ = self.task_done();
+        if self.joinable() {
+            let _ = self.task_done();
+        }
     }
 
     fn spill_name(&self, claim: &Claim) -> Option<String> {
@@ -692,7 +733,6 @@ impl Ring {
                     self.release(claim);
                     continue;
                 }
-                self.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
                 return self.take(claim, decode);
             }
             if self.shutdown_state() != OPEN {
@@ -715,7 +755,7 @@ impl Ring {
             }
             let next_check = next_check.unwrap_or(now);
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            Self::sleep(items, self.u32_at(H_GETTERS), seen, until, now);
+            Self::sleep(items, self.u32_at(H_GETTERS), seen, until, now, || self.readable());
         }
     }
 
@@ -749,12 +789,16 @@ impl Ring {
             }
             let next_check = next_check.unwrap_or(now);
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            Self::sleep(space, self.u32_at(H_PUTTERS), seen, until, now);
+            Self::sleep(space, self.u32_at(H_PUTTERS), seen, until, now, || self.writable());
         }
     }
 
+    /// Positions claimed for writing minus those claimed for reading: the messages in the queue,
+    /// counting one being written or voided.
     fn count(&self) -> u32 {
-        self.u32_at(H_COUNT).load(Ordering::SeqCst)
+        let head = self.head().load(Ordering::SeqCst);
+        let tail = self.tail().load(Ordering::SeqCst);
+        tail.wrapping_sub(head).min(u64::from(self.capacity)) as u32
     }
 
     fn task_done(&self) -> Result<(), JoinError> {
@@ -808,7 +852,6 @@ impl Ring {
                     self.release(claim);
                     continue;
                 }
-                self.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
                 let _ = self.take(claim, &mut |_| ());
                 let _ = self.task_done();
             }
@@ -895,8 +938,9 @@ impl<T> Queue<T> {
         QueueBuilder { maxsize: 0, slot_size: DEFAULT_SLOT_SIZE, max_message: DEFAULT_MAX_MESSAGE }
     }
 
-    /// The number of items in the queue (a snapshot: others may put or get meanwhile). Items
-    /// being written or read at this instant are not counted.
+    /// The number of items in the queue (a snapshot: others may put or get meanwhile). An item
+    /// being written at this instant already counts, as does a slot voided by a writer that died or
+    /// panicked until a getter skips it; one being read no longer does.
     pub fn qsize(&self) -> usize {
         self.ring.count() as usize
     }
@@ -1030,11 +1074,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             None
         };
         // Counted unfinished before it is visible, so a task_done can never come first.
-        ring.u64_at(H_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+        let joinable = ring.joinable();
+        if joinable {
+            ring.u64_at(H_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+        }
         let claim = match ring.claim_write_until(deadline) {
             Ok(claim) => claim,
             Err(timed_out) => {
-                let _ = ring.task_done();
+                if joinable {
+                    let _ = ring.task_done();
+                }
                 if let Some(shm) = spill {
                     let _ = shm.unlink();
                 }
@@ -1079,7 +1128,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Ok(w) => w,
                     Err(panic) => {
                         ring.commit(claim, 0, true);
-                        let _ = ring.task_done();
+                        ring.lost_message();
                         std::panic::resume_unwind(panic);
                     }
                 };
@@ -1087,7 +1136,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Ok(len) => ring.commit(claim, len, false),
                     Err(e) => {
                         ring.commit(claim, 0, true);
-                        let _ = ring.task_done();
+                        ring.lost_message();
                         return Err(PutError::Serialize { value, message: e.to_string() });
                     }
                 }
@@ -1260,7 +1309,9 @@ impl<T> JoinableQueue<T> {
     ///
     /// As [`Queue::new`].
     pub fn new(maxsize: u32) -> proc_core::Result<Self> {
-        Ok(JoinableQueue { inner: Queue::new(maxsize)? })
+        let inner = Queue::new(maxsize)?;
+        inner.ring.u32_at(H_JOINABLE).store(1, Ordering::SeqCst);
+        Ok(JoinableQueue { inner })
     }
 
     /// Says that one item taken from the queue has been dealt with.
@@ -1371,7 +1422,6 @@ mod tests {
         // A reader claims the first message and dies before releasing its slot.
         let (claim, void) = ring.claim_read(false).unwrap();
         assert!(!void);
-        ring.u32_at(H_COUNT).fetch_sub(1, Ordering::SeqCst);
         let pid = dead_pid();
         ring.slot_ctl(claim.pos).store(ctl(full_seq(claim.pos), READING | pid), Ordering::SeqCst);
         // The queue looks full until a putter notices the dead reader.
