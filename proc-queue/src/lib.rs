@@ -64,7 +64,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not built yet: `wait` over queues (a queue has no descriptor to poll), a growable unbounded queue.
+//! [`wait`] watches queues next to connections and process sentinels. Not built yet: a growable
+//! unbounded queue (`Queue::new(0)` holds up to [`UNBOUNDED_CAPACITY`] items).
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]

@@ -38,10 +38,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proc_core::handle::{export_fd, import_fd};
 use proc_core::shm::{Segment, SharedMemory};
 use proc_sync::raw;
 use serde::de::DeserializeOwned;
@@ -80,6 +82,7 @@ const H_HEAD: usize = 128; // u64
 const H_ITEMS: usize = 192;
 const H_GETTERS: usize = 196; // set by a getter about to sleep, cleared by the waker
 const H_JOINABLE: usize = 28; // set by `JoinableQueue::new`
+const H_BELL: usize = 32; // set by a `wait` that watches the queue, cleared by the ringer
 const H_SPACE: usize = 256;
 const H_PUTTERS: usize = 260; // likewise for putters
 const H_UNFINISHED: usize = 320; // u64
@@ -339,9 +342,11 @@ impl QueueBuilder {
     }
 }
 
-/// The shared ring: the segment and its geometry, read once from the header.
+/// The shared ring: the segment and its geometry, read once from the header, and the doorbell
+/// (a socket pair) that lets `wait` watch the queue with poll(2).
 struct Ring {
     seg: Segment,
+    bell: (OwnedFd, OwnedFd),
     capacity: u32,
     slot_size: usize,
     stride: usize,
@@ -367,7 +372,11 @@ impl Ring {
         let stride = (S_DATA + slot_size).next_multiple_of(64);
         let len = HEADER + stride * capacity as usize;
         let seg = Segment::new(len)?;
-        let ring = Ring { seg, capacity, slot_size, stride, max_message, closed: AtomicBool::new(false) };
+        let bell = crate::sys::socketpair().map_err(|e| {
+            proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
+        })?;
+        let ring =
+            Ring { seg, bell, capacity, slot_size, stride, max_message, closed: AtomicBool::new(false) };
         ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
         ring.u32_at(H_SLOT_SIZE).store(slot_size as u32, Ordering::Relaxed);
         ring.u32_at(H_STRIDE).store(stride as u32, Ordering::Relaxed);
@@ -380,9 +389,10 @@ impl Ring {
     }
 
     /// Reads the geometry from a segment's header (checked against its length).
-    fn attach(seg: Segment) -> proc_core::Result<Self> {
+    fn attach(seg: Segment, bell: (OwnedFd, OwnedFd)) -> proc_core::Result<Self> {
         let mut ring = Ring {
             seg,
+            bell,
             capacity: 0,
             slot_size: 0,
             stride: 64,
@@ -529,6 +539,18 @@ impl Ring {
 
     fn signal_items(&self) {
         Self::signal(self.u32_at(H_ITEMS), self.u32_at(H_GETTERS));
+        // `signal` fenced: a `wait` that armed the bell before our commit is seen here.
+        let bell = self.u32_at(H_BELL);
+        if bell.load(Ordering::Relaxed) != 0 && bell.swap(0, Ordering::SeqCst) != 0 {
+            crate::sys::ring(self.bell.1.as_fd());
+        }
+    }
+
+    /// Arms the doorbell for `wait`; whether a message (or a shutdown) is there already.
+    fn arm(&self) -> bool {
+        self.u32_at(H_BELL).store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.readable() || self.shutdown_state() != OPEN
     }
 
     fn signal_space(&self) {
@@ -859,6 +881,7 @@ impl Ring {
         let items = self.u32_at(H_ITEMS);
         items.fetch_add(1, Ordering::SeqCst);
         raw::wake_all(items);
+        crate::sys::ring(self.bell.1.as_fd());
         let space = self.u32_at(H_SPACE);
         space.fetch_add(1, Ordering::SeqCst);
         raw::wake_all(space);
@@ -1182,18 +1205,65 @@ impl<T> fmt::Debug for Queue<T> {
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.ring.seg.serialize(s)
+        let bell_r = export_fd(self.ring.bell.0.as_fd()).map_err(serde::ser::Error::custom)?;
+        let bell_w = export_fd(self.ring.bell.1.as_fd()).map_err(serde::ser::Error::custom)?;
+        (&self.ring.seg, bell_r, bell_w).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(d)?;
-        let ring = Ring::attach(seg).map_err(serde::de::Error::custom)?;
+        let (seg, bell_r, bell_w) = <(Segment, u32, u32)>::deserialize(d)?;
+        let bell_r = import_fd(bell_r).map_err(serde::de::Error::custom)?;
+        let bell_w = import_fd(bell_w).map_err(serde::de::Error::custom)?;
+        let ring = Ring::attach(seg, (bell_r, bell_w)).map_err(serde::de::Error::custom)?;
         if ring.capacity == 0 {
             return Err(serde::de::Error::custom("not a queue's shared memory"));
         }
         Ok(Queue::from_ring(ring))
+    }
+}
+
+impl<T> crate::Waitable for Queue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.ring.bell.0.as_fd()
+    }
+
+    fn arm(&self) -> Option<bool> {
+        Some(self.ring.arm())
+    }
+
+    fn fired(&self) -> bool {
+        crate::sys::drain(self.ring.bell.0.as_fd());
+        self.ring.readable() || self.ring.shutdown_state() != OPEN
+    }
+}
+
+impl<T> crate::Waitable for SimpleQueue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.inner.wait_fd()
+    }
+
+    fn arm(&self) -> Option<bool> {
+        self.inner.arm()
+    }
+
+    fn fired(&self) -> bool {
+        self.inner.fired()
+    }
+}
+
+impl<T> crate::Waitable for JoinableQueue<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.inner.wait_fd()
+    }
+
+    fn arm(&self) -> Option<bool> {
+        self.inner.arm()
+    }
+
+    fn fired(&self) -> bool {
+        self.inner.fired()
     }
 }
 

@@ -11,10 +11,11 @@ use crate::error::{Error, Result};
 use crate::sys;
 
 /// Something [`wait`] can wait for: an object that is ready when a descriptor of its own is
-/// readable (data or end of stream for a connection, the exit for a process sentinel).
+/// readable (data or end of stream for a connection, the exit for a process sentinel), or, for a
+/// queue, an object whose descriptor is a doorbell rung when its state may have changed.
 ///
-/// Implemented for [`Connection`], [`proc_core::Sentinel`] and raw descriptors. A type of your own
-/// joins in by naming its descriptor.
+/// Implemented for [`Connection`], [`proc_core::Sentinel`], raw descriptors and the queues. A type
+/// of your own joins in by naming its descriptor.
 ///
 /// # Examples
 ///
@@ -36,8 +37,21 @@ use crate::sys;
 /// assert_eq!(wait(&[&Doorbell(bell)], None).unwrap(), [0]);
 /// ```
 pub trait Waitable {
-    /// The descriptor whose readability (or hang-up) means the object is ready.
+    /// The descriptor whose readability (or hang-up) means the object is ready, or, for a
+    /// doorbell object, that it may be.
     fn wait_fd(&self) -> BorrowedFd<'_>;
+
+    /// For a doorbell object: asks to be rung on the next change, and says whether it is ready
+    /// already. `None` (the default): the descriptor's readability is the answer.
+    fn arm(&self) -> Option<bool> {
+        None
+    }
+
+    /// For a doorbell object whose descriptor became readable: clears the bell and says whether
+    /// the object is ready now. Called only when [`arm`](Self::arm) returned `Some`.
+    fn fired(&self) -> bool {
+        true
+    }
 }
 
 impl<T> Waitable for Connection<T> {
@@ -106,6 +120,43 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
     }
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let ready = sys::wait_readable(&fds, deadline).map_err(Error::Os)?;
-    Ok(ready.iter().enumerate().filter_map(|(i, &r)| r.then_some(i)).collect())
+    loop {
+        // Arm the doorbells; one that is ready already makes this a look, not a wait.
+        let armed: Vec<Option<bool>> = objects.iter().map(|o| o.arm()).collect();
+        let doorbells = armed.iter().any(Option::is_some);
+        let now = Instant::now();
+        let poll_until = if armed.contains(&Some(true)) {
+            Some(now)
+        } else if doorbells {
+            // Another waiter may drain a bell rung for us: look again after a slice at most.
+            Some(deadline.map_or(now + DOORBELL_SLICE, |d| d.min(now + DOORBELL_SLICE)))
+        } else {
+            deadline
+        };
+        let fired = sys::wait_readable(&fds, poll_until).map_err(Error::Os)?;
+        let ready: Vec<usize> = objects
+            .iter()
+            .zip(armed.iter().zip(&fired))
+            .enumerate()
+            .filter_map(|(i, (o, (armed, &fired)))| {
+                let ready = match armed {
+                    None => fired,
+                    Some(before) => {
+                        if fired {
+                            o.fired()
+                        } else {
+                            *before
+                        }
+                    }
+                };
+                ready.then_some(i)
+            })
+            .collect();
+        if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(ready);
+        }
+    }
 }
+
+/// How long `wait` sleeps at most between looks at the queues it watches.
+const DOORBELL_SLICE: Duration = Duration::from_millis(50);

@@ -490,3 +490,48 @@ fn a_panicking_serializer_does_not_block_the_queue() {
     q.get_nowait().unwrap();
     q.get_nowait().unwrap();
 }
+
+fn put_ten(q: Queue<u32>, base: u32) {
+    for i in 0..10 {
+        q.put(base + i).unwrap();
+    }
+}
+
+#[test]
+fn wait_watches_queues_next_to_connections() {
+    use proc_queue::{pipe, wait, Waitable};
+    let _s = serial();
+    let _w = Watchdog::new("wait_watches_queues_next_to_connections", LIMIT);
+    let queues: Vec<Queue<u32>> = (0..4).map(|_| Queue::new(4).unwrap()).collect();
+    let (quiet, _other_end) = pipe::<u32>().unwrap();
+    // An empty queue is not ready; the timeout is honoured from below.
+    let before = Instant::now();
+    assert!(wait(&[&queues[0], &quiet], Some(Duration::from_millis(30))).unwrap().is_empty());
+    assert!(before.elapsed() >= Duration::from_millis(30));
+    let children: Vec<_> = queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Process::new(put_ten, (q.clone(), 100 * i as u32)).start().unwrap())
+        .collect();
+    let mut objects: Vec<&dyn Waitable> = queues.iter().map(|q| q as &dyn Waitable).collect();
+    objects.push(&quiet);
+    let mut got = Vec::new();
+    while got.len() < 40 {
+        let ready = wait(&objects, Some(Duration::from_secs(60))).unwrap();
+        assert!(!ready.is_empty(), "wait timed out with {} of 40 messages", got.len());
+        for i in ready {
+            assert!(i < 4, "the quiet pipe was reported ready");
+            // Ready means a get does not wait.
+            got.push(queues[i].get_nowait().unwrap());
+        }
+    }
+    for c in children {
+        c.join().unwrap();
+    }
+    got.sort_unstable();
+    let want: Vec<u32> = (0..4).flat_map(|i| (0..10).map(move |j| 100 * i + j)).collect();
+    assert_eq!(got, want);
+    // A shut-down queue is ready: its get returns at once.
+    queues[2].shutdown(false);
+    assert_eq!(wait(&objects, Some(Duration::from_secs(60))).unwrap(), [2]);
+}

@@ -177,3 +177,24 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
         }
     }
 }
+
+/// Writes one byte to a doorbell socket without blocking; a full socket already rings.
+pub(crate) fn ring(bell: BorrowedFd<'_>) {
+    let byte = [1u8];
+    // SAFETY: `byte` is a live one-byte buffer; MSG_DONTWAIT never blocks. Errors (EAGAIN: full,
+    // so already readable) need no handling.
+    let _ = unsafe { libc::send(bell.as_raw_fd(), byte.as_ptr().cast(), 1, libc::MSG_DONTWAIT | SEND_FLAGS) };
+}
+
+/// Reads whatever a doorbell socket holds, without blocking.
+pub(crate) fn drain(bell: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes; MSG_DONTWAIT never blocks.
+        let n =
+            unsafe { libc::recv(bell.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < buf.len() as isize {
+            return;
+        }
+    }
+}
