@@ -88,7 +88,23 @@ const H_PUTTERS: usize = 260; // likewise for putters
 const H_UNFINISHED: usize = 320; // u64
 const H_DONE: usize = 328;
 const H_JOINERS: usize = 332;
-const HEADER: usize = 384;
+const H_ATTACHED: usize = 36; // processes holding the queue (a killed one never leaves)
+                              // The spill free list: SPILL_ENTRIES entries of 64 bytes (state, name length, size, name).
+const H_SPILL_LIST: usize = 384;
+const SPILL_ENTRIES: usize = 8;
+const HEADER: usize = H_SPILL_LIST + SPILL_ENTRIES * 64;
+
+// A spill free-list entry's state word.
+const ENTRY_EMPTY: u32 = 0;
+const ENTRY_FREE: u32 = 1;
+const ENTRY_BUSY: u32 = 1 << 31;
+
+/// How many spill segments a process keeps mapped.
+const SPILL_CACHE: usize = 8;
+
+/// Spill segments up to this size are kept for reuse; larger ones are unlinked after one use,
+/// so that a queue that once carried a huge message does not keep its memory.
+const RECYCLE_MAX: usize = 64 << 20;
 
 // Slot layout.
 const S_CTL: usize = 0; // u64
@@ -347,6 +363,8 @@ impl QueueBuilder {
 struct Ring {
     seg: Segment,
     bell: (OwnedFd, OwnedFd),
+    /// Spill segments this process has mapped, most recently used last.
+    spills: std::sync::Mutex<Vec<Arc<SharedMemory>>>,
     capacity: u32,
     slot_size: usize,
     stride: usize,
@@ -375,8 +393,17 @@ impl Ring {
         let bell = crate::sys::socketpair().map_err(|e| {
             proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
         })?;
-        let ring =
-            Ring { seg, bell, capacity, slot_size, stride, max_message, closed: AtomicBool::new(false) };
+        let ring = Ring {
+            seg,
+            bell,
+            spills: std::sync::Mutex::new(Vec::new()),
+            capacity,
+            slot_size,
+            stride,
+            max_message,
+            closed: AtomicBool::new(false),
+        };
+        ring.u32_at(H_ATTACHED).store(1, Ordering::Relaxed);
         ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
         ring.u32_at(H_SLOT_SIZE).store(slot_size as u32, Ordering::Relaxed);
         ring.u32_at(H_STRIDE).store(stride as u32, Ordering::Relaxed);
@@ -393,6 +420,7 @@ impl Ring {
         let mut ring = Ring {
             seg,
             bell,
+            spills: std::sync::Mutex::new(Vec::new()),
             capacity: 0,
             slot_size: 0,
             stride: 64,
@@ -420,6 +448,7 @@ impl Ring {
             ring.slot_size = slot_size;
             ring.stride = stride;
             ring.max_message = ring.u64_at(H_MAX_MESSAGE).load(Ordering::Relaxed);
+            ring.u32_at(H_ATTACHED).fetch_add(1, Ordering::SeqCst);
         }
         Ok(ring)
     }
@@ -513,8 +542,8 @@ impl Ring {
         let claim = Claim { pos };
         if self.slot_len(claim.pos).load(Ordering::Acquire) & SPILLED != 0 {
             if let Some(name) = self.spill_name(&claim) {
-                if let Ok(shm) = SharedMemory::open(&name) {
-                    let _ = shm.unlink();
+                if let Ok(shm) = self.open_spill(&name) {
+                    self.discard_spill(&shm);
                 }
             }
         }
@@ -689,6 +718,134 @@ impl Ring {
         }
     }
 
+    /// A spill segment of at least `size` bytes for this process to write: one from the free
+    /// list (already mapped here, in the steady state) or a new one.
+    fn spill_segment(&self, size: usize) -> proc_core::Result<Arc<SharedMemory>> {
+        let me = raw::pid() & PID_MASK;
+        let mut too_small = None;
+        for i in 0..SPILL_ENTRIES {
+            let entry = H_SPILL_LIST + i * 64;
+            let state = self.u32_at(entry);
+            let st = state.load(Ordering::Acquire);
+            if st & ENTRY_BUSY != 0 && !raw::process_alive(st & PID_MASK) {
+                // Its taker died: the entry is lost (the resource tracker unlinks the segment at
+                // the end of the program).
+                let _ = state.compare_exchange(st, ENTRY_EMPTY, Ordering::AcqRel, Ordering::Relaxed);
+                continue;
+            }
+            if st != ENTRY_FREE {
+                continue;
+            }
+            let fits = self.u64_at(entry + 8).load(Ordering::Acquire) >= size as u64;
+            if !fits && too_small.is_some() {
+                continue;
+            }
+            if state
+                .compare_exchange(ENTRY_FREE, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let name = self.entry_name(entry);
+            state.store(ENTRY_EMPTY, Ordering::Release);
+            let Some(name) = name else { continue };
+            if fits {
+                match self.open_spill(&name) {
+                    Ok(shm) if shm.size() >= size => return Ok(shm),
+                    Ok(shm) => self.discard_spill(&shm),
+                    Err(_) => {}
+                }
+            } else {
+                // Too small for this message: free its memory, once per put.
+                too_small = Some(());
+                if let Ok(shm) = self.open_spill(&name) {
+                    self.discard_spill(&shm);
+                }
+            }
+        }
+        let shm = Arc::new(SharedMemory::create(size)?);
+        self.cache_spill(&shm);
+        Ok(shm)
+    }
+
+    /// The name in a free-list entry this process holds busy.
+    fn entry_name(&self, entry: usize) -> Option<String> {
+        let len = self.u32_at(entry + 4).load(Ordering::Acquire) as usize;
+        if len == 0 || len > 32 {
+            return None;
+        }
+        let mut name = vec![0u8; len];
+        // SAFETY: the name's bytes lie inside the entry (at most 32 bytes from its offset 16),
+        // inside the header; the entry is busy, so no one writes them.
+        unsafe { std::ptr::copy_nonoverlapping(self.seg.as_ptr().add(entry + 16), name.as_mut_ptr(), len) };
+        String::from_utf8(name).ok()
+    }
+
+    /// A spill segment by name: mapped already in this process, or opened (and kept mapped).
+    fn open_spill(&self, name: &str) -> proc_core::Result<Arc<SharedMemory>> {
+        if let Ok(mut spills) = self.spills.lock() {
+            if let Some(i) = spills.iter().position(|s| s.name() == name) {
+                let shm = spills.remove(i);
+                spills.push(Arc::clone(&shm));
+                return Ok(shm);
+            }
+        }
+        let shm = Arc::new(SharedMemory::open(name)?);
+        self.cache_spill(&shm);
+        Ok(shm)
+    }
+
+    fn cache_spill(&self, shm: &Arc<SharedMemory>) {
+        if shm.size() > RECYCLE_MAX {
+            return;
+        }
+        if let Ok(mut spills) = self.spills.lock() {
+            if spills.len() >= SPILL_CACHE {
+                spills.remove(0);
+            }
+            spills.push(Arc::clone(shm));
+        }
+    }
+
+    /// Unlinks a spill segment and unmaps it here.
+    fn discard_spill(&self, shm: &Arc<SharedMemory>) {
+        let _ = shm.unlink();
+        if let Ok(mut spills) = self.spills.lock() {
+            spills.retain(|s| !Arc::ptr_eq(s, shm));
+        }
+    }
+
+    /// Offers a read spill segment for reuse by the next large `put`; unlinks it if the free list
+    /// is full.
+    fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
+        let me = raw::pid() & PID_MASK;
+        let name = shm.name().as_bytes();
+        if name.len() <= 32 && shm.size() <= RECYCLE_MAX {
+            for i in 0..SPILL_ENTRIES {
+                let entry = H_SPILL_LIST + i * 64;
+                let state = self.u32_at(entry);
+                if state
+                    .compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // SAFETY: the entry is busy (ours); its 32 name bytes lie inside the header.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            name.as_ptr(),
+                            self.seg.as_ptr().add(entry + 16),
+                            name.len(),
+                        )
+                    };
+                    self.u32_at(entry + 4).store(name.len() as u32, Ordering::Relaxed);
+                    self.u64_at(entry + 8).store(shm.size() as u64, Ordering::Relaxed);
+                    state.store(ENTRY_FREE, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        self.discard_spill(shm);
+    }
+
     fn spill_name(&self, claim: &Claim) -> Option<String> {
         let len = (self.slot_len(claim.pos).load(Ordering::Acquire) & !SPILLED) as usize;
         if len == 0 || len > SPILL_SIZE_AT {
@@ -713,14 +870,18 @@ impl Ring {
             };
             self.release(claim);
             let name = name.ok_or_else(|| GetError::Deserialize("a corrupt large-message record".into()))?;
-            let shm = SharedMemory::open(&name).map_err(GetError::Os)?;
-            let _ = shm.unlink();
+            let shm = self.open_spill(&name).map_err(GetError::Os)?;
             // The segment may be rounded up to a page (macOS): read the message's own size.
             let size = usize::try_from(u64::from_le_bytes(size)).unwrap_or(usize::MAX).min(shm.size());
-            // SAFETY: the segment is mapped for at least `size` bytes, and its name is unlinked:
-            // no other process can reach it any more.
+            // SAFETY: the segment is mapped for at least `size` bytes, and it is ours: no slot and
+            // no free-list entry names it until we offer it for reuse below.
             let bytes = unsafe { std::slice::from_raw_parts(shm.as_ptr(), size) };
-            Ok(decode(bytes))
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes)));
+            self.recycle_spill(&shm);
+            match decoded {
+                Ok(r) => Ok(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         } else {
             let len = (len as usize).min(self.slot_size);
             // SAFETY: `len` is within the slot's data, which no one writes while we hold the claim.
@@ -1088,7 +1249,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         // A large message goes to its own segment first, outside the ring.
         let spill = if size as usize > ring.slot_size {
-            match spill(&value, size as usize) {
+            match ring.spill(&value, size as usize) {
                 Ok(shm) => Some(shm),
                 Err(SpillError::Os(error)) => return Err(PutError::Os { value, error }),
                 Err(SpillError::Serialize(message)) => return Err(PutError::Serialize { value, message }),
@@ -1108,7 +1269,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     let _ = ring.task_done();
                 }
                 if let Some(shm) = spill {
-                    let _ = shm.unlink();
+                    ring.recycle_spill(&shm);
                 }
                 return Err(if !timed_out {
                     if ring.closed.load(Ordering::Relaxed) {
@@ -1135,7 +1296,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     std::ptr::copy_nonoverlapping(size.as_ptr(), data.add(SPILL_SIZE_AT), 8);
                 }
                 ring.commit(claim, name.len() as u64 | SPILLED, false);
-                // The consumer unlinks it; this process keeps no claim on it.
+                // The consumer recycles or unlinks it; this process only keeps it mapped.
                 drop(shm);
             }
             None => {
@@ -1174,16 +1335,64 @@ enum SpillError {
     Serialize(String),
 }
 
-/// Serializes `value` into a new named segment of exactly `size` bytes.
-fn spill<T: Serialize>(value: &T, size: usize) -> Result<SharedMemory, SpillError> {
-    let shm = SharedMemory::create(size).map_err(SpillError::Os)?;
-    // SAFETY: the segment is new, mapped for `size` bytes, and no other process knows its name yet.
-    let buf = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), size) };
-    match postcard::to_slice(value, buf) {
-        Ok(_) => Ok(shm),
-        Err(e) => {
-            let _ = shm.unlink();
-            Err(SpillError::Serialize(e.to_string()))
+impl Ring {
+    /// Serializes `value` (`size` bytes) into a spill segment of this process.
+    fn spill<T: Serialize>(&self, value: &T, size: usize) -> Result<Arc<SharedMemory>, SpillError> {
+        let shm = self.spill_segment(size).map_err(SpillError::Os)?;
+        // SAFETY: the segment is mapped for at least `size` bytes and it is ours: no slot and no
+        // free-list entry names it.
+        let buf = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), size) };
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            postcard::to_slice(value, buf).map(|_| ())
+        }));
+        match written {
+            Ok(Ok(())) => Ok(shm),
+            Ok(Err(e)) => {
+                self.recycle_spill(&shm);
+                Err(SpillError::Serialize(e.to_string()))
+            }
+            Err(panic) => {
+                self.recycle_spill(&shm);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.capacity == 0 || self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        // The last process leaves: unlink the free spill segments and those of unread messages.
+        for i in 0..SPILL_ENTRIES {
+            let entry = H_SPILL_LIST + i * 64;
+            let state = self.u32_at(entry);
+            if state.compare_exchange(ENTRY_FREE, ENTRY_BUSY, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if let Some(name) = self.entry_name(entry) {
+                    if let Ok(shm) = self.open_spill(&name) {
+                        self.discard_spill(&shm);
+                    }
+                }
+                state.store(ENTRY_EMPTY, Ordering::Release);
+            }
+        }
+        for pos in 0..u64::from(self.capacity) {
+            let (_, state) = split(self.slot_ctl(pos).load(Ordering::Acquire));
+            let claim = Claim { pos };
+            if state == IDLE && self.slot_len(pos).load(Ordering::Acquire) & SPILLED != 0 {
+                let committed = {
+                    let (seq, _) = split(self.slot_ctl(pos).load(Ordering::Acquire));
+                    seq % 2 == 1
+                };
+                if committed {
+                    if let Some(name) = self.spill_name(&claim) {
+                        if let Ok(shm) = SharedMemory::open(&name) {
+                            let _ = shm.unlink();
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -535,3 +535,23 @@ fn wait_watches_queues_next_to_connections() {
     queues[2].shutdown(false);
     assert_eq!(wait(&objects, Some(Duration::from_secs(60))).unwrap(), [2]);
 }
+
+#[test]
+fn spill_segments_are_reused_and_go_with_the_queue() {
+    let _s = serial();
+    let before = shm_names();
+    let q = Queue::new(2).unwrap();
+    for seed in 0..20u8 {
+        q.put(Blob::new(1 << 20, seed)).unwrap();
+        let blob = q.get().unwrap();
+        assert!(blob.is_whole());
+        assert_eq!(blob.0[0], seed);
+        // One segment goes round: it is reused, not created anew for every message.
+        assert_eq!(shm_names().difference(&before).count(), 1, "round {seed}");
+    }
+    let other = q.clone();
+    drop(q);
+    assert_eq!(shm_names().difference(&before).count(), 1, "a handle is still alive");
+    drop(other);
+    assert_eq!(shm_names(), before);
+}
