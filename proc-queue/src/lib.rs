@@ -64,8 +64,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`wait`] watches queues next to connections and process sentinels. Not built yet: a growable
-//! unbounded queue (`Queue::new(0)` holds up to [`UNBOUNDED_CAPACITY`] items).
+//! [`wait`] watches queues next to connections and process sentinels. An unbounded queue
+//! (`Queue::new(0)`, Python's default) grows in rings of shared memory, so its `put` never waits.
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
@@ -81,7 +81,7 @@ pub use connection::{pipe, pipe_one_way, Connection};
 pub use error::{Error, Result};
 pub use queue::{
     GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue, DEFAULT_MAX_MESSAGE,
-    DEFAULT_SLOT_SIZE, LIVENESS_CHECK, UNBOUNDED_CAPACITY,
+    DEFAULT_SLOT_SIZE, LIVENESS_CHECK, UNBOUNDED_INITIAL_CAPACITY,
 };
 pub use wait::{wait, Waitable};
 

@@ -64,9 +64,10 @@ pub const DEFAULT_SLOT_SIZE: usize = 112;
 /// The default largest message: 16 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 
-/// The capacity of an "unbounded" queue, in messages (Python's own is capped too, at the
-/// semaphore maximum).
-pub const UNBOUNDED_CAPACITY: u32 = 1 << 16;
+/// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
+/// a ring twice as large (up to 2^24 messages each) and `put` goes on there, so `put` never
+/// waits for room.
+pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
 const MAGIC: u32 = 0x6d70_7175; // "mpqu"
 
@@ -89,7 +90,17 @@ const H_UNFINISHED: usize = 320; // u64
 const H_DONE: usize = 328;
 const H_JOINERS: usize = 332;
 const H_ATTACHED: usize = 36; // processes holding the queue (a killed one never leaves)
-                              // The spill free list: SPILL_ENTRIES entries of 64 bytes (state, name length, size, name).
+const H_UNBOUNDED: usize = 40; // the queue grows a chain of rings instead of blocking `put`
+                               // In every ring of an unbounded queue: sealed (no new writes: go to the next ring), and the link
+                               // to the next ring (0: none; LINKING | pid: being linked; else the length of its name).
+const H_SEALED: usize = 336;
+const H_NEXT: usize = 340;
+const H_NEXT_NAME: usize = 344; // 32 bytes
+const LINKING: u32 = 1 << 31;
+
+/// The largest ring an unbounded queue grows to; later rings keep this capacity.
+const MAX_RING: u32 = 1 << 24;
+// The spill free list: SPILL_ENTRIES entries of 64 bytes (state, name length, size, name).
 const H_SPILL_LIST: usize = 384;
 const SPILL_ENTRIES: usize = 8;
 const HEADER: usize = H_SPILL_LIST + SPILL_ENTRIES * 64;
@@ -325,7 +336,7 @@ pub struct QueueBuilder {
 }
 
 impl QueueBuilder {
-    /// How many messages the queue holds before `put` blocks (`0`: [`UNBOUNDED_CAPACITY`]).
+    /// How many messages the queue holds before `put` blocks (`0`: unbounded, Python's default).
     pub fn maxsize(mut self, maxsize: u32) -> Self {
         self.maxsize = maxsize;
         self
@@ -353,15 +364,27 @@ impl QueueBuilder {
     /// [`proc_core::Error::is_invalid_input`] holds), or the system refuses the shared
     /// memory.
     pub fn build<T>(self) -> proc_core::Result<Queue<T>> {
-        let capacity = if self.maxsize == 0 { UNBOUNDED_CAPACITY } else { self.maxsize };
-        Ring::new(capacity, self.slot_size, self.max_message).map(Queue::from_ring)
+        let capacity = if self.maxsize == 0 { UNBOUNDED_INITIAL_CAPACITY } else { self.maxsize };
+        let ring = Ring::new(capacity, self.slot_size, self.max_message, None)?;
+        if self.maxsize == 0 {
+            ring.u32_at(H_UNBOUNDED).store(1, Ordering::Relaxed);
+        }
+        Ok(Queue::from_ring(ring))
     }
 }
 
 /// The shared ring: the segment and its geometry, read once from the header, and the doorbell
 /// (a socket pair) that lets `wait` watch the queue with poll(2).
 struct Ring {
-    seg: Segment,
+    /// Rings after this one that this process has mapped (ring 0 of an unbounded queue only).
+    chain: std::sync::Mutex<Vec<Arc<Ring>>>,
+    /// This process' reading and writing ring in the chain (0: this one).
+    read_at: std::sync::atomic::AtomicUsize,
+    write_at: std::sync::atomic::AtomicUsize,
+    seg: Arc<Mem>,
+    /// Ring 0's memory, for a later ring of a chain: the queue-wide words live there.
+    root: Option<Arc<Mem>>,
+    /// The queue's doorbell (ring 0's; a later ring holds duplicates).
     bell: (OwnedFd, OwnedFd),
     /// Spill segments this process has mapped, most recently used last.
     spills: std::sync::Mutex<Vec<Arc<SharedMemory>>>,
@@ -373,13 +396,72 @@ struct Ring {
     closed: AtomicBool,
 }
 
+/// A ring's memory: anonymous for ring 0 (it travels as a handle), named for the later rings of
+/// an unbounded queue (processes open them by the name ring 0 links).
+enum Mem {
+    Anon(Segment),
+    Named(SharedMemory),
+}
+
+impl Mem {
+    fn as_ptr(&self) -> *mut u8 {
+        match self {
+            Mem::Anon(s) => s.as_ptr(),
+            Mem::Named(s) => s.as_ptr(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Mem::Anon(s) => s.len(),
+            Mem::Named(s) => s.size(),
+        }
+    }
+}
+
+/// A header word of `mem` (in bounds and aligned, asserted).
+fn word32(mem: &Mem, offset: usize) -> &AtomicU32 {
+    assert!(offset % 4 == 0 && offset + 4 <= mem.len(), "queue word {offset} out of range");
+    // SAFETY: in bounds (asserted) and 4-byte aligned (the mapping is page-aligned); the memory
+    // lives as long as `mem`, and shared words are only accessed atomically.
+    unsafe { AtomicU32::from_ptr(mem.as_ptr().add(offset).cast()) }
+}
+
+fn word64(mem: &Mem, offset: usize) -> &AtomicU64 {
+    assert!(offset % 8 == 0 && offset + 8 <= mem.len(), "queue word {offset} out of range");
+    // SAFETY: as in `word32`, with 8-byte alignment.
+    unsafe { AtomicU64::from_ptr(mem.as_ptr().add(offset).cast()) }
+}
+
+/// Why a ring could not give a message.
+enum Fail {
+    Get(GetError),
+    /// The ring is sealed and drained: read the next ring of the chain.
+    Moved,
+}
+
+/// Why no slot could be claimed for a `put`.
+enum ClaimFail {
+    Timeout,
+    /// Shut down, or closed in this process.
+    Stopped,
+    Os(proc_core::Error),
+}
+
 /// A slot claimed for writing or reading.
 struct Claim {
     pos: u64,
 }
 
 impl Ring {
-    fn new(capacity: u32, slot_size: usize, max_message: u64) -> proc_core::Result<Self> {
+    /// A new ring: ring 0 of a queue (anonymous memory and a doorbell: the queue's handle), or,
+    /// with `root`, a later ring of an unbounded queue (named memory that others open by name).
+    fn new(
+        capacity: u32,
+        slot_size: usize,
+        max_message: u64,
+        root: Option<(Arc<Mem>, (OwnedFd, OwnedFd))>,
+    ) -> proc_core::Result<Self> {
         if capacity > 1 << 30 || slot_size > 1 << 30 {
             return Err(proc_core::Error::invalid_argument(
                 "a queue holds at most 2^30 messages in slots of at most 1 GiB",
@@ -389,12 +471,21 @@ impl Ring {
         let slot_size = slot_size.max(SPILL_RECORD);
         let stride = (S_DATA + slot_size).next_multiple_of(64);
         let len = HEADER + stride * capacity as usize;
-        let seg = Segment::new(len)?;
-        let bell = crate::sys::socketpair().map_err(|e| {
-            proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
-        })?;
+        let (seg, bell, root) = match root {
+            None => {
+                let bell = crate::sys::socketpair().map_err(|e| {
+                    proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
+                })?;
+                (Mem::Anon(Segment::new(len)?), bell, None)
+            }
+            Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
+        };
         let ring = Ring {
-            seg,
+            chain: std::sync::Mutex::new(Vec::new()),
+            read_at: Default::default(),
+            write_at: Default::default(),
+            seg: Arc::new(seg),
+            root,
             bell,
             spills: std::sync::Mutex::new(Vec::new()),
             capacity,
@@ -415,10 +506,16 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Reads the geometry from a segment's header (checked against its length).
-    fn attach(seg: Segment, bell: (OwnedFd, OwnedFd)) -> proc_core::Result<Self> {
+    /// Reads the geometry from a ring's header (checked against its length): ring 0 from a
+    /// handle (`bell` given), or a later ring opened by name (`root` given).
+    fn attach(seg: Mem, bell: (OwnedFd, OwnedFd), root: Option<Arc<Mem>>) -> proc_core::Result<Self> {
+        let counted = root.is_none();
         let mut ring = Ring {
-            seg,
+            chain: std::sync::Mutex::new(Vec::new()),
+            read_at: Default::default(),
+            write_at: Default::default(),
+            seg: Arc::new(seg),
+            root,
             bell,
             spills: std::sync::Mutex::new(Vec::new()),
             capacity: 0,
@@ -448,22 +545,28 @@ impl Ring {
             ring.slot_size = slot_size;
             ring.stride = stride;
             ring.max_message = ring.u64_at(H_MAX_MESSAGE).load(Ordering::Relaxed);
-            ring.u32_at(H_ATTACHED).fetch_add(1, Ordering::SeqCst);
+            if counted {
+                ring.u32_at(H_ATTACHED).fetch_add(1, Ordering::SeqCst);
+            }
         }
         Ok(ring)
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.seg.len(), "queue word {offset} out of range");
-        // SAFETY: in bounds (asserted) and 4-byte aligned (the mapping is page-aligned); the
-        // memory lives as long as `self` and shared words are only accessed atomically.
-        unsafe { AtomicU32::from_ptr(self.seg.as_ptr().add(offset).cast()) }
+        word32(&self.seg, offset)
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.seg.len(), "queue word {offset} out of range");
-        // SAFETY: as in `u32_at`, with 8-byte alignment.
-        unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(offset).cast()) }
+        word64(&self.seg, offset)
+    }
+
+    /// A queue-wide header word: in ring 0's memory, whichever ring of the chain this is.
+    fn q32(&self, offset: usize) -> &AtomicU32 {
+        word32(self.root.as_deref().unwrap_or(&self.seg), offset)
+    }
+
+    fn q64(&self, offset: usize) -> &AtomicU64 {
+        word64(self.root.as_deref().unwrap_or(&self.seg), offset)
     }
 
     fn slot_offset(&self, pos: u64) -> usize {
@@ -494,7 +597,7 @@ impl Ring {
     }
 
     fn shutdown_state(&self) -> u32 {
-        self.u32_at(H_SHUTDOWN).load(Ordering::SeqCst)
+        self.q32(H_SHUTDOWN).load(Ordering::SeqCst)
     }
 
     /// Claims the next position for writing; `None` if the queue is full (after repairing a
@@ -566,12 +669,160 @@ impl Ring {
         self.signal_items();
     }
 
+    /// After a commit: wakes getters (they sleep on ring 0's words) and rings the doorbell.
     fn signal_items(&self) {
-        Self::signal(self.u32_at(H_ITEMS), self.u32_at(H_GETTERS));
+        Self::signal(self.q32(H_ITEMS), self.q32(H_GETTERS));
         // `signal` fenced: a `wait` that armed the bell before our commit is seen here.
-        let bell = self.u32_at(H_BELL);
+        let bell = self.q32(H_BELL);
         if bell.load(Ordering::Relaxed) != 0 && bell.swap(0, Ordering::SeqCst) != 0 {
             crate::sys::ring(self.bell.1.as_fd());
+        }
+    }
+
+    /// A duplicate of the doorbell, for a later ring of the chain.
+    fn bell_dup(&self) -> proc_core::Result<(OwnedFd, OwnedFd)> {
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| proc_core::Error::invalid_argument(format!("cannot share a doorbell: {e}")))
+        };
+        Ok((dup(&self.bell.0)?, dup(&self.bell.1)?))
+    }
+
+    /// Whether no new message may be written here: go to the next ring of the chain.
+    fn sealed(&self) -> bool {
+        self.u32_at(H_SEALED).load(Ordering::SeqCst) != 0
+    }
+
+    /// Sealed and empty, with no write in flight: readers move to the next ring for good (a
+    /// writer that claims after the seal voids its slot and moves on too).
+    fn moved(&self) -> bool {
+        self.sealed() && {
+            let tail = self.tail().load(Ordering::SeqCst);
+            self.head().load(Ordering::SeqCst) == tail
+        }
+    }
+
+    fn unbounded(&self) -> bool {
+        self.q32(H_UNBOUNDED).load(Ordering::Relaxed) != 0
+    }
+
+    /// The name of the next ring, once linked.
+    fn next_name(&self) -> Option<String> {
+        let len = self.u32_at(H_NEXT).load(Ordering::Acquire);
+        if len == 0 || len & LINKING != 0 || len > 32 {
+            return None;
+        }
+        let mut name = vec![0u8; len as usize];
+        // SAFETY: the name lies in the header (32 bytes from H_NEXT_NAME), written once before
+        // its length was published with Release.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.seg.as_ptr().add(H_NEXT_NAME), name.as_mut_ptr(), name.len())
+        };
+        String::from_utf8(name).ok()
+    }
+
+    /// Ring `idx` of this queue's chain (0: this one, which must be ring 0), mapping it here if
+    /// needed. `None` if it does not exist (yet).
+    fn ring_at(&self, idx: usize) -> proc_core::Result<Option<Arc<Ring>>> {
+        debug_assert!(idx > 0);
+        let mut chain =
+            self.chain.lock().map_err(|_| proc_core::Error::invalid_argument("a poisoned queue chain"))?;
+        while chain.len() < idx {
+            let next = match chain.last() {
+                Some(last) => last.next_name(),
+                None => self.next_name(),
+            };
+            let Some(name) = next else { return Ok(None) };
+            let shm = SharedMemory::open(&name)?;
+            let ring = Ring::attach(Mem::Named(shm), self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
+            chain.push(Arc::new(ring));
+        }
+        Ok(chain.get(idx - 1).cloned())
+    }
+
+    /// Ring `idx` of the chain, ring 0 included: a borrowed or a shared one.
+    fn with_ring<R>(&self, idx: usize, f: impl FnOnce(&Ring) -> R) -> proc_core::Result<Option<R>> {
+        if idx == 0 {
+            return Ok(Some(f(self)));
+        }
+        Ok(self.ring_at(idx)?.map(|r| f(&r)))
+    }
+
+    /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
+    /// as large, up to MAX_RING) if none is, and seals `ring`.
+    fn grow(&self, ring: &Ring, idx: usize) -> proc_core::Result<()> {
+        let me = raw::pid() & PID_MASK;
+        let next = ring.u32_at(H_NEXT);
+        loop {
+            let cur = next.load(Ordering::Acquire);
+            if cur != 0 && cur & LINKING == 0 {
+                break;
+            }
+            if cur & LINKING != 0 {
+                if !raw::process_alive(cur & PID_MASK) {
+                    let _ = next.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+                std::thread::yield_now();
+                continue;
+            }
+            if next.compare_exchange(0, LINKING | me, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            let capacity = ring.capacity.saturating_mul(2).min(MAX_RING).max(ring.capacity);
+            let created = self.bell_dup().and_then(|bell| {
+                Ring::new(capacity, self.slot_size, self.max_message, Some((Arc::clone(&self.seg), bell)))
+            });
+            let new = match created {
+                Ok(new) => new,
+                Err(e) => {
+                    next.store(0, Ordering::Release);
+                    return Err(e);
+                }
+            };
+            let Mem::Named(shm) = &*new.seg else { unreachable!("a later ring is named") };
+            let name = shm.name().as_bytes();
+            // SAFETY: we hold the link (LINKING | our pid); its 32 name bytes lie in the header.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    name.as_ptr(),
+                    ring.seg.as_ptr().add(H_NEXT_NAME),
+                    name.len().min(32),
+                )
+            };
+            next.store(name.len().min(32) as u32, Ordering::Release);
+            tracing::debug!(capacity, ring = idx + 1, "an unbounded queue grew a ring");
+            if let Ok(mut chain) = self.chain.lock() {
+                if chain.len() == idx {
+                    chain.push(Arc::new(new));
+                }
+            }
+            break;
+        }
+        ring.u32_at(H_SEALED).store(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether a `get` in this process would find a message now (or a shut-down queue).
+    fn get_ready(&self) -> bool {
+        if self.shutdown_state() != OPEN {
+            return true;
+        }
+        let mut idx = self.read_at.load(Ordering::Acquire);
+        loop {
+            let step = self.with_ring(idx, |r| {
+                if r.readable() {
+                    Some(true)
+                } else if r.moved() {
+                    None
+                } else {
+                    Some(false)
+                }
+            });
+            match step {
+                Ok(Some(Some(ready))) => return ready,
+                Ok(Some(None)) => idx += 1,
+                _ => return false,
+            }
         }
     }
 
@@ -579,7 +830,7 @@ impl Ring {
     fn arm(&self) -> bool {
         self.u32_at(H_BELL).store(1, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
-        self.readable() || self.shutdown_state() != OPEN
+        self.get_ready()
     }
 
     fn signal_space(&self) {
@@ -645,7 +896,7 @@ impl Ring {
     }
 
     fn joinable(&self) -> bool {
-        self.u32_at(H_JOINABLE).load(Ordering::Relaxed) != 0
+        self.q32(H_JOINABLE).load(Ordering::Relaxed) != 0
     }
 
     /// Claims the next committed position for reading. `Err(Some(pid))`: empty, with the next
@@ -899,16 +1150,17 @@ impl Ring {
     /// Takes the next message and decodes it with `decode`; waits until `deadline` for one.
     fn get_with<R>(
         &self,
+        root: &Ring,
         deadline: Option<Instant>,
         decode: &mut dyn FnMut(&[u8]) -> R,
-    ) -> Result<R, GetError> {
-        let items = self.u32_at(H_ITEMS);
+    ) -> Result<R, Fail> {
+        let items = self.q32(H_ITEMS);
         // The clock is read only once the fast path failed.
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
         loop {
-            if self.closed.load(Ordering::Relaxed) {
-                return Err(GetError::Closed);
+            if root.closed.load(Ordering::Relaxed) {
+                return Err(Fail::Get(GetError::Closed));
             }
             let seen = items.load(Ordering::SeqCst);
             if let Ok((claim, void)) = self.claim_read(repair) {
@@ -916,10 +1168,13 @@ impl Ring {
                     self.release(claim);
                     continue;
                 }
-                return self.take(claim, decode);
+                return self.take(claim, decode).map_err(Fail::Get);
+            }
+            if self.moved() {
+                return Err(Fail::Moved);
             }
             if self.shutdown_state() != OPEN {
-                return Err(GetError::ShutDown);
+                return Err(Fail::Get(GetError::ShutDown));
             }
             let now = Instant::now();
             let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
@@ -930,7 +1185,7 @@ impl Ring {
                 continue;
             }
             if expired {
-                return Err(GetError::Timeout);
+                return Err(Fail::Get(GetError::Timeout));
             }
             if repair {
                 next_check = Some(now + LIVENESS_CHECK);
@@ -938,19 +1193,19 @@ impl Ring {
             }
             let next_check = next_check.unwrap_or(now);
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            Self::sleep(items, self.u32_at(H_GETTERS), seen, until, now, || self.readable());
+            Self::sleep(items, self.q32(H_GETTERS), seen, until, now, || self.readable() || self.moved());
         }
     }
 
     /// Claims a slot for writing, waiting until `deadline`; `Err(true)` on timeout, `Err(false)`
     /// on shutdown or close.
-    fn claim_write_until(&self, deadline: Option<Instant>) -> Result<Claim, bool> {
+    fn claim_write_until(&self, deadline: Option<Instant>) -> Result<Claim, ClaimFail> {
         let space = self.u32_at(H_SPACE);
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
         loop {
             if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
-                return Err(false);
+                return Err(ClaimFail::Stopped);
             }
             let seen = space.load(Ordering::SeqCst);
             if let Some(claim) = self.claim_write(repair) {
@@ -964,7 +1219,7 @@ impl Ring {
                 continue;
             }
             if expired {
-                return Err(true);
+                return Err(ClaimFail::Timeout);
             }
             if repair {
                 next_check = Some(now + LIVENESS_CHECK);
@@ -976,7 +1231,53 @@ impl Ring {
         }
     }
 
-    /// Positions claimed for writing minus those claimed for reading: the messages in the queue,
+    /// Claims a slot in an unbounded queue (this is ring 0): in this process' writing ring, or,
+    /// when that is full, in a next ring that it links. Never waits for room.
+    fn claim_unbounded(&self) -> Result<(Option<Arc<Ring>>, Claim), ClaimFail> {
+        loop {
+            if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
+                return Err(ClaimFail::Stopped);
+            }
+            let idx = self.write_at.load(Ordering::Acquire);
+            let later = if idx == 0 {
+                None
+            } else {
+                match self.ring_at(idx).map_err(ClaimFail::Os)? {
+                    Some(ring) => Some(ring),
+                    None => {
+                        return Err(ClaimFail::Os(proc_core::Error::invalid_argument(
+                            "a queue's next ring is missing",
+                        )))
+                    }
+                }
+            };
+            let ring: &Ring = later.as_deref().unwrap_or(self);
+            if !ring.sealed() {
+                match ring.claim_write(true) {
+                    // A seal that came before our claim: we may be behind the readers, so give
+                    // the slot up (void) and write in the next ring.
+                    Some(claim) if ring.sealed() => ring.commit(claim, 0, true),
+                    Some(claim) => return Ok((later, claim)),
+                    None => self.grow(ring, idx).map_err(ClaimFail::Os)?,
+                }
+            }
+            self.write_at.fetch_max(idx + 1, Ordering::AcqRel);
+        }
+    }
+
+    /// The messages in the queue (this is ring 0): in every ring from this process' reading ring
+    /// on, for an unbounded queue.
+    fn count_all(&self) -> usize {
+        let mut idx = self.read_at.load(Ordering::Acquire);
+        let mut total = 0usize;
+        while let Ok(Some(n)) = self.with_ring(idx, Ring::count) {
+            total = total.saturating_add(n as usize);
+            idx += 1;
+        }
+        total
+    }
+
+    /// Positions claimed for writing minus those claimed for reading: the messages in this ring,
     /// counting one being written or voided.
     fn count(&self) -> u32 {
         let head = self.head().load(Ordering::SeqCst);
@@ -985,7 +1286,7 @@ impl Ring {
     }
 
     fn task_done(&self) -> Result<(), JoinError> {
-        let unfinished = self.u64_at(H_UNFINISHED);
+        let unfinished = self.q64(H_UNFINISHED);
         let mut cur = unfinished.load(Ordering::SeqCst);
         loop {
             if cur == 0 {
@@ -997,9 +1298,9 @@ impl Ring {
             }
         }
         if cur == 1 {
-            let done = self.u32_at(H_DONE);
+            let done = self.q32(H_DONE);
             done.fetch_add(1, Ordering::SeqCst);
-            if self.u32_at(H_JOINERS).load(Ordering::SeqCst) > 0 {
+            if self.q32(H_JOINERS).load(Ordering::SeqCst) > 0 {
                 raw::wake_all(done);
             }
         }
@@ -1007,8 +1308,8 @@ impl Ring {
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
-        let done = self.u32_at(H_DONE);
-        let unfinished = self.u64_at(H_UNFINISHED);
+        let done = self.q32(H_DONE);
+        let unfinished = self.q64(H_UNFINISHED);
         loop {
             let seen = done.load(Ordering::SeqCst);
             if unfinished.load(Ordering::SeqCst) == 0 {
@@ -1018,7 +1319,7 @@ impl Ring {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(JoinError::Timeout);
             }
-            let joiners = self.u32_at(H_JOINERS);
+            let joiners = self.q32(H_JOINERS);
             joiners.fetch_add(1, Ordering::SeqCst);
             raw::wait(done, seen, deadline.map(|d| d - now));
             joiners.fetch_sub(1, Ordering::SeqCst);
@@ -1029,14 +1330,20 @@ impl Ring {
         let state = if immediate { SHUT_IMMEDIATE } else { SHUT };
         self.u32_at(H_SHUTDOWN).fetch_max(state, Ordering::SeqCst);
         if immediate {
-            // Drop what is queued; each dropped item counts as a finished task, as Python's.
-            while let Ok((claim, void)) = self.claim_read(true) {
-                if void {
-                    self.release(claim);
-                    continue;
+            // Drop what is queued, in every ring of the chain; each dropped item counts as a
+            // finished task, as Python's.
+            let mut idx = 0;
+            while let Ok(Some(())) = self.with_ring(idx, |ring| {
+                while let Ok((claim, void)) = ring.claim_read(true) {
+                    if void {
+                        ring.release(claim);
+                        continue;
+                    }
+                    let _ = ring.take(claim, &mut |_| ());
+                    let _ = ring.task_done();
                 }
-                let _ = self.take(claim, &mut |_| ());
-                let _ = self.task_done();
+            }) {
+                idx += 1;
             }
         }
         let items = self.u32_at(H_ITEMS);
@@ -1099,7 +1406,7 @@ impl<T> Queue<T> {
     }
 
     /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`; `0` is "unbounded",
-    /// up to [`UNBOUNDED_CAPACITY`]).
+    /// Python's default: `put` never waits for room).
     ///
     /// # Errors
     ///
@@ -1108,7 +1415,8 @@ impl<T> Queue<T> {
         Self::builder().maxsize(maxsize).build()
     }
 
-    /// A queue of [`UNBOUNDED_CAPACITY`] items, Python's `Queue()`.
+    /// An unbounded queue, Python's `Queue()`: it grows in rings of shared memory as needed (the
+    /// memory of a grown queue is returned when the last handle goes).
     ///
     /// # Errors
     ///
@@ -1126,22 +1434,26 @@ impl<T> Queue<T> {
     /// being written at this instant already counts, as does a slot voided by a writer that died or
     /// panicked until a getter skips it; one being read no longer does.
     pub fn qsize(&self) -> usize {
-        self.ring.count() as usize
+        self.ring.count_all()
     }
 
     /// Whether the queue holds no item (a snapshot).
     pub fn empty(&self) -> bool {
-        self.ring.count() == 0
+        self.ring.count_all() == 0
     }
 
-    /// Whether the queue holds `maxsize` items (a snapshot).
+    /// Whether the queue holds `maxsize` items (a snapshot); never for an unbounded queue.
     pub fn full(&self) -> bool {
-        self.ring.count() >= self.ring.capacity
+        !self.ring.unbounded() && self.ring.count() >= self.ring.capacity
     }
 
-    /// The capacity: `maxsize`, or [`UNBOUNDED_CAPACITY`].
+    /// The capacity: `maxsize`, or `0` for an unbounded queue (as Python's `Queue()`).
     pub fn maxsize(&self) -> usize {
-        self.ring.capacity as usize
+        if self.ring.unbounded() {
+            0
+        } else {
+            self.ring.capacity as usize
+        }
     }
 
     /// Says that this process will use the queue no more (Python's `close()`): later `put`s and
@@ -1223,12 +1535,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>, nowait: bool) -> Result<T, GetError> {
+        let root = &*self.ring;
         let mut decode = |bytes: &[u8]| postcard::from_bytes::<T>(bytes);
-        match self.ring.get_with(deadline, &mut decode) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(GetError::Deserialize(e.to_string())),
-            Err(GetError::Timeout) if nowait => Err(GetError::Empty),
-            Err(e) => Err(e),
+        loop {
+            let idx = root.read_at.load(Ordering::Acquire);
+            let got = root
+                .with_ring(idx, |ring| ring.get_with(root, deadline, &mut decode))
+                .map_err(GetError::Os)?;
+            return match got {
+                // Ring `idx` is drained and sealed: the next one exists (it was linked first).
+                Some(Err(Fail::Moved)) => {
+                    root.read_at.fetch_max(idx + 1, Ordering::AcqRel);
+                    continue;
+                }
+                None => {
+                    Err(GetError::Os(proc_core::Error::invalid_argument("a queue's next ring is missing")))
+                }
+                Some(Ok(Ok(value))) => Ok(value),
+                Some(Ok(Err(e))) => Err(GetError::Deserialize(e.to_string())),
+                Some(Err(Fail::Get(GetError::Timeout))) if nowait => Err(GetError::Empty),
+                Some(Err(Fail::Get(e))) => Err(e),
+            };
         }
     }
 
@@ -1262,28 +1589,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if joinable {
             ring.u64_at(H_UNFINISHED).fetch_add(1, Ordering::SeqCst);
         }
-        let claim = match ring.claim_write_until(deadline) {
-            Ok(claim) => claim,
-            Err(timed_out) => {
+        let root = ring;
+        let claimed = if root.unbounded() {
+            root.claim_unbounded()
+        } else {
+            root.claim_write_until(deadline).map(|claim| (None, claim))
+        };
+        let (later, claim) = match claimed {
+            Ok(claimed) => claimed,
+            Err(fail) => {
                 if joinable {
-                    let _ = ring.task_done();
+                    let _ = root.task_done();
                 }
                 if let Some(shm) = spill {
-                    ring.recycle_spill(&shm);
+                    root.recycle_spill(&shm);
                 }
-                return Err(if !timed_out {
-                    if ring.closed.load(Ordering::Relaxed) {
-                        PutError::Closed(value)
-                    } else {
-                        PutError::ShutDown(value)
-                    }
-                } else if nowait {
-                    PutError::Full(value)
-                } else {
-                    PutError::Timeout(value)
+                return Err(match fail {
+                    ClaimFail::Stopped if root.closed.load(Ordering::Relaxed) => PutError::Closed(value),
+                    ClaimFail::Stopped => PutError::ShutDown(value),
+                    ClaimFail::Timeout if nowait => PutError::Full(value),
+                    ClaimFail::Timeout => PutError::Timeout(value),
+                    ClaimFail::Os(error) => PutError::Os { value, error },
                 });
             }
         };
+        // The ring the slot is in: ring 0, or a later ring of an unbounded queue.
+        let ring: &Ring = later.as_deref().unwrap_or(root);
         let data = ring.slot_data(&claim);
         match spill {
             Some(shm) => {
@@ -1361,10 +1692,30 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.capacity == 0 || self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1 {
+        if self.capacity == 0
+            || self.root.is_some()
+            || self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1
+        {
             return;
         }
-        // The last process leaves: unlink the free spill segments and those of unread messages.
+        // The last process leaves: unlink the later rings of the chain, and every ring's free
+        // spill segments and those of its unread messages.
+        self.unlink_spills();
+        let mut link = self.next_name();
+        while let Some(name) = link {
+            let Ok(shm) = SharedMemory::open(&name) else { break };
+            let _ = shm.unlink();
+            let Ok(bell) = self.bell_dup() else { break };
+            let Ok(ring) = Ring::attach(Mem::Named(shm), bell, Some(Arc::clone(&self.seg))) else { break };
+            ring.unlink_spills();
+            link = ring.next_name();
+        }
+    }
+}
+
+impl Ring {
+    /// Unlinks the free spill segments and those of unread messages.
+    fn unlink_spills(&self) {
         for i in 0..SPILL_ENTRIES {
             let entry = H_SPILL_LIST + i * 64;
             let state = self.u32_at(entry);
@@ -1416,7 +1767,10 @@ impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let bell_r = export_fd(self.ring.bell.0.as_fd()).map_err(serde::ser::Error::custom)?;
         let bell_w = export_fd(self.ring.bell.1.as_fd()).map_err(serde::ser::Error::custom)?;
-        (&self.ring.seg, bell_r, bell_w).serialize(s)
+        let Mem::Anon(seg) = &*self.ring.seg else {
+            return Err(serde::ser::Error::custom("not ring 0 of a queue"));
+        };
+        (seg, bell_r, bell_w).serialize(s)
     }
 }
 
@@ -1425,7 +1779,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         let (seg, bell_r, bell_w) = <(Segment, u32, u32)>::deserialize(d)?;
         let bell_r = import_fd(bell_r).map_err(serde::de::Error::custom)?;
         let bell_w = import_fd(bell_w).map_err(serde::de::Error::custom)?;
-        let ring = Ring::attach(seg, (bell_r, bell_w)).map_err(serde::de::Error::custom)?;
+        let ring = Ring::attach(Mem::Anon(seg), (bell_r, bell_w), None).map_err(serde::de::Error::custom)?;
         if ring.capacity == 0 {
             return Err(serde::de::Error::custom("not a queue's shared memory"));
         }
@@ -1444,7 +1798,7 @@ impl<T> crate::Waitable for Queue<T> {
 
     fn fired(&self) -> bool {
         crate::sys::drain(self.ring.bell.0.as_fd());
-        self.ring.readable() || self.ring.shutdown_state() != OPEN
+        self.ring.get_ready()
     }
 }
 
@@ -1506,7 +1860,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         Ok(SimpleQueue { inner: Queue::unbounded()? })
     }
 
-    /// Puts `value` (waits only if [`UNBOUNDED_CAPACITY`] items are queued).
+    /// Puts `value` (never waits: the queue is unbounded).
     ///
     /// # Errors
     ///
@@ -1537,7 +1891,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 
 impl<T> fmt::Debug for SimpleQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimpleQueue").field("empty", &(self.inner.ring.count() == 0)).finish()
+        f.debug_struct("SimpleQueue").field("empty", &self.inner.empty()).finish()
     }
 }
 

@@ -555,3 +555,56 @@ fn spill_segments_are_reused_and_go_with_the_queue() {
     drop(other);
     assert_eq!(shm_names(), before);
 }
+
+fn put_many(q: Queue<(u8, u32)>, tag: u8, n: u32) {
+    for i in 0..n {
+        q.put((tag, i)).unwrap();
+    }
+}
+
+#[test]
+fn an_unbounded_queue_grows_instead_of_blocking() {
+    let _s = serial();
+    let _w = Watchdog::new("an_unbounded_queue_grows_instead_of_blocking", LIMIT);
+    let before = shm_names();
+    for m in get_all_start_methods() {
+        let q = Queue::unbounded().unwrap();
+        assert_eq!(q.maxsize(), 0);
+        // Far more than the first ring holds, put by a child that is joined before anyone reads.
+        let n = 5 * proc_queue::UNBOUNDED_INITIAL_CAPACITY;
+        let p = get_context(m).process(put_many, (q.clone(), 1, n)).start().unwrap();
+        p.join().unwrap();
+        assert_eq!(q.qsize(), n as usize, "{m}");
+        assert!(!q.full());
+        for i in 0..n {
+            assert_eq!(q.get_nowait().unwrap(), (1, i), "{m}");
+        }
+        assert!(q.empty());
+        assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+        // Still usable after the rings it grew.
+        q.put((2, 0)).unwrap();
+        assert_eq!(q.get().unwrap(), (2, 0));
+    }
+    assert_eq!(shm_names(), before, "the rings of a grown queue outlived it");
+}
+
+#[test]
+fn producers_stay_in_order_across_ring_boundaries() {
+    let _s = serial();
+    let _w = Watchdog::new("producers_stay_in_order_across_ring_boundaries", LIMIT);
+    let q = Queue::unbounded().unwrap();
+    let n = 3 * proc_queue::UNBOUNDED_INITIAL_CAPACITY;
+    let producers: Vec<_> =
+        (0..2u8).map(|t| Process::new(put_many, (q.clone(), t, n)).start().unwrap()).collect();
+    let consumer_q = q.clone();
+    let mut next = [0u32; 2];
+    for _ in 0..2 * n {
+        let (tag, i) = consumer_q.get().unwrap();
+        assert_eq!(i, next[tag as usize], "producer {tag} out of order");
+        next[tag as usize] += 1;
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert!(q.empty());
+}
