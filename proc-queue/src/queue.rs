@@ -65,7 +65,7 @@ pub const DEFAULT_SLOT_SIZE: usize = 112;
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 
 /// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
-/// a ring twice as large (up to 2^24 messages each) and `put` goes on there, so `put` never
+/// a ring twice as large (up to 2^20 messages each) and `put` goes on there, so `put` never
 /// waits for room.
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
@@ -99,7 +99,10 @@ const H_NEXT_NAME: usize = 344; // 32 bytes
 const LINKING: u32 = 1 << 31;
 
 /// The largest ring an unbounded queue grows to; later rings keep this capacity.
-const MAX_RING: u32 = 1 << 24;
+const MAX_RING: u32 = 1 << 20;
+
+/// The most rings an unbounded queue links (the first 8 doublings reach MAX_RING).
+const MAX_CHAIN: usize = 64;
 // The spill free list: SPILL_ENTRIES entries of 64 bytes (state, name length, size, name).
 const H_SPILL_LIST: usize = 384;
 const SPILL_ENTRIES: usize = 8;
@@ -377,7 +380,7 @@ impl QueueBuilder {
 /// (a socket pair) that lets `wait` watch the queue with poll(2).
 struct Ring {
     /// Rings after this one that this process has mapped (ring 0 of an unbounded queue only).
-    chain: std::sync::Mutex<Vec<Arc<Ring>>>,
+    chain: Box<[std::sync::OnceLock<Box<Ring>>]>,
     /// This process' reading and writing ring in the chain (0: this one).
     read_at: std::sync::atomic::AtomicUsize,
     write_at: std::sync::atomic::AtomicUsize,
@@ -481,7 +484,7 @@ impl Ring {
             Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
         };
         let ring = Ring {
-            chain: std::sync::Mutex::new(Vec::new()),
+            chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
             read_at: Default::default(),
             write_at: Default::default(),
             seg: Arc::new(seg),
@@ -511,7 +514,7 @@ impl Ring {
     fn attach(seg: Mem, bell: (OwnedFd, OwnedFd), root: Option<Arc<Mem>>) -> proc_core::Result<Self> {
         let counted = root.is_none();
         let mut ring = Ring {
-            chain: std::sync::Mutex::new(Vec::new()),
+            chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
             read_at: Default::default(),
             write_at: Default::default(),
             seg: Arc::new(seg),
@@ -721,31 +724,39 @@ impl Ring {
         String::from_utf8(name).ok()
     }
 
-    /// Ring `idx` of this queue's chain (0: this one, which must be ring 0), mapping it here if
-    /// needed. `None` if it does not exist (yet).
-    fn ring_at(&self, idx: usize) -> proc_core::Result<Option<Arc<Ring>>> {
-        debug_assert!(idx > 0);
-        let mut chain =
-            self.chain.lock().map_err(|_| proc_core::Error::invalid_argument("a poisoned queue chain"))?;
-        while chain.len() < idx {
-            let next = match chain.last() {
-                Some(last) => last.next_name(),
-                None => self.next_name(),
-            };
-            let Some(name) = next else { return Ok(None) };
-            let shm = SharedMemory::open(&name)?;
-            let ring = Ring::attach(Mem::Named(shm), self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
-            chain.push(Arc::new(ring));
+    /// Ring `idx` (from 1) of this queue's chain, this being ring 0, mapped here on first use
+    /// (no lock afterwards). `None` if it does not exist (yet).
+    fn ring_at(&self, idx: usize) -> proc_core::Result<Option<&Ring>> {
+        let Some(slot) = idx.checked_sub(1).and_then(|i| self.chain.get(i)) else {
+            return Err(proc_core::Error::invalid_argument(format!(
+                "an unbounded queue grew past {MAX_CHAIN} rings"
+            )));
+        };
+        if let Some(ring) = slot.get() {
+            return Ok(Some(ring));
         }
-        Ok(chain.get(idx - 1).cloned())
+        let link = if idx == 1 {
+            self.next_name()
+        } else {
+            match self.ring_at(idx - 1)? {
+                Some(prev) => prev.next_name(),
+                None => None,
+            }
+        };
+        let Some(name) = link else { return Ok(None) };
+        let shm = SharedMemory::open(&name)?;
+        let ring = Ring::attach(Mem::Named(shm), self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
+        // Another thread of this process may have mapped it meanwhile: either copy will do.
+        let _ = slot.set(Box::new(ring));
+        Ok(slot.get().map(|r| &**r))
     }
 
-    /// Ring `idx` of the chain, ring 0 included: a borrowed or a shared one.
+    /// Runs `f` on ring `idx` of the chain, ring 0 included; `None` if it does not exist (yet).
     fn with_ring<R>(&self, idx: usize, f: impl FnOnce(&Ring) -> R) -> proc_core::Result<Option<R>> {
         if idx == 0 {
             return Ok(Some(f(self)));
         }
-        Ok(self.ring_at(idx)?.map(|r| f(&r)))
+        Ok(self.ring_at(idx)?.map(f))
     }
 
     /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
@@ -791,10 +802,8 @@ impl Ring {
             };
             next.store(name.len().min(32) as u32, Ordering::Release);
             tracing::debug!(capacity, ring = idx + 1, "an unbounded queue grew a ring");
-            if let Ok(mut chain) = self.chain.lock() {
-                if chain.len() == idx {
-                    chain.push(Arc::new(new));
-                }
+            if let Some(slot) = self.chain.get(idx) {
+                let _ = slot.set(Box::new(new));
             }
             break;
         }
@@ -1233,7 +1242,7 @@ impl Ring {
 
     /// Claims a slot in an unbounded queue (this is ring 0): in this process' writing ring, or,
     /// when that is full, in a next ring that it links. Never waits for room.
-    fn claim_unbounded(&self) -> Result<(Option<Arc<Ring>>, Claim), ClaimFail> {
+    fn claim_unbounded(&self) -> Result<(Option<&Ring>, Claim), ClaimFail> {
         loop {
             if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
                 return Err(ClaimFail::Stopped);
@@ -1251,7 +1260,7 @@ impl Ring {
                     }
                 }
             };
-            let ring: &Ring = later.as_deref().unwrap_or(self);
+            let ring: &Ring = later.unwrap_or(self);
             if !ring.sealed() {
                 match ring.claim_write(true) {
                     // A seal that came before our claim: we may be behind the readers, so give
@@ -1614,7 +1623,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         };
         // The ring the slot is in: ring 0, or a later ring of an unbounded queue.
-        let ring: &Ring = later.as_deref().unwrap_or(root);
+        let ring: &Ring = later.unwrap_or(root);
         let data = ring.slot_data(&claim);
         match spill {
             Some(shm) => {
