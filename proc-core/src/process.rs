@@ -658,6 +658,15 @@ impl Shared {
                     .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
                     st.status = Some(ExitStatus::from_exitcode(i32::from_le_bytes(code)));
+                    // The server closes the pipe right after writing the code. Wait (briefly) for
+                    // that end-of-file, so that the sentinel stays readable from now on, as a
+                    // sentinel of an ended process must.
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    if let Ok(ready) = sys::wait_readable(&[self.sentinel.as_fd()], Some(deadline)) {
+                        if ready.first().copied().unwrap_or(false) {
+                            let _ = sys::read(self.sentinel.as_fd(), &mut code);
+                        }
+                    }
                 } else {
                     // The fork server died before it could report: the exit code is lost.
                     st.status = Some(ExitStatus::Code(255));

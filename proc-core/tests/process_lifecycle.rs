@@ -326,3 +326,17 @@ fn a_child_that_closes_its_sentinel_is_still_watched() {
         assert_eq!(p.exitcode(), Some(0));
     }
 }
+
+#[test]
+fn the_sentinel_is_ready_as_soon_as_join_returns() {
+    let _s = serial();
+    let _w = Watchdog::new("the_sentinel_is_ready_as_soon_as_join_returns", LIMIT);
+    for m in methods() {
+        // A fork-server child's status pipe must be at end-of-file once join has read the code.
+        for _ in 0..50 {
+            let p = get_context(m).process(nothing, ()).start().unwrap();
+            p.join().unwrap();
+            assert!(p.sentinel().is_ready().unwrap(), "{m}: join returned before the sentinel was ready");
+        }
+    }
+}
