@@ -144,6 +144,16 @@ impl EntryPoint {
         EntryPoint { offset: (addr as i64).wrapping_sub(anchor() as i64), fingerprint: fingerprint(addr) }
     }
 
+    /// The offset and the fingerprint.
+    pub(crate) fn parts(self) -> (i64, u64) {
+        (self.offset, self.fingerprint)
+    }
+
+    /// The entry point with these parts.
+    pub(crate) fn from_parts(offset: i64, fingerprint: u64) -> Self {
+        EntryPoint { offset, fingerprint }
+    }
+
     /// The address in this process, once the code there is checked to be the same.
     pub(crate) fn resolve_addr(self) -> std::result::Result<usize, String> {
         let addr = (anchor() as i64).wrapping_add(self.offset) as usize;

@@ -363,3 +363,69 @@ impl<'de> Deserialize<'de> for StaticFn {
         Ok(StaticFn(unsafe { std::mem::transmute::<usize, fn()>(addr) }))
     }
 }
+
+/// The place of a function in this program's binary, as plain data: its offset from a fixed
+/// function, which ASLR cannot change within one binary, and a fingerprint of its code. For
+/// crates that build their own dispatch to long-lived children (a pool's workers run tasks
+/// named this way): the child resolves the same address, checked against the fingerprint.
+///
+/// Unlike [`StaticFn`] it is not a handle: it serializes anywhere, and carries no type. Only
+/// resolve values that come from a process of this program over a private channel, and call the
+/// address only as the type of function it was made from.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::handle::CodeAddr;
+///
+/// fn double(x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// let addr = CodeAddr::of(double as fn(u64) -> u64 as usize);
+/// let back = CodeAddr::from_bytes(&addr.to_bytes());
+/// assert_eq!(back.resolve().unwrap(), double as fn(u64) -> u64 as usize);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CodeAddr {
+    offset: i64,
+    fingerprint: u64,
+}
+
+impl CodeAddr {
+    /// The place of the function at `addr` (a function pointer cast to `usize`).
+    pub fn of(addr: usize) -> Self {
+        let entry = crate::child::EntryPoint::of_addr(addr);
+        let (offset, fingerprint) = entry.parts();
+        CodeAddr { offset, fingerprint }
+    }
+
+    /// The same function's address in this process.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-argument error when the code there is not the same (another binary, or bytes
+    /// that were not made by [`CodeAddr::of`]).
+    pub fn resolve(&self) -> Result<usize> {
+        crate::child::EntryPoint::from_parts(self.offset, self.fingerprint)
+            .resolve_addr()
+            .map_err(Error::invalid_argument)
+    }
+
+    /// 16 bytes: the offset then the fingerprint, little-endian.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.offset.to_le_bytes());
+        out[8..].copy_from_slice(&self.fingerprint.to_le_bytes());
+        out
+    }
+
+    /// The inverse of [`to_bytes`](Self::to_bytes).
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        let mut offset = [0u8; 8];
+        let mut fingerprint = [0u8; 8];
+        offset.copy_from_slice(&bytes[..8]);
+        fingerprint.copy_from_slice(&bytes[8..]);
+        CodeAddr { offset: i64::from_le_bytes(offset), fingerprint: u64::from_le_bytes(fingerprint) }
+    }
+}

@@ -1,0 +1,652 @@
+//! `Pool` and its builder.
+
+use std::fmt;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use proc_core::handle::CodeAddr;
+use proc_core::{StartMethod, Target};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::result::{self, AsyncResult, Callbacks, IMap, Source};
+use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
+use crate::worker::{run_init, run_map, run_star, Init, InitFn, TaskFn};
+
+/// Options for a [`Pool`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`,
+/// plus the start method, a per-task timeout and how many tasks each worker holds ahead.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use proc_pool::Pool;
+///
+/// fn setup(greeting: String) {
+///     assert_eq!(greeting, "hi");
+/// }
+///
+/// fn id(x: u32) -> u32 {
+///     x
+/// }
+///
+/// let pool = Pool::builder()
+///     .processes(2)
+///     .initializer(setup, ("hi".to_string(),))
+///     .maxtasksperchild(100)
+///     .task_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(pool.map(id, [1, 2, 3])?, [1, 2, 3]);
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Builder {
+    processes: Option<usize>,
+    init: Option<std::result::Result<Init, Error>>,
+    max_tasks: Option<u64>,
+    method: Option<StartMethod>,
+    timeout: Option<Duration>,
+    prefetch: usize,
+}
+
+impl Builder {
+    /// The number of worker processes (default: the usable CPUs, [`proc_core::process_cpu_count`]).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// A function each worker runs once when it starts, with `args` (Python's `initializer` and
+    /// `initargs`). A plain `fn` item or a non-capturing closure.
+    ///
+    /// If it panics, the pool cannot run tasks: they fail with [`Error::Initializer`].
+    pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
+    where
+        F: Target<A, Output = ()> + Copy,
+        A: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let func = CodeAddr::of(run_init::<F, A> as InitFn as usize);
+        self.init = Some(
+            postcard::to_stdvec(&args)
+                .map(|args| Init { func, args })
+                .map_err(|e| Error::Arguments(format!("the initializer's arguments: {e}"))),
+        );
+        self
+    }
+
+    /// Each worker exits after this many tasks (chunks) and is replaced by a fresh one (Python's
+    /// `maxtasksperchild`). Default: no limit.
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// The start method of the workers (default: [`proc_core::get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// The longest a task (a chunk, for the `map` family) may run: a worker still running it
+    /// after that is killed and replaced, and the task fails with [`Error::TaskTimeout`]. Each
+    /// worker then holds one task at a time, so the time counts from the task's start.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many tasks each worker holds (the one it runs and those queued behind it; default 4).
+    /// More hides the hand-over latency of short tasks; an idle worker takes queued tasks back
+    /// from a busy one either way.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for zero processes, a `maxtasksperchild` or a prefetch of zero;
+    /// [`Error::Arguments`] when the initializer's arguments do not serialize; [`Error::Os`]
+    /// when the queues or the workers cannot be created (those started are stopped).
+    pub fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(proc_core::process_cpu_count);
+        if processes == 0 {
+            return Err(Error::InvalidArgument("a pool needs at least one process".into()));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(Error::InvalidArgument("maxtasksperchild must be at least 1".into()));
+        }
+        if self.prefetch == 0 || self.prefetch > 1 << 16 {
+            return Err(Error::InvalidArgument("prefetch must be between 1 and 65536".into()));
+        }
+        let init = self.init.transpose()?;
+        let config = Config {
+            processes,
+            init,
+            max_tasks: self.max_tasks.unwrap_or(0),
+            method: self.method,
+            timeout: self.timeout,
+            prefetch: self.prefetch,
+        };
+        let shared = Arc::new(Shared::new().map_err(|e| Error::Os(format!("cannot create the pool's doorbell: {e}")))?);
+        let (tx, rx) = mpsc::channel::<Callback>();
+        let supervisor = Supervisor::new(shared.clone(), config.clone(), tx)?;
+        let pids = Arc::new(Mutex::new(supervisor.pids()));
+        let callbacks = std::thread::Builder::new()
+            .name("pool-callbacks".into())
+            .spawn(move || {
+                for work in rx {
+                    work();
+                }
+            })
+            .map_err(|e| Error::Os(format!("cannot start the pool's callback thread: {e}")))?;
+        let pids2 = pids.clone();
+        let supervisor = std::thread::Builder::new()
+            .name("pool-supervisor".into())
+            .spawn(move || supervisor.run(pids2))
+            .map_err(|e| Error::Os(format!("cannot start the pool's supervisor thread: {e}")))?;
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(Some((supervisor, callbacks))),
+            processes,
+            pids,
+        })
+    }
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`) that survives its workers.
+///
+/// Functions are plain `fn` items or non-capturing closures (they are named in the worker by
+/// their place in the binary); arguments and results are serde values. A task that panics fails
+/// alone with the panic's message and location; a worker that dies (SIGKILL from the OOM killer,
+/// an abort, `exit`) fails only the task it was running with [`Error::WorkerLost`] and is
+/// replaced; the pool goes on.
+///
+/// Dropping the pool terminates it (as Python's `__exit__`), waiting a bounded time for the
+/// workers to exit.
+///
+/// # Examples
+///
+/// ```
+/// use proc_pool::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// assert_eq!(pool.map(square, 0..10)?, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+/// let r = pool.apply_async(square, (12,))?;
+/// assert_eq!(r.get()?, 144);
+/// let doubled: Vec<u64> = pool.imap(|x: u64| x * 2, 0..5).collect::<Result<_, _>>()?;
+/// assert_eq!(doubled, [0, 2, 4, 6, 8]);
+/// pool.close();
+/// pool.join()?;
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+    processes: usize,
+    pids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("processes", &self.processes).finish_non_exhaustive()
+    }
+}
+
+/// Python's default chunk size for `map` over `len` items on `processes` workers.
+fn default_chunksize(len: usize, processes: usize) -> usize {
+    let per = processes * 4;
+    len.div_ceil(per).max(1)
+}
+
+/// Checks that `F` is zero-sized: only such functions can be named in another process.
+fn check_fn<F>() {
+    const { assert!(std::mem::size_of::<F>() == 0, "pool tasks must be fn items or non-capturing closures") };
+}
+
+impl Pool {
+    /// A pool of `processes` workers (Python's `Pool(processes)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new(processes: usize) -> Result<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> Builder {
+        Builder { processes: None, init: None, max_tasks: None, method: None, timeout: None, prefetch: 4 }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// The process ids of the workers running now (they change as workers are replaced).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pids.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
+        items
+            .chunks(chunksize)
+            .map(|c| postcard::to_stdvec(c).map_err(|e| Error::Arguments(e.to_string())))
+            .collect()
+    }
+
+    /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncResult::get`]; [`Error::Arguments`] when the arguments do not serialize (nothing
+    /// is submitted); [`Error::Closed`] after `close` or `terminate`.
+    pub fn apply<F, A>(&self, f: F, args: A) -> Result<F::Output>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Submits `f(args...)` and returns at once (Python's `apply_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`apply`](Self::apply), for the submission; the task's own errors come from the result.
+    pub fn apply_async<F, A>(&self, f: F, args: A) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, Callbacks::new())
+    }
+
+    /// [`apply_async`](Self::apply_async) with a callback and an error callback.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply_async`](Self::apply_async); when it fails, no callback is called.
+    pub fn apply_async_with<F, A>(
+        &self,
+        f: F,
+        args: A,
+        callbacks: Callbacks<F::Output>,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        check_fn::<F>();
+        let _ = f;
+        let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
+        let args = postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
+        let (result, cell) = AsyncResult::new();
+        self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }])?;
+        Ok(result)
+    }
+
+    /// `f` over every item, results in input order (Python's `map`), with Python's default chunk
+    /// size (the items split in about four chunks per worker).
+    ///
+    /// # Errors
+    ///
+    /// The first task error, as [`AsyncResult::get`]; [`Error::Arguments`] when an item does not
+    /// serialize (nothing is submitted); [`Error::Closed`].
+    pub fn map<F, A, R>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, items, None, Callbacks::new())?.get()
+    }
+
+    /// [`map`](Self::map) in chunks of `chunksize` items (Python's `map(f, items, chunksize)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map); [`Error::InvalidArgument`] for a chunk size of zero.
+    pub fn map_chunksize<F, A, R>(&self, f: F, items: impl IntoIterator<Item = A>, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, items, Some(chunksize), Callbacks::new())?.get()
+    }
+
+    /// [`map`](Self::map) without waiting (Python's `map_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map), for the submission.
+    pub fn map_async<F, A, R>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, items, None, Callbacks::new())
+    }
+
+    /// [`map_async`](Self::map_async) with a chunk size (`None`: Python's default) and callbacks,
+    /// called once with the whole list or the first error.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_chunksize`](Self::map_chunksize), for the submission.
+    pub fn map_async_with<F, A, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        check_fn::<F>();
+        let _ = f;
+        let func = CodeAddr::of(run_map::<F, A, R> as TaskFn as usize);
+        self.submit_all(func, items.into_iter().collect(), chunksize, callbacks)
+    }
+
+    /// `f(a1, ..., an)` for every tuple, results in input order (Python's `starmap`), with
+    /// Python's default chunk size.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn starmap<F, A>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<F::Output>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, items, None, Callbacks::new())?.get()
+    }
+
+    /// [`starmap`](Self::starmap) in chunks of `chunksize` tuples.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_chunksize`](Self::map_chunksize).
+    pub fn starmap_chunksize<F, A>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<F::Output>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, items, Some(chunksize), Callbacks::new())?.get()
+    }
+
+    /// [`starmap`](Self::starmap) without waiting (Python's `starmap_async`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map), for the submission.
+    pub fn starmap_async<F, A>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, items, None, Callbacks::new())
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with a chunk size and callbacks.
+    ///
+    /// # Errors
+    ///
+    /// As [`map_chunksize`](Self::map_chunksize), for the submission.
+    pub fn starmap_async_with<F, A>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        check_fn::<F>();
+        let _ = f;
+        let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
+        self.submit_all(func, items.into_iter().collect(), chunksize, callbacks)
+    }
+
+    fn submit_all<A: Serialize, R: DeserializeOwned + Send + 'static>(
+        &self,
+        func: CodeAddr,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>> {
+        if chunksize == Some(0) {
+            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+        }
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
+        let chunks = Self::chunks(items, chunksize)?;
+        let (result, cell) = AsyncResult::new();
+        if chunks.is_empty() {
+            self.shared.submit([])?;
+            let (tx, _rx) = mpsc::channel();
+            result::resolve(cell, callbacks, Ok(Vec::new()), &tx);
+            return Ok(result);
+        }
+        let mut done = result::gather::<R>(chunks.len(), cell, callbacks);
+        let jobs: Vec<Job> =
+            chunks.into_iter().enumerate().map(|(i, args)| Job { func, args, done: done(i) }).collect();
+        self.shared.submit(jobs)?;
+        Ok(result)
+    }
+
+    /// `f` over the items lazily, results in input order (Python's `imap`, chunk size 1): it
+    /// takes input only to keep a bounded window of tasks in flight, so an endless input works
+    /// with flat memory.
+    pub fn imap<'a, F, A, R>(&self, f: F, items: impl IntoIterator<Item = A> + 'a) -> IMap<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), 1, true)
+    }
+
+    /// [`imap`](Self::imap) in chunks of `chunksize` items.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a chunk size of zero.
+    pub fn imap_chunksize<'a, F, A, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A> + 'a,
+        chunksize: usize,
+    ) -> Result<IMap<'a, R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if chunksize == 0 {
+            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+        }
+        Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, true))
+    }
+
+    /// As [`imap`](Self::imap), results in the order they finish (Python's `imap_unordered`).
+    pub fn imap_unordered<'a, F, A, R>(&self, f: F, items: impl IntoIterator<Item = A> + 'a) -> IMap<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), 1, false)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) in chunks of `chunksize` items.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a chunk size of zero.
+    pub fn imap_unordered_chunksize<'a, F, A, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A> + 'a,
+        chunksize: usize,
+    ) -> Result<IMap<'a, R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if chunksize == 0 {
+            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+        }
+        Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, false))
+    }
+
+    /// [`imap`](Self::imap) over an input that can fail (Python: an iterable that raises). The
+    /// results before the failure are delivered, then [`Error::Input`] with its message, and the
+    /// iteration ends; the pool is unaffected.
+    pub fn try_imap<'a, F, A, R, E>(&self, f: F, items: impl IntoIterator<Item = std::result::Result<A, E>> + 'a) -> IMap<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: fmt::Display + 'a,
+    {
+        self.imap_with(f, items.into_iter(), 1, true)
+    }
+
+    fn imap_with<'a, F, A, R, E>(
+        &self,
+        f: F,
+        items: impl Iterator<Item = std::result::Result<A, E>> + 'a,
+        chunksize: usize,
+        ordered: bool,
+    ) -> IMap<'a, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'a,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: fmt::Display + 'a,
+    {
+        check_fn::<F>();
+        let _ = f;
+        let func = CodeAddr::of(run_map::<F, A, R> as TaskFn as usize);
+        let (low, high) = items.size_hint();
+        let total = (Some(low) == high).then_some(low);
+        let mut items = items.peekable();
+        let source: Source<'a> = Box::new(std::iter::from_fn(move || {
+            let mut chunk = Vec::with_capacity(chunksize);
+            while chunk.len() < chunksize {
+                match items.peek() {
+                    None => break,
+                    Some(Err(_)) if !chunk.is_empty() => break,
+                    _ => {}
+                }
+                match items.next() {
+                    Some(Ok(a)) => chunk.push(a),
+                    Some(Err(e)) => return Some(Err(Error::Input(e.to_string()))),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                return None;
+            }
+            Some(postcard::to_stdvec(&chunk).map(|args| (func, args)).map_err(|e| Error::Arguments(e.to_string())))
+        }));
+        let window = (self.processes * 4).max(2);
+        IMap::new(self.shared.clone(), source, ordered, chunksize, window, total)
+    }
+
+    /// Takes no more tasks; the workers exit once every task submitted is done (Python's
+    /// `close`). [`join`](Self::join) waits for that.
+    pub fn close(&self) {
+        self.shared.set_mode(Mode::Closed);
+    }
+
+    /// Stops the workers now (SIGTERM, then SIGKILL after a grace period); every task not done
+    /// fails with [`Error::Terminated`] (Python's `terminate`). [`join`](Self::join) waits for
+    /// it to finish.
+    pub fn terminate(&self) {
+        self.shared.set_mode(Mode::Terminating);
+    }
+
+    /// Waits until the workers have exited and every callback ran, after [`close`](Self::close)
+    /// or [`terminate`](Self::terminate) (Python's `join`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StillRunning`] when the pool was neither closed nor terminated.
+    pub fn join(&self) -> Result<()> {
+        if self.shared.lock().mode == Mode::Running {
+            return Err(Error::StillRunning);
+        }
+        let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((supervisor, callbacks)) = threads {
+            let _ = supervisor.join();
+            let _ = callbacks.join();
+        }
+        self.pids.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        Ok(())
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`; true if the pool finished.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        if self.shared.lock().mode == Mode::Running {
+            return Err(Error::StillRunning);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let finished = match &*self.threads.lock().unwrap_or_else(PoisonError::into_inner) {
+                None => true,
+                Some((s, c)) => s.is_finished() && c.is_finished(),
+            };
+            if finished {
+                self.join()?;
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.join();
+    }
+}

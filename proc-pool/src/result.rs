@@ -1,0 +1,512 @@
+//! Results of asynchronous submissions: [`AsyncResult`], [`Callbacks`], and the lazy [`IMap`]
+//! iterator.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::supervisor::{Callback, Done, Job, Outcome, Shared};
+
+/// Functions called once a submission has its result: `on_result` with the value when it
+/// succeeded, `on_error` with the error otherwise (Python's `callback` and `error_callback`).
+///
+/// Exactly one of them is called, exactly once, on the pool's callback thread (never on the
+/// thread that handles results, so a slow callback delays no other task), before the result is
+/// ready to [`get`](AsyncResult::get), as in Python.
+///
+/// # Examples
+///
+/// ```
+/// use proc_pool::{Callbacks, Pool};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let result = pool.apply_async_with(square, (7,), Callbacks::new().on_result(move |v: &u64| tx.send(*v).unwrap()))?;
+/// assert_eq!(result.get()?, 49);
+/// assert_eq!(rx.recv().unwrap(), 49);
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
+pub struct Callbacks<R> {
+    on_result: Option<Box<dyn FnOnce(&R) + Send>>,
+    on_error: Option<Box<dyn FnOnce(&Error) + Send>>,
+}
+
+impl<R> Callbacks<R> {
+    /// No callbacks.
+    pub fn new() -> Self {
+        Callbacks { on_result: None, on_error: None }
+    }
+
+    /// Called with the value when the submission succeeds (Python's `callback`).
+    pub fn on_result(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+        self.on_result = Some(Box::new(f));
+        self
+    }
+
+    /// Called with the error when the submission fails (Python's `error_callback`).
+    pub fn on_error(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.on_result.is_none() && self.on_error.is_none()
+    }
+}
+
+impl<R> Default for Callbacks<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R> fmt::Debug for Callbacks<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("on_result", &self.on_result.is_some())
+            .field("on_error", &self.on_error.is_some())
+            .finish()
+    }
+}
+
+enum CellState<R> {
+    Pending,
+    Ready(Result<R>),
+    Taken,
+}
+
+/// Where a result lands, and a condition variable to wait for it.
+pub(crate) struct Cell<R> {
+    state: Mutex<CellState<R>>,
+    ready: Condvar,
+}
+
+impl<R> Cell<R> {
+    fn lock(&self) -> MutexGuard<'_, CellState<R>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, value: Result<R>) {
+        let mut state = self.lock();
+        if matches!(*state, CellState::Pending) {
+            *state = CellState::Ready(value);
+        }
+        drop(state);
+        self.ready.notify_all();
+    }
+
+    /// Waits until the state is not pending, or until `deadline`.
+    fn wait_until(&self, deadline: Option<Instant>) -> MutexGuard<'_, CellState<R>> {
+        let mut state = self.lock();
+        while matches!(*state, CellState::Pending) {
+            match deadline {
+                None => state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    state = self.ready.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+                }
+            }
+        }
+        state
+    }
+}
+
+/// Sets the cell with `value`, after the callbacks ran (on the callback thread) if there are any.
+pub(crate) fn resolve<R: Send + 'static>(
+    cell: Arc<Cell<R>>,
+    callbacks: Callbacks<R>,
+    value: Result<R>,
+    sink: &std::sync::mpsc::Sender<Callback>,
+) {
+    if callbacks.is_empty() {
+        cell.set(value);
+        return;
+    }
+    let work: Callback = Box::new(move || {
+        let Callbacks { on_result, on_error } = callbacks;
+        // A panicking callback must not lose the result or the callback thread.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &value {
+            Ok(v) => {
+                if let Some(f) = on_result {
+                    f(v);
+                }
+            }
+            Err(e) => {
+                if let Some(f) = on_error {
+                    f(e);
+                }
+            }
+        }));
+        cell.set(value);
+    });
+    if let Err(std::sync::mpsc::SendError(work)) = sink.send(work) {
+        // The callback thread is gone (the pool is being dropped): run it here.
+        work();
+    }
+}
+
+/// The result of an asynchronous submission ([`Pool::apply_async`](crate::Pool::apply_async),
+/// [`map_async`](crate::Pool::map_async), ...), as Python's `AsyncResult`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use proc_pool::Pool;
+///
+/// fn add(a: i32, b: i32) -> i32 {
+///     a + b
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let r = pool.apply_async(add, (2, 3))?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful(), Some(true));
+/// assert_eq!(r.get_timeout(Duration::from_secs(10))?, 5);
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
+pub struct AsyncResult<R> {
+    cell: Arc<Cell<R>>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new() -> (Self, Arc<Cell<R>>) {
+        let cell = Arc::new(Cell { state: Mutex::new(CellState::Pending), ready: Condvar::new() });
+        (AsyncResult { cell: cell.clone() }, cell)
+    }
+
+    /// Waits for the result and returns it (Python's `get()`).
+    ///
+    /// # Errors
+    ///
+    /// The task's error: [`Error::Panicked`], [`Error::WorkerLost`], [`Error::TaskTimeout`],
+    /// [`Error::Arguments`], [`Error::Return`], [`Error::Terminated`], [`Error::Initializer`];
+    /// [`Error::Taken`] if `get_timeout` took the result already.
+    pub fn get(self) -> Result<R> {
+        Self::take(self.cell.wait_until(None))
+    }
+
+    /// Waits at most `timeout` for the result and takes it (Python's `get(timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when it is not ready in time (the task goes on: ask again); otherwise as
+    /// [`get`](Self::get). After a result was taken, [`Error::Taken`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        let deadline = Instant::now().checked_add(timeout);
+        Self::take(self.cell.wait_until(deadline))
+    }
+
+    fn take(mut state: MutexGuard<'_, CellState<R>>) -> Result<R> {
+        match std::mem::replace(&mut *state, CellState::Taken) {
+            CellState::Ready(r) => r,
+            CellState::Taken => Err(Error::Taken),
+            CellState::Pending => {
+                *state = CellState::Pending;
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Waits until the result is ready (Python's `wait()`).
+    pub fn wait(&self) {
+        drop(self.cell.wait_until(None));
+    }
+
+    /// Waits at most `timeout`; true if the result is ready (Python's `wait(timeout)`, which
+    /// then looks at `ready()`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        !matches!(*self.cell.wait_until(deadline), CellState::Pending)
+    }
+
+    /// Whether the result is ready (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        !matches!(*self.cell.lock(), CellState::Pending)
+    }
+
+    /// Whether the task succeeded: `None` while it is not ready (where Python raises
+    /// `ValueError`), or once its result was taken.
+    pub fn successful(&self) -> Option<bool> {
+        match &*self.cell.lock() {
+            CellState::Ready(r) => Some(r.is_ok()),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a chunk's results.
+pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
+    let bytes = outcome?;
+    postcard::from_bytes(&bytes).map_err(|e| Error::Return(format!("cannot deserialize: {e}")))
+}
+
+/// The job that resolves a single-value result (`apply_async`).
+pub(crate) fn single<R: DeserializeOwned + Send + 'static>(cell: Arc<Cell<R>>, callbacks: Callbacks<R>) -> Done {
+    Box::new(move |outcome, sink| {
+        let value = decode::<R>(outcome).and_then(|v| {
+            v.into_iter().next().ok_or_else(|| Error::Return("the worker returned no value".into()))
+        });
+        resolve(cell, callbacks, value, sink);
+    })
+}
+
+/// The parts of a `map_async` in flight.
+struct Gather<R> {
+    parts: Vec<Option<Vec<R>>>,
+    left: usize,
+    cell: Arc<Cell<Vec<R>>>,
+    callbacks: Option<Callbacks<Vec<R>>>,
+}
+
+/// The jobs' `done` for a `map_async` of `chunks` chunks (results in input order).
+pub(crate) fn gather<R: DeserializeOwned + Send + 'static>(
+    chunks: usize,
+    cell: Arc<Cell<Vec<R>>>,
+    callbacks: Callbacks<Vec<R>>,
+) -> impl FnMut(usize) -> Done {
+    let gather = Arc::new(Mutex::new(Gather {
+        parts: (0..chunks).map(|_| None).collect(),
+        left: chunks,
+        cell,
+        callbacks: Some(callbacks),
+    }));
+    move |index| {
+        let gather = gather.clone();
+        Box::new(move |outcome, sink| {
+            let mut g = gather.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(callbacks) = g.callbacks.take() else { return };
+            match decode::<R>(outcome) {
+                Ok(values) => {
+                    g.parts[index] = Some(values);
+                    g.left -= 1;
+                    if g.left > 0 {
+                        g.callbacks = Some(callbacks);
+                        return;
+                    }
+                    let all: Vec<R> = g.parts.iter_mut().flat_map(|p| p.take().unwrap_or_default()).collect();
+                    resolve(g.cell.clone(), callbacks, Ok(all), sink);
+                }
+                // The first failure is the result (Python's map raises the first error).
+                Err(e) => resolve(g.cell.clone(), callbacks, Err(e), sink),
+            }
+        })
+    }
+}
+
+/// Chunks produced by an `imap`'s input: serialized arguments, or the input's failure.
+pub(crate) type Source<'a> = Box<dyn Iterator<Item = Result<(crate::CodeAddr, Vec<u8>)>> + 'a>;
+
+/// Finished chunks of an `imap`.
+struct Arrivals<R> {
+    /// Ordered: by chunk index. Unordered: in arrival order, under key 0, 1, 2, ...
+    done: BTreeMap<u64, Result<Vec<R>>>,
+    arrived: u64,
+}
+
+struct Shelf<R> {
+    arrivals: Mutex<Arrivals<R>>,
+    ready: Condvar,
+}
+
+/// The lazy iterator of [`Pool::imap`](crate::Pool::imap) and
+/// [`imap_unordered`](crate::Pool::imap_unordered): it takes input only to keep a bounded window
+/// of chunks in flight, so an endless input works with flat memory. Yields each result, or the
+/// error of its task; after an error it goes on with the next results, as Python's does.
+///
+/// It knows how many results are left when the input knows its length
+/// ([`len`](ExactSizeIterator::len) through `size_hint`), and counts those delivered
+/// ([`completed`](Self::completed)): enough for a progress bar.
+pub struct IMap<'a, R> {
+    shared: Arc<Shared>,
+    source: Source<'a>,
+    shelf: Arc<Shelf<R>>,
+    ordered: bool,
+    chunksize: usize,
+    window: usize,
+    submitted: u64,
+    taken: u64,
+    buffer: VecDeque<R>,
+    input_error: Option<Error>,
+    input_done: bool,
+    total: Option<usize>,
+    completed: usize,
+    _marker: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for IMap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("in_flight", &(self.submitted - self.taken))
+            .field("completed", &self.completed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        source: Source<'a>,
+        ordered: bool,
+        chunksize: usize,
+        window: usize,
+        total: Option<usize>,
+    ) -> Self {
+        IMap {
+            shared,
+            source,
+            shelf: Arc::new(Shelf {
+                arrivals: Mutex::new(Arrivals { done: BTreeMap::new(), arrived: 0 }),
+                ready: Condvar::new(),
+            }),
+            ordered,
+            chunksize,
+            window: window.max(1),
+            submitted: 0,
+            taken: 0,
+            buffer: VecDeque::new(),
+            input_error: None,
+            input_done: false,
+            total,
+            completed: 0,
+            _marker: PhantomData,
+        }
+    }
+
+    /// How many results were delivered so far.
+    pub fn completed(&self) -> usize {
+        self.completed
+    }
+
+    /// How many results there will be in all, when the input knows its length.
+    pub fn total(&self) -> Option<usize> {
+        self.total
+    }
+
+    /// Takes input until the window is full.
+    ///
+    /// Submission failures end the input with that error.
+    fn top_up(&mut self) {
+        while !self.input_done && self.submitted - self.taken < self.window as u64 {
+            match self.source.next() {
+                None => self.input_done = true,
+                Some(Err(e)) => {
+                    self.input_error = Some(e);
+                    self.input_done = true;
+                }
+                Some(Ok((func, args))) => {
+                    let index = self.submitted;
+                    let shelf = self.shelf.clone();
+                    let ordered = self.ordered;
+                    let done: Done = Box::new(move |outcome, _sink| {
+                        let value = decode::<R>(outcome);
+                        let mut a = shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+                        let key = if ordered { index } else { a.arrived };
+                        a.arrived += 1;
+                        a.done.insert(key, value);
+                        drop(a);
+                        shelf.ready.notify_all();
+                    });
+                    match self.shared.submit([Job { func, args, done }]) {
+                        Ok(()) => self.submitted += 1,
+                        Err(e) => {
+                            self.input_error = Some(e);
+                            self.input_done = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next result, waiting at most until `deadline`.
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.buffer.pop_front() {
+                self.completed += 1;
+                return Some(Ok(v));
+            }
+            self.top_up();
+            if self.taken == self.submitted {
+                return self.input_error.take().map(Err);
+            }
+            let key = self.taken;
+            let mut a = self.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+            let got = loop {
+                if let Some(v) = a.done.remove(&key) {
+                    break v;
+                }
+                match deadline {
+                    None => a = self.shelf.ready.wait(a).unwrap_or_else(PoisonError::into_inner),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Some(Err(Error::Timeout));
+                        }
+                        a = self.shelf.ready.wait_timeout(a, left).unwrap_or_else(PoisonError::into_inner).0;
+                    }
+                }
+            };
+            drop(a);
+            self.taken += 1;
+            match got {
+                Ok(values) => self.buffer.extend(values),
+                Err(e) => {
+                    // The chunk's results are lost with it (Python: the whole chunk raises).
+                    self.completed += self.chunksize;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` (Python's `next(timeout)`). `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no result came in time (ask again: nothing is lost); otherwise the
+    /// task's error as [`AsyncResult::get`], or [`Error::Input`] / [`Error::Closed`] when the
+    /// input ended that way.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.next_until(deadline)
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.total {
+            Some(t) => {
+                let left = t.saturating_sub(self.completed);
+                (left, Some(left))
+            }
+            None => (self.buffer.len(), None),
+        }
+    }
+}
