@@ -19,6 +19,7 @@
 //! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
 //! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
 //! | [`queue`] | `proc-queue` | `Queue`, `SimpleQueue`, `JoinableQueue`, `Pipe`/`Connection`, `wait` |
+//! | [`pool`] | `proc-pool` | `Pool`, `AsyncResult`, lazy `imap`, crash isolation |
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!
 //! The items people reach for first are also at the top level, under Python's names.
@@ -37,6 +38,9 @@ pub use proc_core::handle;
 /// Queues, pipes and `wait` (the `proc-queue` crate).
 pub use proc_queue as queue;
 
+/// The process pool (the `proc-pool` crate).
+pub use proc_pool as pool;
+
 /// Locks, semaphores, events, conditions, barriers and shared values (the `proc-sync` crate).
 pub use proc_sync as sync;
 
@@ -48,6 +52,7 @@ pub use proc_core::{
 pub use proc_queue::{
     pipe, pipe_one_way, wait, Connection, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
 };
+pub use proc_pool::{AsyncResult, Pool};
 pub use proc_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
 
 /// The README's example, compiled and run as a doctest.

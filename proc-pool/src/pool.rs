@@ -581,7 +581,7 @@ impl Pool {
             }
             Some(postcard::to_stdvec(&chunk).map(|args| (func, args)).map_err(|e| Error::Arguments(e.to_string())))
         }));
-        let window = (self.processes * 4).max(2);
+        let window = (self.processes * 16).max(2);
         IMap::new(self.shared.clone(), source, ordered, chunksize, window, total)
     }
 

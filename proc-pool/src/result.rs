@@ -86,40 +86,64 @@ enum CellState<R> {
 
 /// Where a result lands, and a condition variable to wait for it.
 pub(crate) struct Cell<R> {
-    state: Mutex<CellState<R>>,
+    state: Mutex<Slot<R>>,
     ready: Condvar,
 }
 
+/// A cell's state and how many threads wait on it (a notification costs a system call: only
+/// when someone waits).
+struct Slot<R> {
+    state: CellState<R>,
+    waiters: u32,
+}
+
+/// How many times a waiter yields the CPU before it sleeps: results of short tasks often come
+/// within a few microseconds, sooner than a sleep and a wake-up.
+const SPIN_YIELDS: u32 = 16;
+
 impl<R> Cell<R> {
-    fn lock(&self) -> MutexGuard<'_, CellState<R>> {
+    fn lock(&self) -> MutexGuard<'_, Slot<R>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set(&self, value: Result<R>) {
-        let mut state = self.lock();
-        if matches!(*state, CellState::Pending) {
-            *state = CellState::Ready(value);
+        let mut slot = self.lock();
+        if matches!(slot.state, CellState::Pending) {
+            slot.state = CellState::Ready(value);
         }
-        drop(state);
-        self.ready.notify_all();
+        let waiters = slot.waiters;
+        drop(slot);
+        if waiters > 0 {
+            self.ready.notify_all();
+        }
     }
 
     /// Waits until the state is not pending, or until `deadline`.
-    fn wait_until(&self, deadline: Option<Instant>) -> MutexGuard<'_, CellState<R>> {
-        let mut state = self.lock();
-        while matches!(*state, CellState::Pending) {
+    fn wait_until(&self, deadline: Option<Instant>) -> MutexGuard<'_, Slot<R>> {
+        for _ in 0..SPIN_YIELDS {
+            let slot = self.lock();
+            if !matches!(slot.state, CellState::Pending) {
+                return slot;
+            }
+            drop(slot);
+            std::thread::yield_now();
+        }
+        let mut slot = self.lock();
+        slot.waiters += 1;
+        while matches!(slot.state, CellState::Pending) {
             match deadline {
-                None => state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
+                None => slot = self.ready.wait(slot).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    state = self.ready.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+                    slot = self.ready.wait_timeout(slot, left).unwrap_or_else(PoisonError::into_inner).0;
                 }
             }
         }
-        state
+        slot.waiters -= 1;
+        slot
     }
 }
 
@@ -190,7 +214,10 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new() -> (Self, Arc<Cell<R>>) {
-        let cell = Arc::new(Cell { state: Mutex::new(CellState::Pending), ready: Condvar::new() });
+        let cell = Arc::new(Cell {
+            state: Mutex::new(Slot { state: CellState::Pending, waiters: 0 }),
+            ready: Condvar::new(),
+        });
         (AsyncResult { cell: cell.clone() }, cell)
     }
 
@@ -216,12 +243,12 @@ impl<R> AsyncResult<R> {
         Self::take(self.cell.wait_until(deadline))
     }
 
-    fn take(mut state: MutexGuard<'_, CellState<R>>) -> Result<R> {
-        match std::mem::replace(&mut *state, CellState::Taken) {
+    fn take(mut slot: MutexGuard<'_, Slot<R>>) -> Result<R> {
+        match std::mem::replace(&mut slot.state, CellState::Taken) {
             CellState::Ready(r) => r,
             CellState::Taken => Err(Error::Taken),
             CellState::Pending => {
-                *state = CellState::Pending;
+                slot.state = CellState::Pending;
                 Err(Error::Timeout)
             }
         }
@@ -236,18 +263,18 @@ impl<R> AsyncResult<R> {
     /// then looks at `ready()`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        !matches!(*self.cell.wait_until(deadline), CellState::Pending)
+        !matches!(self.cell.wait_until(deadline).state, CellState::Pending)
     }
 
     /// Whether the result is ready (Python's `ready()`).
     pub fn ready(&self) -> bool {
-        !matches!(*self.cell.lock(), CellState::Pending)
+        !matches!(self.cell.lock().state, CellState::Pending)
     }
 
     /// Whether the task succeeded: `None` while it is not ready (where Python raises
     /// `ValueError`), or once its result was taken.
     pub fn successful(&self) -> Option<bool> {
-        match &*self.cell.lock() {
+        match &self.cell.lock().state {
             CellState::Ready(r) => Some(r.is_ok()),
             _ => None,
         }
@@ -321,6 +348,8 @@ struct Arrivals<R> {
     /// Ordered: by chunk index. Unordered: in arrival order, under key 0, 1, 2, ...
     done: BTreeMap<u64, Result<Vec<R>>>,
     arrived: u64,
+    /// Whether the iterator sleeps on the condition variable.
+    waiting: bool,
 }
 
 struct Shelf<R> {
@@ -376,7 +405,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
             shared,
             source,
             shelf: Arc::new(Shelf {
-                arrivals: Mutex::new(Arrivals { done: BTreeMap::new(), arrived: 0 }),
+                arrivals: Mutex::new(Arrivals { done: BTreeMap::new(), arrived: 0, waiting: false }),
                 ready: Condvar::new(),
             }),
             ordered,
@@ -424,8 +453,11 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                         let key = if ordered { index } else { a.arrived };
                         a.arrived += 1;
                         a.done.insert(key, value);
+                        let waiting = a.waiting;
                         drop(a);
-                        shelf.ready.notify_all();
+                        if waiting {
+                            shelf.ready.notify_all();
+                        }
                     });
                     match self.shared.submit([Job { func, args, done }]) {
                         Ok(()) => self.submitted += 1,
@@ -451,21 +483,32 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                 return self.input_error.take().map(Err);
             }
             let key = self.taken;
+            let mut spins = 0;
             let mut a = self.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
             let got = loop {
                 if let Some(v) = a.done.remove(&key) {
                     break v;
                 }
+                if spins < SPIN_YIELDS {
+                    spins += 1;
+                    drop(a);
+                    std::thread::yield_now();
+                    a = self.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                a.waiting = true;
                 match deadline {
                     None => a = self.shelf.ready.wait(a).unwrap_or_else(PoisonError::into_inner),
                     Some(d) => {
                         let left = d.saturating_duration_since(Instant::now());
                         if left.is_zero() {
+                            a.waiting = false;
                             return Some(Err(Error::Timeout));
                         }
                         a = self.shelf.ready.wait_timeout(a, left).unwrap_or_else(PoisonError::into_inner).0;
                     }
                 }
+                a.waiting = false;
             };
             drop(a);
             self.taken += 1;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     bell_out: UnixStream,
     bell_in: UnixStream,
     next_id: AtomicU64,
+    /// Jobs in the backlog (a hint the supervisor reads without the lock).
+    queued: AtomicUsize,
 }
 
 pub(crate) struct State {
@@ -86,6 +88,7 @@ impl Shared {
             bell_out,
             bell_in,
             next_id: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
         })
     }
 
@@ -111,6 +114,7 @@ impl Shared {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 state.backlog.push_back((id, job));
             }
+            self.queued.store(state.backlog.len(), Ordering::SeqCst);
         }
         self.ring();
         Ok(())
@@ -191,6 +195,9 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 /// How often a busy supervisor looks for workers that ended.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
 
+/// How many times an idle supervisor yields before it sleeps.
+const SPIN_YIELDS: u32 = 64;
+
 /// How long to wait before trying again to start a worker.
 const RETRY_START: Duration = Duration::from_millis(100);
 
@@ -270,6 +277,7 @@ impl Supervisor {
                 let mut state = self.shared.lock();
                 if !state.backlog.is_empty() {
                     self.pending.extend(state.backlog.drain(..));
+                    self.shared.queued.store(0, Ordering::SeqCst);
                     progress = true;
                 }
                 state.mode
@@ -295,7 +303,7 @@ impl Supervisor {
                 self.stop_workers();
                 return;
             }
-            if !progress {
+            if !progress && !self.idle_spin() {
                 self.sleep();
                 if self.check_workers(Some(Duration::ZERO)) {
                     *pids.lock().unwrap_or_else(PoisonError::into_inner) = self.pids();
@@ -446,6 +454,23 @@ impl Supervisor {
         } else {
             false
         }
+    }
+
+    /// Before sleeping, looks a few times (yielding the CPU in between) for a reply or a
+    /// submission: while tasks flow, that is cheaper than a sleep and a wake-up on both sides.
+    /// True if something came.
+    fn idle_spin(&self) -> bool {
+        if self.given.is_empty() && self.pending.is_empty() {
+            // Nothing in flight: no reply is coming soon.
+            return false;
+        }
+        for _ in 0..SPIN_YIELDS {
+            if !self.replies.empty() || self.shared.queued.load(Ordering::Relaxed) > 0 {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
     }
 
     /// Sleeps until a reply, a submission, a worker's end or the next deadline.
