@@ -49,10 +49,10 @@ pub use proc_core::{
     parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
     Run, StartMethod,
 };
+pub use proc_pool::{AsyncResult, Pool};
 pub use proc_queue::{
     pipe, pipe_one_way, wait, Connection, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
 };
-pub use proc_pool::{AsyncResult, Pool};
 pub use proc_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
 
 /// The README's example, compiled and run as a doctest.

@@ -45,6 +45,13 @@ fn tour_runs_every_demo() {
         "== ipc: parent to child and child to child through a Queue ==\n111\n111\n",
         "all eaten, consumers stopped",
         "queue joined: 0 unfinished",
+        "main start\n",
+        "main end\n",
+        "== results: apply_async results of p*p on two processes ==\n0\n1\n4\n9\n16\n25\n36\n49\n64\n81\n",
+        "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n[8, 9, 1000]\n",
+        "sum of squares below 500: 41541750",
+        "same results on 1 and",
+        "speed-up",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
@@ -55,4 +62,9 @@ fn tour_runs_every_demo() {
     let eaten =
         stdout.lines().filter(|l| l.contains(" ate Jon made ") || l.contains(" ate Lin made ")).count();
     assert_eq!((made, eaten), (20, 20), "{stdout}");
+    // The nine pool tasks each started and ended once.
+    for i in 1..10 {
+        assert_eq!(stdout.matches(&format!("start hello {i}\n")).count(), 1, "{stdout}");
+        assert_eq!(stdout.matches(&format!("end hello {i}\n")).count(), 1, "{stdout}");
+    }
 }

@@ -24,7 +24,11 @@ fn pin() {
     }
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, warm_up_ms: u64, measure_ms: u64) {
+fn configure(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    warm_up_ms: u64,
+    measure_ms: u64,
+) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(warm_up_ms))
@@ -83,7 +87,8 @@ fn tasks(c: &mut Criterion) {
     group.bench_function("apply_async", |b| {
         b.iter_custom(|n| {
             let t = Instant::now();
-            let results: Vec<_> = (0..n).map(|x| pool.apply_async(work, (x,)).expect("apply_async")).collect();
+            let results: Vec<_> =
+                (0..n).map(|x| pool.apply_async(work, (x,)).expect("apply_async")).collect();
             let total = sum(results.into_iter().map(|r| r.get().expect("get")));
             let elapsed = t.elapsed();
             assert_eq!(total, expected(n));

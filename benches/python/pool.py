@@ -1,15 +1,12 @@
 """Python's process pools: the counterparts of benches/pool.rs.
 
-Prints one JSON object of mean nanoseconds per task (per map of 64 items for the CPU-bound keys):
+Prints one JSON object of mean nanoseconds per task:
 - "map_chunk1", "map_default", "apply_async", "imap_unordered": multiprocessing.Pool(2) (fork
   context) running `work` (a few arithmetic operations on an int) over range(n): map with
   chunksize=1, map with the default chunk size, one apply_async per item then every get(),
   imap_unordered with chunksize=1;
 - "executor_submit", "executor_map": concurrent.futures.ProcessPoolExecutor(2) (fork context),
   one submit per item then every result(); map with the default chunksize (1);
-- "cpu_one_process", "cpu_all_cpus": map(spin, range(64), chunksize=1) on Pool(1) and on a pool of
-  every usable CPU, where spin does about as much arithmetic as benches/pool.rs's spin (400 000
-  rounds would take seconds in Python: it runs 4 000 and the figure is scaled by 100).
 Pools are started and warmed up outside the timed region.
 With --pinned, the interpreter (and so its children) is pinned to CPU 0 first.
 MULTIPROC_BENCH_SECONDS sets the time per measurement (default 1).
@@ -32,13 +29,6 @@ MASK = (1 << 64) - 1
 
 def work(x):
     return ((x * 0x9E3779B97F4A7C15) & MASK) ^ (x >> 7)
-
-
-def spin(x):
-    h = x
-    for i in range(4000):
-        h = (((h * 0x9E3779B97F4A7C15) + i) & MASK) ^ (h >> 29)
-    return h
 
 
 def measure(run, seconds):
@@ -89,16 +79,6 @@ def main():
 
         out["executor_submit"] = measure(submit, seconds)
         out["executor_map"] = measure(lambda n: list(ex.map(work, range(n))), seconds)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    for key, processes in (("cpu_one_process", 1), ("cpu_all_cpus", cpus)):
-        with ctx.Pool(processes) as pool:
-            pool.map(spin, range(4))
-            t = time.perf_counter()
-            rounds = 0
-            while time.perf_counter() - t < seconds:
-                pool.map(spin, range(64), chunksize=1)
-                rounds += 1
-            out[key] = (time.perf_counter() - t) / rounds * 1e9 * 100
     print(json.dumps(out))
 
 

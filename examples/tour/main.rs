@@ -4,6 +4,7 @@
 //! one (`cargo run --example tour -- list` lists them). Sleeps are scaled by the environment
 //! variable `MULTIPROC_TOUR_SCALE` (default 1.0; the tests run the tour at 0.01).
 
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -51,6 +52,11 @@ const DEMOS: &[Demo] = &[
     ("ipc", "parent to child and child to child through a Queue", queue::ipc),
     ("producers", "producers and consumers with one None per consumer", queue::producers_consumers),
     ("joinable", "a JoinableQueue with daemon consumers and q.join()", queue::joinable),
+    ("pool", "Pool(3): apply_async, close, join", pool::apply_async_close_join),
+    ("results", "apply_async results of p*p on two processes", pool::results),
+    ("map", "Pool.map and starmap", pool::map),
+    ("progress", "a progress bar over a long imap", pool::progress),
+    ("speedup", "a CPU-bound map on one process and on every CPU", pool::speedup),
 ];
 
 fn main() {

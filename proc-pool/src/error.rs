@@ -84,10 +84,16 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Panicked { message, location: Some(at) } => write!(f, "the task panicked at {at}: {message}"),
+            Error::Panicked { message, location: Some(at) } => {
+                write!(f, "the task panicked at {at}: {message}")
+            }
             Error::Panicked { message, location: None } => write!(f, "the task panicked: {message}"),
             Error::WorkerLost { pid, signal: Some(sig), .. } => {
-                write!(f, "the worker (pid {pid}) running the task was killed by signal {sig} ({})", signal_name(*sig))
+                write!(
+                    f,
+                    "the worker (pid {pid}) running the task was killed by signal {sig} ({})",
+                    signal_name(*sig)
+                )
             }
             Error::WorkerLost { pid, exit_code: Some(code), .. } => {
                 write!(f, "the worker (pid {pid}) running the task exited with code {code}")
@@ -101,7 +107,9 @@ impl fmt::Display for Error {
             Error::Initializer(m) => write!(f, "the pool's initializer failed: {m}"),
             Error::Terminated => f.write_str("the pool was terminated before the task finished"),
             Error::Closed => f.write_str("the pool is not running (closed or terminated)"),
-            Error::StillRunning => f.write_str("the pool is still running: call close() or terminate() before join()"),
+            Error::StillRunning => {
+                f.write_str("the pool is still running: call close() or terminate() before join()")
+            }
             Error::Taken => f.write_str("the result was already taken"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::Os(m) => write!(f, "{m}"),

@@ -133,7 +133,9 @@ impl Builder {
             timeout: self.timeout,
             prefetch: self.prefetch,
         };
-        let shared = Arc::new(Shared::new().map_err(|e| Error::Os(format!("cannot create the pool's doorbell: {e}")))?);
+        let shared = Arc::new(
+            Shared::new().map_err(|e| Error::Os(format!("cannot create the pool's doorbell: {e}")))?,
+        );
         let (tx, rx) = mpsc::channel::<Callback>();
         let supervisor = Supervisor::new(shared.clone(), config.clone(), tx)?;
         let pids = Arc::new(Mutex::new(supervisor.pids()));
@@ -150,12 +152,7 @@ impl Builder {
             .name("pool-supervisor".into())
             .spawn(move || supervisor.run(pids2))
             .map_err(|e| Error::Os(format!("cannot start the pool's supervisor thread: {e}")))?;
-        Ok(Pool {
-            shared,
-            threads: Mutex::new(Some((supervisor, callbacks))),
-            processes,
-            pids,
-        })
+        Ok(Pool { shared, threads: Mutex::new(Some((supervisor, callbacks))), processes, pids })
     }
 }
 
@@ -293,7 +290,8 @@ impl Pool {
         check_fn::<F>();
         let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        let args = postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
+        let args =
+            postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
         let (result, cell) = AsyncResult::new();
         self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }])?;
         Ok(result)
@@ -320,7 +318,12 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map`](Self::map); [`Error::InvalidArgument`] for a chunk size of zero.
-    pub fn map_chunksize<F, A, R>(&self, f: F, items: impl IntoIterator<Item = A>, chunksize: usize) -> Result<Vec<R>>
+    pub fn map_chunksize<F, A, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -406,7 +409,11 @@ impl Pool {
     /// # Errors
     ///
     /// As [`map`](Self::map), for the submission.
-    pub fn starmap_async<F, A>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<F::Output>>>
+    pub fn starmap_async<F, A>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: Target<A> + Copy,
         A: Serialize + DeserializeOwned,
@@ -533,7 +540,11 @@ impl Pool {
     /// [`imap`](Self::imap) over an input that can fail (Python: an iterable that raises). The
     /// results before the failure are delivered, then [`Error::Input`] with its message, and the
     /// iteration ends; the pool is unaffected.
-    pub fn try_imap<'a, F, A, R, E>(&self, f: F, items: impl IntoIterator<Item = std::result::Result<A, E>> + 'a) -> IMap<'a, R>
+    pub fn try_imap<'a, F, A, R, E>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = std::result::Result<A, E>> + 'a,
+    ) -> IMap<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'a,
@@ -579,7 +590,11 @@ impl Pool {
             if chunk.is_empty() {
                 return None;
             }
-            Some(postcard::to_stdvec(&chunk).map(|args| (func, args)).map_err(|e| Error::Arguments(e.to_string())))
+            Some(
+                postcard::to_stdvec(&chunk)
+                    .map(|args| (func, args))
+                    .map_err(|e| Error::Arguments(e.to_string())),
+            )
         }));
         let window = (self.processes * 16).max(2);
         IMap::new(self.shared.clone(), source, ordered, chunksize, window, total)

@@ -288,7 +288,10 @@ pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
 }
 
 /// The job that resolves a single-value result (`apply_async`).
-pub(crate) fn single<R: DeserializeOwned + Send + 'static>(cell: Arc<Cell<R>>, callbacks: Callbacks<R>) -> Done {
+pub(crate) fn single<R: DeserializeOwned + Send + 'static>(
+    cell: Arc<Cell<R>>,
+    callbacks: Callbacks<R>,
+) -> Done {
     Box::new(move |outcome, sink| {
         let value = decode::<R>(outcome).and_then(|v| {
             v.into_iter().next().ok_or_else(|| Error::Return("the worker returned no value".into()))

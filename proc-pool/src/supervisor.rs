@@ -208,7 +208,11 @@ impl Supervisor {
     ///
     /// [`Error::Os`] when a queue cannot be created or a worker cannot be started (the ones
     /// started are terminated).
-    pub(crate) fn new(shared: Arc<Shared>, config: Config, callbacks: mpsc::Sender<Callback>) -> Result<Self, Error> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: Config,
+        callbacks: mpsc::Sender<Callback>,
+    ) -> Result<Self, Error> {
         let replies = Queue::new(1024).map_err(Error::os)?;
         let mut slots = Vec::with_capacity(config.processes);
         for _ in 0..config.processes {
@@ -254,8 +258,10 @@ impl Supervisor {
     fn start_worker(&mut self, i: usize) -> Result<(), Error> {
         self.started += 1;
         let slot = &mut self.slots[i];
-        let args = (slot.orders.clone(), self.replies.clone(), self.config.init.clone(), self.config.max_tasks);
-        let mut builder = Process::new(worker_main, args).daemon(true).name(format!("PoolWorker-{}", self.started));
+        let args =
+            (slot.orders.clone(), self.replies.clone(), self.config.init.clone(), self.config.max_tasks);
+        let mut builder =
+            Process::new(worker_main, args).daemon(true).name(format!("PoolWorker-{}", self.started));
         if let Some(method) = self.config.method {
             builder = builder.start_method(method);
         }
@@ -374,7 +380,8 @@ impl Supervisor {
                 }
                 let slot = &self.slots[i];
                 let quota_left = self.config.max_tasks == 0 || slot.given < self.config.max_tasks;
-                if slot.process.is_none() || slot.stopping || slot.outstanding.len() >= window || !quota_left {
+                if slot.process.is_none() || slot.stopping || slot.outstanding.len() >= window || !quota_left
+                {
                     continue;
                 }
                 if let Some((id, job)) = self.pending.pop_front() {
@@ -485,7 +492,8 @@ impl Supervisor {
             let now = Instant::now();
             let next = self.slots.iter().filter_map(|s| s.deadline.or(s.retry_at)).min();
             let timeout = next.map(|d| d.saturating_duration_since(now));
-            let sentinels: Vec<_> = self.slots.iter().filter_map(|s| s.process.as_ref().map(Process::sentinel)).collect();
+            let sentinels: Vec<_> =
+                self.slots.iter().filter_map(|s| s.process.as_ref().map(Process::sentinel)).collect();
             let bell = self.shared.bell_in.as_fd();
             let mut objects: Vec<&dyn Waitable> = Vec::with_capacity(sentinels.len() + 2);
             objects.push(&self.replies);

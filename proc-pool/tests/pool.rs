@@ -114,8 +114,11 @@ fn imap_is_ordered_and_imap_unordered_gives_the_same_multiset() {
     let got: Vec<u64> = pool.imap_chunksize(square, 0..1000u64, 7).unwrap().map(Result::unwrap).collect();
     assert_eq!(got, (0..1000).map(|i| i * i).collect::<Vec<_>>());
     for chunksize in [1, 13] {
-        let got: BTreeSet<u64> =
-            pool.imap_unordered_chunksize(square, 0..1000u64, chunksize).unwrap().map(Result::unwrap).collect();
+        let got: BTreeSet<u64> = pool
+            .imap_unordered_chunksize(square, 0..1000u64, chunksize)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(got, (0..1000).map(|i| i * i).collect::<BTreeSet<_>>());
     }
 }
@@ -184,10 +187,15 @@ fn callbacks_are_called_exactly_once() {
     let map_calls = Arc::new(AtomicUsize::new(0));
     let m = map_calls.clone();
     let mapped = pool
-        .map_async_with(square, 0..50u64, Some(3), Callbacks::new().on_result(move |v: &Vec<u64>| {
-            assert_eq!(v.len(), 50);
-            m.fetch_add(1, Ordering::SeqCst);
-        }))
+        .map_async_with(
+            square,
+            0..50u64,
+            Some(3),
+            Callbacks::new().on_result(move |v: &Vec<u64>| {
+                assert_eq!(v.len(), 50);
+                m.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
         .unwrap();
     pool.close();
     pool.join().unwrap();
@@ -284,5 +292,8 @@ fn a_hundred_thousand_trivial_tasks_complete() {
     let sum: u64 = pool.map_chunksize(square, 0..n, 1).unwrap().iter().sum();
     assert_eq!(sum, (0..n).map(|i| i * i).sum::<u64>());
     let results: Vec<_> = (0..1000).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
-    assert_eq!(results.into_iter().map(|r| r.get().unwrap()).sum::<u64>(), (0..1000).map(|i| i * i).sum::<u64>());
+    assert_eq!(
+        results.into_iter().map(|r| r.get().unwrap()).sum::<u64>(),
+        (0..1000).map(|i| i * i).sum::<u64>()
+    );
 }
