@@ -25,4 +25,8 @@ fn reexports() {
     let _ = multiproc::Value::new(0u8).unwrap();
     let _ = multiproc::Array::<u8>::zeroed(1).unwrap();
     assert!(!multiproc::sync::backend().is_empty());
+    let pool: multiproc::Pool = multiproc::pool::Pool::new(1).unwrap();
+    let r: multiproc::AsyncResult<u8> = pool.apply_async(|x: u8| x + 1, (1,)).unwrap();
+    assert_eq!(r.get().unwrap(), 2);
+    let _: multiproc::pool::Builder = multiproc::Pool::builder();
 }

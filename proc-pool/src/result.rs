@@ -36,9 +36,15 @@ use crate::supervisor::{Callback, Done, Job, Outcome, Shared};
 /// # Ok::<(), proc_pool::Error>(())
 /// ```
 pub struct Callbacks<R> {
-    on_result: Option<Box<dyn FnOnce(&R) + Send>>,
-    on_error: Option<Box<dyn FnOnce(&Error) + Send>>,
+    on_result: Option<OnResult<R>>,
+    on_error: Option<OnError>,
 }
+
+/// A boxed result callback.
+type OnResult<R> = Box<dyn FnOnce(&R) + Send>;
+
+/// A boxed error callback.
+type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 impl<R> Callbacks<R> {
     /// No callbacks.
