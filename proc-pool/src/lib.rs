@@ -37,7 +37,7 @@ mod supervisor;
 mod worker;
 
 pub use error::{Error, Result};
-pub use pool::{Builder, Pool};
+pub use pool::{Builder, Pool, Stats};
 pub use result::{AsyncResult, Callbacks, IMap};
 
 use proc_core::handle::CodeAddr;

@@ -199,6 +199,25 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// Counts of a pool's tasks and workers, from [`Pool::stats`]. Tasks are chunks for the `map`
+/// family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Tasks submitted.
+    pub submitted: u64,
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks that failed (panicked, lost with their worker, timed out, terminated, ...).
+    pub failed: u64,
+    /// Tasks lost because their worker died.
+    pub workers_lost: u64,
+    /// Tasks that ran past the task timeout.
+    pub timed_out: u64,
+    /// Workers started to replace others (after a death, a timeout or `maxtasksperchild`).
+    pub workers_replaced: u64,
+}
+
 /// Python's default chunk size for `map` over `len` items on `processes` workers.
 fn default_chunksize(len: usize, processes: usize) -> usize {
     let per = processes * 4;
@@ -228,6 +247,22 @@ impl Pool {
     /// The number of workers.
     pub fn processes(&self) -> usize {
         self.processes
+    }
+
+    /// Counts of what the pool has done so far: a way to watch progress and faults without
+    /// wrapping the tasks.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let started = load(&c.workers_started);
+        Stats {
+            submitted: load(&c.submitted),
+            succeeded: load(&c.succeeded),
+            failed: load(&c.failed),
+            workers_lost: load(&c.workers_lost),
+            timed_out: load(&c.timed_out),
+            workers_replaced: started.saturating_sub(self.processes as u64),
+        }
     }
 
     /// The process ids of the workers running now (they change as workers are replaced).

@@ -68,6 +68,18 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Jobs in the backlog (a hint the supervisor reads without the lock).
     queued: AtomicUsize,
+    pub(crate) counters: Counters,
+}
+
+/// What the pool has done so far (see [`crate::Stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) workers_lost: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) workers_started: AtomicU64,
 }
 
 pub(crate) struct State {
@@ -89,6 +101,7 @@ impl Shared {
             bell_in,
             next_id: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
+            counters: Counters::default(),
         })
     }
 
@@ -113,6 +126,7 @@ impl Shared {
             for job in jobs {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 state.backlog.push_back((id, job));
+                self.counters.submitted.fetch_add(1, Ordering::Relaxed);
             }
             self.queued.store(state.backlog.len(), Ordering::SeqCst);
         }
@@ -250,6 +264,14 @@ impl Supervisor {
         Ok(sup)
     }
 
+    /// Hands a task its outcome, and counts it.
+    fn finish(&self, done: Done, outcome: Outcome) {
+        let counter =
+            if outcome.is_ok() { &self.shared.counters.succeeded } else { &self.shared.counters.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        done(outcome, &self.callbacks);
+    }
+
     /// The pids of the workers running now.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.slots.iter().filter_map(|s| s.process.as_ref().map(Process::pid)).collect()
@@ -266,6 +288,7 @@ impl Supervisor {
             builder = builder.start_method(method);
         }
         let process = builder.start().map_err(|e| Error::Os(format!("cannot start a pool worker: {e}")))?;
+        self.shared.counters.workers_started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid = process.pid(), "pool worker started");
         slot.process = Some(process);
         slot.given = 0;
@@ -362,7 +385,7 @@ impl Supervisor {
             _ => None,
         };
         let outcome = reply.outcome.map(|b| b.0).map_err(Error::from);
-        (given.done)(outcome, &self.callbacks);
+        self.finish(given.done, outcome);
     }
 
     /// Hands pending tasks to workers with room, one per worker in turn; when there is nothing
@@ -422,8 +445,11 @@ impl Supervisor {
                 false
             }
             Err(e) => {
-                let message = e.to_string();
-                done(Err(Error::Arguments(message)), &self.callbacks);
+                let error = match &e {
+                    PutError::Os { .. } => Error::Os(e.to_string()),
+                    _ => Error::Arguments(e.to_string()),
+                };
+                self.finish(done, Err(error));
                 true
             }
         }
@@ -565,12 +591,14 @@ impl Supervisor {
                 Error::WorkerLost { pid, signal, exit_code }
             };
             if timed_out {
+                self.shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(pid, task = id, "pool task timed out; its worker was killed");
             } else {
+                self.shared.counters.workers_lost.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(pid, task = id, exitcode = ?code, "pool worker died while running a task");
             }
             if let Some(given) = self.given.remove(&id) {
-                (given.done)(Err(error), &self.callbacks);
+                self.finish(given.done, Err(error));
             }
         } else if !stopping {
             tracing::debug!(pid, exitcode = ?code, "pool worker ended");
@@ -621,13 +649,10 @@ impl Supervisor {
     /// After the initializer failed: every task fails with its error.
     fn fail_all_pending(&mut self) {
         let message = self.init_failure.clone().unwrap_or_default();
-        let pending: Vec<_> = self.pending.drain(..).collect();
-        for (_, job) in pending {
-            (job.done)(Err(Error::Initializer(message.clone())), &self.callbacks);
-        }
-        let given: Vec<_> = self.given.drain().collect();
-        for (_, g) in given {
-            (g.done)(Err(Error::Initializer(message.clone())), &self.callbacks);
+        let mut dones: Vec<Done> = self.pending.drain(..).map(|(_, j)| j.done).collect();
+        dones.extend(self.given.drain().map(|(_, g)| g.done));
+        for done in dones {
+            self.finish(done, Err(Error::Initializer(message.clone())));
         }
         for slot in &mut self.slots {
             slot.outstanding.clear();
@@ -667,7 +692,7 @@ impl Supervisor {
         pending.extend(self.shared.lock().backlog.drain(..).map(|(_, j)| j.done));
         pending.extend(self.given.drain().map(|(_, g)| g.done));
         for done in pending {
-            done(Err(Error::Terminated), &self.callbacks);
+            self.finish(done, Err(Error::Terminated));
         }
     }
 

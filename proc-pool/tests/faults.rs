@@ -80,6 +80,8 @@ fn a_worker_killed_mid_task_fails_only_that_task() {
         assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
         assert_eq!(pool.worker_pids().len(), 2);
     }
+    let stats = pool.stats();
+    assert_eq!((stats.workers_lost, stats.workers_replaced, stats.failed), (4, 4, 4), "{stats:?}");
     pool.close();
     pool.join().unwrap();
 }
@@ -106,6 +108,8 @@ fn a_task_past_its_timeout_is_killed_and_the_pool_goes_on() {
     // A task within the limit is not touched.
     assert_eq!(pool.apply(sleep_ms, (10,)).unwrap(), 10);
     assert_eq!(pool.worker_pids().len(), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.timed_out, stats.workers_replaced, stats.succeeded), (1, 1, 11), "{stats:?}");
 }
 
 /// A value whose serialization always fails.

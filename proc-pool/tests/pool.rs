@@ -297,3 +297,19 @@ fn a_hundred_thousand_trivial_tasks_complete() {
         (0..1000).map(|i| i * i).sum::<u64>()
     );
 }
+
+#[test]
+fn every_start_method_runs_tasks_and_replaces_workers() {
+    let _g = serial();
+    let _w = Watchdog::new("start_methods", LIMIT);
+    for method in proc_core::get_all_start_methods() {
+        let pool = Pool::builder().processes(2).start_method(method).maxtasksperchild(5).build().unwrap();
+        let pids = pool.map_chunksize(pid, 0..20, 1).unwrap();
+        let distinct: BTreeSet<u32> = pids.iter().copied().collect();
+        assert!(distinct.len() >= 4, "{method:?}: {pids:?}");
+        assert!(!distinct.contains(&std::process::id()));
+        assert_eq!(pool.stats().succeeded, 20, "{method:?}");
+        pool.close();
+        pool.join().unwrap();
+    }
+}
