@@ -1,7 +1,7 @@
 //! `Pool` and its builder.
 
 use std::fmt;
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -139,9 +139,12 @@ impl Builder {
         let (tx, rx) = mpsc::channel::<Callback>();
         let supervisor = Supervisor::new(shared.clone(), config.clone(), tx)?;
         let pids = Arc::new(Mutex::new(supervisor.pids()));
+        let finished = Arc::new(Finished { count: Mutex::new(0), changed: Condvar::new() });
+        let guard = Finishing(finished.clone());
         let callbacks = std::thread::Builder::new()
             .name("pool-callbacks".into())
             .spawn(move || {
+                let _guard = guard;
                 for work in rx {
                     work();
                 }
@@ -150,9 +153,15 @@ impl Builder {
         let pids2 = pids.clone();
         let supervisor = std::thread::Builder::new()
             .name("pool-supervisor".into())
-            .spawn(move || supervisor.run(pids2))
+            .spawn({
+                let guard = Finishing(finished.clone());
+                move || {
+                    let _guard = guard;
+                    supervisor.run(pids2);
+                }
+            })
             .map_err(|e| Error::Os(format!("cannot start the pool's supervisor thread: {e}")))?;
-        Ok(Pool { shared, threads: Mutex::new(Some((supervisor, callbacks))), processes, pids })
+        Ok(Pool { shared, threads: Mutex::new(Some((supervisor, callbacks))), finished, processes, pids })
     }
 }
 
@@ -189,6 +198,8 @@ impl Builder {
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+    /// How many of the two threads have finished.
+    finished: Arc<Finished>,
     processes: usize,
     pids: Arc<Mutex<Vec<u32>>>,
 }
@@ -676,21 +687,35 @@ impl Pool {
         if self.shared.lock().mode == Mode::Running {
             return Err(Error::StillRunning);
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let finished = match &*self.threads.lock().unwrap_or_else(PoisonError::into_inner) {
-                None => true,
-                Some((s, c)) => s.is_finished() && c.is_finished(),
-            };
-            if finished {
-                self.join()?;
-                return Ok(true);
-            }
-            if Instant::now() >= deadline {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut count = self.finished.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count < 2 {
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(2));
+            count = self.finished.changed.wait_timeout(count, left).unwrap_or_else(PoisonError::into_inner).0;
         }
+        drop(count);
+        self.join()?;
+        Ok(true)
+    }
+}
+
+/// Counts the pool's threads that have finished.
+#[derive(Debug)]
+struct Finished {
+    count: Mutex<u8>,
+    changed: Condvar,
+}
+
+/// Counts its thread as finished when dropped (also when the thread unwinds).
+struct Finishing(Arc<Finished>);
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.changed.notify_all();
     }
 }
 

@@ -313,3 +313,20 @@ fn every_start_method_runs_tasks_and_replaces_workers() {
         pool.join().unwrap();
     }
 }
+
+#[test]
+fn join_timeout_waits_for_the_workers_to_finish() {
+    let _g = serial();
+    let _w = Watchdog::new("join_timeout", LIMIT);
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(pool.join_timeout(Duration::ZERO), Err(Error::StillRunning)));
+    let stuck = pool.apply_async(forever, (0,)).unwrap();
+    pool.close();
+    let t = Instant::now();
+    assert!(!pool.join_timeout(Duration::from_millis(100)).unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    pool.terminate();
+    assert!(pool.join_timeout(Duration::from_secs(60)).unwrap());
+    assert!(matches!(stuck.get(), Err(Error::Terminated)));
+    assert!(pool.join_timeout(Duration::ZERO).unwrap());
+}
