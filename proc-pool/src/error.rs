@@ -51,6 +51,10 @@ pub enum Error {
     Closed,
     /// `join` was called on a pool that is still running: call `close` or `terminate` first.
     StillRunning,
+    /// `join` was called by a thread that holds an `imap` whose input is not exhausted: that
+    /// `imap` submits as it is iterated, so the pool could never finish. Iterate it to the end,
+    /// or drop it, first.
+    IMapPending,
     /// The result was already taken by an earlier `get_timeout`.
     Taken,
     /// An invalid setting (zero processes, a `maxtasksperchild` of zero, a chunk size of zero).
@@ -110,6 +114,9 @@ impl fmt::Display for Error {
             Error::StillRunning => {
                 f.write_str("the pool is still running: call close() or terminate() before join()")
             }
+            Error::IMapPending => f.write_str(
+                "this thread holds an imap whose input is not exhausted: iterate it to the end or drop it before join()",
+            ),
             Error::Taken => f.write_str("the result was already taken"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::Os(m) => write!(f, "{m}"),

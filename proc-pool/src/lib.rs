@@ -30,6 +30,7 @@
 //! place in the binary, so workers started by any start method can run it.
 #![warn(missing_docs)]
 
+mod board;
 mod error;
 mod pool;
 mod result;

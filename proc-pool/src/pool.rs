@@ -339,7 +339,7 @@ impl Pool {
         let args =
             postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
         let (result, cell) = AsyncResult::new();
-        self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }])?;
+        self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }], false)?;
         Ok(result)
     }
 
@@ -505,15 +505,17 @@ impl Pool {
         let chunks = Self::chunks(items, chunksize)?;
         let (result, cell) = AsyncResult::new();
         if chunks.is_empty() {
-            self.shared.submit([])?;
-            let (tx, _rx) = mpsc::channel();
+            self.shared.submit([], false)?;
+            // No task: the callbacks run here (a sink without a receiver runs them in place).
+            let (tx, rx) = mpsc::channel();
+            drop(rx);
             result::resolve(cell, callbacks, Ok(Vec::new()), &tx);
             return Ok(result);
         }
         let mut done = result::gather::<R>(chunks.len(), cell, callbacks);
         let jobs: Vec<Job> =
             chunks.into_iter().enumerate().map(|(i, args)| Job { func, args, done: done(i) }).collect();
-        self.shared.submit(jobs)?;
+        self.shared.submit(jobs, false)?;
         Ok(result)
     }
 
@@ -647,7 +649,7 @@ impl Pool {
     }
 
     /// Takes no more tasks; the workers exit once every task submitted is done (Python's
-    /// `close`). [`join`](Self::join) waits for that.
+    /// `close`). An `imap` made before goes on taking its input. [`join`](Self::join) waits for that.
     pub fn close(&self) {
         self.shared.set_mode(Mode::Closed);
     }
@@ -662,13 +664,22 @@ impl Pool {
     /// Waits until the workers have exited and every callback ran, after [`close`](Self::close)
     /// or [`terminate`](Self::terminate) (Python's `join`).
     ///
+    /// An `imap` takes its input as it is iterated, so a closed pool also waits for every `imap`
+    /// whose input is not exhausted (iterate it to the end, or drop it).
+    ///
     /// # Errors
     ///
-    /// [`Error::StillRunning`] when the pool was neither closed nor terminated.
+    /// [`Error::StillRunning`] when the pool was neither closed nor terminated;
+    /// [`Error::IMapPending`] when this thread holds an `imap` whose input is not exhausted (the
+    /// join could never end).
     pub fn join(&self) -> Result<()> {
         if self.shared.lock().mode == Mode::Running {
             return Err(Error::StillRunning);
         }
+        if self.shared.imap_live_here() {
+            return Err(Error::IMapPending);
+        }
+        self.wait_finished(None);
         let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some((supervisor, callbacks)) = threads {
             let _ = supervisor.join();
@@ -687,18 +698,37 @@ impl Pool {
         if self.shared.lock().mode == Mode::Running {
             return Err(Error::StillRunning);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        let mut count = self.finished.count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *count < 2 {
-            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-            if left.is_zero() {
-                return Ok(false);
-            }
-            count = self.finished.changed.wait_timeout(count, left).unwrap_or_else(PoisonError::into_inner).0;
+        if self.shared.imap_live_here() {
+            return Err(Error::IMapPending);
         }
-        drop(count);
+        if !self.wait_finished(Instant::now().checked_add(timeout)) {
+            return Ok(false);
+        }
         self.join()?;
         Ok(true)
+    }
+
+    /// Waits until both threads of the pool finished, or until `deadline`; true if they did.
+    fn wait_finished(&self, deadline: Option<Instant>) -> bool {
+        let mut count = self.finished.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count < 2 {
+            match deadline {
+                None => count = self.finished.changed.wait(count).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    count = self
+                        .finished
+                        .changed
+                        .wait_timeout(count, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        true
     }
 }
 

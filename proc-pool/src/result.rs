@@ -290,7 +290,11 @@ impl<R> AsyncResult<R> {
 /// Decodes a chunk's results.
 pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
     let bytes = outcome?;
-    postcard::from_bytes(&bytes).map_err(|e| Error::Return(format!("cannot deserialize: {e}")))
+    // A panicking `Deserialize` must not take the supervisor thread down.
+    match std::panic::catch_unwind(|| postcard::from_bytes(&bytes)) {
+        Ok(r) => r.map_err(|e| Error::Return(format!("cannot deserialize: {e}"))),
+        Err(_) => Err(Error::Return("deserializing it panicked".into())),
+    }
 }
 
 /// The job that resolves a single-value result (`apply_async`).
@@ -410,6 +414,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
         window: usize,
         total: Option<usize>,
     ) -> Self {
+        shared.imap_started();
         IMap {
             shared,
             source,
@@ -447,10 +452,10 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
     fn top_up(&mut self) {
         while !self.input_done && self.submitted - self.taken < self.window as u64 {
             match self.source.next() {
-                None => self.input_done = true,
+                None => self.end_input(),
                 Some(Err(e)) => {
                     self.input_error = Some(e);
-                    self.input_done = true;
+                    self.end_input();
                 }
                 Some(Ok((func, args))) => {
                     let index = self.submitted;
@@ -468,11 +473,11 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                             shelf.ready.notify_all();
                         }
                     });
-                    match self.shared.submit([Job { func, args, done }]) {
+                    match self.shared.submit([Job { func, args, done }], true) {
                         Ok(()) => self.submitted += 1,
                         Err(e) => {
                             self.input_error = Some(e);
-                            self.input_done = true;
+                            self.end_input();
                         }
                     }
                 }
@@ -542,6 +547,23 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
         let deadline = Instant::now().checked_add(timeout);
         self.next_until(deadline)
+    }
+}
+
+impl<R> IMap<'_, R> {
+    /// The input is exhausted (or failed): a closed pool need not wait for this `IMap` any more.
+    fn end_input(&mut self) {
+        if !self.input_done {
+            self.input_done = true;
+            self.shared.imap_ended();
+        }
+    }
+}
+
+impl<R> Drop for IMap<'_, R> {
+    /// A closed pool may finish once no `IMap` can submit any more.
+    fn drop(&mut self) {
+        self.end_input();
     }
 }
 

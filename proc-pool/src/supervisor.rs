@@ -2,10 +2,12 @@
 //! replaces workers that end.
 //!
 //! Every worker has an order queue of its own and runs its orders in sequence, so the supervisor
-//! knows which tasks each worker holds (`Slot::outstanding`, oldest first). When a worker ends,
-//! the replies it put before are all in the reply queue (a `put` is complete when it returns), so
-//! after draining that queue the oldest task still outstanding is the one the worker died on: only
-//! that task fails; the others stay in the order queue, which the replacement worker inherits.
+//! knows which tasks each worker holds (`Slot::outstanding`, oldest first), and each worker posts
+//! the task it runs on the [`Board`]. When a worker ends, the task on the board fails (with
+//! `WorkerLost`, or `TaskTimeout` if the supervisor killed it for its deadline); the orders still
+//! in its queue go back to the pending tasks; the other outstanding tasks have replies on their way
+//! (or were lost with the worker): they wait as orphans until the reply queue has been empty once,
+//! which means every reply put before the death was read.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -19,6 +21,7 @@ use proc_core::handle::CodeAddr;
 use proc_core::{Process, StartMethod};
 use proc_queue::{wait, GetError, PutError, Queue, Waitable};
 
+use crate::board::{now_ns, Board};
 use crate::error::Error;
 use crate::worker::{worker_main, Init, Order, Reply, INIT_FAILED};
 
@@ -69,6 +72,9 @@ pub(crate) struct Shared {
     /// Jobs in the backlog (a hint the supervisor reads without the lock).
     queued: AtomicUsize,
     pub(crate) counters: Counters,
+    /// `IMap`s whose input is not exhausted: they may still submit after `close`. One entry per
+    /// `IMap`, the thread that owns it (an `IMap` is not `Send`).
+    pub(crate) live_imaps: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 /// What the pool has done so far (see [`crate::Stats`]).
@@ -102,6 +108,7 @@ impl Shared {
             next_id: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             counters: Counters::default(),
+            live_imaps: Mutex::new(Vec::new()),
         })
     }
 
@@ -109,18 +116,19 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues jobs for the workers (all or none).
+    /// Queues jobs for the workers (all or none). An `IMap` (`from_imap`) may go on submitting
+    /// after `close`, as its input was given before.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] after `close` or `terminate`; the initializer's error when it failed.
-    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<(), Error> {
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>, from_imap: bool) -> Result<(), Error> {
         {
             let mut state = self.lock();
             if let Some(e) = &state.broken {
                 return Err(e.clone());
             }
-            if state.mode != Mode::Running {
+            if state.mode == Mode::Terminating || state.mode == Mode::Closed && !from_imap {
                 return Err(Error::Closed);
             }
             for job in jobs {
@@ -146,8 +154,38 @@ impl Shared {
         let _ = (&self.bell_out).write(&[1]);
     }
 
+    /// How many `IMap`s may still submit.
+    pub(crate) fn imaps_live(&self) -> usize {
+        self.live_imaps.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether this thread owns an `IMap` that may still submit.
+    pub(crate) fn imap_live_here(&self) -> bool {
+        let me = std::thread::current().id();
+        self.live_imaps.lock().unwrap_or_else(PoisonError::into_inner).contains(&me)
+    }
+
+    /// Counts an `IMap` of this thread as live.
+    pub(crate) fn imap_started(&self) {
+        self.live_imaps.lock().unwrap_or_else(PoisonError::into_inner).push(std::thread::current().id());
+    }
+
+    /// An `IMap` of this thread will submit no more.
+    pub(crate) fn imap_ended(&self) {
+        {
+            let me = std::thread::current().id();
+            let mut live = self.live_imaps.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(pos) = live.iter().position(|t| *t == me) {
+                live.swap_remove(pos);
+            }
+        }
+        // Submitted with SeqCst ordering after the change: a sleeping supervisor is rung.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.ring();
+    }
+
     /// Wakes the supervisor if it sleeps.
-    fn ring(&self) {
+    pub(crate) fn ring(&self) {
         if self.sleeping.load(Ordering::SeqCst) {
             // A full bell is rung already.
             let _ = (&self.bell_out).write(&[1]);
@@ -164,14 +202,12 @@ impl Shared {
 struct Slot {
     orders: Queue<Order>,
     process: Option<Process<()>>,
-    /// Ids of the tasks given to this worker and not replied to, oldest first.
+    /// Ids of the tasks given to this process and not replied to, oldest first.
     outstanding: VecDeque<u64>,
     /// Tasks given to the current process (for `maxtasksperchild`).
     given: u64,
-    /// When the oldest outstanding task times out.
-    deadline: Option<Instant>,
-    /// The process was killed for running past its deadline.
-    timed_out: bool,
+    /// The task the process was killed for, past its deadline.
+    killed_for: Option<u64>,
     /// `Stop` was sent.
     stopping: bool,
     /// When to try again to start a worker, after a failed start.
@@ -189,9 +225,13 @@ pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     config: Config,
     replies: Queue<Reply>,
+    board: Board,
     slots: Vec<Slot>,
     pending: VecDeque<(u64, Job)>,
     given: HashMap<u64, Given>,
+    /// Tasks of dead workers whose reply may still be in the reply queue, with the error they get
+    /// if it is not.
+    orphans: Vec<(u64, Error)>,
     callbacks: mpsc::Sender<Callback>,
     /// The last time worker sentinels were looked at.
     checked: Instant,
@@ -199,6 +239,8 @@ pub(crate) struct Supervisor {
     turn: usize,
     /// Workers started so far (for names).
     started: u64,
+    /// Failed worker starts in a row.
+    start_failures: u32,
     /// The initializer's failure message, once a worker reported it.
     init_failure: Option<String>,
 }
@@ -215,6 +257,13 @@ const SPIN_YIELDS: u32 = 64;
 /// How long to wait before trying again to start a worker.
 const RETRY_START: Duration = Duration::from_millis(100);
 
+/// After this many failed starts in a row with no worker alive, the pool gives up.
+const MAX_START_FAILURES: u32 = 20;
+
+/// The longest the supervisor sleeps while it has something to look at again (orphans, tasks
+/// about to start under a timeout).
+const RECHECK: Duration = Duration::from_millis(20);
+
 impl Supervisor {
     /// Creates the queues and starts the workers.
     ///
@@ -228,6 +277,7 @@ impl Supervisor {
         callbacks: mpsc::Sender<Callback>,
     ) -> Result<Self, Error> {
         let replies = Queue::new(1024).map_err(Error::os)?;
+        let board = Board::new(config.processes).map_err(Error::os)?;
         let mut slots = Vec::with_capacity(config.processes);
         for _ in 0..config.processes {
             let orders = Queue::new((config.prefetch + 1) as u32).map_err(Error::os)?;
@@ -236,8 +286,7 @@ impl Supervisor {
                 process: None,
                 outstanding: VecDeque::new(),
                 given: 0,
-                deadline: None,
-                timed_out: false,
+                killed_for: None,
                 stopping: false,
                 retry_at: None,
             });
@@ -246,20 +295,21 @@ impl Supervisor {
             shared,
             config,
             replies,
+            board,
             slots,
             pending: VecDeque::new(),
             given: HashMap::new(),
+            orphans: Vec::new(),
             callbacks,
             checked: Instant::now(),
             turn: 0,
             started: 0,
+            start_failures: 0,
             init_failure: None,
         };
         for i in 0..sup.slots.len() {
-            if let Err(e) = sup.start_worker(i) {
-                sup.kill_all();
-                return Err(e);
-            }
+            // On failure, dropping `sup` stops the workers started.
+            sup.start_worker(i)?;
         }
         Ok(sup)
     }
@@ -269,7 +319,10 @@ impl Supervisor {
         let counter =
             if outcome.is_ok() { &self.shared.counters.succeeded } else { &self.shared.counters.failed };
         counter.fetch_add(1, Ordering::Relaxed);
-        done(outcome, &self.callbacks);
+        let call = std::panic::AssertUnwindSafe(|| done(outcome, &self.callbacks));
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::error!("a pool result handler panicked");
+        }
     }
 
     /// The pids of the workers running now.
@@ -279,9 +332,16 @@ impl Supervisor {
 
     fn start_worker(&mut self, i: usize) -> Result<(), Error> {
         self.started += 1;
+        let board = self.board.try_clone().map_err(Error::os)?;
         let slot = &mut self.slots[i];
-        let args =
-            (slot.orders.clone(), self.replies.clone(), self.config.init.clone(), self.config.max_tasks);
+        let args = (
+            slot.orders.clone(),
+            self.replies.clone(),
+            board,
+            i,
+            self.config.init.clone(),
+            self.config.max_tasks,
+        );
         let mut builder =
             Process::new(worker_main, args).daemon(true).name(format!("PoolWorker-{}", self.started));
         if let Some(method) = self.config.method {
@@ -315,32 +375,38 @@ impl Supervisor {
                 self.terminate();
                 return;
             }
-            if self.init_failure.is_some() {
-                self.fail_all_pending();
+            if let Some(message) = self.init_failure.clone() {
+                self.fail_everything(&Error::Initializer(message));
             }
             progress |= self.dispatch();
             let now = Instant::now();
             if !progress || now.duration_since(self.checked) >= CHECK_EVERY {
-                if self.check_workers(Some(Duration::ZERO)) {
+                if self.check_workers() {
                     *pids.lock().unwrap_or_else(PoisonError::into_inner) = self.pids();
                     progress = true;
                 }
                 self.checked = now;
-                self.check_deadlines(now);
+                self.check_deadlines();
             }
-            if mode == Mode::Closed && self.pending.is_empty() && self.given.is_empty() {
+            self.resolve_orphans();
+            if mode == Mode::Closed && self.finished() {
                 self.stop_workers();
                 return;
             }
             if !progress && !self.idle_spin() {
                 self.sleep();
-                if self.check_workers(Some(Duration::ZERO)) {
+                if self.check_workers() {
                     *pids.lock().unwrap_or_else(PoisonError::into_inner) = self.pids();
                 }
                 self.checked = Instant::now();
-                self.check_deadlines(self.checked);
+                self.check_deadlines();
             }
         }
+    }
+
+    /// Whether nothing is left to do once closed: no task and no `IMap` that may submit more.
+    fn finished(&self) -> bool {
+        self.pending.is_empty() && self.given.is_empty() && self.shared.imaps_live() == 0
     }
 
     /// Handles every reply there is. True if there was one.
@@ -354,10 +420,10 @@ impl Supervisor {
                 }
                 Err(GetError::Empty) => return any,
                 Err(e) => {
-                    // The replies are the supervisor's own queue: this cannot happen short of
-                    // memory corruption; say so and go on (workers' deaths still end tasks).
-                    tracing::error!(error = %e, "pool reply queue failed");
-                    return any;
+                    // A reply lost in transit (no memory to map it): its task fails when the
+                    // next reply of the same worker comes, or as an orphan if the worker ends.
+                    tracing::error!(error = %e, "a pool reply was lost");
+                    any = true;
                 }
             }
         }
@@ -370,20 +436,23 @@ impl Supervisor {
                 Ok(_) => "unknown".to_string(),
             };
             tracing::error!(%message, "pool initializer failed");
-            let error = Error::Initializer(message.clone());
-            self.shared.lock().broken = Some(error);
+            self.shared.lock().broken = Some(Error::Initializer(message.clone()));
             self.init_failure = Some(message);
             return;
         }
         let Some(given) = self.given.remove(&reply.id) else { return };
         let slot = &mut self.slots[given.slot];
         if let Some(pos) = slot.outstanding.iter().position(|&id| id == reply.id) {
-            slot.outstanding.remove(pos);
+            // A worker runs its orders in sequence: older ones without a reply were lost in
+            // transit (an order or a reply that could not be read).
+            let lost: Vec<u64> = slot.outstanding.drain(..pos).collect();
+            slot.outstanding.pop_front();
+            for id in lost {
+                if let Some(g) = self.given.remove(&id) {
+                    self.finish(g.done, Err(Error::Os("the task or its result was lost in transit".into())));
+                }
+            }
         }
-        slot.deadline = match (self.config.timeout, slot.outstanding.is_empty()) {
-            (Some(t), false) => Some(Instant::now() + t),
-            _ => None,
-        };
         let outcome = reply.outcome.map(|b| b.0).map_err(Error::from);
         self.finish(given.done, outcome);
     }
@@ -401,10 +470,7 @@ impl Supervisor {
                 if self.pending.is_empty() {
                     break;
                 }
-                let slot = &self.slots[i];
-                let quota_left = self.config.max_tasks == 0 || slot.given < self.config.max_tasks;
-                if slot.process.is_none() || slot.stopping || slot.outstanding.len() >= window || !quota_left
-                {
+                if !self.has_room(i, window) {
                     continue;
                 }
                 if let Some((id, job)) = self.pending.pop_front() {
@@ -423,6 +489,13 @@ impl Supervisor {
         any
     }
 
+    /// Whether worker `i` runs and may take another task.
+    fn has_room(&self, i: usize, window: usize) -> bool {
+        let slot = &self.slots[i];
+        let quota_left = self.config.max_tasks == 0 || slot.given < self.config.max_tasks;
+        slot.process.is_some() && !slot.stopping && slot.outstanding.len() < window && quota_left
+    }
+
     /// Puts one task in worker `i`'s queue. False if the queue had no room (the task stays
     /// pending).
     fn give(&mut self, i: usize, id: u64, job: Job) -> bool {
@@ -430,9 +503,6 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         match slot.orders.put_nowait(Order::Run { id, func, args }) {
             Ok(()) => {
-                if slot.outstanding.is_empty() {
-                    slot.deadline = self.config.timeout.map(|t| Instant::now() + t);
-                }
                 slot.outstanding.push_back(id);
                 slot.given += 1;
                 self.given.insert(id, Given { slot: i, func, done });
@@ -455,13 +525,13 @@ impl Supervisor {
         }
     }
 
-    /// Takes back the newest queued (not yet started) task of the busiest worker when another
+    /// Takes back the next queued (not yet started) task of the busiest worker when another
     /// worker is idle, and makes it pending again. True if it took one.
     fn steal(&mut self) -> bool {
         if self.config.timeout.is_some() {
             return false;
         }
-        let idle = self.slots.iter().any(|s| s.process.is_some() && !s.stopping && s.outstanding.is_empty());
+        let idle = (0..self.slots.len()).any(|i| self.slots[i].outstanding.is_empty() && self.has_room(i, 1));
         if !idle {
             return false;
         }
@@ -474,18 +544,24 @@ impl Supervisor {
         else {
             return false;
         };
-        // The head of the victim's queue is its next task (the one it runs now is out of it).
-        let Ok(Order::Run { id, args, .. }) = self.slots[victim].orders.get_nowait() else { return false };
+        // The head of the victim's queue is its next task (the one it runs is out of it).
+        let order = self.slots[victim].orders.get_nowait();
+        let Ok(Order::Run { id, args, .. }) = order else {
+            // Nothing there (the worker took it), or an order that could not be read: the
+            // worker's next reply or its end settles its task.
+            return false;
+        };
         let slot = &mut self.slots[victim];
         if let Some(pos) = slot.outstanding.iter().position(|&x| x == id) {
             slot.outstanding.remove(pos);
         }
         slot.given = slot.given.saturating_sub(1);
-        if let Some(given) = self.given.remove(&id) {
-            self.pending.push_front((id, Job { func: given.func, args, done: given.done }));
-            true
-        } else {
-            false
+        match self.given.remove(&id) {
+            Some(given) => {
+                self.pending.push_front((id, Job { func: given.func, args, done: given.done }));
+                true
+            }
+            None => false,
         }
     }
 
@@ -506,18 +582,46 @@ impl Supervisor {
         false
     }
 
+    /// When the supervisor must look again even if nothing wakes it.
+    fn next_look(&self) -> Option<Duration> {
+        let mut next: Option<Duration> = None;
+        let mut at = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
+        let now = Instant::now();
+        for slot in &self.slots {
+            if let Some(t) = slot.retry_at {
+                at(t.saturating_duration_since(now));
+            }
+        }
+        if !self.orphans.is_empty() {
+            at(RECHECK);
+        }
+        if let Some(timeout) = self.config.timeout {
+            let now_ns = now_ns();
+            for (i, slot) in self.slots.iter().enumerate() {
+                match self.board.running(i) {
+                    Some((_, started)) if slot.killed_for.is_none() => {
+                        let ran = Duration::from_nanos(now_ns.saturating_sub(started));
+                        at(timeout.saturating_sub(ran));
+                    }
+                    // A task handed over and not started yet: its clock starts soon.
+                    None if !slot.outstanding.is_empty() => at(RECHECK),
+                    _ => {}
+                }
+            }
+        }
+        next
+    }
+
     /// Sleeps until a reply, a submission, a worker's end or the next deadline.
     fn sleep(&mut self) {
         self.shared.sleeping.store(true, Ordering::SeqCst);
         let nothing_new = {
             let state = self.shared.lock();
-            let finished = state.mode == Mode::Closed && self.given.is_empty() && self.pending.is_empty();
+            let finished = state.mode == Mode::Closed && self.finished();
             state.backlog.is_empty() && state.mode != Mode::Terminating && !finished
         };
         if nothing_new {
-            let now = Instant::now();
-            let next = self.slots.iter().filter_map(|s| s.deadline.or(s.retry_at)).min();
-            let timeout = next.map(|d| d.saturating_duration_since(now));
+            let timeout = self.next_look();
             let sentinels: Vec<_> =
                 self.slots.iter().filter_map(|s| s.process.as_ref().map(Process::sentinel)).collect();
             let bell = self.shared.bell_in.as_fd();
@@ -527,16 +631,16 @@ impl Supervisor {
             objects.extend(sentinels.iter().map(|s| s as &dyn Waitable));
             if let Err(e) = wait(&objects, timeout) {
                 tracing::error!(error = %e, "pool supervisor cannot wait");
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(RECHECK);
             }
         }
         self.shared.sleeping.store(false, Ordering::SeqCst);
         self.shared.silence();
     }
 
-    /// Looks for workers that ended (waiting up to `timeout` for one), fails the task each died
-    /// on and starts replacements. True if a worker ended or started.
-    fn check_workers(&mut self, timeout: Option<Duration>) -> bool {
+    /// Looks for workers that ended, fails the task each was running and starts replacements;
+    /// starts workers whose retry time came. True if a worker ended or started.
+    fn check_workers(&mut self) -> bool {
         let mut changed = false;
         let now = Instant::now();
         for i in 0..self.slots.len() {
@@ -548,115 +652,169 @@ impl Supervisor {
         let sentinels: Vec<_> =
             live.iter().filter_map(|&i| self.slots[i].process.as_ref().map(Process::sentinel)).collect();
         let objects: Vec<&dyn Waitable> = sentinels.iter().map(|s| s as &dyn Waitable).collect();
-        let ready = match wait(&objects, timeout) {
+        let ready = match wait(&objects, Some(Duration::ZERO)) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "pool supervisor cannot poll its workers");
-                return false;
+                return changed;
             }
         };
         if ready.is_empty() {
             return changed;
         }
-        // Everything the dead workers replied is in the queue now.
         self.take_replies();
         for k in ready {
-            let i = live[k];
-            self.on_worker_end(i);
+            self.on_worker_end(live[k]);
             changed = true;
         }
         changed
     }
 
-    /// Worker `i` ended: reaps it, fails the task it was running, and replaces it.
+    /// Worker `i` ended: reaps it, fails the task it was running, sends its queued tasks
+    /// elsewhere, and replaces it.
     fn on_worker_end(&mut self, i: usize) {
         let Some(process) = self.slots[i].process.take() else { return };
         let pid = process.pid();
         // The sentinel is ready: the process has ended, so this returns at once.
         let _ = process.join_timeout(Duration::from_secs(5));
         let code = process.exitcode();
-        let slot = &mut self.slots[i];
-        let timed_out = std::mem::take(&mut slot.timed_out);
-        slot.deadline = None;
-        let stopping = slot.stopping;
-        if let Some(id) = slot.outstanding.pop_front() {
-            let error = if timed_out {
-                Error::TaskTimeout(self.config.timeout.unwrap_or_default())
-            } else {
-                let (signal, exit_code) = match code {
-                    Some(c) if c < 0 => (Some(-c), None),
-                    Some(c) => (None, Some(c)),
-                    None => (None, None),
-                };
-                Error::WorkerLost { pid, signal, exit_code }
-            };
-            if timed_out {
-                self.shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(pid, task = id, "pool task timed out; its worker was killed");
-            } else {
-                self.shared.counters.workers_lost.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(pid, task = id, exitcode = ?code, "pool worker died while running a task");
+        let running = self.board.running(i).map(|(id, _)| id);
+        self.board.clear(i);
+        let killed_for = self.slots[i].killed_for.take();
+        let stopping = self.slots[i].stopping;
+
+        // The orders it had not taken go back to the pending tasks, in order (nobody else
+        // reads this queue now: the replacement is not started yet).
+        let mut back = Vec::new();
+        for _ in 0..=self.config.prefetch + 1 {
+            match self.slots[i].orders.get_nowait() {
+                Ok(Order::Run { id, args, .. }) => back.push((id, args)),
+                Ok(Order::Stop) => {}
+                Err(GetError::Empty) => break,
+                Err(e) => tracing::error!(error = %e, "a pool order was lost"),
             }
+        }
+        for (id, args) in back.into_iter().rev() {
+            self.slots[i].outstanding.retain(|&x| x != id);
+            if let Some(g) = self.given.remove(&id) {
+                self.pending.push_front((id, Job { func: g.func, args, done: g.done }));
+            }
+        }
+
+        let (signal, exit_code) = match code {
+            Some(c) if c < 0 => (Some(-c), None),
+            Some(c) => (None, Some(c)),
+            None => (None, None),
+        };
+        let lost = Error::WorkerLost { pid, signal, exit_code };
+        if let Some(id) = running {
+            self.slots[i].outstanding.retain(|&x| x != id);
             if let Some(given) = self.given.remove(&id) {
+                let error = if killed_for == Some(id) {
+                    self.shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pid, task = id, "pool task timed out; its worker was killed");
+                    Error::TaskTimeout(self.config.timeout.unwrap_or_default())
+                } else {
+                    self.shared.counters.workers_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pid, task = id, exitcode = ?code, "pool worker died while running a task");
+                    lost.clone()
+                };
                 self.finish(given.done, Err(error));
             }
         } else if !stopping {
             tracing::debug!(pid, exitcode = ?code, "pool worker ended");
         }
+        // The rest replied (the replies are on their way) or was lost with the worker.
+        let rest: Vec<u64> = self.slots[i].outstanding.drain(..).collect();
+        self.orphans.extend(rest.into_iter().map(|id| (id, lost.clone())));
+        self.slots[i].given = 0;
+        self.resolve_orphans();
         if stopping {
             return;
         }
-        if self.init_failure.is_some() {
-            self.fail_all_pending();
+        if let Some(message) = self.init_failure.clone() {
+            self.fail_everything(&Error::Initializer(message));
             return;
         }
         self.replace(i);
     }
 
-    /// Starts a worker in slot `i`; after a failure, tries again later. True if it started.
+    /// Fails the orphans whose reply did not come, once the reply queue has been seen empty
+    /// (every reply put before the deaths was read then).
+    fn resolve_orphans(&mut self) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        self.take_replies();
+        let given = &self.given;
+        self.orphans.retain(|(id, _)| given.contains_key(id));
+        if self.replies.qsize() != 0 {
+            return;
+        }
+        for (id, error) in std::mem::take(&mut self.orphans) {
+            if let Some(g) = self.given.remove(&id) {
+                self.shared.counters.workers_lost.fetch_add(1, Ordering::Relaxed);
+                self.finish(g.done, Err(error));
+            }
+        }
+    }
+
+    /// Starts a worker in slot `i`; after a failure, tries again later, and gives up when no
+    /// worker is alive after many failures. True if it started.
     fn replace(&mut self, i: usize) -> bool {
-        let old = self.started;
         match self.start_worker(i) {
             Ok(()) => {
+                self.start_failures = 0;
                 let pid = self.slots[i].process.as_ref().map_or(0, Process::pid);
-                if old >= self.config.processes as u64 {
-                    tracing::info!(pid, "pool worker replaced");
-                }
+                tracing::info!(pid, "pool worker replaced");
                 true
             }
             Err(e) => {
+                self.start_failures += 1;
                 tracing::error!(error = %e, "cannot start a pool worker; trying again");
                 self.slots[i].retry_at = Some(Instant::now() + RETRY_START);
+                let none_alive = self.slots.iter().all(|s| s.process.is_none());
+                if none_alive && self.start_failures >= MAX_START_FAILURES {
+                    let error = Error::Os(format!("no pool worker can be started: {e}"));
+                    self.shared.lock().broken = Some(error.clone());
+                    self.fail_everything(&error);
+                }
                 false
             }
         }
     }
 
-    /// Kills the workers whose task ran past its deadline (their end is handled as a death).
-    fn check_deadlines(&mut self, now: Instant) {
-        for slot in &mut self.slots {
-            if slot.deadline.is_some_and(|d| d <= now) && !slot.timed_out {
-                if let Some(p) = &slot.process {
-                    slot.timed_out = true;
-                    if let Err(e) = p.kill() {
-                        tracing::error!(error = %e, "cannot kill a timed-out pool worker");
-                    }
+    /// Kills the workers whose task ran past the timeout (their end is handled as a death).
+    fn check_deadlines(&mut self) {
+        let Some(timeout) = self.config.timeout else { return };
+        let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let now = now_ns();
+        for i in 0..self.slots.len() {
+            let Some((id, started)) = self.board.running(i) else { continue };
+            let slot = &mut self.slots[i];
+            if slot.killed_for.is_some() || now.saturating_sub(started) < limit {
+                continue;
+            }
+            if let Some(p) = &slot.process {
+                slot.killed_for = Some(id);
+                if let Err(e) = p.kill() {
+                    tracing::error!(error = %e, "cannot kill a timed-out pool worker");
                 }
             }
         }
     }
 
-    /// After the initializer failed: every task fails with its error.
-    fn fail_all_pending(&mut self) {
-        let message = self.init_failure.clone().unwrap_or_default();
+    /// Every task not done fails with `error` (the pool cannot run tasks any more).
+    fn fail_everything(&mut self, error: &Error) {
         let mut dones: Vec<Done> = self.pending.drain(..).map(|(_, j)| j.done).collect();
+        dones.extend(self.shared.lock().backlog.drain(..).map(|(_, j)| j.done));
         dones.extend(self.given.drain().map(|(_, g)| g.done));
-        for done in dones {
-            self.finish(done, Err(Error::Initializer(message.clone())));
-        }
+        self.orphans.clear();
         for slot in &mut self.slots {
             slot.outstanding.clear();
-            slot.deadline = None;
+        }
+        for done in dones {
+            self.finish(done, Err(error.clone()));
         }
     }
 
@@ -674,12 +832,9 @@ impl Supervisor {
         }
         for slot in &mut self.slots {
             if let Some(p) = slot.process.take() {
-                match p.join_timeout(Duration::from_secs(30)) {
-                    Ok(Some(())) => {}
-                    _ => {
-                        let _ = p.kill();
-                        let _ = p.join_timeout(TERMINATE_GRACE);
-                    }
+                if !matches!(p.join_timeout(Duration::from_secs(30)), Ok(Some(()))) {
+                    let _ = p.kill();
+                    let _ = p.join_timeout(TERMINATE_GRACE);
                 }
             }
         }
@@ -688,12 +843,7 @@ impl Supervisor {
     /// Terminates every worker and fails every task not done.
     fn terminate(&mut self) {
         self.kill_all();
-        let mut pending: Vec<_> = self.pending.drain(..).map(|(_, j)| j.done).collect();
-        pending.extend(self.shared.lock().backlog.drain(..).map(|(_, j)| j.done));
-        pending.extend(self.given.drain().map(|(_, g)| g.done));
-        for done in pending {
-            self.finish(done, Err(Error::Terminated));
-        }
+        self.fail_everything(&Error::Terminated);
     }
 
     /// SIGTERM to every worker, SIGKILL after a grace period, and reaps them all.
@@ -714,5 +864,18 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+impl Drop for Supervisor {
+    /// Normally everything is done by now. After a panic of the supervisor (or a failed start),
+    /// no worker is left running and no task waits forever.
+    fn drop(&mut self) {
+        self.kill_all();
+        {
+            let mut state = self.shared.lock();
+            state.mode = Mode::Terminating;
+        }
+        self.fail_everything(&Error::Terminated);
     }
 }

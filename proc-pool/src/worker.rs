@@ -12,7 +12,9 @@ use std::panic::{self, AssertUnwindSafe};
 
 use proc_core::handle::CodeAddr;
 use proc_core::Target;
-use proc_queue::Queue;
+use proc_queue::{PutError, Queue};
+
+use crate::board::Board;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -177,8 +179,15 @@ fn resolve(cache: &mut HashMap<CodeAddr, usize>, func: CodeAddr) -> Result<usize
 }
 
 /// A worker's life: the initializer, then orders until `Stop`, the queue's end, or
-/// `max_tasks` tasks (0: no limit).
-pub(crate) fn worker_main(orders: Queue<Order>, replies: Queue<Reply>, init: Option<Init>, max_tasks: u64) {
+/// `max_tasks` tasks (0: no limit). It posts each task it runs on the board, at `slot`.
+pub(crate) fn worker_main(
+    orders: Queue<Order>,
+    replies: Queue<Reply>,
+    board: Board,
+    slot: usize,
+    init: Option<Init>,
+    max_tasks: u64,
+) {
     quiet_panics();
     let mut cache = HashMap::new();
     if let Some(init) = init {
@@ -198,6 +207,7 @@ pub(crate) fn worker_main(orders: Queue<Order>, replies: Queue<Reply>, init: Opt
     let mut done = 0u64;
     while let Ok(order) = orders.get() {
         let Order::Run { id, func, args } = order else { break };
+        board.set_running(slot, id);
         let outcome = resolve(&mut cache, func).and_then(|addr| {
             // SAFETY: the pool made `func` from a function of type `TaskFn` of this binary (the
             // `submit` paths take `run_map`/`run_star` instances only), and `resolve` checked that
@@ -206,9 +216,18 @@ pub(crate) fn worker_main(orders: Queue<Order>, replies: Queue<Reply>, init: Opt
             guarded(|| f(&args, &mut out))
         });
         let outcome = outcome.map(|()| ByteBuf(std::mem::take(&mut out)));
-        if replies.put(Reply { id, outcome }).is_err() {
-            break;
+        match replies.put(Reply { id, outcome }) {
+            Ok(()) => {}
+            Err(PutError::Closed(_) | PutError::ShutDown(_)) => break,
+            Err(e) => {
+                // Too large, or no shared memory for it: the task fails with the reason.
+                let failure = Failure::Return(format!("the result cannot be sent back: {e}"));
+                if replies.put(Reply { id, outcome: Err(failure) }).is_err() {
+                    break;
+                }
+            }
         }
+        board.clear(slot);
         done += 1;
         if max_tasks != 0 && done >= max_tasks {
             break;

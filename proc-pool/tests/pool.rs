@@ -330,3 +330,74 @@ fn join_timeout_waits_for_the_workers_to_finish() {
     assert!(matches!(stuck.get(), Err(Error::Terminated)));
     assert!(pool.join_timeout(Duration::ZERO).unwrap());
 }
+
+#[test]
+fn an_empty_map_still_calls_its_callback() {
+    let _g = serial();
+    let _w = Watchdog::new("empty_callbacks", LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = called.clone();
+    let r = pool
+        .map_async_with(
+            square,
+            Vec::<u64>::new(),
+            None,
+            Callbacks::new().on_result(move |v: &Vec<u64>| {
+                assert!(v.is_empty());
+                c.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+    assert!(r.get().unwrap().is_empty());
+    assert_eq!(called.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_imap_made_before_close_runs_to_its_end() {
+    let _g = serial();
+    let _w = Watchdog::new("imap_after_close", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let it = pool.imap_unordered(square, 0..100u64);
+    pool.close();
+    // Python's pattern: close, then iterate. The iteration still submits its input.
+    assert!(matches!(pool.join(), Err(Error::IMapPending)));
+    let got: BTreeSet<u64> = it.map(Result::unwrap).collect();
+    assert_eq!(got.len(), 100);
+    pool.join().unwrap();
+    // An imap taken only in part and dropped does not keep the pool alive either.
+    let pool = Pool::new(1).unwrap();
+    let mut it = pool.imap(square, 0u64..);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    pool.close();
+    drop(it);
+    pool.join().unwrap();
+}
+
+/// Dies (abort) if `marker` still exists, removing it first: the first worker only.
+fn die_once(marker: String) {
+    if std::fs::remove_file(&marker).is_ok() {
+        std::process::abort();
+    }
+}
+
+#[test]
+fn tasks_queued_behind_a_worker_that_dies_in_its_initializer_are_not_lost() {
+    let _g = serial();
+    let _w = Watchdog::new("init_death", LIMIT);
+    let marker = std::env::temp_dir().join(format!("proc-pool-init-{}", std::process::id()));
+    std::fs::write(&marker, b"").unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(die_once, (marker.to_string_lossy().into_owned(),))
+        .build()
+        .unwrap();
+    // Handed to the first worker while its initializer runs, then given to its replacement.
+    let results: Vec<_> = (0..10).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
+    }
+    assert!(!marker.exists());
+    let stats = pool.stats();
+    assert_eq!((stats.workers_lost, stats.workers_replaced, stats.succeeded), (0, 1, 10), "{stats:?}");
+}
