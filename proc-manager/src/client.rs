@@ -1,0 +1,198 @@
+//! The client side: connections to a manager, one session per process.
+//!
+//! Each process keeps, per manager address, a small pool of authenticated connections that share
+//! one session id. A call takes an idle connection (or opens one), so a call that blocks on the
+//! server (a queue `get`, a lock `acquire`) blocks only its own thread. The pool keeps its
+//! connections open for the life of the process: the session, and the references and locks it
+//! holds, end when the process does.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::server::{Stream, HANDSHAKE_DEADLINE};
+use crate::wire::{self, Hello, Request, Response, SessionId, DEFAULT_MAX_FRAME};
+
+/// Where a manager listens: a Unix socket path, or a TCP address.
+///
+/// Written `unix:/path/to/socket` or `tcp:host:port` (see [`Address::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Address {
+    /// A Unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl Address {
+    /// Parses `unix:/path` or `tcp:host:port` (a bare `host:port` is TCP too).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Start`] when the address is malformed or the host does not resolve.
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        let hostport = s.strip_prefix("tcp:").unwrap_or(s);
+        hostport
+            .to_socket_addrs()
+            .map_err(|e| Error::Start(format!("bad manager address {s:?}: {e}")))?
+            .next()
+            .map(Address::Tcp)
+            .ok_or_else(|| Error::Start(format!("bad manager address {s:?}: no such host")))
+    }
+
+    fn connect(&self) -> Result<Stream> {
+        match self {
+            Address::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p)?)),
+            Address::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// At most this many idle connections are kept per manager.
+const MAX_IDLE: usize = 8;
+
+/// A process's way to one manager.
+pub(crate) struct Client {
+    pub(crate) address: Address,
+    pub(crate) key: Vec<u8>,
+    session: SessionId,
+    pid: u32,
+    idle: Mutex<Vec<Stream>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+type Clients = Mutex<(u32, HashMap<Address, Arc<Client>>)>;
+
+fn clients() -> MutexGuard<'static, (u32, HashMap<Address, Arc<Client>>)> {
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
+    let mut guard =
+        CLIENTS.get_or_init(|| Mutex::new((0, HashMap::new()))).lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = std::process::id();
+    if guard.0 != pid {
+        // A forked child: its parent's connections and session are not its own.
+        // Dropping them closes only this process's copies of the descriptors.
+        guard.1.clear();
+        guard.0 = pid;
+    }
+    guard
+}
+
+impl Client {
+    /// This process's client for `address`, made (and authenticated) on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager cannot be reached; [`Error::Authentication`] when
+    /// the key is refused.
+    pub(crate) fn get(address: &Address, key: &[u8]) -> Result<Arc<Client>> {
+        let mut all = clients();
+        if let Some(c) = all.1.get(address) {
+            if c.key == key {
+                return Ok(c.clone());
+            }
+        }
+        let session = u128::from_le_bytes(auth::random()?);
+        let client = Arc::new(Client {
+            address: address.clone(),
+            key: key.to_vec(),
+            session,
+            pid: std::process::id(),
+            idle: Mutex::new(Vec::new()),
+        });
+        // Connect once now, so a wrong key or a dead manager shows at once.
+        let stream = client.open()?;
+        client.put_back(stream);
+        all.1.insert(address.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// The client of `address` this process already has, if any (its key is known then).
+    pub(crate) fn known(address: &Address) -> Option<Arc<Client>> {
+        clients().1.get(address).cloned()
+    }
+
+    /// Forgets this process's client of `address` (the manager shut down).
+    pub(crate) fn forget(address: &Address) {
+        clients().1.remove(address);
+    }
+
+    fn open(&self) -> Result<Stream> {
+        let mut stream = self.address.connect()?;
+        stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE))?;
+        auth::client_side(&mut stream, &self.key)?;
+        wire::write_frame(&mut stream, &Hello { session: self.session, pid: std::process::id() }, 64)?;
+        stream.set_timeouts(None, None)?;
+        Ok(stream)
+    }
+
+    fn put_back(&self, stream: Stream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(stream);
+        }
+    }
+
+    /// This process's session with the manager.
+    pub(crate) fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// Whether this client belongs to this process (not a copy inherited through fork).
+    pub(crate) fn is_local(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// Sends a request and waits for the answer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone; the server's error for the request.
+    pub(crate) fn call(&self, request: &Request) -> Result<Response> {
+        let stream = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut stream = match stream {
+            Some(s) => s,
+            None => self.open()?,
+        };
+        wire::write_frame(&mut stream, request, DEFAULT_MAX_FRAME)?;
+        let response: Response = wire::read_frame(&mut stream, u32::MAX)?;
+        self.put_back(stream);
+        match response {
+            Response::Err(e) => Err(e.into()),
+            r => Ok(r),
+        }
+    }
+
+    /// A timeout as the wire carries it.
+    pub(crate) fn millis(timeout: Option<Duration>) -> Option<u64> {
+        timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+    }
+}

@@ -1,0 +1,61 @@
+//! A Manager server with typed proxies for [multiproc](https://docs.rs/multiproc): Python's
+//! `multiprocessing.Manager`, typed, faster, and safe to expose.
+//!
+//! ```
+//! use proc_core::Process;
+//! use proc_manager::{Dict, List, Manager};
+//!
+//! fn fill(d: Dict<u32, String>, l: List<u32>) {
+//!     d.insert(1, "1".into()).unwrap();
+//!     d.insert(2, "2".into()).unwrap();
+//!     l.extend(0..5).unwrap();
+//! }
+//!
+//! let manager = Manager::start()?;
+//! let d = manager.dict()?;
+//! let l = manager.list()?;
+//! let p = Process::new(fill, (d.clone(), l.clone())).start().unwrap();
+//! p.join().unwrap();
+//! assert_eq!(d.items()?, [(1, "1".to_string()), (2, "2".to_string())]);
+//! assert_eq!(l.snapshot()?, [0, 1, 2, 3, 4]);
+//! # Ok::<(), proc_manager::Error>(())
+//! ```
+//!
+//! - [`Manager`]: [`start`](Manager::start) a server process (private Unix socket, random
+//!   authkey), [`connect`](Manager::connect) to one, or [`serve`](Builder::serve) in the
+//!   foreground — over TCP too, for other machines. Shared objects: [`Dict`], [`List`],
+//!   [`Namespace`], [`Value`], [`Array`], [`Queue`] (also joinable), [`Lock`] (and reentrant),
+//!   [`Semaphore`] (and bounded), [`Event`], [`Condition`], [`Barrier`], and your own types
+//!   ([`Shared`], through [`Proxy`]). Objects can be published under a name and looked up by
+//!   other clients.
+//! - Proxies are handles: pass them to children as start arguments. An object lives while any
+//!   proxy of it does, in any process; a lock held by a client process that ends is released.
+//! - Security: mutual HMAC-SHA256 challenge–response on the authkey before anything else is
+//!   read, with a deadline; frames are length-prefixed postcard with a size cap; stored values
+//!   are opaque bytes to the server, so no input makes it run code. A bad client costs only its
+//!   own connection.
+#![warn(missing_docs)]
+
+mod auth;
+mod client;
+mod error;
+mod manager;
+mod object;
+mod proxy;
+mod registry;
+mod server;
+mod wire;
+
+pub use client::Address;
+pub use error::{Error, Result};
+pub use manager::{Builder, Manager};
+pub use proxy::{
+    Array, AsObject, Barrier, Condition, Dict, Event, FromObject, List, Lock, LockGuard, Namespace, Proxy, Queue,
+    Semaphore, Value,
+};
+pub use registry::Shared;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -1,0 +1,477 @@
+//! `Manager`: starting a server process (or connecting to one), and making shared objects.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proc_core::handle::Fd;
+use proc_core::{Process, StartMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth;
+use crate::client::{Address, Client};
+use crate::error::{Error, Result};
+use crate::proxy::{
+    Array, AsObject, Barrier, Condition, Dict, Event, FromObject, Handle, KindRef, List, Lock, Namespace,
+    ObjectHandle, Proxy, Queue, Semaphore, Value,
+};
+use crate::registry::{Registry, Shared};
+use crate::server::{Listener, Server};
+use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
+
+/// Options for a manager server: the authkey, the address, registered types, the frame limit.
+///
+/// # Examples
+///
+/// ```
+/// use proc_manager::Manager;
+///
+/// let manager = Manager::builder().authkey(b"secret".to_vec()).start()?;
+/// let d = manager.dict::<String, u32>()?;
+/// d.insert("a".into(), 1)?;
+/// assert_eq!(d.get(&"a".into())?, Some(1));
+/// # Ok::<(), proc_manager::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    authkey: Option<Vec<u8>>,
+    registry: Registry,
+    max_frame: u32,
+    method: Option<StartMethod>,
+}
+
+impl Builder {
+    /// The key clients must prove they hold (Python's `authkey`). Default: 32 random bytes, which
+    /// travel to children inside the proxies passed to them.
+    pub fn authkey(mut self, key: Vec<u8>) -> Self {
+        self.authkey = Some(key);
+        self
+    }
+
+    /// Registers a shared type under `name` (Python's `register`).
+    pub fn register<T: Shared>(mut self, name: &str) -> Self {
+        self.registry.register::<T>(name);
+        self
+    }
+
+    /// The largest request the server reads (default 64 MiB); a larger one closes that
+    /// connection.
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// The start method of the server process.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    fn key(&self) -> Result<Vec<u8>> {
+        match &self.authkey {
+            Some(k) if k.is_empty() => Err(Error::Start("the authkey is empty".into())),
+            Some(k) => Ok(k.clone()),
+            None => Ok(auth::random::<32>()?.to_vec()),
+        }
+    }
+
+    /// Starts a server process on a Unix socket (mode 0600, in a new directory of mode 0700) and
+    /// returns its manager (Python's `Manager()` / `start()`). The server exits when the manager
+    /// shuts down or is dropped, and when this process dies, even by SIGKILL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Start`] when the socket cannot be made or the process cannot start.
+    pub fn start(self) -> Result<Manager> {
+        let key = self.key()?;
+        let dir = std::env::temp_dir().join(format!(
+            "multiproc-manager-{}-{:08x}",
+            std::process::id(),
+            u32::from_le_bytes(auth::random()?)
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::Start(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("manager.sock");
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", path.display())))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::Start(format!("cannot restrict {}: {e}", path.display())))?;
+        let fd = Fd::from(OwnedFd::from(listener));
+        let mut builder = Process::new(server_main, (fd, true, key.clone(), self.registry, self.max_frame))
+            .daemon(true)
+            .name("ManagerServer");
+        if let Some(m) = self.method {
+            builder = builder.start_method(m);
+        }
+        let process = match builder.start() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::Start(format!("cannot start the manager's server: {e}")));
+            }
+        };
+        let address = Address::Unix(path);
+        // The socket listens already: connecting cannot race the server's start.
+        let client = match Client::get(&address, &key) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = process.kill();
+                let _ = process.join_timeout(Duration::from_secs(5));
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        Ok(Manager { client, key, process: Some(process), dir: Some(dir) })
+    }
+
+    /// Starts a server process listening on a TCP address (for clients on other machines).
+    /// Binding every interface (`0.0.0.0` or `::`) must be asked for with
+    /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Start`] for an unspecified address, or when binding or starting fails.
+    pub fn start_tcp(self, address: SocketAddr) -> Result<Manager> {
+        if address.ip().is_unspecified() {
+            return Err(Error::Start(
+                "binding every interface needs start_tcp_all_interfaces (the manager would be reachable from any network)"
+                    .into(),
+            ));
+        }
+        self.start_tcp_any(address)
+    }
+
+    /// [`start_tcp`](Self::start_tcp) on any address, all interfaces included.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_tcp`](Self::start_tcp).
+    pub fn start_tcp_all_interfaces(self, address: SocketAddr) -> Result<Manager> {
+        self.start_tcp_any(address)
+    }
+
+    fn start_tcp_any(self, address: SocketAddr) -> Result<Manager> {
+        let key = self.key()?;
+        let listener =
+            TcpListener::bind(address).map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| Error::Start(e.to_string()))?;
+        let fd = Fd::from(OwnedFd::from(listener));
+        let mut builder = Process::new(server_main, (fd, false, key.clone(), self.registry, self.max_frame))
+            .daemon(true)
+            .name("ManagerServer");
+        if let Some(m) = self.method {
+            builder = builder.start_method(m);
+        }
+        let process = builder.start().map_err(|e| Error::Start(format!("cannot start the manager's server: {e}")))?;
+        let client = Client::get(&Address::Tcp(bound), &key)?;
+        Ok(Manager { client, key, process: Some(process), dir: None })
+    }
+
+    /// Serves on `address` in this process until a client asks the server to shut down
+    /// (Python's `get_server().serve_forever()`). A TCP address that binds every interface is
+    /// refused, as in [`start_tcp`](Self::start_tcp); bind one explicitly, or use
+    /// [`serve_all_interfaces`](Self::serve_all_interfaces).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Start`] when the address cannot be bound (a Unix socket path that exists is not
+    /// replaced).
+    pub fn serve(self, address: &Address) -> Result<()> {
+        if let Address::Tcp(a) = address {
+            if a.ip().is_unspecified() {
+                return Err(Error::Start("binding every interface needs serve_all_interfaces".into()));
+            }
+        }
+        self.serve_all_interfaces(address)
+    }
+
+    /// [`serve`](Self::serve) on any address, all interfaces included.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub fn serve_all_interfaces(self, address: &Address) -> Result<()> {
+        let key = self.key()?;
+        let listener = match address {
+            Address::Unix(p) => {
+                let l = UnixListener::bind(p).map_err(|e| Error::Start(format!("cannot listen on {}: {e}", p.display())))?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::Start(e.to_string()))?;
+                Listener::Unix(l)
+            }
+            Address::Tcp(a) => {
+                Listener::Tcp(TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?)
+            }
+        };
+        Server::new(listener, key, self.max_frame, self.registry.resolve()).serve_forever();
+        Ok(())
+    }
+}
+
+/// The server process's body.
+fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_frame: u32) {
+    let fd = listener.into_owned();
+    let listener = if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
+    Server::new(listener, key, max_frame, registry.resolve()).serve_forever();
+}
+
+/// A manager: a server process owning shared objects, and the way to make them (Python's
+/// `multiprocessing.Manager()`).
+///
+/// Objects are made with [`dict`](Self::dict), [`list`](Self::list), [`queue`](Self::queue),
+/// [`lock`](Self::lock), ... and used through typed proxies, which can be passed to child
+/// processes as start arguments. Dropping the manager started by [`Manager::start`] shuts its
+/// server down.
+///
+/// # Examples
+///
+/// ```
+/// use proc_core::Process;
+/// use proc_manager::{Dict, List, Manager};
+///
+/// fn fill(d: Dict<String, u32>, l: List<u32>) {
+///     d.insert("answer".into(), 42).unwrap();
+///     l.extend([1, 2, 3]).unwrap();
+/// }
+///
+/// let manager = Manager::start()?;
+/// let d = manager.dict()?;
+/// let l = manager.list()?;
+/// let p = Process::new(fill, (d.clone(), l.clone())).start().unwrap();
+/// p.join().unwrap();
+/// assert_eq!(d.items()?, [("answer".to_string(), 42)]);
+/// assert_eq!(l.snapshot()?, [1, 2, 3]);
+/// # Ok::<(), proc_manager::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Every method that talks to the server: [`Error::Connection`] when it is gone,
+/// [`Error::ShutDown`] when it is shutting down.
+pub struct Manager {
+    client: Arc<Client>,
+    key: Vec<u8>,
+    process: Option<Process<()>>,
+    dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager").field("address", &self.client.address).finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Starts a manager with a random authkey on a private Unix socket.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::start`].
+    pub fn start() -> Result<Manager> {
+        Manager::builder().start()
+    }
+
+    /// Options: authkey, registered types, address.
+    pub fn builder() -> Builder {
+        Builder { authkey: None, registry: Registry::default(), max_frame: DEFAULT_MAX_FRAME, method: None }
+    }
+
+    /// Connects to a running manager (Python's `BaseManager(address, authkey).connect()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key.
+    pub fn connect(address: &Address, authkey: &[u8]) -> Result<Manager> {
+        let client = Client::get(address, authkey)?;
+        Ok(Manager { client, key: authkey.to_vec(), process: None, dir: None })
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.client.address
+    }
+
+    /// The authkey.
+    pub fn authkey(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The server process's id, for a manager this process started.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    fn create<P>(&self, kind: Kind, init: Option<Bytes>, make: impl FnOnce(Arc<Handle>) -> P) -> Result<P> {
+        match self.client.call(&Request::Create { kind: kind.clone(), init })? {
+            Response::Created(id) => Ok(make(Handle::new(self.client.clone(), id, kind))),
+            r => Err(Error::protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
+    /// A new shared dict.
+    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(&self) -> Result<Dict<K, V>> {
+        self.create(Kind::Dict, None, Dict::from_handle)
+    }
+
+    /// A new shared list.
+    pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<List<T>> {
+        self.create(Kind::List, None, List::from_handle)
+    }
+
+    /// A new namespace.
+    pub fn namespace(&self) -> Result<Namespace> {
+        self.create(Kind::Namespace, None, Namespace::from_handle)
+    }
+
+    /// A new shared value.
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::Serialize`].
+    pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<Value<T>> {
+        let init = postcard::to_stdvec(&value).map_err(|e| Error::Serialize(e.to_string()))?;
+        self.create(Kind::Value, Some(Bytes::from(init)), Value::from_handle)
+    }
+
+    /// A new shared array holding `values`.
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::Serialize`].
+    pub fn array<T: Serialize + DeserializeOwned>(&self, values: impl IntoIterator<Item = T>) -> Result<Array<T>> {
+        let items = values
+            .into_iter()
+            .map(|v| postcard::to_stdvec(&v).map(Bytes::from))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = postcard::to_stdvec(&items).map_err(|e| Error::Serialize(e.to_string()))?;
+        self.create(Kind::Array, Some(Bytes::from(init)), Array::from_handle)
+    }
+
+    /// A new queue of at most `maxsize` values (0: unbounded).
+    pub fn queue<T: Serialize + DeserializeOwned>(&self, maxsize: u32) -> Result<Queue<T>> {
+        self.create(Kind::Queue { maxsize, joinable: false }, None, Queue::from_handle)
+    }
+
+    /// A new joinable queue (`task_done`, `join`).
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self, maxsize: u32) -> Result<Queue<T>> {
+        self.create(Kind::Queue { maxsize, joinable: true }, None, Queue::from_handle)
+    }
+
+    /// A new lock.
+    pub fn lock(&self) -> Result<Lock> {
+        self.create(Kind::Lock, None, Lock::from_handle)
+    }
+
+    /// A new reentrant lock.
+    pub fn rlock(&self) -> Result<Lock> {
+        self.create(Kind::RLock, None, Lock::from_handle)
+    }
+
+    /// A new semaphore with `value` permits.
+    pub fn semaphore(&self, value: u32) -> Result<Semaphore> {
+        self.create(Kind::Semaphore { value, bounded: false }, None, Semaphore::from_handle)
+    }
+
+    /// A new bounded semaphore: releasing past `value` is an error.
+    pub fn bounded_semaphore(&self, value: u32) -> Result<Semaphore> {
+        self.create(Kind::Semaphore { value, bounded: true }, None, Semaphore::from_handle)
+    }
+
+    /// A new event.
+    pub fn event(&self) -> Result<Event> {
+        self.create(Kind::Event, None, Event::from_handle)
+    }
+
+    /// A new condition over `lock` (a lock of this manager).
+    pub fn condition(&self, lock: &Lock) -> Result<Condition> {
+        self.create(Kind::Condition { lock: lock.object_id() }, None, Condition::from_handle)
+    }
+
+    /// A new barrier for `parties` parties.
+    pub fn barrier(&self, parties: u32) -> Result<Barrier> {
+        self.create(Kind::Barrier { parties }, None, Barrier::from_handle)
+    }
+
+    /// A new object of the type registered as `name` (see [`Builder::register`]).
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::MethodNotAllowed`] when no type is registered under `name`,
+    /// [`Error::Remote`] when its `new` failed.
+    pub fn create_object<T: Shared>(&self, name: &str, init: T::Init) -> Result<Proxy<T>> {
+        let init = postcard::to_stdvec(&init).map_err(|e| Error::Serialize(e.to_string()))?;
+        self.create(Kind::Custom(name.to_string()), Some(Bytes::from(init)), Proxy::from_handle)
+    }
+
+    /// Publishes an object under `name`, for clients that [`lookup`](Self::lookup) it (Python's
+    /// `register('get_queue', callable=lambda: queue)`). The name keeps the object alive.
+    pub fn publish(&self, name: &str, object: &impl AsObject) -> Result<()> {
+        match self.client.call(&Request::Publish { name: name.to_string(), object: object.object_id() })? {
+            Response::Ok => Ok(()),
+            r => Err(Error::protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
+    /// The object published under `name`, as proxy type `P`.
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::NoSuchObject`] for an unknown name; [`Error::MethodNotAllowed`] when the
+    /// object is not of `P`'s kind.
+    pub fn lookup<P: FromObject>(&self, name: &str) -> Result<P> {
+        match self.client.call(&Request::Lookup(name.to_string()))? {
+            Response::Found { object, kind } => {
+                let handle = Handle::new(self.client.clone(), object, kind.clone());
+                if !P::fits(&KindRef(&kind)) {
+                    return Err(Error::MethodNotAllowed(format!("{name:?} is a {kind:?}")));
+                }
+                Ok(P::from_object(ObjectHandle(handle)))
+            }
+            r => Err(Error::protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
+    /// Shuts the server down (Python's `shutdown`): every later call of any proxy fails with
+    /// [`Error::Connection`] or [`Error::ShutDown`]. For a manager this process started, waits
+    /// for the server process (killing it after 5 s) and removes its socket.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the server is gone already (the process is still reaped).
+    pub fn shutdown(mut self) -> Result<()> {
+        self.shutdown_now()
+    }
+
+    fn shutdown_now(&mut self) -> Result<()> {
+        let result = self.client.call(&Request::Shutdown).map(|_| ());
+        Client::forget(&self.client.address);
+        if let Some(p) = self.process.take() {
+            if !matches!(p.join_timeout(Duration::from_secs(5)), Ok(Some(()))) {
+                let _ = p.kill();
+                let _ = p.join_timeout(Duration::from_secs(5));
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+}
+
+impl Drop for Manager {
+    /// A manager that started its server shuts it down; one that connected leaves it running.
+    fn drop(&mut self) {
+        if self.process.is_some() && self.client.is_local() {
+            let _ = self.shutdown_now();
+        }
+    }
+}

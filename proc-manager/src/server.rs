@@ -1,0 +1,458 @@
+//! The server: a listener, one thread per connection, and the table of objects, sessions and
+//! names.
+//!
+//! A connection is served only after the mutual handshake, within a deadline; nothing else is
+//! read before. Each connection belongs to a session (one per client process); a session holds
+//! references to objects, and when its last connection closes (the client process ended, even
+//! by SIGKILL) its references are dropped and the locks its threads held are released.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::object::{Abort, Object, OrderedMap, State};
+use crate::registry::Factory;
+use crate::wire::{self, Bytes, Hello, Kind, ObjectId, Request, Response, SessionId, WireError};
+
+/// The longest a client may take to authenticate and say hello.
+pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest a write to a client may block (a client that does not read its answers).
+const WRITE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A connection thread's stack: small, so that many idle connections cost little.
+const CONN_STACK: usize = 256 << 10;
+
+/// A stream to or from a manager: a Unix socket or TCP.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(crate) fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+            Stream::Tcp(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }),
+        }
+    }
+
+    /// Connects to the listener itself (to wake a blocked `accept`).
+    fn poke(&self) {
+        match self {
+            Listener::Unix(l) => {
+                if let Some(path) = l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())) {
+                    let _ = UnixStream::connect(path);
+                }
+            }
+            Listener::Tcp(l) => {
+                if let Ok(addr) = l.local_addr() {
+                    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+/// An object in the table, with its count of references.
+struct Entry {
+    object: Arc<Object>,
+    refs: u64,
+}
+
+/// A client process: its open connections and the references it holds.
+#[derive(Default)]
+struct Session {
+    conns: u32,
+    refs: HashMap<ObjectId, u64>,
+}
+
+#[derive(Default)]
+struct Table {
+    next: ObjectId,
+    objects: HashMap<ObjectId, Entry>,
+    /// References on their way to another process.
+    exported: HashMap<ObjectId, u64>,
+    sessions: HashMap<SessionId, Session>,
+    names: HashMap<String, ObjectId>,
+}
+
+impl Table {
+    /// Drops `n` references of `id`; removes the object with its last one.
+    fn release(&mut self, id: ObjectId, n: u64) {
+        let gone = match self.objects.get_mut(&id) {
+            Some(e) => {
+                e.refs = e.refs.saturating_sub(n);
+                e.refs == 0
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(e) = self.objects.remove(&id) {
+                tracing::debug!(id, "manager object freed");
+                e.object.wake_all();
+            }
+        }
+    }
+
+    fn take_ref(&mut self, session: SessionId, id: ObjectId) {
+        if let Some(e) = self.objects.get_mut(&id) {
+            e.refs += 1;
+            *self.sessions.entry(session).or_default().refs.entry(id).or_default() += 1;
+        }
+    }
+}
+
+/// What every connection thread shares.
+pub(crate) struct Core {
+    table: Mutex<Table>,
+    shutting_down: AtomicBool,
+    key: Vec<u8>,
+    max_frame: u32,
+    registry: HashMap<String, Factory>,
+}
+
+impl Core {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A manager server, bound and ready to serve.
+pub(crate) struct Server {
+    listener: Listener,
+    core: Arc<Core>,
+}
+
+impl Server {
+    pub(crate) fn new(listener: Listener, key: Vec<u8>, max_frame: u32, registry: HashMap<String, Factory>) -> Self {
+        let core = Arc::new(Core {
+            table: Mutex::new(Table::default()),
+            shutting_down: AtomicBool::new(false),
+            key,
+            max_frame,
+            registry,
+        });
+        Server { listener, core }
+    }
+
+    /// Accepts and serves connections until a client asks the server to shut down.
+    pub(crate) fn serve_forever(self) {
+        let listener = Arc::new(self.listener);
+        loop {
+            let stream = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, for example: wait a little for some to be freed.
+                    tracing::warn!(error = %e, "manager cannot accept a connection");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.core.shutting_down.load(Ordering::SeqCst) {
+                break;
+            }
+            let core = self.core.clone();
+            let poker = listener.clone();
+            let spawned = std::thread::Builder::new()
+                .name("manager-conn".into())
+                .stack_size(CONN_STACK)
+                .spawn(move || serve_connection(&core, stream, &poker));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "manager cannot start a thread for a connection; dropped it");
+            }
+        }
+        // Wake every blocked call so that its client learns the news.
+        for e in self.core.table().objects.values() {
+            e.object.wake_all();
+        }
+    }
+}
+
+/// Tells a blocked call to give up when its client is gone or the server shuts down.
+struct ConnAbort<'a> {
+    core: &'a Core,
+    fd: RawFd,
+}
+
+impl Abort for ConnAbort<'_> {
+    fn aborted(&self) -> bool {
+        self.core.shutting_down.load(Ordering::SeqCst) || peer_gone(self.fd)
+    }
+}
+
+/// Whether the peer of a connection closed it. The client sends nothing while it waits for an
+/// answer, so a readable socket means its end (or garbage, which ends it too).
+fn peer_gone(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `pfd` is one valid pollfd for a descriptor the caller keeps open; zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Authenticates a connection and serves its requests.
+fn serve_connection(core: &Core, mut stream: Stream, listener: &Listener) {
+    if stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE)).is_err() {
+        return;
+    }
+    if let Err(e) = auth::server_side(&mut stream, &core.key) {
+        tracing::warn!(reason = %e, "manager refused a connection");
+        return;
+    }
+    let hello: Hello = match wire::read_frame(&mut stream, 64) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(reason = %e, "manager closed a connection without a valid hello");
+            return;
+        }
+    };
+    if stream.set_timeouts(None, Some(WRITE_DEADLINE)).is_err() {
+        return;
+    }
+    let session = hello.session;
+    core.table().sessions.entry(session).or_default().conns += 1;
+    let abort = ConnAbort { core, fd: stream.raw_fd() };
+    loop {
+        let request: Request = match wire::read_frame(&mut stream, core.max_frame) {
+            Ok(r) => r,
+            Err(Error::Connection(e)) if wire::is_gone(&e) => break,
+            Err(e) => {
+                tracing::warn!(reason = %e, pid = hello.pid, "manager closed a connection");
+                break;
+            }
+        };
+        let shutdown = matches!(request, Request::Shutdown);
+        let response = handle(core, session, request, &abort);
+        if let Err(e) = wire::write_frame(&mut stream, &response, u32::MAX) {
+            tracing::debug!(reason = %e, "manager could not answer a client");
+            break;
+        }
+        if shutdown {
+            core.shutting_down.store(true, Ordering::SeqCst);
+            listener.poke();
+            break;
+        }
+    }
+    end_connection(core, session);
+}
+
+/// A connection of `session` closed: the last one ends the session.
+fn end_connection(core: &Core, session: SessionId) {
+    let mut table = core.table();
+    let ended = match table.sessions.get_mut(&session) {
+        Some(s) => {
+            s.conns = s.conns.saturating_sub(1);
+            s.conns == 0
+        }
+        None => false,
+    };
+    if !ended {
+        return;
+    }
+    let Some(s) = table.sessions.remove(&session) else { return };
+    let objects: Vec<Arc<Object>> = table.objects.values().map(|e| e.object.clone()).collect();
+    for (id, n) in s.refs {
+        table.release(id, n);
+    }
+    drop(table);
+    for object in objects {
+        object.release_session(session);
+    }
+}
+
+fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Result<State, WireError> {
+    let init = init.map(Bytes::into_vec);
+    Ok(match kind {
+        Kind::Dict => State::Dict(OrderedMap::default()),
+        Kind::List => State::List { items: Vec::new(), version: 0 },
+        Kind::Namespace => State::Namespace(Default::default()),
+        Kind::Value => State::Value(init.unwrap_or_default()),
+        Kind::Array => {
+            let items: Vec<Bytes> = postcard::from_bytes(&init.unwrap_or_default())
+                .map_err(|e| WireError::Remote(format!("the array's values: {e}")))?;
+            State::Array(items.into_iter().map(Bytes::into_vec).collect())
+        }
+        Kind::Queue { maxsize, joinable } => State::Queue {
+            items: Default::default(),
+            maxsize: *maxsize,
+            unfinished: 0,
+            joinable: *joinable,
+        },
+        Kind::Lock => State::Lock { owner: None, count: 0, reentrant: false },
+        Kind::RLock => State::Lock { owner: None, count: 0, reentrant: true },
+        Kind::Semaphore { value, bounded } => State::Semaphore { value: *value, initial: *value, bounded: *bounded },
+        Kind::Event => State::Event(false),
+        Kind::Condition { lock } => {
+            let lock = table.objects.get(lock).ok_or(WireError::NoSuchObject)?;
+            if !matches!(lock.object.kind, Kind::Lock | Kind::RLock) {
+                return Err(WireError::MethodNotAllowed("a condition needs a Lock or an RLock".into()));
+            }
+            State::Condition { lock: lock.object.clone(), tickets: 0, released: 0 }
+        }
+        Kind::Barrier { parties } => {
+            State::Barrier { parties: (*parties).max(1), waiting: 0, generation: 0, broken: false, reset_of: None }
+        }
+        Kind::Custom(name) => {
+            let factory = core
+                .registry
+                .get(name)
+                .ok_or_else(|| WireError::MethodNotAllowed(format!("no registered type {name:?}")))?;
+            State::Custom(factory(&init.unwrap_or_default())?)
+        }
+    })
+}
+
+/// Serves one request.
+fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) -> Response {
+    if core.shutting_down.load(Ordering::SeqCst) && !matches!(request, Request::DecRef(_)) {
+        return Response::Err(WireError::ShutDown);
+    }
+    let mut table = core.table();
+    match request {
+        Request::Create { kind, init } => {
+            let state = match new_state(core, &table, &kind, init) {
+                Ok(s) => s,
+                Err(e) => return Response::Err(e),
+            };
+            table.next += 1;
+            let id = table.next;
+            table.objects.insert(id, Entry { object: Arc::new(Object::new(kind, state)), refs: 0 });
+            table.take_ref(session, id);
+            Response::Created(id)
+        }
+        Request::IncRef(id) => {
+            if !table.objects.contains_key(&id) {
+                return Response::Err(WireError::NoSuchObject);
+            }
+            table.take_ref(session, id);
+            Response::Ok
+        }
+        Request::DecRef(id) => {
+            let held = table.sessions.get_mut(&session).and_then(|s| s.refs.get_mut(&id)).map(|n| {
+                *n -= 1;
+                *n
+            });
+            match held {
+                Some(left) => {
+                    if left == 0 {
+                        if let Some(s) = table.sessions.get_mut(&session) {
+                            s.refs.remove(&id);
+                        }
+                    }
+                    table.release(id, 1);
+                    Response::Ok
+                }
+                None => Response::Err(WireError::NoSuchObject),
+            }
+        }
+        Request::Export(id) => match table.objects.get_mut(&id) {
+            Some(e) => {
+                e.refs += 1;
+                *table.exported.entry(id).or_default() += 1;
+                Response::Ok
+            }
+            None => Response::Err(WireError::NoSuchObject),
+        },
+        Request::Adopt(id) => {
+            let Some(n) = table.exported.get_mut(&id).filter(|n| **n > 0) else {
+                return Response::Err(WireError::NoSuchObject);
+            };
+            *n -= 1;
+            let Some(kind) = table.objects.get(&id).map(|e| e.object.kind.clone()) else {
+                return Response::Err(WireError::NoSuchObject);
+            };
+            *table.sessions.entry(session).or_default().refs.entry(id).or_default() += 1;
+            Response::Found { object: id, kind }
+        }
+        Request::Publish { name, object } => {
+            let Some(e) = table.objects.get_mut(&object) else { return Response::Err(WireError::NoSuchObject) };
+            e.refs += 1;
+            if let Some(old) = table.names.insert(name, object) {
+                table.release(old, 1);
+            }
+            Response::Ok
+        }
+        Request::Lookup(name) => {
+            let Some(&id) = table.names.get(&name) else { return Response::Err(WireError::NoSuchObject) };
+            let Some(kind) = table.objects.get(&id).map(|e| e.object.kind.clone()) else {
+                return Response::Err(WireError::NoSuchObject);
+            };
+            table.take_ref(session, id);
+            Response::Found { object: id, kind }
+        }
+        Request::Call { object, method } => {
+            let Some(object) = table.objects.get(&object).map(|e| e.object.clone()) else {
+                return Response::Err(WireError::NoSuchObject);
+            };
+            drop(table);
+            object.call(method, abort)
+        }
+        Request::Shutdown => Response::Ok,
+    }
+}
