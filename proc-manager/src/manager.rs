@@ -440,6 +440,15 @@ impl Manager {
         }
     }
 
+    /// How many objects the server keeps now (Python's `_number_of_objects`): for tests and
+    /// leak hunting.
+    pub fn number_of_objects(&self) -> Result<usize> {
+        match self.client.call(&Request::CountObjects)? {
+            Response::Count(n) => Ok(n as usize),
+            r => Err(Error::protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
     /// Shuts the server down (Python's `shutdown`): every later call of any proxy fails with
     /// [`Error::Connection`] or [`Error::ShutDown`]. For a manager this process started, waits
     /// for the server process (killing it after 5 s) and removes its socket.

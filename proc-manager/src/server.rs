@@ -453,6 +453,7 @@ fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) 
             drop(table);
             object.call(method, abort)
         }
+        Request::CountObjects => Response::Count(table.objects.len() as u64),
         Request::Shutdown => Response::Ok,
     }
 }

@@ -125,6 +125,8 @@ pub(crate) enum Request {
     Lookup(String),
     /// Calls a method.
     Call { object: ObjectId, method: Method },
+    /// How many objects the server keeps.
+    CountObjects,
     /// Asks the server to shut down.
     Shutdown,
 }

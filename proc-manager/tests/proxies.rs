@@ -1,0 +1,371 @@
+//! Every proxy type used from a child process; nested proxies; registered types; publish and
+//! lookup; references and freeing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use proc_core::testing::{serial, Watchdog};
+use proc_core::Process;
+use proc_manager::{
+    Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, Queue, Semaphore, Shared,
+    Value,
+};
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn fill(d: Dict<String, Vec<u32>>, l: List<i64>, ns: Namespace, v: Value<f64>, a: Array<u8>) {
+    d.insert("one".into(), vec![1]).unwrap();
+    d.update([("two".to_string(), vec![2, 2]), ("three".to_string(), vec![3, 3, 3])]).unwrap();
+    l.extend([5, 3, 9, 1]).unwrap();
+    l.append(-1).unwrap();
+    ns.set("name", "child").unwrap();
+    ns.set("count", &7u32).unwrap();
+    v.set(&2.5).unwrap();
+    a.set(-1, &9).unwrap();
+}
+
+#[test]
+fn containers_filled_by_a_child_are_seen_by_the_parent() {
+    let _g = serial();
+    let _w = Watchdog::new("containers", LIMIT);
+    let m = Manager::start().unwrap();
+    let d = m.dict().unwrap();
+    let l = m.list().unwrap();
+    let ns = m.namespace().unwrap();
+    let v = m.value(0.0).unwrap();
+    let a = m.array([0u8; 4]).unwrap();
+    let p = Process::new(fill, (d.clone(), l.clone(), ns.clone(), v.clone(), a.clone())).start().unwrap();
+    p.join().unwrap();
+
+    assert_eq!(d.keys().unwrap(), ["one", "two", "three"]);
+    assert_eq!(d.get(&"two".into()).unwrap(), Some(vec![2, 2]));
+    assert!(d.contains(&"three".into()).unwrap());
+    assert_eq!(d.len().unwrap(), 3);
+    assert_eq!(d.setdefault("four".into(), vec![4]).unwrap(), [4]);
+    assert_eq!(d.setdefault("four".into(), vec![0]).unwrap(), [4]);
+    assert_eq!(d.pop(&"one".into()).unwrap(), [1]);
+    assert!(matches!(d.pop(&"one".into()), Err(Error::KeyNotFound)));
+    assert_eq!(d.values().unwrap().len(), 3);
+    // Reads are copies: changing one changes nothing on the manager.
+    let mut copy = d.get(&"two".into()).unwrap().unwrap();
+    copy.push(99);
+    assert_eq!(d.get(&"two".into()).unwrap(), Some(vec![2, 2]));
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+
+    assert_eq!(l.snapshot().unwrap(), [5, 3, 9, 1, -1]);
+    assert_eq!(l.get(-1).unwrap(), -1);
+    l.sort().unwrap();
+    assert_eq!(l.snapshot().unwrap(), [-1, 1, 3, 5, 9]);
+    l.insert(0, 100).unwrap();
+    l.set(1, 7).unwrap();
+    assert_eq!(l.pop().unwrap(), 9);
+    assert_eq!(l.pop_at(0).unwrap(), 100);
+    assert_eq!(l.index(&3).unwrap(), 2);
+    l.remove(&3).unwrap();
+    assert!(matches!(l.remove(&3), Err(Error::IndexOutOfRange)));
+    assert!(matches!(l.get(10), Err(Error::IndexOutOfRange)));
+    assert_eq!(l.snapshot().unwrap(), [7, 1, 5]);
+
+    assert_eq!(ns.get::<String>("name").unwrap(), "child");
+    assert_eq!(ns.get::<u32>("count").unwrap(), 7);
+    assert_eq!(ns.names().unwrap(), ["count", "name"]);
+    ns.del("count").unwrap();
+    assert!(matches!(ns.get::<u32>("count"), Err(Error::KeyNotFound)));
+
+    assert_eq!(v.get().unwrap(), 2.5);
+    assert_eq!(a.to_vec().unwrap(), [0, 0, 0, 9]);
+    assert_eq!(a.get(3).unwrap(), 9);
+    assert!(matches!(a.get(4), Err(Error::IndexOutOfRange)));
+}
+
+fn consume(q: Queue<u32>, results: Queue<u32>) {
+    loop {
+        let item = q.get().unwrap();
+        if item == 0 {
+            break;
+        }
+        results.put(item * 10).unwrap();
+        q.task_done().unwrap();
+    }
+    q.task_done().unwrap();
+}
+
+#[test]
+fn queues_between_processes() {
+    let _g = serial();
+    let _w = Watchdog::new("queues", LIMIT);
+    let m = Manager::start().unwrap();
+    let q = m.joinable_queue::<u32>(0).unwrap();
+    let results = m.queue::<u32>(2).unwrap();
+    let p = Process::new(consume, (q.clone(), results.clone())).start().unwrap();
+    for i in 1..=5 {
+        q.put(i).unwrap();
+    }
+    let mut got: Vec<u32> = (0..5).map(|_| results.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [10, 20, 30, 40, 50]);
+    q.put(0).unwrap();
+    q.join_timeout(Duration::from_secs(30)).unwrap();
+    p.join().unwrap();
+    assert!(matches!(q.task_done(), Err(Error::NotHeld)));
+
+    // Bounded: full and empty, with timing bounds from below.
+    results.put(1).unwrap();
+    results.put(2).unwrap();
+    assert!(matches!(results.put_nowait(3), Err(Error::Full)));
+    let t = Instant::now();
+    assert!(matches!(results.put_timeout(3, Duration::from_millis(100)), Err(Error::Full)));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert_eq!(results.qsize().unwrap(), 2);
+    assert_eq!(results.get_nowait().unwrap(), 1);
+    assert_eq!(results.get_nowait().unwrap(), 2);
+    assert!(matches!(results.get_nowait(), Err(Error::Empty)));
+    assert!(matches!(results.task_done(), Err(Error::MethodNotAllowed(_))));
+}
+
+fn count_under_lock(lock: Lock, total: Value<u64>, n: u32) {
+    for _ in 0..n {
+        let _held = lock.acquire().unwrap();
+        let v = total.get().unwrap();
+        total.set(&(v + 1)).unwrap();
+    }
+}
+
+#[test]
+fn a_proxy_lock_keeps_a_shared_counter_exact() {
+    let _g = serial();
+    let _w = Watchdog::new("lock_counter", LIMIT);
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let total = m.value(0u64).unwrap();
+    let ps: Vec<_> =
+        (0..3).map(|_| Process::new(count_under_lock, (lock.clone(), total.clone(), 100)).start().unwrap()).collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    assert_eq!(total.get().unwrap(), 300);
+}
+
+fn signal(event: Event, sem: Semaphore, cond: Condition, lock: Lock, flag: Value<bool>) {
+    sem.acquire().unwrap();
+    {
+        let _held = lock.acquire().unwrap();
+        flag.set(&true).unwrap();
+        cond.notify_all().unwrap();
+    }
+    event.set().unwrap();
+}
+
+#[test]
+fn event_semaphore_condition_and_rlock() {
+    let _g = serial();
+    let _w = Watchdog::new("sync", LIMIT);
+    let m = Manager::start().unwrap();
+    let event = m.event().unwrap();
+    let sem = m.bounded_semaphore(1).unwrap();
+    let lock = m.lock().unwrap();
+    let cond = m.condition(&lock).unwrap();
+    let flag = m.value(false).unwrap();
+    assert!(!event.wait_timeout(Duration::from_millis(50)).unwrap());
+    assert!(matches!(sem.release(), Err(Error::NotHeld)));
+    sem.acquire().unwrap();
+    assert_eq!(sem.get_value().unwrap(), 0);
+    assert!(!sem.try_acquire().unwrap());
+    let held = lock.acquire().unwrap();
+    let p = Process::new(signal, (event.clone(), sem.clone(), cond.clone(), lock.clone(), flag.clone()))
+        .start()
+        .unwrap();
+    sem.release().unwrap();
+    // The child sets the flag under the lock, then notifies: wait releases the lock meanwhile.
+    while !flag.get().unwrap() {
+        assert!(cond.wait_timeout(Duration::from_secs(30)).unwrap());
+    }
+    drop(held);
+    event.wait().unwrap();
+    assert!(event.is_set().unwrap());
+    event.clear().unwrap();
+    assert!(!event.is_set().unwrap());
+    p.join().unwrap();
+    assert!(matches!(cond.notify(1), Err(Error::NotHeld)));
+
+    let r = m.rlock().unwrap();
+    let a = r.acquire().unwrap();
+    let b = r.acquire_timeout(Duration::from_secs(1)).unwrap();
+    drop(b);
+    drop(a);
+    assert!(matches!(r.release(), Err(Error::NotHeld)));
+}
+
+fn party(b: Barrier) -> u32 {
+    b.wait_timeout(Duration::from_secs(60)).unwrap()
+}
+
+#[test]
+fn barrier_across_processes() {
+    let _g = serial();
+    let _w = Watchdog::new("barrier", LIMIT);
+    let m = Manager::start().unwrap();
+    let b = m.barrier(3).unwrap();
+    let ps: Vec<_> = (0..2).map(|_| Process::new(party, (b.clone(),)).start().unwrap()).collect();
+    let mut indices = vec![party(b.clone())];
+    indices.extend(ps.into_iter().map(|p| p.join().unwrap()));
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+    assert_eq!(b.parties().unwrap(), 3);
+    // A party that times out breaks the barrier.
+    assert!(matches!(b.wait_timeout(Duration::from_millis(50)), Err(Error::BrokenBarrier)));
+    assert!(b.broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.broken().unwrap());
+    b.abort().unwrap();
+    assert!(matches!(b.wait(), Err(Error::BrokenBarrier)));
+}
+
+fn nested_writer(outer: Dict<String, List<u32>>) {
+    let inner = outer.get(&"inner".into()).unwrap().unwrap();
+    inner.append(42).unwrap();
+}
+
+#[test]
+fn a_dict_can_hold_proxies() {
+    let _g = serial();
+    let _w = Watchdog::new("nested", LIMIT);
+    let m = Manager::start().unwrap();
+    let outer: Dict<String, List<u32>> = m.dict().unwrap();
+    let inner = m.list::<u32>().unwrap();
+    outer.insert("inner".into(), inner.clone()).unwrap();
+    drop(inner);
+    let p = Process::new(nested_writer, (outer.clone(),)).start().unwrap();
+    p.join().unwrap();
+    let inner = outer.get(&"inner".into()).unwrap().unwrap();
+    assert_eq!(inner.snapshot().unwrap(), [42]);
+}
+
+#[derive(Default)]
+struct Tally {
+    total: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum TallyOp {
+    Add(i64),
+    Total,
+}
+
+impl Shared for Tally {
+    type Init = i64;
+    type Request = TallyOp;
+    type Response = i64;
+    fn new(init: i64) -> Self {
+        Tally { total: init }
+    }
+    fn handle(&mut self, op: TallyOp) -> i64 {
+        if let TallyOp::Add(n) = op {
+            self.total += n;
+        }
+        self.total
+    }
+}
+
+/// Not the server's request type: the same proxy, another request enum.
+#[derive(Debug, Serialize, Deserialize)]
+enum Sneaky {
+    A,
+    B,
+    C,
+    Exec(String),
+}
+
+struct Fake;
+
+impl Shared for Fake {
+    type Init = i64;
+    type Request = Sneaky;
+    type Response = i64;
+    fn new(_: i64) -> Self {
+        Fake
+    }
+    fn handle(&mut self, _: Sneaky) -> i64 {
+        0
+    }
+}
+
+fn add_from_child(t: Proxy<Tally>) -> i64 {
+    t.call(&TallyOp::Add(5)).unwrap()
+}
+
+#[test]
+fn registered_types_accept_only_their_declared_methods() {
+    let _g = serial();
+    let _w = Watchdog::new("registered", LIMIT);
+    let m = Manager::builder().register::<Tally>("Tally").start().unwrap();
+    let t = m.create_object::<Tally>("Tally", 10).unwrap();
+    assert_eq!(t.call(&TallyOp::Add(1)).unwrap(), 11);
+    let p = Process::new(add_from_child, (t.clone(),)).start().unwrap();
+    assert_eq!(p.join().unwrap(), 16);
+    assert_eq!(t.call(&TallyOp::Total).unwrap(), 16);
+    // A request that is not one of Tally's is refused by the server.
+    m.publish("tally", &t).unwrap();
+    let fake: Proxy<Fake> = m.lookup("tally").unwrap();
+    assert!(matches!(fake.call(&Sneaky::Exec("rm -rf /".into())), Err(Error::MethodNotAllowed(_))));
+    assert_eq!(t.call(&TallyOp::Total).unwrap(), 16);
+    // Unknown type names are refused.
+    assert!(matches!(m.create_object::<Fake>("Nope", 0), Err(Error::MethodNotAllowed(_))));
+    // And a lookup of the wrong kind.
+    assert!(matches!(m.lookup::<Lock>("tally"), Err(Error::MethodNotAllowed(_))));
+    assert!(matches!(m.lookup::<Lock>("nothing"), Err(Error::NoSuchObject)));
+}
+
+fn use_after(v: Value<u32>) -> u32 {
+    v.get().unwrap()
+}
+
+/// Holds its proxy until told to go.
+fn hold(v: Value<u32>, go: Event) {
+    go.wait().unwrap();
+    assert_eq!(v.get().unwrap(), 7);
+}
+
+#[test]
+fn an_object_lives_while_a_proxy_does_and_is_freed_after_the_last() {
+    let _g = serial();
+    let _w = Watchdog::new("refs", LIMIT);
+    let m = Manager::start().unwrap();
+    assert_eq!(m.number_of_objects().unwrap(), 0);
+    let v = m.value(5u32).unwrap();
+    let copy = v.clone();
+    assert_eq!(m.number_of_objects().unwrap(), 1);
+    drop(v);
+    assert_eq!(copy.get().unwrap(), 5);
+    drop(copy);
+    assert_eq!(m.number_of_objects().unwrap(), 0);
+
+    // A child's proxy keeps the object after the parent's is gone; its end frees it.
+    let v = m.value(7u32).unwrap();
+    let go = m.event().unwrap();
+    let p = Process::new(hold, (v.clone(), go.clone())).start().unwrap();
+    // Wait until the child has adopted its reference (its first call comes after).
+    let p2 = Process::new(use_after, (v.clone(),)).start().unwrap();
+    assert_eq!(p2.join().unwrap(), 7);
+    drop(v);
+    go.set().unwrap();
+    p.join().unwrap();
+    drop(go);
+    // The child's session ended with the process: nothing is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.number_of_objects().unwrap() != 0 {
+        assert!(Instant::now() < deadline, "objects left: {}", m.number_of_objects().unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // Published: the name keeps it.
+    let v = m.value(5u32).unwrap();
+    m.publish("five", &v).unwrap();
+    drop(v);
+    let again: Value<u32> = m.lookup("five").unwrap();
+    assert_eq!(again.get().unwrap(), 5);
+    m.shutdown().unwrap();
+}
