@@ -1,10 +1,11 @@
 //! The client side: connections to a manager, one session per process.
 //!
 //! Each process keeps, per manager address, a small pool of authenticated connections that share
-//! one session id. A call takes an idle connection (or opens one), so a call that blocks on the
-//! server (a queue `get`, a lock `acquire`) blocks only its own thread. The pool keeps its
-//! connections open for the life of the process: the session, and the references and locks it
-//! holds, end when the process does.
+//! one session id, and one more that is never used for calls (the session's anchor). A call takes
+//! an idle connection (or opens one), so a call that blocks on the server (a queue `get`, a lock
+//! `acquire`) blocks only its own thread. The anchor stays open for
+//! the life of the process, so the session, and the references and locks it holds, end when the
+//! process does — not when a call's connection breaks (a request over the size limit, say).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -82,6 +83,9 @@ pub(crate) struct Client {
     session: SessionId,
     pid: u32,
     idle: Mutex<Vec<Stream>>,
+    /// A connection never used for calls: it keeps the session (its references and locks) for
+    /// the life of the process, whatever happens to the others.
+    anchor: Mutex<Option<Stream>>,
 }
 
 impl fmt::Debug for Client {
@@ -94,8 +98,10 @@ type Clients = Mutex<(u32, HashMap<Address, Arc<Client>>)>;
 
 fn clients() -> MutexGuard<'static, (u32, HashMap<Address, Arc<Client>>)> {
     static CLIENTS: OnceLock<Clients> = OnceLock::new();
-    let mut guard =
-        CLIENTS.get_or_init(|| Mutex::new((0, HashMap::new()))).lock().unwrap_or_else(PoisonError::into_inner);
+    let mut guard = CLIENTS
+        .get_or_init(|| Mutex::new((0, HashMap::new())))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let pid = std::process::id();
     if guard.0 != pid {
         // A forked child: its parent's connections and session are not its own.
@@ -127,10 +133,11 @@ impl Client {
             session,
             pid: std::process::id(),
             idle: Mutex::new(Vec::new()),
+            anchor: Mutex::new(None),
         });
-        // Connect once now, so a wrong key or a dead manager shows at once.
-        let stream = client.open()?;
-        client.put_back(stream);
+        // Connect now, so a wrong key or a dead manager shows at once.
+        let anchor = client.open()?;
+        *client.anchor.lock().unwrap_or_else(PoisonError::into_inner) = Some(anchor);
         all.1.insert(address.clone(), client.clone());
         Ok(client)
     }

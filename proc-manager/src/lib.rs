@@ -50,8 +50,8 @@ pub use client::Address;
 pub use error::{Error, Result};
 pub use manager::{Builder, Manager};
 pub use proxy::{
-    Array, AsObject, Barrier, Condition, Dict, Event, FromObject, List, Lock, LockGuard, Namespace, Proxy, Queue,
-    Semaphore, Value,
+    Array, AsObject, Barrier, Condition, Dict, Event, FromObject, List, Lock, LockGuard, Namespace, Proxy,
+    Queue, Semaphore, Value,
 };
 pub use registry::Shared;
 

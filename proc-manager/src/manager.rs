@@ -160,8 +160,8 @@ impl Builder {
 
     fn start_tcp_any(self, address: SocketAddr) -> Result<Manager> {
         let key = self.key()?;
-        let listener =
-            TcpListener::bind(address).map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
+        let listener = TcpListener::bind(address)
+            .map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| Error::Start(e.to_string()))?;
         let fd = Fd::from(OwnedFd::from(listener));
         let mut builder = Process::new(server_main, (fd, false, key.clone(), self.registry, self.max_frame))
@@ -170,7 +170,8 @@ impl Builder {
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
-        let process = builder.start().map_err(|e| Error::Start(format!("cannot start the manager's server: {e}")))?;
+        let process =
+            builder.start().map_err(|e| Error::Start(format!("cannot start the manager's server: {e}")))?;
         let client = Client::get(&Address::Tcp(bound), &key)?;
         Ok(Manager { client, key, process: Some(process), dir: None })
     }
@@ -202,14 +203,15 @@ impl Builder {
         let key = self.key()?;
         let listener = match address {
             Address::Unix(p) => {
-                let l = UnixListener::bind(p).map_err(|e| Error::Start(format!("cannot listen on {}: {e}", p.display())))?;
+                let l = UnixListener::bind(p)
+                    .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", p.display())))?;
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| Error::Start(e.to_string()))?;
                 Listener::Unix(l)
             }
-            Address::Tcp(a) => {
-                Listener::Tcp(TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?)
-            }
+            Address::Tcp(a) => Listener::Tcp(
+                TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?,
+            ),
         };
         Server::new(listener, key, self.max_frame, self.registry.resolve()).serve_forever();
         Ok(())
@@ -219,7 +221,8 @@ impl Builder {
 /// The server process's body.
 fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_frame: u32) {
     let fd = listener.into_owned();
-    let listener = if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
+    let listener =
+        if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
     Server::new(listener, key, max_frame, registry.resolve()).serve_forever();
 }
 
@@ -317,7 +320,9 @@ impl Manager {
     }
 
     /// A new shared dict.
-    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(&self) -> Result<Dict<K, V>> {
+    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+        &self,
+    ) -> Result<Dict<K, V>> {
         self.create(Kind::Dict, None, Dict::from_handle)
     }
 
@@ -346,7 +351,10 @@ impl Manager {
     /// # Errors
     ///
     /// Also [`Error::Serialize`].
-    pub fn array<T: Serialize + DeserializeOwned>(&self, values: impl IntoIterator<Item = T>) -> Result<Array<T>> {
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<Array<T>> {
         let items = values
             .into_iter()
             .map(|v| postcard::to_stdvec(&v).map(Bytes::from))

@@ -173,7 +173,9 @@ impl Object {
     /// Runs a method.
     pub(crate) fn call(&self, method: Method, abort: &dyn Abort) -> Response {
         match method {
-            Method::QueuePut { value, block, timeout } => return self.queue_put(value.into_vec(), block, timeout, abort),
+            Method::QueuePut { value, block, timeout } => {
+                return self.queue_put(value.into_vec(), block, timeout, abort)
+            }
             Method::QueueGet { block, timeout } => return self.queue_get(block, timeout, abort),
             Method::QueueJoin { timeout } => return self.queue_join(timeout, abort),
             Method::Acquire { owner, block, timeout } => return self.acquire(owner, block, timeout, abort),
@@ -195,11 +197,15 @@ impl Object {
     fn call_now(state: &mut State, method: Method) -> (Response, bool) {
         let not_allowed = |m: &Method| (err(WireError::MethodNotAllowed(format!("{m:?}"))), false);
         match (state, method) {
-            (State::Dict(d), Method::DictGet(k)) => (Response::MaybeValue(d.get(&k).cloned().map(Bytes::from)), false),
+            (State::Dict(d), Method::DictGet(k)) => {
+                (Response::MaybeValue(d.get(&k).cloned().map(Bytes::from)), false)
+            }
             (State::Dict(d), Method::DictInsert(k, v)) => {
                 (Response::MaybeValue(d.insert(k.into_vec(), v.into_vec()).map(Bytes::from)), false)
             }
-            (State::Dict(d), Method::DictRemove(k)) => (Response::MaybeValue(d.remove(&k).map(Bytes::from)), false),
+            (State::Dict(d), Method::DictRemove(k)) => {
+                (Response::MaybeValue(d.remove(&k).map(Bytes::from)), false)
+            }
             (State::Dict(d), Method::DictContains(k)) => (Response::Bool(d.get(&k).is_some()), false),
             (State::Dict(d), Method::DictKeys) => {
                 (Response::Values(d.iter().map(|(k, _)| Bytes::from(k.clone())).collect()), false)
@@ -208,7 +214,9 @@ impl Object {
                 (Response::Values(d.iter().map(|(_, v)| Bytes::from(v.clone())).collect()), false)
             }
             (State::Dict(d), Method::DictItems) => (
-                Response::Pairs(d.iter().map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone()))).collect()),
+                Response::Pairs(
+                    d.iter().map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone()))).collect(),
+                ),
                 false,
             ),
             (State::Dict(d), Method::DictUpdate(pairs)) => {
@@ -247,9 +255,10 @@ impl Object {
                 Some(_) => (ok(), false),
                 None => (err(WireError::KeyNotFound), false),
             },
-            (State::Namespace(ns), Method::NsItems) => {
-                (Response::Named(ns.iter().map(|(k, v)| (k.clone(), Bytes::from(v.clone()))).collect()), false)
-            }
+            (State::Namespace(ns), Method::NsItems) => (
+                Response::Named(ns.iter().map(|(k, v)| (k.clone(), Bytes::from(v.clone()))).collect()),
+                false,
+            ),
             (State::Value(v), Method::ValueGet) => (value(v.clone()), false),
             (State::Value(v), Method::ValueSet(new)) => {
                 *v = new.into_vec();
@@ -398,7 +407,10 @@ impl Object {
             }
             Method::ListSnapshot => {
                 changed = false;
-                Response::Snapshot { version: *version, items: items.iter().cloned().map(Bytes::from).collect() }
+                Response::Snapshot {
+                    version: *version,
+                    items: items.iter().cloned().map(Bytes::from).collect(),
+                }
             }
             Method::ListReplace { version: seen, items: new } => {
                 if seen != *version {

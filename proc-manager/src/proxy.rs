@@ -156,11 +156,9 @@ impl<'de> Deserialize<'de> for Handle {
         let client = match (&wire.key, Client::known(&wire.address)) {
             (Some(key), _) => Client::get(&wire.address, key).map_err(D::Error::custom)?,
             (None, Some(c)) => c,
-            (None, None) => {
-                return Err(D::Error::custom(
-                    "a manager proxy from an unknown manager: receive a proxy of it as a start argument first",
-                ))
-            }
+            (None, None) => return Err(D::Error::custom(
+                "a manager proxy from an unknown manager: receive a proxy of it as a start argument first",
+            )),
         };
         let request = if wire.transfer { Request::Adopt(wire.id) } else { Request::IncRef(wire.id) };
         client.call(&request).map_err(D::Error::custom)?;

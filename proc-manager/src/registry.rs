@@ -85,8 +85,10 @@ impl<T: Shared> Erased for Typed<T> {
 pub(crate) type Factory = fn(&[u8]) -> Result<Box<dyn Erased>, WireError>;
 
 fn factory<T: Shared>(init: &[u8]) -> Result<Box<dyn Erased>, WireError> {
-    let init: T::Init = postcard::from_bytes(init).map_err(|e| WireError::Remote(format!("the initial value: {e}")))?;
-    let object = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::new(init))).map_err(|_| WireError::Remote("new panicked".into()))?;
+    let init: T::Init =
+        postcard::from_bytes(init).map_err(|e| WireError::Remote(format!("the initial value: {e}")))?;
+    let object = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::new(init)))
+        .map_err(|_| WireError::Remote("new panicked".into()))?;
     Ok(Box::new(Typed(object)))
 }
 

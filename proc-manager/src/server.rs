@@ -106,7 +106,8 @@ impl Listener {
     fn poke(&self) {
         match self {
             Listener::Unix(l) => {
-                if let Some(path) = l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())) {
+                if let Some(path) = l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+                {
                     let _ = UnixStream::connect(path);
                 }
             }
@@ -190,7 +191,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(listener: Listener, key: Vec<u8>, max_frame: u32, registry: HashMap<String, Factory>) -> Self {
+    pub(crate) fn new(
+        listener: Listener,
+        key: Vec<u8>,
+        max_frame: u32,
+        registry: HashMap<String, Factory>,
+    ) -> Self {
         let core = Arc::new(Core {
             table: Mutex::new(Table::default()),
             shutting_down: AtomicBool::new(false),
@@ -338,15 +344,14 @@ fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Re
                 .map_err(|e| WireError::Remote(format!("the array's values: {e}")))?;
             State::Array(items.into_iter().map(Bytes::into_vec).collect())
         }
-        Kind::Queue { maxsize, joinable } => State::Queue {
-            items: Default::default(),
-            maxsize: *maxsize,
-            unfinished: 0,
-            joinable: *joinable,
-        },
+        Kind::Queue { maxsize, joinable } => {
+            State::Queue { items: Default::default(), maxsize: *maxsize, unfinished: 0, joinable: *joinable }
+        }
         Kind::Lock => State::Lock { owner: None, count: 0, reentrant: false },
         Kind::RLock => State::Lock { owner: None, count: 0, reentrant: true },
-        Kind::Semaphore { value, bounded } => State::Semaphore { value: *value, initial: *value, bounded: *bounded },
+        Kind::Semaphore { value, bounded } => {
+            State::Semaphore { value: *value, initial: *value, bounded: *bounded }
+        }
         Kind::Event => State::Event(false),
         Kind::Condition { lock } => {
             let lock = table.objects.get(lock).ok_or(WireError::NoSuchObject)?;
@@ -355,9 +360,13 @@ fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Re
             }
             State::Condition { lock: lock.object.clone(), tickets: 0, released: 0 }
         }
-        Kind::Barrier { parties } => {
-            State::Barrier { parties: (*parties).max(1), waiting: 0, generation: 0, broken: false, reset_of: None }
-        }
+        Kind::Barrier { parties } => State::Barrier {
+            parties: (*parties).max(1),
+            waiting: 0,
+            generation: 0,
+            broken: false,
+            reset_of: None,
+        },
         Kind::Custom(name) => {
             let factory = core
                 .registry
@@ -431,7 +440,9 @@ fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) 
             Response::Found { object: id, kind }
         }
         Request::Publish { name, object } => {
-            let Some(e) = table.objects.get_mut(&object) else { return Response::Err(WireError::NoSuchObject) };
+            let Some(e) = table.objects.get_mut(&object) else {
+                return Response::Err(WireError::NoSuchObject);
+            };
             e.refs += 1;
             if let Some(old) = table.names.insert(name, object) {
                 table.release(old, 1);

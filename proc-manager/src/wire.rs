@@ -25,7 +25,8 @@ pub(crate) type Bytes = serde_bytes::ByteBuf;
 /// The value does not serialize, is larger than `max`, or the stream fails.
 pub(crate) fn write_frame<T: Serialize>(mut w: impl Write, value: &T, max: u32) -> Result<()> {
     let body = postcard::to_stdvec(value).map_err(|e| Error::Serialize(e.to_string()))?;
-    let len = u32::try_from(body.len()).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body.len() as u64))?;
+    let len =
+        u32::try_from(body.len()).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body.len() as u64))?;
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&body);
@@ -84,13 +85,23 @@ pub(crate) enum Kind {
     Namespace,
     Value,
     Array,
-    Queue { maxsize: u32, joinable: bool },
+    Queue {
+        maxsize: u32,
+        joinable: bool,
+    },
     Lock,
     RLock,
-    Semaphore { value: u32, bounded: bool },
+    Semaphore {
+        value: u32,
+        bounded: bool,
+    },
     Event,
-    Condition { lock: ObjectId },
-    Barrier { parties: u32 },
+    Condition {
+        lock: ObjectId,
+    },
+    Barrier {
+        parties: u32,
+    },
     /// A registered type, by its registered name.
     Custom(String),
 }
@@ -156,7 +167,10 @@ pub(crate) enum Method {
     /// The items and a version, for an update made on the client (`sort`).
     ListSnapshot,
     /// Replaces the items if the version is still the one given.
-    ListReplace { version: u64, items: Vec<Bytes> },
+    ListReplace {
+        version: u64,
+        items: Vec<Bytes>,
+    },
     // namespace
     NsGet(String),
     NsSet(String, Bytes),
@@ -172,30 +186,58 @@ pub(crate) enum Method {
     Len,
     Clear,
     // queue
-    QueuePut { value: Bytes, block: bool, timeout: Millis },
-    QueueGet { block: bool, timeout: Millis },
+    QueuePut {
+        value: Bytes,
+        block: bool,
+        timeout: Millis,
+    },
+    QueueGet {
+        block: bool,
+        timeout: Millis,
+    },
     QueueSize,
     TaskDone,
-    QueueJoin { timeout: Millis },
+    QueueJoin {
+        timeout: Millis,
+    },
     // lock, rlock, semaphore
-    Acquire { owner: Owner, block: bool, timeout: Millis },
-    Release { owner: Owner },
+    Acquire {
+        owner: Owner,
+        block: bool,
+        timeout: Millis,
+    },
+    Release {
+        owner: Owner,
+    },
     SemValue,
     // event
     EventSet,
     EventClear,
     EventIsSet,
-    EventWait { timeout: Millis },
+    EventWait {
+        timeout: Millis,
+    },
     // condition
-    CondWait { owner: Owner, timeout: Millis },
-    CondNotify { owner: Owner, n: u32 },
+    CondWait {
+        owner: Owner,
+        timeout: Millis,
+    },
+    CondNotify {
+        owner: Owner,
+        n: u32,
+    },
     // barrier
-    BarrierWait { timeout: Millis },
+    BarrierWait {
+        timeout: Millis,
+    },
     BarrierAbort,
     BarrierReset,
     BarrierState,
     // a registered type
-    Custom { method: String, args: Bytes },
+    Custom {
+        method: String,
+        args: Bytes,
+    },
 }
 
 /// What a server answers.
@@ -208,12 +250,22 @@ pub(crate) enum Response {
     Values(Vec<Bytes>),
     Pairs(Vec<(Bytes, Bytes)>),
     Named(Vec<(String, Bytes)>),
-    Snapshot { version: u64, items: Vec<Bytes> },
+    Snapshot {
+        version: u64,
+        items: Vec<Bytes>,
+    },
     Bool(bool),
     Count(u64),
     /// A barrier's parties, waiting count and whether it is broken.
-    Barrier { parties: u32, waiting: u32, broken: bool },
-    Found { object: ObjectId, kind: Kind },
+    Barrier {
+        parties: u32,
+        waiting: u32,
+        broken: bool,
+    },
+    Found {
+        object: ObjectId,
+        kind: Kind,
+    },
     Err(WireError),
 }
 

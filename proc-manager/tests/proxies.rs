@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_manager::{
-    Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, Queue, Semaphore, Shared,
-    Value,
+    Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, Queue, Semaphore,
+    Shared, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,8 +141,9 @@ fn a_proxy_lock_keeps_a_shared_counter_exact() {
     let m = Manager::start().unwrap();
     let lock = m.lock().unwrap();
     let total = m.value(0u64).unwrap();
-    let ps: Vec<_> =
-        (0..3).map(|_| Process::new(count_under_lock, (lock.clone(), total.clone(), 100)).start().unwrap()).collect();
+    let ps: Vec<_> = (0..3)
+        .map(|_| Process::new(count_under_lock, (lock.clone(), total.clone(), 100)).start().unwrap())
+        .collect();
     for p in ps {
         p.join().unwrap();
     }

@@ -1,0 +1,291 @@
+//! Faults and abuse: wrong keys, garbage, oversized and slow handshakes, silent connections, a
+//! client killed holding a lock, the server killed, the owner killed; a remote manager over TCP.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proc_core::testing::{serial, Watchdog};
+use proc_core::Process;
+use proc_manager::{Address, Error, Lock, Manager, Queue, Value};
+use proc_queue::Queue as LocalQueue;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn unix_path(m: &Manager) -> PathBuf {
+    match m.address() {
+        Address::Unix(p) => p.clone(),
+        Address::Tcp(_) => panic!("expected a Unix socket"),
+    }
+}
+
+#[test]
+fn the_socket_is_private_and_a_wrong_key_is_refused() {
+    let _g = serial();
+    let _w = Watchdog::new("wrong_key", LIMIT);
+    let m = Manager::start().unwrap();
+    let path = unix_path(&m);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    let err = Manager::connect(m.address(), b"not the key").unwrap_err();
+    assert!(matches!(err, Error::Authentication(_)), "{err}");
+    // The server keeps serving.
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    let other = Manager::connect(m.address(), m.authkey()).unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+}
+
+/// Reads until the server closes the connection; true if it did within `within`.
+fn closed_by_server(stream: &mut UnixStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            // Closed with our bytes unread: a reset.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn garbage_oversized_and_slow_handshakes_cost_only_their_connection() {
+    let _g = serial();
+    let _w = Watchdog::new("abuse", LIMIT);
+    let m = Manager::start().unwrap();
+    let path = unix_path(&m);
+    let v = m.value(1u32).unwrap();
+
+    // Garbage instead of an answer to the challenge.
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.write_all(&[0xff; 64]).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+
+    // A huge length where the answer should be: only 32 bytes are read, then failure.
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    s.write_all(&[0u8; 28]).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+
+    // Silent: closed after the handshake deadline (5 s), not before 4.
+    let t = Instant::now();
+    let mut s = UnixStream::connect(&path).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+
+    assert_eq!(v.get().unwrap(), 1);
+}
+
+/// Authenticates a raw connection by hand (the client's side of the handshake).
+fn authenticated(path: &std::path::Path, key: &[u8]) -> UnixStream {
+    use hmac::{Hmac, Mac};
+    let mac = |msg: &[u8]| {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        m.update(msg);
+        m.finalize().into_bytes().to_vec()
+    };
+    let mut s = UnixStream::connect(path).unwrap();
+    let mut challenge = [0u8; 40];
+    s.read_exact(&mut challenge).unwrap();
+    s.write_all(&mac(&challenge[8..])).unwrap();
+    let mut verdict = [0u8; 8];
+    s.read_exact(&mut verdict).unwrap();
+    assert_eq!(&verdict, b"#WELCOM#");
+    let nonce = [7u8; 32];
+    let mut ours = b"#CHALNG#".to_vec();
+    ours.extend_from_slice(&nonce);
+    s.write_all(&ours).unwrap();
+    let mut digest = [0u8; 32];
+    s.read_exact(&mut digest).unwrap();
+    assert_eq!(digest.to_vec(), mac(&nonce));
+    s.write_all(b"#WELCOM#").unwrap();
+    // Hello: a session id (u128, varint) and a pid.
+    let hello = [2u8, 1, 1];
+    s.write_all(&(hello.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&hello).unwrap();
+    s
+}
+
+#[test]
+fn oversized_garbage_and_truncated_frames_close_that_connection_only() {
+    let _g = serial();
+    let _w = Watchdog::new("frames", LIMIT);
+    let m = Manager::builder().max_frame(1 << 20).start().unwrap();
+    let path = unix_path(&m);
+    let q = m.queue::<Vec<u8>>(0).unwrap();
+
+    // A length above the limit: closed without reading (or allocating) the body.
+    let mut s = authenticated(&path, m.authkey());
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+    // Garbage that does not decode as a request.
+    let mut s = authenticated(&path, m.authkey());
+    s.write_all(&8u32.to_le_bytes()).unwrap();
+    s.write_all(&[0xff; 8]).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+    // A frame cut short, then the end.
+    let mut s = authenticated(&path, m.authkey());
+    s.write_all(&100u32.to_le_bytes()).unwrap();
+    s.write_all(&[1u8; 10]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(closed_by_server(&mut s, Duration::from_secs(30)));
+
+    // A proxy call larger than the server's limit fails, and the next one works.
+    assert!(q.put(vec![7u8; 2 << 20]).unwrap_err().is_connection());
+    q.put(vec![1u8; 1000]).unwrap();
+    assert_eq!(q.get().unwrap().len(), 1000);
+}
+
+#[test]
+fn a_thousand_silent_connections_do_not_stop_good_clients() {
+    let _g = serial();
+    let _w = Watchdog::new("silent", LIMIT);
+    let m = Manager::start().unwrap();
+    let path = unix_path(&m);
+    let silent: Vec<UnixStream> = (0..1000).filter_map(|_| UnixStream::connect(&path).ok()).collect();
+    assert!(silent.len() >= 900, "only {} connections", silent.len());
+    let t = Instant::now();
+    let d = m.dict::<u32, u32>().unwrap();
+    for i in 0..100 {
+        d.insert(i, i).unwrap();
+    }
+    let other = Manager::connect(m.address(), m.authkey()).unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+    // Served while the silent ones still wait for their deadline.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(silent);
+}
+
+fn grab_and_hang(lock: Lock, held: LocalQueue<u32>) {
+    let guard = lock.acquire().unwrap();
+    held.put(std::process::id()).unwrap();
+    std::mem::forget(guard);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_lock_held_by_a_killed_client_is_released() {
+    let _g = serial();
+    let _w = Watchdog::new("killed_holder", LIMIT);
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let held = LocalQueue::new(1).unwrap();
+    let p = Process::new(grab_and_hang, (lock.clone(), held.clone())).start().unwrap();
+    held.get_timeout(Duration::from_secs(60)).unwrap();
+    assert!(lock.try_acquire().unwrap().is_none());
+    p.kill().unwrap();
+    let _ = p.join_timeout(Duration::from_secs(60));
+    let _guard = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn when_the_server_is_killed_every_call_fails_and_nothing_hangs() {
+    let _g = serial();
+    let _w = Watchdog::new("server_killed", LIMIT);
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u32>(0).unwrap();
+    let v = m.value(3u32).unwrap();
+    let pid = m.server_pid().unwrap();
+    // A blocked get in another thread learns the news too.
+    let q2 = q.clone();
+    let blocked = std::thread::spawn(move || q2.get());
+    // SAFETY: a signal to the server process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(blocked.join().unwrap().unwrap_err().is_connection());
+    assert!(v.get().unwrap_err().is_connection());
+    assert!(q.put(1).unwrap_err().is_connection());
+    drop(v);
+    drop(q);
+    // Shutdown reaps the dead server and reports it gone.
+    assert!(m.shutdown().is_err());
+}
+
+fn own_a_manager(report: LocalQueue<u32>) {
+    let m = Manager::start().unwrap();
+    report.put(m.server_pid().unwrap()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn the_server_exits_when_its_owner_is_killed() {
+    let _g = serial();
+    let _w = Watchdog::new("owner_killed", LIMIT);
+    let report = LocalQueue::new(1).unwrap();
+    let p = Process::new(own_a_manager, (report.clone(),)).start().unwrap();
+    let server = report.get_timeout(Duration::from_secs(60)).unwrap();
+    p.kill().unwrap();
+    let _ = p.join_timeout(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(server) {
+        assert!(Instant::now() < deadline, "the server {server} outlived its owner");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A separately started worker: knows only the address and the key.
+fn remote_worker(address: String, key: Vec<u8>) {
+    let m = Manager::connect(&Address::parse(&address).unwrap(), &key).unwrap();
+    let jobs: Queue<u64> = m.lookup("jobs").unwrap();
+    let results: Queue<u64> = m.lookup("results").unwrap();
+    while let Ok(n) = jobs.get_timeout(Duration::from_secs(30)) {
+        if n == 0 {
+            break;
+        }
+        results.put(n * n).unwrap();
+    }
+}
+
+#[test]
+fn a_tcp_manager_serves_a_separately_started_worker() {
+    let _g = serial();
+    let _w = Watchdog::new("tcp", LIMIT);
+    let unspecified: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    assert!(matches!(Manager::builder().start_tcp(unspecified), Err(Error::Start(_))));
+    let m = Manager::builder()
+        .authkey(b"abracadabra".to_vec())
+        .start_tcp("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let jobs = m.queue::<u64>(0).unwrap();
+    let results = m.queue::<u64>(0).unwrap();
+    m.publish("jobs", &jobs).unwrap();
+    m.publish("results", &results).unwrap();
+    let address = m.address().to_string();
+    assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
+    // A wrong key over TCP.
+    assert!(matches!(Manager::connect(m.address(), b"wrong"), Err(Error::Authentication(_))));
+    let p = Process::new(remote_worker, (address, b"abracadabra".to_vec())).start().unwrap();
+    for n in 1..=10 {
+        jobs.put(n).unwrap();
+    }
+    jobs.put(0).unwrap();
+    let mut got: Vec<u64> = (0..10).map(|_| results.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, (1..=10).map(|n| n * n).collect::<Vec<_>>());
+    p.join().unwrap();
+    // Raw garbage over TCP is dropped too.
+    if let Address::Tcp(a) = m.address() {
+        let mut s = TcpStream::connect(a).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    }
+    let v: Value<u8> = m.value(1).unwrap();
+    assert_eq!(v.get().unwrap(), 1);
+}
