@@ -19,6 +19,7 @@
 //! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
 //! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
 //! | [`queue`] | `proc-queue` | `Queue`, `SimpleQueue`, `JoinableQueue`, `Pipe`/`Connection`, `wait` |
+//! | [`manager`] | `proc-manager` | `Manager` and typed proxies, local or over TCP |
 //! | [`pool`] | `proc-pool` | `Pool`, `AsyncResult`, lazy `imap`, crash isolation |
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!
@@ -38,6 +39,9 @@ pub use proc_core::handle;
 /// Queues, pipes and `wait` (the `proc-queue` crate).
 pub use proc_queue as queue;
 
+/// The manager server and its proxies (the `proc-manager` crate).
+pub use proc_manager as manager;
+
 /// The process pool (the `proc-pool` crate).
 pub use proc_pool as pool;
 
@@ -49,6 +53,7 @@ pub use proc_core::{
     parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
     Run, StartMethod,
 };
+pub use proc_manager::Manager;
 pub use proc_pool::{AsyncResult, Pool};
 pub use proc_queue::{
     pipe, pipe_one_way, wait, Connection, GetError, JoinableQueue, PutError, Queue, SimpleQueue,

@@ -52,6 +52,10 @@ fn tour_runs_every_demo() {
         "sum of squares below 500: 41541750",
         "same results on 1 and",
         "speed-up",
+        "[(\"1\", \"1\"), (\"2\", \"2\")]\n[10, 1, 2, 3, 4]\n",
+        "counter = 400\n",
+        "1 * 1 = 1\n2 * 2 = 4\n3 * 3 = 9\n",
+        "10 * 10 = 100\nmaster done",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }

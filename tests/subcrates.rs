@@ -29,4 +29,7 @@ fn reexports() {
     let r: multiproc::AsyncResult<u8> = pool.apply_async(|x: u8| x + 1, (1,)).unwrap();
     assert_eq!(r.get().unwrap(), 2);
     let _: multiproc::pool::Builder = multiproc::Pool::builder();
+    let m: multiproc::Manager = multiproc::manager::Manager::start().unwrap();
+    let d: multiproc::manager::Dict<u8, u8> = m.dict().unwrap();
+    assert_eq!(d.insert(1, 2).unwrap(), None);
 }

@@ -4,6 +4,7 @@
 //! one (`cargo run --example tour -- list` lists them). Sleeps are scaled by the environment
 //! variable `MULTIPROC_TOUR_SCALE` (default 1.0; the tests run the tour at 0.01).
 
+mod manager;
 mod pool;
 mod process;
 mod queue;
@@ -57,6 +58,9 @@ const DEMOS: &[Demo] = &[
     ("map", "Pool.map and starmap", pool::map),
     ("progress", "a progress bar over a long imap", pool::progress),
     ("speedup", "a CPU-bound map on one process and on every CPU", pool::speedup),
+    ("manager", "a child fills a manager's dict and list", manager::dict_and_list),
+    ("counter", "a shared counter through a proxy Lock", manager::counter),
+    ("jobs", "a distributed job queue over TCP with an authkey", manager::distributed),
 ];
 
 fn main() {
