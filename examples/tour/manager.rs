@@ -37,8 +37,9 @@ pub(crate) fn counter() {
     let manager = Manager::start().expect("manager");
     let counter = manager.value(0u64).expect("value");
     let lock = manager.lock().expect("lock");
-    let ps: Vec<_> =
-        (0..4).map(|_| Process::new(add_100, (counter.clone(), lock.clone())).start().expect("start")).collect();
+    let ps: Vec<_> = (0..4)
+        .map(|_| Process::new(add_100, (counter.clone(), lock.clone())).start().expect("start"))
+        .collect();
     for p in ps {
         p.join().expect("join");
     }
@@ -71,7 +72,9 @@ pub(crate) fn distributed() {
         tasks.put(n).expect("put");
     }
     let workers: Vec<_> = (0..2)
-        .map(|_| Process::new(worker, (master.address().to_string(), b"abc".to_vec())).start().expect("start"))
+        .map(|_| {
+            Process::new(worker, (master.address().to_string(), b"abc".to_vec())).start().expect("start")
+        })
         .collect();
     let mut lines: Vec<String> =
         (0..10).map(|_| results.get_timeout(Duration::from_secs(30)).expect("result")).collect();

@@ -21,7 +21,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync|queue|pool]...");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync|queue|pool|manager]...");
             std::process::exit(2);
         }
     }
@@ -253,6 +253,64 @@ const BENCH_FILES: &[BenchFile] = &[
                ProcessPoolExecutor(2) (fork context) measured in the same run: see the executor rows. The CPU-bound \
                rows map 64 tasks of about 1 ms on 1 worker and on every usable CPU (no Python counterpart: it would \
                compare arithmetic speed); the speed-up is their ratio.",
+    },
+    BenchFile {
+        name: "manager",
+        title: "Manager proxies (mean per operation)",
+        first_column: "benchmark",
+        both_backends: false,
+        rows: MANAGER_ROWS,
+        note: "Floors: floor_roundtrip, one byte there and back over a Unix socket pair between two processes (the \
+               socket type the manager uses locally), and floor_two_roundtrips for the operations that take two. \
+               Python: a multiprocessing.Manager() (fork context) doing the same.",
+    },
+];
+
+const MANAGER_ROWS: &[Row] = &[
+    Row {
+        label: "dict set + get (2 round trips)",
+        scenario: "manager",
+        function: "dict_set_get",
+        floor: "floor_two_roundtrips",
+        python: "dict_set_get",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, min_python_speedup: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "list append",
+        scenario: "manager",
+        function: "list_append",
+        floor: "floor_roundtrip",
+        python: "list_append",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, min_python_speedup: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "Value get",
+        scenario: "manager",
+        function: "value_get",
+        floor: "floor_roundtrip",
+        python: "value_get",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, min_python_speedup: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "Lock acquire + release (2 round trips)",
+        scenario: "manager",
+        function: "lock_acquire_release",
+        floor: "floor_two_roundtrips",
+        python: "lock_acquire_release",
+        unit: Unit::Auto,
+        target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, min_python_speedup: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "dict update, 100 pairs per call (per pair)",
+        scenario: "manager",
+        function: "dict_update_100",
+        floor: "floor_roundtrip",
+        python: "dict_update_100",
+        unit: Unit::Auto,
+        target: None,
     },
 ];
 
