@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::server::{Stream, HANDSHAKE_DEADLINE};
-use crate::wire::{self, Hello, Request, Response, SessionId, DEFAULT_MAX_FRAME};
+use crate::wire::{Framed, Hello, Request, Response, SessionId, DEFAULT_MAX_FRAME};
 
 /// Where a manager listens: a Unix socket path, or a TCP address.
 ///
@@ -82,10 +82,10 @@ pub(crate) struct Client {
     pub(crate) key: Vec<u8>,
     session: SessionId,
     pid: u32,
-    idle: Mutex<Vec<Stream>>,
+    idle: Mutex<Vec<Framed<Stream>>>,
     /// A connection never used for calls: it keeps the session (its references and locks) for
     /// the life of the process, whatever happens to the others.
-    anchor: Mutex<Option<Stream>>,
+    anchor: Mutex<Option<Framed<Stream>>>,
 }
 
 impl fmt::Debug for Client {
@@ -152,16 +152,17 @@ impl Client {
         clients().1.remove(address);
     }
 
-    fn open(&self) -> Result<Stream> {
+    fn open(&self) -> Result<Framed<Stream>> {
         let mut stream = self.address.connect()?;
         stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE))?;
         auth::client_side(&mut stream, &self.key)?;
-        wire::write_frame(&mut stream, &Hello { session: self.session, pid: std::process::id() }, 64)?;
-        stream.set_timeouts(None, None)?;
-        Ok(stream)
+        let mut framed = Framed::new(stream);
+        framed.write(&Hello { session: self.session, pid: std::process::id() }, 64)?;
+        framed.stream.set_timeouts(None, None)?;
+        Ok(framed)
     }
 
-    fn put_back(&self, stream: Stream) {
+    fn put_back(&self, stream: Framed<Stream>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(stream);
@@ -189,8 +190,8 @@ impl Client {
             Some(s) => s,
             None => self.open()?,
         };
-        wire::write_frame(&mut stream, request, DEFAULT_MAX_FRAME)?;
-        let response: Response = wire::read_frame(&mut stream, u32::MAX)?;
+        stream.write(request, DEFAULT_MAX_FRAME)?;
+        let response: Response = stream.read(u32::MAX)?;
         self.put_back(stream);
         match response {
             Response::Err(e) => Err(e.into()),

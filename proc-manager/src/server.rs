@@ -271,21 +271,22 @@ fn serve_connection(core: &Core, mut stream: Stream, listener: &Listener) {
         tracing::warn!(reason = %e, "manager refused a connection");
         return;
     }
-    let hello: Hello = match wire::read_frame(&mut stream, 64) {
+    let mut framed = wire::Framed::new(stream);
+    let hello: Hello = match framed.read(64) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(reason = %e, "manager closed a connection without a valid hello");
             return;
         }
     };
-    if stream.set_timeouts(None, Some(WRITE_DEADLINE)).is_err() {
+    if framed.stream.set_timeouts(None, Some(WRITE_DEADLINE)).is_err() {
         return;
     }
     let session = hello.session;
     core.table().sessions.entry(session).or_default().conns += 1;
-    let abort = ConnAbort { core, fd: stream.raw_fd() };
+    let abort = ConnAbort { core, fd: framed.stream.raw_fd() };
     loop {
-        let request: Request = match wire::read_frame(&mut stream, core.max_frame) {
+        let request: Request = match framed.read(core.max_frame) {
             Ok(r) => r,
             Err(Error::Connection(e)) if wire::is_gone(&e) => break,
             Err(e) => {
@@ -295,7 +296,7 @@ fn serve_connection(core: &Core, mut stream: Stream, listener: &Listener) {
         };
         let shutdown = matches!(request, Request::Shutdown);
         let response = handle(core, session, request, &abort);
-        if let Err(e) = wire::write_frame(&mut stream, &response, u32::MAX) {
+        if let Err(e) = framed.write(&response, u32::MAX) {
             tracing::debug!(reason = %e, "manager could not answer a client");
             break;
         }

@@ -18,39 +18,99 @@ pub(crate) const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 /// An opaque serialized value.
 pub(crate) type Bytes = serde_bytes::ByteBuf;
 
-/// Writes one frame.
-///
-/// # Errors
-///
-/// The value does not serialize, is larger than `max`, or the stream fails.
-pub(crate) fn write_frame<T: Serialize>(mut w: impl Write, value: &T, max: u32) -> Result<()> {
-    let body = postcard::to_stdvec(value).map_err(|e| Error::Serialize(e.to_string()))?;
-    let len =
-        u32::try_from(body.len()).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body.len() as u64))?;
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf)?;
-    Ok(())
+/// A stream with a read buffer: a small frame costs one `read`, not two (length, then body).
+/// Only frames are read through it; the handshake before it reads exact sizes.
+#[derive(Debug)]
+pub(crate) struct Framed<S> {
+    pub(crate) stream: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
 }
 
-/// Reads one frame.
-///
-/// # Errors
-///
-/// [`Error::Connection`] when the stream ends or fails (`UnexpectedEof` for a frame cut short);
-/// [`Error::TooLarge`] for a length above `max` (nothing more is read); [`Error::Protocol`] for
-/// bytes that do not decode.
-pub(crate) fn read_frame<T: DeserializeOwned>(mut r: impl Read, max: u32) -> Result<T> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len);
-    if len > max {
-        return Err(Error::TooLarge(u64::from(len)));
+/// The read buffer's size (it grows for a larger frame, and shrinks back after).
+const BUF: usize = 16 << 10;
+
+impl<S: Read + Write> Framed<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        Framed { stream, buf: vec![0; BUF], start: 0, end: 0, out: Vec::new() }
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)?;
-    postcard::from_bytes(&body).map_err(Error::protocol)
+
+    /// Makes `need` bytes available from `start`.
+    fn fill(&mut self, need: usize) -> io::Result<()> {
+        if self.end - self.start >= need {
+            return Ok(());
+        }
+        if self.start + need > self.buf.len() {
+            // Move what is there to the front, and grow if the frame is larger than the buffer.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if need > self.buf.len() {
+                self.buf.resize(need, 0);
+            }
+        }
+        while self.end - self.start < need {
+            let n = self.stream.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += n;
+        }
+        Ok(())
+    }
+
+    /// Reads one frame.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the stream ends or fails (`UnexpectedEof` for a frame cut
+    /// short); [`Error::TooLarge`] for a length above `max` (nothing more is read or allocated);
+    /// [`Error::Protocol`] for bytes that do not decode.
+    pub(crate) fn read<T: DeserializeOwned>(&mut self, max: u32) -> Result<T> {
+        self.fill(4)?;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.buf[self.start..self.start + 4]);
+        let len = u32::from_le_bytes(len);
+        if len > max {
+            return Err(Error::TooLarge(u64::from(len)));
+        }
+        let total = 4 + len as usize;
+        self.fill(total)?;
+        let value = postcard::from_bytes(&self.buf[self.start + 4..self.start + total]).map_err(Error::protocol);
+        self.start += total;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > BUF {
+                self.buf.truncate(BUF);
+                self.buf.shrink_to_fit();
+            }
+        }
+        value
+    }
+
+    /// Writes one frame with one `write`.
+    ///
+    /// # Errors
+    ///
+    /// The value does not serialize, is larger than `max`, or the stream fails.
+    pub(crate) fn write<T: Serialize>(&mut self, value: &T, max: u32) -> Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.extend_from_slice(&[0; 4]);
+        let mut out = postcard::to_extend(value, out).map_err(|e| Error::Serialize(e.to_string()))?;
+        let body = out.len() - 4;
+        let len = u32::try_from(body).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body as u64))?;
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        let written = self.stream.write_all(&out);
+        if out.capacity() <= BUF {
+            self.out = out;
+        }
+        written?;
+        Ok(())
+    }
 }
 
 /// Whether an I/O error means the peer went away.
