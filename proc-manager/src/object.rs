@@ -3,6 +3,7 @@
 //! typed requests, and refuse anything else).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,9 @@ pub(crate) struct Object {
     pub(crate) kind: Kind,
     state: Mutex<State>,
     changed: Condvar,
+    /// Calls waiting on `changed` (changed only under the state's mutex): a notification costs
+    /// a system call, so it is made only when someone waits.
+    waiting: AtomicU32,
 }
 
 impl std::fmt::Debug for Object {
@@ -117,7 +121,7 @@ fn deadline(timeout: Millis) -> Option<Instant> {
 
 impl Object {
     pub(crate) fn new(kind: Kind, state: State) -> Self {
-        Object { kind, state: Mutex::new(state), changed: Condvar::new() }
+        Object { kind, state: Mutex::new(state), changed: Condvar::new(), waiting: AtomicU32::new(0) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -127,6 +131,14 @@ impl Object {
     /// Wakes every call waiting on this object (a change, or the server shutting down).
     pub(crate) fn wake_all(&self) {
         self.changed.notify_all();
+    }
+
+    /// After a change (made under the mutex, now released): wakes the waiters, if any. A call
+    /// that starts waiting after the change sees it before it waits.
+    fn notify(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// Waits on the condition variable until `ready` is true, the deadline passes (`Timeout`) or
@@ -151,7 +163,9 @@ impl Object {
                 Some(d) => (d - now).min(SLICE),
                 None => SLICE,
             };
+            self.waiting.fetch_add(1, Ordering::SeqCst);
             state = self.changed.wait_timeout(state, slice).unwrap_or_else(PoisonError::into_inner).0;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -165,7 +179,7 @@ impl Object {
                 *owner = None;
                 *count = 0;
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
             }
         }
     }
@@ -188,7 +202,7 @@ impl Object {
         let (response, changed) = Self::call_now(&mut state, method);
         drop(state);
         if changed {
-            self.changed.notify_all();
+            self.notify();
         }
         response
     }
@@ -461,7 +475,7 @@ impl Object {
                     }
                 }
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
                 ok()
             }
             Err((_, WireError::Timeout)) => err(WireError::Full),
@@ -483,7 +497,7 @@ impl Object {
                     _ => None,
                 };
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
                 match item {
                     Some(v) => value(v),
                     None => err(WireError::Empty),
@@ -600,7 +614,7 @@ impl Object {
             _ => 0,
         };
         drop(state);
-        self.changed.notify_all();
+        self.notify();
         depth
     }
 
@@ -627,7 +641,7 @@ impl Object {
                     *waiting = 0;
                     *generation += 1;
                     drop(state);
-                    self.changed.notify_all();
+                    self.notify();
                     return Response::Count(u64::from(index));
                 }
                 (index, *generation)
@@ -650,7 +664,7 @@ impl Object {
                     *broken = true;
                 }
                 drop(state);
-                self.changed.notify_all();
+                self.notify();
                 match e {
                     WireError::Timeout => err(WireError::BrokenBarrier),
                     e => err(e),
