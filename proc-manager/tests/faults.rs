@@ -289,3 +289,38 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let v: Value<u8> = m.value(1).unwrap();
     assert_eq!(v.get().unwrap(), 1);
 }
+
+/// A server in the foreground of its own process.
+fn serve_here(path: String) {
+    let address = Address::parse(&format!("unix:{path}")).unwrap();
+    Manager::builder().authkey(b"fg".to_vec()).serve(&address).unwrap();
+}
+
+#[test]
+fn a_foreground_server_serves_until_shut_down() {
+    let _g = serial();
+    let _w = Watchdog::new("serve", LIMIT);
+    let dir = std::env::temp_dir().join(format!("proc-manager-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let p = Process::new(serve_here, (path.to_string_lossy().into_owned(),)).start().unwrap();
+    let address = Address::Unix(path.clone());
+    // Connect once the socket exists (the server binds it as it starts).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        match Manager::connect(&address, b"fg") {
+            Ok(m) => break m,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    let l = m.list::<u8>().unwrap();
+    l.append(1).unwrap();
+    assert_eq!(l.len().unwrap(), 1);
+    drop(l);
+    m.shutdown().unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
