@@ -78,7 +78,8 @@ impl<S: Read + Write> Framed<S> {
         }
         let total = 4 + len as usize;
         self.fill(total)?;
-        let value = postcard::from_bytes(&self.buf[self.start + 4..self.start + total]).map_err(Error::protocol);
+        let value =
+            postcard::from_bytes(&self.buf[self.start + 4..self.start + total]).map_err(Error::protocol);
         self.start += total;
         if self.start == self.end {
             self.start = 0;
