@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::server::{Stream, HANDSHAKE_DEADLINE};
-use crate::wire::{Framed, Hello, Request, Response, SessionId, DEFAULT_MAX_FRAME};
+use crate::wire::{Framed, Hello, Request, Response, SessionId};
 
 /// Where a manager listens: a Unix socket path, or a TCP address.
 ///
@@ -58,6 +58,7 @@ impl Address {
             Address::Tcp(a) => {
                 let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
                 let _ = s.set_nodelay(true);
+                crate::server::keepalive(&s);
                 Ok(Stream::Tcp(s))
             }
         }
@@ -190,7 +191,8 @@ impl Client {
             Some(s) => s,
             None => self.open()?,
         };
-        stream.write(request, DEFAULT_MAX_FRAME)?;
+        // The server enforces its own limit (it closes the connection past it).
+        stream.write(request, u32::MAX)?;
         let response: Response = stream.read(u32::MAX)?;
         self.put_back(stream);
         match response {

@@ -405,7 +405,14 @@ impl Manager {
     }
 
     /// A new barrier for `parties` parties.
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::Start`] for zero parties.
     pub fn barrier(&self, parties: u32) -> Result<Barrier> {
+        if parties == 0 {
+            return Err(Error::Start("a barrier needs at least one party".into()));
+        }
         self.create(Kind::Barrier { parties }, None, Barrier::from_handle)
     }
 

@@ -2,7 +2,7 @@
 //! clients' proxies, so no input makes the server run code (registered types decode their own
 //! typed requests, and refuse anything else).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -61,16 +61,45 @@ impl OrderedMap {
 /// The state of an object.
 pub(crate) enum State {
     Dict(OrderedMap),
-    List { items: Vec<Vec<u8>>, version: u64 },
+    List {
+        items: Vec<Vec<u8>>,
+        version: u64,
+    },
     Namespace(BTreeMap<String, Vec<u8>>),
     Value(Vec<u8>),
     Array(Vec<Vec<u8>>),
-    Queue { items: VecDeque<Vec<u8>>, maxsize: u32, unfinished: u64, joinable: bool },
-    Lock { owner: Option<Owner>, count: u32, reentrant: bool },
-    Semaphore { value: u32, initial: u32, bounded: bool },
+    Queue {
+        items: VecDeque<Vec<u8>>,
+        maxsize: u32,
+        unfinished: u64,
+        joinable: bool,
+    },
+    Lock {
+        owner: Option<Owner>,
+        count: u32,
+        reentrant: bool,
+    },
+    Semaphore {
+        value: u32,
+        initial: u32,
+        bounded: bool,
+    },
     Event(bool),
-    Condition { lock: Arc<Object>, tickets: u64, released: u64 },
-    Barrier { parties: u32, waiting: u32, generation: u64, broken: bool, reset_of: Option<u64> },
+    /// Waiters hold tickets in order; `notify(n)` moves the n oldest to `notified`.
+    Condition {
+        lock: Arc<Object>,
+        next: u64,
+        waiting: BTreeSet<u64>,
+        notified: HashSet<u64>,
+    },
+    /// `resets`: generations ended by a reset (their waiters get BrokenBarrier).
+    Barrier {
+        parties: u32,
+        waiting: u32,
+        generation: u64,
+        broken: bool,
+        resets: HashSet<u64>,
+    },
     Custom(Box<dyn Erased>),
 }
 
@@ -113,6 +142,29 @@ fn index(i: i64, len: usize) -> Option<usize> {
     let len = i64::try_from(len).ok()?;
     let i = if i < 0 { i + len } else { i };
     (0..len).contains(&i).then_some(i as usize)
+}
+
+/// At most 60 characters of a value's `Debug` form: a method refused with a large argument costs
+/// no more than its name.
+fn short_debug(value: &dyn std::fmt::Debug) -> String {
+    struct Bounded(String);
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = 60usize.saturating_sub(self.0.len());
+            if s.len() > room {
+                let cut = (0..=room).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+                self.0.push_str(&s[..cut]);
+                return Err(std::fmt::Error);
+            }
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+    let mut out = Bounded(String::new());
+    if std::fmt::write(&mut out, format_args!("{value:?}")).is_err() {
+        out.0.push('…');
+    }
+    out.0
 }
 
 fn deadline(timeout: Millis) -> Option<Instant> {
@@ -209,7 +261,7 @@ impl Object {
 
     /// The methods that never wait. Returns the response and whether waiters should look again.
     fn call_now(state: &mut State, method: Method) -> (Response, bool) {
-        let not_allowed = |m: &Method| (err(WireError::MethodNotAllowed(format!("{m:?}"))), false);
+        let not_allowed = |m: &Method| (err(WireError::MethodNotAllowed(short_debug(m))), false);
         match (state, method) {
             (State::Dict(d), Method::DictGet(k)) => {
                 (Response::MaybeValue(d.get(&k).cloned().map(Bytes::from)), false)
@@ -334,21 +386,26 @@ impl Object {
                 (ok(), false)
             }
             (State::Event(flag), Method::EventIsSet) => (Response::Bool(*flag), false),
-            (State::Condition { lock, tickets, released }, Method::CondNotify { owner, n }) => {
+            (State::Condition { lock, waiting, notified, .. }, Method::CondNotify { owner, n }) => {
                 if !lock.held_by(owner) {
                     return (err(WireError::NotHeld), false);
                 }
-                *released = (*released + u64::from(n)).min(*tickets);
+                for _ in 0..n {
+                    match waiting.pop_first() {
+                        Some(ticket) => notified.insert(ticket),
+                        None => break,
+                    };
+                }
                 (ok(), true)
             }
             (State::Barrier { broken, .. }, Method::BarrierAbort) => {
                 *broken = true;
                 (ok(), true)
             }
-            (State::Barrier { waiting, generation, broken, reset_of, .. }, Method::BarrierReset) => {
-                // Waiting parties get BrokenBarrier; the barrier starts afresh.
+            (State::Barrier { waiting, generation, broken, resets, .. }, Method::BarrierReset) => {
+                // Parties waiting get BrokenBarrier; the barrier starts afresh.
                 if *waiting > 0 {
-                    *reset_of = Some(*generation);
+                    resets.insert(*generation);
                     *generation += 1;
                     *waiting = 0;
                 }
@@ -445,7 +502,7 @@ impl Object {
             }
             other => {
                 changed = false;
-                err(WireError::MethodNotAllowed(format!("{other:?}")))
+                err(WireError::MethodNotAllowed(short_debug(&other)))
             }
         };
         if changed {
@@ -524,8 +581,13 @@ impl Object {
         let mut state = self.lock();
         match &mut *state {
             State::Lock { owner: Some(o), count, reentrant: true } if *o == who => {
-                *count += 1;
-                return Response::Bool(true);
+                return match count.checked_add(1) {
+                    Some(c) => {
+                        *count = c;
+                        Response::Bool(true)
+                    }
+                    None => err(WireError::Remote("the RLock is acquired too many times".into())),
+                };
             }
             State::Lock { .. } | State::Semaphore { .. } => {}
             _ => return err(WireError::MethodNotAllowed("acquire".into())),
@@ -568,33 +630,39 @@ impl Object {
     fn cond_wait(&self, who: Owner, timeout: Millis, abort: &dyn Abort) -> Response {
         let mut state = self.lock();
         let (lock, ticket) = match &mut *state {
-            State::Condition { lock, tickets, .. } => {
+            State::Condition { lock, next, waiting, .. } => {
                 if !lock.held_by(who) {
                     return err(WireError::NotHeld);
                 }
-                *tickets += 1;
-                (lock.clone(), *tickets)
+                *next += 1;
+                waiting.insert(*next);
+                (lock.clone(), *next)
             }
             _ => return err(WireError::MethodNotAllowed("wait".into())),
         };
         // Registered before the lock is released: a notify after the release wakes us.
         let depth = lock.release_fully(who);
-        let notified = |s: &mut State| matches!(s, State::Condition { released, .. } if *released >= ticket);
-        let result = match self.wait_until(state, deadline(timeout), abort, notified) {
-            Ok(_) => Response::Bool(true),
-            Err((mut state, e)) => {
-                // Not notified: give the ticket's place up.
-                if let State::Condition { tickets, released, .. } = &mut *state {
-                    if *released < ticket {
-                        *tickets -= 1;
-                        *released = (*released).min(*tickets);
-                    }
-                }
-                match e {
-                    WireError::Timeout => Response::Bool(false),
-                    e => return err(e),
-                }
+        let is_notified =
+            |s: &mut State| matches!(s, State::Condition { notified, .. } if notified.contains(&ticket));
+        let outcome = self.wait_until(state, deadline(timeout), abort, is_notified);
+        let (mut state, error) = match outcome {
+            Ok(state) => (state, None),
+            Err((state, e)) => (state, Some(e)),
+        };
+        // Take the ticket out, whichever way the wait ended; a notification that came with the
+        // timeout counts.
+        let was_notified = match &mut *state {
+            State::Condition { waiting, notified, .. } => {
+                waiting.remove(&ticket);
+                notified.remove(&ticket)
             }
+            _ => false,
+        };
+        drop(state);
+        let result = match error {
+            _ if was_notified => Response::Bool(true),
+            None | Some(WireError::Timeout) => Response::Bool(false),
+            Some(e) => return err(e),
         };
         // Take the lock back (as Python's wait does, however long it takes).
         lock.reacquire(who, depth, abort);
@@ -653,15 +721,25 @@ impl Object {
             _ => true,
         };
         match self.wait_until(state, deadline(timeout), abort, passed) {
-            Ok(state) => match &*state {
-                State::Barrier { reset_of: Some(r), .. } if *r == generation => err(WireError::BrokenBarrier),
+            Ok(mut state) => match &mut *state {
+                State::Barrier { resets, .. } if resets.contains(&generation) => {
+                    err(WireError::BrokenBarrier)
+                }
                 State::Barrier { generation: g, .. } if *g != generation => Response::Count(u64::from(index)),
+                State::Barrier { waiting, .. } => {
+                    // Broken while this party waited: it leaves.
+                    *waiting = waiting.saturating_sub(1);
+                    err(WireError::BrokenBarrier)
+                }
                 _ => err(WireError::BrokenBarrier),
             },
             Err((mut state, e)) => {
                 // A party that gives up breaks the barrier for everyone (Python's rule).
-                if let State::Barrier { broken, .. } = &mut *state {
+                if let State::Barrier { broken, waiting, generation: g, .. } = &mut *state {
                     *broken = true;
+                    if *g == generation {
+                        *waiting = waiting.saturating_sub(1);
+                    }
                 }
                 drop(state);
                 self.notify();

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -46,33 +46,55 @@ fn owner(client: &Client) -> Owner {
 
 /// A reference to an object on a manager, held by this process.
 pub(crate) struct Handle {
-    client: Arc<Client>,
+    /// The client of the process that holds the reference. A copy inherited through fork finds
+    /// its parent's here, and takes a reference of its own on first use.
+    client: Mutex<Arc<Client>>,
     id: ObjectId,
     kind: Kind,
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("address", &self.client.address).field("id", &self.id).finish()
+        let client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Handle").field("address", &client.address).field("id", &self.id).finish()
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // A copy inherited through fork holds no reference of its own.
-        if self.client.is_local() {
-            let _ = self.client.call(&Request::DecRef(self.id));
+        // A copy inherited through fork holds no reference of its own (until it takes one).
+        let client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if client.is_local() {
+            let _ = client.call(&Request::DecRef(self.id));
         }
     }
 }
 
 impl Handle {
     pub(crate) fn new(client: Arc<Client>, id: ObjectId, kind: Kind) -> Arc<Self> {
-        Arc::new(Handle { client, id, kind })
+        Arc::new(Handle { client: Mutex::new(client), id, kind })
+    }
+
+    /// This process's client, with this process's reference: a handle inherited through fork
+    /// connects (a session of its own) and takes one first.
+    fn client(&self) -> Result<Arc<Client>> {
+        let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if !client.is_local() {
+            let mine = Client::get(&client.address, &client.key)?;
+            mine.call(&Request::IncRef(self.id))?;
+            *client = mine;
+        }
+        Ok(client.clone())
+    }
+
+    /// The lock owner this thread is, on this object's manager.
+    fn owner(&self) -> Result<Owner> {
+        let client = self.client()?;
+        Ok(owner(&client))
     }
 
     fn call(&self, method: Method) -> Result<Response> {
-        self.client.call(&Request::Call { object: self.id, method })
+        self.client()?.call(&Request::Call { object: self.id, method })
     }
 
     fn ok(&self, method: Method) -> Result<()> {
@@ -126,25 +148,29 @@ struct WireProxy {
     key: Option<Vec<u8>>,
     id: ObjectId,
     kind: Kind,
-    /// Exported for a transfer (adopted by the receiver) rather than stored in another object.
-    transfer: bool,
+    /// For a transfer: the export the receiver adopts. Stored in another object: none (the
+    /// export keeps the object until the manager shuts down; a reader takes a reference).
+    token: Option<u64>,
 }
 
 impl Serialize for Handle {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let transfer = proc_core::handle::in_transfer();
+        let client =
+            self.client().map_err(|e| S::Error::custom(format!("cannot export a manager proxy: {e}")))?;
         // The reference travels with the bytes: held on the manager until the receiver adopts it
-        // (or, stored in another object, until the manager shuts down).
-        match self.client.call(&Request::Export(self.id)) {
-            Ok(_) => {}
+        // with the token (or, stored in another object, until the manager shuts down).
+        let token = match client.call(&Request::Export(self.id)) {
+            Ok(Response::Count(token)) => token,
+            Ok(r) => return Err(S::Error::custom(format!("cannot export a manager proxy: {r:?}"))),
             Err(e) => return Err(S::Error::custom(format!("cannot export a manager proxy: {e}"))),
-        }
+        };
         WireProxy {
-            address: self.client.address.clone(),
-            key: transfer.then(|| self.client.key.clone()),
+            address: client.address.clone(),
+            key: transfer.then(|| client.key.clone()),
             id: self.id,
             kind: self.kind.clone(),
-            transfer,
+            token: transfer.then_some(token),
         }
         .serialize(serializer)
     }
@@ -160,9 +186,12 @@ impl<'de> Deserialize<'de> for Handle {
                 "a manager proxy from an unknown manager: receive a proxy of it as a start argument first",
             )),
         };
-        let request = if wire.transfer { Request::Adopt(wire.id) } else { Request::IncRef(wire.id) };
+        let request = match wire.token {
+            Some(token) => Request::Adopt(token),
+            None => Request::IncRef(wire.id),
+        };
         client.call(&request).map_err(D::Error::custom)?;
-        Ok(Handle { client, id: wire.id, kind: wire.kind })
+        Ok(Handle { client: Mutex::new(client), id: wire.id, kind: wire.kind })
     }
 }
 
@@ -601,7 +630,7 @@ impl Drop for LockGuard<'_> {
 
 impl Lock {
     fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })
     }
 
@@ -631,7 +660,7 @@ impl Lock {
 
     /// Releases the lock (Python's `release`; a guard does it when dropped).
     pub fn release(&self) -> Result<()> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.ok(Method::Release { owner: who })
     }
 }
@@ -649,7 +678,7 @@ proxy! {
 
 impl Semaphore {
     fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })
     }
 
@@ -670,7 +699,7 @@ impl Semaphore {
 
     /// Gives a permit back.
     pub fn release(&self) -> Result<()> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.ok(Method::Release { owner: who })
     }
 
@@ -729,19 +758,19 @@ proxy! {
 impl Condition {
     /// Waits for a notification, holding the lock before and after (the caller must hold it).
     pub fn wait(&self) -> Result<()> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.boolean(Method::CondWait { owner: who, timeout: None }).map(|_| ())
     }
 
     /// Waits at most `timeout`; returns whether it was notified.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.boolean(Method::CondWait { owner: who, timeout: Client::millis(Some(timeout)) })
     }
 
     /// Wakes up to `n` waiters (the caller must hold the lock).
     pub fn notify(&self, n: u32) -> Result<()> {
-        let who = owner(&self.handle.client);
+        let who = self.handle.owner()?;
         self.handle.ok(Method::CondNotify { owner: who, n })
     }
 

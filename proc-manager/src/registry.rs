@@ -14,6 +14,10 @@ use crate::wire::WireError;
 /// `register`ed class). `Request` is the set of methods a client may call: anything that does not
 /// decode as a `Request` is refused with [`Error::MethodNotAllowed`](crate::Error::MethodNotAllowed).
 ///
+/// The server decodes requests from any authenticated client on a 1 MiB stack: keep `Init` and
+/// `Request` free of unbounded recursion (a `Box<Self>` chain a client makes deep enough would
+/// overflow it), and keep `handle`'s own recursion shallow.
+///
 /// # Examples
 ///
 /// ```

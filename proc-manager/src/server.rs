@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth;
 use crate::error::{Error, Result};
@@ -27,8 +27,14 @@ pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// The longest a write to a client may block (a client that does not read its answers).
 const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A connection thread's stack: small, so that many idle connections cost little.
-const CONN_STACK: usize = 256 << 10;
+/// A connection thread's stack (reserved, committed as used): room for a registered type's
+/// handler, while many idle connections cost little.
+const CONN_STACK: usize = 1 << 20;
+
+/// At most this many connections may be in their handshake at once; more are closed at once.
+/// Each gets at most 5 s in all, so a flood of silent peers ties the server up for 5 s at most,
+/// and good clients are served meanwhile up to this count.
+const MAX_HANDSHAKING: usize = 4096;
 
 /// A stream to or from a manager: a Unix socket or TCP.
 #[derive(Debug)]
@@ -137,8 +143,9 @@ struct Session {
 struct Table {
     next: ObjectId,
     objects: HashMap<ObjectId, Entry>,
-    /// References on their way to another process.
-    exported: HashMap<ObjectId, u64>,
+    /// References on their way to another process, by token.
+    exported: HashMap<u64, ObjectId>,
+    next_token: u64,
     sessions: HashMap<SessionId, Session>,
     names: HashMap<String, ObjectId>,
 }
@@ -157,6 +164,10 @@ impl Table {
             if let Some(e) = self.objects.remove(&id) {
                 tracing::debug!(id, "manager object freed");
                 e.object.wake_all();
+                // A condition holds a reference to its lock.
+                if let Kind::Condition { lock } = e.object.kind {
+                    self.release(lock, 1);
+                }
             }
         }
     }
@@ -172,6 +183,8 @@ impl Table {
 /// What every connection thread shares.
 pub(crate) struct Core {
     table: Mutex<Table>,
+    /// Connections in their handshake now.
+    handshaking: std::sync::atomic::AtomicUsize,
     shutting_down: AtomicBool,
     key: Vec<u8>,
     max_frame: u32,
@@ -199,6 +212,7 @@ impl Server {
     ) -> Self {
         let core = Arc::new(Core {
             table: Mutex::new(Table::default()),
+            handshaking: std::sync::atomic::AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             key,
             max_frame,
@@ -253,6 +267,25 @@ impl Abort for ConnAbort<'_> {
     }
 }
 
+/// Turns TCP keepalive on, so that a client whose machine vanished is noticed (its session
+/// ends, its locks are released).
+pub(crate) fn keepalive(stream: &TcpStream) {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("cannot turn TCP keepalive on");
+    }
+}
+
 /// Whether the peer of a connection closed it. The client sends nothing while it waits for an
 /// answer, so a readable socket means its end (or garbage, which ends it too).
 fn peer_gone(fd: RawFd) -> bool {
@@ -262,23 +295,79 @@ fn peer_gone(fd: RawFd) -> bool {
     n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// Authenticates a connection and serves its requests.
-fn serve_connection(core: &Core, mut stream: Stream, listener: &Listener) {
-    if stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE)).is_err() {
-        return;
+/// A stream whose every read and write must end by one deadline (the handshake's).
+struct Deadlined<'a> {
+    stream: &'a mut Stream,
+    deadline: Instant,
+}
+
+impl Deadlined<'_> {
+    fn arm(&mut self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_timeouts(Some(left), Some(left))
     }
-    if let Err(e) = auth::server_side(&mut stream, &core.key) {
-        tracing::warn!(reason = %e, "manager refused a connection");
-        return;
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.read(buf)
     }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Counts a connection in its handshake while alive.
+struct Handshaking<'a>(&'a Core);
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.0.handshaking.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The handshake and the hello, within one deadline.
+fn greet(core: &Core, stream: Stream) -> Result<(wire::Framed<Stream>, Hello)> {
+    let mut stream = stream;
+    let deadline = Instant::now() + HANDSHAKE_DEADLINE;
+    auth::server_side(&mut Deadlined { stream: &mut stream, deadline }, &core.key)?;
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    stream.set_timeouts(Some(left), Some(left))?;
     let mut framed = wire::Framed::new(stream);
-    let hello: Hello = match framed.read(64) {
-        Ok(h) => h,
+    let hello = framed.read(64)?;
+    Ok((framed, hello))
+}
+
+/// Authenticates a connection and serves its requests.
+fn serve_connection(core: &Core, stream: Stream, listener: &Listener) {
+    let guard = Handshaking(core);
+    if core.handshaking.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKING {
+        tracing::warn!("manager closed a connection: too many connections in their handshake");
+        return;
+    }
+    if let Stream::Tcp(s) = &stream {
+        keepalive(s);
+    }
+    let (mut framed, hello) = match greet(core, stream) {
+        Ok(x) => x,
         Err(e) => {
-            tracing::warn!(reason = %e, "manager closed a connection without a valid hello");
+            tracing::warn!(reason = %e, "manager refused a connection");
             return;
         }
     };
+    drop(guard);
     if framed.stream.set_timeouts(None, Some(WRITE_DEADLINE)).is_err() {
         return;
     }
@@ -359,14 +448,19 @@ fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Re
             if !matches!(lock.object.kind, Kind::Lock | Kind::RLock) {
                 return Err(WireError::MethodNotAllowed("a condition needs a Lock or an RLock".into()));
             }
-            State::Condition { lock: lock.object.clone(), tickets: 0, released: 0 }
+            State::Condition {
+                lock: lock.object.clone(),
+                next: 0,
+                waiting: Default::default(),
+                notified: Default::default(),
+            }
         }
         Kind::Barrier { parties } => State::Barrier {
             parties: (*parties).max(1),
             waiting: 0,
             generation: 0,
             broken: false,
-            reset_of: None,
+            resets: Default::default(),
         },
         Kind::Custom(name) => {
             let factory = core
@@ -390,6 +484,11 @@ fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) 
                 Ok(s) => s,
                 Err(e) => return Response::Err(e),
             };
+            if let Kind::Condition { lock } = kind {
+                if let Some(e) = table.objects.get_mut(&lock) {
+                    e.refs += 1;
+                }
+            }
             table.next += 1;
             let id = table.next;
             table.objects.insert(id, Entry { object: Arc::new(Object::new(kind, state)), refs: 0 });
@@ -424,16 +523,17 @@ fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) 
         Request::Export(id) => match table.objects.get_mut(&id) {
             Some(e) => {
                 e.refs += 1;
-                *table.exported.entry(id).or_default() += 1;
-                Response::Ok
+                table.next_token += 1;
+                let token = table.next_token;
+                table.exported.insert(token, id);
+                Response::Count(token)
             }
             None => Response::Err(WireError::NoSuchObject),
         },
-        Request::Adopt(id) => {
-            let Some(n) = table.exported.get_mut(&id).filter(|n| **n > 0) else {
+        Request::Adopt(token) => {
+            let Some(id) = table.exported.remove(&token) else {
                 return Response::Err(WireError::NoSuchObject);
             };
-            *n -= 1;
             let Some(kind) = table.objects.get(&id).map(|e| e.object.kind.clone()) else {
                 return Response::Err(WireError::NoSuchObject);
             };

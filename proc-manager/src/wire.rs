@@ -37,21 +37,23 @@ impl<S: Read + Write> Framed<S> {
         Framed { stream, buf: vec![0; BUF], start: 0, end: 0, out: Vec::new() }
     }
 
-    /// Makes `need` bytes available from `start`.
+    /// Makes `need` bytes available from `start`. The buffer grows as bytes arrive (at most
+    /// doubling), so a header announcing a large frame costs nothing until its bytes come.
     fn fill(&mut self, need: usize) -> io::Result<()> {
         if self.end - self.start >= need {
             return Ok(());
         }
-        if self.start + need > self.buf.len() {
-            // Move what is there to the front, and grow if the frame is larger than the buffer.
+        if self.start + need > self.buf.len() && self.start > 0 {
+            // Move what is there to the front.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if need > self.buf.len() {
-                self.buf.resize(need, 0);
-            }
         }
         while self.end - self.start < need {
+            if self.end == self.buf.len() {
+                let grown = self.buf.len().saturating_mul(2).min(self.start + need).max(self.end + 1);
+                self.buf.resize(grown, 0);
+            }
             let n = self.stream.read(&mut self.buf[self.end..])?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -187,10 +189,11 @@ pub(crate) enum Request {
     IncRef(ObjectId),
     /// The session drops one reference; the object goes with its last one.
     DecRef(ObjectId),
-    /// A reference that travels to another process: held until a session adopts it.
+    /// A reference that travels to another process: held until a session adopts it. Answered
+    /// with a token (`Count`).
     Export(ObjectId),
-    /// The session adopts an exported reference.
-    Adopt(ObjectId),
+    /// The session adopts an exported reference, by its token.
+    Adopt(u64),
     /// Publishes an object under a name (the name holds a reference).
     Publish { name: String, object: ObjectId },
     /// Looks a name up; the session gets a reference.

@@ -370,3 +370,54 @@ fn an_object_lives_while_a_proxy_does_and_is_freed_after_the_last() {
     assert_eq!(again.get().unwrap(), 5);
     m.shutdown().unwrap();
 }
+
+fn fork_child(d: Dict<String, u32>, lock: Lock) -> u32 {
+    let _held = lock.acquire().unwrap();
+    d.insert("forked".into(), 1).unwrap();
+    d.len().unwrap() as u32
+}
+
+#[test]
+fn proxies_inherited_through_fork_take_their_own_session() {
+    let _g = serial();
+    let _w = Watchdog::new("fork", LIMIT);
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, u32>().unwrap();
+    let lock = m.lock().unwrap();
+    let p = Process::new(fork_child, (d.clone(), lock.clone()))
+        .start_method(proc_core::StartMethod::Fork)
+        .start()
+        .unwrap();
+    assert_eq!(p.join().unwrap(), 1);
+    assert_eq!(d.get(&"forked".into()).unwrap(), Some(1));
+    // The child's lock went with its session; ours works.
+    let _held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
+}
+
+fn cond_waiter(lock: Lock, cond: Condition, timeout_ms: u64, ready: Event) -> bool {
+    let _held = lock.acquire().unwrap();
+    ready.set().unwrap();
+    cond.wait_timeout(Duration::from_millis(timeout_ms)).unwrap()
+}
+
+#[test]
+fn a_condition_waiter_that_times_out_does_not_take_a_later_waiters_notification() {
+    let _g = serial();
+    let _w = Watchdog::new("cond_timeout", LIMIT);
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let cond = m.condition(&lock).unwrap();
+    let (r1, r2) = (m.event().unwrap(), m.event().unwrap());
+    // The first waiter gives up early; the second waits long.
+    let early = Process::new(cond_waiter, (lock.clone(), cond.clone(), 50, r1.clone())).start().unwrap();
+    r1.wait().unwrap();
+    let late = Process::new(cond_waiter, (lock.clone(), cond.clone(), 60_000, r2.clone())).start().unwrap();
+    r2.wait().unwrap();
+    assert!(!early.join().unwrap());
+    // The late waiter holds ticket 2; notify_all must reach it although ticket 1 gave up.
+    {
+        let _held = lock.acquire().unwrap();
+        cond.notify_all().unwrap();
+    }
+    assert!(late.join().unwrap());
+}
