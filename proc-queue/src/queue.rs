@@ -1160,7 +1160,7 @@ impl Ring {
     fn get_with<R>(
         &self,
         root: &Ring,
-        deadline: Option<Instant>,
+        wait: &mut Wait,
         decode: &mut dyn FnMut(&[u8]) -> R,
     ) -> Result<R, Fail> {
         let items = self.q32(H_ITEMS);
@@ -1186,6 +1186,7 @@ impl Ring {
                 return Err(Fail::Get(GetError::ShutDown));
             }
             let now = Instant::now();
+            let deadline = wait.deadline(now);
             let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
             let expired = deadline.is_some_and(|d| now >= d);
             if (expired || now >= check) && !repair {
@@ -1208,7 +1209,7 @@ impl Ring {
 
     /// Claims a slot for writing, waiting until `deadline`; `Err(true)` on timeout, `Err(false)`
     /// on shutdown or close.
-    fn claim_write_until(&self, deadline: Option<Instant>) -> Result<Claim, ClaimFail> {
+    fn claim_write_until(&self, wait: &mut Wait) -> Result<Claim, ClaimFail> {
         let space = self.u32_at(H_SPACE);
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
@@ -1221,6 +1222,7 @@ impl Ring {
                 return Ok(claim);
             }
             let now = Instant::now();
+            let deadline = wait.deadline(now);
             let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
             let expired = deadline.is_some_and(|d| now >= d);
             if (expired || now >= check) && !repair {
@@ -1494,7 +1496,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`PutError::Closed`], [`PutError::ShutDown`], [`PutError::TooLarge`],
     /// [`PutError::Serialize`], [`PutError::Os`]; each hands the value back.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        self.put_until(value, None, false)
+        self.put_until(value, Wait::Forever, false)
     }
 
     /// Puts `value` if room comes within `timeout` (zero: only if there is room now).
@@ -1503,7 +1505,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`PutError::Timeout`] if the queue stayed full; the others as for [`put`](Self::put).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_until(value, Some(deadline(timeout)), false)
+        self.put_until(value, Wait::For(timeout), false)
     }
 
     /// Puts `value` only if there is room now.
@@ -1512,7 +1514,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`PutError::Full`] if there is none; the others as for [`put`](Self::put).
     pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
-        self.put_until(value, Some(Instant::now()), true)
+        self.put_until(value, Wait::For(Duration::ZERO), true)
     }
 
     /// Takes the oldest item, waiting as long as it takes.
@@ -1522,7 +1524,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`GetError::Closed`], [`GetError::ShutDown`] (once drained), [`GetError::Deserialize`],
     /// [`GetError::Os`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_until(None, false)
+        self.get_until(Wait::Forever, false)
     }
 
     /// Takes the oldest item if one comes within `timeout`.
@@ -1531,7 +1533,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Timeout`] if none came; the others as for [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_until(Some(deadline(timeout)), false)
+        self.get_until(Wait::For(timeout), false)
     }
 
     /// Takes the oldest item if there is one now.
@@ -1540,16 +1542,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Empty`] if there is none; the others as for [`get`](Self::get).
     pub fn get_nowait(&self) -> Result<T, GetError> {
-        self.get_until(Some(Instant::now()), true)
+        self.get_until(Wait::For(Duration::ZERO), true)
     }
 
-    fn get_until(&self, deadline: Option<Instant>, nowait: bool) -> Result<T, GetError> {
+    fn get_until(&self, mut wait: Wait, nowait: bool) -> Result<T, GetError> {
         let root = &*self.ring;
         let mut decode = |bytes: &[u8]| postcard::from_bytes::<T>(bytes);
         loop {
             let idx = root.read_at.load(Ordering::Acquire);
             let got = root
-                .with_ring(idx, |ring| ring.get_with(root, deadline, &mut decode))
+                .with_ring(idx, |ring| ring.get_with(root, &mut wait, &mut decode))
                 .map_err(GetError::Os)?;
             return match got {
                 // Ring `idx` is drained and sealed: the next one exists (it was linked first).
@@ -1568,7 +1570,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_until(&self, value: T, deadline: Option<Instant>, nowait: bool) -> Result<(), PutError<T>> {
+    fn put_until(&self, value: T, mut wait: Wait, nowait: bool) -> Result<(), PutError<T>> {
         let ring = &*self.ring;
         if ring.closed.load(Ordering::Relaxed) {
             return Err(PutError::Closed(value));
@@ -1602,7 +1604,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let claimed = if root.unbounded() {
             root.claim_unbounded()
         } else {
-            root.claim_write_until(deadline).map(|claim| (None, claim))
+            root.claim_write_until(&mut wait).map(|claim| (None, claim))
         };
         let (later, claim) = match claimed {
             Ok(claimed) => claimed,
@@ -1757,9 +1759,37 @@ impl Ring {
     }
 }
 
-fn deadline(timeout: Duration) -> Instant {
-    let now = Instant::now();
+fn deadline(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// How long a call may wait for its turn. A timeout becomes a deadline only when the call finds
+/// it has to wait: reading the clock costs about as much as a whole `get` that finds an item, so
+/// the fast path does not read it (the deadline then counts from a moment later than the call,
+/// so the wait is never shorter than asked).
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// As long as it takes.
+    Forever,
+    /// Until this deadline.
+    Until(Instant),
+    /// This long from the first look that found nothing.
+    For(Duration),
+}
+
+impl Wait {
+    /// The deadline, fixing it from `now` the first time.
+    fn deadline(&mut self, now: Instant) -> Option<Instant> {
+        match *self {
+            Wait::Forever => None,
+            Wait::Until(d) => Some(d),
+            Wait::For(timeout) => {
+                let d = deadline(now, timeout);
+                *self = Wait::Until(d);
+                Some(d)
+            }
+        }
+    }
 }
 
 impl<T> fmt::Debug for Queue<T> {
@@ -1980,7 +2010,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// [`JoinError::Timeout`] if tasks were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.inner.ring.join_until(Some(deadline(timeout)))
+        self.inner.ring.join_until(Some(deadline(Instant::now(), timeout)))
     }
 
     /// The number of unfinished tasks (a snapshot).
