@@ -55,6 +55,11 @@ const SPIN: u32 = 32;
 /// How many times it then yields its CPU (a peer on the same CPU gets to run) before it sleeps.
 const YIELDS: u32 = 4;
 
+/// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
+/// is about, before it grows the queue by a ring: enough for a consumer on the same CPU to run,
+/// few enough that `put` never waits long.
+const GROW_YIELDS: u32 = 8;
+
 /// How long a blocked call waits before it checks whether the process it waits on still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
@@ -1243,8 +1248,13 @@ impl Ring {
     }
 
     /// Claims a slot in an unbounded queue (this is ring 0): in this process' writing ring, or,
-    /// when that is full, in a next ring that it links. Never waits for room.
+    /// when that is full, in a next ring that it links. Never waits for room for long: when a
+    /// consumer is about (see [`consumer_about`](Self::consumer_about)), a full ring first yields
+    /// the CPU up to [`GROW_YIELDS`] times, which lets a consumer on the same CPU drain it. The
+    /// ring then stays small enough for the caches, instead of the producer filling rings larger
+    /// than them before the consumer runs.
     fn claim_unbounded(&self) -> Result<(Option<&Ring>, Claim), ClaimFail> {
+        let mut yields = 0;
         loop {
             if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
                 return Err(ClaimFail::Stopped);
@@ -1269,11 +1279,24 @@ impl Ring {
                     // the slot up (void) and write in the next ring.
                     Some(claim) if ring.sealed() => ring.commit(claim, 0, true),
                     Some(claim) => return Ok((later, claim)),
+                    None if yields < GROW_YIELDS && self.consumer_about(ring) => {
+                        yields += 1;
+                        std::thread::yield_now();
+                        continue;
+                    }
                     None => self.grow(ring, idx).map_err(ClaimFail::Os)?,
                 }
             }
             self.write_at.fetch_max(idx + 1, Ordering::AcqRel);
         }
+    }
+
+    /// Whether a consumer of this unbounded queue (this is ring 0) is about: one has read from
+    /// `ring` (so it reached this ring, and will be back), or one is asleep waiting for items (the
+    /// commits just made woke it). Without one, a full ring grows at once: a producer that fills a
+    /// queue before anyone reads is never held up.
+    fn consumer_about(&self, ring: &Ring) -> bool {
+        ring.head().load(Ordering::Relaxed) != 0 || self.q32(H_GETTERS).load(Ordering::Relaxed) != 0
     }
 
     /// The messages in the queue (this is ring 0): in every ring from this process' reading ring
