@@ -608,6 +608,25 @@ fn an_unbounded_queue_grows_past_a_consumer_that_stopped_reading() {
 }
 
 #[test]
+fn large_puts_make_way_for_a_consumer_only_briefly() {
+    let _s = serial();
+    let _w = Watchdog::new("large_puts_make_way_for_a_consumer_only_briefly", LIMIT);
+    let q = Queue::<Blob>::new(8).unwrap();
+    // A consumer read once and then stopped: each large put yields a little for it, no more.
+    q.put(Blob::new(10, 0)).unwrap();
+    assert!(q.get().unwrap().is_whole());
+    let start = Instant::now();
+    for seed in 1..=6 {
+        q.put(Blob::new(2 << 20, seed)).unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    for _ in 1..=6 {
+        assert!(q.get_nowait().unwrap().is_whole());
+    }
+}
+
+#[test]
 fn producers_stay_in_order_across_ring_boundaries() {
     let _s = serial();
     let _w = Watchdog::new("producers_stay_in_order_across_ring_boundaries", LIMIT);
