@@ -79,7 +79,8 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 
 /// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
 /// a ring twice as large (up to 2^20 messages each) and `put` goes on there, so `put` never
-/// waits for room.
+/// waits for room (when a consumer is about, it first yields its CPU a few times, so that one on
+/// the same CPU can drain the ring).
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
 const MAGIC: u32 = 0x6d70_7175; // "mpqu"
