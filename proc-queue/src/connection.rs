@@ -489,8 +489,9 @@ struct Turn {
 /// What [`Turn`]'s lock protects.
 #[derive(Debug)]
 struct TurnState {
-    /// `None` while a receiver has it.
-    incoming: Option<Incoming>,
+    /// `None` while a receiver has it. Boxed: a receiver takes it out and puts it back, and the
+    /// connection stays small.
+    incoming: Option<Box<Incoming>>,
     /// Receivers waiting for their turn; the state is returned without a wake-up (a system call)
     /// when there are none.
     waiting: usize,
@@ -499,7 +500,7 @@ struct TurnState {
 impl Default for Turn {
     fn default() -> Self {
         Turn {
-            state: Mutex::new(TurnState { incoming: Some(Incoming::default()), waiting: 0 }),
+            state: Mutex::new(TurnState { incoming: Some(Box::default()), waiting: 0 }),
             returned: Condvar::new(),
         }
     }
@@ -511,7 +512,7 @@ impl Turn {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(incoming) = state.incoming.take() {
-                return Some(TurnGuard { turn: self, incoming });
+                return Some(TurnGuard { turn: self, incoming: Some(incoming) });
             }
             let left = match deadline {
                 None => None,
@@ -532,35 +533,36 @@ impl Turn {
     /// (part of a message, or messages read ahead).
     fn holds_data(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.incoming.as_ref().is_some_and(Incoming::holds_data)
+        state.incoming.as_deref().is_some_and(Incoming::holds_data)
     }
 }
 
 /// A receiver's hold on the receiving state; gives it back when dropped, even on a panic.
 struct TurnGuard<'a> {
     turn: &'a Turn,
-    incoming: Incoming,
+    /// Always `Some` until the guard is dropped.
+    incoming: Option<Box<Incoming>>,
 }
 
 impl std::ops::Deref for TurnGuard<'_> {
     type Target = Incoming;
 
     fn deref(&self) -> &Incoming {
-        &self.incoming
+        self.incoming.as_deref().unwrap_or_else(|| unreachable!("the receiving state is held until drop"))
     }
 }
 
 impl std::ops::DerefMut for TurnGuard<'_> {
     fn deref_mut(&mut self) -> &mut Incoming {
-        &mut self.incoming
+        self.incoming.as_deref_mut().unwrap_or_else(|| unreachable!("the receiving state is held until drop"))
     }
 }
 
 impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
-        let incoming = std::mem::take(&mut self.incoming);
+        let incoming = self.incoming.take();
         let mut state = self.turn.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.incoming = Some(incoming);
+        state.incoming = incoming;
         if state.waiting > 0 {
             self.turn.returned.notify_one();
         }

@@ -8,9 +8,10 @@
 //!
 //! The reader reads ahead: one `recvmsg` takes whatever the socket holds, up to 64 KiB, and the
 //! frames in it are served from that buffer one by one, so a small message costs one system call.
-//! The rest of a large body is read straight into the body's buffer, never past its frame. Frames
-//! never merge or split whatever way the stream is cut, because the header, not the read, bounds
-//! each one.
+//! The rest of a large body (16 KiB or more) is read straight into the body's buffer, never past its
+//! frame, and after such a body the next header is read on its own, so a stream of large messages
+//! is not copied through the buffer. Frames never merge or split whatever way the stream is cut,
+//! because the header, not the read, bounds each one.
 //!
 //! Descriptors belong to a read, not to a byte, so the reader works out which frame a read's
 //! descriptors came with. Each `sendmsg` of [`send_frame`] carries at most one frame, and its
@@ -40,6 +41,10 @@ const HEADER: usize = 12;
 
 /// The size of the read-ahead buffer: the most one read takes beyond the frame it is reading.
 const READ_AHEAD: usize = 64 << 10;
+
+/// A rest of a body at least this long is read straight into the body's buffer (no copy out of
+/// the read-ahead buffer); after such a body the next header is read on its own.
+const DIRECT: usize = 16 << 10;
 
 /// A timed receive with at least this long to go blocks in `recvmsg` (see [`recv_within`]).
 const FAR: Duration = Duration::from_secs(1);
@@ -152,6 +157,8 @@ pub(crate) struct Incoming {
     unclaimed: VecDeque<Batch>,
     /// How the last receives went (see [`recv_within`]).
     pace: Pace,
+    /// The last frame's body was at least [`DIRECT`] bytes long.
+    large_last: bool,
 }
 
 /// The descriptors one read into the read-ahead buffer brought, and the stream bytes it covered.
@@ -185,6 +192,7 @@ impl Default for Incoming {
             frame_start: 0,
             unclaimed: VecDeque::new(),
             pace: Pace::default(),
+            large_last: false,
         }
     }
 }
@@ -219,7 +227,10 @@ impl Incoming {
                 if self.header_len == 0 {
                     self.begin();
                 }
-                if self.pos == self.end && self.fill(sock, deadline)? == 0 {
+                // After a large body, the next header is read on its own: another large body that
+                // follows it then goes straight into its buffer, not through this one.
+                let max = if self.large_last { HEADER - self.header_len } else { READ_AHEAD };
+                if self.pos == self.end && self.fill(sock, deadline, max)? == 0 {
                     return Err(if self.header_len == 0 { Error::Disconnected } else { self.truncated() });
                 }
                 let n = (HEADER - self.header_len).min(self.end - self.pos);
@@ -255,9 +266,9 @@ impl Incoming {
                 self.received += n as u64;
                 continue;
             }
-            if left < READ_AHEAD as u64 {
+            if left < DIRECT as u64 {
                 // The end of the frame, and whatever follows it, in one read.
-                if self.fill(sock, deadline)? == 0 {
+                if self.fill(sock, deadline, READ_AHEAD)? == 0 {
                     return Err(self.truncated());
                 }
                 continue;
@@ -313,15 +324,16 @@ impl Incoming {
         self.frame_start = self.offset;
     }
 
-    /// One receive into the (empty) read-ahead buffer; returns the bytes received, 0 at the end of
-    /// the stream. Descriptors that came along wait in `unclaimed` for their frame's header.
-    fn fill(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<usize> {
+    /// One receive of at most `max` bytes into the (empty) read-ahead buffer; returns the bytes
+    /// received, 0 at the end of the stream. Descriptors that came along wait in `unclaimed` for
+    /// their frame's header.
+    fn fill(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>, max: usize) -> Result<usize> {
         debug_assert_eq!(self.pos, self.end, "a read into the buffer while it holds bytes");
         if self.ahead.is_empty() {
             self.ahead = vec![0; READ_AHEAD].into_boxed_slice();
         }
         let mut fds = Vec::new();
-        let got = recv_within(sock, &mut self.ahead, &mut fds, true, deadline, &mut self.pace)?;
+        let got = recv_within(sock, &mut self.ahead[..max], &mut fds, true, deadline, &mut self.pace)?;
         self.pos = 0;
         self.end = got.len;
         if !fds.is_empty() || got.fds_lost {
@@ -384,6 +396,7 @@ impl Incoming {
     /// Ends a whole frame.
     fn finish(&mut self) -> Result<Message<'_>> {
         self.header_len = 0;
+        self.large_last = self.len >= DIRECT as u64;
         if self.pos < self.end {
             // The peer is ahead of this reader: reading first will find something.
             self.pace.quiet = false;
@@ -410,6 +423,7 @@ impl Incoming {
         self.fds_lost = false;
         self.skipping = false;
         self.unclaimed.clear();
+        self.large_last = false;
         self.begin();
         Error::Truncated
     }

@@ -290,3 +290,29 @@ fn receives_outlast_the_socket_timeout_that_timed_receives_set() {
     drop(writer.join().unwrap());
     assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
 }
+
+#[test]
+fn after_a_large_body_the_next_header_is_read_alone() {
+    let (a, b) = sys::socketpair().unwrap();
+    let (x, _x) = sys::socketpair().unwrap();
+    let ix = inode(&x);
+    let large = vec![5u8; super::DIRECT];
+    let writer = {
+        let large = large.clone();
+        std::thread::spawn(move || {
+            send_frame(a.as_fd(), &large, &[]).unwrap();
+            send_frame(a.as_fd(), &large, &[x]).unwrap();
+            send_frame(a.as_fd(), b"small", &[]).unwrap();
+            a
+        })
+    };
+    let mut incoming = Incoming::default();
+    assert!(body(&mut incoming, &b) == large);
+    // The second frame's header came alone, its body straight into the body's buffer.
+    let m = incoming.read(b.as_fd(), None).unwrap();
+    assert!(*m.body == large);
+    assert_eq!(m.fds.iter().map(inode).collect::<Vec<_>>(), [ix]);
+    assert_eq!(body(&mut incoming, &b), b"small");
+    drop(writer.join().unwrap());
+    assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
+}
