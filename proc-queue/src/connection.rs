@@ -78,7 +78,10 @@ pub fn pipe_one_way<T>() -> Result<(Connection<T>, Connection<T>)> {
 ///
 /// A `Connection` is itself a handle. Pass it to a child as (part of) a start argument, under
 /// every start method; serialized anywhere else (to JSON, to a file) it refuses, like every
-/// handle. An end is closed when the last copy of it, in every process, is dropped; then the other
+/// handle. An end that holds data it has received but not yet returned refuses too (a receive
+/// reads ahead: messages that arrive together are read at once and returned one by one, and the
+/// copy would start in the middle of the stream). An end is closed when the last copy of it, in
+/// every process, is dropped; then the other
 /// end's `recv` returns [`Error::Disconnected`] (after the messages sent before), and its `send`
 /// too. Under the fork start method a child inherits a copy of every end the parent holds at that
 /// moment, the parent's own end of the child's pipe included, which stays open as long as the child
@@ -333,6 +336,9 @@ impl<T> Connection<T> {
         if !self.readable {
             return Err(Error::WriteOnly);
         }
+        if self.has_data_read() {
+            return Ok(true);
+        }
         let ready = sys::wait_readable(&[self.socket.as_fd()], deadline(timeout)).map_err(Error::Os)?;
         Ok(ready.first().copied().unwrap_or(false))
     }
@@ -374,6 +380,13 @@ impl<T> Connection<T> {
     /// Whether this end sends (false for the receiving end of a one-way pipe).
     pub fn writable(&self) -> bool {
         self.writable
+    }
+
+    /// Whether this end holds bytes it has received and not yet returned (the start of a message,
+    /// or messages read ahead with an earlier one): then there is something to receive whatever
+    /// the socket says.
+    pub(crate) fn has_data_read(&self) -> bool {
+        self.readable && self.receiving.holds_data()
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -422,6 +435,9 @@ impl<T> fmt::Debug for Connection<T> {
     }
 }
 
+/// The socket of this end. Reading from it directly takes bytes the connection expects, and its
+/// timed receives set the socket's receive timeout (`SO_RCVTIMEO`, 100 ms, for every process that
+/// holds it), after which a blocking read of your own fails with `EAGAIN`.
 impl<T> AsFd for Connection<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
@@ -438,11 +454,11 @@ impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         // Outside a process start or a message, this fails with the handles' common message.
         let index = export_fd(self.socket.as_fd()).map_err(S::Error::custom)?;
-        // The part of a message received so far lives in this process only; the copy would start
-        // in the middle of a frame.
-        if self.receiving.has_partial() {
+        // The bytes received and not yet returned (part of a message, or messages read ahead) live
+        // in this process only; the copy would start in the middle of the stream.
+        if self.receiving.holds_data() {
             return Err(S::Error::custom(
-                "a connection that has received part of a message cannot be passed to another process",
+                "a connection that holds received data not yet returned cannot be passed to another process",
             ));
         }
         (index, self.readable, self.writable).serialize(serializer)
@@ -466,14 +482,27 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 /// up waiting for its turn at its deadline, which a plain mutex would not allow).
 #[derive(Debug)]
 struct Turn {
-    /// `None` while a receiver has it.
-    state: Mutex<Option<Incoming>>,
+    state: Mutex<TurnState>,
     returned: Condvar,
+}
+
+/// What [`Turn`]'s lock protects.
+#[derive(Debug)]
+struct TurnState {
+    /// `None` while a receiver has it. Boxed: a receiver takes it out and puts it back, and the
+    /// connection stays small.
+    incoming: Option<Box<Incoming>>,
+    /// Receivers waiting for their turn; the state is returned without a wake-up (a system call)
+    /// when there are none.
+    waiting: usize,
 }
 
 impl Default for Turn {
     fn default() -> Self {
-        Turn { state: Mutex::new(Some(Incoming::default())), returned: Condvar::new() }
+        Turn {
+            state: Mutex::new(TurnState { incoming: Some(Box::default()), waiting: 0 }),
+            returned: Condvar::new(),
+        }
     }
 }
 
@@ -482,50 +511,60 @@ impl Turn {
     fn take(&self, deadline: Option<Instant>) -> Option<TurnGuard<'_>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(incoming) = state.take() {
-                return Some(TurnGuard { turn: self, incoming });
+            if let Some(incoming) = state.incoming.take() {
+                return Some(TurnGuard { turn: self, incoming: Some(incoming) });
             }
-            state = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero())?),
+            };
+            state.waiting += 1;
+            state = match left {
                 None => self.returned.wait(state).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero())?;
+                Some(left) => {
                     self.returned.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
+            state.waiting -= 1;
         }
     }
 
-    /// Whether the state, if no receiver has it now, holds part of a message.
-    fn has_partial(&self) -> bool {
+    /// Whether the state, if no receiver has it now, holds bytes of the stream not yet returned
+    /// (part of a message, or messages read ahead).
+    fn holds_data(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.as_ref().is_some_and(Incoming::has_partial)
+        state.incoming.as_deref().is_some_and(Incoming::holds_data)
     }
 }
 
 /// A receiver's hold on the receiving state; gives it back when dropped, even on a panic.
 struct TurnGuard<'a> {
     turn: &'a Turn,
-    incoming: Incoming,
+    /// Always `Some` until the guard is dropped.
+    incoming: Option<Box<Incoming>>,
 }
 
 impl std::ops::Deref for TurnGuard<'_> {
     type Target = Incoming;
 
     fn deref(&self) -> &Incoming {
-        &self.incoming
+        self.incoming.as_deref().unwrap_or_else(|| unreachable!("the receiving state is held until drop"))
     }
 }
 
 impl std::ops::DerefMut for TurnGuard<'_> {
     fn deref_mut(&mut self) -> &mut Incoming {
-        &mut self.incoming
+        self.incoming.as_deref_mut().unwrap_or_else(|| unreachable!("the receiving state is held until drop"))
     }
 }
 
 impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
-        let incoming = std::mem::take(&mut self.incoming);
-        *self.turn.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(incoming);
-        self.turn.returned.notify_one();
+        let incoming = self.incoming.take();
+        let mut state = self.turn.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.incoming = incoming;
+        if state.waiting > 0 {
+            self.turn.returned.notify_one();
+        }
     }
 }

@@ -6,20 +6,56 @@
 //! body is a frame like any other. The descriptors travel as `SCM_RIGHTS` data of the `sendmsg`
 //! that carries the header, so the receiver gets them with the header's first bytes.
 //!
-//! The reader never reads past the frame it is reading, so frames stay apart however the stream
-//! cuts them, and descriptors are never taken with the wrong frame. A read stopped by its deadline
-//! keeps what it got in [`Incoming`] and resumes there, so a timeout never desynchronizes the
-//! stream.
+//! The reader reads ahead: one `recvmsg` takes whatever the socket holds, up to 64 KiB, and the
+//! frames in it are served from that buffer one by one, so a small message costs one system call.
+//! The rest of a large body (16 KiB or more) is read straight into the body's buffer, never past its
+//! frame, and after such a body the next header is read on its own, so a stream of large messages
+//! is not copied through the buffer. Frames never merge or split whatever way the stream is cut,
+//! because the header, not the read, bounds each one.
+//!
+//! Descriptors belong to a read, not to a byte, so the reader works out which frame a read's
+//! descriptors came with. Each `sendmsg` of [`send_frame`] carries at most one frame, and its
+//! descriptors only with the frame's first byte. Linux (`unix_stream_read_generic`) copies across
+//! data without descriptors and stops right after data that carried some, so a read's descriptors
+//! belong to the last frame starting in it; macOS and the BSDs hand control data over at the start
+//! of a read and stop before the next data that has some, so they belong to the first frame starting
+//! in it. One rule fits both: a read's descriptors belong to the frame starting in that read whose
+//! header announces descriptors, and, when every whole header starting in it announces none, to the
+//! frame whose header that read left incomplete. Descriptors that no frame claims (a sender that
+//! broke the format) are closed; a frame that does not get the number it announces is reported as
+//! having lost its descriptors.
+//!
+//! A read stopped by its deadline keeps what it got in [`Incoming`] and resumes there, so a
+//! timeout never desynchronizes the stream.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// The size of a frame's header.
 const HEADER: usize = 12;
+
+/// The size of the read-ahead buffer: the most one read takes beyond the frame it is reading.
+const READ_AHEAD: usize = 64 << 10;
+
+/// A rest of a body at least this long is read straight into the body's buffer (no copy out of
+/// the read-ahead buffer); after such a body the next header is read on its own.
+const DIRECT: usize = 16 << 10;
+
+/// A timed receive with at least this long to go blocks in `recvmsg` (see [`recv_within`]).
+const FAR: Duration = Duration::from_secs(1);
+
+/// The receive timeout timed receives set on the socket: a blocking `recvmsg` gives up after this
+/// long, so that the receive can keep its deadline. Far below [`FAR`], so that a timer that fires
+/// late (by a clock tick or two) still leaves time to spare.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// A body without descriptors up to this long is sent from one contiguous copy of the frame.
+const SMALL: usize = 500;
 
 /// The first allocation for a body, and the smallest growth step.
 const FIRST_CHUNK: usize = 64 << 10;
@@ -45,8 +81,22 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> 
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
     header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let total = HEADER + body.len();
+    if fds.is_empty() && body.len() <= SMALL {
+        // One contiguous buffer and a plain `send`: the common small message costs the kernel less.
+        let mut frame = [0u8; HEADER + SMALL];
+        frame[..HEADER].copy_from_slice(&header);
+        frame[HEADER..total].copy_from_slice(body);
+        let mut sent = 0;
+        while sent < total {
+            match sys::send_bytes(sock, &frame[sent..total])? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => sent += n,
+            }
+        }
+        return Ok(());
+    }
+    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let mut sent = 0;
     while sent < total {
         let (head, rest) =
@@ -70,7 +120,8 @@ pub(crate) struct Message<'a> {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// The receiving state of a connection: the frame being read, kept across deadlines.
+/// The receiving state of a connection: the bytes read ahead and the frame being read, kept
+/// across deadlines.
 #[derive(Debug)]
 pub(crate) struct Incoming {
     header: [u8; HEADER],
@@ -90,6 +141,36 @@ pub(crate) struct Incoming {
     fds_lost: bool,
     /// The largest body this process tries to hold.
     limit: u64,
+    /// The read-ahead buffer (allocated by the first read that uses it); `ahead[pos..end]` has
+    /// been received and not yet served.
+    ahead: Box<[u8]>,
+    /// The first byte of `ahead` not yet served.
+    pos: usize,
+    /// The end of the bytes received into `ahead`.
+    end: usize,
+    /// The stream offset of the next byte to serve: bytes received from the socket so far, less
+    /// those still waiting in `ahead`.
+    offset: u64,
+    /// The stream offset of the frame being read (of its header's first byte).
+    frame_start: u64,
+    /// Descriptors of reads into `ahead` that no frame has claimed yet, oldest first.
+    unclaimed: VecDeque<Batch>,
+    /// How the last receives went (see [`recv_within`]).
+    pace: Pace,
+    /// The last frame's body was at least [`DIRECT`] bytes long.
+    large_last: bool,
+}
+
+/// The descriptors one read into the read-ahead buffer brought, and the stream bytes it covered.
+#[derive(Debug)]
+struct Batch {
+    /// The stream offset of the read's first byte.
+    start: u64,
+    /// The stream offset just past the read's last byte.
+    end: u64,
+    fds: Vec<OwnedFd>,
+    /// The kernel could not hand over all of the read's descriptors.
+    lost: bool,
 }
 
 impl Default for Incoming {
@@ -104,6 +185,14 @@ impl Default for Incoming {
             fds: Vec::new(),
             fds_lost: false,
             limit: isize::MAX as u64,
+            ahead: Box::default(),
+            pos: 0,
+            end: 0,
+            offset: 0,
+            frame_start: 0,
+            unclaimed: VecDeque::new(),
+            pace: Pace::default(),
+            large_last: false,
         }
     }
 }
@@ -115,9 +204,11 @@ impl Incoming {
         Incoming { limit, ..Incoming::default() }
     }
 
-    /// Whether part of a frame has been received (and the rest not).
-    pub(crate) fn has_partial(&self) -> bool {
-        self.header_len > 0
+    /// Whether bytes of the stream have been received and not yet returned as a message: part of
+    /// a frame, or frames read ahead. The socket alone then no longer tells whether there is
+    /// something to receive, and a copy of it would start in the middle of the stream.
+    pub(crate) fn holds_data(&self) -> bool {
+        self.header_len > 0 || self.pos < self.end
     }
 
     /// Reads until a whole message is in, or until `deadline` (`None`: as long as it takes; a
@@ -136,17 +227,21 @@ impl Incoming {
                 if self.header_len == 0 {
                     self.begin();
                 }
-                let buf = &mut self.header[self.header_len..];
-                let got = recv_within(sock, buf, &mut self.fds, true, deadline)?;
-                self.fds_lost |= got.fds_lost;
-                match got.len {
-                    0 if self.header_len == 0 => return Err(Error::Disconnected),
-                    0 => return Err(self.truncated()),
-                    n => self.header_len += n,
+                // After a large body, the next header is read on its own: another large body that
+                // follows it then goes straight into its buffer, not through this one.
+                let max = if self.large_last { HEADER - self.header_len } else { READ_AHEAD };
+                if self.pos == self.end && self.fill(sock, deadline, max)? == 0 {
+                    return Err(if self.header_len == 0 { Error::Disconnected } else { self.truncated() });
                 }
+                let n = (HEADER - self.header_len).min(self.end - self.pos);
+                self.header[self.header_len..self.header_len + n]
+                    .copy_from_slice(&self.ahead[self.pos..self.pos + n]);
+                self.serve(n);
+                self.header_len += n;
                 if self.header_len == HEADER {
                     self.len = self.header_fields().0;
                     self.skipping = self.len > self.limit || usize::try_from(self.len).is_err();
+                    self.claim();
                 }
                 continue;
             }
@@ -154,26 +249,60 @@ impl Incoming {
                 return self.finish();
             }
             let left = self.len - self.received;
-            let got = if self.skipping {
-                let mut scratch = [0u8; SCRATCH];
-                let n = usize::try_from(left).map_or(SCRATCH, |l| l.min(SCRATCH));
-                recv_within(sock, &mut scratch[..n], &mut self.fds, false, deadline)?
-            } else {
-                // Not skipping: the whole body fits in a usize.
-                let filled = self.received as usize;
-                if filled == self.body.len() && !self.make_room(left as usize) {
+            if self.pos < self.end {
+                // Not more than the buffer holds, so it fits in a usize.
+                let n = usize::try_from(left).map_or(self.end - self.pos, |l| l.min(self.end - self.pos));
+                if !self.skipping && !self.make_room(n) {
                     // Out of memory: drop what is here and read the rest of the frame away.
                     self.body = Vec::new();
                     self.skipping = true;
                     continue;
                 }
+                if !self.skipping {
+                    let filled = self.received as usize;
+                    self.body[filled..filled + n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
+                }
+                self.serve(n);
+                self.received += n as u64;
+                continue;
+            }
+            if left < DIRECT as u64 {
+                // The end of the frame, and whatever follows it, in one read.
+                if self.fill(sock, deadline, READ_AHEAD)? == 0 {
+                    return Err(self.truncated());
+                }
+                continue;
+            }
+            // A large rest of a body goes straight where it belongs, never past the frame.
+            let got = if self.skipping {
+                let mut scratch = [0u8; SCRATCH];
+                let n = usize::try_from(left).map_or(SCRATCH, |l| l.min(SCRATCH));
+                recv_within(sock, &mut scratch[..n], &mut self.fds, false, deadline, &mut self.pace)?
+            } else {
+                // Not skipping: the whole body fits in a usize.
+                let filled = self.received as usize;
+                if filled == self.body.len() && !self.make_room(1) {
+                    self.body = Vec::new();
+                    self.skipping = true;
+                    continue;
+                }
                 let end = self.body.len().min(filled + MAX_CHUNK);
-                recv_within(sock, &mut self.body[filled..end], &mut self.fds, false, deadline)?
+                recv_within(
+                    sock,
+                    &mut self.body[filled..end],
+                    &mut self.fds,
+                    false,
+                    deadline,
+                    &mut self.pace,
+                )?
             };
             self.fds_lost |= got.fds_lost;
             match got.len {
                 0 => return Err(self.truncated()),
-                n => self.received += n as u64,
+                n => {
+                    self.offset += n as u64;
+                    self.received += n as u64;
+                }
             }
         }
     }
@@ -184,7 +313,7 @@ impl Incoming {
         (u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]), u32::from_le_bytes([n0, n1, n2, n3]) as usize)
     }
 
-    /// Starts a new frame.
+    /// Starts a new frame at the next byte to serve.
     fn begin(&mut self) {
         self.body.clear();
         if self.body.capacity() > KEEP {
@@ -192,23 +321,86 @@ impl Incoming {
         }
         self.len = 0;
         self.received = 0;
+        self.frame_start = self.offset;
     }
 
-    /// Extends the body with zeroes for the next receive: at least 64 KiB, doubling, never past
-    /// the frame (`left` bytes to go). False when there is no memory for it.
-    fn make_room(&mut self, left: usize) -> bool {
-        let len = self.body.len();
-        let step = FIRST_CHUNK.max(len).min(left);
-        if self.body.try_reserve_exact(step).is_err() {
-            return false;
+    /// One receive of at most `max` bytes into the (empty) read-ahead buffer; returns the bytes
+    /// received, 0 at the end of the stream. Descriptors that came along wait in `unclaimed` for
+    /// their frame's header.
+    fn fill(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>, max: usize) -> Result<usize> {
+        debug_assert_eq!(self.pos, self.end, "a read into the buffer while it holds bytes");
+        if self.ahead.is_empty() {
+            self.ahead = vec![0; READ_AHEAD].into_boxed_slice();
         }
-        self.body.resize(len + step, 0);
+        let mut fds = Vec::new();
+        let got = recv_within(sock, &mut self.ahead[..max], &mut fds, true, deadline, &mut self.pace)?;
+        self.pos = 0;
+        self.end = got.len;
+        if !fds.is_empty() || got.fds_lost {
+            let start = self.offset;
+            self.unclaimed.push_back(Batch { start, end: start + got.len as u64, fds, lost: got.fds_lost });
+        }
+        Ok(got.len)
+    }
+
+    /// Marks `n` bytes of the read-ahead buffer as served.
+    fn serve(&mut self, n: usize) {
+        self.pos += n;
+        self.offset += n as u64;
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Once the header is whole: takes the descriptors of the read that brought the frame's first
+    /// byte, if they are this frame's (see the module docs for the rule).
+    fn claim(&mut self) {
+        let announced = self.header_fields().1;
+        let header_end = self.frame_start + HEADER as u64;
+        while let Some(batch) = self.unclaimed.front() {
+            if batch.end <= self.frame_start {
+                // No frame starting in that read claimed them: the sender broke the format.
+                tracing::warn!(count = batch.fds.len(), "closing descriptors that came with no message");
+                self.unclaimed.pop_front();
+                continue;
+            }
+            let mine = batch.start <= self.frame_start && (announced > 0 || header_end > batch.end);
+            if mine {
+                if let Some(batch) = self.unclaimed.pop_front() {
+                    self.fds.extend(batch.fds);
+                    self.fds_lost |= batch.lost;
+                }
+            }
+            return;
+        }
+    }
+
+    /// Makes room in the body for the next `n` bytes, extending it with zeroes: at least 64 KiB,
+    /// doubling, never past the frame. False when there is no memory for it.
+    fn make_room(&mut self, n: usize) -> bool {
+        let filled = self.received as usize;
+        while self.body.len() < filled + n {
+            let len = self.body.len();
+            // The body never grows past the frame, whose length fits in a usize when not skipping.
+            let left = (self.len - len as u64) as usize;
+            let step = FIRST_CHUNK.max(len).min(left);
+            if self.body.try_reserve_exact(step).is_err() {
+                return false;
+            }
+            self.body.resize(len + step, 0);
+        }
         true
     }
 
     /// Ends a whole frame.
     fn finish(&mut self) -> Result<Message<'_>> {
         self.header_len = 0;
+        self.large_last = self.len >= DIRECT as u64;
+        if self.pos < self.end {
+            // The peer is ahead of this reader: reading first will find something.
+            self.pace.quiet = false;
+        }
         let fds = std::mem::take(&mut self.fds);
         let announced = self.header_fields().1;
         let fds_lost = std::mem::take(&mut self.fds_lost) || fds.len() != announced;
@@ -230,6 +422,8 @@ impl Incoming {
         self.fds.clear();
         self.fds_lost = false;
         self.skipping = false;
+        self.unclaimed.clear();
+        self.large_last = false;
         self.begin();
         Error::Truncated
     }
@@ -237,28 +431,73 @@ impl Incoming {
 
 /// One receive into `buf`, waiting for data until `deadline`. A reset connection reads as the
 /// end of the stream (Linux reports a peer that closed with unread data that way, once).
+///
+/// How it waits, cheapest first (a conversation, where each message answers the last, waits at
+/// almost every receive):
+///
+/// - With no deadline, or one at least [`FAR`] away, the `recvmsg` itself blocks, one system call
+///   and no timer. Timed receives bound it by setting the socket's receive timeout to [`SLICE`]
+///   (every process sets the same value, so it is never longer than a receive expects); when the
+///   slice passes with nothing read, the receive goes on with `poll` until its deadline.
+/// - Closer to the deadline, it reads without blocking and then waits with `poll`, whose timer is
+///   exact; after a receive that found nothing ([`Pace::quiet`]) it waits first and reads once.
 fn recv_within(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     with_fds: bool,
     deadline: Option<Instant>,
+    pace: &mut Pace,
 ) -> Result<sys::Received> {
+    // A blocking read already ran out its slice in this call: the rest waits with `poll`.
+    let mut sliced = false;
     loop {
-        match sys::recv(sock, buf, fds, with_fds, deadline.is_some()) {
-            Ok(Some(got)) => return Ok(got),
-            Ok(None) => {
-                let ready = sys::wait_readable(&[sock], deadline).map_err(Error::Os)?;
-                if !ready.first().copied().unwrap_or(false) {
-                    return Err(Error::Timeout);
-                }
+        let far = deadline.is_none_or(|d| d.saturating_duration_since(Instant::now()) >= FAR);
+        let got = if far && !sliced {
+            if deadline.is_some() && !pace.slice_set {
+                sys::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
+                pace.slice_set = true;
             }
+            sys::recv(sock, buf, fds, with_fds, false)
+        } else if !pace.quiet {
+            sys::recv(sock, buf, fds, with_fds, true)
+        } else {
+            Ok(None)
+        };
+        match got {
+            Ok(Some(got)) => return Ok(got),
+            Ok(None) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Ok(sys::Received { len: 0, fds_lost: false })
+            }
+            Err(e) => return Err(Error::Os(e)),
+        }
+        sliced |= far;
+        pace.quiet = true;
+        let ready = sys::wait_readable(&[sock], deadline).map_err(Error::Os)?;
+        if !ready.first().copied().unwrap_or(false) {
+            return Err(Error::Timeout);
+        }
+        match sys::recv(sock, buf, fds, with_fds, true) {
+            Ok(Some(got)) => return Ok(got),
+            // Another receiver (in another process) took it: wait again.
+            Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 return Ok(sys::Received { len: 0, fds_lost: false })
             }
             Err(e) => return Err(Error::Os(e)),
         }
     }
+}
+
+/// How receives on a connection have gone, to pick the cheapest way to wait for the next one.
+#[derive(Debug, Default)]
+struct Pace {
+    /// The last receive found nothing to read, and no message has been read ahead since: the peer
+    /// answers rather than streams, so a read without blocking would find nothing.
+    quiet: bool,
+    /// This process has set the socket's receive timeout to [`SLICE`].
+    slice_set: bool,
 }
 
 #[cfg(test)]

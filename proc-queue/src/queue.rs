@@ -55,6 +55,19 @@ const SPIN: u32 = 32;
 /// How many times it then yields its CPU (a peer on the same CPU gets to run) before it sleeps.
 const YIELDS: u32 = 4;
 
+/// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
+/// is about, before it grows the queue by a ring: enough for a consumer on the same CPU to run,
+/// few enough that `put` never waits long.
+const GROW_YIELDS: u32 = 8;
+
+/// A message at least this large makes `put` yield its CPU a little for a consumer first, while
+/// the queue holds messages (see `Ring::make_way`): larger than a core's cache, and long to copy
+/// next to a yield.
+const LARGE: u64 = 1 << 20;
+
+/// How many times `put` of a [`LARGE`] message yields at most.
+const LARGE_YIELDS: u32 = 4;
+
 /// How long a blocked call waits before it checks whether the process it waits on still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
@@ -66,7 +79,8 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 
 /// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
 /// a ring twice as large (up to 2^20 messages each) and `put` goes on there, so `put` never
-/// waits for room.
+/// waits for room (when a consumer is about, it first yields its CPU a few times, so that one on
+/// the same CPU can drain the ring).
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
 const MAGIC: u32 = 0x6d70_7175; // "mpqu"
@@ -1160,7 +1174,7 @@ impl Ring {
     fn get_with<R>(
         &self,
         root: &Ring,
-        deadline: Option<Instant>,
+        wait: &mut Wait,
         decode: &mut dyn FnMut(&[u8]) -> R,
     ) -> Result<R, Fail> {
         let items = self.q32(H_ITEMS);
@@ -1186,6 +1200,7 @@ impl Ring {
                 return Err(Fail::Get(GetError::ShutDown));
             }
             let now = Instant::now();
+            let deadline = wait.deadline(now);
             let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
             let expired = deadline.is_some_and(|d| now >= d);
             if (expired || now >= check) && !repair {
@@ -1208,7 +1223,7 @@ impl Ring {
 
     /// Claims a slot for writing, waiting until `deadline`; `Err(true)` on timeout, `Err(false)`
     /// on shutdown or close.
-    fn claim_write_until(&self, deadline: Option<Instant>) -> Result<Claim, ClaimFail> {
+    fn claim_write_until(&self, wait: &mut Wait) -> Result<Claim, ClaimFail> {
         let space = self.u32_at(H_SPACE);
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
@@ -1221,6 +1236,7 @@ impl Ring {
                 return Ok(claim);
             }
             let now = Instant::now();
+            let deadline = wait.deadline(now);
             let check = *next_check.get_or_insert(now + LIVENESS_CHECK);
             let expired = deadline.is_some_and(|d| now >= d);
             if (expired || now >= check) && !repair {
@@ -1241,8 +1257,13 @@ impl Ring {
     }
 
     /// Claims a slot in an unbounded queue (this is ring 0): in this process' writing ring, or,
-    /// when that is full, in a next ring that it links. Never waits for room.
+    /// when that is full, in a next ring that it links. Never waits for room for long: when a
+    /// consumer is about (see [`consumer_about`](Self::consumer_about)), a full ring first yields
+    /// the CPU up to [`GROW_YIELDS`] times, which lets a consumer on the same CPU drain it. The
+    /// ring then stays small enough for the caches, instead of the producer filling rings larger
+    /// than them before the consumer runs.
     fn claim_unbounded(&self) -> Result<(Option<&Ring>, Claim), ClaimFail> {
+        let mut yields = 0;
         loop {
             if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
                 return Err(ClaimFail::Stopped);
@@ -1267,10 +1288,37 @@ impl Ring {
                     // the slot up (void) and write in the next ring.
                     Some(claim) if ring.sealed() => ring.commit(claim, 0, true),
                     Some(claim) => return Ok((later, claim)),
+                    None if yields < GROW_YIELDS && self.consumer_about(ring) => {
+                        yields += 1;
+                        std::thread::yield_now();
+                        continue;
+                    }
                     None => self.grow(ring, idx).map_err(ClaimFail::Os)?,
                 }
             }
             self.write_at.fetch_max(idx + 1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a consumer of this unbounded queue (this is ring 0) is about: one has read from
+    /// `ring` (so it reached this ring, and will be back), or one is asleep waiting for items (the
+    /// commits just made woke it). Without one, a full ring grows at once: a producer that fills a
+    /// queue before anyone reads is never held up.
+    fn consumer_about(&self, ring: &Ring) -> bool {
+        ring.head().load(Ordering::Relaxed) != 0 || self.q32(H_GETTERS).load(Ordering::Relaxed) != 0
+    }
+
+    /// Before a message of [`LARGE`] bytes or more is written (this is ring 0): while the queue
+    /// holds messages and a consumer is about, yields the CPU (at most [`LARGE_YIELDS`] times), so
+    /// that a consumer on the same CPU takes them first. Each large message is then read while
+    /// it is still in the caches, instead of after the producer has written the queue full of
+    /// them (megabytes each). Never waits long: without a consumer it returns at once.
+    fn make_way(&self) {
+        for _ in 0..LARGE_YIELDS {
+            if self.count_all() == 0 || !self.consumer_about(self) {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -1494,7 +1542,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`PutError::Closed`], [`PutError::ShutDown`], [`PutError::TooLarge`],
     /// [`PutError::Serialize`], [`PutError::Os`]; each hands the value back.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        self.put_until(value, None, false)
+        self.put_until(value, Wait::Forever, false)
     }
 
     /// Puts `value` if room comes within `timeout` (zero: only if there is room now).
@@ -1503,7 +1551,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`PutError::Timeout`] if the queue stayed full; the others as for [`put`](Self::put).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_until(value, Some(deadline(timeout)), false)
+        self.put_until(value, Wait::For(timeout), false)
     }
 
     /// Puts `value` only if there is room now.
@@ -1512,7 +1560,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`PutError::Full`] if there is none; the others as for [`put`](Self::put).
     pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
-        self.put_until(value, Some(Instant::now()), true)
+        self.put_until(value, Wait::For(Duration::ZERO), true)
     }
 
     /// Takes the oldest item, waiting as long as it takes.
@@ -1522,7 +1570,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`GetError::Closed`], [`GetError::ShutDown`] (once drained), [`GetError::Deserialize`],
     /// [`GetError::Os`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_until(None, false)
+        self.get_until(Wait::Forever, false)
     }
 
     /// Takes the oldest item if one comes within `timeout`.
@@ -1531,7 +1579,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Timeout`] if none came; the others as for [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_until(Some(deadline(timeout)), false)
+        self.get_until(Wait::For(timeout), false)
     }
 
     /// Takes the oldest item if there is one now.
@@ -1540,16 +1588,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Empty`] if there is none; the others as for [`get`](Self::get).
     pub fn get_nowait(&self) -> Result<T, GetError> {
-        self.get_until(Some(Instant::now()), true)
+        self.get_until(Wait::For(Duration::ZERO), true)
     }
 
-    fn get_until(&self, deadline: Option<Instant>, nowait: bool) -> Result<T, GetError> {
+    fn get_until(&self, mut wait: Wait, nowait: bool) -> Result<T, GetError> {
         let root = &*self.ring;
         let mut decode = |bytes: &[u8]| postcard::from_bytes::<T>(bytes);
         loop {
             let idx = root.read_at.load(Ordering::Acquire);
             let got = root
-                .with_ring(idx, |ring| ring.get_with(root, deadline, &mut decode))
+                .with_ring(idx, |ring| ring.get_with(root, &mut wait, &mut decode))
                 .map_err(GetError::Os)?;
             return match got {
                 // Ring `idx` is drained and sealed: the next one exists (it was linked first).
@@ -1568,7 +1616,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_until(&self, value: T, deadline: Option<Instant>, nowait: bool) -> Result<(), PutError<T>> {
+    fn put_until(&self, value: T, mut wait: Wait, nowait: bool) -> Result<(), PutError<T>> {
         let ring = &*self.ring;
         if ring.closed.load(Ordering::Relaxed) {
             return Err(PutError::Closed(value));
@@ -1585,6 +1633,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         // A large message goes to its own segment first, outside the ring.
         let spill = if size as usize > ring.slot_size {
+            if size >= LARGE {
+                ring.make_way();
+            }
             match ring.spill(&value, size as usize) {
                 Ok(shm) => Some(shm),
                 Err(SpillError::Os(error)) => return Err(PutError::Os { value, error }),
@@ -1602,7 +1653,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let claimed = if root.unbounded() {
             root.claim_unbounded()
         } else {
-            root.claim_write_until(deadline).map(|claim| (None, claim))
+            root.claim_write_until(&mut wait).map(|claim| (None, claim))
         };
         let (later, claim) = match claimed {
             Ok(claimed) => claimed,
@@ -1757,9 +1808,37 @@ impl Ring {
     }
 }
 
-fn deadline(timeout: Duration) -> Instant {
-    let now = Instant::now();
+fn deadline(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// How long a call may wait for its turn. A timeout becomes a deadline only when the call finds
+/// it has to wait: reading the clock costs about as much as a whole `get` that finds an item, so
+/// the fast path does not read it (the deadline then counts from a moment later than the call,
+/// so the wait is never shorter than asked).
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// As long as it takes.
+    Forever,
+    /// Until this deadline.
+    Until(Instant),
+    /// This long from the first look that found nothing.
+    For(Duration),
+}
+
+impl Wait {
+    /// The deadline, fixing it from `now` the first time.
+    fn deadline(&mut self, now: Instant) -> Option<Instant> {
+        match *self {
+            Wait::Forever => None,
+            Wait::Until(d) => Some(d),
+            Wait::For(timeout) => {
+                let d = deadline(now, timeout);
+                *self = Wait::Until(d);
+                Some(d)
+            }
+        }
+    }
 }
 
 impl<T> fmt::Debug for Queue<T> {
@@ -1980,7 +2059,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// [`JoinError::Timeout`] if tasks were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.inner.ring.join_until(Some(deadline(timeout)))
+        self.inner.ring.join_until(Some(deadline(Instant::now(), timeout)))
     }
 
     /// The number of unfinished tasks (a snapshot).

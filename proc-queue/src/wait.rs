@@ -42,7 +42,9 @@ pub trait Waitable {
     fn wait_fd(&self) -> BorrowedFd<'_>;
 
     /// For a doorbell object: asks to be rung on the next change, and says whether it is ready
-    /// already. `None` (the default): the descriptor's readability is the answer.
+    /// already. `None` (the default): the descriptor's readability is the answer. An object that
+    /// can be ready with nothing on its descriptor (a connection holding data it has read ahead)
+    /// returns `Some(true)` then, and `None` otherwise.
     fn arm(&self) -> Option<bool> {
         None
     }
@@ -59,6 +61,13 @@ impl<T> Waitable for Connection<T> {
     /// sending end of a one-way pipe is always ready: receiving on it fails at once.
     fn wait_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
+    }
+
+    /// Ready at once when this end holds bytes it has read and not yet returned (the start of a
+    /// message, or messages read ahead with an earlier one), which the descriptor cannot show;
+    /// otherwise the descriptor's readability is the answer.
+    fn arm(&self) -> Option<bool> {
+        self.has_data_read().then_some(true)
     }
 }
 

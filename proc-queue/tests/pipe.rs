@@ -81,6 +81,30 @@ fn poll_never_consumes_and_waits_out_its_timeout() {
 }
 
 #[test]
+fn poll_and_wait_see_messages_read_ahead() {
+    let _s = serial();
+    let _w = Watchdog::new("poll_and_wait_see_messages_read_ahead", LIMIT);
+    let (a, b) = pipe::<u32>().unwrap();
+    for i in 0..3 {
+        a.send(&i).unwrap();
+    }
+    assert_eq!(b.recv().unwrap(), 0);
+    // The first receive read the others ahead: the socket is empty, the connection is not.
+    let sock = b.as_fd();
+    assert!(wait(&[&sock], Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(b.poll(Duration::ZERO).unwrap());
+    assert_eq!(wait(&[&b], Some(Duration::ZERO)).unwrap(), [0]);
+    assert_eq!(wait(&[&sock, &b], None).unwrap(), [1]);
+    // Data read ahead lives in this process only: the connection cannot leave it now.
+    assert!(proc_core::handle::serialize_with_fds(&b).is_err());
+    assert_eq!(b.recv_timeout(Duration::ZERO).unwrap(), 1);
+    assert_eq!(b.recv_timeout(Duration::ZERO).unwrap(), 2);
+    assert!(!b.poll(Duration::ZERO).unwrap());
+    assert!(wait(&[&b], Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(proc_core::handle::serialize_with_fds(&b).is_ok());
+}
+
+#[test]
 fn recv_timeout_waits_out_its_timeout_and_keeps_a_partial_message() {
     let _s = serial();
     let _w = Watchdog::new("recv_timeout_waits_out_its_timeout_and_keeps_a_partial_message", LIMIT);

@@ -589,6 +589,44 @@ fn an_unbounded_queue_grows_instead_of_blocking() {
 }
 
 #[test]
+fn an_unbounded_queue_grows_past_a_consumer_that_stopped_reading() {
+    let _s = serial();
+    let _w = Watchdog::new("an_unbounded_queue_grows_past_a_consumer_that_stopped_reading", LIMIT);
+    let q = Queue::unbounded().unwrap();
+    // A consumer read once: a full ring now yields a little for it before growing, never more.
+    q.put((0, 0)).unwrap();
+    assert_eq!(q.get().unwrap(), (0, 0));
+    let n = 5 * proc_queue::UNBOUNDED_INITIAL_CAPACITY;
+    let start = Instant::now();
+    put_many(q.clone(), 1, n);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(q.qsize(), n as usize);
+    for i in 0..n {
+        assert_eq!(q.get_nowait().unwrap(), (1, i));
+    }
+}
+
+#[test]
+fn large_puts_make_way_for_a_consumer_only_briefly() {
+    let _s = serial();
+    let _w = Watchdog::new("large_puts_make_way_for_a_consumer_only_briefly", LIMIT);
+    let q = Queue::<Blob>::new(8).unwrap();
+    // A consumer read once and then stopped: each large put yields a little for it, no more.
+    q.put(Blob::new(10, 0)).unwrap();
+    assert!(q.get().unwrap().is_whole());
+    let start = Instant::now();
+    for seed in 1..=6 {
+        q.put(Blob::new(2 << 20, seed)).unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    for _ in 1..=6 {
+        assert!(q.get_nowait().unwrap().is_whole());
+    }
+}
+
+#[test]
 fn producers_stay_in_order_across_ring_boundaries() {
     let _s = serial();
     let _w = Watchdog::new("producers_stay_in_order_across_ring_boundaries", LIMIT);
@@ -597,6 +635,11 @@ fn producers_stay_in_order_across_ring_boundaries() {
     let producers: Vec<_> =
         (0..2u8).map(|t| Process::new(put_many, (q.clone(), t, n)).start().unwrap()).collect();
     let consumer_q = q.clone();
+    // Read only once the first ring overflowed: with nobody reading yet, the producers grow the
+    // queue instead of yielding for a consumer.
+    while q.qsize() <= proc_queue::UNBOUNDED_INITIAL_CAPACITY as usize {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut next = [0u32; 2];
     for _ in 0..2 * n {
         let (tag, i) = consumer_q.get().unwrap();

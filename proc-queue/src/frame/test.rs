@@ -70,15 +70,15 @@ fn a_deadline_keeps_the_part_received() {
     let mut incoming = Incoming::default();
     let soon = Some(Instant::now() + Duration::from_millis(20));
     assert!(matches!(incoming.read(b.as_fd(), soon), Err(Error::Timeout)));
-    assert!(incoming.has_partial());
+    assert!(incoming.holds_data());
     w.write_all(&header(5, 0)[7..]).unwrap();
     w.write_all(b"ab").unwrap();
     assert!(matches!(incoming.read(b.as_fd(), Some(Instant::now())), Err(Error::Timeout)));
     w.write_all(b"cde").unwrap();
     send_frame(a.as_fd(), b"f", &[]).unwrap();
     assert_eq!(body(&mut incoming, &b), b"abcde");
-    assert!(!incoming.has_partial());
     assert_eq!(body(&mut incoming, &b), b"f");
+    assert!(!incoming.holds_data());
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn the_end_of_the_stream_inside_a_frame_is_truncation() {
     drop((w, a));
     let mut incoming = Incoming::default();
     assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Truncated)));
-    assert!(!incoming.has_partial());
+    assert!(!incoming.holds_data());
     assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
 }
 
@@ -140,4 +140,179 @@ fn sending_to_a_closed_peer_is_a_broken_pipe() {
     // harness ignores SIGPIPE, so this is checked for real in tests/pipe.rs).
     let e = send_frame(a.as_fd(), b"x", &[]).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+}
+
+/// The inode of a descriptor's socket, to tell which one a received descriptor is a copy of.
+fn inode(fd: &OwnedFd) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::File::from(fd.try_clone().unwrap()).metadata().unwrap())
+}
+
+/// Whether `sock` has nothing to read right now.
+fn drained(sock: &OwnedFd) -> bool {
+    !sys::wait_readable(&[sock.as_fd()], Some(Instant::now())).unwrap()[0]
+}
+
+#[test]
+fn small_frames_sent_before_the_read_come_in_one_read() {
+    let (a, b) = sys::socketpair().unwrap();
+    let sent: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; usize::from(i % 7)]).collect();
+    for m in &sent {
+        send_frame(a.as_fd(), m, &[]).unwrap();
+    }
+    let mut incoming = Incoming::default();
+    assert_eq!(body(&mut incoming, &b), sent[0]);
+    assert!(drained(&b), "the first read took every frame");
+    assert!(incoming.holds_data());
+    // The rest is served from the buffer, without waiting.
+    for m in &sent[1..] {
+        assert_eq!(&*incoming.read(b.as_fd(), Some(Instant::now())).unwrap().body, m);
+    }
+    assert!(!incoming.holds_data());
+    assert!(matches!(incoming.read(b.as_fd(), Some(Instant::now())), Err(Error::Timeout)));
+}
+
+#[test]
+fn descriptors_after_and_before_plain_frames_find_their_frame() {
+    let (a, b) = sys::socketpair().unwrap();
+    let (x, _x) = sys::socketpair().unwrap();
+    let (y, _y) = sys::socketpair().unwrap();
+    let (ix, iy) = (inode(&x), inode(&y));
+    for m in [&b"p1"[..], b"p2", b""] {
+        send_frame(a.as_fd(), m, &[]).unwrap();
+    }
+    send_frame(a.as_fd(), b"x", &[x]).unwrap();
+    for m in [&b"p3"[..], b"", b"p4"] {
+        send_frame(a.as_fd(), m, &[]).unwrap();
+    }
+    send_frame(a.as_fd(), b"y", &[y]).unwrap();
+    send_frame(a.as_fd(), b"p5", &[]).unwrap();
+    let mut incoming = Incoming::default();
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        let m = incoming.read(b.as_fd(), None).unwrap();
+        got.push((m.body.clone(), m.fds.iter().map(inode).collect::<Vec<_>>()));
+    }
+    let expected: Vec<(Vec<u8>, Vec<u64>)> = vec![
+        (b"p1".to_vec(), vec![]),
+        (b"p2".to_vec(), vec![]),
+        (b"".to_vec(), vec![]),
+        (b"x".to_vec(), vec![ix]),
+        (b"p3".to_vec(), vec![]),
+        (b"".to_vec(), vec![]),
+        (b"p4".to_vec(), vec![]),
+        (b"y".to_vec(), vec![iy]),
+        (b"p5".to_vec(), vec![]),
+    ];
+    assert_eq!(got, expected);
+    assert!(!incoming.holds_data());
+}
+
+#[test]
+fn descriptors_on_consecutive_frames_stay_apart() {
+    let (a, b) = sys::socketpair().unwrap();
+    let pairs: Vec<(OwnedFd, OwnedFd)> = (0..4).map(|_| sys::socketpair().unwrap()).collect();
+    let inodes: Vec<u64> = pairs.iter().map(|(x, _)| inode(x)).collect();
+    send_frame(a.as_fd(), b"0", &[pairs[0].0.try_clone().unwrap()]).unwrap();
+    send_frame(a.as_fd(), b"", &[pairs[1].0.try_clone().unwrap()]).unwrap();
+    send_frame(a.as_fd(), b"23", &[pairs[2].0.try_clone().unwrap(), pairs[3].0.try_clone().unwrap()])
+        .unwrap();
+    send_frame(a.as_fd(), b"none", &[]).unwrap();
+    let mut incoming = Incoming::default();
+    let mut next = || {
+        let m = incoming.read(b.as_fd(), None).unwrap();
+        (m.body.clone(), m.fds.iter().map(inode).collect::<Vec<_>>())
+    };
+    assert_eq!(next(), (b"0".to_vec(), vec![inodes[0]]));
+    assert_eq!(next(), (b"".to_vec(), vec![inodes[1]]));
+    assert_eq!(next(), (b"23".to_vec(), vec![inodes[2], inodes[3]]));
+    assert_eq!(next(), (b"none".to_vec(), vec![]));
+}
+
+#[test]
+fn descriptors_of_a_header_cut_by_the_end_of_the_buffer_find_their_frame() {
+    let (a, b) = sys::socketpair().unwrap();
+    let (x, _x) = sys::socketpair().unwrap();
+    let ix = inode(&x);
+    // The first read fills the buffer with the first frame and 5 bytes of the second's header.
+    let first = vec![1u8; super::READ_AHEAD - super::HEADER - 5];
+    send_frame(a.as_fd(), &first, &[]).unwrap();
+    send_frame(a.as_fd(), b"x", &[x]).unwrap();
+    send_frame(a.as_fd(), b"after", &[]).unwrap();
+    let mut incoming = Incoming::default();
+    let m = incoming.read(b.as_fd(), None).unwrap();
+    assert!(*m.body == first && m.fds.is_empty());
+    // The descriptor came with the read that cut the header, and waits for the header's end.
+    assert_eq!((incoming.end - incoming.pos, incoming.unclaimed.len()), (5, 1));
+    let m = incoming.read(b.as_fd(), None).unwrap();
+    assert_eq!((m.body.clone(), m.fds.iter().map(inode).collect::<Vec<_>>()), (b"x".to_vec(), vec![ix]));
+    let m = incoming.read(b.as_fd(), None).unwrap();
+    assert!(*m.body == *b"after" && m.fds.is_empty());
+}
+
+#[test]
+fn a_large_body_after_small_frames_is_read_whole() {
+    let (a, b) = sys::socketpair().unwrap();
+    let large: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = large.clone();
+    let writer = std::thread::spawn(move || {
+        send_frame(a.as_fd(), b"s", &[]).unwrap();
+        send_frame(a.as_fd(), &large, &[]).unwrap();
+        send_frame(a.as_fd(), b"t", &[]).unwrap();
+    });
+    let mut incoming = Incoming::default();
+    assert_eq!(body(&mut incoming, &b), b"s");
+    assert!(body(&mut incoming, &b) == expected);
+    assert_eq!(body(&mut incoming, &b), b"t");
+    writer.join().unwrap();
+}
+
+#[test]
+fn receives_outlast_the_socket_timeout_that_timed_receives_set() {
+    let (a, b) = sys::socketpair().unwrap();
+    let mut incoming = Incoming::default();
+    // A timed receive with its deadline far away blocks in recvmsg, a slice at a time.
+    let until = Instant::now() + super::FAR + super::SLICE * 3;
+    assert!(matches!(incoming.read(b.as_fd(), Some(until)), Err(Error::Timeout)));
+    let late = Instant::now().saturating_duration_since(until);
+    assert!(late < Duration::from_millis(500), "the deadline passed {late:?} ago");
+    assert!(incoming.pace.slice_set);
+    let writer = std::thread::spawn(move || {
+        for m in [&b"late"[..], b"later"] {
+            std::thread::sleep(super::SLICE * 3);
+            send_frame(a.as_fd(), m, &[]).unwrap();
+        }
+        a
+    });
+    let far = Some(Instant::now() + Duration::from_secs(60));
+    assert_eq!(incoming.read(b.as_fd(), far).unwrap().body.clone(), b"late");
+    // An untimed receive on the socket, whose receive timeout is set now, waits past it too.
+    assert_eq!(body(&mut incoming, &b), b"later");
+    drop(writer.join().unwrap());
+    assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
+}
+
+#[test]
+fn after_a_large_body_the_next_header_is_read_alone() {
+    let (a, b) = sys::socketpair().unwrap();
+    let (x, _x) = sys::socketpair().unwrap();
+    let ix = inode(&x);
+    let large = vec![5u8; super::DIRECT];
+    let writer = {
+        let large = large.clone();
+        std::thread::spawn(move || {
+            send_frame(a.as_fd(), &large, &[]).unwrap();
+            send_frame(a.as_fd(), &large, &[x]).unwrap();
+            send_frame(a.as_fd(), b"small", &[]).unwrap();
+            a
+        })
+    };
+    let mut incoming = Incoming::default();
+    assert!(body(&mut incoming, &b) == large);
+    // The second frame's header came alone, its body straight into the body's buffer.
+    let m = incoming.read(b.as_fd(), None).unwrap();
+    assert!(*m.body == large);
+    assert_eq!(m.fds.iter().map(inode).collect::<Vec<_>>(), [ix]);
+    assert_eq!(body(&mut incoming, &b), b"small");
+    drop(writer.join().unwrap());
+    assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
 }

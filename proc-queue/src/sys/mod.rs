@@ -20,7 +20,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 
@@ -75,6 +75,25 @@ pub(crate) fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd
     }
 }
 
+/// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
+/// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
+/// than a `sendmsg`, which copies in a message header and an I/O vector.
+pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
+        let n = unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// What one `recvmsg` produced.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
@@ -87,7 +106,8 @@ pub(crate) struct Received {
 
 /// Receives into `buf` with one `recvmsg`, appending any descriptors that come along to `fds`
 /// (close-on-exec). With `dontwait`, `Ok(None)` means nothing is there yet; without it, the call
-/// blocks until something is. `EINTR` is retried.
+/// blocks until something is, or until the socket's receive timeout (see [`set_recv_timeout`])
+/// passes, which is `Ok(None)` too. `EINTR` is retried.
 ///
 /// Only when `with_fds` is set is there room for descriptors; without it any that arrive are
 /// closed by the kernel (and reported as lost).
@@ -109,7 +129,7 @@ pub(crate) fn recv(
         let msg = match socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, cmsg, flags) {
             Ok(msg) => msg,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) if dontwait => return Ok(None),
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let mut fds_lost = msg.flags.contains(MsgFlags::MSG_CTRUNC);
@@ -131,6 +151,27 @@ pub(crate) fn recv(
         }
         return Ok(Some(Received { len: msg.bytes, fds_lost }));
     }
+}
+
+/// Sets the receive timeout (`SO_RCVTIMEO`) of `sock`, for every process that holds it: a blocking
+/// receive that waits that long fails with `EAGAIN`, which [`recv`] reports as nothing there.
+pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below a million: fits `suseconds_t` everywhere (`i64` on Linux, `i32` on macOS).
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a live timeval and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 /// Shuts down one direction of `sock` for every process that holds it.
