@@ -33,8 +33,9 @@
 //! - Reads return owned copies, and only a proxy's methods change the shared object:
 //!   `d.get(&k)?` is a copy, and pushing onto it changes nothing on the manager (Python silently
 //!   loses `d['k'].append(1)` the same way, without saying so). To share nested data, store a
-//!   proxy as the value (`Dict<String, List<u32>>`): it is kept on the manager as a reference, and
-//!   keeps its object alive until the manager shuts down.
+//!   proxy as the value (`Dict<String, List<u32>>`): the stored value holds a reference to its
+//!   object for as long as it is stored (removed, overwritten, cleared, or its container freed,
+//!   the reference goes; a value taken out hands its reference to the taker's new proxy).
 //! - Security: mutual HMAC-SHA256 challenge–response on the authkey before anything else is
 //!   read, with a deadline; frames are length-prefixed postcard with a size cap; stored values
 //!   are opaque bytes to the server, so no input makes it run code. A bad client costs only its

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::registry::Erased;
-use crate::wire::{Bytes, Kind, Method, Millis, Owner, Response, SessionId, WireError};
+use crate::wire::{Bytes, Kind, Method, Millis, ObjectId, Owner, Response, SessionId, WireError};
 
 /// How often a blocked call looks whether its client is still there, and whether the server
 /// shuts down.
@@ -111,6 +111,36 @@ pub(crate) struct Object {
     /// Calls waiting on `changed` (changed only under the state's mutex): a notification costs
     /// a system call, so it is made only when someone waits.
     waiting: AtomicU32,
+    /// References held by stored values that contain proxies: per value's bytes, one list of
+    /// objects per stored copy. Locked only with the state's mutex held.
+    held: Mutex<Held>,
+}
+
+/// See [`Object::held`].
+type Held = HashMap<Vec<u8>, Vec<Vec<ObjectId>>>;
+
+/// Values of a call that hold proxies, with the objects those refer to.
+pub(crate) type Embedded = Vec<(Vec<u8>, Vec<ObjectId>)>;
+
+/// How many stored copies of `key` the state holds.
+fn occurrences(state: &State, key: &[u8]) -> usize {
+    match state {
+        State::Dict(d) => d.iter().filter(|(_, v)| v[..] == *key).count(),
+        State::List { items, .. } | State::Array(items) => items.iter().filter(|v| v[..] == *key).count(),
+        State::Namespace(ns) => ns.values().filter(|v| v[..] == *key).count(),
+        State::Value(v) => usize::from(v[..] == *key),
+        State::Queue { items, .. } => items.iter().filter(|v| v[..] == *key).count(),
+        _ => 0,
+    }
+}
+
+/// How many copies of `key` an answer hands over.
+fn handed_over(response: &Response, key: &[u8]) -> usize {
+    match response {
+        Response::Value(v) | Response::MaybeValue(Some(v)) => usize::from(v[..] == *key),
+        Response::Values(vs) => vs.iter().filter(|v| v[..] == *key).count(),
+        _ => 0,
+    }
 }
 
 impl std::fmt::Debug for Object {
@@ -173,7 +203,13 @@ fn deadline(timeout: Millis) -> Option<Instant> {
 
 impl Object {
     pub(crate) fn new(kind: Kind, state: State) -> Self {
-        Object { kind, state: Mutex::new(state), changed: Condvar::new(), waiting: AtomicU32::new(0) }
+        Object {
+            kind,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            waiting: AtomicU32::new(0),
+            held: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -236,27 +272,89 @@ impl Object {
         }
     }
 
-    /// Runs a method.
-    pub(crate) fn call(&self, method: Method, abort: &dyn Abort) -> Response {
-        match method {
-            Method::QueuePut { value, block, timeout } => {
-                return self.queue_put(value.into_vec(), block, timeout, abort)
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the references of values about to be stored (state's mutex held).
+    fn register(&self, embedded: Embedded) {
+        if embedded.is_empty() {
+            return;
+        }
+        let mut held = self.held();
+        for (bytes, ids) in embedded {
+            held.entry(bytes).or_default().push(ids);
+        }
+    }
+
+    /// After a call (state's mutex held): the references of stored copies that are gone. Those
+    /// whose value the answer hands over are moved (first list), the others released (second).
+    fn reconcile(&self, state: &State, response: &Response) -> (Vec<ObjectId>, Vec<ObjectId>) {
+        let mut held = self.held();
+        let (mut moved, mut released) = (Vec::new(), Vec::new());
+        if held.is_empty() {
+            return (moved, released);
+        }
+        for (key, copies) in held.iter_mut() {
+            let present = occurrences(state, key);
+            let mut handed = handed_over(response, key);
+            while copies.len() > present {
+                let Some(ids) = copies.pop() else { break };
+                if handed > 0 {
+                    handed -= 1;
+                    moved.extend(ids);
+                } else {
+                    released.extend(ids);
+                }
             }
-            Method::QueueGet { block, timeout } => return self.queue_get(block, timeout, abort),
-            Method::QueueJoin { timeout } => return self.queue_join(timeout, abort),
-            Method::Acquire { owner, block, timeout } => return self.acquire(owner, block, timeout, abort),
-            Method::EventWait { timeout } => return self.event_wait(timeout, abort),
-            Method::CondWait { owner, timeout } => return self.cond_wait(owner, timeout, abort),
-            Method::BarrierWait { timeout } => return self.barrier_wait(timeout, abort),
-            _ => {}
         }
-        let mut state = self.lock();
-        let (response, changed) = Self::call_now(&mut state, method);
-        drop(state);
-        if changed {
-            self.notify();
-        }
-        response
+        held.retain(|_, copies| !copies.is_empty());
+        (moved, released)
+    }
+
+    /// Every reference its stored values hold (the object is being freed).
+    pub(crate) fn take_held(&self) -> Vec<ObjectId> {
+        let _state = self.lock();
+        self.held().drain().flat_map(|(_, copies)| copies.into_iter().flatten()).collect()
+    }
+
+    /// Runs a method. Returns the answer, the references handed to the caller with it, and those
+    /// to release.
+    pub(crate) fn call(
+        &self,
+        method: Method,
+        embedded: Embedded,
+        abort: &dyn Abort,
+    ) -> (Response, Vec<ObjectId>, Vec<ObjectId>) {
+        let response = match method {
+            Method::QueuePut { value, block, timeout } => {
+                self.queue_put(value.into_vec(), embedded, block, timeout, abort)
+            }
+            Method::QueueGet { block, timeout } => self.queue_get(block, timeout, abort),
+            Method::QueueJoin { timeout } => return (self.queue_join(timeout, abort), vec![], vec![]),
+            Method::Acquire { owner, block, timeout } => {
+                return (self.acquire(owner, block, timeout, abort), vec![], vec![])
+            }
+            Method::EventWait { timeout } => return (self.event_wait(timeout, abort), vec![], vec![]),
+            Method::CondWait { owner, timeout } => {
+                return (self.cond_wait(owner, timeout, abort), vec![], vec![])
+            }
+            Method::BarrierWait { timeout } => return (self.barrier_wait(timeout, abort), vec![], vec![]),
+            method => {
+                let mut state = self.lock();
+                self.register(embedded);
+                let (response, changed) = Self::call_now(&mut state, method);
+                let (moved, released) = self.reconcile(&state, &response);
+                drop(state);
+                if changed {
+                    self.notify();
+                }
+                return (response, moved, released);
+            }
+        };
+        let state = self.lock();
+        let (moved, released) = self.reconcile(&state, &response);
+        (response, moved, released)
     }
 
     /// The methods that never wait. Returns the response and whether waiters should look again.
@@ -516,7 +614,14 @@ impl Object {
         matches!(&*self.lock(), State::Lock { owner: Some(o), .. } if *o == who)
     }
 
-    fn queue_put(&self, v: Vec<u8>, block: bool, timeout: Millis, abort: &dyn Abort) -> Response {
+    fn queue_put(
+        &self,
+        v: Vec<u8>,
+        embedded: Embedded,
+        block: bool,
+        timeout: Millis,
+        abort: &dyn Abort,
+    ) -> Response {
         let state = self.lock();
         let deadline = if block { deadline(timeout) } else { Some(Instant::now()) };
         let room = |s: &mut State| matches!(s, State::Queue { items, maxsize, .. } if *maxsize == 0 || items.len() < *maxsize as usize);
@@ -525,6 +630,9 @@ impl Object {
         }
         match self.wait_until(state, deadline, abort, room) {
             Ok(mut state) => {
+                // Registered with the store, under the same lock: no other call sees one without
+                // the other.
+                self.register(embedded);
                 if let State::Queue { items, unfinished, joinable, .. } = &mut *state {
                     items.push_back(v);
                     if *joinable {

@@ -5,8 +5,7 @@
 //!
 //! A proxy is a handle: pass it to a child as a start argument (or through a multiproc
 //! connection) and the child reaches the same object. Inside another shared object (a proxy as a
-//! dict's value) it is stored as a reference that keeps its object alive until the manager shuts
-//! down.
+//! dict's value) it is stored as a reference that keeps its object alive while it is stored.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -22,8 +21,44 @@ use crate::error::{Error, Result};
 use crate::registry::Shared;
 use crate::wire::{Bytes, Kind, Method, ObjectId, Owner, Request, Response};
 
+thread_local! {
+    /// While a value is encoded: the export tokens of the proxies inside it.
+    static TOKENS: std::cell::RefCell<Option<Vec<u64>>> = const { std::cell::RefCell::new(None) };
+    /// The values encoded for the next call that hold proxies, with their tokens.
+    static EMBEDDED: std::cell::RefCell<Vec<(Bytes, Vec<u64>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encodes a value for a call; a value holding proxies is remembered for the call, so that the
+/// object keeps their references while it stores the value.
 fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-    postcard::to_stdvec(value).map(Bytes::from).map_err(|e| Error::Serialize(e.to_string()))
+    let previous = TOKENS.with(|t| t.borrow_mut().replace(Vec::new()));
+    let bytes = postcard::to_stdvec(value).map(Bytes::from).map_err(|e| Error::Serialize(e.to_string()));
+    let tokens = TOKENS.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous)).unwrap_or_default();
+    let bytes = bytes?;
+    if !tokens.is_empty() {
+        EMBEDDED.with(|e| e.borrow_mut().push((bytes.clone(), tokens)));
+    }
+    Ok(bytes)
+}
+
+/// Takes the values with proxies encoded for this call.
+fn take_embedded() -> Vec<(Bytes, Vec<u64>)> {
+    EMBEDDED.with(|e| std::mem::take(&mut *e.borrow_mut()))
+}
+
+/// References moved to this session with an answer: dropped once the answer is decoded (the
+/// proxies decoded from it took references of their own).
+struct Moved {
+    client: Arc<Client>,
+    ids: Vec<ObjectId>,
+}
+
+impl Drop for Moved {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.client.call(&Request::DecRef(*id));
+        }
+    }
 }
 
 fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -93,8 +128,19 @@ impl Handle {
         Ok(owner(&client))
     }
 
+    /// Calls a method; the second value holds references moved to this session until the
+    /// answer is decoded.
+    fn call_moved(&self, method: Method) -> Result<(Response, Option<Moved>)> {
+        let embedded = take_embedded();
+        let client = self.client()?;
+        match client.call(&Request::Call { object: self.id, method, embedded })? {
+            Response::Moved { ids, inner } => Ok((*inner, Some(Moved { client, ids }))),
+            r => Ok((r, None)),
+        }
+    }
+
     fn call(&self, method: Method) -> Result<Response> {
-        self.client()?.call(&Request::Call { object: self.id, method })
+        Ok(self.call_moved(method)?.0)
     }
 
     fn ok(&self, method: Method) -> Result<()> {
@@ -105,21 +151,24 @@ impl Handle {
     }
 
     fn value<T: DeserializeOwned>(&self, method: Method) -> Result<T> {
-        match self.call(method)? {
+        let (response, _moved) = self.call_moved(method)?;
+        match response {
             Response::Value(v) => dec(&v),
             r => Err(unexpected(r)),
         }
     }
 
     fn maybe<T: DeserializeOwned>(&self, method: Method) -> Result<Option<T>> {
-        match self.call(method)? {
+        let (response, _moved) = self.call_moved(method)?;
+        match response {
             Response::MaybeValue(v) => v.map(|v| dec(&v)).transpose(),
             r => Err(unexpected(r)),
         }
     }
 
     fn values<T: DeserializeOwned>(&self, method: Method) -> Result<Vec<T>> {
-        match self.call(method)? {
+        let (response, _moved) = self.call_moved(method)?;
+        match response {
             Response::Values(vs) => vs.iter().map(|v| dec(v)).collect(),
             r => Err(unexpected(r)),
         }
@@ -165,6 +214,14 @@ impl Serialize for Handle {
             Ok(r) => return Err(S::Error::custom(format!("cannot export a manager proxy: {r:?}"))),
             Err(e) => return Err(S::Error::custom(format!("cannot export a manager proxy: {e}"))),
         };
+        if !transfer {
+            // Inside a value of a call: the object that stores the value keeps the reference.
+            TOKENS.with(|t| {
+                if let Some(tokens) = t.borrow_mut().as_mut() {
+                    tokens.push(token);
+                }
+            });
+        }
         WireProxy {
             address: client.address.clone(),
             key: transfer.then(|| client.key.clone()),

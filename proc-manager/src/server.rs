@@ -164,9 +164,12 @@ impl Table {
             if let Some(e) = self.objects.remove(&id) {
                 tracing::debug!(id, "manager object freed");
                 e.object.wake_all();
-                // A condition holds a reference to its lock.
+                // A condition holds a reference to its lock, stored values to their proxies' objects.
                 if let Kind::Condition { lock } = e.object.kind {
                     self.release(lock, 1);
+                }
+                for held in e.object.take_held() {
+                    self.release(held, 1);
                 }
             }
         }
@@ -558,12 +561,37 @@ fn handle(core: &Core, session: SessionId, request: Request, abort: &dyn Abort) 
             table.take_ref(session, id);
             Response::Found { object: id, kind }
         }
-        Request::Call { object, method } => {
+        Request::Call { object, method, embedded } => {
             let Some(object) = table.objects.get(&object).map(|e| e.object.clone()) else {
                 return Response::Err(WireError::NoSuchObject);
             };
+            // The exported references of proxies inside the call's values become the object's.
+            let embedded: Vec<(Vec<u8>, Vec<ObjectId>)> = embedded
+                .into_iter()
+                .map(|(bytes, tokens)| {
+                    let ids = tokens.iter().filter_map(|t| table.exported.remove(t)).collect();
+                    (bytes.into_vec(), ids)
+                })
+                .collect();
             drop(table);
-            object.call(method, abort)
+            let (response, moved, released) = object.call(method, embedded, abort);
+            if moved.is_empty() && released.is_empty() {
+                return response;
+            }
+            let mut table = core.table();
+            for id in released {
+                table.release(id, 1);
+            }
+            if moved.is_empty() {
+                return response;
+            }
+            // The caller's session takes the references handed over with the values; the client
+            // drops them once the proxies it decoded took their own.
+            let session_refs = &mut table.sessions.entry(session).or_default().refs;
+            for id in &moved {
+                *session_refs.entry(*id).or_default() += 1;
+            }
+            Response::Moved { ids: moved, inner: Box::new(response) }
         }
         Request::CountObjects => Response::Count(table.objects.len() as u64),
         Request::Shutdown => Response::Ok,

@@ -198,8 +198,9 @@ pub(crate) enum Request {
     Publish { name: String, object: ObjectId },
     /// Looks a name up; the session gets a reference.
     Lookup(String),
-    /// Calls a method.
-    Call { object: ObjectId, method: Method },
+    /// Calls a method. `embedded`: values of the call that hold proxies, with the export tokens
+    /// of those proxies: the object keeps those references while it stores such a value.
+    Call { object: ObjectId, method: Method, embedded: Vec<(Bytes, Vec<u64>)> },
     /// How many objects the server keeps.
     CountObjects,
     /// Asks the server to shut down.
@@ -329,6 +330,12 @@ pub(crate) enum Response {
     Found {
         object: ObjectId,
         kind: Kind,
+    },
+    /// An answer whose values left the object holding proxies: their references moved to the
+    /// caller's session, which drops them once it has taken its own.
+    Moved {
+        ids: Vec<ObjectId>,
+        inner: Box<Response>,
     },
     Err(WireError),
 }

@@ -421,3 +421,65 @@ fn a_condition_waiter_that_times_out_does_not_take_a_later_waiters_notification(
     }
     assert!(late.join().unwrap());
 }
+
+#[test]
+fn proxies_stored_in_objects_keep_their_objects_exactly_as_long_as_they_are_stored() {
+    let _g = serial();
+    let _w = Watchdog::new("stored_refs", LIMIT);
+    let m = Manager::start().unwrap();
+    let outer: Dict<String, List<u32>> = m.dict().unwrap();
+    let count = || m.number_of_objects().unwrap();
+
+    // Removed and handed back: the caller's proxy keeps it, then nothing does.
+    let inner = m.list::<u32>().unwrap();
+    inner.append(1).unwrap();
+    outer.insert("a".into(), inner).unwrap();
+    assert_eq!(count(), 2);
+    let back = outer.remove(&"a".into()).unwrap().unwrap();
+    assert_eq!(back.snapshot().unwrap(), [1]);
+    assert_eq!(count(), 2);
+    drop(back);
+    assert_eq!(count(), 1);
+
+    // Overwritten, and cleared.
+    outer.insert("b".into(), m.list().unwrap()).unwrap();
+    outer.insert("c".into(), m.list().unwrap()).unwrap();
+    assert_eq!(count(), 3);
+    drop(outer.insert("b".into(), m.list().unwrap()).unwrap());
+    assert_eq!(count(), 3);
+    outer.clear().unwrap();
+    assert_eq!(count(), 1);
+
+    // The same proxy stored twice holds two references.
+    let shared = m.list::<u32>().unwrap();
+    outer.insert("x".into(), shared.clone()).unwrap();
+    outer.insert("y".into(), shared.clone()).unwrap();
+    drop(shared);
+    assert_eq!(count(), 2);
+    drop(outer.remove(&"x".into()).unwrap());
+    assert_eq!(count(), 2);
+    drop(outer.remove(&"y".into()).unwrap());
+    assert_eq!(count(), 1);
+
+    // Stored, then the container goes: both go.
+    outer.insert("z".into(), m.list().unwrap()).unwrap();
+    assert_eq!(count(), 2);
+    drop(outer);
+    assert_eq!(count(), 0);
+
+    // Through a queue: taken out, the taker's proxy keeps it.
+    let q: Queue<Value<u32>> = m.queue(0).unwrap();
+    q.put(m.value(9).unwrap()).unwrap();
+    assert_eq!(count(), 2);
+    let v = q.get().unwrap();
+    assert_eq!(v.get().unwrap(), 9);
+    drop(v);
+    assert_eq!(count(), 1);
+    // A list's sort keeps stored references as they are.
+    let l: List<Value<u32>> = m.list().unwrap();
+    l.append(m.value(1).unwrap()).unwrap();
+    assert_eq!(count(), 3);
+    drop(l);
+    drop(q);
+    assert_eq!(count(), 0);
+}
