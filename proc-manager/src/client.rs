@@ -74,6 +74,24 @@ impl fmt::Display for Address {
     }
 }
 
+/// How long past its own time a call waits for the server's answer before it gives up, in
+/// milliseconds (see [`set_answer_timeout`]).
+static ANSWER_GRACE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60_000);
+
+/// Sets how long a call waits for a manager's answer beyond its own time (default 60 s) before
+/// it fails with [`Error::Connection`] (`TimedOut`): a server that is stopped or cut off does not
+/// hang its clients. A call that blocks on purpose (a queue `get`, an `acquire`) waits its own
+/// timeout plus this; without a timeout, as long as it takes. For this process. A call that timed
+/// out may still be carried out once the server runs again.
+pub fn set_answer_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    ANSWER_GRACE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn answer_grace() -> Duration {
+    Duration::from_millis(ANSWER_GRACE_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// At most this many idle connections are kept per manager.
 const MAX_IDLE: usize = 8;
 
@@ -160,6 +178,7 @@ impl Client {
         let mut framed = Framed::new(stream);
         framed.write(&Hello { session: self.session, pid: std::process::id() }, 64)?;
         framed.stream.set_timeouts(None, None)?;
+        framed.read_timeout = None;
         Ok(framed)
     }
 
@@ -191,9 +210,31 @@ impl Client {
             Some(s) => s,
             None => self.open()?,
         };
+        // A healthy server answers at once (or when a blocking call's time is up): past a
+        // grace period, the server is stopped or cut off, and the call fails instead of hanging.
+        let grace = answer_grace();
+        let limit = match request.waits() {
+            None => Some(grace),
+            Some(None) => None,
+            Some(Some(ms)) => Some(Duration::from_millis(ms).saturating_add(grace)),
+        };
+        if stream.read_timeout != limit {
+            stream.stream.set_timeouts(limit, Some(grace))?;
+            stream.read_timeout = limit;
+        }
         // The server enforces its own limit (it closes the connection past it).
         stream.write(request, u32::MAX)?;
-        let response: Response = stream.read(u32::MAX)?;
+        let response: Response = stream.read(u32::MAX).map_err(|e| match e {
+            Error::Connection(io)
+                if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                Error::Connection(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the manager did not answer within {grace:?} (stopped or unreachable)"),
+                ))
+            }
+            e => e,
+        })?;
         self.put_back(stream);
         match response {
             Response::Err(e) => Err(e.into()),

@@ -21,8 +21,10 @@ pub enum Error {
     Serialize(String),
     /// The key is not in the dict, the name not in the namespace (Python's `KeyError`/`AttributeError`).
     KeyNotFound,
-    /// The index is out of range, or the value not in the list (Python's `IndexError`/`ValueError`).
+    /// The index is out of range (Python's `IndexError`).
     IndexOutOfRange,
+    /// The value is not in the list (Python's `ValueError` of `remove` and `index`).
+    ValueNotFound,
     /// The queue is empty (`get_nowait`, or `get_timeout` ran out of time).
     Empty,
     /// The queue is full (`put_nowait`, or `put_timeout` ran out of time).
@@ -69,7 +71,8 @@ impl fmt::Display for Error {
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Serialize(m) => write!(f, "serialization failed: {m}"),
             Error::KeyNotFound => f.write_str("no such key"),
-            Error::IndexOutOfRange => f.write_str("index out of range, or no such value"),
+            Error::IndexOutOfRange => f.write_str("index out of range"),
+            Error::ValueNotFound => f.write_str("the value is not in the list"),
             Error::Empty => f.write_str("the queue is empty"),
             Error::Full => f.write_str("the queue is full"),
             Error::Timeout => f.write_str("timed out"),

@@ -52,7 +52,7 @@ mod registry;
 mod server;
 mod wire;
 
-pub use client::Address;
+pub use client::{set_answer_timeout, Address};
 pub use error::{Error, Result};
 pub use manager::{Builder, Manager};
 pub use proxy::{

@@ -565,13 +565,13 @@ impl Object {
                     items.remove(i);
                     ok()
                 }
-                None => err(WireError::IndexOutOfRange),
+                None => err(WireError::ValueNotFound),
             },
             Method::ListIndex(v) => {
                 changed = false;
                 match items.iter().position(|x| x[..] == v[..]) {
                     Some(i) => Response::Count(i as u64),
-                    None => err(WireError::IndexOutOfRange),
+                    None => err(WireError::ValueNotFound),
                 }
             }
             Method::ListSnapshot => {

@@ -381,8 +381,8 @@ proxy! {
     ///
     /// # Errors
     ///
-    /// Every method: [`Error::Connection`], [`Error::Serialize`]; those with an index or a value
-    /// to find, [`Error::IndexOutOfRange`].
+    /// Every method: [`Error::Connection`], [`Error::Serialize`]; those with an index,
+    /// [`Error::IndexOutOfRange`]; `remove` and `index`, [`Error::ValueNotFound`].
     List<T>
 }
 

@@ -23,6 +23,8 @@ pub(crate) type Bytes = serde_bytes::ByteBuf;
 #[derive(Debug)]
 pub(crate) struct Framed<S> {
     pub(crate) stream: S,
+    /// The read timeout set on the stream (the client changes it only when a call needs another).
+    pub(crate) read_timeout: Option<std::time::Duration>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -34,7 +36,7 @@ const BUF: usize = 16 << 10;
 
 impl<S: Read + Write> Framed<S> {
     pub(crate) fn new(stream: S) -> Self {
-        Framed { stream, buf: vec![0; BUF], start: 0, end: 0, out: Vec::new() }
+        Framed { stream, read_timeout: None, buf: vec![0; BUF], start: 0, end: 0, out: Vec::new() }
     }
 
     /// Makes `need` bytes available from `start`. The buffer grows as bytes arrive (at most
@@ -207,6 +209,24 @@ pub(crate) enum Request {
     Shutdown,
 }
 
+impl Request {
+    /// Whether the server may take its time to answer: `None` for a call answered at once,
+    /// `Some(timeout)` for a call that waits (as long as it takes for `Some(None)`).
+    pub(crate) fn waits(&self) -> Option<Millis> {
+        let Request::Call { method, .. } = self else { return None };
+        match method {
+            Method::QueuePut { block: true, timeout, .. }
+            | Method::QueueGet { block: true, timeout }
+            | Method::QueueJoin { timeout }
+            | Method::Acquire { block: true, timeout, .. }
+            | Method::EventWait { timeout }
+            | Method::CondWait { timeout, .. }
+            | Method::BarrierWait { timeout } => Some(*timeout),
+            _ => None,
+        }
+    }
+}
+
 /// A method of an object.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Method {
@@ -345,6 +365,7 @@ pub(crate) enum Response {
 pub(crate) enum WireError {
     KeyNotFound,
     IndexOutOfRange,
+    ValueNotFound,
     Empty,
     Full,
     Timeout,
@@ -361,6 +382,7 @@ impl From<WireError> for Error {
         match e {
             WireError::KeyNotFound => Error::KeyNotFound,
             WireError::IndexOutOfRange => Error::IndexOutOfRange,
+            WireError::ValueNotFound => Error::ValueNotFound,
             WireError::Empty => Error::Empty,
             WireError::Full => Error::Full,
             WireError::Timeout => Error::Timeout,

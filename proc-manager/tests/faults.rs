@@ -324,3 +324,23 @@ fn a_foreground_server_serves_until_shut_down() {
     assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_stopped_server_does_not_hang_its_clients() {
+    let _g = serial();
+    let _w = Watchdog::new("stopped_server", LIMIT);
+    let m = Manager::start().unwrap();
+    let v = m.value(4u32).unwrap();
+    let pid = m.server_pid().unwrap() as i32;
+    proc_manager::set_answer_timeout(Duration::from_millis(300));
+    // SAFETY: signals to the server process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let t = Instant::now();
+    let err = v.get().unwrap_err();
+    assert!(err.is_connection(), "{err}");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    proc_manager::set_answer_timeout(Duration::from_secs(60));
+    assert_eq!(v.get().unwrap(), 4);
+}

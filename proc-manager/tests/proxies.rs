@@ -65,7 +65,7 @@ fn containers_filled_by_a_child_are_seen_by_the_parent() {
     assert_eq!(l.pop_at(0).unwrap(), 100);
     assert_eq!(l.index(&3).unwrap(), 2);
     l.remove(&3).unwrap();
-    assert!(matches!(l.remove(&3), Err(Error::IndexOutOfRange)));
+    assert!(matches!(l.remove(&3), Err(Error::ValueNotFound)));
     assert!(matches!(l.get(10), Err(Error::IndexOutOfRange)));
     assert_eq!(l.snapshot().unwrap(), [7, 1, 5]);
 
