@@ -325,6 +325,17 @@ fn a_foreground_server_serves_until_shut_down() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Whether every thread of `pid` is in the stopped state (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('T')))
+    })
+}
+
+#[cfg(target_os = "linux")]
 #[test]
 fn a_stopped_server_does_not_hang_its_clients() {
     let _g = serial();
@@ -335,6 +346,12 @@ fn a_stopped_server_does_not_hang_its_clients() {
     proc_manager::set_answer_timeout(Duration::from_millis(300));
     // SAFETY: signals to the server process this test started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // A stop takes effect asynchronously: wait until every thread of the server is stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !all_threads_stopped(pid as u32) {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let t = Instant::now();
     let err = v.get().unwrap_err();
     assert!(err.is_connection(), "{err}");
