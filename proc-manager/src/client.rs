@@ -58,7 +58,7 @@ impl Address {
             Address::Tcp(a) => {
                 let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
                 let _ = s.set_nodelay(true);
-                crate::server::keepalive(&s);
+                crate::sys::keepalive(&s);
                 Ok(Stream::Tcp(s))
             }
         }

@@ -50,6 +50,7 @@ mod object;
 mod proxy;
 mod registry;
 mod server;
+mod sys;
 mod wire;
 
 pub use client::{set_answer_timeout, Address};

@@ -19,6 +19,7 @@ use crate::auth;
 use crate::error::{Error, Result};
 use crate::object::{Abort, Object, OrderedMap, State};
 use crate::registry::Factory;
+use crate::sys::peer_gone;
 use crate::wire::{self, Bytes, Hello, Kind, ObjectId, Request, Response, SessionId, WireError};
 
 /// The longest a client may take to authenticate and say hello.
@@ -270,34 +271,6 @@ impl Abort for ConnAbort<'_> {
     }
 }
 
-/// Turns TCP keepalive on, so that a client whose machine vanished is noticed (its session
-/// ends, its locks are released).
-pub(crate) fn keepalive(stream: &TcpStream) {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!("cannot turn TCP keepalive on");
-    }
-}
-
-/// Whether the peer of a connection closed it. The client sends nothing while it waits for an
-/// answer, so a readable socket means its end (or garbage, which ends it too).
-fn peer_gone(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: `pfd` is one valid pollfd for a descriptor the caller keeps open; zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
-}
-
 /// A stream whose every read and write must end by one deadline (the handshake's).
 struct Deadlined<'a> {
     stream: &'a mut Stream,
@@ -361,7 +334,7 @@ fn serve_connection(core: &Core, stream: Stream, listener: &Listener) {
         return;
     }
     if let Stream::Tcp(s) = &stream {
-        keepalive(s);
+        crate::sys::keepalive(s);
     }
     let (mut framed, hello) = match greet(core, stream) {
         Ok(x) => x,

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proc_core::shm::Segment;
+
+use crate::sys::now_ns;
 use serde::{Deserialize, Serialize};
 
 /// No task: the worker is between tasks (or in its initializer).
@@ -78,15 +80,4 @@ impl Board {
         }
         Some((id, self.word(slot, 1)?.load(Ordering::Relaxed)))
     }
-}
-
-/// The system-wide monotonic clock in nanoseconds (the same clock in every process).
-pub(crate) fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on Linux and macOS.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }

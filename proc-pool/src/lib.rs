@@ -35,6 +35,7 @@ mod error;
 mod pool;
 mod result;
 mod supervisor;
+mod sys;
 mod worker;
 
 pub use error::{Error, Result};

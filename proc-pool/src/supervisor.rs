@@ -21,8 +21,9 @@ use proc_core::handle::CodeAddr;
 use proc_core::{Process, StartMethod};
 use proc_queue::{wait, GetError, PutError, Queue, Waitable};
 
-use crate::board::{now_ns, Board};
+use crate::board::Board;
 use crate::error::Error;
+use crate::sys::now_ns;
 use crate::worker::{worker_main, Init, Order, Reply, INIT_FAILED};
 
 /// A task's outcome as the supervisor hands it over: the postcard bytes of the chunk's results,
