@@ -235,6 +235,14 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(per).max(1)
 }
 
+/// A chunk size of zero is an error.
+fn check_chunksize(chunksize: usize) -> Result<()> {
+    if chunksize == 0 {
+        return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// Checks that `F` is zero-sized: only such functions can be named in another process.
 fn check_fn<F>() {
     const { assert!(std::mem::size_of::<F>() == 0, "pool tasks must be fn items or non-capturing closures") };
@@ -498,8 +506,8 @@ impl Pool {
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>> {
-        if chunksize == Some(0) {
-            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
+        if let Some(n) = chunksize {
+            check_chunksize(n)?;
         }
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
         let chunks = Self::chunks(items, chunksize)?;
@@ -547,9 +555,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        if chunksize == 0 {
-            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
-        }
+        check_chunksize(chunksize)?;
         Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, true))
     }
 
@@ -579,9 +585,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        if chunksize == 0 {
-            return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
-        }
+        check_chunksize(chunksize)?;
         Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, false))
     }
 
