@@ -218,11 +218,9 @@ fn own_a_manager(report: LocalQueue<u32>) {
     }
 }
 
+/// Whether `pid` is gone (ended; a zombie waiting to be reaped counts as gone).
 fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
+    !proc_sync::raw::process_alive(pid)
 }
 
 #[test]

@@ -187,12 +187,9 @@ fn owner(pids: Queue<Vec<u32>>, forget: bool) {
     }
 }
 
-/// Whether `pid` is gone (or a zombie waiting for init).
+/// Whether `pid` is gone (ended; a zombie waiting to be reaped counts as gone).
 fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
+    !proc_sync::raw::process_alive(pid)
 }
 
 /// Waits (polling, bounded) until every pid is gone.
