@@ -420,11 +420,12 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// Also [`Error::MethodNotAllowed`] when no type is registered under `name`,
-    /// [`Error::Remote`] when its `new` failed.
+    /// Also [`Error::MethodNotAllowed`] when no type is registered under `name`, or another type
+    /// than `T`; [`Error::Remote`] when its `new` failed.
     pub fn create_object<T: Shared>(&self, name: &str, init: T::Init) -> Result<Proxy<T>> {
         let init = postcard::to_stdvec(&init).map_err(|e| Error::Serialize(e.to_string()))?;
-        self.create(Kind::Custom(name.to_string()), Some(Bytes::from(init)), Proxy::from_handle)
+        let kind = Kind::Custom { name: name.to_string(), type_name: std::any::type_name::<T>().to_string() };
+        self.create(kind, Some(Bytes::from(init)), Proxy::from_handle)
     }
 
     /// Publishes an object under `name`, for clients that [`lookup`](Self::lookup) it (Python's

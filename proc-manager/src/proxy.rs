@@ -930,6 +930,16 @@ pub struct KindRef<'a>(pub(crate) &'a Kind);
 #[derive(Debug)]
 pub struct ObjectHandle(pub(crate) Arc<Handle>);
 
+impl<T: Shared> FromObject for Proxy<T> {
+    /// An object of a registered type, of type `T` (compared by the Rust type's name).
+    fn fits(kind: &KindRef<'_>) -> bool {
+        matches!(kind.0, Kind::Custom { type_name, .. } if type_name == std::any::type_name::<T>())
+    }
+    fn from_object(handle: ObjectHandle) -> Self {
+        Proxy::from_handle(handle.0)
+    }
+}
+
 macro_rules! from_object {
     ($name:ident $(<$($t:ident),*>)?, $pat:pat) => {
         impl $(<$($t),*>)? FromObject for $name $(<$($t),*>)? {
@@ -954,7 +964,6 @@ from_object!(Semaphore, Kind::Semaphore { .. });
 from_object!(Event, Kind::Event);
 from_object!(Condition, Kind::Condition { .. });
 from_object!(Barrier, Kind::Barrier { .. });
-from_object!(Proxy<T>, Kind::Custom(_));
 
 /// The id of an object, for publishing it under a name.
 pub trait AsObject {

@@ -99,27 +99,28 @@ fn factory<T: Shared>(init: &[u8]) -> Result<Box<dyn Erased>, WireError> {
 /// The registered types of a server: names and factories.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Registry {
-    /// Name → the factory's place in the binary (the server runs the same program).
-    types: Vec<(String, CodeAddr)>,
+    /// Name → the factory's place in the binary (the server runs the same program) and the
+    /// Rust type's name.
+    types: Vec<(String, CodeAddr, String)>,
 }
 
 impl Registry {
     pub(crate) fn register<T: Shared>(&mut self, name: &str) {
         let addr = CodeAddr::of(factory::<T> as Factory as usize);
-        self.types.retain(|(n, _)| n != name);
-        self.types.push((name.to_string(), addr));
+        self.types.retain(|(n, _, _)| n != name);
+        self.types.push((name.to_string(), addr, std::any::type_name::<T>().to_string()));
     }
 
-    /// Resolves the factories in this process.
-    pub(crate) fn resolve(&self) -> HashMap<String, Factory> {
+    /// Resolves the factories in this process: name → (factory, Rust type name).
+    pub(crate) fn resolve(&self) -> HashMap<String, (Factory, String)> {
         let mut out = HashMap::new();
-        for (name, addr) in &self.types {
+        for (name, addr, type_name) in &self.types {
             match addr.resolve() {
                 Ok(a) => {
                     // SAFETY: `register` made the address from a `Factory` of this binary and
                     // `resolve` checked that the code there is the same.
                     let f = unsafe { std::mem::transmute::<usize, Factory>(a) };
-                    out.insert(name.clone(), f);
+                    out.insert(name.clone(), (f, type_name.clone()));
                 }
                 Err(e) => tracing::error!(%name, error = %e, "cannot resolve a registered type"),
             }

@@ -192,7 +192,7 @@ pub(crate) struct Core {
     shutting_down: AtomicBool,
     key: Vec<u8>,
     max_frame: u32,
-    registry: HashMap<String, Factory>,
+    registry: HashMap<String, (Factory, String)>,
 }
 
 impl Core {
@@ -212,7 +212,7 @@ impl Server {
         listener: Listener,
         key: Vec<u8>,
         max_frame: u32,
-        registry: HashMap<String, Factory>,
+        registry: HashMap<String, (Factory, String)>,
     ) -> Self {
         let core = Arc::new(Core {
             table: Mutex::new(Table::default()),
@@ -438,11 +438,16 @@ fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Re
             broken: false,
             resets: Default::default(),
         },
-        Kind::Custom(name) => {
-            let factory = core
+        Kind::Custom { name, type_name } => {
+            let (factory, registered) = core
                 .registry
                 .get(name)
                 .ok_or_else(|| WireError::MethodNotAllowed(format!("no registered type {name:?}")))?;
+            if registered != type_name {
+                return Err(WireError::MethodNotAllowed(format!(
+                    "{name:?} is registered as {registered}, not {type_name}"
+                )));
+            }
             State::Custom(factory(&init.unwrap_or_default())?)
         }
     })

@@ -167,8 +167,12 @@ pub(crate) enum Kind {
     Barrier {
         parties: u32,
     },
-    /// A registered type, by its registered name.
-    Custom(String),
+    /// A registered type: its registered name, and the Rust type's name (checked by the server
+    /// when the object is made, and by `lookup`).
+    Custom {
+        name: String,
+        type_name: String,
+    },
 }
 
 /// The first frame a client sends on a connection, once authenticated.

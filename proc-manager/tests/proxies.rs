@@ -308,9 +308,16 @@ fn registered_types_accept_only_their_declared_methods() {
     let p = Process::new(add_from_child, (t.clone(),)).start().unwrap();
     assert_eq!(p.join().unwrap(), 16);
     assert_eq!(t.call(&TallyOp::Total).unwrap(), 16);
-    // A request that is not one of Tally's is refused by the server.
+    // Looked up or made as another type: refused.
     m.publish("tally", &t).unwrap();
-    let fake: Proxy<Fake> = m.lookup("tally").unwrap();
+    assert!(matches!(m.lookup::<Proxy<Fake>>("tally"), Err(Error::MethodNotAllowed(_))));
+    assert!(matches!(m.create_object::<Fake>("Tally", 0), Err(Error::MethodNotAllowed(_))));
+    let found: Proxy<Tally> = m.lookup("tally").unwrap();
+    assert_eq!(found.call(&TallyOp::Total).unwrap(), 16);
+    // Smuggled in as another type anyway (bytes of a handle transfer read as another proxy
+    // type): the server refuses every request that is not one of Tally's.
+    let (bytes, fds) = proc_core::handle::serialize_with_fds(&t).unwrap();
+    let fake: Proxy<Fake> = proc_core::handle::deserialize_with_fds(&bytes, fds).unwrap();
     assert!(matches!(fake.call(&Sneaky::Exec("rm -rf /".into())), Err(Error::MethodNotAllowed(_))));
     assert_eq!(t.call(&TallyOp::Total).unwrap(), 16);
     // Unknown type names are refused.
