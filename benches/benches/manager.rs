@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use multiproc::Manager;
-use multiproc_benches::{floor_socketpair_pingpong, group_name, pin_to_one_cpu, pinned};
+use multiproc_benches::{floor_socketpair_pingpong, group_name, pin_if_asked};
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     group
@@ -22,9 +22,7 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 }
 
 fn manager(c: &mut Criterion) {
-    if pinned() {
-        pin_to_one_cpu();
-    }
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("manager"));
     configure(&mut group);
     group.bench_function("floor_roundtrip", |b| b.iter_custom(floor_socketpair_pingpong));

@@ -15,14 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use multiproc::Pool;
-use multiproc_benches::{group_name, pin_to_one_cpu, pinned};
+use multiproc_benches::{group_name, pin_if_asked};
 use rayon::prelude::*;
-
-fn pin() {
-    if pinned() {
-        pin_to_one_cpu();
-    }
-}
 
 fn configure(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -58,7 +52,7 @@ fn sum(v: impl IntoIterator<Item = u64>) -> u64 {
 }
 
 fn tasks(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("tasks"));
     configure(&mut group, 500, 2000);
     group.throughput(Throughput::Elements(1));
@@ -121,7 +115,7 @@ fn tasks(c: &mut Criterion) {
 }
 
 fn cpu_bound(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("cpu_bound"));
     configure(&mut group, 500, 3000);
     let cpus = multiproc::process_cpu_count();

@@ -32,15 +32,9 @@ use multiproc::queue::{pipe, Connection, Queue, SimpleQueue};
 use multiproc::{get_context, StartMethod};
 use multiproc_benches::{
     floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_spsc_ring, group_name, join_bounded,
-    pin_to_one_cpu, pinned, Gate, BOUND,
+    pin_if_asked, Gate, BOUND,
 };
 use serde::{Deserialize, Serialize};
-
-fn pin() {
-    if pinned() {
-        pin_to_one_cpu();
-    }
-}
 
 fn configure(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -118,7 +112,7 @@ fn one_to_one(
 }
 
 fn small_1to1(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("small_1to1"));
     configure(&mut group, 300, 1500);
     group.throughput(Throughput::Elements(1));
@@ -223,7 +217,7 @@ fn queue_2to2(q: &Queue<u64>, n: u64) -> Duration {
 }
 
 fn small_2to2(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("small_2to2"));
     configure(&mut group, 300, 1500);
     group.throughput(Throughput::Elements(1));
@@ -270,7 +264,7 @@ fn pipe_bytes(n: u64, len: usize) -> Duration {
 }
 
 fn bytes(c: &mut Criterion, name: &str, len: usize, with_big_slots: bool) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name(name));
     configure(&mut group, 300, 2000);
     group.throughput(Throughput::Bytes(len as u64));
@@ -346,7 +340,7 @@ fn pipe_pingpong(rounds: u64) -> Duration {
 }
 
 fn pingpong(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(group_name("pingpong"));
     configure(&mut group, 300, 1500);
     #[cfg(target_os = "linux")]

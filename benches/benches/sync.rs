@@ -21,14 +21,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use multiproc::sync::{Event, Lock, RLock, Semaphore, Value};
 use multiproc::{get_context, StartMethod};
 use multiproc_benches::{
-    backend_group_name, floor_pthread_counter, join_bounded, pin_to_one_cpu, pinned, Gate, SharedMutex, BOUND,
+    backend_group_name, floor_pthread_counter, join_bounded, pin_if_asked, Gate, SharedMutex, BOUND,
 };
-
-fn pin() {
-    if pinned() {
-        pin_to_one_cpu();
-    }
-}
 
 fn configure(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -39,7 +33,7 @@ fn configure(
 }
 
 fn uncontended(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(backend_group_name("uncontended"));
     configure(&mut group, 300, 1000);
 
@@ -133,7 +127,7 @@ fn event_pingpong(rounds: u64) -> Duration {
 }
 
 fn pingpong(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(backend_group_name("pingpong"));
     configure(&mut group, 500, 2000);
     #[cfg(target_os = "linux")]
@@ -179,7 +173,7 @@ fn value_counter(n: u64) -> Duration {
 }
 
 fn counter(c: &mut Criterion) {
-    pin();
+    pin_if_asked();
     let mut group = c.benchmark_group(backend_group_name("counter"));
     configure(&mut group, 500, 2000);
     group.bench_function("floor_pthread_counter", |b| b.iter_custom(floor_pthread_counter));

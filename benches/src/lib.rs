@@ -18,6 +18,13 @@ pub fn group_name(name: &str) -> String {
     format!("{name}_{}", if pinned() { "pinned" } else { "free" })
 }
 
+/// Pins this process to one CPU when the run asks for it ([`pinned`]).
+pub fn pin_if_asked() {
+    if pinned() {
+        pin_to_one_cpu();
+    }
+}
+
 /// Pins this process (and the children it starts from now on) to CPU 0, where the OS allows.
 pub fn pin_to_one_cpu() {
     #[cfg(target_os = "linux")]
