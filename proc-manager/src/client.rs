@@ -121,7 +121,7 @@ fn clients() -> MutexGuard<'static, (u32, HashMap<Address, Arc<Client>>)> {
         .get_or_init(|| Mutex::new((0, HashMap::new())))
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let pid = std::process::id();
+    let pid = proc_sync::raw::pid();
     if guard.0 != pid {
         // A forked child: its parent's connections and session are not its own.
         // Dropping them closes only this process's copies of the descriptors.
@@ -150,7 +150,7 @@ impl Client {
             address: address.clone(),
             key: key.to_vec(),
             session,
-            pid: std::process::id(),
+            pid: proc_sync::raw::pid(),
             idle: Mutex::new(Vec::new()),
             anchor: Mutex::new(None),
         });
@@ -196,7 +196,8 @@ impl Client {
 
     /// Whether this client belongs to this process (not a copy inherited through fork).
     pub(crate) fn is_local(&self) -> bool {
-        self.pid == std::process::id()
+        // Cached, and refreshed after fork: no system call on a proxy call's path.
+        self.pid == proc_sync::raw::pid()
     }
 
     /// Sends a request and waits for the answer.

@@ -114,6 +114,9 @@ pub(crate) struct Object {
     /// References held by stored values that contain proxies: per value's bytes, one list of
     /// objects per stored copy. Locked only with the state's mutex held.
     held: Mutex<Held>,
+    /// Whether `held` has entries (changed, like it, only under the state's mutex), so that
+    /// calls on objects without stored proxies never lock it.
+    holds: std::sync::atomic::AtomicBool,
 }
 
 /// See [`Object::held`].
@@ -209,6 +212,7 @@ impl Object {
             changed: Condvar::new(),
             waiting: AtomicU32::new(0),
             held: Mutex::new(HashMap::new()),
+            holds: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -285,16 +289,17 @@ impl Object {
         for (bytes, ids) in embedded {
             held.entry(bytes).or_default().push(ids);
         }
+        self.holds.store(true, Ordering::Relaxed);
     }
 
     /// After a call (state's mutex held): the references of stored copies that are gone. Those
     /// whose value the answer hands over are moved (first list), the others released (second).
     fn reconcile(&self, state: &State, response: &Response) -> (Vec<ObjectId>, Vec<ObjectId>) {
-        let mut held = self.held();
         let (mut moved, mut released) = (Vec::new(), Vec::new());
-        if held.is_empty() {
+        if !self.holds.load(Ordering::Relaxed) {
             return (moved, released);
         }
+        let mut held = self.held();
         for (key, copies) in held.iter_mut() {
             let present = occurrences(state, key);
             let mut handed = handed_over(response, key);
@@ -309,12 +314,14 @@ impl Object {
             }
         }
         held.retain(|_, copies| !copies.is_empty());
+        self.holds.store(!held.is_empty(), Ordering::Relaxed);
         (moved, released)
     }
 
     /// Every reference its stored values hold (the object is being freed).
     pub(crate) fn take_held(&self) -> Vec<ObjectId> {
         let _state = self.lock();
+        self.holds.store(false, Ordering::Relaxed);
         self.held().drain().flat_map(|(_, copies)| copies.into_iter().flatten()).collect()
     }
 
