@@ -133,6 +133,12 @@ impl Error {
         matches!(self.kind, ErrorKind::StillRunning)
     }
 
+    /// Whether a `join` found the return value already taken by an earlier one (a value that
+    /// carries handles is handed out once).
+    pub fn is_result_taken(&self) -> bool {
+        matches!(self.kind, ErrorKind::ResultTaken)
+    }
+
     /// Whether the misuse was a capturing closure under a start method other than fork.
     pub fn is_capturing_target(&self) -> bool {
         matches!(self.kind, ErrorKind::CapturingTarget { .. })

@@ -20,7 +20,7 @@
 //! assert!(postcard::to_stdvec(&back).is_err());
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -34,6 +34,8 @@ use crate::wire::MAX_FDS;
 thread_local! {
     static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// Set by a handle whose bytes can be decoded only once (see [`single_use`]).
+    static SINGLE_USE: Cell<bool> = const { Cell::new(false) };
 }
 
 const OUTSIDE: &str = "a handle can only be sent to a child as a start argument (or through a multiproc \
@@ -100,11 +102,27 @@ impl Drop for SourceGuard {
 ///
 /// Deserialization errors, including a handle whose descriptor is missing from `fds`.
 pub fn deserialize_with_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    deserialize_once(bytes, fds).0
+}
+
+/// As [`deserialize_with_fds`], also telling whether a handle inside called [`single_use`] (the
+/// bytes must not be decoded again, whether or not the rest of the value decoded).
+pub(crate) fn deserialize_once<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> (Result<T>, bool) {
     let table = fds.into_iter().map(Some).collect();
+    let outer_once = SINGLE_USE.with(|s| s.replace(false));
     let guard = SourceGuard { saved: Some(SOURCE.with(|s| s.borrow_mut().replace(table))) };
     let value = postcard::from_bytes(bytes);
     drop(guard);
-    value.map_err(|source| Error::new(ErrorKind::Deserialize { what: "value", source }))
+    let once = SINGLE_USE.with(|s| s.replace(outer_once || s.get()));
+    (value.map_err(|source| Error::new(ErrorKind::Deserialize { what: "value", source })), once)
+}
+
+/// Says, from a handle's `Deserialize` implementation, that the bytes just read can be used only
+/// once (they carry a one-time token, say), as bytes that carry descriptors can. A process's
+/// return value holding such a handle is then handed out by one `join` only; later ones get
+/// `ResultTaken` instead of a second, failing decode.
+pub fn single_use() {
+    SINGLE_USE.with(|s| s.set(true));
 }
 
 /// Puts a duplicate of `fd` into the side table of the message being serialized, returning its index.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::child::{self, EntryFn, EntryPoint, Report};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{deserialize_with_fds, serialize_with_fds};
+use crate::handle::serialize_with_fds;
 use crate::start::{self, StartMethod};
 use crate::sys::{self, ExitStatus};
 use crate::wire::{FrameReader, Read};
@@ -768,13 +768,14 @@ impl Shared {
                     None => return Err(Error::new(ErrorKind::ResultTaken)),
                 };
                 let had_fds = !fds.is_empty();
-                let value = deserialize_with_fds(&bytes, fds).map_err(|e| match e.into_kind() {
+                let (value, once) = crate::handle::deserialize_once(&bytes, fds);
+                let value = value.map_err(|e| match e.into_kind() {
                     ErrorKind::Deserialize { source, .. } => {
                         Error::new(ErrorKind::Deserialize { what: "return value", source })
                     }
                     kind => Error::new(kind),
                 });
-                if !had_fds {
+                if !had_fds && !once {
                     // Without handles the value can be decoded again by a later join.
                     st.report_fds = Some(Vec::new());
                 }

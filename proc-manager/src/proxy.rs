@@ -244,7 +244,12 @@ impl<'de> Deserialize<'de> for Handle {
             )),
         };
         let request = match wire.token {
-            Some(token) => Request::Adopt(token),
+            Some(token) => {
+                // The token is good for one adoption: a second decode of these bytes (a second
+                // `join` of the process that returned them) gets `ResultTaken` instead.
+                proc_core::handle::single_use();
+                Request::Adopt(token)
+            }
             None => Request::IncRef(wire.id),
         };
         client.call(&request).map_err(D::Error::custom)?;

@@ -378,6 +378,29 @@ fn an_object_lives_while_a_proxy_does_and_is_freed_after_the_last() {
     m.shutdown().unwrap();
 }
 
+fn give_back(v: Value<u32>) -> Value<u32> {
+    v.set(&9).unwrap();
+    v
+}
+
+#[test]
+fn a_returned_proxy_is_handed_out_by_one_join() {
+    let _g = serial();
+    let _w = Watchdog::new("returned proxy", LIMIT);
+    let m = Manager::start().unwrap();
+    let v = m.value(1u32).unwrap();
+    let p = Process::new(give_back, (v.clone(),)).start().unwrap();
+    let back = p.join().unwrap();
+    assert_eq!(back.get().unwrap(), 9);
+    // The reference it carried was adopted once; a second join says so instead of failing to
+    // adopt it again.
+    let again = p.join().unwrap_err();
+    assert!(again.is_result_taken(), "{again}");
+    drop(v);
+    assert_eq!(back.get().unwrap(), 9);
+    m.shutdown().unwrap();
+}
+
 fn fork_child(d: Dict<String, u32>, lock: Lock) -> u32 {
     let _held = lock.acquire().unwrap();
     d.insert("forked".into(), 1).unwrap();
