@@ -101,10 +101,17 @@ pub(crate) struct Client {
     pub(crate) key: Vec<u8>,
     session: SessionId,
     pid: u32,
-    idle: Mutex<Vec<Framed<Stream>>>,
+    idle: Mutex<Vec<Conn>>,
     /// A connection never used for calls: it keeps the session (its references and locks) for
     /// the life of the process, whatever happens to the others.
-    anchor: Mutex<Option<Framed<Stream>>>,
+    anchor: Mutex<Option<Conn>>,
+}
+
+/// One authenticated connection of a client.
+struct Conn {
+    /// Dropped before the stream closes (fields drop in order).
+    _fork: crate::sys::ForkGuard,
+    framed: Framed<Stream>,
 }
 
 impl fmt::Debug for Client {
@@ -171,18 +178,21 @@ impl Client {
         clients().1.remove(address);
     }
 
-    fn open(&self) -> Result<Framed<Stream>> {
-        let mut stream = self.address.connect()?;
-        stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE))?;
-        auth::client_side(&mut stream, &self.key)?;
-        let mut framed = Framed::new(stream);
+    fn open(&self) -> Result<Conn> {
+        let stream = self.address.connect()?;
+        // Listed before anything can fail, so that the list never outlives the descriptor.
+        let mut conn =
+            Conn { _fork: crate::sys::ForkGuard::new(stream.raw_fd()), framed: Framed::new(stream) };
+        let framed = &mut conn.framed;
+        framed.stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE))?;
+        auth::client_side(&mut framed.stream, &self.key)?;
         framed.write(&Hello { session: self.session, pid: std::process::id() }, 64)?;
         framed.stream.set_timeouts(None, None)?;
         framed.read_timeout = None;
-        Ok(framed)
+        Ok(conn)
     }
 
-    fn put_back(&self, stream: Framed<Stream>) {
+    fn put_back(&self, stream: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(stream);
@@ -207,10 +217,11 @@ impl Client {
     /// [`Error::Connection`] when the manager is gone; the server's error for the request.
     pub(crate) fn call(&self, request: &Request) -> Result<Response> {
         let stream = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut stream = match stream {
+        let mut conn = match stream {
             Some(s) => s,
             None => self.open()?,
         };
+        let stream = &mut conn.framed;
         // A healthy server answers at once (or when a blocking call's time is up): past a
         // grace period, the server is stopped or cut off, and the call fails instead of hanging.
         let grace = answer_grace();
@@ -236,7 +247,7 @@ impl Client {
             }
             e => e,
         })?;
-        self.put_back(stream);
+        self.put_back(conn);
         match response {
             Response::Err(e) => Err(e.into()),
             r => Ok(r),
