@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use multiproc::Manager;
-use multiproc_benches::{floor_socketpair_pingpong, group_name, pin_if_asked};
+use multiproc_benches::{
+    floor_socketpair_pingpong, floor_socketpair_pingpong_polling, group_name, pin_if_asked,
+};
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     group
@@ -27,6 +29,15 @@ fn manager(c: &mut Criterion) {
     configure(&mut group);
     group.bench_function("floor_roundtrip", |b| b.iter_custom(floor_socketpair_pingpong));
     group.bench_function("floor_two_roundtrips", |b| b.iter_custom(|n| floor_socketpair_pingpong(2 * n)));
+    // The same with proc-manager's waiting (look without sleeping for a while first): what the
+    // transport and the waiting cost, without the manager.
+    let poll = Duration::from_micros(100);
+    group.bench_function("floor_roundtrip_polling", |b| {
+        b.iter_custom(|n| floor_socketpair_pingpong_polling(n, poll))
+    });
+    group.bench_function("floor_two_roundtrips_polling", |b| {
+        b.iter_custom(|n| floor_socketpair_pingpong_polling(2 * n, poll))
+    });
     let m = Manager::start().expect("manager");
     let d = m.dict::<u64, u64>().expect("dict");
     group.bench_function("dict_set_get", |b| {

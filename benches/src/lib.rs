@@ -725,6 +725,21 @@ pub fn floor_memcpy(n: u64, msg: usize) -> Duration {
 ///
 /// If the child fails or a read exceeds [`BOUND`].
 pub fn floor_socketpair_pingpong(rounds: u64) -> Duration {
+    socketpair_pingpong(rounds, None)
+}
+
+/// [`floor_socketpair_pingpong`] where each side, before it sleeps in `read`, looks for the
+/// byte without waiting for up to `budget`, yielding the CPU between tries: the waiting that
+/// proc-manager's calls use, on the bare socket.
+///
+/// # Panics
+///
+/// As [`floor_socketpair_pingpong`].
+pub fn floor_socketpair_pingpong_polling(rounds: u64, budget: Duration) -> Duration {
+    socketpair_pingpong(rounds, Some(budget))
+}
+
+fn socketpair_pingpong(rounds: u64, poll: Option<Duration>) -> Duration {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a live array of two c_ints, which socketpair fills.
     let rc = unsafe {
@@ -737,7 +752,7 @@ pub fn floor_socketpair_pingpong(rounds: u64) -> Duration {
         Child::fork(|| {
             let mut byte = 0u8;
             for _ in 0..=rounds {
-                if !read_byte(child_fd, &mut byte) || !write_byte(child_fd, byte) {
+                if !poll_byte(child_fd, &mut byte, poll) || !write_byte(child_fd, byte) {
                     return false;
                 }
             }
@@ -751,7 +766,7 @@ pub fn floor_socketpair_pingpong(rounds: u64) -> Duration {
             start = Instant::now();
         }
         assert!(write_byte(parent_fd, byte), "write to the ping-pong child failed");
-        assert!(read_byte(parent_fd, &mut byte), "the ping-pong child stopped answering");
+        assert!(poll_byte(parent_fd, &mut byte, poll), "the ping-pong child stopped answering");
         byte = byte.wrapping_add(1);
     }
     let elapsed = start.elapsed();
@@ -776,6 +791,26 @@ fn read_byte(fd: libc::c_int, byte: &mut u8) -> bool {
             return false;
         }
     }
+}
+
+/// Reads one byte; first, with a `budget`, looks for it without sleeping for that long.
+/// Async-signal-safe.
+fn poll_byte(fd: libc::c_int, byte: &mut u8, budget: Option<Duration>) -> bool {
+    if let Some(budget) = budget {
+        let start = Instant::now();
+        loop {
+            // SAFETY: `byte` is one writable byte; MSG_DONTWAIT returns at once.
+            let n = unsafe { libc::recv(fd, (byte as *mut u8).cast(), 1, libc::MSG_DONTWAIT) };
+            if n == 1 {
+                return true;
+            }
+            if n == 0 || start.elapsed() >= budget {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    read_byte(fd, byte)
 }
 
 /// Writes one byte. Async-signal-safe.

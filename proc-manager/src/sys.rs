@@ -25,6 +25,20 @@ pub(crate) fn keepalive(stream: &TcpStream) {
     }
 }
 
+/// Reads what is there without waiting: `Ok(None)` when nothing is (`Ok(Some(0))` is the end).
+pub(crate) fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    // SAFETY: `buf` is writable for its length; MSG_DONTWAIT makes the call return at once.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Whether the peer of a connection closed it. The client sends nothing while it waits for an
 /// answer, so a readable socket means its end (or garbage, which ends it too).
 pub(crate) fn peer_gone(fd: RawFd) -> bool {

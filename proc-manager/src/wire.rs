@@ -65,6 +65,42 @@ impl<S: Read + Write> Framed<S> {
         Ok(())
     }
 
+    /// Looks for the next bytes without sleeping for up to `budget`: tries to read without
+    /// waiting, yielding the CPU between tries. `true` when bytes (or the end) arrived, so that
+    /// [`read`](Self::read) will not sleep for the first of them.
+    ///
+    /// A wake-up from sleep costs tens of microseconds on a busy or virtual machine, more than a
+    /// whole round trip whose peer answers at once, so a caller expecting an answer soon looks
+    /// for it for a little while before it sleeps.
+    pub(crate) fn await_briefly(&mut self, budget: std::time::Duration) -> bool
+    where
+        S: std::os::fd::AsRawFd,
+    {
+        if self.end > self.start {
+            return true;
+        }
+        self.start = 0;
+        self.end = 0;
+        let fd = self.stream.as_raw_fd();
+        let mut started = None;
+        loop {
+            match crate::sys::recv_nowait(fd, &mut self.buf) {
+                Ok(Some(n)) => {
+                    self.end = n;
+                    return true;
+                }
+                Ok(None) => {}
+                // The blocking read reports it.
+                Err(_) => return true,
+            }
+            let t0 = *started.get_or_insert_with(std::time::Instant::now);
+            if t0.elapsed() >= budget {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Reads one frame.
     ///
     /// # Errors

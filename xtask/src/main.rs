@@ -261,7 +261,9 @@ const BENCH_FILES: &[BenchFile] = &[
         both_backends: false,
         rows: MANAGER_ROWS,
         note: "Floors: floor_roundtrip, one byte there and back over a Unix socket pair between two processes (the \
-               socket type the manager uses locally), and floor_two_roundtrips for the operations that take two. \
+               socket type the manager uses locally), and floor_two_roundtrips for the operations that take two; \
+               the _polling floors wait as proc-manager does (look for the byte without sleeping for up to \
+               100 us, yielding, then sleep in read). \
                Python: a multiprocessing.Manager() (fork context) doing the same.",
     },
 ];
@@ -309,6 +311,42 @@ const MANAGER_ROWS: &[Row] = &[
         function: "dict_update_100",
         floor: "floor_roundtrip",
         python: "dict_update_100",
+        unit: Unit::Auto,
+        target: None,
+    },
+    Row {
+        label: "dict set + get, against the polling floor",
+        scenario: "manager",
+        function: "dict_set_get",
+        floor: "floor_two_roundtrips_polling",
+        python: "dict_set_get",
+        unit: Unit::Auto,
+        target: None,
+    },
+    Row {
+        label: "list append, against the polling floor",
+        scenario: "manager",
+        function: "list_append",
+        floor: "floor_roundtrip_polling",
+        python: "list_append",
+        unit: Unit::Auto,
+        target: None,
+    },
+    Row {
+        label: "Value get, against the polling floor",
+        scenario: "manager",
+        function: "value_get",
+        floor: "floor_roundtrip_polling",
+        python: "value_get",
+        unit: Unit::Auto,
+        target: None,
+    },
+    Row {
+        label: "Lock acquire + release, against the polling floor",
+        scenario: "manager",
+        function: "lock_acquire_release",
+        floor: "floor_two_roundtrips_polling",
+        python: "lock_acquire_release",
         unit: Unit::Auto,
         target: None,
     },
