@@ -92,6 +92,13 @@ pub(crate) fn lock() -> MutexGuard<'static, Globals> {
 }
 
 impl Globals {
+    /// Replaces (closing) this process' alive pipe; a plain `fork` from here on lets go of it in
+    /// the child (see `sys::set_alive_fd`).
+    pub(crate) fn set_alive(&mut self, alive: Option<OwnedFd>) {
+        sys::set_alive_fd(alive.as_ref().map(|fd| fd.as_raw_fd()));
+        self.alive = alive;
+    }
+
     /// Forgets children that have ended, reaping them.
     pub(crate) fn reap_finished(&mut self) {
         self.children.retain(|c| c.poll_alive());
@@ -119,9 +126,7 @@ impl Globals {
                 std::mem::forget(ctl);
             }
         }
-        if let Some(alive) = self.alive.take() {
-            drop(alive);
-        }
+        self.set_alive(None);
         self.started = 0;
     }
 }
@@ -138,7 +143,7 @@ pub(crate) fn become_child(
     who.identity = identity;
     who.parent = Some(parent);
     drop(who);
-    g.alive = alive;
+    g.set_alive(alive);
     if let Some(t) = tracker {
         g.tracker = Some(Arc::new(t));
     }

@@ -630,6 +630,13 @@ impl Shared {
         let ready =
             sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
         if !ready {
+            if st.ctl_done && matches!(self.watch, Watch::Direct) {
+                // The child reported (or closed its control socket), so it is ending; but a
+                // descendant that kept a copy of its alive pipe keeps the sentinel quiet. Look.
+                st.status =
+                    sys::waitpid(self.pid(), false).map_err(|e| Error::io("cannot reap a child", e))?;
+                return Ok(st.status.is_some());
+            }
             return Ok(false);
         }
         match self.watch {
@@ -742,11 +749,13 @@ impl Shared {
             // Wait without the lock, so another thread can signal the child meanwhile.
             let mut fds = Vec::with_capacity(2);
             let mut wake = deadline;
-            if stale {
-                // The sentinel is readable for good but the child runs on: poll for its exit.
+            if stale || (!ctl_open && matches!(self.watch, Watch::Direct)) {
+                // The sentinel is readable for good but the child runs on, or the child is done
+                // but the sentinel may stay quiet (see `try_reap`): poll for its exit.
                 let poll = Instant::now() + STALE_POLL;
                 wake = Some(deadline.map_or(poll, |d| d.min(poll)));
-            } else {
+            }
+            if !stale {
                 fds.push(self.sentinel.as_fd());
             }
             if ctl_open {

@@ -340,3 +340,58 @@ fn the_sentinel_is_ready_as_soon_as_join_returns() {
         }
     }
 }
+
+/// Starts a descendant that outlives this process: a plain `fork`, or with `raw` a bare `clone`
+/// that runs no fork handlers. The descendant waits for a byte on `release`, then exits, closing
+/// its copy of `done`. Returns the descendant's pid.
+fn fork_a_descendant(release: proc_core::handle::Fd, done: proc_core::handle::Fd, raw: bool) -> i32 {
+    let release = release.into_owned();
+    let _done = done.into_owned();
+    let pid = if raw {
+        // SAFETY: clone with only SIGCHLD is fork without the fork handlers; the child below only
+        // reads a pipe and calls _exit.
+        unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as i32 }
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::fork() }
+    };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut byte = [0u8; 1];
+        let _ = std::io::Read::read(&mut std::fs::File::from(release), &mut byte);
+        // SAFETY: ends the descendant without running this process' exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+#[test]
+fn a_descendant_that_outlives_its_parent_does_not_hold_up_join() {
+    use std::io::{Read, Write};
+    let _s = serial();
+    let _w = Watchdog::new("a_descendant_that_outlives_its_parent_does_not_hold_up_join", LIMIT);
+    for m in methods() {
+        for raw in [false, true] {
+            let (release_r, mut release_w) = std::io::pipe().unwrap();
+            let (mut done_r, done_w) = std::io::pipe().unwrap();
+            let args = (
+                proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(release_r)),
+                proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(done_w)),
+                raw,
+            );
+            let p = get_context(m).process(fork_a_descendant, args).start().unwrap();
+            // The descendant lives on (it waits for our byte), holding whatever it inherited.
+            let descendant = p.join().unwrap();
+            assert!(descendant > 0, "{m}");
+            assert_eq!(p.exitcode(), Some(0));
+            if !raw {
+                // A plain fork let go of the alive pipe at once: the sentinel is ready too.
+                assert!(p.sentinel().is_ready().unwrap(), "{m}: a forked descendant held the sentinel");
+            }
+            release_w.write_all(&[1]).unwrap();
+            // End of file once the descendant has exited: nothing outlives the test.
+            let mut rest = Vec::new();
+            done_r.read_to_end(&mut rest).unwrap();
+        }
+    }
+}

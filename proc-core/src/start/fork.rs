@@ -58,7 +58,7 @@ pub(crate) fn start(
         let daemon = identity.daemon;
         who.identity = identity;
         who.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
-        g.alive = Some(alive);
+        g.set_alive(Some(alive));
         drop(who);
         drop(g);
         if daemon {

@@ -22,6 +22,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 use std::time::Instant;
 
 cfg_if::cfg_if! {
@@ -247,6 +249,48 @@ pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
     // SAFETY: dup2 takes plain integers; `null` stays open for the duration of the call.
     retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
+}
+
+/// This process' alive pipe (the write end its parent watches), or -1, for the fork handler.
+static ALIVE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Records the descriptor of this process' alive pipe. A child made from here on by a plain
+/// `fork` (the target's own, not a start method's) points its copy at `/dev/null` the moment it is
+/// born, so that this process' sentinel reads as closed when this process ends, not when its last
+/// forked descendant does.
+pub(crate) fn set_alive_fd(fd: Option<RawFd>) {
+    static INSTALL: Once = Once::new();
+    if fd.is_some() {
+        INSTALL.call_once(|| {
+            // SAFETY: registers a handler that only makes async-signal-safe calls.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_alive_in_child)) };
+            if rc != 0 {
+                tracing::debug!("cannot register the fork handler for the alive pipe");
+            }
+        });
+    }
+    ALIVE_FD.store(fd.unwrap_or(-1), Ordering::Release);
+}
+
+/// Runs in every child made by `fork`, with one thread: the child's copy of the alive pipe
+/// becomes `/dev/null` (the number stays taken: its owner closes it later, if ever).
+extern "C" fn forget_alive_in_child() {
+    let fd = ALIVE_FD.swap(-1, Ordering::AcqRel);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: open of a constant, NUL-terminated path; async-signal-safe.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if null < 0 {
+        return;
+    }
+    // SAFETY: dup2, fcntl and close on descriptors this process holds; all async-signal-safe.
+    unsafe {
+        if libc::dup2(null, fd) >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        libc::close(null);
+    }
 }
 
 /// Forks the calling process.
