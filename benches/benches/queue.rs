@@ -19,7 +19,9 @@
 //!   `floor_memcpy` (one copy in one process).
 //! - `pingpong_<pin>`: one round trip of a `u64` between parent and child through two `queue`s,
 //!   or a duplex `pipe`, next to `floor_futex` (a shared-futex ping-pong) and `floor_socketpair`
-//!   (one byte back and forth over a Unix socket pair).
+//!   (one byte back and forth over a Unix socket pair), and `floor_socketpair_polling` (the same,
+//!   each side looking for the byte without sleeping for up to 100 µs first, as a `Connection`'s
+//!   receive does).
 //!
 //! `cargo xtask bench queue` runs this free and pinned and puts the figures next to Python's
 //! (`benches/python/queue.py`).
@@ -31,8 +33,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use multiproc::queue::{pipe, Connection, Queue, SimpleQueue};
 use multiproc::{get_context, StartMethod};
 use multiproc_benches::{
-    floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_spsc_ring, group_name, join_bounded,
-    pin_if_asked, Gate, BOUND,
+    floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_socketpair_pingpong_polling,
+    floor_spsc_ring, group_name, join_bounded, pin_if_asked, Gate, BOUND,
 };
 use serde::{Deserialize, Serialize};
 
@@ -346,6 +348,9 @@ fn pingpong(c: &mut Criterion) {
     #[cfg(target_os = "linux")]
     group.bench_function("floor_futex", |b| b.iter_custom(multiproc_benches::floor_futex_pingpong));
     group.bench_function("floor_socketpair", |b| b.iter_custom(floor_socketpair_pingpong));
+    group.bench_function("floor_socketpair_polling", |b| {
+        b.iter_custom(|n| floor_socketpair_pingpong_polling(n, Duration::from_micros(100)))
+    });
     group.bench_function("queue", |b| b.iter_custom(queue_pingpong));
     group.bench_function("pipe", |b| b.iter_custom(pipe_pingpong));
     group.finish();
