@@ -240,7 +240,9 @@ const BENCH_FILES: &[BenchFile] = &[
                Floors: floor_spsc_ring, a raw single-producer single-consumer ring of 65536 8-byte slots in MAP_SHARED \
                memory (the 2 → 2 row is compared with it too); floor_byte_ring, a 2 MiB byte ring, memcpy in and \
                memcpy out (two copies); floor_memcpy, one copy in one process; floor_futex, a shared-futex \
-               ping-pong; floor_socketpair, one byte back and forth over a Unix socket pair.",
+               ping-pong; floor_socketpair, one byte back and forth over a Unix socket pair; \
+               floor_socketpair_polling, the same waiting as a Connection's receive does (look for the byte \
+               without sleeping for up to 100 us, yielding, then sleep).",
     },
     BenchFile {
         name: "pool",
@@ -574,6 +576,15 @@ const QUEUE_ROWS: &[Row] = &[
         python: "pingpong_pipe",
         unit: Unit::Auto,
         target: Some(Target { max_ratio: 1.2, min_per_sec: 0.0, min_python_speedup: 0.0, text: "≤ 1.2×" }),
+    },
+    Row {
+        label: "Pipe ping-pong, against the polling floor",
+        scenario: "pingpong",
+        function: "pipe",
+        floor: "floor_socketpair_polling",
+        python: "pingpong_pipe",
+        unit: Unit::Auto,
+        target: None,
     },
 ];
 
