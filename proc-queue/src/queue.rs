@@ -49,11 +49,13 @@ use proc_sync::raw;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// How many times a blocked call looks (with a CPU pause) before it yields.
+/// How many times a blocked call looks (with a CPU pause) before it yields, in a process that may
+/// run on more than one CPU (see [`spins`]).
 const SPIN: u32 = 32;
 
-/// How many times it then yields its CPU (a peer on the same CPU gets to run) before it sleeps.
-const YIELDS: u32 = 4;
+/// How many times it then yields its CPU (a peer on the same CPU gets to run; one on another CPU
+/// is found awake, without the wake-up from sleep that costs tens of microseconds) before it sleeps.
+const YIELDS: u32 = 64;
 
 /// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
 /// is about, before it grows the queue by a ring: enough for a consumer on the same CPU to run,
@@ -162,6 +164,29 @@ fn ctl(seq: u32, state: u32) -> u64 {
 
 fn split(ctl: u64) -> (u32, u32) {
     ((ctl >> 32) as u32, ctl as u32)
+}
+
+/// How many times a blocked call spins before it yields: [`SPIN`] where this process may run on
+/// more than one CPU, none where it may use only one (pinned, or a one-CPU quota). There a peer
+/// can only answer once we give up the CPU, so each pause would be time taken from it. Read once per
+/// process (children made by fork inherit the answer): a process pinned after its first blocking
+/// queue call keeps spinning.
+fn spins() -> u32 {
+    // 0: not known yet; 1: no spinning; 2: spinning.
+    static KNOWN: AtomicU32 = AtomicU32::new(0);
+    match KNOWN.load(Ordering::Relaxed) {
+        1 => 0,
+        2 => SPIN,
+        _ => {
+            let many = proc_core::process_cpu_count() > 1;
+            KNOWN.store(if many { 2 } else { 1 }, Ordering::Relaxed);
+            if many {
+                SPIN
+            } else {
+                0
+            }
+        }
+    }
 }
 
 /// `a - b` as a signed distance between wrapping sequences.
@@ -883,8 +908,9 @@ impl Ring {
         now: Instant,
         ready: impl Fn() -> bool,
     ) {
-        for i in 0..SPIN + YIELDS {
-            if i < SPIN {
+        let spin = spins();
+        for i in 0..spin + YIELDS {
+            if i < spin {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
