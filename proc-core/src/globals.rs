@@ -1,9 +1,10 @@
 //! Process-wide state: who this process is, its children, its helpers; and exit-time cleanup.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use crate::handle::ReleaseOnFork;
 use crate::process::Shared;
 use crate::start::forkserver::ForkServer;
 use crate::start::StartMethod;
@@ -62,6 +63,8 @@ pub(crate) fn who_mut() -> RwLockWriteGuard<'static, Who> {
 
 #[derive(Debug)]
 pub(crate) struct Globals {
+    /// Keeps the alive pipe out of children made by a plain `fork` (dropped before it).
+    alive_release: Option<ReleaseOnFork>,
     /// The write end of this process' alive pipe (its parent's sentinel), if it has one.
     pub(crate) alive: Option<OwnedFd>,
     /// Children started and not yet reaped.
@@ -77,6 +80,7 @@ pub(crate) struct Globals {
 }
 
 static GLOBALS: Mutex<Globals> = Mutex::new(Globals {
+    alive_release: None,
     alive: None,
     children: Vec::new(),
     started: 0,
@@ -93,9 +97,11 @@ pub(crate) fn lock() -> MutexGuard<'static, Globals> {
 
 impl Globals {
     /// Replaces (closing) this process' alive pipe; a plain `fork` from here on lets go of it in
-    /// the child (see `sys::set_alive_fd`).
+    /// the child (see [`ReleaseOnFork`]).
     pub(crate) fn set_alive(&mut self, alive: Option<OwnedFd>) {
-        sys::set_alive_fd(alive.as_ref().map(|fd| fd.as_raw_fd()));
+        // The old pipe is unlisted before it closes.
+        self.alive_release = None;
+        self.alive_release = alive.as_ref().map(|fd| ReleaseOnFork::new(fd.as_fd()));
         self.alive = alive;
     }
 
@@ -112,6 +118,7 @@ impl Globals {
     /// server connection and its own control socket and alive pipe.
     pub(crate) fn forget_parent_state(&mut self, who: &mut Who) {
         for child in std::mem::take(&mut self.children) {
+            child.unlist_ctl();
             // SAFETY: the record is leaked below, so nothing else closes this number.
             unsafe { sys::close_raw(child.ctl_raw()) };
             std::mem::forget(child);

@@ -233,6 +233,58 @@ impl<'de> Deserialize<'de> for Fd {
     }
 }
 
+/// Keeps a descriptor from living on in children made by a plain `fork` (a target's own
+/// `libc::fork()`, say; the start methods take care of their own children): such a child's copy
+/// is pointed at `/dev/null` the moment the child is born, from a `pthread_atfork` handler. A peer
+/// then sees this process' end when this process ends, not when its last forked copy does.
+/// proc-core lists the alive pipe and the control sockets of its children this way;
+/// proc-manager lists its connections.
+///
+/// Drop the guard before the descriptor is closed (declare it before the descriptor's owner in a
+/// struct): a number still listed after its close could be taken by an unrelated descriptor, which
+/// a forked child would then lose. Best effort: at most 1024 descriptors of a process are listed at
+/// once; the rest live on in forked children as descriptors do.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use proc_core::handle::ReleaseOnFork;
+///
+/// struct Connection {
+///     _release: ReleaseOnFork, // dropped first
+///     socket: std::os::unix::net::UnixStream,
+/// }
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let conn = Connection { _release: ReleaseOnFork::new(a.as_fd()), socket: a };
+/// # drop(conn);
+/// ```
+#[derive(Debug)]
+pub struct ReleaseOnFork {
+    slot: Option<usize>,
+    fd: RawFd,
+}
+
+impl ReleaseOnFork {
+    /// Lists `fd` until the guard is dropped.
+    pub fn new(fd: BorrowedFd<'_>) -> Self {
+        let fd = fd.as_raw_fd();
+        ReleaseOnFork { slot: crate::sys::release_on_fork(fd), fd }
+    }
+
+    /// Unlists the descriptor now (the guard's drop then does nothing more).
+    pub(crate) fn unlist(&self) {
+        if let Some(slot) = self.slot {
+            crate::sys::keep_on_fork(slot, self.fd);
+        }
+    }
+}
+
+impl Drop for ReleaseOnFork {
+    fn drop(&mut self) {
+        self.unlist();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsRawFd, OwnedFd};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::child::{self, EntryFn, EntryPoint, Report};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::serialize_with_fds;
+use crate::handle::{serialize_with_fds, ReleaseOnFork};
 use crate::start::{self, StartMethod};
 use crate::sys::{self, ExitStatus};
 use crate::wire::{FrameReader, Read};
@@ -506,6 +506,9 @@ pub(crate) struct Shared {
     pub(crate) method: StartMethod,
     /// The process that started the child; only it can wait for or signal the child.
     pub(crate) owner_pid: u32,
+    /// Keeps `ctl` out of children made by a plain `fork` (a daemon child watches it for its
+    /// parent's end); dropped before it.
+    ctl_release: ReleaseOnFork,
     ctl: OwnedFd,
     sentinel: Arc<OwnedFd>,
     watch: Watch,
@@ -554,6 +557,7 @@ impl Shared {
             daemon,
             method,
             owner_pid: sys::getpid(),
+            ctl_release: ReleaseOnFork::new(ctl.as_fd()),
             ctl,
             sentinel: Arc::new(sentinel),
             watch,
@@ -580,6 +584,11 @@ impl Shared {
 
     pub(crate) fn sentinel(&self) -> Sentinel {
         Sentinel(self.sentinel.clone())
+    }
+
+    /// Takes the control socket off the fork list, before a forked copy closes it.
+    pub(crate) fn unlist_ctl(&self) {
+        self.ctl_release.unlist();
     }
 
     pub(crate) fn ctl_raw(&self) -> RawFd {

@@ -102,6 +102,57 @@ fn parent_sigkilled_takes_daemons_along() {
     }
 }
 
+/// As `middle`, but once the daemon runs this process also forks a bare copy of itself (plain
+/// `fork`, which waits for a byte on `release`), then writes a byte to `ready` and blocks until killed.
+fn middle_with_a_bare_fork(method: String, keep: Fd, ready: Fd, release: Fd) {
+    let method: StartMethod = method.parse().unwrap();
+    let daemon = get_context(method).process(hold, (keep,)).daemon(true).start().unwrap();
+    std::mem::forget(daemon);
+    // SAFETY: the copy only reads a pipe and calls _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut byte = [0u8; 1];
+        let _ = std::fs::File::from(release.into_owned()).read(&mut byte);
+        // SAFETY: ends the copy without running this process' exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    std::io::Write::write_all(&mut std::fs::File::from(ready.into_owned()), &[1]).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_bare_fork_of_the_parent_does_not_keep_its_daemons_alive() {
+    let _s = serial();
+    let _w = Watchdog::new("a_bare_fork_of_the_parent_does_not_keep_its_daemons_alive", LIMIT);
+    for m in methods() {
+        let (mut keep_r, keep_w) = std::io::pipe().unwrap();
+        let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+        let (release_r, mut release_w) = std::io::pipe().unwrap();
+        let args = (
+            m.to_string(),
+            Fd::from(OwnedFd::from(keep_w)),
+            Fd::from(OwnedFd::from(ready_w)),
+            Fd::from(OwnedFd::from(release_r)),
+        );
+        let parent = get_context(StartMethod::Spawn).process(middle_with_a_bare_fork, args).start().unwrap();
+        let mut byte = [0u8; 1];
+        ready_r.read_exact(&mut byte).unwrap();
+        parent.kill().unwrap();
+        assert_eq!(parent.join().unwrap_err().signal(), Some(libc::SIGKILL));
+        // The daemon sees its parent's end although the bare copy, which inherited the parent's
+        // end of the daemon's control socket, still runs: end of file on what the daemon held.
+        let mut rest = Vec::new();
+        keep_r.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{m}");
+        // Then the copy goes: end of file once it has exited.
+        std::io::Write::write_all(&mut release_w, &[1]).unwrap();
+        ready_r.read_to_end(&mut rest).unwrap();
+    }
+}
+
 fn print_and_return(tag: String) {
     println!("{tag} done");
 }

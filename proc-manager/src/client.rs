@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -112,8 +113,9 @@ pub(crate) struct Client {
 
 /// One authenticated connection of a client.
 struct Conn {
-    /// Dropped before the stream closes (fields drop in order).
-    _fork: crate::sys::ForkGuard,
+    /// Lets a child made by a plain `fork` drop its copy of the stream at once, so that this
+    /// process' session ends with it; dropped before the stream closes (fields drop in order).
+    _fork: proc_core::handle::ReleaseOnFork,
     framed: Framed<Stream>,
 }
 
@@ -184,8 +186,10 @@ impl Client {
     fn open(&self) -> Result<Conn> {
         let stream = self.address.connect()?;
         // Listed before anything can fail, so that the list never outlives the descriptor.
-        let mut conn =
-            Conn { _fork: crate::sys::ForkGuard::new(stream.raw_fd()), framed: Framed::new(stream) };
+        let mut conn = Conn {
+            _fork: proc_core::handle::ReleaseOnFork::new(stream.as_fd()),
+            framed: Framed::new(stream),
+        };
         let framed = &mut conn.framed;
         framed.stream.set_timeouts(Some(HANDSHAKE_DEADLINE), Some(HANDSHAKE_DEADLINE))?;
         auth::client_side(&mut framed.stream, &self.key)?;

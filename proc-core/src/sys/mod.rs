@@ -251,45 +251,58 @@ pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
     retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
 }
 
-/// This process' alive pipe (the write end its parent watches), or -1, for the fork handler.
-static ALIVE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Descriptors that a child made by a plain `fork` lets go of the moment it is born (-1: a free
+/// slot); see `handle::ReleaseOnFork`.
+static RELEASED_ON_FORK: [AtomicI32; 1024] = [const { AtomicI32::new(-1) }; 1024];
 
-/// Records the descriptor of this process' alive pipe. A child made from here on by a plain
-/// `fork` (the target's own, not a start method's) points its copy at `/dev/null` the moment it is
-/// born, so that this process' sentinel reads as closed when this process ends, not when its last
-/// forked descendant does.
-pub(crate) fn set_alive_fd(fd: Option<RawFd>) {
+/// Lists `fd` for release in children made by `fork`. `None`: the list is full.
+pub(crate) fn release_on_fork(fd: RawFd) -> Option<usize> {
     static INSTALL: Once = Once::new();
-    if fd.is_some() {
-        INSTALL.call_once(|| {
-            // SAFETY: registers a handler that only makes async-signal-safe calls.
-            let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_alive_in_child)) };
-            if rc != 0 {
-                tracing::debug!("cannot register the fork handler for the alive pipe");
-            }
-        });
-    }
-    ALIVE_FD.store(fd.unwrap_or(-1), Ordering::Release);
+    INSTALL.call_once(|| {
+        // SAFETY: registers a handler that only makes async-signal-safe calls.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(release_in_child)) };
+        if rc != 0 {
+            tracing::debug!("cannot register the fork handler that releases descriptors");
+        }
+    });
+    RELEASED_ON_FORK
+        .iter()
+        .position(|s| s.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok())
 }
 
-/// Runs in every child made by `fork`, with one thread: the child's copy of the alive pipe
-/// becomes `/dev/null` (the number stays taken: its owner closes it later, if ever).
-extern "C" fn forget_alive_in_child() {
-    let fd = ALIVE_FD.swap(-1, Ordering::AcqRel);
-    if fd < 0 {
-        return;
+/// Takes `fd` off the list at `slot`, if it is still there.
+pub(crate) fn keep_on_fork(slot: usize, fd: RawFd) {
+    if let Some(s) = RELEASED_ON_FORK.get(slot) {
+        let _ = s.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed);
     }
-    // SAFETY: open of a constant, NUL-terminated path; async-signal-safe.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if null < 0 {
-        return;
-    }
-    // SAFETY: dup2, fcntl and close on descriptors this process holds; all async-signal-safe.
-    unsafe {
-        if libc::dup2(null, fd) >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+}
+
+/// Runs in every child made by `fork`, with one thread: each listed descriptor becomes
+/// `/dev/null`. The numbers stay taken and listed: their owners unlist and close them later, if ever.
+extern "C" fn release_in_child() {
+    let mut null = -1;
+    for slot in &RELEASED_ON_FORK {
+        let fd = slot.load(Ordering::Acquire);
+        if fd < 0 {
+            continue;
         }
-        libc::close(null);
+        if null < 0 {
+            // SAFETY: open of a constant, NUL-terminated path; async-signal-safe.
+            null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if null < 0 {
+                return;
+            }
+        }
+        // SAFETY: dup2 and fcntl on descriptors this process holds; both async-signal-safe.
+        unsafe {
+            if libc::dup2(null, fd) >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+    if null >= 0 {
+        // SAFETY: closes the descriptor opened above.
+        unsafe { libc::close(null) };
     }
 }
 
