@@ -256,7 +256,7 @@ impl<'de> Deserialize<'de> for Fd {
 ///
 /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
 /// let conn = Connection { _release: ReleaseOnFork::new(a.as_fd()), socket: a };
-/// # drop(conn);
+/// assert!(conn.socket.peer_addr().is_ok());
 /// ```
 #[derive(Debug)]
 pub struct ReleaseOnFork {
