@@ -65,6 +65,10 @@ pub(crate) fn who_mut() -> RwLockWriteGuard<'static, Who> {
 pub(crate) struct Globals {
     /// Keeps the alive pipe out of children made by a plain `fork` (dropped before it).
     alive_release: Option<ReleaseOnFork>,
+    /// Keeps this process' end of its control socket (held in [`Who`]'s parent record, never
+    /// closed but by `forget_parent_state`) out of children made by a plain `fork`, so that such a
+    /// copy, should it return from the target too, cannot send a second report.
+    ctl_release: Option<ReleaseOnFork>,
     /// The write end of this process' alive pipe (its parent's sentinel), if it has one.
     pub(crate) alive: Option<OwnedFd>,
     /// Children started and not yet reaped.
@@ -81,6 +85,7 @@ pub(crate) struct Globals {
 
 static GLOBALS: Mutex<Globals> = Mutex::new(Globals {
     alive_release: None,
+    ctl_release: None,
     alive: None,
     children: Vec::new(),
     started: 0,
@@ -105,6 +110,11 @@ impl Globals {
         self.alive = alive;
     }
 
+    /// Records this process' end of its control socket (see `ctl_release`).
+    pub(crate) fn set_ctl(&mut self, ctl: &OwnedFd) {
+        self.ctl_release = Some(ReleaseOnFork::new(ctl.as_fd()));
+    }
+
     /// Forgets children that have ended, reaping them.
     pub(crate) fn reap_finished(&mut self) {
         self.children.retain(|c| c.poll_alive());
@@ -126,6 +136,7 @@ impl Globals {
         if let Some(server) = self.forkserver.take() {
             server.forget_in_child();
         }
+        self.ctl_release = None;
         if let Some(parent) = who.parent.take() {
             if let Some(ctl) = parent.ctl {
                 // SAFETY: the Arc is leaked below, so nothing else closes this number.
@@ -146,6 +157,9 @@ pub(crate) fn become_child(
     tracker: Option<OwnedFd>,
 ) {
     let mut g = lock();
+    if let Some(ctl) = &parent.ctl {
+        g.set_ctl(ctl);
+    }
     let mut who = who_mut();
     who.identity = identity;
     who.parent = Some(parent);

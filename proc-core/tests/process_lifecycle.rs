@@ -395,3 +395,28 @@ fn a_descendant_that_outlives_its_parent_does_not_hold_up_join() {
         }
     }
 }
+
+/// Forks a bare copy of itself; both return from the target, the copy first (the original waits
+/// for it to end).
+fn fork_and_both_return() -> String {
+    // SAFETY: the copy only returns from this function and exits as a child does.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        return "the copy".into();
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a live c_int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    "the original".into()
+}
+
+#[test]
+fn a_bare_copy_of_a_child_cannot_report_for_it() {
+    let _s = serial();
+    let _w = Watchdog::new("a_bare_copy_of_a_child_cannot_report_for_it", LIMIT);
+    for m in methods() {
+        let p = get_context(m).process(fork_and_both_return, ()).start().unwrap();
+        assert_eq!(p.join().unwrap(), "the original", "{m}");
+    }
+}

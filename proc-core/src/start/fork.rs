@@ -59,6 +59,7 @@ pub(crate) fn start(
         who.identity = identity;
         who.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
         g.set_alive(Some(alive));
+        g.set_ctl(&ctl);
         drop(who);
         drop(g);
         if daemon {
