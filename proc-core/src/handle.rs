@@ -237,7 +237,7 @@ impl<'de> Deserialize<'de> for Fd {
 /// `libc::fork()`, say; the start methods take care of their own children): such a child's copy
 /// is pointed at `/dev/null` the moment the child is born, from a `pthread_atfork` handler. A peer
 /// then sees this process' end when this process ends, not when its last forked copy does.
-/// proc-core lists the alive pipe and the control sockets of its children this way;
+/// proc-core lists a process' alive pipe and control sockets (its own and its children's) this way;
 /// proc-manager lists its connections.
 ///
 /// Drop the guard before the descriptor is closed (declare it before the descriptor's owner in a
