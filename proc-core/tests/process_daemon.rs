@@ -153,6 +153,64 @@ fn a_bare_fork_of_the_parent_does_not_keep_its_daemons_alive() {
     }
 }
 
+fn twice(x: u32) -> u32 {
+    2 * x
+}
+
+/// Starts a child through its fork server, then forks a bare copy of itself (plain `fork`). The
+/// copy checks that it gets a fork server of its own, writes 1 (or 0) to `ready`, and waits for a
+/// byte on `release`. The original writes its server's pid to `ready` first and blocks until killed.
+fn serve_then_bare_fork(ready: Fd, release: Fd) {
+    let child = get_context(StartMethod::ForkServer).process(twice, (2,)).start().unwrap();
+    assert_eq!(child.join().unwrap(), 4);
+    let server = proc_core::fork_server_pid().unwrap();
+    let mut ready = std::fs::File::from(ready.into_owned());
+    std::io::Write::write_all(&mut ready, &server.to_le_bytes()).unwrap();
+    // SAFETY: this process runs no other threads of its own; the copy uses the library as a
+    // fresh process would.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut ok = proc_core::fork_server_pid().is_none();
+        let child = get_context(StartMethod::ForkServer).process(twice, (3,)).start().unwrap();
+        ok &= child.join().unwrap() == 6;
+        ok &= proc_core::fork_server_pid().is_some_and(|p| p != server);
+        let _ = std::io::Write::write_all(&mut ready, &[u8::from(ok)]);
+        let mut byte = [0u8; 1];
+        let _ = std::fs::File::from(release.into_owned()).read(&mut byte);
+        // SAFETY: ends the copy without running this process' exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_bare_fork_gets_a_fork_server_of_its_own_and_does_not_keep_the_parents() {
+    let _s = serial();
+    let _w = Watchdog::new("a_bare_fork_gets_a_fork_server_of_its_own_and_does_not_keep_the_parents", LIMIT);
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let (release_r, mut release_w) = std::io::pipe().unwrap();
+    let args = (Fd::from(OwnedFd::from(ready_w)), Fd::from(OwnedFd::from(release_r)));
+    let parent = get_context(StartMethod::Spawn).process(serve_then_bare_fork, args).start().unwrap();
+    let mut server = [0u8; 4];
+    ready_r.read_exact(&mut server).unwrap();
+    let server = u32::from_le_bytes(server);
+    let mut ok = [0u8; 1];
+    ready_r.read_exact(&mut ok).unwrap();
+    assert_eq!(ok[0], 1, "the copy used its parent's fork server");
+    parent.kill().unwrap();
+    assert_eq!(parent.join().unwrap_err().signal(), Some(libc::SIGKILL));
+    // The killed parent's server exits although the copy, which inherited its connection, runs on.
+    #[cfg(target_os = "linux")]
+    wait_exit_of(server);
+    let _ = server;
+    std::io::Write::write_all(&mut release_w, &[1]).unwrap();
+    let mut rest = Vec::new();
+    ready_r.read_to_end(&mut rest).unwrap();
+}
+
 fn print_and_return(tag: String) {
     println!("{tag} done");
 }

@@ -24,6 +24,7 @@ use super::Started;
 use crate::child;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
+use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
 use crate::sys;
 use crate::wire::{self, FrameReader, Read};
@@ -40,6 +41,11 @@ enum RequestError {
 #[derive(Debug)]
 pub(crate) struct ForkServer {
     pid: u32,
+    /// The process that launched the server: a copy of it made by a plain `fork` launches its own.
+    owner: u32,
+    /// Keeps the connection out of children made by a plain `fork`, so that the server ends with
+    /// its owner; dropped before `sock`.
+    release: ReleaseOnFork,
     sock: OwnedFd,
 }
 
@@ -50,7 +56,8 @@ impl ForkServer {
         let (sock, server_sock) =
             sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let pid = super::spawn::exec_role("forkserver", server_sock)?;
-        let server = ForkServer { pid, sock };
+        let server =
+            ForkServer { pid, owner: sys::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             server.discard();
@@ -63,12 +70,14 @@ impl ForkServer {
     /// Stops and reaps a server that failed a request.
     fn discard(self) {
         let _ = sys::kill(self.pid, libc::SIGKILL);
+        self.release.unlist();
         drop(self.sock);
         let _ = sys::waitpid(self.pid, true);
     }
 
     /// In a child made by fork: close the parent's connection without any other effect.
     pub(crate) fn forget_in_child(self) {
+        self.release.unlist();
         // SAFETY: the record is leaked right after, so nothing else closes this number.
         unsafe { sys::close_raw(self.sock.as_raw_fd()) };
         std::mem::forget(self);
@@ -131,6 +140,13 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
 pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
     let mut last = None;
     for _ in 0..2 {
+        if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+            // Inherited through a plain `fork`: the owner's server (our copy of the connection
+            // points at /dev/null); this process launches its own.
+            if let Some(theirs) = g.forkserver.take() {
+                theirs.forget_in_child();
+            }
+        }
         if g.forkserver.is_none() {
             let tracker = g.tracker.clone();
             g.forkserver = Some(ForkServer::launch(tracker.as_ref().map(|t| t.as_fd()))?);
@@ -154,7 +170,8 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
 
 /// The fork server's pid, if this process runs one.
 pub fn server_pid() -> Option<u32> {
-    crate::globals::lock().forkserver.as_ref().map(ForkServer::pid)
+    let me = sys::getpid();
+    crate::globals::lock().forkserver.as_ref().filter(|s| s.owner == me).map(ForkServer::pid)
 }
 
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
