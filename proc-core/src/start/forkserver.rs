@@ -138,15 +138,15 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
 /// Starts a child through the fork server, (re)starting the server when needed. `boot` and
 /// `boot_fds` are the child's bootstrap message and its descriptors.
 pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
+    if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+        // Inherited through a plain `fork`: the owner's server (our copy of the connection points
+        // at /dev/null); this process launches its own.
+        if let Some(theirs) = g.forkserver.take() {
+            theirs.forget_in_child();
+        }
+    }
     let mut last = None;
     for _ in 0..2 {
-        if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
-            // Inherited through a plain `fork`: the owner's server (our copy of the connection
-            // points at /dev/null); this process launches its own.
-            if let Some(theirs) = g.forkserver.take() {
-                theirs.forget_in_child();
-            }
-        }
         if g.forkserver.is_none() {
             let tracker = g.tracker.clone();
             g.forkserver = Some(ForkServer::launch(tracker.as_ref().map(|t| t.as_fd()))?);
