@@ -235,8 +235,9 @@ impl<'de> Deserialize<'de> for Fd {
 
 /// Keeps a descriptor from living on in children made by a plain `fork` (a target's own
 /// `libc::fork()`, say; the start methods take care of their own children): such a child's copy
-/// is pointed at `/dev/null` the moment the child is born, from a `pthread_atfork` handler. A peer
-/// then sees this process' end when this process ends, not when its last forked copy does.
+/// is pointed at `/dev/null` as soon as the child first runs, from a `pthread_atfork` handler. A peer
+/// then sees this process' end when this process ends (or, if the copy has not been scheduled yet,
+/// as soon as it is), not when its last forked copy does.
 /// proc-core lists a process' alive pipe and control sockets (its own and its children's) this way;
 /// proc-manager lists its connections.
 ///

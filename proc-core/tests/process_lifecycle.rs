@@ -385,8 +385,18 @@ fn a_descendant_that_outlives_its_parent_does_not_hold_up_join() {
             assert!(descendant > 0, "{m}");
             assert_eq!(p.exitcode(), Some(0));
             if !raw {
-                // A plain fork let go of the alive pipe at once: the sentinel is ready too.
-                assert!(p.sentinel().is_ready().unwrap(), "{m}: a forked descendant held the sentinel");
+                // A plain fork lets go of the alive pipe as soon as it first runs (which may be after
+                // join returned): the sentinel becomes ready while the descendant still lives. Without
+                // that, this waits until the watchdog fires.
+                let sentinel = p.sentinel();
+                let mut pfd = libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd; bounded by the watchdog.
+                while unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {}
+                assert!(sentinel.is_ready().unwrap(), "{m}: a forked descendant held the sentinel");
             }
             release_w.write_all(&[1]).unwrap();
             // End of file once the descendant has exited: nothing outlives the test.

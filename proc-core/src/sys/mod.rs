@@ -251,7 +251,7 @@ pub(crate) fn dev_null_onto(target: RawFd) -> io::Result<()> {
     retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
 }
 
-/// Descriptors that a child made by a plain `fork` lets go of the moment it is born (-1: a free
+/// Descriptors that a child made by a plain `fork` lets go of as soon as it first runs (-1: a free
 /// slot); see `handle::ReleaseOnFork`.
 static RELEASED_ON_FORK: [AtomicI32; 1024] = [const { AtomicI32::new(-1) }; 1024];
 
