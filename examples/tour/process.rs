@@ -98,7 +98,8 @@ fn show_pids() {
     println!("func---PID: {}", current_process().pid());
     println!("func---PID: {}", std::process::id());
     println!("func---PPID: {}", std::os::unix::process::parent_id());
-    sleep(10.0);
+    // Unscaled: the parent terminates it long before.
+    std::thread::sleep(std::time::Duration::from_secs(10));
 }
 
 /// Pids, then `terminate` and `is_alive`.

@@ -68,3 +68,42 @@ pub fn example(name: &str) -> std::io::Result<std::path::PathBuf> {
     let debug = exe.parent().and_then(|d| d.parent()).ok_or(std::io::ErrorKind::NotFound)?;
     Ok(debug.join("examples").join(name))
 }
+
+/// Runs `f` on a new thread and returns once that thread sleeps in the kernel (blocked in a wait,
+/// say) or has ended, so that a test can act on a waiter that is really waiting. On Linux this
+/// reads the thread's state from `/proc`; elsewhere it returns once the thread has started.
+///
+/// # Panics
+///
+/// The thread cannot be started.
+pub fn spawn_until_asleep<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        #[cfg(target_os = "linux")]
+        let tid = {
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::gettid() }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let tid = 0;
+        let _ = tx.send(tid);
+        f()
+    });
+    let tid = rx.recv().unwrap_or(0);
+    #[cfg(target_os = "linux")]
+    loop {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+            break; // ended
+        };
+        // The state follows the command name, which is in parentheses.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+        if matches!(state, Some('S' | 'D' | 'Z' | 'X') | None) {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let _ = tid;
+    handle
+}

@@ -424,14 +424,16 @@ fn proxies_inherited_through_fork_take_their_own_session() {
     let _held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
 }
 
-/// Takes the lock, forks a bare child (plain `fork`, never touching the manager) that waits for
-/// `go`, and returns the child's pid; then this process exits, still holding the lock.
-fn hold_and_fork(lock: Lock, go: proc_sync::Event) -> i32 {
+/// Takes the lock, forks a bare child (plain `fork`, never touching the manager) that sets `born`
+/// and waits for `go`, and returns the child's pid; then this process exits, still holding the
+/// lock.
+fn hold_and_fork(lock: Lock, born: proc_sync::Event, go: proc_sync::Event) -> i32 {
     std::mem::forget(lock.acquire().unwrap());
-    // SAFETY: the child only waits on shared memory and calls _exit.
+    // SAFETY: the child only sets and waits on shared memory and calls _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
+        born.set();
         go.wait();
         // SAFETY: ends the forked child without running the parent's exit handlers.
         unsafe { libc::_exit(0) };
@@ -445,11 +447,12 @@ fn a_forked_child_does_not_keep_its_parents_session_alive() {
     let _w = Watchdog::new("forked copies", LIMIT);
     let m = Manager::start().unwrap();
     let lock = m.lock().unwrap();
-    let go = proc_sync::Event::new().unwrap();
-    let p = Process::new(hold_and_fork, (lock.clone(), go.clone())).start().unwrap();
+    let (born, go) = (proc_sync::Event::new().unwrap(), proc_sync::Event::new().unwrap());
+    let p = Process::new(hold_and_fork, (lock.clone(), born.clone(), go.clone())).start().unwrap();
     let grandchild = p.join().unwrap();
-    // The holder is gone; its forked child still lives, but let go of the holder's
-    // connections when it was born, so the holder's session ended and its lock with it.
+    // The holder is gone; its forked child still lives, but let go of the holder's connections
+    // when it first ran (before `born`), so the holder's session ended and its lock with it.
+    born.wait();
     let taken = lock.acquire_timeout(Duration::from_secs(20));
     go.set();
     assert!(taken.is_ok(), "the lock stayed held while the holder's forked child lived");

@@ -384,8 +384,9 @@ fn producers_killed_mid_put_never_tear_or_block_the_queue() {
     assert!(left.len() <= 5, "{left:?}");
 }
 
-fn hold_a_get(q: Queue<u32>) {
-    // Take nothing: this process is killed while blocked in get, holding no slot.
+fn hold_a_get(q: Queue<u32>, getting: Event) {
+    // Take nothing: this process is killed while in (or entering) a blocked get, holding no slot.
+    getting.set();
     let _ = q.get();
 }
 
@@ -394,7 +395,10 @@ fn a_consumer_killed_while_blocked_loses_nothing() {
     let _s = serial();
     let _w = Watchdog::new("a_consumer_killed_while_blocked_loses_nothing", LIMIT);
     let q = Queue::new(2).unwrap();
-    let p = get_context(StartMethod::Spawn).process(hold_a_get, (q.clone(),)).start().unwrap();
+    let getting = Event::new().unwrap();
+    let p =
+        get_context(StartMethod::Spawn).process(hold_a_get, (q.clone(), getting.clone())).start().unwrap();
+    getting.wait();
     p.kill().unwrap();
     let _ = p.join();
     q.put(1u32).unwrap();

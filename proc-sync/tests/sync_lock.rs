@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
+use proc_core::testing::{serial, spawn_until_asleep, Watchdog};
 use proc_core::{get_all_start_methods, get_context, StartMethod};
 use proc_sync::{Event, Lock, RLock, ReleaseError, Value};
 
@@ -77,7 +77,7 @@ fn a_dead_holder_is_noticed_by_a_waiter_already_waiting() {
         .unwrap();
     held.wait();
     let waiter_lock = lock.clone();
-    let waiter = std::thread::spawn(move || waiter_lock.acquire().map(drop).map_err(|e| e.pid()));
+    let waiter = spawn_until_asleep(move || waiter_lock.acquire().map(drop).map_err(|e| e.pid()));
     holder.kill().unwrap();
     let _ = holder.join();
     assert_eq!(waiter.join().unwrap(), Err(holder.pid()));

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
+use proc_core::testing::{serial, spawn_until_asleep, Watchdog};
 use proc_core::{get_all_start_methods, get_context, StartMethod};
 use proc_sync::{Array, BoundedSemaphore, Event, Lock, RawArray, ReleaseError, Semaphore, Value};
 
@@ -99,7 +99,7 @@ fn a_plain_waiter_gets_a_dead_holders_permit_without_counting_it_twice() {
         .unwrap();
     held.wait();
     let waiter_sem = sem.clone();
-    let waiter = std::thread::spawn(move || waiter_sem.acquire());
+    let waiter = spawn_until_asleep(move || waiter_sem.acquire());
     holder.kill().unwrap();
     let _ = holder.join();
     waiter.join().unwrap();

@@ -271,10 +271,10 @@ fn receives_outlast_the_socket_timeout_that_timed_receives_set() {
     let (a, b) = sys::socketpair().unwrap();
     let mut incoming = Incoming::default();
     // A timed receive with its deadline far away blocks in recvmsg, a slice at a time.
-    let until = Instant::now() + super::FAR + super::SLICE * 3;
+    let until = Instant::now() + super::FAR + super::SLICE * 10;
     assert!(matches!(incoming.read(b.as_fd(), Some(until)), Err(Error::Timeout)));
     let late = Instant::now().saturating_duration_since(until);
-    assert!(late < Duration::from_millis(500), "the deadline passed {late:?} ago");
+    assert!(late < Duration::from_secs(10), "the deadline passed {late:?} ago");
     assert!(incoming.pace.slice_set);
     let writer = std::thread::spawn(move || {
         for m in [&b"late"[..], b"later"] {
