@@ -93,10 +93,8 @@ pub fn spawn_until_asleep<T: Send + 'static>(
     });
     let tid = rx.recv().unwrap_or(0);
     #[cfg(target_os = "linux")]
-    loop {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-            break; // ended
-        };
+    // No stat file: the thread has ended.
+    while let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) {
         // The state follows the command name, which is in parentheses.
         let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
         if matches!(state, Some('S' | 'D' | 'Z' | 'X') | None) {
