@@ -165,6 +165,14 @@ fn close_semantics() {
     }
 }
 
+/// Blocks until `sentinel` is readable, as a user's `poll(2)` would (bounded by the watchdog).
+fn wait_ready(sentinel: &proc_core::Sentinel) {
+    let mut pfd =
+        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(sentinel), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd for the duration of the call.
+    while unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {}
+}
+
 #[test]
 fn sentinel_becomes_ready_at_exit() {
     let _s = serial();
@@ -174,11 +182,7 @@ fn sentinel_becomes_ready_at_exit() {
         let sentinel = p.sentinel();
         assert!(!sentinel.is_ready().unwrap());
         p.kill().unwrap();
-        let mut pfd =
-            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one live pollfd; blocks until the process ends (bounded by the watchdog).
-        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
-        assert_eq!(n, 1);
+        wait_ready(&sentinel);
         assert!(sentinel.is_ready().unwrap());
         assert_eq!(p.join().unwrap_err().signal(), Some(libc::SIGKILL));
     }
@@ -311,10 +315,7 @@ fn a_child_that_closes_its_sentinel_is_still_watched() {
         let p = get_context(m).process(close_everything_then_wait, (fd,)).start().unwrap();
         // The child cannot report any more (its control socket is closed); it is still running.
         let sentinel = p.sentinel();
-        let mut pfd =
-            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one live pollfd; the child closes the pipe promptly (bounded by the watchdog).
-        unsafe { libc::poll(&mut pfd, 1, -1) };
+        wait_ready(&sentinel);
         assert!(p.is_alive(), "{m}");
         assert!(p.join_timeout(Duration::from_millis(30)).unwrap().is_none());
         // Other operations do not block on it.
@@ -389,13 +390,7 @@ fn a_descendant_that_outlives_its_parent_does_not_hold_up_join() {
                 // join returned): the sentinel becomes ready while the descendant still lives. Without
                 // that, this waits until the watchdog fires.
                 let sentinel = p.sentinel();
-                let mut pfd = libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&sentinel),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one live pollfd; bounded by the watchdog.
-                while unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {}
+                wait_ready(&sentinel);
                 assert!(sentinel.is_ready().unwrap(), "{m}: a forked descendant held the sentinel");
             }
             release_w.write_all(&[1]).unwrap();
