@@ -2,6 +2,7 @@
 //! (process starts; a process-shared pthread mutex and a futex ping-pong for synchronization; a
 //! shared-memory SPSC ring, a byte ring, `memcpy` and a socket-pair ping-pong for queues and pipes).
 
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -740,13 +741,9 @@ pub fn floor_socketpair_pingpong_polling(rounds: u64, budget: Duration) -> Durat
 }
 
 fn socketpair_pingpong(rounds: u64, poll: Option<Duration>) -> Duration {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two c_ints, which socketpair fills.
-    let rc = unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
-    };
-    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
-    let (parent_fd, child_fd) = (fds[0], fds[1]);
+    // std's pair is close-on-exec on every OS (SOCK_CLOEXEC where it exists, FD_CLOEXEC elsewhere).
+    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let (parent_fd, child_fd) = (parent_end.as_raw_fd(), child_end.as_raw_fd());
     // SAFETY: the body uses read, write and poll on descriptors it owns.
     let child = unsafe {
         Child::fork(|| {
@@ -771,11 +768,7 @@ fn socketpair_pingpong(rounds: u64, poll: Option<Duration>) -> Duration {
     }
     let elapsed = start.elapsed();
     assert!(child.reap(), "the ping-pong child failed");
-    // SAFETY: both descriptors are ours and no longer used.
-    unsafe {
-        libc::close(parent_fd);
-        libc::close(child_fd);
-    }
+    drop((parent_end, child_end));
     elapsed
 }
 

@@ -1,7 +1,12 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, then the tests on the
-//!   default backend and on the portable one.
+//! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, the macOS check
+//!   below, then the tests on the default backend and on the portable one, then a look for
+//!   shared memory the tests left behind. `.ci/run` installs what it needs and runs this.
+//! - `check-macos`: on a Linux host, `cargo check` of every target for `aarch64-apple-darwin`
+//!   (both OS backends' features), so a Linux-only item outside a Linux cfg gate fails here
+//!   instead of on the macOS runner. It needs the target's standard library (`rustup target add`)
+//!   and `clang` (one C file in criterion's dependencies is compiled for the target).
 //! - `bench [FILE...]`: the criterion benchmarks (all files, or the named ones: `process_start`,
 //!   `sync`, `queue`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
 //!   by side with Python's multiprocessing and the raw floors; prints one markdown table per file
@@ -19,9 +24,13 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("ci") => ci(),
+        Some("check-macos") => check_macos(),
         Some("bench") => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [process_start|sync|queue|pool|manager]...");
+            eprintln!(
+                "usage: cargo xtask ci | cargo xtask check-macos | cargo xtask bench \
+                 [process_start|sync|queue|pool|manager]..."
+            );
             std::process::exit(2);
         }
     }
@@ -63,8 +72,66 @@ fn ci() -> Result<()> {
         &[],
     )?;
     run("cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    check_macos()?;
+    // The README's test command.
     run("cargo", &["test", "--workspace"], &[])?;
+    // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
+    no_shared_memory_left()
+}
+
+/// The Apple target that `check-macos` compiles for.
+const MACOS_TARGET: &str = "aarch64-apple-darwin";
+
+/// `cargo check` of the whole workspace, every target, for macOS, on both backends' features.
+/// On macOS itself the native build already does this.
+fn check_macos() -> Result<()> {
+    if cfg!(target_os = "macos") {
+        eprintln!("check-macos: skipped on macOS, whose own build checks the same");
+        return Ok(());
+    }
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if !installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MACOS_TARGET))
+    {
+        run("rustup", &["target", "add", MACOS_TARGET], &[])
+            .with_context(|| format!("check-macos needs the {MACOS_TARGET} standard library"))?;
+    }
+    if Command::new("clang").arg("--version").output().is_err() {
+        bail!("check-macos needs clang, to compile criterion's one C file for {MACOS_TARGET}");
+    }
+    // That file includes only freestanding headers, so clang needs no macOS SDK for it.
+    let envs = [
+        ("CC_aarch64_apple_darwin", "clang"),
+        ("CFLAGS_aarch64_apple_darwin", "-ffreestanding"),
+        ("AR_aarch64_apple_darwin", if has_program("llvm-ar") { "llvm-ar" } else { "ar" }),
+    ];
+    for features in [&[][..], &["--features", "multiproc/force-portable"][..]] {
+        let mut args = vec!["check", "--workspace", "--all-targets", "--target", MACOS_TARGET];
+        args.extend_from_slice(features);
+        run("cargo", &args, &envs)?;
+    }
+    Ok(())
+}
+
+fn has_program(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok()
+}
+
+/// The prefixes of the shared-memory names the crates create (queues' spill segments, named
+/// `SharedMemory`, the tests' own).
+const SHM_PREFIXES: [&str; 3] = ["mp_", "mpa", "mpt_"];
+
+/// Fails if the tests left shared-memory names in `/dev/shm` (where the system lists them).
+fn no_shared_memory_left() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else { return Ok(()) };
+    let left: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| SHM_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if !left.is_empty() {
+        bail!("the tests left shared memory behind in /dev/shm: {}", left.join(" "));
+    }
     Ok(())
 }
 
@@ -597,8 +664,12 @@ fn bench(only: &[String]) -> Result<()> {
         let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).collect();
         bail!("no such benchmark file; known: {}", names.join(", "));
     }
-    // Criterion keeps older results; only what this run wrote is reported.
+    // Criterion writes under cargo's target directory, wherever `CARGO_TARGET_DIR` or a config
+    // puts it; it keeps older results, and only what this run wrote is reported.
+    let target = target_dir()?;
+    let criterion = target.join("criterion");
     let since = SystemTime::now();
+    let mut missing = Vec::new();
     let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
 
     let mut md = String::new();
@@ -624,33 +695,101 @@ fn bench(only: &[String]) -> Result<()> {
         }
         let (py_free, py_pinned) =
             if has_python { (python(file.name, false), python(file.name, true)) } else { (None, None) };
-        table(&mut md, file, since, py_free.as_ref(), py_pinned.as_ref())?;
+        let results = Results { criterion: &criterion, since };
+        missing.extend(table(&mut md, file, &results, py_free.as_ref(), py_pinned.as_ref())?);
     }
     if !has_python {
         writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
     }
-    let dir = root().join("target/bench");
+    let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
     println!("{md}");
     eprintln!("written to {}", dir.join("report.md").display());
+    if !missing.is_empty() {
+        bail!(
+            "{} benchmark(s) ran but left no result under {}:\n  {}",
+            missing.len(),
+            criterion.display(),
+            missing.join("\n  ")
+        );
+    }
     Ok(())
+}
+
+/// Cargo's target directory for this workspace, as `cargo metadata` reports it (it follows
+/// `CARGO_TARGET_DIR` and the configuration files).
+fn target_dir() -> Result<PathBuf> {
+    metadata_target_dir(None)
+}
+
+/// The target directory `cargo metadata` reports, with `CARGO_TARGET_DIR` set to `env` if given.
+fn metadata_target_dir(env: Option<&Path>) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]).current_dir(root());
+    if let Some(dir) = env {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    let out = cmd.output().context("cannot run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("cargo metadata's output")?;
+    match json["target_directory"].as_str() {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => bail!("cargo metadata reported no target_directory"),
+    }
+}
+
+/// Where criterion's results of this run are: its directory, and the time the run began (older
+/// results are not this run's).
+struct Results<'a> {
+    criterion: &'a Path,
+    since: SystemTime,
+}
+
+impl Results<'_> {
+    /// Mean time in nanoseconds of one criterion benchmark, from its `estimates.json`, if written
+    /// by this run.
+    fn mean(&self, group: &str, function: &str) -> Option<f64> {
+        let path = self.criterion.join(group).join(function).join("new/estimates.json");
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        if modified < self.since {
+            return None;
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["mean"]["point_estimate"].as_f64()
+    }
 }
 
 type PythonFigures = BTreeMap<String, f64>;
 
-/// Writes one bench file's table.
+/// Writes one bench file's table; returns the benchmarks (`group/function`) it found no result
+/// of in this run.
 fn table(
     md: &mut String,
     file: &BenchFile,
-    since: SystemTime,
+    results: &Results<'_>,
     py_free: Option<&PythonFigures>,
     py_pinned: Option<&PythonFigures>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
     let backends: Vec<Option<String>> = if file.both_backends {
-        backends_since(file, since).into_iter().map(Some).collect()
+        backends_of(file, results).into_iter().map(Some).collect()
     } else {
         vec![None]
+    };
+    if backends.is_empty() {
+        missing.push(format!("{}: no backend's groups", file.name));
+    }
+    let mut mean = |group: &str, function: &str| {
+        let m = results.mean(group, function);
+        if m.is_none() {
+            missing.push(format!("{group}/{function}"));
+        }
+        m
     };
     let with_target = file.rows.iter().any(|r| r.target.is_some());
     writeln!(md, "## {}\n", file.title)?;
@@ -673,16 +812,16 @@ fn table(
                 Some(b) => format!("{}_{b}_{pin}", row.scenario),
                 None => format!("{}_{pin}", row.scenario),
             };
-            let free = criterion_mean(&group("free"), row.function, since);
-            let pinned = criterion_mean(&group("pinned"), row.function, since);
+            let free = mean(&group("free"), row.function);
+            let pinned = mean(&group("pinned"), row.function);
             let floor_group = |pin: &str| match (row.floor.split_once('/'), backend) {
                 (Some((scenario, function)), Some(b)) => (format!("{scenario}_{b}_{pin}"), function),
                 (Some((scenario, function)), None) => (format!("{scenario}_{pin}"), function),
                 (None, _) => (group(pin), row.floor),
             };
             let (floor_free_group, floor_function) = floor_group("free");
-            let floor_free = criterion_mean(&floor_free_group, floor_function, since);
-            let floor_pinned = criterion_mean(&floor_group("pinned").0, floor_function, since);
+            let floor_free = mean(&floor_free_group, floor_function);
+            let floor_pinned = mean(&floor_group("pinned").0, floor_function);
             let pf = py_free.and_then(|m| m.get(row.python).copied());
             let pp = py_pinned.and_then(|m| m.get(row.python).copied());
             let floor_name =
@@ -724,14 +863,14 @@ fn table(
     if !file.note.is_empty() {
         writeln!(md, "\n{}\n", file.note)?;
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// The backends that a bench file's groups (`<scenario>_<backend>_<pin>`) have results of from
 /// this run, sorted.
-fn backends_since(file: &BenchFile, since: SystemTime) -> BTreeSet<String> {
+fn backends_of(file: &BenchFile, results: &Results<'_>) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir(root().join("target/criterion")) else { return found };
+    let Ok(entries) = std::fs::read_dir(results.criterion) else { return found };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         for row in file.rows {
@@ -742,7 +881,7 @@ fn backends_since(file: &BenchFile, since: SystemTime) -> BTreeSet<String> {
                     .and_then(|s| s.strip_suffix(pin))
                     .and_then(|s| s.strip_suffix('_'));
                 if let Some(b) = backend.filter(|b| !b.is_empty()) {
-                    if criterion_mean(&name, row.function, since).is_some() {
+                    if results.mean(&name, row.function).is_some() {
                         found.insert(b.to_owned());
                     }
                 }
@@ -750,19 +889,6 @@ fn backends_since(file: &BenchFile, since: SystemTime) -> BTreeSet<String> {
         }
     }
     found
-}
-
-/// Mean time in nanoseconds of one criterion benchmark, from its `estimates.json`, if written
-/// since `since`.
-fn criterion_mean(group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = root().join("target/criterion").join(group).join(function).join("new/estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
 }
 
 /// Python's figures for one bench file (`benches/python/<name>.py`), if the script exists and ran.
@@ -851,6 +977,53 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod bench_results {
+    //! Where `cargo xtask bench` finds criterion's results, and what it does when one is missing.
+
+    use super::{metadata_target_dir, root, table, Results, BENCH_FILES};
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    #[test]
+    fn the_target_directory_follows_cargo_target_dir() {
+        let elsewhere = std::env::temp_dir().join("multiproc-xtask-target-dir-test");
+        assert_eq!(metadata_target_dir(Some(&elsewhere)).unwrap(), elsewhere);
+        let default = metadata_target_dir(None).unwrap();
+        if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+            assert_eq!(default, root().join("target"));
+        }
+    }
+
+    #[test]
+    fn a_benchmark_without_a_result_is_reported_missing() {
+        let dir = std::env::temp_dir().join(format!("multiproc-xtask-results-{}", std::process::id()));
+        let file = &BENCH_FILES[0];
+        let row = &file.rows[0];
+        let group = |pin: &str| {
+            if file.both_backends {
+                format!("{}_default_{pin}", row.scenario)
+            } else {
+                format!("{}_{pin}", row.scenario)
+            }
+        };
+        // One result written by "this run": that one is found, every other is missing.
+        let since = SystemTime::now() - std::time::Duration::from_secs(1);
+        let found = Path::new(&dir).join(group("free")).join(row.function).join("new");
+        std::fs::create_dir_all(&found).unwrap();
+        std::fs::write(found.join("estimates.json"), r#"{"mean":{"point_estimate":12.5}}"#).unwrap();
+        let results = Results { criterion: &dir, since };
+        assert_eq!(results.mean(&group("free"), row.function), Some(12.5));
+        let mut md = String::new();
+        let missing = table(&mut md, file, &results, None, None).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let free = format!("{}/{}", group("free"), row.function);
+        let pinned = format!("{}/{}", group("pinned"), row.function);
+        assert!(!missing.contains(&free), "{missing:?}");
+        assert!(missing.contains(&pinned), "{missing:?}");
+    }
 }
 
 #[cfg(test)]

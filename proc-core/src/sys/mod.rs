@@ -367,16 +367,37 @@ pub(crate) fn peer_closed(fd: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
     }
 }
 
-/// Waits until `fd` reports a hang-up (its peer closed) or an error.
+/// Waits until the peer of stream socket `fd` closes its end (or the socket fails), reading and
+/// discarding whatever the peer sends meanwhile.
+///
+/// It reads rather than polling for `POLLHUP` alone: macOS registers a `poll` wait only for the
+/// events requested, so `events: 0` never wakes there, and a socket with unread data would keep
+/// `POLLIN` set forever. Reading to end of file behaves the same on every system.
 pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 256];
     loop {
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
-        // SAFETY: `pfd` is one live pollfd struct.
-        match cvt(unsafe { libc::poll(&mut pfd, 1, -1) }) {
-            Ok(_) if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 => return Ok(()),
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match usize::try_from(n) {
+            Ok(0) => return Ok(()),
             Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    // A non-blocking socket: wait until it is readable (data or end of file).
+                    io::ErrorKind::WouldBlock => {
+                        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                        // SAFETY: `pfd` is one live pollfd struct.
+                        match cvt(unsafe { libc::poll(&mut pfd, 1, -1) }) {
+                            Ok(_) => continue,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => return Err(e),
+                }
+            }
         }
     }
 }
@@ -479,3 +500,6 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
 }
+
+#[cfg(test)]
+mod test;
