@@ -68,7 +68,7 @@ impl Error {
     #[cold]
     fn from_postcard(e: postcard::Error) -> Self {
         let custom = matches!(e, postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom);
-        match custom.then(|| MESSAGE.take()).flatten() {
+        match custom.then(take_message).flatten() {
             Some(m) => Error { repr: Box::new(Repr::Custom(m)) },
             None => Error { repr: Box::new(Repr::Format(e)) },
         }
@@ -174,10 +174,20 @@ pub fn take_from_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'
 #[derive(Debug)]
 struct Fault<E>(E);
 
-/// Sets `msg` aside as the message of the failure on its way up.
+/// Sets `msg` aside as the message of the failure on its way up (none while the thread ends).
 #[cold]
 fn set_aside(msg: &dyn fmt::Display) {
-    MESSAGE.set(Some(msg.to_string()));
+    let _ = MESSAGE.try_with(|m| m.set(Some(msg.to_string())));
+}
+
+/// Takes the message set aside, if there is one.
+fn take_message() -> Option<String> {
+    MESSAGE.try_with(Cell::take).ok().flatten()
+}
+
+/// Puts `message` back where [`take_message`] found it.
+fn put_back(message: Option<String>) {
+    let _ = MESSAGE.try_with(|m| m.set(message));
 }
 
 /// Displays the message set aside, handed to the wrapped format's `custom` (postcard drops it).
@@ -185,9 +195,9 @@ struct SetAside;
 
 impl fmt::Display for SetAside {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let message = MESSAGE.take();
-        let r = f.write_str(message.as_deref().unwrap_or("a value failed to serialize"));
-        MESSAGE.set(message);
+        let message = take_message();
+        let r = f.write_str(message.as_deref().unwrap_or("a value's own serialization error"));
+        put_back(message);
         r
     }
 }
@@ -200,11 +210,13 @@ impl<E: fmt::Display> fmt::Display for Fault<E> {
         let stand_in = [postcard::Error::SerdeSerCustom, postcard::Error::SerdeDeCustom]
             .iter()
             .any(|e| e.to_string() == text);
-        if stand_in && MESSAGE.with(|m| m.take().map(|t| m.set(Some(t))).is_some()) {
-            SetAside.fmt(f)
-        } else {
-            f.write_str(&text)
-        }
+        let message = if stand_in { take_message() } else { None };
+        let r = match &message {
+            Some(m) => f.write_str(m),
+            None => f.write_str(&text),
+        };
+        put_back(message);
+        r
     }
 }
 

@@ -233,3 +233,17 @@ fn nested_codec_calls_keep_their_own_messages() {
     let e = to_vec(&vec![Nested]).unwrap_err();
     assert_eq!(e.to_string(), format!("inner: {REFUSAL}"));
 }
+
+#[test]
+fn a_value_that_wraps_a_nested_error_keeps_the_nested_message() {
+    #[derive(Debug)]
+    struct Wraps;
+    impl<'de> Deserialize<'de> for Wraps {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let _ = FailsToDecode::deserialize(d).map_err(|e| D::Error::custom(format!("in Wraps: {e}")))?;
+            Ok(Wraps)
+        }
+    }
+    let e = from_bytes::<(u8, Wraps)>(&[1, 0]).unwrap_err();
+    assert_eq!(e.to_string(), format!("in Wraps: {DECODE_REFUSAL}"));
+}
