@@ -183,7 +183,7 @@ where
     A: DeserializeOwned,
     F::Output: Serialize,
 {
-    let args: A = deserialize_with_fds(&args, fds).map_err(|e| format!("arguments: {e}"))?;
+    let args: A = deserialize_with_fds(&args, fds).map_err(|e| format!("arguments: {}", e.with_cause()))?;
     assert!(std::mem::size_of::<F>() == 0, "only zero-sized targets are re-created in a child");
     // SAFETY: `F` is zero-sized (the parent refuses to start other targets this way, and the
     // assertion above re-checks it), so reading one from a dangling, aligned pointer reads no
@@ -192,7 +192,7 @@ where
     // carry no invariant beyond their type, so producing one here is what the parent's copy is.
     let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
     let output = target.call(args);
-    serialize_with_fds(&output).map_err(|e| format!("return value: {e}"))
+    serialize_with_fds(&output).map_err(|e| format!("return value: {}", e.with_cause()))
 }
 
 /// What the parent sends a re-executed or fork-server child.
@@ -226,7 +226,7 @@ pub(crate) enum Report {
 
 /// Sends a report frame; the parent may be gone, which is not an error worth reporting.
 pub(crate) fn send_report(ctl: &OwnedFd, report: &Report, fds: &[OwnedFd]) {
-    let body = match postcard::to_stdvec(report) {
+    let body = match crate::codec::to_vec(report) {
         Ok(b) => b,
         Err(_) => return,
     };
@@ -330,7 +330,7 @@ fn run_bootstrapped(ctl: OwnedFd) -> i32 {
 /// Runs the target described by a bootstrap message. A fork-server child gets the message from
 /// the server's memory, a spawned child reads it from its control socket.
 pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
-    let boot: Bootstrap = match postcard::from_bytes(body) {
+    let boot: Bootstrap = match crate::codec::from_bytes(body) {
         Ok(b) => b,
         Err(e) => {
             let message = format!("bad bootstrap message: {e}");

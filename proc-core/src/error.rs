@@ -20,9 +20,9 @@ pub(crate) enum ErrorKind {
     /// An operating-system call failed.
     Io { context: &'static str, source: io::Error },
     /// A value could not be serialized.
-    Serialize { what: &'static str, source: postcard::Error },
+    Serialize { what: &'static str, source: crate::codec::Error },
     /// A value could not be deserialized.
-    Deserialize { what: &'static str, source: postcard::Error },
+    Deserialize { what: &'static str, source: crate::codec::Error },
     /// The child's target panicked.
     Panicked { message: String, location: Option<String> },
     /// The child ended with this exit code (or minus a signal number) before returning a value.
@@ -74,6 +74,17 @@ impl Error {
     /// that report their errors as this type. [`is_invalid_input`](Self::is_invalid_input) is true.
     pub fn invalid_argument(what: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidArgument(what.into()))
+    }
+
+    /// The message followed by its cause (`cannot serialize value: <the value's own message>`),
+    /// for a report that crosses into another process as text.
+    pub(crate) fn with_cause(&self) -> String {
+        match &self.kind {
+            ErrorKind::Serialize { source, .. } | ErrorKind::Deserialize { source, .. } => {
+                format!("{self}: {source}")
+            }
+            _ => self.to_string(),
+        }
     }
 
     pub(crate) fn kind(&self) -> &ErrorKind {
@@ -238,11 +249,7 @@ impl fmt::Display for Error {
             ErrorKind::ForeignProcess => {
                 write!(f, "a process can only be watched by the process that started it")
             }
-            ErrorKind::HandleOutsideStart => write!(
-                f,
-                "a handle can only be sent to a child as a start argument (or through a multiproc channel), \
-                 not serialized anywhere else"
-            ),
+            ErrorKind::HandleOutsideStart => write!(f, "{}", crate::handle::OUTSIDE),
             ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
             ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
             ErrorKind::InvalidArgument(m) => write!(f, "invalid argument: {m}"),

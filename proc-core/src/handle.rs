@@ -16,8 +16,9 @@
 //! let (bytes, fds) = serialize_with_fds(&fd).unwrap();
 //! assert_eq!(fds.len(), 1);
 //! let back: Fd = deserialize_with_fds(&bytes, fds).unwrap();
-//! // Outside such a message, a handle refuses to serialize.
-//! assert!(postcard::to_stdvec(&back).is_err());
+//! // Outside such a message, a handle refuses to serialize, and says why.
+//! let e = proc_core::codec::to_vec(&back).unwrap_err();
+//! assert!(e.to_string().starts_with("a handle can only be sent to a child as part of its start arguments"));
 //! ```
 
 use std::cell::{Cell, RefCell};
@@ -38,10 +39,11 @@ thread_local! {
     static SINGLE_USE: Cell<bool> = const { Cell::new(false) };
 }
 
-const OUTSIDE: &str = "a handle can only be sent to a child as a start argument (or through a multiproc \
-                       channel), not serialized anywhere else";
+/// Why a handle refuses to serialize outside a transfer (its error message).
+pub(crate) const OUTSIDE: &str = "a handle can only be sent to a child as part of its start arguments \
+                                  (or through a multiproc Connection), not serialized anywhere else";
 
-/// Serializes `value` with postcard, collecting the descriptors of the handles inside it.
+/// Serializes `value` with the [codec](crate::codec), collecting the descriptors of the handles inside it.
 ///
 /// # Errors
 ///
@@ -49,13 +51,11 @@ const OUTSIDE: &str = "a handle can only be sent to a child as a start argument 
 /// descriptors.
 pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut guard = SinkGuard { saved: Some(SINK.with(|s| s.borrow_mut().replace(Vec::new()))) };
-    let bytes = postcard::to_stdvec(value);
+    let bytes = crate::codec::to_vec(value);
     let fds = guard.restore();
-    let bytes = bytes.map_err(|source| match &source {
+    let bytes = bytes.map_err(|source| match source.custom_message() {
         // export_fd refuses the handle after the last one that fits.
-        postcard::Error::SerdeSerCustom if fds.len() >= MAX_FDS => {
-            Error::new(ErrorKind::TooManyHandles(fds.len() + 1))
-        }
+        Some(_) if fds.len() >= MAX_FDS => Error::new(ErrorKind::TooManyHandles(fds.len() + 1)),
         _ => Error::new(ErrorKind::Serialize { what: "value", source }),
     })?;
     Ok((bytes, fds))
@@ -94,7 +94,7 @@ impl Drop for SourceGuard {
     }
 }
 
-/// Deserializes `bytes` with postcard, handing `fds` to the handles inside it.
+/// Deserializes `bytes` with the [codec](crate::codec), handing `fds` to the handles inside it.
 ///
 /// Descriptors that no handle claims are closed.
 ///
@@ -111,7 +111,7 @@ pub(crate) fn deserialize_once<T: DeserializeOwned>(bytes: &[u8], fds: Vec<Owned
     let table = fds.into_iter().map(Some).collect();
     let outer_once = SINGLE_USE.with(|s| s.replace(false));
     let guard = SourceGuard { saved: Some(SOURCE.with(|s| s.borrow_mut().replace(table))) };
-    let value = postcard::from_bytes(bytes);
+    let value = crate::codec::from_bytes(bytes);
     drop(guard);
     let once = SINGLE_USE.with(|s| s.replace(outer_once || s.get()));
     (value.map_err(|source| Error::new(ErrorKind::Deserialize { what: "value", source })), once)
@@ -310,11 +310,12 @@ mod tests {
 
     #[test]
     fn outside_a_transfer_handles_refuse() {
-        let e = postcard::to_stdvec(&null()).unwrap_err();
-        assert!(matches!(e, postcard::Error::SerdeSerCustom));
-        // Deserializing an index without a table fails too.
-        let bytes = postcard::to_stdvec(&0u32).unwrap();
-        assert!(postcard::from_bytes::<Fd>(&bytes).is_err());
+        let e = crate::codec::to_vec(&null()).unwrap_err();
+        assert_eq!(e.to_string(), super::OUTSIDE);
+        // Deserializing an index without a table fails too, and says why.
+        let bytes = crate::codec::to_vec(&0u32).unwrap();
+        let e = crate::codec::from_bytes::<Fd>(&bytes).unwrap_err();
+        assert!(e.to_string().contains("a handle can only be sent"), "{e}");
         // A missing descriptor is an error, not a panic.
         assert!(deserialize_with_fds::<Fd>(&bytes, Vec::new()).is_err());
     }
@@ -353,7 +354,7 @@ mod tests {
         assert!(r.is_err());
         // Outside a transfer again: a handle refuses to serialize.
         assert!(!super::in_transfer());
-        assert!(postcard::to_stdvec(&null()).is_err());
+        assert!(crate::codec::to_vec(&null()).is_err());
     }
 }
 

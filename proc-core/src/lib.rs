@@ -32,6 +32,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod child;
+pub mod codec;
 mod error;
 mod globals;
 pub mod handle;

@@ -135,7 +135,7 @@ where
 
     fn run_here(self: Box<Self>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String> {
         let output = self.target.call(self.args);
-        serialize_with_fds(&output).map_err(|e| format!("return value: {e}"))
+        serialize_with_fds(&output).map_err(|e| format!("return value: {}", e.with_cause()))
     }
 }
 
@@ -613,7 +613,7 @@ impl Shared {
             match st.reader.read(self.ctl.as_fd(), false) {
                 Ok(Read::Pending) => return,
                 Ok(Read::Frame(body, fds)) => {
-                    match postcard::from_bytes::<Report>(&body) {
+                    match crate::codec::from_bytes::<Report>(&body) {
                         Ok(r) => st.report = Some(r),
                         Err(e) => st.read_error = Some(format!("garbled result message: {e}")),
                     }
@@ -813,7 +813,7 @@ impl Shared {
                 }
                 if status == ExitStatus::Code(0) {
                     // The child called exit(0) without returning: fine for a target of no value.
-                    if let Ok(v) = postcard::from_bytes::<R>(&[]) {
+                    if let Ok(v) = crate::codec::from_bytes::<R>(&[]) {
                         return Ok(v);
                     }
                 }

@@ -1,5 +1,6 @@
 //! Support for the multiproc crates' own tests: a watchdog, a lock that runs multi-process tests
-//! one at a time, and a way to run one test of the current binary in a fresh process.
+//! one at a time, a way to run one test of the current binary in a fresh process, and values that
+//! refuse to serialize or deserialize.
 //!
 //! Not part of the stable API.
 
@@ -104,4 +105,56 @@ pub fn spawn_until_asleep<T: Send + 'static>(
     }
     let _ = tid;
     handle
+}
+
+/// The message of [`FailsToEncode`]'s refusal.
+pub const ENCODE_REFUSAL: &str = "FailsToEncode refuses to serialize";
+
+/// The message of [`FailsToDecode`]'s refusal.
+pub const DECODE_REFUSAL: &str = "FailsToDecode refuses to deserialize";
+
+/// A value whose `Serialize` always fails with [`ENCODE_REFUSAL`] (it deserializes from a unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailsToEncode;
+
+impl serde::Serialize for FailsToEncode {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(ENCODE_REFUSAL))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FailsToEncode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <() as serde::Deserialize>::deserialize(d).map(|()| FailsToEncode)
+    }
+}
+
+/// A value that serializes as a unit and whose `Deserialize` always fails with [`DECODE_REFUSAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailsToDecode;
+
+impl serde::Serialize for FailsToDecode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FailsToDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <() as serde::Deserialize>::deserialize(d)?;
+        Err(serde::de::Error::custom(DECODE_REFUSAL))
+    }
+}
+
+/// `error`'s message followed by those of its sources, `: `-separated: what a user who prints
+/// the whole chain sees.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -342,7 +342,7 @@ impl Manager {
     ///
     /// Also [`Error::Serialize`].
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<Value<T>> {
-        let init = postcard::to_stdvec(&value).map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = proc_core::codec::to_vec(&value).map_err(|e| Error::Serialize(e.to_string()))?;
         self.create(Kind::Value, Some(Bytes::from(init)), Value::from_handle)
     }
 
@@ -357,10 +357,10 @@ impl Manager {
     ) -> Result<Array<T>> {
         let items = values
             .into_iter()
-            .map(|v| postcard::to_stdvec(&v).map(Bytes::from))
+            .map(|v| proc_core::codec::to_vec(&v).map(Bytes::from))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Serialize(e.to_string()))?;
-        let init = postcard::to_stdvec(&items).map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = proc_core::codec::to_vec(&items).map_err(|e| Error::Serialize(e.to_string()))?;
         self.create(Kind::Array, Some(Bytes::from(init)), Array::from_handle)
     }
 
@@ -423,7 +423,7 @@ impl Manager {
     /// Also [`Error::MethodNotAllowed`] when no type is registered under `name`, or another type
     /// than `T`; [`Error::Remote`] when its `new` failed.
     pub fn create_object<T: Shared>(&self, name: &str, init: T::Init) -> Result<Proxy<T>> {
-        let init = postcard::to_stdvec(&init).map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = proc_core::codec::to_vec(&init).map_err(|e| Error::Serialize(e.to_string()))?;
         let kind = Kind::Custom { name: name.to_string(), type_name: std::any::type_name::<T>().to_string() };
         self.create(kind, Some(Bytes::from(init)), Proxy::from_handle)
     }

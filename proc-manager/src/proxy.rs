@@ -32,7 +32,7 @@ thread_local! {
 /// object keeps their references while it stores the value.
 fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     let previous = TOKENS.with(|t| t.borrow_mut().replace(Vec::new()));
-    let bytes = postcard::to_stdvec(value).map(Bytes::from).map_err(|e| Error::Serialize(e.to_string()));
+    let bytes = proc_core::codec::to_vec(value).map(Bytes::from).map_err(|e| Error::Serialize(e.to_string()));
     let tokens = TOKENS.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous)).unwrap_or_default();
     let bytes = bytes?;
     if !tokens.is_empty() {
@@ -62,7 +62,7 @@ impl Drop for Moved {
 }
 
 fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Serialize(e.to_string()))
+    proc_core::codec::from_bytes(bytes).map_err(|e| Error::Serialize(e.to_string()))
 }
 
 fn unexpected(r: Response) -> Error {

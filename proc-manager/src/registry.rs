@@ -77,11 +77,11 @@ struct Typed<T>(T);
 
 impl<T: Shared> Erased for Typed<T> {
     fn call(&mut self, _method: &str, args: &[u8]) -> Result<Vec<u8>, WireError> {
-        let request: T::Request = postcard::from_bytes(args)
-            .map_err(|_| WireError::MethodNotAllowed("not a declared method of this type".into()))?;
+        let request: T::Request = proc_core::codec::from_bytes(args)
+            .map_err(|e| WireError::MethodNotAllowed(format!("not a declared method of this type ({e})")))?;
         let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.handle(request)))
             .map_err(|_| WireError::Remote("the method panicked".into()))?;
-        postcard::to_stdvec(&response).map_err(|e| WireError::Remote(format!("the response: {e}")))
+        proc_core::codec::to_vec(&response).map_err(|e| WireError::Remote(format!("the response: {e}")))
     }
 }
 
@@ -89,8 +89,8 @@ impl<T: Shared> Erased for Typed<T> {
 pub(crate) type Factory = fn(&[u8]) -> Result<Box<dyn Erased>, WireError>;
 
 fn factory<T: Shared>(init: &[u8]) -> Result<Box<dyn Erased>, WireError> {
-    let init: T::Init =
-        postcard::from_bytes(init).map_err(|e| WireError::Remote(format!("the initial value: {e}")))?;
+    let init: T::Init = proc_core::codec::from_bytes(init)
+        .map_err(|e| WireError::Remote(format!("the initial value: {e}")))?;
     let object = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::new(init)))
         .map_err(|_| WireError::Remote("new panicked".into()))?;
     Ok(Box::new(Typed(object)))

@@ -437,7 +437,7 @@ fn new_state(core: &Core, table: &Table, kind: &Kind, init: Option<Bytes>) -> Re
         Kind::Namespace => State::Namespace(Default::default()),
         Kind::Value => State::Value(init.unwrap_or_default()),
         Kind::Array => {
-            let items: Vec<Bytes> = postcard::from_bytes(&init.unwrap_or_default())
+            let items: Vec<Bytes> = proc_core::codec::from_bytes(&init.unwrap_or_default())
                 .map_err(|e| WireError::Remote(format!("the array's values: {e}")))?;
             State::Array(items.into_iter().map(Bytes::into_vec).collect())
         }

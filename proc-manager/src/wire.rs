@@ -118,8 +118,8 @@ impl<S: Read + Write> Framed<S> {
         }
         let total = 4 + len as usize;
         self.fill(total)?;
-        let value =
-            postcard::from_bytes(&self.buf[self.start + 4..self.start + total]).map_err(Error::protocol);
+        let value = proc_core::codec::from_bytes(&self.buf[self.start + 4..self.start + total])
+            .map_err(Error::protocol);
         self.start += total;
         if self.start == self.end {
             self.start = 0;
@@ -141,7 +141,7 @@ impl<S: Read + Write> Framed<S> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.extend_from_slice(&[0; 4]);
-        let mut out = postcard::to_extend(value, out).map_err(|e| Error::Serialize(e.to_string()))?;
+        let mut out = proc_core::codec::to_extend(value, out).map_err(|e| Error::Serialize(e.to_string()))?;
         let body = out.len() - 4;
         let len = u32::try_from(body).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body as u64))?;
         out[..4].copy_from_slice(&len.to_le_bytes());

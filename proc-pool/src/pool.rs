@@ -70,7 +70,7 @@ impl Builder {
         let _ = f;
         let func = CodeAddr::of(run_init::<F, A> as InitFn as usize);
         self.init = Some(
-            postcard::to_stdvec(&args)
+            proc_core::codec::to_vec(&args)
                 .map(|args| Init { func, args })
                 .map_err(|e| Error::Arguments(format!("the initializer's arguments: {e}"))),
         );
@@ -292,7 +292,7 @@ impl Pool {
     fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
         items
             .chunks(chunksize)
-            .map(|c| postcard::to_stdvec(c).map_err(|e| Error::Arguments(e.to_string())))
+            .map(|c| proc_core::codec::to_vec(c).map_err(|e| Error::Arguments(e.to_string())))
             .collect()
     }
 
@@ -344,8 +344,8 @@ impl Pool {
         check_fn::<F>();
         let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        let args =
-            postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
+        let args = proc_core::codec::to_vec(std::slice::from_ref(&args))
+            .map_err(|e| Error::Arguments(e.to_string()))?;
         let (result, cell) = AsyncResult::new();
         self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }], false)?;
         Ok(result)
@@ -643,7 +643,7 @@ impl Pool {
                 return None;
             }
             Some(
-                postcard::to_stdvec(&chunk)
+                proc_core::codec::to_vec(&chunk)
                     .map(|args| (func, args))
                     .map_err(|e| Error::Arguments(e.to_string())),
             )

@@ -291,7 +291,7 @@ impl<R> AsyncResult<R> {
 pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
     let bytes = outcome?;
     // A panicking `Deserialize` must not take the supervisor thread down.
-    match std::panic::catch_unwind(|| postcard::from_bytes(&bytes)) {
+    match std::panic::catch_unwind(|| proc_core::codec::from_bytes(&bytes)) {
         Ok(r) => r.map_err(|e| Error::Return(format!("cannot deserialize: {e}"))),
         Err(_) => Err(Error::Return("deserializing it panicked".into())),
     }

@@ -89,7 +89,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let items: Vec<A> = postcard::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
+    let items: Vec<A> = proc_core::codec::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
     let f: F = conjure();
     let results: Vec<R> = items.into_iter().map(&f).collect();
     encode(&results, out)
@@ -102,7 +102,7 @@ where
     A: DeserializeOwned,
     F::Output: Serialize,
 {
-    let items: Vec<A> = postcard::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
+    let items: Vec<A> = proc_core::codec::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
     let f: F = conjure();
     let results: Vec<F::Output> = items.into_iter().map(|a| f.call(a)).collect();
     encode(&results, out)
@@ -114,7 +114,7 @@ where
     F: Target<A, Output = ()> + Copy,
     A: DeserializeOwned,
 {
-    let args: A = postcard::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
+    let args: A = proc_core::codec::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
     let f: F = conjure();
     f.call(args);
     Ok(())
@@ -123,7 +123,7 @@ where
 fn encode<R: Serialize>(results: &[R], out: &mut Vec<u8>) -> Result<(), Failure> {
     out.clear();
     let buf = std::mem::take(out);
-    *out = postcard::to_extend(results, buf).map_err(|e| Failure::Return(e.to_string()))?;
+    *out = proc_core::codec::to_extend(results, buf).map_err(|e| Failure::Return(e.to_string()))?;
     Ok(())
 }
 

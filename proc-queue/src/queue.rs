@@ -1619,7 +1619,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, mut wait: Wait, nowait: bool) -> Result<T, GetError> {
         let root = &*self.ring;
-        let mut decode = |bytes: &[u8]| postcard::from_bytes::<T>(bytes);
+        let mut decode = |bytes: &[u8]| proc_core::codec::from_bytes::<T>(bytes);
         loop {
             let idx = root.read_at.load(Ordering::Acquire);
             let got = root
@@ -1650,7 +1650,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if ring.shutdown_state() != OPEN {
             return Err(PutError::ShutDown(value));
         }
-        let size = match postcard::experimental::serialized_size(&value) {
+        let size = match proc_core::codec::serialized_size(&value) {
             Ok(size) => size as u64,
             Err(e) => return Err(PutError::Serialize { value, message: e.to_string() }),
         };
@@ -1723,7 +1723,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // A `Serialize` impl that panics must not leave the slot claimed by a live process
                 // (which would block every consumer): void it, then let the panic go on.
                 let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    postcard::to_slice(&value, buf).map(|w| w.len() as u64)
+                    proc_core::codec::to_slice(&value, buf).map(|w| w.len() as u64)
                 }));
                 let written = match written {
                     Ok(w) => w,
@@ -1760,7 +1760,7 @@ impl Ring {
         // free-list entry names it.
         let buf = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), size) };
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            postcard::to_slice(value, buf).map(|_| ())
+            proc_core::codec::to_slice(value, buf).map(|_| ())
         }));
         match written {
             Ok(Ok(())) => Ok(shm),

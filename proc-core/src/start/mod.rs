@@ -223,7 +223,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             has_tracker: tracker.is_some(),
         };
         let encode = |boot: &Bootstrap| {
-            postcard::to_stdvec(boot)
+            crate::codec::to_vec(boot)
                 .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))
         };
         let started = if method == StartMethod::Spawn {
