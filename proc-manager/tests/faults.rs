@@ -107,8 +107,8 @@ fn authenticated(path: &std::path::Path, key: &[u8]) -> UnixStream {
     s.read_exact(&mut digest).unwrap();
     assert_eq!(digest.to_vec(), mac(&nonce));
     s.write_all(b"#WELCOM#").unwrap();
-    // Hello: a session id (u128, varint) and a pid.
-    let hello = [2u8, 1, 1];
+    // Hello: a session id (u128, varint) and a pid (u32, varint), nothing more.
+    let hello = [2u8, 1];
     s.write_all(&(hello.len() as u32).to_le_bytes()).unwrap();
     s.write_all(&hello).unwrap();
     s
@@ -142,6 +142,49 @@ fn oversized_garbage_and_truncated_frames_close_that_connection_only() {
     assert!(q.put(vec![7u8; 2 << 20]).unwrap_err().is_connection());
     q.put(vec![1u8; 1000]).unwrap();
     assert_eq!(q.get().unwrap().len(), 1000);
+}
+
+/// Reads what the server sends until it closes the connection (within `within`): the bytes, or
+/// `None` if it did not close it.
+fn read_until_closed(stream: &mut UnixStream, within: Duration) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(got),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn a_request_followed_by_more_bytes_is_refused_unanswered() {
+    let _g = serial();
+    let _w = Watchdog::new("trailing", LIMIT);
+    let m = Manager::start().unwrap();
+    let path = unix_path(&m);
+    let v = m.value(5u32).unwrap();
+    // Request::Shutdown is variant 9, CountObjects variant 8: one byte each in postcard. Followed
+    // by more bytes, neither may be carried out, nor answered.
+    for request in [&[9u8, 0xaa, 0xbb][..], &[9, 0], &[8, 1, 2, 3]] {
+        let mut s = authenticated(&path, m.authkey());
+        s.write_all(&(request.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(request).unwrap();
+        let answer = read_until_closed(&mut s, Duration::from_secs(30));
+        assert_eq!(answer.as_deref(), Some(&[][..]), "{request:?} was answered or not refused");
+    }
+    // The server still serves, and the same requests without the extra bytes are answered.
+    assert_eq!(v.get().unwrap(), 5);
+    let mut s = authenticated(&path, m.authkey());
+    s.write_all(&1u32.to_le_bytes()).unwrap();
+    s.write_all(&[8]).unwrap();
+    let mut answer = [0u8; 6];
+    s.read_exact(&mut answer).unwrap();
+    // A frame of two bytes: Response::Count (variant 9) of one object.
+    assert_eq!(answer, [2, 0, 0, 0, 9, 1]);
 }
 
 #[test]
