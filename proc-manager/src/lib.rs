@@ -53,6 +53,7 @@ mod server;
 mod sys;
 mod wire;
 
+pub use auth::MIN_AUTHKEY_LEN;
 pub use client::{set_answer_timeout, Address};
 pub use error::{Error, Result};
 pub use manager::{Builder, Manager};

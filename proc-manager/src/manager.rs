@@ -14,7 +14,7 @@ use proc_core::{Process, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth;
+use crate::auth::{self, AuthKey};
 use crate::client::{Address, Client};
 use crate::error::{Error, Result};
 use crate::proxy::{
@@ -32,7 +32,7 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// ```
 /// use proc_manager::Manager;
 ///
-/// let manager = Manager::builder().authkey(b"secret".to_vec()).start()?;
+/// let manager = Manager::builder().authkey(b"a secret of 16 bytes or more".to_vec()).start()?;
 /// let d = manager.dict::<String, u32>()?;
 /// d.insert("a".into(), 1)?;
 /// assert_eq!(d.get(&"a".into())?, Some(1));
@@ -40,17 +40,23 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     registry: Registry,
     max_frame: u32,
     method: Option<StartMethod>,
 }
 
 impl Builder {
-    /// The key clients must prove they hold (Python's `authkey`). Default: 32 random bytes, which
-    /// travel to children inside the proxies passed to them.
+    /// The key clients must prove they hold (Python's `authkey`): at least
+    /// [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN) (16) bytes, checked when the server starts.
+    /// Default: 32 random bytes. The key travels to children inside the proxies passed to them;
+    /// no `Debug` output shows it.
+    ///
+    /// Python accepts any key, even a short one; a manager may listen on TCP, where anyone who
+    /// reaches the port can try keys, so a short key is refused here
+    /// ([`Error::AuthkeyTooShort`] from `start`, `start_tcp` or `serve`).
     pub fn authkey(mut self, key: Vec<u8>) -> Self {
-        self.authkey = Some(key);
+        self.authkey = Some(AuthKey::unchecked(key));
         self
     }
 
@@ -73,11 +79,10 @@ impl Builder {
         self
     }
 
-    fn key(&self) -> Result<Vec<u8>> {
+    fn key(&self) -> Result<AuthKey> {
         match &self.authkey {
-            Some(k) if k.is_empty() => Err(Error::Start("the authkey is empty".into())),
-            Some(k) => Ok(k.clone()),
-            None => Ok(auth::random::<32>()?.to_vec()),
+            Some(k) => k.clone().checked(),
+            None => AuthKey::random(),
         }
     }
 
@@ -87,7 +92,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Start`] when the socket cannot be made or the process cannot start.
+    /// [`Error::Start`] when the socket cannot be made or the process cannot start;
+    /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start(self) -> Result<Manager> {
         let key = self.key()?;
         let dir = std::env::temp_dir().join(format!(
@@ -138,7 +144,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Start`] for an unspecified address, or when binding or starting fails.
+    /// [`Error::Start`] for an unspecified address, or when binding or starting fails;
+    /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start_tcp(self, address: SocketAddr) -> Result<Manager> {
         if address.ip().is_unspecified() {
             return Err(Error::Start(
@@ -184,7 +191,7 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::Start`] when the address cannot be bound (a Unix socket path that exists is not
-    /// replaced).
+    /// replaced); [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn serve(self, address: &Address) -> Result<()> {
         if let Address::Tcp(a) = address {
             if a.ip().is_unspecified() {
@@ -219,7 +226,7 @@ impl Builder {
 }
 
 /// The server process's body.
-fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_frame: u32) {
+fn server_main(listener: Fd, unix: bool, key: AuthKey, registry: Registry, max_frame: u32) {
     let fd = listener.into_owned();
     let listener =
         if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
@@ -261,7 +268,7 @@ fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_f
 /// [`Error::ShutDown`] when it is shutting down.
 pub struct Manager {
     client: Arc<Client>,
-    key: Vec<u8>,
+    key: AuthKey,
     process: Option<Process<()>>,
     dir: Option<PathBuf>,
 }
@@ -291,10 +298,13 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key.
+    /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key;
+    /// [`Error::AuthkeyTooShort`] for a key shorter than [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN)
+    /// (no manager has one).
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<Manager> {
-        let client = Client::get(address, authkey)?;
-        Ok(Manager { client, key: authkey.to_vec(), process: None, dir: None })
+        let key = AuthKey::new(authkey)?;
+        let client = Client::get(address, &key)?;
+        Ok(Manager { client, key, process: None, dir: None })
     }
 
     /// The server's address.
@@ -304,7 +314,7 @@ impl Manager {
 
     /// The authkey.
     pub fn authkey(&self) -> &[u8] {
-        &self.key
+        self.key.as_bytes()
     }
 
     /// The server process's id, for a manager this process started.

@@ -16,6 +16,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::auth::AuthKey;
 use crate::client::{Address, Client};
 use crate::error::{Error, Result};
 use crate::registry::Shared;
@@ -194,7 +195,7 @@ impl Handle {
 struct WireProxy {
     address: Address,
     /// Sent only with a handle transfer (a start argument, a multiproc connection).
-    key: Option<Vec<u8>>,
+    key: Option<AuthKey>,
     id: ObjectId,
     kind: Kind,
     /// For a transfer: the export the receiver adopts. Stored in another object: none (the

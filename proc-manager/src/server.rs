@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::auth;
+use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
 use crate::object::{Abort, Object, OrderedMap, State};
 use crate::registry::Factory;
@@ -208,7 +208,7 @@ pub(crate) struct Core {
     /// Connection threads looking for their next request without sleeping now, and how many may.
     spinning: std::sync::atomic::AtomicUsize,
     max_spinning: usize,
-    key: Vec<u8>,
+    key: AuthKey,
     max_frame: u32,
     registry: HashMap<String, (Factory, String)>,
 }
@@ -232,7 +232,7 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn new(
         listener: Listener,
-        key: Vec<u8>,
+        key: AuthKey,
         max_frame: u32,
         registry: HashMap<String, (Factory, String)>,
     ) -> Self {

@@ -32,8 +32,11 @@ fn the_socket_is_private_and_a_wrong_key_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
-    let err = Manager::connect(m.address(), b"not the key").unwrap_err();
+    let err = Manager::connect(m.address(), b"not the key, but as long").unwrap_err();
     assert!(matches!(err, Error::Authentication(_)), "{err}");
+    // A key shorter than 16 bytes is refused before anything is sent.
+    let err = Manager::connect(m.address(), b"not the key").unwrap_err();
+    assert!(matches!(err, Error::AuthkeyTooShort { len: 11 }), "{err}");
     // The server keeps serving.
     let d = m.dict::<u8, u8>().unwrap();
     d.insert(1, 2).unwrap();
@@ -313,7 +316,7 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let unspecified: SocketAddr = "0.0.0.0:0".parse().unwrap();
     assert!(matches!(Manager::builder().start_tcp(unspecified), Err(Error::Start(_))));
     let m = Manager::builder()
-        .authkey(b"abracadabra".to_vec())
+        .authkey(b"abracadabra, abracadabra".to_vec())
         .start_tcp("127.0.0.1:0".parse().unwrap())
         .unwrap();
     let jobs = m.queue::<u64>(0).unwrap();
@@ -323,8 +326,11 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let address = m.address().to_string();
     assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
     // A wrong key over TCP.
-    assert!(matches!(Manager::connect(m.address(), b"wrong"), Err(Error::Authentication(_))));
-    let p = Process::new(remote_worker, (address, b"abracadabra".to_vec())).start().unwrap();
+    assert!(matches!(
+        Manager::connect(m.address(), b"the wrong key, long enough"),
+        Err(Error::Authentication(_))
+    ));
+    let p = Process::new(remote_worker, (address, b"abracadabra, abracadabra".to_vec())).start().unwrap();
     for n in 1..=10 {
         jobs.put(n).unwrap();
     }
@@ -345,7 +351,7 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
 /// A server in the foreground of its own process.
 fn serve_here(path: String) {
     let address = Address::parse(&format!("unix:{path}")).unwrap();
-    Manager::builder().authkey(b"fg".to_vec()).serve(&address).unwrap();
+    Manager::builder().authkey(b"the foreground server's key".to_vec()).serve(&address).unwrap();
 }
 
 #[test]
@@ -360,7 +366,7 @@ fn a_foreground_server_serves_until_shut_down() {
     // Connect once the socket exists (the server binds it as it starts).
     let deadline = Instant::now() + Duration::from_secs(60);
     let m = loop {
-        match Manager::connect(&address, b"fg") {
+        match Manager::connect(&address, b"the foreground server's key") {
             Ok(m) => break m,
             Err(e) => {
                 assert!(Instant::now() < deadline, "{e}");
@@ -412,4 +418,50 @@ fn a_stopped_server_does_not_hang_its_clients() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     proc_manager::set_answer_timeout(Duration::from_secs(60));
     assert_eq!(v.get().unwrap(), 4);
+}
+
+/// Whether `text` shows `key`: as text, or as the numbers `Debug` prints for its bytes.
+fn shows(text: &str, key: &[u8]) -> bool {
+    let numbers = key[..6].iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    text.contains(&*String::from_utf8_lossy(key)) || text.contains("SECRET") || text.contains(&numbers)
+}
+
+#[test]
+fn no_debug_output_or_error_shows_an_authkey() {
+    let _g = serial();
+    let _w = Watchdog::new("redacted", LIMIT);
+    let key = b"SECRET-0123456789abcdef".to_vec();
+    // Builder.
+    let builder = Manager::builder().authkey(key.clone());
+    let text = format!("{builder:?}");
+    assert!(!shows(&text, &key) && text.contains("redacted"), "{text}");
+    // Manager, and proxies (which hold the key to hand it to children).
+    let m = builder.start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let lock = m.lock().unwrap();
+    for text in [format!("{m:?}"), format!("{d:?}"), format!("{lock:?}"), format!("{:?}", m.address())] {
+        assert!(!shows(&text, &key), "{text}");
+    }
+    // Errors: a wrong key (neither key shows), a short one.
+    let wrong = b"SECRET-but-the-wrong-one".to_vec();
+    let err = Manager::connect(m.address(), &wrong).unwrap_err();
+    assert!(matches!(err, Error::Authentication(_)), "{err}");
+    for text in [format!("{err}"), format!("{err:?}")] {
+        assert!(!shows(&text, &key) && !shows(&text, &wrong), "{text}");
+    }
+    let short = b"SECRET-short".to_vec();
+    for err in [
+        Manager::connect(m.address(), &short).unwrap_err(),
+        Manager::builder().authkey(short.clone()).start().unwrap_err(),
+        Manager::builder().authkey(Vec::new()).start().unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::AuthkeyTooShort { .. }), "{err}");
+        for text in [format!("{err}"), format!("{err:?}")] {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+    assert_eq!(
+        Manager::builder().authkey(short).start().unwrap_err().to_string(),
+        "an authkey of 12 bytes is too short: at least 16 are required"
+    );
 }
