@@ -12,7 +12,7 @@ use std::time::Duration;
 use proc_core::handle::Fd;
 use proc_core::{Process, StartMethod};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, AuthKey};
 use crate::client::{Address, Client};
@@ -22,7 +22,7 @@ use crate::proxy::{
     ObjectHandle, Proxy, Queue, Semaphore, Value,
 };
 use crate::registry::{Registry, Shared};
-use crate::server::{Listener, Server};
+use crate::server::{Listener, Server, DEFAULT_MAX_HANDSHAKES};
 use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 
 /// Options for a manager server: the authkey, the address, registered types, the frame limit.
@@ -43,6 +43,7 @@ pub struct Builder {
     authkey: Option<AuthKey>,
     registry: Registry,
     max_frame: u32,
+    max_handshakes: u32,
     method: Option<StartMethod>,
 }
 
@@ -70,6 +71,20 @@ impl Builder {
     /// connection.
     pub fn max_frame(mut self, bytes: u32) -> Self {
         self.max_frame = bytes;
+        self
+    }
+
+    /// How many connections may be in their handshake at once (default 64; at least 1). When
+    /// one more arrives, the connection that has waited longest is closed.
+    ///
+    /// The handshake proves that both sides hold the authkey; until it is over the server
+    /// reads nothing else, and gives each connection at most 5 s. A connection costs a thread,
+    /// so this cap bounds what unauthenticated peers cost the server (threads and descriptors),
+    /// and closing the oldest keeps a burst of silent connections from locking out a client
+    /// with the key, which needs one round trip or two to get through. Authenticated
+    /// connections are not counted.
+    pub fn max_handshakes(mut self, connections: u32) -> Self {
+        self.max_handshakes = connections.max(1);
         self
     }
 
@@ -111,9 +126,14 @@ impl Builder {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::Start(format!("cannot restrict {}: {e}", path.display())))?;
         let fd = Fd::from(OwnedFd::from(listener));
-        let mut builder = Process::new(server_main, (fd, true, key.clone(), self.registry, self.max_frame))
-            .daemon(true)
-            .name("ManagerServer");
+        let options = ServerOptions {
+            unix: true,
+            key: key.clone(),
+            registry: self.registry,
+            max_frame: self.max_frame,
+            max_handshakes: self.max_handshakes,
+        };
+        let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
@@ -141,6 +161,11 @@ impl Builder {
     /// Starts a server process listening on a TCP address (for clients on other machines).
     /// Binding every interface (`0.0.0.0` or `::`) must be asked for with
     /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces).
+    ///
+    /// Only clients that prove they hold the authkey are served, but the traffic after that
+    /// handshake is neither encrypted nor integrity-protected: whoever can read or alter the
+    /// network path can read the values and inject requests. Over a network you do not trust,
+    /// listen on loopback and reach it through a tunnel (SSH, WireGuard, TLS).
     ///
     /// # Errors
     ///
@@ -171,9 +196,14 @@ impl Builder {
             .map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| Error::Start(e.to_string()))?;
         let fd = Fd::from(OwnedFd::from(listener));
-        let mut builder = Process::new(server_main, (fd, false, key.clone(), self.registry, self.max_frame))
-            .daemon(true)
-            .name("ManagerServer");
+        let options = ServerOptions {
+            unix: false,
+            key: key.clone(),
+            registry: self.registry,
+            max_frame: self.max_frame,
+            max_handshakes: self.max_handshakes,
+        };
+        let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
@@ -220,17 +250,32 @@ impl Builder {
                 TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?,
             ),
         };
-        Server::new(listener, key, self.max_frame, self.registry.resolve()).serve_forever();
+        Server::new(listener, key, self.max_frame, self.max_handshakes, self.registry.resolve())
+            .serve_forever();
         Ok(())
     }
 }
 
+/// What a server process is started with, besides its listener.
+#[derive(Debug, Serialize, Deserialize)]
+struct ServerOptions {
+    unix: bool,
+    key: AuthKey,
+    registry: Registry,
+    max_frame: u32,
+    max_handshakes: u32,
+}
+
 /// The server process's body.
-fn server_main(listener: Fd, unix: bool, key: AuthKey, registry: Registry, max_frame: u32) {
+fn server_main(listener: Fd, options: ServerOptions) {
     let fd = listener.into_owned();
-    let listener =
-        if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
-    Server::new(listener, key, max_frame, registry.resolve()).serve_forever();
+    let listener = if options.unix {
+        Listener::Unix(UnixListener::from(fd))
+    } else {
+        Listener::Tcp(TcpListener::from(fd))
+    };
+    Server::new(listener, options.key, options.max_frame, options.max_handshakes, options.registry.resolve())
+        .serve_forever();
 }
 
 /// A manager: a server process owning shared objects, and the way to make them (Python's
@@ -291,7 +336,13 @@ impl Manager {
 
     /// Options: authkey, registered types, address.
     pub fn builder() -> Builder {
-        Builder { authkey: None, registry: Registry::default(), max_frame: DEFAULT_MAX_FRAME, method: None }
+        Builder {
+            authkey: None,
+            registry: Registry::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            method: None,
+        }
     }
 
     /// Connects to a running manager (Python's `BaseManager(address, authkey).connect()`).

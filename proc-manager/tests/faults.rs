@@ -190,35 +190,112 @@ fn a_request_followed_by_more_bytes_is_refused_unanswered() {
     assert_eq!(answer, [2, 0, 0, 0, 9, 1]);
 }
 
-#[test]
-fn a_thousand_silent_connections_do_not_stop_good_clients() {
-    let _g = serial();
-    let _w = Watchdog::new("silent", LIMIT);
-    let m = Manager::start().unwrap();
-    let path = unix_path(&m);
-    let silent: Vec<UnixStream> = (0..1000).filter_map(|_| UnixStream::connect(&path).ok()).collect();
-    assert!(silent.len() >= 900, "only {} connections", silent.len());
+/// A connection as the flood tests use it: Unix or TCP.
+trait Silent: Read {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()>;
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Silent for UnixStream {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        UnixStream::set_nonblocking(self, on)
+    }
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Silent for TcpStream {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Whether the server ended the connection: waits up to `within` for its end when `wait`, else
+/// looks without waiting. The server's challenge may be there to read first; its end is what
+/// counts.
+fn ended<S: Silent>(s: &mut S, wait: bool, within: Duration) -> bool {
+    s.set_nonblocking(!wait).unwrap();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// How many threads process `pid` has now (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
+}
+
+/// Opens `n` connections that never say a word, to a manager that lets `cap` be in their
+/// handshake: the server closes the oldest as new ones come, keeps its threads bounded, and a
+/// client with the key is served at once.
+fn flood<S: Silent>(m: &Manager, cap: usize, n: usize, connect: impl Fn() -> S) {
+    let mut silent: Vec<S> = (0..n).map(|_| connect()).collect();
+    // The oldest n − cap were closed as newer ones came: at once, not at their 5 s deadline
+    // (had they timed out instead, so would the newest, opened a moment later; see below).
+    for (i, s) in silent[..n - cap].iter_mut().enumerate() {
+        assert!(ended(s, true, Duration::from_secs(30)), "silent connection {i} was not closed");
+    }
+    // Their threads end with them: the server has about one thread per connection still in its
+    // handshake, not one per connection ever opened.
+    #[cfg(target_os = "linux")]
+    {
+        let pid = m.server_pid().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while threads_of(pid) > cap + 16 {
+            assert!(Instant::now() < deadline, "the server kept {} threads", threads_of(pid));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The newest `cap` still wait in their handshake: the server did not simply time them out.
+    for (i, s) in silent[n - cap..].iter_mut().enumerate() {
+        assert!(!ended(s, false, Duration::from_secs(1)), "silent connection {} was closed", n - cap + i);
+    }
+    // A new client with the key (another process: its own connections, each with a handshake)
+    // is served meanwhile.
+    let good = Process::new(a_good_client, (m.address().to_string(), m.authkey().to_vec())).start().unwrap();
+    assert_eq!(good.join_timeout(Duration::from_secs(60)).unwrap(), Some(100));
+    drop(silent);
+}
+
+/// Connects, makes a dict and fills it: how many entries it holds.
+fn a_good_client(address: String, key: Vec<u8>) -> u32 {
+    let m = Manager::connect(&Address::parse(&address).unwrap(), &key).unwrap();
     let d = m.dict::<u32, u32>().unwrap();
     for i in 0..100 {
         d.insert(i, i).unwrap();
     }
-    let other = Manager::connect(m.address(), m.authkey()).unwrap();
-    assert_eq!(other.number_of_objects().unwrap(), 1);
-    // Served while the silent ones still wait for their deadline: none has been closed yet (the
-    // server's challenge may be there to read; end of file is not).
-    for (i, s) in silent.iter().enumerate() {
-        s.set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 256];
-        loop {
-            match (&*s).read(&mut buf) {
-                Ok(0) => panic!("silent connection {i} was closed before the good client was served"),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("silent connection {i}: {e}"),
-            }
-        }
-    }
-    drop(silent);
+    d.len().unwrap() as u32
+}
+
+#[test]
+fn hundreds_of_silent_tcp_connections_are_capped_and_a_good_client_is_served() {
+    let _g = serial();
+    let _w = Watchdog::new("silent_tcp", LIMIT);
+    let m = Manager::builder().start_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let Address::Tcp(address) = *m.address() else { panic!("expected TCP") };
+    // The default cap: 64.
+    flood(&m, 64, 300, || TcpStream::connect(address).unwrap());
+}
+
+#[test]
+fn silent_unix_connections_are_capped_too() {
+    let _g = serial();
+    let _w = Watchdog::new("silent_unix", LIMIT);
+    let m = Manager::builder().max_handshakes(8).start().unwrap();
+    let path = unix_path(&m);
+    flood(&m, 8, 100, || UnixStream::connect(&path).unwrap());
 }
 
 fn grab_and_hang(lock: Lock, held: LocalQueue<u32>) {
