@@ -23,6 +23,7 @@ use crate::proxy::{
 };
 use crate::registry::{Registry, Shared};
 use crate::server::{Listener, Server, DEFAULT_MAX_HANDSHAKES};
+use crate::sys::Janitor;
 use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 
 /// Options for a manager server: the authkey, the address, registered types, the frame limit.
@@ -120,7 +121,7 @@ impl Builder {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| Error::Start(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("manager.sock");
+        let path = dir.join(SOCKET_NAME);
         let listener = UnixListener::bind(&path)
             .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -132,6 +133,7 @@ impl Builder {
             registry: self.registry,
             max_frame: self.max_frame,
             max_handshakes: self.max_handshakes,
+            dir: Some(dir.clone()),
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
@@ -202,6 +204,7 @@ impl Builder {
             registry: self.registry,
             max_frame: self.max_frame,
             max_handshakes: self.max_handshakes,
+            dir: None,
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
@@ -264,10 +267,26 @@ struct ServerOptions {
     registry: Registry,
     max_frame: u32,
     max_handshakes: u32,
+    /// The directory made for the socket by `start`: the server's janitor removes it.
+    dir: Option<PathBuf>,
 }
+
+/// The name of the socket in the directory `start` makes for it.
+const SOCKET_NAME: &str = "manager.sock";
 
 /// The server process's body.
 fn server_main(listener: Fd, options: ServerOptions) {
+    // The owner removes the socket's directory when it shuts the server down; when the owner is
+    // killed instead, proc-core ends this daemon at once, with nothing run on its way out, so a
+    // janitor process removes the directory once this process has ended, however it ended.
+    // Dropped (after the server and its listener) at the end of a normal shutdown.
+    let _janitor = options.dir.as_ref().and_then(|dir| match Janitor::start(dir, &dir.join(SOCKET_NAME)) {
+        Ok(janitor) => Some(janitor),
+        Err(e) => {
+            tracing::warn!(error = %e, "the manager cannot start the janitor of its socket's directory");
+            None
+        }
+    });
     let fd = listener.into_owned();
     let listener = if options.unix {
         Listener::Unix(UnixListener::from(fd))

@@ -344,9 +344,9 @@ fn when_the_server_is_killed_every_call_fails_and_nothing_hangs() {
     assert!(m.shutdown().is_err());
 }
 
-fn own_a_manager(report: LocalQueue<u32>) {
+fn own_a_manager(report: LocalQueue<(u32, String)>) {
     let m = Manager::start().unwrap();
-    report.put(m.server_pid().unwrap()).unwrap();
+    report.put((m.server_pid().unwrap(), unix_path(&m).to_string_lossy().into_owned())).unwrap();
     loop {
         std::thread::park();
     }
@@ -358,12 +358,17 @@ fn gone(pid: u32) -> bool {
 }
 
 #[test]
-fn the_server_exits_when_its_owner_is_killed() {
+fn the_server_exits_and_its_socket_directory_goes_when_its_owner_is_killed() {
     let _g = serial();
     let _w = Watchdog::new("owner_killed", LIMIT);
     let report = LocalQueue::new(1).unwrap();
     let p = Process::new(own_a_manager, (report.clone(),)).start().unwrap();
-    let server = report.get_timeout(Duration::from_secs(60)).unwrap();
+    let (server, socket) = report.get_timeout(Duration::from_secs(60)).unwrap();
+    let dir = PathBuf::from(socket).parent().unwrap().to_path_buf();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("multiproc-manager-{}-", p.pid())), "{name}");
+    assert!(dir.is_dir());
+    // SIGKILL: the owner runs nothing on its way out.
     p.kill().unwrap();
     let _ = p.join_timeout(Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -371,6 +376,41 @@ fn the_server_exits_when_its_owner_is_killed() {
         assert!(Instant::now() < deadline, "the server {server} outlived its owner");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The server's janitor removes the directory once the server has ended.
+    while dir.exists() {
+        assert!(Instant::now() < deadline, "{} outlived the server", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_shut_down_manager_leaves_no_directory_and_no_process() {
+    let _g = serial();
+    let _w = Watchdog::new("shutdown_cleanup", LIMIT);
+    let m = Manager::start().unwrap();
+    let dir = unix_path(&m).parent().unwrap().to_path_buf();
+    let server = m.server_pid().unwrap();
+    #[cfg(target_os = "linux")]
+    let janitors = children_of(server);
+    #[cfg(target_os = "linux")]
+    assert_eq!(janitors.len(), 1, "{janitors:?}");
+    m.shutdown().unwrap();
+    assert!(!dir.exists());
+    assert!(gone(server));
+    // The server reaped its janitor before it exited.
+    #[cfg(target_os = "linux")]
+    assert!(janitors.iter().all(|&j| gone(j)), "{janitors:?}");
+}
+
+/// The children of `pid` (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// A separately started worker: knows only the address and the key.
