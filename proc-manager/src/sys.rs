@@ -113,38 +113,35 @@ impl Drop for Janitor {
 ///
 /// Called only in a child just made by `fork`, which it ends; `socket` and `dir` are
 /// NUL-terminated paths. It makes only async-signal-safe calls.
-unsafe fn janitor_main(
-    keep: RawFd,
-    last_fd: RawFd,
-    socket: *const libc::c_char,
-    dir: *const libc::c_char,
-) -> ! {
-    // SAFETY (for each call below): plain system calls on integers, on the live descriptor
-    // `keep`, a one-byte buffer on this stack, and the caller's NUL-terminated paths; every one
-    // is async-signal-safe.
-    unsafe {
-        // Out of the terminal's session and deaf to the signals aimed at the program, so that it
-        // outlives a Ctrl-C or a closed terminal that ends the server.
-        libc::setsid();
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
-            libc::signal(signal, libc::SIG_IGN);
-        }
-        for fd in 0..=last_fd {
-            if fd != keep {
-                libc::close(fd);
-            }
-        }
-        let mut byte = 0u8;
-        loop {
-            let n = libc::read(keep, (&mut byte as *mut u8).cast(), 1);
-            if n == 0 || (n < 0 && *errno() != libc::EINTR) {
-                break;
-            }
-        }
-        libc::unlink(socket);
-        libc::rmdir(dir);
-        libc::_exit(0)
+unsafe fn janitor_main(keep: RawFd, last_fd: RawFd, socket: *const libc::c_char, dir: *const libc::c_char) -> ! {
+    // Out of the terminal's session and deaf to the signals aimed at the program, so that it
+    // outlives a Ctrl-C or a closed terminal that ends the server.
+    // SAFETY: setsid takes no arguments; async-signal-safe.
+    unsafe { libc::setsid() };
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        // SAFETY: a valid signal number and SIG_IGN; async-signal-safe.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
+    for fd in (0..=last_fd).filter(|&fd| fd != keep) {
+        // SAFETY: close takes a plain integer (a descriptor not open is EBADF); this process
+        // owns every descriptor it has, and keeps only `keep`. Async-signal-safe.
+        unsafe { libc::close(fd) };
+    }
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into `byte`, on this stack; async-signal-safe.
+        let n = unsafe { libc::read(keep, (&raw mut byte).cast(), 1) };
+        // SAFETY: errno's location is valid for the calling thread.
+        if n == 0 || (n < 0 && unsafe { *errno() } != libc::EINTR) {
+            break;
+        }
+    }
+    // SAFETY: the caller's NUL-terminated path; async-signal-safe.
+    unsafe { libc::unlink(socket) };
+    // SAFETY: as above.
+    unsafe { libc::rmdir(dir) };
+    // SAFETY: ends this child without running anything of the server's; async-signal-safe.
+    unsafe { libc::_exit(0) }
 }
 
 /// The calling thread's `errno`.
