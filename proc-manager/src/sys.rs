@@ -113,7 +113,12 @@ impl Drop for Janitor {
 ///
 /// Called only in a child just made by `fork`, which it ends; `socket` and `dir` are
 /// NUL-terminated paths. It makes only async-signal-safe calls.
-unsafe fn janitor_main(keep: RawFd, last_fd: RawFd, socket: *const libc::c_char, dir: *const libc::c_char) -> ! {
+unsafe fn janitor_main(
+    keep: RawFd,
+    last_fd: RawFd,
+    socket: *const libc::c_char,
+    dir: *const libc::c_char,
+) -> ! {
     // Out of the terminal's session and deaf to the signals aimed at the program, so that it
     // outlives a Ctrl-C or a closed terminal that ends the server.
     // SAFETY: setsid takes no arguments; async-signal-safe.
