@@ -60,7 +60,7 @@ fn worker(address: String, authkey: Vec<u8>) {
 /// with an authkey; workers connect, take jobs and return results.
 pub(crate) fn distributed() {
     let master = Manager::builder()
-        .authkey(b"abc".to_vec())
+        .authkey(b"a key of 16 bytes or more".to_vec())
         .start_tcp("127.0.0.1:0".parse().expect("address"))
         .expect("manager");
     let tasks = master.queue::<u64>(0).expect("queue");
@@ -73,7 +73,9 @@ pub(crate) fn distributed() {
     }
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            Process::new(worker, (master.address().to_string(), b"abc".to_vec())).start().expect("start")
+            Process::new(worker, (master.address().to_string(), b"a key of 16 bytes or more".to_vec()))
+                .start()
+                .expect("start")
         })
         .collect();
     let mut lines: Vec<String> =

@@ -6,12 +6,77 @@
 //! nothing but these bytes is read before both sides are satisfied, and the caller bounds the
 //! whole exchange with a deadline (socket timeouts).
 
+use std::fmt;
 use std::io::{Read, Write};
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
+
+/// The shortest authkey a manager accepts, in bytes.
+///
+/// Python accepts any key, even one byte. A manager may listen on TCP, where anyone who can
+/// reach the port may try keys: a short or guessable key is no protection there, so a key must
+/// have at least this many bytes (the default key has 32 random bytes).
+pub const MIN_AUTHKEY_LEN: usize = 16;
+
+/// An authkey. Its `Debug` shows only its length, so that no log, panic message or debug print
+/// of a type holding one reveals it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct AuthKey(Vec<u8>);
+
+impl AuthKey {
+    /// A key given by the user: at least [`MIN_AUTHKEY_LEN`] bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AuthkeyTooShort`] for a shorter key.
+    pub(crate) fn new(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MIN_AUTHKEY_LEN {
+            return Err(Error::AuthkeyTooShort { len: bytes.len() });
+        }
+        Ok(AuthKey(bytes.to_vec()))
+    }
+
+    /// A key of the user's, not checked yet (a builder checks it when it starts a server).
+    pub(crate) fn unchecked(bytes: Vec<u8>) -> Self {
+        AuthKey(bytes)
+    }
+
+    /// Checks a key that was taken [`unchecked`](Self::unchecked).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub(crate) fn checked(self) -> Result<Self> {
+        if self.0.len() < MIN_AUTHKEY_LEN {
+            return Err(Error::AuthkeyTooShort { len: self.0.len() });
+        }
+        Ok(self)
+    }
+
+    /// 32 random bytes from the operating system.
+    ///
+    /// # Errors
+    ///
+    /// As [`random`].
+    pub(crate) fn random() -> Result<Self> {
+        Ok(AuthKey(random::<32>()?.to_vec()))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthKey(<redacted, {} bytes>)", self.0.len())
+    }
+}
 
 const CHALLENGE: &[u8; 8] = b"#CHALNG#";
 const WELCOME: &[u8; 8] = b"#WELCOM#";
@@ -84,9 +149,9 @@ fn answer(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
 ///
 /// [`Error::Authentication`] when either side's digest is wrong; [`Error::Connection`] when
 /// the stream fails or the deadline (socket timeout) passes.
-pub(crate) fn server_side(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
-    challenge(stream, key)?;
-    answer(stream, key)
+pub(crate) fn server_side(stream: &mut (impl Read + Write), key: &AuthKey) -> Result<()> {
+    challenge(stream, key.as_bytes())?;
+    answer(stream, key.as_bytes())
 }
 
 /// The client's side: answer the server's challenge, then challenge it.
@@ -94,9 +159,9 @@ pub(crate) fn server_side(stream: &mut (impl Read + Write), key: &[u8]) -> Resul
 /// # Errors
 ///
 /// As [`server_side`].
-pub(crate) fn client_side(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
-    answer(stream, key)?;
-    challenge(stream, key)
+pub(crate) fn client_side(stream: &mut (impl Read + Write), key: &AuthKey) -> Result<()> {
+    answer(stream, key.as_bytes())?;
+    challenge(stream, key.as_bytes())
 }
 
 #[cfg(test)]
@@ -105,16 +170,40 @@ mod tests {
 
     use std::os::unix::net::UnixStream;
 
+    use super::AuthKey;
+
+    fn key(bytes: &[u8]) -> AuthKey {
+        AuthKey::new(bytes).unwrap()
+    }
+
     #[test]
     fn the_same_key_passes_and_another_fails_on_both_sides() {
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        let t = std::thread::spawn(move || super::client_side(&mut b, b"key"));
-        super::server_side(&mut a, b"key").unwrap();
+        let t = std::thread::spawn(move || super::client_side(&mut b, &key(b"the key, 16 bytes")));
+        super::server_side(&mut a, &key(b"the key, 16 bytes")).unwrap();
         t.join().unwrap().unwrap();
 
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        let t = std::thread::spawn(move || super::client_side(&mut b, b"other"));
-        assert!(matches!(super::server_side(&mut a, b"key"), Err(crate::Error::Authentication(_))));
+        let t = std::thread::spawn(move || super::client_side(&mut b, &key(b"another key, 16 bytes")));
+        let refused = super::server_side(&mut a, &key(b"the key, 16 bytes"));
+        assert!(matches!(refused, Err(crate::Error::Authentication(_))));
         assert!(t.join().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_key_shorter_than_16_bytes_is_refused_and_debug_never_shows_one() {
+        for len in [0, 1, 8, 15] {
+            let refused = AuthKey::new(&vec![b'k'; len]);
+            assert!(matches!(refused, Err(crate::Error::AuthkeyTooShort { len: l }) if l == len));
+            assert!(AuthKey::unchecked(vec![b'k'; len]).checked().is_err());
+        }
+        let k = key(b"0123456789abcdef-SECRET");
+        assert_eq!(format!("{k:?}"), "AuthKey(<redacted, 23 bytes>)");
+        assert_eq!(format!("{:?}", Some(k.clone())), "Some(AuthKey(<redacted, 23 bytes>))");
+        assert_eq!(AuthKey::random().unwrap().as_bytes().len(), 32);
+        // On the wire (inside a proxy sent to a child), as the bytes of a Vec<u8>.
+        let bytes = proc_core::codec::to_vec(&k).unwrap();
+        assert_eq!(bytes, proc_core::codec::to_vec(&k.as_bytes().to_vec()).unwrap());
+        assert_eq!(proc_core::codec::from_bytes::<AuthKey>(&bytes).unwrap(), k);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth;
+use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
 use crate::server::{Stream, HANDSHAKE_DEADLINE};
 use crate::wire::{Framed, Hello, Request, Response, SessionId};
@@ -102,7 +102,7 @@ const MAX_IDLE: usize = 8;
 /// A process's way to one manager.
 pub(crate) struct Client {
     pub(crate) address: Address,
-    pub(crate) key: Vec<u8>,
+    pub(crate) key: AuthKey,
     session: SessionId,
     pid: u32,
     idle: Mutex<Vec<Conn>>,
@@ -150,17 +150,17 @@ impl Client {
     ///
     /// [`Error::Connection`] when the manager cannot be reached; [`Error::Authentication`] when
     /// the key is refused.
-    pub(crate) fn get(address: &Address, key: &[u8]) -> Result<Arc<Client>> {
+    pub(crate) fn get(address: &Address, key: &AuthKey) -> Result<Arc<Client>> {
         let mut all = clients();
         if let Some(c) = all.1.get(address) {
-            if c.key == key {
+            if c.key == *key {
                 return Ok(c.clone());
             }
         }
         let session = u128::from_le_bytes(auth::random()?);
         let client = Arc::new(Client {
             address: address.clone(),
-            key: key.to_vec(),
+            key: key.clone(),
             session,
             pid: proc_sync::raw::pid(),
             idle: Mutex::new(Vec::new()),
@@ -267,5 +267,30 @@ impl Client {
     /// A timeout as the wire carries it.
     pub(crate) fn millis(timeout: Option<Duration>) -> Option<u64> {
         timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use super::{Address, Client};
+    use crate::auth::AuthKey;
+
+    #[test]
+    fn debug_of_a_client_does_not_show_its_key() {
+        let client = Client {
+            address: Address::Unix("/tmp/m.sock".into()),
+            key: AuthKey::new(b"SECRET-0123456789abcdef").unwrap(),
+            session: 1,
+            pid: 1,
+            idle: Mutex::new(Vec::new()),
+            anchor: Mutex::new(None),
+        };
+        let text = format!("{client:?}");
+        assert!(!text.contains("SECRET") && !text.contains("83, 69, 67"), "{text}");
+        assert!(text.contains("/tmp/m.sock"), "{text}");
     }
 }

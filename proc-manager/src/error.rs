@@ -50,6 +50,12 @@ pub enum Error {
     TooLarge(u64),
     /// Starting the server failed, or an invalid address or argument.
     Start(String),
+    /// The authkey has fewer than [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN) bytes (`len`).
+    /// Python accepts any key; a manager reachable over TCP cannot rely on a short one.
+    AuthkeyTooShort {
+        /// The length of the key that was refused.
+        len: usize,
+    },
 }
 
 impl Error {
@@ -84,6 +90,11 @@ impl fmt::Display for Error {
             Error::ShutDown => f.write_str("the manager is shutting down"),
             Error::TooLarge(n) => write!(f, "a message of {n} bytes is larger than the limit"),
             Error::Start(m) => write!(f, "{m}"),
+            Error::AuthkeyTooShort { len } => write!(
+                f,
+                "an authkey of {len} bytes is too short: at least {} are required",
+                crate::MIN_AUTHKEY_LEN
+            ),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A Manager server with typed proxies for [multiproc](https://docs.rs/multiproc): Python's
-//! `multiprocessing.Manager`, typed, faster, and safe to expose.
+//! `multiprocessing.Manager`, typed, faster, and authenticated.
 //!
 //! ```
 //! use proc_core::Process;
@@ -36,10 +36,19 @@
 //!   proxy as the value (`Dict<String, List<u32>>`): the stored value holds a reference to its
 //!   object for as long as it is stored (removed, overwritten, cleared, or its container freed,
 //!   the reference goes; a value taken out hands its reference to the taker's new proxy).
-//! - Security: mutual HMAC-SHA256 challenge–response on the authkey before anything else is
-//!   read, with a deadline; frames are length-prefixed postcard with a size cap; stored values
-//!   are opaque bytes to the server, so no input makes it run code. A bad client costs only its
-//!   own connection.
+//! - Security: a mutual HMAC-SHA256 challenge–response on the authkey (at least
+//!   [`MIN_AUTHKEY_LEN`] bytes) before anything else is read, within 5 s, with at most 64
+//!   connections in their handshake at once ([`Builder::max_handshakes`]; the oldest is closed
+//!   when another arrives); frames are length-prefixed postcard with a size cap, each holding
+//!   exactly one value; stored values are opaque bytes to the server, so no input makes it run
+//!   code. A bad client costs only its own connection, and no `Debug` output or error shows a
+//!   key.
+//! - What the handshake does not do: it proves that both ends hold the key, and nothing more.
+//!   The traffic after it is neither encrypted nor integrity-protected, so whoever can read or
+//!   alter the network path between a client and a TCP manager can read every value and inject
+//!   requests into an authenticated connection (as with Python's managers). Keep a manager on its
+//!   Unix socket (the default), on loopback, or behind a tunnel (SSH, WireGuard, TLS) over a
+//!   network you do not trust.
 #![warn(missing_docs)]
 
 mod auth;
@@ -53,6 +62,7 @@ mod server;
 mod sys;
 mod wire;
 
+pub use auth::MIN_AUTHKEY_LEN;
 pub use client::{set_answer_timeout, Address};
 pub use error::{Error, Result};
 pub use manager::{Builder, Manager};

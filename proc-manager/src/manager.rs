@@ -12,9 +12,9 @@ use std::time::Duration;
 use proc_core::handle::Fd;
 use proc_core::{Process, StartMethod};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::auth;
+use crate::auth::{self, AuthKey};
 use crate::client::{Address, Client};
 use crate::error::{Error, Result};
 use crate::proxy::{
@@ -22,7 +22,8 @@ use crate::proxy::{
     ObjectHandle, Proxy, Queue, Semaphore, Value,
 };
 use crate::registry::{Registry, Shared};
-use crate::server::{Listener, Server};
+use crate::server::{Listener, Server, DEFAULT_MAX_HANDSHAKES};
+use crate::sys::Janitor;
 use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 
 /// Options for a manager server: the authkey, the address, registered types, the frame limit.
@@ -32,7 +33,7 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// ```
 /// use proc_manager::Manager;
 ///
-/// let manager = Manager::builder().authkey(b"secret".to_vec()).start()?;
+/// let manager = Manager::builder().authkey(b"a secret of 16 bytes or more".to_vec()).start()?;
 /// let d = manager.dict::<String, u32>()?;
 /// d.insert("a".into(), 1)?;
 /// assert_eq!(d.get(&"a".into())?, Some(1));
@@ -40,17 +41,24 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     registry: Registry,
     max_frame: u32,
+    max_handshakes: u32,
     method: Option<StartMethod>,
 }
 
 impl Builder {
-    /// The key clients must prove they hold (Python's `authkey`). Default: 32 random bytes, which
-    /// travel to children inside the proxies passed to them.
+    /// The key clients must prove they hold (Python's `authkey`): at least
+    /// [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN) (16) bytes, checked when the server starts.
+    /// Default: 32 random bytes. The key travels to children inside the proxies passed to them;
+    /// no `Debug` output shows it.
+    ///
+    /// Python accepts any key, even a short one; a manager may listen on TCP, where anyone who
+    /// reaches the port can try keys, so a short key is refused here
+    /// ([`Error::AuthkeyTooShort`] from `start`, `start_tcp` or `serve`).
     pub fn authkey(mut self, key: Vec<u8>) -> Self {
-        self.authkey = Some(key);
+        self.authkey = Some(AuthKey::unchecked(key));
         self
     }
 
@@ -67,17 +75,30 @@ impl Builder {
         self
     }
 
+    /// How many connections may be in their handshake at once (default 64; at least 1). When
+    /// one more arrives, the connection that has waited longest is closed.
+    ///
+    /// The handshake proves that both sides hold the authkey; until it is over the server
+    /// reads nothing else, and gives each connection at most 5 s. A connection costs a thread,
+    /// so this cap bounds what unauthenticated peers cost the server (threads and descriptors),
+    /// and closing the oldest keeps a burst of silent connections from locking out a client
+    /// with the key, which needs one round trip or two to get through. Authenticated
+    /// connections are not counted.
+    pub fn max_handshakes(mut self, connections: u32) -> Self {
+        self.max_handshakes = connections.max(1);
+        self
+    }
+
     /// The start method of the server process.
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
     }
 
-    fn key(&self) -> Result<Vec<u8>> {
+    fn key(&self) -> Result<AuthKey> {
         match &self.authkey {
-            Some(k) if k.is_empty() => Err(Error::Start("the authkey is empty".into())),
-            Some(k) => Ok(k.clone()),
-            None => Ok(auth::random::<32>()?.to_vec()),
+            Some(k) => k.clone().checked(),
+            None => AuthKey::random(),
         }
     }
 
@@ -87,7 +108,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Start`] when the socket cannot be made or the process cannot start.
+    /// [`Error::Start`] when the socket cannot be made or the process cannot start;
+    /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start(self) -> Result<Manager> {
         let key = self.key()?;
         let dir = std::env::temp_dir().join(format!(
@@ -99,15 +121,21 @@ impl Builder {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| Error::Start(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("manager.sock");
+        let path = dir.join(SOCKET_NAME);
         let listener = UnixListener::bind(&path)
             .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", path.display())))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::Start(format!("cannot restrict {}: {e}", path.display())))?;
         let fd = Fd::from(OwnedFd::from(listener));
-        let mut builder = Process::new(server_main, (fd, true, key.clone(), self.registry, self.max_frame))
-            .daemon(true)
-            .name("ManagerServer");
+        let options = ServerOptions {
+            unix: true,
+            key: key.clone(),
+            registry: self.registry,
+            max_frame: self.max_frame,
+            max_handshakes: self.max_handshakes,
+            dir: Some(dir.clone()),
+        };
+        let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
@@ -136,9 +164,15 @@ impl Builder {
     /// Binding every interface (`0.0.0.0` or `::`) must be asked for with
     /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces).
     ///
+    /// Only clients that prove they hold the authkey are served, but the traffic after that
+    /// handshake is neither encrypted nor integrity-protected: whoever can read or alter the
+    /// network path can read the values and inject requests. Over a network you do not trust,
+    /// listen on loopback and reach it through a tunnel (SSH, WireGuard, TLS).
+    ///
     /// # Errors
     ///
-    /// [`Error::Start`] for an unspecified address, or when binding or starting fails.
+    /// [`Error::Start`] for an unspecified address, or when binding or starting fails;
+    /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start_tcp(self, address: SocketAddr) -> Result<Manager> {
         if address.ip().is_unspecified() {
             return Err(Error::Start(
@@ -164,9 +198,15 @@ impl Builder {
             .map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| Error::Start(e.to_string()))?;
         let fd = Fd::from(OwnedFd::from(listener));
-        let mut builder = Process::new(server_main, (fd, false, key.clone(), self.registry, self.max_frame))
-            .daemon(true)
-            .name("ManagerServer");
+        let options = ServerOptions {
+            unix: false,
+            key: key.clone(),
+            registry: self.registry,
+            max_frame: self.max_frame,
+            max_handshakes: self.max_handshakes,
+            dir: None,
+        };
+        let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
@@ -184,7 +224,7 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::Start`] when the address cannot be bound (a Unix socket path that exists is not
-    /// replaced).
+    /// replaced); [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn serve(self, address: &Address) -> Result<()> {
         if let Address::Tcp(a) = address {
             if a.ip().is_unspecified() {
@@ -213,17 +253,48 @@ impl Builder {
                 TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?,
             ),
         };
-        Server::new(listener, key, self.max_frame, self.registry.resolve()).serve_forever();
+        Server::new(listener, key, self.max_frame, self.max_handshakes, self.registry.resolve())
+            .serve_forever();
         Ok(())
     }
 }
 
+/// What a server process is started with, besides its listener.
+#[derive(Debug, Serialize, Deserialize)]
+struct ServerOptions {
+    unix: bool,
+    key: AuthKey,
+    registry: Registry,
+    max_frame: u32,
+    max_handshakes: u32,
+    /// The directory made for the socket by `start`: the server's janitor removes it.
+    dir: Option<PathBuf>,
+}
+
+/// The name of the socket in the directory `start` makes for it.
+const SOCKET_NAME: &str = "manager.sock";
+
 /// The server process's body.
-fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_frame: u32) {
+fn server_main(listener: Fd, options: ServerOptions) {
+    // The owner removes the socket's directory when it shuts the server down; when the owner is
+    // killed instead, proc-core ends this daemon at once, with nothing run on its way out, so a
+    // janitor process removes the directory once this process has ended, however it ended.
+    // Dropped (after the server and its listener) at the end of a normal shutdown.
+    let _janitor = options.dir.as_ref().and_then(|dir| match Janitor::start(dir, &dir.join(SOCKET_NAME)) {
+        Ok(janitor) => Some(janitor),
+        Err(e) => {
+            tracing::warn!(error = %e, "the manager cannot start the janitor of its socket's directory");
+            None
+        }
+    });
     let fd = listener.into_owned();
-    let listener =
-        if unix { Listener::Unix(UnixListener::from(fd)) } else { Listener::Tcp(TcpListener::from(fd)) };
-    Server::new(listener, key, max_frame, registry.resolve()).serve_forever();
+    let listener = if options.unix {
+        Listener::Unix(UnixListener::from(fd))
+    } else {
+        Listener::Tcp(TcpListener::from(fd))
+    };
+    Server::new(listener, options.key, options.max_frame, options.max_handshakes, options.registry.resolve())
+        .serve_forever();
 }
 
 /// A manager: a server process owning shared objects, and the way to make them (Python's
@@ -261,7 +332,7 @@ fn server_main(listener: Fd, unix: bool, key: Vec<u8>, registry: Registry, max_f
 /// [`Error::ShutDown`] when it is shutting down.
 pub struct Manager {
     client: Arc<Client>,
-    key: Vec<u8>,
+    key: AuthKey,
     process: Option<Process<()>>,
     dir: Option<PathBuf>,
 }
@@ -284,17 +355,26 @@ impl Manager {
 
     /// Options: authkey, registered types, address.
     pub fn builder() -> Builder {
-        Builder { authkey: None, registry: Registry::default(), max_frame: DEFAULT_MAX_FRAME, method: None }
+        Builder {
+            authkey: None,
+            registry: Registry::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            method: None,
+        }
     }
 
     /// Connects to a running manager (Python's `BaseManager(address, authkey).connect()`).
     ///
     /// # Errors
     ///
-    /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key.
+    /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key;
+    /// [`Error::AuthkeyTooShort`] for a key shorter than [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN)
+    /// (no manager has one).
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<Manager> {
-        let client = Client::get(address, authkey)?;
-        Ok(Manager { client, key: authkey.to_vec(), process: None, dir: None })
+        let key = AuthKey::new(authkey)?;
+        let client = Client::get(address, &key)?;
+        Ok(Manager { client, key, process: None, dir: None })
     }
 
     /// The server's address.
@@ -304,7 +384,7 @@ impl Manager {
 
     /// The authkey.
     pub fn authkey(&self) -> &[u8] {
-        &self.key
+        self.key.as_bytes()
     }
 
     /// The server process's id, for a manager this process started.

@@ -16,6 +16,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::auth::AuthKey;
 use crate::client::{Address, Client};
 use crate::error::{Error, Result};
 use crate::registry::Shared;
@@ -194,7 +195,7 @@ impl Handle {
 struct WireProxy {
     address: Address,
     /// Sent only with a handle transfer (a start argument, a multiproc connection).
-    key: Option<Vec<u8>>,
+    key: Option<AuthKey>,
     id: ObjectId,
     kind: Kind,
     /// For a transfer: the export the receiver adopts. Stored in another object: none (the
@@ -698,8 +699,14 @@ impl Lock {
 
     /// Acquires the lock, waiting as long as it takes.
     pub fn acquire(&self) -> Result<LockGuard<'_>> {
-        self.acquire_with(true, None)?;
-        Ok(LockGuard { lock: self })
+        // A guard is made only for a lock this thread took: a dropped guard releases, and a
+        // `Lock` may be released by anyone, so a guard made for a lock not taken would release
+        // another client's.
+        if self.acquire_with(true, None)? {
+            Ok(LockGuard { lock: self })
+        } else {
+            Err(Error::protocol("the manager answered a blocking acquire with false"))
+        }
     }
 
     /// Acquires the lock, waiting at most `timeout`.
@@ -717,7 +724,13 @@ impl Lock {
 
     /// Acquires the lock if it is free now.
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
-        Ok(self.acquire_with(false, None)?.then_some(LockGuard { lock: self }))
+        // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
+        // and dropping it on `false` would release the lock another client holds.
+        if self.acquire_with(false, None)? {
+            Ok(Some(LockGuard { lock: self }))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Releases the lock (Python's `release`; a guard does it when dropped).
@@ -746,7 +759,13 @@ impl Semaphore {
 
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) -> Result<()> {
-        self.acquire_with(true, None).map(|_| ())
+        // A `false` here would be a permit not taken: say so rather than let the caller release
+        // one it never had.
+        if self.acquire_with(true, None)? {
+            Ok(())
+        } else {
+            Err(Error::protocol("the manager answered a blocking acquire with false"))
+        }
     }
 
     /// Takes a permit, waiting at most `timeout`; false if none came.

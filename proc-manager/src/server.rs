@@ -6,7 +6,7 @@
 //! references to objects, and when its last connection closes (the client process ended, even
 //! by SIGKILL) its references are dropped and the locks its threads held are released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::auth;
+use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
 use crate::object::{Abort, Object, OrderedMap, State};
 use crate::registry::Factory;
@@ -32,10 +32,9 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 /// handler, while many idle connections cost little.
 const CONN_STACK: usize = 1 << 20;
 
-/// At most this many connections may be in their handshake at once; more are closed at once.
-/// Each gets at most 5 s in all, so a flood of silent peers ties the server up for 5 s at most,
-/// and good clients are served meanwhile up to this count.
-const MAX_HANDSHAKING: usize = 4096;
+/// How many connections may be in their handshake at once by default (see
+/// [`Builder::max_handshakes`](crate::Builder::max_handshakes)).
+pub(crate) const DEFAULT_MAX_HANDSHAKES: u32 = 64;
 
 /// A stream to or from a manager: a Unix socket or TCP.
 #[derive(Debug)]
@@ -56,6 +55,21 @@ impl Stream {
                 s.set_write_timeout(write)
             }
         }
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+        }
+    }
+
+    /// Ends the connection both ways, for every copy of it: a thread reading it sees its end.
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
@@ -199,16 +213,24 @@ impl Table {
     }
 }
 
+/// The connections in their handshake, oldest first, each with a copy of its stream (to end it).
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    conns: VecDeque<(u64, Stream)>,
+}
+
 /// What every connection thread shares.
 pub(crate) struct Core {
     table: Mutex<Table>,
-    /// Connections in their handshake now.
-    handshaking: std::sync::atomic::AtomicUsize,
+    /// Connections in their handshake now, at most `max_handshakes`.
+    handshakes: Mutex<Handshakes>,
+    max_handshakes: usize,
     shutting_down: AtomicBool,
     /// Connection threads looking for their next request without sleeping now, and how many may.
     spinning: std::sync::atomic::AtomicUsize,
     max_spinning: usize,
-    key: Vec<u8>,
+    key: AuthKey,
     max_frame: u32,
     registry: HashMap<String, (Factory, String)>,
 }
@@ -216,6 +238,41 @@ pub(crate) struct Core {
 impl Core {
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn handshakes(&self) -> MutexGuard<'_, Handshakes> {
+        self.handshakes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a new connection in its handshake; when that makes more than `max_handshakes`, the
+    /// connection that has waited longest is ended (its thread sees the end and quits). `None`
+    /// when the connection cannot be tracked (out of descriptors): it is dropped then.
+    fn admit(&self, stream: &Stream) -> Option<u64> {
+        let copy = match stream.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "manager closed a new connection: cannot track its handshake");
+                return None;
+            }
+        };
+        let mut handshakes = self.handshakes();
+        handshakes.next += 1;
+        let id = handshakes.next;
+        handshakes.conns.push_back((id, copy));
+        while handshakes.conns.len() > self.max_handshakes {
+            if let Some((_, oldest)) = handshakes.conns.pop_front() {
+                oldest.shutdown();
+                tracing::debug!(
+                    "manager closed the oldest connection in its handshake: too many connections in their handshake"
+                );
+            }
+        }
+        Some(id)
+    }
+
+    /// The handshake of connection `id` ended (either way): it no longer counts.
+    fn admitted(&self, id: u64) {
+        self.handshakes().conns.retain(|(i, _)| *i != id);
     }
 }
 
@@ -232,13 +289,15 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn new(
         listener: Listener,
-        key: Vec<u8>,
+        key: AuthKey,
         max_frame: u32,
+        max_handshakes: u32,
         registry: HashMap<String, (Factory, String)>,
     ) -> Self {
         let core = Arc::new(Core {
             table: Mutex::new(Table::default()),
-            handshaking: std::sync::atomic::AtomicUsize::new(0),
+            handshakes: Mutex::new(Handshakes::default()),
+            max_handshakes: usize::try_from(max_handshakes).unwrap_or(usize::MAX).max(1),
             spinning: std::sync::atomic::AtomicUsize::new(0),
             max_spinning: std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(1).max(1)),
@@ -267,13 +326,15 @@ impl Server {
             if self.core.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
+            let Some(id) = self.core.admit(&stream) else { continue };
             let core = self.core.clone();
             let poker = listener.clone();
             let spawned = std::thread::Builder::new()
                 .name("manager-conn".into())
                 .stack_size(CONN_STACK)
-                .spawn(move || serve_connection(&core, stream, &poker));
+                .spawn(move || serve_connection(&core, stream, id, &poker));
             if let Err(e) = spawned {
+                self.core.admitted(id);
                 tracing::warn!(error = %e, "manager cannot start a thread for a connection; dropped it");
             }
         }
@@ -330,12 +391,15 @@ impl Write for Deadlined<'_> {
     }
 }
 
-/// Counts a connection in its handshake while alive.
-struct Handshaking<'a>(&'a Core);
+/// Counts connection `id` in its handshake until dropped.
+struct Handshaking<'a> {
+    core: &'a Core,
+    id: u64,
+}
 
 impl Drop for Handshaking<'_> {
     fn drop(&mut self) {
-        self.0.handshaking.fetch_sub(1, Ordering::SeqCst);
+        self.core.admitted(self.id);
     }
 }
 
@@ -352,12 +416,9 @@ fn greet(core: &Core, stream: Stream) -> Result<(wire::Framed<Stream>, Hello)> {
 }
 
 /// Authenticates a connection and serves its requests.
-fn serve_connection(core: &Core, stream: Stream, listener: &Listener) {
-    let guard = Handshaking(core);
-    if core.handshaking.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKING {
-        tracing::warn!("manager closed a connection: too many connections in their handshake");
-        return;
-    }
+fn serve_connection(core: &Core, stream: Stream, id: u64, listener: &Listener) {
+    // Counted since `admit`; no longer once the handshake is over, whichever way.
+    let handshaking = Handshaking { core, id };
     if let Stream::Tcp(s) = &stream {
         crate::sys::keepalive(s);
     }
@@ -368,7 +429,7 @@ fn serve_connection(core: &Core, stream: Stream, listener: &Listener) {
             return;
         }
     };
-    drop(guard);
+    drop(handshaking);
     if framed.stream.set_timeouts(None, Some(WRITE_DEADLINE)).is_err() {
         return;
     }

@@ -1,7 +1,8 @@
 //! The wire: length-prefixed postcard frames, and the requests and responses they carry.
 //!
-//! A frame is a little-endian `u32` length and that many bytes of postcard. Lengths above the
-//! limit are refused before anything is allocated. Stored values are opaque bytes to the server
+//! A frame is a little-endian `u32` length and that many bytes of postcard, holding exactly one
+//! value (a value followed by more bytes is refused). Lengths above the limit are refused before
+//! anything is allocated. Stored values are opaque bytes to the server
 //! (the proxies' types live in the clients), so nothing a client sends can make the server run
 //! code, and no request nests: decoding is bounded by the frame's size.
 
@@ -107,7 +108,8 @@ impl<S: Read + Write> Framed<S> {
     ///
     /// [`Error::Connection`] when the stream ends or fails (`UnexpectedEof` for a frame cut
     /// short); [`Error::TooLarge`] for a length above `max` (nothing more is read or allocated);
-    /// [`Error::Protocol`] for bytes that do not decode.
+    /// [`Error::Protocol`] for bytes that do not decode as one value, or a value followed by
+    /// more bytes.
     pub(crate) fn read<T: DeserializeOwned>(&mut self, max: u32) -> Result<T> {
         self.fill(4)?;
         let mut len = [0u8; 4];
@@ -118,8 +120,15 @@ impl<S: Read + Write> Framed<S> {
         }
         let total = 4 + len as usize;
         self.fill(total)?;
-        let value = proc_core::codec::from_bytes(&self.buf[self.start + 4..self.start + total])
-            .map_err(Error::protocol);
+        // A frame holds exactly one value: postcard stops at the value's end, so bytes after it
+        // are refused here (random bytes could otherwise decode as a short request, `Shutdown`).
+        let value = match proc_core::codec::take_from_bytes(&self.buf[self.start + 4..self.start + total]) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => {
+                Err(Error::protocol(format!("{} bytes after the value of a frame of {len}", rest.len())))
+            }
+            Err(e) => Err(Error::protocol(e)),
+        };
         self.start += total;
         if self.start == self.end {
             self.start = 0;

@@ -32,8 +32,11 @@ fn the_socket_is_private_and_a_wrong_key_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
-    let err = Manager::connect(m.address(), b"not the key").unwrap_err();
+    let err = Manager::connect(m.address(), b"not the key, but as long").unwrap_err();
     assert!(matches!(err, Error::Authentication(_)), "{err}");
+    // A key shorter than 16 bytes is refused before anything is sent.
+    let err = Manager::connect(m.address(), b"not the key").unwrap_err();
+    assert!(matches!(err, Error::AuthkeyTooShort { len: 11 }), "{err}");
     // The server keeps serving.
     let d = m.dict::<u8, u8>().unwrap();
     d.insert(1, 2).unwrap();
@@ -107,8 +110,8 @@ fn authenticated(path: &std::path::Path, key: &[u8]) -> UnixStream {
     s.read_exact(&mut digest).unwrap();
     assert_eq!(digest.to_vec(), mac(&nonce));
     s.write_all(b"#WELCOM#").unwrap();
-    // Hello: a session id (u128, varint) and a pid.
-    let hello = [2u8, 1, 1];
+    // Hello: a session id (u128, varint) and a pid (u32, varint), nothing more.
+    let hello = [2u8, 1];
     s.write_all(&(hello.len() as u32).to_le_bytes()).unwrap();
     s.write_all(&hello).unwrap();
     s
@@ -144,35 +147,155 @@ fn oversized_garbage_and_truncated_frames_close_that_connection_only() {
     assert_eq!(q.get().unwrap().len(), 1000);
 }
 
+/// Reads what the server sends until it closes the connection (within `within`): the bytes, or
+/// `None` if it did not close it.
+fn read_until_closed(stream: &mut UnixStream, within: Duration) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(got),
+            Err(_) => return None,
+        }
+    }
+}
+
 #[test]
-fn a_thousand_silent_connections_do_not_stop_good_clients() {
+fn a_request_followed_by_more_bytes_is_refused_unanswered() {
     let _g = serial();
-    let _w = Watchdog::new("silent", LIMIT);
+    let _w = Watchdog::new("trailing", LIMIT);
     let m = Manager::start().unwrap();
     let path = unix_path(&m);
-    let silent: Vec<UnixStream> = (0..1000).filter_map(|_| UnixStream::connect(&path).ok()).collect();
-    assert!(silent.len() >= 900, "only {} connections", silent.len());
+    let v = m.value(5u32).unwrap();
+    // Request::Shutdown is variant 9, CountObjects variant 8: one byte each in postcard. Followed
+    // by more bytes, neither may be carried out, nor answered.
+    for request in [&[9u8, 0xaa, 0xbb][..], &[9, 0], &[8, 1, 2, 3]] {
+        let mut s = authenticated(&path, m.authkey());
+        s.write_all(&(request.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(request).unwrap();
+        let answer = read_until_closed(&mut s, Duration::from_secs(30));
+        assert_eq!(answer.as_deref(), Some(&[][..]), "{request:?} was answered or not refused");
+    }
+    // The server still serves, and the same requests without the extra bytes are answered.
+    assert_eq!(v.get().unwrap(), 5);
+    let mut s = authenticated(&path, m.authkey());
+    s.write_all(&1u32.to_le_bytes()).unwrap();
+    s.write_all(&[8]).unwrap();
+    let mut answer = [0u8; 6];
+    s.read_exact(&mut answer).unwrap();
+    // A frame of two bytes: Response::Count (variant 9) of one object.
+    assert_eq!(answer, [2, 0, 0, 0, 9, 1]);
+}
+
+/// A connection as the flood tests use it: Unix or TCP.
+trait Silent: Read {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()>;
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Silent for UnixStream {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        UnixStream::set_nonblocking(self, on)
+    }
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Silent for TcpStream {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Whether the server ended the connection: waits up to `within` for its end when `wait`, else
+/// looks without waiting. The server's challenge may be there to read first; its end is what
+/// counts.
+fn ended<S: Silent>(s: &mut S, wait: bool, within: Duration) -> bool {
+    s.set_nonblocking(!wait).unwrap();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// How many threads process `pid` has now (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
+}
+
+/// Opens `n` connections that never say a word, to a manager that lets `cap` be in their
+/// handshake: the server closes the oldest as new ones come, keeps its threads bounded, and a
+/// client with the key is served at once.
+fn flood<S: Silent>(m: &Manager, cap: usize, n: usize, connect: impl Fn() -> S) {
+    let mut silent: Vec<S> = (0..n).map(|_| connect()).collect();
+    // The oldest n − cap were closed as newer ones came: at once, not at their 5 s deadline
+    // (had they timed out instead, so would the newest, opened a moment later; see below).
+    for (i, s) in silent[..n - cap].iter_mut().enumerate() {
+        assert!(ended(s, true, Duration::from_secs(30)), "silent connection {i} was not closed");
+    }
+    // Their threads end with them: the server has about one thread per connection still in its
+    // handshake, not one per connection ever opened.
+    #[cfg(target_os = "linux")]
+    {
+        let pid = m.server_pid().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while threads_of(pid) > cap + 16 {
+            assert!(Instant::now() < deadline, "the server kept {} threads", threads_of(pid));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The newest `cap` still wait in their handshake: the server did not simply time them out.
+    for (i, s) in silent[n - cap..].iter_mut().enumerate() {
+        assert!(!ended(s, false, Duration::from_secs(1)), "silent connection {} was closed", n - cap + i);
+    }
+    // A new client with the key (another process: its own connections, each with a handshake)
+    // is served meanwhile.
+    let good = Process::new(a_good_client, (m.address().to_string(), m.authkey().to_vec())).start().unwrap();
+    assert_eq!(good.join_timeout(Duration::from_secs(60)).unwrap(), Some(100));
+    drop(silent);
+}
+
+/// Connects, makes a dict and fills it: how many entries it holds.
+fn a_good_client(address: String, key: Vec<u8>) -> u32 {
+    let m = Manager::connect(&Address::parse(&address).unwrap(), &key).unwrap();
     let d = m.dict::<u32, u32>().unwrap();
     for i in 0..100 {
         d.insert(i, i).unwrap();
     }
-    let other = Manager::connect(m.address(), m.authkey()).unwrap();
-    assert_eq!(other.number_of_objects().unwrap(), 1);
-    // Served while the silent ones still wait for their deadline: none has been closed yet (the
-    // server's challenge may be there to read; end of file is not).
-    for (i, s) in silent.iter().enumerate() {
-        s.set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 256];
-        loop {
-            match (&*s).read(&mut buf) {
-                Ok(0) => panic!("silent connection {i} was closed before the good client was served"),
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("silent connection {i}: {e}"),
-            }
-        }
-    }
-    drop(silent);
+    d.len().unwrap() as u32
+}
+
+#[test]
+fn hundreds_of_silent_tcp_connections_are_capped_and_a_good_client_is_served() {
+    let _g = serial();
+    let _w = Watchdog::new("silent_tcp", LIMIT);
+    let m = Manager::builder().start_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let Address::Tcp(address) = *m.address() else { panic!("expected TCP") };
+    // The default cap: 64.
+    flood(&m, 64, 300, || TcpStream::connect(address).unwrap());
+}
+
+#[test]
+fn silent_unix_connections_are_capped_too() {
+    let _g = serial();
+    let _w = Watchdog::new("silent_unix", LIMIT);
+    let m = Manager::builder().max_handshakes(8).start().unwrap();
+    let path = unix_path(&m);
+    flood(&m, 8, 100, || UnixStream::connect(&path).unwrap());
 }
 
 fn grab_and_hang(lock: Lock, held: LocalQueue<u32>) {
@@ -221,9 +344,9 @@ fn when_the_server_is_killed_every_call_fails_and_nothing_hangs() {
     assert!(m.shutdown().is_err());
 }
 
-fn own_a_manager(report: LocalQueue<u32>) {
+fn own_a_manager(report: LocalQueue<(u32, String)>) {
     let m = Manager::start().unwrap();
-    report.put(m.server_pid().unwrap()).unwrap();
+    report.put((m.server_pid().unwrap(), unix_path(&m).to_string_lossy().into_owned())).unwrap();
     loop {
         std::thread::park();
     }
@@ -235,12 +358,17 @@ fn gone(pid: u32) -> bool {
 }
 
 #[test]
-fn the_server_exits_when_its_owner_is_killed() {
+fn the_server_exits_and_its_socket_directory_goes_when_its_owner_is_killed() {
     let _g = serial();
     let _w = Watchdog::new("owner_killed", LIMIT);
     let report = LocalQueue::new(1).unwrap();
     let p = Process::new(own_a_manager, (report.clone(),)).start().unwrap();
-    let server = report.get_timeout(Duration::from_secs(60)).unwrap();
+    let (server, socket) = report.get_timeout(Duration::from_secs(60)).unwrap();
+    let dir = PathBuf::from(socket).parent().unwrap().to_path_buf();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("multiproc-manager-{}-", p.pid())), "{name}");
+    assert!(dir.is_dir());
+    // SIGKILL: the owner runs nothing on its way out.
     p.kill().unwrap();
     let _ = p.join_timeout(Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -248,6 +376,41 @@ fn the_server_exits_when_its_owner_is_killed() {
         assert!(Instant::now() < deadline, "the server {server} outlived its owner");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The server's janitor removes the directory once the server has ended.
+    while dir.exists() {
+        assert!(Instant::now() < deadline, "{} outlived the server", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_shut_down_manager_leaves_no_directory_and_no_process() {
+    let _g = serial();
+    let _w = Watchdog::new("shutdown_cleanup", LIMIT);
+    let m = Manager::start().unwrap();
+    let dir = unix_path(&m).parent().unwrap().to_path_buf();
+    let server = m.server_pid().unwrap();
+    #[cfg(target_os = "linux")]
+    let janitors = children_of(server);
+    #[cfg(target_os = "linux")]
+    assert_eq!(janitors.len(), 1, "{janitors:?}");
+    m.shutdown().unwrap();
+    assert!(!dir.exists());
+    assert!(gone(server));
+    // The server reaped its janitor before it exited.
+    #[cfg(target_os = "linux")]
+    assert!(janitors.iter().all(|&j| gone(j)), "{janitors:?}");
+}
+
+/// The children of `pid` (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// A separately started worker: knows only the address and the key.
@@ -270,7 +433,7 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let unspecified: SocketAddr = "0.0.0.0:0".parse().unwrap();
     assert!(matches!(Manager::builder().start_tcp(unspecified), Err(Error::Start(_))));
     let m = Manager::builder()
-        .authkey(b"abracadabra".to_vec())
+        .authkey(b"abracadabra, abracadabra".to_vec())
         .start_tcp("127.0.0.1:0".parse().unwrap())
         .unwrap();
     let jobs = m.queue::<u64>(0).unwrap();
@@ -280,8 +443,11 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let address = m.address().to_string();
     assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
     // A wrong key over TCP.
-    assert!(matches!(Manager::connect(m.address(), b"wrong"), Err(Error::Authentication(_))));
-    let p = Process::new(remote_worker, (address, b"abracadabra".to_vec())).start().unwrap();
+    assert!(matches!(
+        Manager::connect(m.address(), b"the wrong key, long enough"),
+        Err(Error::Authentication(_))
+    ));
+    let p = Process::new(remote_worker, (address, b"abracadabra, abracadabra".to_vec())).start().unwrap();
     for n in 1..=10 {
         jobs.put(n).unwrap();
     }
@@ -302,7 +468,7 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
 /// A server in the foreground of its own process.
 fn serve_here(path: String) {
     let address = Address::parse(&format!("unix:{path}")).unwrap();
-    Manager::builder().authkey(b"fg".to_vec()).serve(&address).unwrap();
+    Manager::builder().authkey(b"the foreground server's key".to_vec()).serve(&address).unwrap();
 }
 
 #[test]
@@ -317,7 +483,7 @@ fn a_foreground_server_serves_until_shut_down() {
     // Connect once the socket exists (the server binds it as it starts).
     let deadline = Instant::now() + Duration::from_secs(60);
     let m = loop {
-        match Manager::connect(&address, b"fg") {
+        match Manager::connect(&address, b"the foreground server's key") {
             Ok(m) => break m,
             Err(e) => {
                 assert!(Instant::now() < deadline, "{e}");
@@ -369,4 +535,50 @@ fn a_stopped_server_does_not_hang_its_clients() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     proc_manager::set_answer_timeout(Duration::from_secs(60));
     assert_eq!(v.get().unwrap(), 4);
+}
+
+/// Whether `text` shows `key`: as text, or as the numbers `Debug` prints for its bytes.
+fn shows(text: &str, key: &[u8]) -> bool {
+    let numbers = key[..6].iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    text.contains(&*String::from_utf8_lossy(key)) || text.contains("SECRET") || text.contains(&numbers)
+}
+
+#[test]
+fn no_debug_output_or_error_shows_an_authkey() {
+    let _g = serial();
+    let _w = Watchdog::new("redacted", LIMIT);
+    let key = b"SECRET-0123456789abcdef".to_vec();
+    // Builder.
+    let builder = Manager::builder().authkey(key.clone());
+    let text = format!("{builder:?}");
+    assert!(!shows(&text, &key) && text.contains("redacted"), "{text}");
+    // Manager, and proxies (which hold the key to hand it to children).
+    let m = builder.start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let lock = m.lock().unwrap();
+    for text in [format!("{m:?}"), format!("{d:?}"), format!("{lock:?}"), format!("{:?}", m.address())] {
+        assert!(!shows(&text, &key), "{text}");
+    }
+    // Errors: a wrong key (neither key shows), a short one.
+    let wrong = b"SECRET-but-the-wrong-one".to_vec();
+    let err = Manager::connect(m.address(), &wrong).unwrap_err();
+    assert!(matches!(err, Error::Authentication(_)), "{err}");
+    for text in [format!("{err}"), format!("{err:?}")] {
+        assert!(!shows(&text, &key) && !shows(&text, &wrong), "{text}");
+    }
+    let short = b"SECRET-short".to_vec();
+    for err in [
+        Manager::connect(m.address(), &short).unwrap_err(),
+        Manager::builder().authkey(short.clone()).start().unwrap_err(),
+        Manager::builder().authkey(Vec::new()).start().unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::AuthkeyTooShort { .. }), "{err}");
+        for text in [format!("{err}"), format!("{err:?}")] {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+    assert_eq!(
+        Manager::builder().authkey(short).start().unwrap_err().to_string(),
+        "an authkey of 12 bytes is too short: at least 16 are required"
+    );
 }
