@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::result::{self, AsyncResult, Callbacks, IMap, Source};
 use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
-use crate::worker::{run_init, run_map, run_star, Init, InitFn, TaskFn};
+use crate::worker::{run_map, run_star, why_not, Init, TaskFn, HANDLE_IN_ARGS};
 
 /// Options for a [`Pool`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`,
 /// plus the start method, a per-task timeout and how many tasks each worker holds ahead.
@@ -44,7 +44,7 @@ use crate::worker::{run_init, run_map, run_star, Init, InitFn, TaskFn};
 #[derive(Debug)]
 pub struct Builder {
     processes: Option<usize>,
-    init: Option<std::result::Result<Init, Error>>,
+    init: Option<Init>,
     max_tasks: Option<u64>,
     method: Option<StartMethod>,
     timeout: Option<Duration>,
@@ -61,19 +61,48 @@ impl Builder {
     /// A function each worker runs once when it starts, with `args` (Python's `initializer` and
     /// `initargs`). A plain `fn` item or a non-capturing closure.
     ///
+    /// This is how workers get handles: `args` may hold any of them (a `Queue`, `SimpleQueue`,
+    /// `JoinableQueue` or `Connection`, a `Lock`, `RLock`, `Semaphore`, `Event`, `Condition` or
+    /// `Barrier`, a `Value` or `Array`, a `SharedMemory`, manager proxies), under every start
+    /// method. The pool keeps `args` as they are and serializes them into each worker's start
+    /// arguments, so every worker, replacements included, gets handles of its own. Tasks cannot
+    /// carry handles (see [`Pool`]'s section on handles): the initializer typically stores them in
+    /// a `static` of the worker for the tasks to use.
+    ///
     /// If it panics, the pool cannot run tasks: they fail with [`Error::Initializer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// use proc_pool::Pool;
+    /// use proc_queue::Queue;
+    ///
+    /// static RESULTS: OnceLock<Queue<u64>> = OnceLock::new();
+    ///
+    /// fn setup(results: Queue<u64>) {
+    ///     let _ = RESULTS.set(results);
+    /// }
+    ///
+    /// fn report(x: u64) {
+    ///     RESULTS.get().expect("set by the initializer").put(x * 10).unwrap();
+    /// }
+    ///
+    /// let results = Queue::new(8)?;
+    /// let pool = Pool::builder().processes(2).initializer(setup, (results.clone(),)).build()?;
+    /// pool.map(report, [1, 2, 3])?;
+    /// let mut got: Vec<u64> = (0..3).map(|_| results.get().unwrap()).collect();
+    /// got.sort();
+    /// assert_eq!(got, [10, 20, 30]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Target<A, Output = ()> + Copy,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
-        let func = CodeAddr::of(run_init::<F, A> as InitFn as usize);
-        self.init = Some(
-            postcard::to_stdvec(&args)
-                .map(|args| Init { func, args })
-                .map_err(|e| Error::Arguments(format!("the initializer's arguments: {e}"))),
-        );
+        self.init = Some(Init::new::<F, A>(args));
         self
     }
 
@@ -111,8 +140,10 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for zero processes, a `maxtasksperchild` or a prefetch of zero;
-    /// [`Error::Arguments`] when the initializer's arguments do not serialize; [`Error::Os`]
-    /// when the queues or the workers cannot be created (those started are stopped).
+    /// [`Error::Arguments`] when the initializer's arguments do not serialize (under the fork
+    /// start method, where each worker serializes its own copy, the pool's tasks fail with
+    /// [`Error::Initializer`] instead); [`Error::Os`] when the queues or the workers cannot be
+    /// created (those started are stopped).
     pub fn build(self) -> Result<Pool> {
         let processes = self.processes.unwrap_or_else(proc_core::process_cpu_count);
         if processes == 0 {
@@ -124,7 +155,7 @@ impl Builder {
         if self.prefetch == 0 || self.prefetch > 1 << 16 {
             return Err(Error::InvalidArgument("prefetch must be between 1 and 65536".into()));
         }
-        let init = self.init.transpose()?;
+        let init = self.init;
         let config = Config {
             processes,
             init,
@@ -175,6 +206,15 @@ impl Builder {
 ///
 /// Dropping the pool terminates it (as Python's `__exit__`), waiting a bounded time for the
 /// workers to exit.
+///
+/// # Handles
+///
+/// Workers get handles (queues, connections, locks, events, shared values, manager proxies)
+/// through the [initializer](Builder::initializer), as in Python, under every start method.
+/// Task arguments and results travel over the pool's queues as bytes and cannot carry a handle
+/// whose descriptors must travel with it: such a task is refused with [`Error::Arguments`]
+/// (nothing is submitted), and such a result fails its task with [`Error::Return`], each saying
+/// why. (A `SharedMemory` travels as its name, so it may be an argument.)
 ///
 /// # Examples
 ///
@@ -292,7 +332,7 @@ impl Pool {
     fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
         items
             .chunks(chunksize)
-            .map(|c| postcard::to_stdvec(c).map_err(|e| Error::Arguments(e.to_string())))
+            .map(|c| postcard::to_stdvec(c).map_err(|e| Error::Arguments(why_not(c, &e, HANDLE_IN_ARGS))))
             .collect()
     }
 
@@ -344,8 +384,8 @@ impl Pool {
         check_fn::<F>();
         let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        let args =
-            postcard::to_stdvec(std::slice::from_ref(&args)).map_err(|e| Error::Arguments(e.to_string()))?;
+        let args = postcard::to_stdvec(std::slice::from_ref(&args))
+            .map_err(|e| Error::Arguments(why_not(&args, &e, HANDLE_IN_ARGS)))?;
         let (result, cell) = AsyncResult::new();
         self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }], false)?;
         Ok(result)
@@ -645,7 +685,7 @@ impl Pool {
             Some(
                 postcard::to_stdvec(&chunk)
                     .map(|args| (func, args))
-                    .map_err(|e| Error::Arguments(e.to_string())),
+                    .map_err(|e| Error::Arguments(why_not(&chunk, &e, HANDLE_IN_ARGS))),
             )
         }));
         let window = (self.processes * 16).max(2);

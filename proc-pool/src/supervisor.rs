@@ -24,7 +24,7 @@ use proc_queue::{wait, GetError, PutError, Queue, Waitable};
 use crate::board::Board;
 use crate::error::Error;
 use crate::sys::now_ns;
-use crate::worker::{worker_main, Init, Order, Reply, INIT_FAILED};
+use crate::worker::{worker_main, Failure, Init, Order, Reply, INIT_FAILED};
 
 /// A task's outcome as the supervisor hands it over: the postcard bytes of the chunk's results,
 /// or the error.
@@ -348,7 +348,11 @@ impl Supervisor {
         if let Some(method) = self.config.method {
             builder = builder.start_method(method);
         }
-        let process = builder.start().map_err(|e| Error::Os(format!("cannot start a pool worker: {e}")))?;
+        let process =
+            builder.start().map_err(|e| match self.config.init.as_ref().and_then(Init::failure) {
+                Some(why) => Error::Arguments(format!("the initializer's arguments: {why}")),
+                None => Error::Os(format!("cannot start a pool worker: {e}")),
+            })?;
         self.shared.counters.workers_started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid = process.pid(), "pool worker started");
         slot.process = Some(process);
@@ -433,6 +437,7 @@ impl Supervisor {
     fn on_reply(&mut self, reply: Reply) {
         if reply.id == INIT_FAILED {
             let message = match reply.outcome {
+                Err(Failure::Arguments(m)) => format!("its arguments: {m}"),
                 Err(f) => Error::from(f).to_string(),
                 Ok(_) => "unknown".to_string(),
             };
