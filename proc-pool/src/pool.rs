@@ -684,12 +684,12 @@ impl Pool {
             }
             Some(
                 postcard::to_stdvec(&chunk)
-                    .map(|args| (func, args))
+                    .map(|args| (func, args, chunk.len()))
                     .map_err(|e| Error::Arguments(why_not(&chunk, &e, HANDLE_IN_ARGS))),
             )
         }));
         let window = (self.processes * 16).max(2);
-        IMap::new(self.shared.clone(), source, ordered, chunksize, window, total)
+        IMap::new(self.shared.clone(), source, ordered, window, total)
     }
 
     /// Takes no more tasks; the workers exit once every task submitted is done (Python's
