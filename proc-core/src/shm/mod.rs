@@ -35,6 +35,8 @@ pub(crate) mod tracker;
 
 pub use named::SharedMemory;
 pub use segment::Segment;
+#[doc(hidden)]
+pub use tracker::{group_segment, new_group, purge_group};
 
 use std::hash::{BuildHasher, Hasher};
 

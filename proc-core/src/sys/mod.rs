@@ -479,3 +479,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
 }
+
+/// Puts this process in a session (and process group) of its own, with no controlling terminal:
+/// the hangup of the terminal it was started from no longer reaches it.
+pub(crate) fn new_session() -> io::Result<()> {
+    nix::unistd::setsid().map(drop).map_err(io::Error::from)
+}
