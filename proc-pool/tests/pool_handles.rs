@@ -236,3 +236,100 @@ fn initializer_arguments_that_do_not_serialize_are_an_error() {
     let err = pool.unwrap().apply(double, (1,)).unwrap_err();
     assert!(matches!(&err, Error::Initializer(m) if m.contains("arguments")), "{err}");
 }
+
+/// The other handle types, each used once by a task.
+type Others = (
+    proc_queue::SimpleQueue<u32>,
+    proc_queue::JoinableQueue<u32>,
+    proc_queue::Connection<u32>,
+    proc_sync::RLock,
+    proc_sync::Semaphore,
+    proc_sync::Condition,
+    proc_sync::Barrier,
+    proc_sync::Array<u64>,
+    proc_core::shm::SharedMemory,
+);
+
+thread_local! {
+    static OTHERS: RefCell<Option<Others>> = const { RefCell::new(None) };
+}
+
+#[allow(clippy::too_many_arguments)]
+fn keep_others(
+    simple: proc_queue::SimpleQueue<u32>,
+    joinable: proc_queue::JoinableQueue<u32>,
+    conn: proc_queue::Connection<u32>,
+    rlock: proc_sync::RLock,
+    semaphore: proc_sync::Semaphore,
+    condition: proc_sync::Condition,
+    barrier: proc_sync::Barrier,
+    array: proc_sync::Array<u64>,
+    shm: proc_core::shm::SharedMemory,
+) {
+    OTHERS.with(|o| {
+        *o.borrow_mut() = Some((simple, joinable, conn, rlock, semaphore, condition, barrier, array, shm));
+    });
+}
+
+fn use_others(x: u32) -> u32 {
+    OTHERS.with(|o| {
+        let o = o.borrow();
+        let (simple, joinable, conn, rlock, semaphore, condition, barrier, array, shm) =
+            o.as_ref().expect("the initializer ran in this worker");
+        simple.put(x).unwrap();
+        joinable.put(x).unwrap();
+        conn.send(&x).unwrap();
+        {
+            let _outer = rlock.acquire().unwrap();
+            let _inner = rlock.acquire().unwrap();
+        }
+        semaphore.acquire();
+        semaphore.release();
+        condition.acquire().unwrap().notify_all();
+        barrier.wait().unwrap();
+        array.with(|a| a[0] += 1);
+        shm.write(0, &[x as u8]).unwrap();
+    });
+    x
+}
+
+/// The other handle types reach every worker through the initializer as well, under every start
+/// method.
+#[test]
+fn every_handle_type_reaches_the_workers() {
+    let _g = serial();
+    let _w = Watchdog::new("every_handle_type", LIMIT);
+    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+        let simple = proc_queue::SimpleQueue::new().unwrap();
+        let joinable = proc_queue::JoinableQueue::new(4).unwrap();
+        let (ours, theirs) = proc_queue::pipe::<u32>().unwrap();
+        let array = proc_sync::Array::<u64>::zeroed(1).unwrap();
+        let shm = proc_core::shm::SharedMemory::create(64).unwrap();
+        let args = (
+            simple.clone(),
+            joinable.clone(),
+            theirs,
+            proc_sync::RLock::new().unwrap(),
+            proc_sync::Semaphore::new(1).unwrap(),
+            proc_sync::Condition::new().unwrap(),
+            proc_sync::Barrier::new(1).unwrap(),
+            array.clone(),
+            proc_core::shm::SharedMemory::open(shm.name()).unwrap(),
+        );
+        let pool =
+            Pool::builder().processes(1).start_method(method).initializer(keep_others, args).build().unwrap();
+        assert_eq!(pool.apply(use_others, (7,)).unwrap(), 7, "{method:?}");
+        assert_eq!(simple.get().unwrap(), 7);
+        assert_eq!(joinable.get().unwrap(), 7);
+        joinable.task_done().unwrap();
+        joinable.join().unwrap();
+        assert_eq!(ours.recv().unwrap(), 7);
+        assert_eq!(array.get(0), Some(1));
+        let mut byte = [0u8];
+        shm.read(0, &mut byte).unwrap();
+        assert_eq!(byte, [7]);
+        pool.close();
+        pool.join().unwrap();
+        shm.unlink().unwrap();
+    }
+}
