@@ -1802,10 +1802,17 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.capacity == 0
-            || self.root.is_some()
-            || self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1
-        {
+        if self.capacity == 0 || self.root.is_some() {
+            return;
+        }
+        if self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1 {
+            // Others hold it, or were killed holding it (daemons terminated at exit, say): the
+            // program's main process has the tracker purge the queue's segments when it exits,
+            // once its children have ended.
+            let group = self.u64_at(H_GROUP).load(Ordering::Relaxed);
+            if group != 0 {
+                proc_core::shm::purge_group_at_exit(group);
+            }
             return;
         }
         // The last process leaves: unlink the later rings of the chain, and every ring's free

@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::globals;
 use crate::sys;
@@ -64,6 +64,35 @@ pub fn group_segment(name: &str, group: u64) {
 #[doc(hidden)]
 pub fn purge_group(group: u64) {
     send_if_running(&format!("P {group}\n"));
+}
+
+/// Groups to purge when this program's main process exits (see [`purge_group_at_exit`]).
+static AT_EXIT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Has the tracker unlink every segment of `group` when this program's main process exits,
+/// after its exit-time cleanup ended its children (daemons terminated, the others waited for):
+/// no process of the program uses the group then. For an owner that let go of its segments while
+/// other processes still used them (a queue dropped while its daemon workers ran on). Does
+/// nothing in a child process, whose siblings may go on using the group.
+#[doc(hidden)]
+pub fn purge_group_at_exit(group: u64) {
+    if globals::who().parent.is_none() {
+        let mut groups = AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner);
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+}
+
+/// The main process' exit, once its children have ended: purges the groups let go of.
+pub(crate) fn purge_at_exit() {
+    if globals::who().parent.is_some() {
+        return;
+    }
+    let groups = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner));
+    for group in groups {
+        purge_group(group);
+    }
 }
 
 /// Starts the tracker if this process has none, so that the children it starts share it.
