@@ -152,7 +152,6 @@ struct Segment {
 struct Registry {
     live: HashMap<String, Segment>,
     terminated: HashSet<u32>,
-    purged: HashSet<u64>,
 }
 
 impl Registry {
@@ -169,19 +168,12 @@ impl Registry {
                 self.live.remove(arg);
             }
             "G" => {
-                let Some(group) = number else { return };
-                if self.purged.contains(&group) {
-                    // Created after its group was released: nothing will read it.
-                    if self.live.remove(arg).is_some() {
-                        unlink(arg);
-                    }
-                } else if let Some(segment) = self.live.get_mut(arg) {
+                if let (Some(group), Some(segment)) = (number, self.live.get_mut(arg)) {
                     segment.group = Some(group);
                 }
             }
             "P" => {
                 let Ok(group) = arg.parse::<u64>() else { return };
-                self.purged.insert(group);
                 let names: Vec<String> = self
                     .live
                     .iter()
@@ -255,3 +247,6 @@ pub(crate) fn serve() -> i32 {
     }
     0
 }
+
+#[cfg(test)]
+mod test;
