@@ -836,19 +836,16 @@ impl Supervisor {
                 }
             }
         }
-        let mut killed = false;
         for slot in &mut self.slots {
             if let Some(p) = slot.process.take() {
                 if !matches!(p.join_timeout(Duration::from_secs(30)), Ok(Some(()))) {
                     let _ = p.kill();
                     let _ = p.join_timeout(TERMINATE_GRACE);
-                    killed = true;
                 }
             }
         }
-        if killed {
-            self.unlink_segments();
-        }
+        // No worker is left: what a worker killed earlier (a timeout, a crash) held goes too.
+        self.unlink_segments();
     }
 
     /// Terminates every worker and fails every task not done.
@@ -860,7 +857,6 @@ impl Supervisor {
     /// SIGTERM to every worker, SIGKILL after a grace period, and reaps them all; then unlinks
     /// the shared memory of the pool's queues that the workers can no longer release.
     fn kill_all(&mut self) {
-        let any = self.slots.iter().any(|s| s.process.is_some());
         for slot in &self.slots {
             if let Some(p) = &slot.process {
                 let _ = p.terminate();
@@ -877,13 +873,12 @@ impl Supervisor {
                 }
             }
         }
-        if any {
-            self.unlink_segments();
-        }
+        self.unlink_segments();
     }
 
     /// Unlinks the named segments of the pool's queues (large messages not read, those kept for
-    /// reuse, those a killed worker was writing or reading): no worker uses the queues any more.
+    /// reuse, those a killed worker was writing or reading): the queues are the pool's own, and no
+    /// worker uses them any more.
     fn unlink_segments(&self) {
         for slot in &self.slots {
             slot.orders.unlink_segments();
