@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::result::{self, AsyncResult, Callbacks, IMap, Source};
 use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
-use crate::worker::{run_map, run_star, why_not, Init, TaskFn, HANDLE_IN_ARGS};
+use crate::worker::{run_map, run_star, Init, TaskFn, HANDLE_IN_ARGS};
 
 /// Options for a [`Pool`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`,
 /// plus the start method, a per-task timeout and how many tasks each worker holds ahead.
@@ -212,9 +212,11 @@ impl Builder {
 /// Workers get handles (queues, connections, locks, events, shared values, manager proxies)
 /// through the [initializer](Builder::initializer), as in Python, under every start method.
 /// Task arguments and results travel over the pool's queues as bytes and cannot carry a handle
-/// whose descriptors must travel with it: such a task is refused with [`Error::Arguments`]
-/// (nothing is submitted), and such a result fails its task with [`Error::Return`], each saying
-/// why. (A `SharedMemory` travels as its name, so it may be an argument.)
+/// whose descriptors must travel with it (a queue, connection, lock, event, shared value): such a
+/// task is refused with [`Error::Arguments`] (nothing is submitted), and such a result fails its
+/// task with [`Error::Return`], each saying why. A manager proxy needs no descriptor: it may be a
+/// task argument (it travels with its manager's address and key, as in a process start), and a
+/// `SharedMemory` travels as its name.
 ///
 /// # Examples
 ///
@@ -275,6 +277,20 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(per).max(1)
 }
 
+/// Encodes a task's arguments, as a handle transfer: a manager proxy among them travels with what
+/// a worker needs to use it (as in a process start), and a handle that needs its descriptors to
+/// travel (they cannot go over the pool's queues) is refused, with the reason.
+fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    match proc_core::handle::serialize_with_fds(value) {
+        Ok((bytes, fds)) if fds.is_empty() => Ok(bytes),
+        Ok(_) => Err(Error::Arguments(HANDLE_IN_ARGS.to_string())),
+        Err(e) => {
+            let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            Err(Error::Arguments(why))
+        }
+    }
+}
+
 /// A chunk size of zero is an error.
 fn check_chunksize(chunksize: usize) -> Result<()> {
     if chunksize == 0 {
@@ -330,10 +346,7 @@ impl Pool {
     }
 
     fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
-        items
-            .chunks(chunksize)
-            .map(|c| postcard::to_stdvec(c).map_err(|e| Error::Arguments(why_not(c, &e, HANDLE_IN_ARGS))))
-            .collect()
+        items.chunks(chunksize).map(|c| encode_args(c)).collect()
     }
 
     /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
@@ -384,8 +397,7 @@ impl Pool {
         check_fn::<F>();
         let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        let args = postcard::to_stdvec(std::slice::from_ref(&args))
-            .map_err(|e| Error::Arguments(why_not(&args, &e, HANDLE_IN_ARGS)))?;
+        let args = encode_args(std::slice::from_ref(&args))?;
         let (result, cell) = AsyncResult::new();
         self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }], false)?;
         Ok(result)
@@ -682,11 +694,7 @@ impl Pool {
             if chunk.is_empty() {
                 return None;
             }
-            Some(
-                postcard::to_stdvec(&chunk)
-                    .map(|args| (func, args, chunk.len()))
-                    .map_err(|e| Error::Arguments(why_not(&chunk, &e, HANDLE_IN_ARGS))),
-            )
+            Some(encode_args(&chunk).map(|args| (func, args, chunk.len())))
         }));
         let window = (self.processes * 16).max(2);
         IMap::new(self.shared.clone(), source, ordered, window, total)

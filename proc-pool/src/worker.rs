@@ -134,7 +134,7 @@ fn encode<R: Serialize>(results: &[R], out: &mut Vec<u8>) -> Result<(), Failure>
     Ok(())
 }
 
-/// Why task arguments that hold a handle are refused.
+/// Why task arguments that hold a handle with descriptors are refused.
 pub(crate) const HANDLE_IN_ARGS: &str = "they hold a handle (a queue, connection, lock, event, \
      shared value or the like), and a task cannot carry one: tasks travel over the pool's queues, \
      which carry bytes, while a handle's descriptors travel only with a process start; give handles \

@@ -333,3 +333,25 @@ fn every_handle_type_reaches_the_workers() {
         shm.unlink().unwrap();
     }
 }
+
+fn list_len(l: List<u32>) -> usize {
+    l.len().unwrap()
+}
+
+/// A manager proxy needs no descriptor: it may be a task's argument, as in Python, and a worker
+/// that never saw that manager uses it.
+#[test]
+fn a_manager_proxy_may_be_a_task_argument() {
+    let _g = serial();
+    let _w = Watchdog::new("proxy_task_argument", LIMIT);
+    let manager = Manager::start().unwrap();
+    let list: List<u32> = manager.list().unwrap();
+    list.extend([1, 2, 3]).unwrap();
+    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.apply(list_len, (list.clone(),)).unwrap(), 3, "{method:?}");
+        assert_eq!(pool.map(list_len, vec![list.clone(); 4]).unwrap(), [3; 4], "{method:?}");
+        pool.close();
+        pool.join().unwrap();
+    }
+}
