@@ -346,7 +346,7 @@ impl Pool {
     }
 
     fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
-        items.chunks(chunksize).map(|c| encode_args(c)).collect()
+        items.chunks(chunksize).map(encode_args).collect()
     }
 
     /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
