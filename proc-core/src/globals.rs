@@ -176,6 +176,7 @@ pub(crate) fn register_atexit() {
     ONCE.call_once(|| {
         extern "C" fn at_exit() {
             shutdown_children();
+            crate::shm::tracker::purge_at_exit();
         }
         sys::at_exit(at_exit);
     });

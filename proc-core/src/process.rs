@@ -730,7 +730,13 @@ impl Shared {
             return Ok(());
         }
         tracing::debug!(pid, signal = %crate::error::signal_name(signal), "signalling child process");
-        match sys::kill(pid, signal) {
+        let sent = sys::kill(pid, signal);
+        drop(st);
+        if sent.is_ok() && (signal == libc::SIGTERM || signal == libc::SIGKILL) {
+            // What it leaves behind, the resource tracker reports as terminated, not as leaked.
+            crate::shm::tracker::terminated(pid);
+        }
+        match sent {
             // Already gone, not yet reported by the fork server.
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map_err(|e| Error::io("cannot signal a child", e)),

@@ -103,6 +103,53 @@ fn crashed_creator_leaks_nothing() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("unlinked leaked shared memory /{name}")), "{stderr}");
+    assert!(stderr.contains("which exited without unlinking it"), "{stderr}");
+    assert!(SharedMemory::open(&name).unwrap_err().is_not_found());
+}
+
+/// Creates a segment, says so through `ready`, and waits to be terminated.
+fn create_and_wait(name: String, ready: proc_core::handle::Fd) {
+    let shm = SharedMemory::create_named(&name, 4096).unwrap();
+    let mut ready = std::fs::File::from(ready.into_owned());
+    std::io::Write::write_all(&mut ready, b"!").unwrap();
+    std::mem::forget(shm);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+#[ignore = "run by terminated_creator_is_named_in_the_warning"]
+fn helper_create_in_a_child_and_terminate_it() {
+    let name = std::env::var("MPT_SHM_NAME").unwrap();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let theirs = proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(theirs));
+    let p = proc_core::Process::new(create_and_wait, (name, theirs)).start().unwrap();
+    let mut byte = [0u8];
+    std::io::Read::read_exact(&mut &ours, &mut byte).unwrap();
+    p.terminate().unwrap();
+    assert!(p.join().is_err());
+    println!("child pid {}", p.pid());
+}
+
+/// A segment left by a process that multiproc terminated is reported as such, not as leaked by
+/// a creator that exited on its own.
+#[test]
+fn terminated_creator_is_named_in_the_warning() {
+    let _s = serial();
+    let _w = Watchdog::new("terminated_creator_is_named_in_the_warning", LIMIT);
+    let name = unique("terminated");
+    let out = run_helper("helper_create_in_a_child_and_terminate_it", &[("MPT_SHM_NAME", &name)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The test harness may print its "test ... " line ahead of ours.
+    let pid = stdout.split("child pid ").nth(1).and_then(|rest| rest.split_whitespace().next());
+    let pid = pid.unwrap_or_else(|| panic!("{stdout}{stderr}"));
+    let line = format!(
+        "unlinked leaked shared memory /{name} (created by process {pid}, which multiproc terminated before it could unlink it)"
+    );
+    assert!(stderr.contains(&line), "{stderr}");
     assert!(SharedMemory::open(&name).unwrap_err().is_not_found());
 }
 

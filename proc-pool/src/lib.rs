@@ -17,7 +17,8 @@
 //!   Python's default chunk size, or one of yours), the lazy `imap` and `imap_unordered`,
 //!   [`Callbacks`], `close`, `terminate`, `join`; drop terminates.
 //! - [`Builder`]: processes, `initializer`, `maxtasksperchild`, start method, a per-task timeout.
-//! - [`AsyncResult`] (`get`, `get_timeout`, `wait`, `ready`, `successful`) and [`IMap`].
+//! - [`AsyncResult`] (`get`, `get_timeout`, `wait`, `ready`, `successful`), [`IMap`] and, for an
+//!   input of known length, [`ExactIMap`] (an `ExactSizeIterator`).
 //!
 //! Every worker has an order queue of its own, so the pool knows which task each worker runs.
 //! When a worker dies, only that task fails ([`Error::WorkerLost`] with the signal or exit
@@ -40,7 +41,7 @@ mod worker;
 
 pub use error::{Error, Result};
 pub use pool::{Builder, Pool, Stats};
-pub use result::{AsyncResult, Callbacks, IMap};
+pub use result::{AsyncResult, Callbacks, ExactIMap, IMap};
 
 use proc_core::handle::CodeAddr;
 

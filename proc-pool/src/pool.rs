@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::result::{self, AsyncResult, Callbacks, IMap, Source};
 use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
-use crate::worker::{run_init, run_map, run_star, Init, InitFn, TaskFn};
+use crate::worker::{run_map, run_star, Init, TaskFn, HANDLE_IN_ARGS};
 
 /// Options for a [`Pool`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`,
 /// plus the start method, a per-task timeout and how many tasks each worker holds ahead.
@@ -44,7 +44,7 @@ use crate::worker::{run_init, run_map, run_star, Init, InitFn, TaskFn};
 #[derive(Debug)]
 pub struct Builder {
     processes: Option<usize>,
-    init: Option<std::result::Result<Init, Error>>,
+    init: Option<Init>,
     max_tasks: Option<u64>,
     method: Option<StartMethod>,
     timeout: Option<Duration>,
@@ -61,19 +61,48 @@ impl Builder {
     /// A function each worker runs once when it starts, with `args` (Python's `initializer` and
     /// `initargs`). A plain `fn` item or a non-capturing closure.
     ///
+    /// This is how workers get handles: `args` may hold any of them (a `Queue`, `SimpleQueue`,
+    /// `JoinableQueue` or `Connection`, a `Lock`, `RLock`, `Semaphore`, `Event`, `Condition` or
+    /// `Barrier`, a `Value` or `Array`, a `SharedMemory`, manager proxies), under every start
+    /// method. The pool keeps `args` as they are and serializes them into each worker's start
+    /// arguments, so every worker, replacements included, gets handles of its own. Tasks cannot
+    /// carry handles (see [`Pool`]'s section on handles): the initializer typically stores them in
+    /// a `static` of the worker for the tasks to use.
+    ///
     /// If it panics, the pool cannot run tasks: they fail with [`Error::Initializer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// use proc_pool::Pool;
+    /// use proc_queue::Queue;
+    ///
+    /// static RESULTS: OnceLock<Queue<u64>> = OnceLock::new();
+    ///
+    /// fn setup(results: Queue<u64>) {
+    ///     let _ = RESULTS.set(results);
+    /// }
+    ///
+    /// fn report(x: u64) {
+    ///     RESULTS.get().expect("set by the initializer").put(x * 10).unwrap();
+    /// }
+    ///
+    /// let results = Queue::new(8)?;
+    /// let pool = Pool::builder().processes(2).initializer(setup, (results.clone(),)).build()?;
+    /// pool.map(report, [1, 2, 3])?;
+    /// let mut got: Vec<u64> = (0..3).map(|_| results.get().unwrap()).collect();
+    /// got.sort();
+    /// assert_eq!(got, [10, 20, 30]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Target<A, Output = ()> + Copy,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
-        let func = CodeAddr::of(run_init::<F, A> as InitFn as usize);
-        self.init = Some(
-            proc_core::codec::to_vec(&args)
-                .map(|args| Init { func, args })
-                .map_err(|e| Error::Arguments(format!("the initializer's arguments: {e}"))),
-        );
+        self.init = Some(Init::new::<F, A>(args));
         self
     }
 
@@ -111,8 +140,10 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for zero processes, a `maxtasksperchild` or a prefetch of zero;
-    /// [`Error::Arguments`] when the initializer's arguments do not serialize; [`Error::Os`]
-    /// when the queues or the workers cannot be created (those started are stopped).
+    /// [`Error::Arguments`] when the initializer's arguments do not serialize (under the fork
+    /// start method, where each worker serializes its own copy, the pool's tasks fail with
+    /// [`Error::Initializer`] instead); [`Error::Os`] when the queues or the workers cannot be
+    /// created (those started are stopped).
     pub fn build(self) -> Result<Pool> {
         let processes = self.processes.unwrap_or_else(proc_core::process_cpu_count);
         if processes == 0 {
@@ -124,7 +155,7 @@ impl Builder {
         if self.prefetch == 0 || self.prefetch > 1 << 16 {
             return Err(Error::InvalidArgument("prefetch must be between 1 and 65536".into()));
         }
-        let init = self.init.transpose()?;
+        let init = self.init;
         let config = Config {
             processes,
             init,
@@ -175,6 +206,17 @@ impl Builder {
 ///
 /// Dropping the pool terminates it (as Python's `__exit__`), waiting a bounded time for the
 /// workers to exit.
+///
+/// # Handles
+///
+/// Workers get handles (queues, connections, locks, events, shared values, manager proxies)
+/// through the [initializer](Builder::initializer), as in Python, under every start method.
+/// Task arguments and results travel over the pool's queues as bytes and cannot carry a handle
+/// whose descriptors must travel with it (a queue, connection, lock, event, shared value): such a
+/// task is refused with [`Error::Arguments`] (nothing is submitted), and such a result fails its
+/// task with [`Error::Return`], each saying why. A manager proxy needs no descriptor: it may be a
+/// task argument (it travels with its manager's address and key, as in a process start), and a
+/// `SharedMemory` travels as its name.
 ///
 /// # Examples
 ///
@@ -235,6 +277,20 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(per).max(1)
 }
 
+/// Encodes a task's arguments, as a handle transfer: a manager proxy among them travels with what
+/// a worker needs to use it (as in a process start), and a handle that needs its descriptors to
+/// travel (they cannot go over the pool's queues) is refused, with the reason.
+fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    match proc_core::handle::serialize_with_fds(value) {
+        Ok((bytes, fds)) if fds.is_empty() => Ok(bytes),
+        Ok(_) => Err(Error::Arguments(HANDLE_IN_ARGS.to_string())),
+        Err(e) => {
+            let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            Err(Error::Arguments(why))
+        }
+    }
+}
+
 /// A chunk size of zero is an error.
 fn check_chunksize(chunksize: usize) -> Result<()> {
     if chunksize == 0 {
@@ -290,10 +346,7 @@ impl Pool {
     }
 
     fn chunks<A: Serialize>(items: Vec<A>, chunksize: usize) -> Result<Vec<Vec<u8>>> {
-        items
-            .chunks(chunksize)
-            .map(|c| proc_core::codec::to_vec(c).map_err(|e| Error::Arguments(e.to_string())))
-            .collect()
+        items.chunks(chunksize).map(encode_args).collect()
     }
 
     /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
@@ -344,8 +397,7 @@ impl Pool {
         check_fn::<F>();
         let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        let args = proc_core::codec::to_vec(std::slice::from_ref(&args))
-            .map_err(|e| Error::Arguments(e.to_string()))?;
+        let args = encode_args(std::slice::from_ref(&args))?;
         let (result, cell) = AsyncResult::new();
         self.shared.submit([Job { func, args, done: result::single(cell, callbacks) }], false)?;
         Ok(result)
@@ -642,14 +694,10 @@ impl Pool {
             if chunk.is_empty() {
                 return None;
             }
-            Some(
-                proc_core::codec::to_vec(&chunk)
-                    .map(|args| (func, args))
-                    .map_err(|e| Error::Arguments(e.to_string())),
-            )
+            Some(encode_args(&chunk).map(|args| (func, args, chunk.len())))
         }));
         let window = (self.processes * 16).max(2);
-        IMap::new(self.shared.clone(), source, ordered, chunksize, window, total)
+        IMap::new(self.shared.clone(), source, ordered, window, total)
     }
 
     /// Takes no more tasks; the workers exit once every task submitted is done (Python's

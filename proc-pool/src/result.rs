@@ -354,12 +354,14 @@ pub(crate) fn gather<R: DeserializeOwned + Send + 'static>(
 }
 
 /// Chunks produced by an `imap`'s input: serialized arguments, or the input's failure.
-pub(crate) type Source<'a> = Box<dyn Iterator<Item = Result<(crate::CodeAddr, Vec<u8>)>> + 'a>;
+/// An `IMap`'s input, chunked and encoded: each chunk's function, bytes and number of items.
+pub(crate) type Source<'a> = Box<dyn Iterator<Item = Result<(crate::CodeAddr, Vec<u8>, usize)>> + 'a>;
 
 /// Finished chunks of an `imap`.
 struct Arrivals<R> {
-    /// Ordered: by chunk index. Unordered: in arrival order, under key 0, 1, 2, ...
-    done: BTreeMap<u64, Result<Vec<R>>>,
+    /// Ordered: by chunk index. Unordered: in arrival order, under key 0, 1, 2, ... With each
+    /// outcome, its chunk's number of items.
+    done: BTreeMap<u64, (usize, Result<Vec<R>>)>,
     arrived: u64,
     /// Whether the iterator sleeps on the condition variable.
     waiting: bool,
@@ -375,20 +377,26 @@ struct Shelf<R> {
 /// of chunks in flight, so an endless input works with flat memory. Yields each result, or the
 /// error of its task; after an error it goes on with the next results, as Python's does.
 ///
-/// It knows how many results are left when the input knows its length
-/// ([`len`](ExactSizeIterator::len) through `size_hint`), and counts those delivered
-/// ([`completed`](Self::completed)): enough for a progress bar.
+/// It yields one item per input item: its result, or its task's error (a chunk that fails yields
+/// its error once for each of its items). Only an input that fails, or a pool closed or
+/// terminated before the input is exhausted, ends it early, with that error.
+///
+/// When the input knows its length, so does the `IMap`: [`total`](Self::total), the upper bound
+/// of `size_hint`, and [`exact`](Self::exact), which makes it an [`ExactSizeIterator`] (for
+/// `indicatif`'s `ProgressIterator::progress`, say). It counts the items delivered
+/// ([`completed`](Self::completed)).
 pub struct IMap<'a, R> {
     shared: Arc<Shared>,
     source: Source<'a>,
     shelf: Arc<Shelf<R>>,
     ordered: bool,
-    chunksize: usize,
     window: usize,
     submitted: u64,
     taken: u64,
-    buffer: VecDeque<R>,
+    buffer: VecDeque<Result<R>>,
     input_error: Option<Error>,
+    /// The error that ended the input early, for [`ExactIMap`] to report for the items not run.
+    ended_by: Option<Error>,
     input_done: bool,
     total: Option<usize>,
     completed: usize,
@@ -410,7 +418,6 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
         shared: Arc<Shared>,
         source: Source<'a>,
         ordered: bool,
-        chunksize: usize,
         window: usize,
         total: Option<usize>,
     ) -> Self {
@@ -423,12 +430,12 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                 ready: Condvar::new(),
             }),
             ordered,
-            chunksize,
             window: window.max(1),
             submitted: 0,
             taken: 0,
             buffer: VecDeque::new(),
             input_error: None,
+            ended_by: None,
             input_done: false,
             total,
             completed: 0,
@@ -436,7 +443,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
         }
     }
 
-    /// How many results were delivered so far.
+    /// How many items (results or errors) were delivered so far.
     pub fn completed(&self) -> usize {
         self.completed
     }
@@ -457,7 +464,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                     self.input_error = Some(e);
                     self.end_input();
                 }
-                Some(Ok((func, args))) => {
+                Some(Ok((func, args, items))) => {
                     let index = self.submitted;
                     let shelf = self.shelf.clone();
                     let ordered = self.ordered;
@@ -466,7 +473,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                         let mut a = shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
                         let key = if ordered { index } else { a.arrived };
                         a.arrived += 1;
-                        a.done.insert(key, value);
+                        a.done.insert(key, (items, value));
                         let waiting = a.waiting;
                         drop(a);
                         if waiting {
@@ -490,11 +497,14 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
         loop {
             if let Some(v) = self.buffer.pop_front() {
                 self.completed += 1;
-                return Some(Ok(v));
+                return Some(v);
             }
             self.top_up();
             if self.taken == self.submitted {
-                return self.input_error.take().map(Err);
+                let error = self.input_error.take()?;
+                self.ended_by = Some(error.clone());
+                self.completed += 1;
+                return Some(Err(error));
             }
             let key = self.taken;
             let mut spins = 0;
@@ -527,12 +537,9 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
             drop(a);
             self.taken += 1;
             match got {
-                Ok(values) => self.buffer.extend(values),
-                Err(e) => {
-                    // The chunk's results are lost with it (Python: the whole chunk raises).
-                    self.completed += self.chunksize;
-                    return Some(Err(e));
-                }
+                (_, Ok(values)) => self.buffer.extend(values.into_iter().map(Ok)),
+                // The chunk's results are lost with it: its error stands for each of its items.
+                (items, Err(e)) => self.buffer.extend(std::iter::repeat_n(e, items.max(1)).map(Err)),
             }
         }
     }
@@ -575,12 +582,104 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
+        // A failing input or a closed pool may end it before the total.
+        (self.buffer.len(), self.total.map(|t| t.saturating_sub(self.completed)))
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
+    /// This `IMap` as an [`ExactSizeIterator`], when its input knows its length (a range, a
+    /// `Vec`, a slice's iterator, ...); otherwise it is handed back.
+    ///
+    /// The exact form yields exactly [`total`](Self::total) items: where the plain one ends early
+    /// (a failing input, a pool closed or terminated), it yields that error for each item not run.
+    ///
+    /// # Errors
+    ///
+    /// The `IMap` itself, when its length is not known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_pool::Pool;
+    ///
+    /// fn double(x: u32) -> u32 {
+    ///     x * 2
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut it = pool.imap(double, 0..10).exact().expect("a range knows its length");
+    /// assert_eq!(it.len(), 10);
+    /// it.next().unwrap()?;
+    /// assert_eq!(it.len(), 9);
+    /// assert_eq!(it.count(), 9);
+    /// # Ok::<(), proc_pool::Error>(())
+    /// ```
+    // The `IMap` is handed back by value, as `Rc::try_unwrap` does: boxing it would only move it.
+    #[allow(clippy::result_large_err)]
+    pub fn exact(self) -> std::result::Result<ExactIMap<'a, R>, Self> {
         match self.total {
-            Some(t) => {
-                let left = t.saturating_sub(self.completed);
-                (left, Some(left))
-            }
-            None => (self.buffer.len(), None),
+            Some(total) => Ok(ExactIMap { inner: self, total }),
+            None => Err(self),
         }
     }
 }
+
+/// An [`IMap`] whose input knows its length: an [`ExactSizeIterator`] that yields exactly one
+/// item per input item. Made by [`IMap::exact`].
+pub struct ExactIMap<'a, R> {
+    inner: IMap<'a, R>,
+    total: usize,
+}
+
+impl<R> fmt::Debug for ExactIMap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExactIMap").field("inner", &self.inner).field("total", &self.total).finish()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> ExactIMap<'_, R> {
+    /// How many items were delivered so far.
+    pub fn completed(&self) -> usize {
+        self.inner.completed
+    }
+
+    /// As [`IMap::next_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IMap::next_timeout`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.next_until(deadline)
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        if self.inner.completed >= self.total {
+            return None;
+        }
+        match self.inner.next_until(deadline) {
+            Some(item) => Some(item),
+            None => {
+                // Ended early: the items not run fail with what ended it.
+                self.inner.completed += 1;
+                Some(Err(self.inner.ended_by.clone().unwrap_or(Error::Closed)))
+            }
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Iterator for ExactIMap<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total.saturating_sub(self.inner.completed);
+        (left, Some(left))
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> ExactSizeIterator for ExactIMap<'_, R> {}

@@ -24,7 +24,7 @@ use proc_queue::{wait, GetError, PutError, Queue, Waitable};
 use crate::board::Board;
 use crate::error::Error;
 use crate::sys::now_ns;
-use crate::worker::{worker_main, Init, Order, Reply, INIT_FAILED};
+use crate::worker::{worker_main, Failure, Init, Order, Reply, INIT_FAILED};
 
 /// A task's outcome as the supervisor hands it over: the postcard bytes of the chunk's results,
 /// or the error.
@@ -348,7 +348,11 @@ impl Supervisor {
         if let Some(method) = self.config.method {
             builder = builder.start_method(method);
         }
-        let process = builder.start().map_err(|e| Error::Os(format!("cannot start a pool worker: {e}")))?;
+        let process =
+            builder.start().map_err(|e| match self.config.init.as_ref().and_then(Init::failure) {
+                Some(why) => Error::Arguments(format!("the initializer's arguments: {why}")),
+                None => Error::Os(format!("cannot start a pool worker: {e}")),
+            })?;
         self.shared.counters.workers_started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid = process.pid(), "pool worker started");
         slot.process = Some(process);
@@ -433,6 +437,7 @@ impl Supervisor {
     fn on_reply(&mut self, reply: Reply) {
         if reply.id == INIT_FAILED {
             let message = match reply.outcome {
+                Err(Failure::Arguments(m)) => format!("its arguments: {m}"),
                 Err(f) => Error::from(f).to_string(),
                 Ok(_) => "unknown".to_string(),
             };
@@ -839,6 +844,8 @@ impl Supervisor {
                 }
             }
         }
+        // No worker is left: what a worker killed earlier (a timeout, a crash) held goes too.
+        self.unlink_segments();
     }
 
     /// Terminates every worker and fails every task not done.
@@ -847,7 +854,8 @@ impl Supervisor {
         self.fail_everything(&Error::Terminated);
     }
 
-    /// SIGTERM to every worker, SIGKILL after a grace period, and reaps them all.
+    /// SIGTERM to every worker, SIGKILL after a grace period, and reaps them all; then unlinks
+    /// the shared memory of the pool's queues that the workers can no longer release.
     fn kill_all(&mut self) {
         for slot in &self.slots {
             if let Some(p) = &slot.process {
@@ -865,6 +873,17 @@ impl Supervisor {
                 }
             }
         }
+        self.unlink_segments();
+    }
+
+    /// Unlinks the named segments of the pool's queues (large messages not read, those kept for
+    /// reuse, those a killed worker was writing or reading): the queues are the pool's own, and no
+    /// worker uses them any more.
+    fn unlink_segments(&self) {
+        for slot in &self.slots {
+            slot.orders.unlink_segments();
+        }
+        self.replies.unlink_segments();
     }
 }
 

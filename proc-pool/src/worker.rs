@@ -8,15 +8,18 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use proc_core::handle::CodeAddr;
+use proc_core::handle::{deserialize_with_fds, serialize_with_fds, CodeAddr};
 use proc_core::Target;
 use proc_queue::{PutError, Queue};
+use serde::de::DeserializeOwned;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::board::Board;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// What the pool sends a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,8 +72,12 @@ impl From<Failure> for crate::Error {
 /// `Vec<R>`) into the buffer.
 pub(crate) type TaskFn = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
 
-/// The initializer's trampoline.
-pub(crate) type InitFn = fn(&[u8]) -> Result<(), Failure>;
+/// The initializer's trampoline: decodes its arguments (inside the decoding of the worker's start
+/// arguments, so handles among them find their descriptors) and returns the call, ready to run.
+pub(crate) type InitFn = fn(&[u8]) -> Result<PreparedInit, Failure>;
+
+/// The initializer with its decoded arguments.
+pub(crate) type PreparedInit = Box<dyn FnOnce() + Send>;
 
 /// Produces the zero-sized function value `F`.
 fn conjure<F>() -> F {
@@ -108,31 +115,161 @@ where
     encode(&results, out)
 }
 
-/// The initializer's trampoline.
-pub(crate) fn run_init<F, A>(args: &[u8]) -> Result<(), Failure>
+/// The initializer's trampoline: decodes `A` and returns the call of `F` with it.
+pub(crate) fn run_init<F, A>(args: &[u8]) -> Result<PreparedInit, Failure>
 where
     F: Target<A, Output = ()> + Copy,
-    A: DeserializeOwned,
+    A: DeserializeOwned + Send + 'static,
 {
     let args: A = proc_core::codec::from_bytes(args).map_err(|e| Failure::Arguments(e.to_string()))?;
     let f: F = conjure();
-    f.call(args);
-    Ok(())
+    Ok(Box::new(move || f.call(args)))
 }
 
 fn encode<R: Serialize>(results: &[R], out: &mut Vec<u8>) -> Result<(), Failure> {
     out.clear();
     let buf = std::mem::take(out);
-    *out = proc_core::codec::to_extend(results, buf).map_err(|e| Failure::Return(e.to_string()))?;
+    *out = proc_core::codec::to_extend(results, buf)
+        .map_err(|e| Failure::Return(why_not(results, &e, HANDLE_IN_RESULT)))?;
     Ok(())
 }
 
-/// The initializer a worker runs first: a trampoline and its postcard-encoded arguments.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Why task arguments that hold a handle with descriptors are refused.
+pub(crate) const HANDLE_IN_ARGS: &str = "they hold a handle (a queue, connection, lock, event, \
+     shared value or the like), and a task cannot carry one: tasks travel over the pool's queues, \
+     which carry bytes, while a handle's descriptors travel only with a process start; give handles \
+     to the workers through the pool's initializer (Builder::initializer)";
+
+/// Why a result that holds a handle is refused.
+pub(crate) const HANDLE_IN_RESULT: &str = "it holds a handle (a queue, connection, lock, event, \
+     shared value or the like), and a result cannot carry one: results travel back over the \
+     pool's queue, which carries bytes, while a handle's descriptors travel only with a process \
+     start";
+
+/// Why `value` did not serialize: `error`, or `handle` when the value holds a handle (it then
+/// serializes inside a transfer, with descriptors).
+pub(crate) fn why_not<T: Serialize + ?Sized>(value: &T, error: &proc_core::codec::Error, handle: &str) -> String {
+    match serialize_with_fds(value) {
+        Ok((_, fds)) if !fds.is_empty() => handle.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// The initializer a worker runs first: a trampoline ([`InitFn`]) and its arguments.
+///
+/// The pool keeps the arguments as the typed value the caller gave, and serializes them afresh
+/// into each worker's start arguments (replacement workers included): handles among them (queues,
+/// locks, shared values, connections, manager proxies) serialize only inside a process start,
+/// where their descriptors join the start's side table. The worker decodes them while it decodes
+/// its start arguments, into the prepared call. A worker made by fork gets the value itself and
+/// decodes a copy of it the same way, so each worker owns its handles whatever the start method.
+#[derive(Clone)]
 pub(crate) struct Init {
-    pub(crate) func: CodeAddr,
-    #[serde(with = "serde_bytes")]
-    pub(crate) args: Vec<u8>,
+    func: CodeAddr,
+    payload: Payload,
+    /// Why the arguments did not serialize, from the last start that tried.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Clone)]
+enum Payload {
+    /// In the pool (and in a worker made by fork): the caller's value.
+    Typed(Arc<dyn InitArgs>),
+    /// Decoded in a worker: the call, ready (taken once), or why it could not be decoded.
+    Decoded(Arc<Mutex<Option<Result<PreparedInit, Failure>>>>),
+}
+
+/// The initializer's arguments, typed, behind a trait object.
+trait InitArgs: Send + Sync {
+    fn encode(&self) -> Result<Vec<u8>, proc_core::codec::Error>;
+}
+
+/// The caller's value (behind a lock only so that it need not be `Sync`; only the pool's
+/// supervisor, which starts the workers, encodes it).
+struct Typed<A>(Mutex<A>);
+
+impl<A: Serialize + Send> InitArgs for Typed<A> {
+    fn encode(&self) -> Result<Vec<u8>, proc_core::codec::Error> {
+        proc_core::codec::to_vec(&*self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Init {
+    /// The initializer `F` with its arguments.
+    pub(crate) fn new<F, A>(args: A) -> Self
+    where
+        F: Target<A, Output = ()> + Copy,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Init {
+            func: CodeAddr::of(run_init::<F, A> as InitFn as usize),
+            payload: Payload::Typed(Arc::new(Typed(Mutex::new(args)))),
+            failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Why the arguments did not serialize at the last start, if they did not.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The call to run in the worker.
+    fn prepare(self) -> Result<PreparedInit, Failure> {
+        match self.payload {
+            Payload::Decoded(cell) => cell
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| Err(Failure::Arguments("the initializer ran already".into()))),
+            Payload::Typed(_) => {
+                // A worker made by fork: decode a copy of the value, as a started worker does, so
+                // that its handles are its own.
+                let fail = |e: proc_core::Error| Failure::Arguments(e.to_string());
+                let (bytes, fds) = serialize_with_fds(&self).map_err(fail)?;
+                let init: Init = deserialize_with_fds(&bytes, fds).map_err(fail)?;
+                init.prepare()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Init").field("func", &self.func).finish_non_exhaustive()
+    }
+}
+
+impl Serialize for Init {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Payload::Typed(args) = &self.payload else {
+            return Err(S::Error::custom("a worker's initializer cannot be sent on"));
+        };
+        // Inside a process start: the handles among the arguments put their descriptors in the
+        // start's side table.
+        let encoded = args.encode().map_err(|e| e.to_string());
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = encoded.as_ref().err().cloned();
+        let bytes = encoded.map_err(S::Error::custom)?;
+        (self.func, ByteBuf(bytes)).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Init {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (func, bytes) = <(CodeAddr, ByteBuf)>::deserialize(deserializer)?;
+        // Decoded here, while the start's descriptors are at hand. A failure is the worker's to
+        // report (the pool then learns why the initializer failed).
+        let prepared = func.resolve().map_err(|e| Failure::Arguments(e.to_string())).and_then(|addr| {
+            // SAFETY: the pool made `func` from a function of type `InitFn` of this binary
+            // (`Init::new`), and `resolve` checked that the code there is the same.
+            let f = unsafe { std::mem::transmute::<usize, InitFn>(addr) };
+            f(&bytes.0)
+        });
+        Ok(Init {
+            func,
+            payload: Payload::Decoded(Arc::new(Mutex::new(Some(prepared)))),
+            failure: Arc::new(Mutex::new(None)),
+        })
+    }
 }
 
 thread_local! {
@@ -191,11 +328,11 @@ pub(crate) fn worker_main(
     quiet_panics();
     let mut cache = HashMap::new();
     if let Some(init) = init {
-        let outcome = resolve(&mut cache, init.func).and_then(|addr| {
-            // SAFETY: the pool made `init.func` from a function of type `InitFn` of this binary
-            // (`Builder::initializer`), and `resolve` checked that the code there is the same.
-            let f = unsafe { std::mem::transmute::<usize, InitFn>(addr) };
-            guarded(|| f(&init.args))
+        let outcome = init.prepare().and_then(|call| {
+            guarded(|| {
+                call();
+                Ok(())
+            })
         });
         if let Err(failure) = outcome {
             // The pool learns why, then sees this worker end.

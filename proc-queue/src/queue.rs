@@ -107,8 +107,9 @@ const H_DONE: usize = 328;
 const H_JOINERS: usize = 332;
 const H_ATTACHED: usize = 36; // processes holding the queue (a killed one never leaves)
 const H_UNBOUNDED: usize = 40; // the queue grows a chain of rings instead of blocking `put`
-                               // In every ring of an unbounded queue: sealed (no new writes: go to the next ring), and the link
-                               // to the next ring (0: none; LINKING | pid: being linked; else the length of its name).
+const H_GROUP: usize = 48; // u64: the resource tracker's group of the queue's named segments
+                           // In every ring of an unbounded queue: sealed (no new writes: go to the next ring), and the link
+                           // to the next ring (0: none; LINKING | pid: being linked; else the length of its name).
 const H_SEALED: usize = 336;
 const H_NEXT: usize = 340;
 const H_NEXT_NAME: usize = 344; // 32 bytes
@@ -520,7 +521,11 @@ impl Ring {
                 })?;
                 (Mem::Anon(Segment::new(len)?), bell, None)
             }
-            Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
+            Some((root, bell)) => {
+                let shm = SharedMemory::create(len)?;
+                group_segment(&root, &shm);
+                (Mem::Named(shm), bell, Some(root))
+            }
         };
         let ring = Ring {
             chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
@@ -537,6 +542,9 @@ impl Ring {
             closed: AtomicBool::new(false),
         };
         ring.u32_at(H_ATTACHED).store(1, Ordering::Relaxed);
+        if ring.root.is_none() {
+            ring.u64_at(H_GROUP).store(proc_core::shm::new_group(), Ordering::Relaxed);
+        }
         ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
         ring.u32_at(H_SLOT_SIZE).store(slot_size as u32, Ordering::Relaxed);
         ring.u32_at(H_STRIDE).store(stride as u32, Ordering::Relaxed);
@@ -1064,6 +1072,7 @@ impl Ring {
             }
         }
         let shm = Arc::new(SharedMemory::create(size)?);
+        group_segment(self.root_mem(), &shm);
         self.cache_spill(&shm);
         Ok(shm)
     }
@@ -1546,6 +1555,21 @@ impl<T> Queue<T> {
         self.ring.closed.store(true, Ordering::Relaxed);
     }
 
+    /// Unlinks every named shared-memory segment of the queue now: those of large messages not
+    /// read yet, those kept for reuse, the later rings of an unbounded queue, and those that
+    /// processes killed in the middle of a `put` or `get` left (through the resource tracker).
+    /// The last process to drop the queue does this by itself; a killed process never drops it,
+    /// so after killing the other processes that used a queue, call this to clean up at once
+    /// rather than leave the segments to the resource tracker (which unlinks them, with a
+    /// warning, when the program ends).
+    ///
+    /// Call it only when no other process will use the queue: the large messages still in it are
+    /// lost, and an unbounded queue cannot grow past its current rings for processes that attach
+    /// later.
+    pub fn unlink_segments(&self) {
+        self.ring.unlink_named();
+    }
+
     /// Shuts the queue down for every process (Python 3.13's `shutdown`): blocked and later
     /// `put`s fail with [`PutError::ShutDown`]; `get`s drain what is queued, then fail with
     /// [`GetError::ShutDown`]. With `immediate`, the queued items are dropped at once (each
@@ -1778,14 +1802,36 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.capacity == 0
-            || self.root.is_some()
-            || self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1
-        {
+        if self.capacity == 0 || self.root.is_some() {
+            return;
+        }
+        if self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1 {
+            // Others hold it, or were killed holding it (daemons terminated at exit, say): the
+            // program's main process has the tracker purge the queue's segments when it exits,
+            // once its children have ended.
+            let group = self.u64_at(H_GROUP).load(Ordering::Relaxed);
+            if group != 0 {
+                proc_core::shm::purge_group_at_exit(group);
+            }
             return;
         }
         // The last process leaves: unlink the later rings of the chain, and every ring's free
         // spill segments and those of its unread messages.
+        self.unlink_named();
+    }
+}
+
+impl Ring {
+    /// Ring 0's memory (this ring's, or its root's).
+    fn root_mem(&self) -> &Mem {
+        self.root.as_deref().unwrap_or(&self.seg)
+    }
+
+    /// Unlinks every named segment of the queue: the later rings of the chain, every ring's free
+    /// spill segments and those of its unread messages, and, through the resource tracker, those
+    /// only dead processes knew (a message they were writing or reading when they were killed).
+    fn unlink_named(&self) {
+        let group = word64(self.root_mem(), H_GROUP).load(Ordering::Relaxed);
         self.unlink_spills();
         let mut link = self.next_name();
         while let Some(name) = link {
@@ -1796,6 +1842,17 @@ impl Drop for Ring {
             ring.unlink_spills();
             link = ring.next_name();
         }
+        if group != 0 {
+            proc_core::shm::purge_group(group);
+        }
+    }
+}
+
+/// Puts a named segment of the queue whose ring 0 is `root` in the queue's tracker group.
+fn group_segment(root: &Mem, shm: &SharedMemory) {
+    let group = word64(root, H_GROUP).load(Ordering::Relaxed);
+    if group != 0 {
+        proc_core::shm::group_segment(shm.name(), group);
     }
 }
 
@@ -2000,6 +2057,11 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// As [`Queue::close`].
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// As [`Queue::unlink_segments`].
+    pub fn unlink_segments(&self) {
+        self.inner.unlink_segments();
     }
 }
 

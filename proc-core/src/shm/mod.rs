@@ -35,6 +35,8 @@ pub(crate) mod tracker;
 
 pub use named::SharedMemory;
 pub use segment::Segment;
+#[doc(hidden)]
+pub use tracker::{group_segment, new_group, purge_group, purge_group_at_exit};
 
 use std::hash::{BuildHasher, Hasher};
 

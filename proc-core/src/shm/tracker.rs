@@ -3,27 +3,96 @@
 //! A process starts the tracker when it first starts a child or creates a named segment, so that
 //! every process of a program shares one tracker: children receive its pipe with their bootstrap
 //! (or inherit it through fork). A segment created in a child thus outlives the child, as in
-//! Python, and is unlinked only when the whole program has ended without unlinking it. Each creation writes `R <name>\n` to the pipe
-//! and each unlink `U <name>\n` (a line is shorter than `PIPE_BUF`, so writes never interleave).
+//! Python, and is unlinked only when the whole program has ended without unlinking it.
+//!
+//! The protocol is one line per event, each shorter than `PIPE_BUF` so that writes never
+//! interleave:
+//!
+//! - `R <name> <pid>`: process `pid` created segment `name`; `U <name>`: it was unlinked.
+//! - `G <name> <group>`: the segment belongs to `group`, the internal segments of one owner (a
+//!   queue's large messages and later rings); `P <group>`: the owner is done with them, unlink
+//!   every segment of the group now, quietly. An owner whose peers were killed mid-message (a
+//!   pool that terminates its workers) thus releases even the segments only they knew.
+//! - `T <pid>`: multiproc terminated process `pid` (`Process::terminate` or `kill`), so a segment
+//!   it leaves was not leaked by a creator that exited on its own, and the warning says so.
+//!
 //! When every process holding the pipe has exited, the tracker reads end-of-file, unlinks the names
-//! still registered with a warning on stderr, and exits. It ignores SIGINT and SIGTERM so that a
-//! Ctrl-C or a terminate aimed at the program cannot stop the cleanup.
+//! still registered, warns on stderr (naming the creator and what became of it), and exits. It
+//! runs in a session of its own and ignores SIGHUP, SIGINT and SIGTERM, so that neither a Ctrl-C,
+//! nor a terminate aimed at the program, nor the terminal closing at the program's end (`script`,
+//! an SSH session, a terminal window) can stop the cleanup.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::globals;
 use crate::sys;
 
 /// Registers a segment this process created.
 pub(crate) fn register(name: &str) {
-    send(&format!("R {name}\n"));
+    send(&format!("R {name} {}\n", std::process::id()));
 }
 
 /// Unregisters a segment that was unlinked.
 pub(crate) fn unregister(name: &str) {
     send(&format!("U {name}\n"));
+}
+
+/// Notes that multiproc terminated (or killed) process `pid`.
+pub(crate) fn terminated(pid: u32) {
+    send_if_running(&format!("T {pid}\n"));
+}
+
+/// A new group id for [`group_segment`] (random, never 0).
+#[doc(hidden)]
+pub fn new_group() -> u64 {
+    super::random_u64().max(1)
+}
+
+/// Puts segment `name`, which this process created, in `group`: [`purge_group`] unlinks it with
+/// the group's other segments. For the multiproc crates' own segments (a queue's large messages).
+#[doc(hidden)]
+pub fn group_segment(name: &str, group: u64) {
+    let name = name.trim_start_matches('/');
+    send_if_running(&format!("G /{name} {group}\n"));
+}
+
+/// Has the tracker unlink every segment of `group` still registered, whoever created it: the
+/// group's owner is done with them (its peers were killed, or it was the last to leave).
+#[doc(hidden)]
+pub fn purge_group(group: u64) {
+    send_if_running(&format!("P {group}\n"));
+}
+
+/// Groups to purge when this program's main process exits (see [`purge_group_at_exit`]).
+static AT_EXIT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Has the tracker unlink every segment of `group` when this program's main process exits,
+/// after its exit-time cleanup ended its children (daemons terminated, the others waited for):
+/// no process of the program uses the group then. For an owner that let go of its segments while
+/// other processes still used them (a queue dropped while its daemon workers ran on). Does
+/// nothing in a child process, whose siblings may go on using the group.
+#[doc(hidden)]
+pub fn purge_group_at_exit(group: u64) {
+    if globals::who().parent.is_none() {
+        let mut groups = AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner);
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+}
+
+/// The main process' exit, once its children have ended: purges the groups let go of.
+pub(crate) fn purge_at_exit() {
+    if globals::who().parent.is_some() {
+        return;
+    }
+    let groups = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner));
+    for group in groups {
+        purge_group(group);
+    }
 }
 
 /// Starts the tracker if this process has none, so that the children it starts share it.
@@ -45,9 +114,18 @@ fn send(line: &str) {
         ensure_running(&mut g);
         g.tracker.clone()
     };
+    write_line(fd, line);
+}
+
+/// Sends `line` to the tracker if this process has one (it starts none).
+fn send_if_running(line: &str) {
+    let fd = globals::lock().tracker.clone();
+    write_line(fd, line);
+}
+
+fn write_line(fd: Option<Arc<std::os::fd::OwnedFd>>, line: &str) {
     let Some(fd) = fd else { return };
-    let n = sys::write_all(fd.as_fd(), line.as_bytes());
-    if let Err(e) = n {
+    if let Err(e) = sys::write_all(fd.as_fd(), line.as_bytes()) {
         tracing::warn!(error = %e, "the resource tracker is gone; segments may leak on a crash");
     }
 }
@@ -62,8 +140,87 @@ fn launch() -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(w)
 }
 
+/// A registered segment.
+struct Segment {
+    /// The process that created it (0: not said).
+    creator: u32,
+    group: Option<u64>,
+}
+
+/// What the tracker knows.
+#[derive(Default)]
+struct Registry {
+    live: HashMap<String, Segment>,
+    terminated: HashSet<u32>,
+}
+
+impl Registry {
+    fn apply(&mut self, line: &str) {
+        let mut words = line.split(' ');
+        let (Some(op), Some(arg)) = (words.next(), words.next()) else { return };
+        let number = words.next().and_then(|w| w.parse::<u64>().ok());
+        match op {
+            "R" => {
+                let creator = number.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+                self.live.insert(arg.to_owned(), Segment { creator, group: None });
+            }
+            "U" => {
+                self.live.remove(arg);
+            }
+            "G" => {
+                if let (Some(group), Some(segment)) = (number, self.live.get_mut(arg)) {
+                    segment.group = Some(group);
+                }
+            }
+            "P" => {
+                let Ok(group) = arg.parse::<u64>() else { return };
+                let names: Vec<String> = self
+                    .live
+                    .iter()
+                    .filter(|(_, s)| s.group == Some(group))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in names {
+                    self.live.remove(&name);
+                    unlink(&name);
+                }
+            }
+            "T" => {
+                if let Ok(pid) = arg.parse::<u32>() {
+                    self.terminated.insert(pid);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Why a segment was left, for the warning.
+    fn why(&self, segment: &Segment) -> String {
+        let what = if segment.group.is_some() { "a queue's large message, " } else { "" };
+        match segment.creator {
+            0 => format!("{what}its creator exited without unlinking it"),
+            pid if self.terminated.contains(&pid) => {
+                format!(
+                    "{what}created by process {pid}, which multiproc terminated before it could unlink it"
+                )
+            }
+            pid => format!("{what}created by process {pid}, which exited without unlinking it"),
+        }
+    }
+}
+
+fn unlink(name: &str) {
+    if let Ok(cname) = std::ffi::CString::new(name) {
+        let _ = sys::shm_unlink(&cname);
+    }
+}
+
 /// The tracker role.
 pub(crate) fn serve() -> i32 {
+    // Out of the program's session and process group: the terminal's hangup and the signals
+    // aimed at the program's group do not reach it.
+    let _ = sys::new_session();
+    sys::set_signal_ignored(libc::SIGHUP, true);
     sys::set_signal_ignored(libc::SIGINT, true);
     sys::set_signal_ignored(libc::SIGTERM, true);
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
@@ -72,26 +229,24 @@ pub(crate) fn serve() -> i32 {
         Err(_) => return 1,
     };
     let _ = sys::dev_null_onto(0);
-    let mut live: Vec<String> = Vec::new();
+    let mut registry = Registry::default();
     for line in BufReader::new(input).lines() {
         let Ok(line) = line else { break };
-        match line.split_once(' ') {
-            Some(("R", name)) => live.push(name.to_owned()),
-            Some(("U", name)) => {
-                if let Some(i) = live.iter().position(|n| n == name) {
-                    live.swap_remove(i);
-                }
-            }
-            _ => {}
-        }
+        registry.apply(&line);
     }
-    for name in live {
-        let Ok(cname) = std::ffi::CString::new(name.clone()) else { continue };
-        let _ = sys::shm_unlink(&cname);
-        let _ = writeln!(
-            std::io::stderr(),
-            "multiproc: resource tracker: unlinked leaked shared memory {name} (its creator exited without unlinking it)"
-        );
+    // Unlink everything first: the warnings may not reach a terminal that is gone.
+    let mut left: Vec<(String, Segment)> = registry.live.drain().collect();
+    left.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, _) in &left {
+        unlink(name);
+    }
+    let mut stderr = std::io::stderr().lock();
+    for (name, segment) in &left {
+        let why = registry.why(segment);
+        let _ = writeln!(stderr, "multiproc: resource tracker: unlinked leaked shared memory {name} ({why})");
     }
     0
 }
+
+#[cfg(test)]
+mod test;

@@ -501,5 +501,11 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Puts this process in a session (and process group) of its own, with no controlling terminal:
+/// the hangup of the terminal it was started from no longer reaches it.
+pub(crate) fn new_session() -> io::Result<()> {
+    nix::unistd::setsid().map(drop).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod test;
