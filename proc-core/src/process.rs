@@ -23,6 +23,12 @@ use crate::wire::{FrameReader, Read};
 /// non-capturing closures work under every start method; closures that capture values work only
 /// with [`StartMethod::Fork`] (elsewhere `start` returns an error saying so), because a re-executed
 /// child can only re-create a target that has no data.
+///
+/// A re-executed child re-creates the target from its type alone, so [`Process::new`] also requires
+/// the target to be `Copy`: fn items and closures that capture nothing (or only `Copy` values) are.
+/// A closure that owns a value which must not be duplicated (a non-`Copy` proof or token type,
+/// even a zero-sized one) is refused at compile time there; start it with [`Process::fork`],
+/// which runs the one real value in a forked copy of this process.
 pub trait Target<Args>: Send + 'static {
     /// What the target returns; [`Process::join`] hands it back.
     type Output;
@@ -105,9 +111,13 @@ trait Job: Send {
     fn run_here(self: Box<Self>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>;
 }
 
+/// A target and its arguments. `entry` is the trampoline that re-creates the target in a
+/// re-executed child: only set for `Copy` targets (see [`Process::new`]), `None` for the ones
+/// [`Process::fork`] takes, which only a forked copy can run.
 struct TypedJob<F, A> {
     target: F,
     args: A,
+    entry: Option<EntryFn>,
 }
 
 impl<F, A> Job for TypedJob<F, A>
@@ -120,8 +130,7 @@ where
         if std::mem::size_of::<F>() != 0 {
             return None;
         }
-        let entry: EntryFn = child::entry::<F, A>;
-        Some(EntryPoint::of(entry))
+        self.entry.map(EntryPoint::of)
     }
 
     fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
@@ -265,20 +274,66 @@ impl Process<()> {
     /// assert_eq!(p.name(), "adder");
     /// assert_eq!(p.join().unwrap(), 5);
     /// ```
+    ///
+    /// The target must be `Copy`, because a re-executed child re-creates it from its type: a
+    /// closure that owns a non-`Copy` value, even a zero-sized one, would otherwise be duplicated
+    /// from nothing. Start such a closure with [`Process::fork`].
+    ///
+    /// ```compile_fail
+    /// use proc_core::Process;
+    ///
+    /// /// A zero-sized proof that something happened once; not `Copy`, so it cannot be duplicated.
+    /// struct Proof(());
+    ///
+    /// fn consume(_: Proof) {}
+    ///
+    /// let proof = Proof(());
+    /// // A zero-sized closure that owns the proof: refused, the child would forge a second one.
+    /// let _ = Process::new(move || consume(proof), ());
+    /// ```
     #[allow(clippy::new_ret_no_self)]
     pub fn new<F, A>(target: F, args: A) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry: EntryFn = child::entry::<F, A>;
+        Process::with_job(TypedJob { target, args, entry: Some(entry) }, None)
+    }
+
+    /// A process that runs `target(args...)` in a forked copy of this process
+    /// ([`StartMethod::Fork`], preset): the target may be any closure, capturing any data, since
+    /// the child runs the very value given here. Python's fork start method with a bound target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_core::Process;
+    ///
+    /// let data = vec![1, 2, 3];
+    /// let p = Process::fork(move || data.iter().sum::<i32>(), ()).start().unwrap();
+    /// assert_eq!(p.join().unwrap(), 6);
+    /// ```
+    ///
+    /// Another start method set on the builder makes `start` fail with
+    /// [`Error::is_capturing_target`](crate::Error::is_capturing_target).
+    pub fn fork<F, A>(target: F, args: A) -> ProcessBuilder<F::Output>
     where
         F: Target<A>,
         A: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned,
     {
-        ProcessBuilder {
-            job: Box::new(TypedJob { target, args }),
-            name: None,
-            daemon: false,
-            method: None,
-            _output: PhantomData,
-        }
+        Process::with_job(TypedJob { target, args, entry: None }, Some(StartMethod::Fork))
+    }
+
+    fn with_job<F, A>(job: TypedJob<F, A>, method: Option<StartMethod>) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder { job: Box::new(job), name: None, daemon: false, method, _output: PhantomData }
     }
 
     /// A process whose body is `value.run()`: Python's subclass-and-override-`run` form.
