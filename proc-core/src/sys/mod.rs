@@ -474,6 +474,25 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(u64::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0))
 }
 
+/// The owner's user id and the permission bits of the file or shared-memory object `fd`.
+pub(crate) fn owner_and_mode(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    // `mode_t` is a u32 on Linux and a u16 on macOS.
+    #[allow(clippy::useless_conversion)]
+    let mode = u32::from(stat.st_mode) & 0o7777;
+    Ok((stat.st_uid, mode))
+}
+
+/// The effective user id of the caller.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Immediately ends the calling process without running destructors or `atexit` handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
