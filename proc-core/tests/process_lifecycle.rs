@@ -259,7 +259,10 @@ fn capturing_closures_need_fork() {
     let n = 5u64;
     let e = get_context(StartMethod::Spawn).process(move || n * 2, ()).start().unwrap_err();
     assert!(e.is_capturing_target(), "{e}");
-    assert_eq!(get_context(StartMethod::Fork).process(move || n * 2, ()).start().unwrap().join().unwrap(), 10);
+    assert_eq!(
+        get_context(StartMethod::Fork).process(move || n * 2, ()).start().unwrap().join().unwrap(),
+        10
+    );
     let p = Process::fork(move || data.iter().sum::<i32>(), ()).start().unwrap();
     assert_eq!(p.join().unwrap(), 6);
 }
