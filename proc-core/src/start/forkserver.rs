@@ -3,8 +3,9 @@
 //! The server is a helper process started by spawn. It is single-threaded, so forking it is safe,
 //! and it is small, so forking it is fast. Protocol on its socket: each request is a frame
 //! carrying at least three descriptors: the child's end of a new control socket, the write end of
-//! a status pipe and the write end of a pid pipe. The server forks a child and writes its pid
-//! (`i32`, little-endian; minus an errno if fork failed) to the pid pipe, which the parent reads
+//! a status pipe and the write end of a pid pipe. The server forks a child, which first writes its
+//! own pid (`i32`, little-endian; the server writes minus an errno if fork failed) to the pid pipe,
+//! so the pid is known even if the server dies right after the fork. The parent reads it
 //! only when it needs the pid, so a start does not wait for the server. Once it has reaped the
 //! child, the server writes its exit code (`i32`, Python's convention) to the status pipe and
 //! closes it: the status pipe is the child's sentinel in the parent. The request's body is the
@@ -197,7 +198,8 @@ impl ForkServer {
     }
 }
 
-/// Reads the pid the fork server wrote to a pid pipe; `None` if it could not fork.
+/// Reads the pid a fork-server child wrote to its pid pipe; `None` if the server could not fork
+/// (or died before it could).
 pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
@@ -346,6 +348,10 @@ fn serve_inner() -> io::Result<()> {
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
                 match unsafe { sys::fork() } {
                     Ok(0) => {
+                        // The child's pid, first: should the server die before anything else, the
+                        // parent still knows which process is its child.
+                        let me = sys::getpid() as i32;
+                        let _ = sys::write_all(pid_w.as_fd(), &me.to_le_bytes());
                         sys::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
@@ -359,7 +365,8 @@ fn serve_inner() -> io::Result<()> {
                     Ok(pid) => {
                         drop(child_ctl);
                         drop(boot_fds);
-                        let _ = sys::write_all(pid_w.as_fd(), &(pid as i32).to_le_bytes());
+                        // The child writes its pid itself.
+                        drop(pid_w);
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {
