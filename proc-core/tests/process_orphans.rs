@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::{serial, Watchdog};
@@ -55,8 +56,8 @@ impl Drop for Child {
 }
 
 fn start(end: End) -> Child {
-    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
-    let (release_r, release_w) = std::io::pipe().unwrap();
+    let (mut ready_r, ready_w) = UnixStream::pair().unwrap();
+    let (release_r, release_w) = UnixStream::pair().unwrap();
     let args = (Fd::from(OwnedFd::from(ready_w)), Fd::from(OwnedFd::from(release_r)), end);
     let process = get_context(StartMethod::ForkServer).process(wait_then_end, args).start().unwrap();
     let mut byte = [0u8; 1];
