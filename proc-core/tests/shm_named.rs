@@ -149,8 +149,9 @@ fn a_segment_created_in_a_child_outlives_it() {
 }
 
 /// Sets the mode (and, if given, the owner) of the segment `name` as another program could.
-/// (macOS does not let `fchmod` change a POSIX shared-memory object, so these tests are Linux's;
-/// the check itself is the same `fstat` on both backends.)
+/// (`fchmod`/`fchown` of a POSIX shared-memory object is Linux behavior that macOS need not offer,
+/// so these tests are Linux's; the check itself is the same `fstat` on both backends, and runs on
+/// Linux under `force-portable` too.)
 #[cfg(target_os = "linux")]
 fn chmod_segment(name: &str, mode: libc::mode_t, owner: Option<libc::uid_t>) {
     let cname = std::ffi::CString::new(format!("/{name}")).unwrap();
@@ -201,7 +202,7 @@ fn a_segment_of_another_user_is_refused() {
     let _s = serial();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        // Giving a segment away needs root; the owner check is covered by the mode test's path.
+        // Giving a segment away needs root.
         eprintln!("skipped: changing a segment's owner needs root");
         return;
     }
