@@ -172,7 +172,7 @@ fn chmod_segment(name: &str, mode: libc::mode_t, owner: Option<libc::uid_t>) {
 #[test]
 fn a_world_writable_segment_is_refused_unless_unverified() {
     let _s = serial();
-    let name = unique("mode");
+    let name = unique("planted");
     let shm = SharedMemory::create_named(&name, 64).unwrap();
     // A segment made the normal way opens.
     assert_eq!(SharedMemory::open(&name).unwrap().size(), shm.size());
