@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use multiproc::queue::{pipe, Connection, Queue, SimpleQueue};
-use multiproc::{get_context, StartMethod};
+use multiproc::Process;
 use multiproc_benches::{
     floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_socketpair_pingpong_polling,
     floor_spsc_ring, group_name, join_bounded, pin_if_asked, Gate, BOUND,
@@ -82,19 +82,18 @@ impl<'de> Deserialize<'de> for Blob {
 /// Starts a child (fork start method) that waits at `gate`, runs `produce` and says it finished.
 fn producer(gate: &Gate, produce: impl FnOnce() -> bool + Send + 'static) -> multiproc::Process<bool> {
     let gate = gate.clone();
-    get_context(StartMethod::Fork)
-        .process(
-            move || {
-                if !gate.arrive() || !produce() {
-                    return false;
-                }
-                gate.finish();
-                true
-            },
-            (),
-        )
-        .start()
-        .expect("start")
+    Process::fork(
+        move || {
+            if !gate.arrive() || !produce() {
+                return false;
+            }
+            gate.finish();
+            true
+        },
+        (),
+    )
+    .start()
+    .expect("start")
 }
 
 /// One child produces `n` items with `produce(n)`; the parent consumes them with `consume(n)`.
@@ -191,20 +190,19 @@ fn queue_2to2(q: &Queue<u64>, n: u64) -> Duration {
     };
     let consumer = {
         let (q, gate) = (q.clone(), gate.clone());
-        get_context(StartMethod::Fork)
-            .process(
-                move || {
-                    if !gate.arrive() {
-                        return None;
-                    }
-                    let got = drain(&q);
-                    gate.finish();
-                    got
-                },
-                (),
-            )
-            .start()
-            .expect("start")
+        Process::fork(
+            move || {
+                if !gate.arrive() {
+                    return None;
+                }
+                let got = drain(&q);
+                gate.finish();
+                got
+            },
+            (),
+        )
+        .start()
+        .expect("start")
     };
     let start = gate.open();
     let mine = drain(q).expect("the parent's get timed out");
@@ -295,13 +293,12 @@ fn queue_pingpong(rounds: u64) -> Duration {
     let (ping, pong) = (Queue::<u64>::unbounded().expect("queue"), Queue::<u64>::unbounded().expect("queue"));
     let child = {
         let (ping, pong) = (ping.clone(), pong.clone());
-        get_context(StartMethod::Fork)
-            .process(
-                move || (0..=rounds).all(|_| ping.get_timeout(BOUND).is_ok_and(|v| pong.put(v + 1).is_ok())),
-                (),
-            )
-            .start()
-            .expect("start")
+        Process::fork(
+            move || (0..=rounds).all(|_| ping.get_timeout(BOUND).is_ok_and(|v| pong.put(v + 1).is_ok())),
+            (),
+        )
+        .start()
+        .expect("start")
     };
     let mut start = Instant::now();
     for round in 0..=rounds {
@@ -319,15 +316,12 @@ fn queue_pingpong(rounds: u64) -> Duration {
 /// `rounds` round trips of a `u64` through a duplex pipe, after an untimed first one.
 fn pipe_pingpong(rounds: u64) -> Duration {
     let (mine, theirs) = pipe::<u64>().expect("pipe");
-    let child = get_context(StartMethod::Fork)
-        .process(
-            move || {
-                (0..=rounds).all(|_| theirs.recv_timeout(BOUND).is_ok_and(|v| theirs.send(&(v + 1)).is_ok()))
-            },
-            (),
-        )
-        .start()
-        .expect("start");
+    let child = Process::fork(
+        move || (0..=rounds).all(|_| theirs.recv_timeout(BOUND).is_ok_and(|v| theirs.send(&(v + 1)).is_ok())),
+        (),
+    )
+    .start()
+    .expect("start");
     let mut start = Instant::now();
     for round in 0..=rounds {
         if round == 1 {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use multiproc::sync::{Event, Lock, RLock, Semaphore, Value};
-use multiproc::{get_context, StartMethod};
+use multiproc::{get_context, Process, StartMethod};
 use multiproc_benches::{
     backend_group_name, floor_pthread_counter, join_bounded, pin_if_asked, Gate, SharedMutex, BOUND,
 };
@@ -144,22 +144,21 @@ fn value_counter(n: u64) -> Duration {
     let gate = Gate::new();
     let child = {
         let (value, gate) = (value.clone(), gate.clone());
-        get_context(StartMethod::Fork)
-            .process(
-                move || {
-                    if !gate.arrive() {
-                        return false;
-                    }
-                    for _ in 0..n {
-                        value.update(|v| *v += 1);
-                    }
-                    gate.finish();
-                    true
-                },
-                (),
-            )
-            .start()
-            .expect("start")
+        Process::fork(
+            move || {
+                if !gate.arrive() {
+                    return false;
+                }
+                for _ in 0..n {
+                    value.update(|v| *v += 1);
+                }
+                gate.finish();
+                true
+            },
+            (),
+        )
+        .start()
+        .expect("start")
     };
     let start = gate.open();
     for _ in 0..n {

@@ -179,7 +179,7 @@ pub(crate) fn entry<F, A>(
     fds: Vec<OwnedFd>,
 ) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>
 where
-    F: Target<A>,
+    F: Target<A> + Copy,
     A: DeserializeOwned,
     F::Output: Serialize,
 {
@@ -187,9 +187,9 @@ where
     assert!(std::mem::size_of::<F>() == 0, "only zero-sized targets are re-created in a child");
     // SAFETY: `F` is zero-sized (the parent refuses to start other targets this way, and the
     // assertion above re-checks it), so reading one from a dangling, aligned pointer reads no
-    // bytes. Zero-sized `FnOnce` types
-    // are fn items and non-capturing closures (or closures capturing only zero-sized values), which
-    // carry no invariant beyond their type, so producing one here is what the parent's copy is.
+    // bytes. `F` is also `Copy`: a zero-sized `Copy` closure (or fn item) carries no value whose
+    // duplication could break an invariant (a non-`Copy` zero-sized proof it owned would make it
+    // non-`Copy`), so producing one here is a copy of the parent's.
     let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
     let output = target.call(args);
     serialize_with_fds(&output).map_err(|e| format!("return value: {}", e.with_cause()))

@@ -51,6 +51,8 @@ pub(crate) enum ErrorKind {
     TooManyHandles(usize),
     /// A shared-memory name is not valid.
     InvalidName(String),
+    /// A named shared-memory segment is owned by another user or writable by others.
+    UntrustedSegment { name: String, owner: u32, mode: u32, euid: u32 },
     /// A shared-memory segment of size zero was requested.
     ZeroSize,
     /// An access beyond the end of a shared-memory segment.
@@ -191,6 +193,13 @@ impl Error {
         ) || self.io_kind() == Some(io::ErrorKind::InvalidInput)
     }
 
+    /// Whether [`SharedMemory::open`](crate::shm::SharedMemory::open) refused a segment that
+    /// another user owns or that other users may write (group- or world-writable mode): someone
+    /// else could have planted it, or could change it under this process.
+    pub fn is_untrusted_segment(&self) -> bool {
+        matches!(self.kind, ErrorKind::UntrustedSegment { .. })
+    }
+
     /// The I/O error kind, if an operating-system call failed.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match &self.kind {
@@ -253,6 +262,15 @@ impl fmt::Display for Error {
             ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
             ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
             ErrorKind::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            ErrorKind::UntrustedSegment { name, owner, mode, euid } if owner != euid => write!(
+                f,
+                "refusing to open shared memory {name}: it is owned by uid {owner}, not by this \
+                 process' uid {euid} (mode {mode:04o})"
+            ),
+            ErrorKind::UntrustedSegment { name, mode, .. } => write!(
+                f,
+                "refusing to open shared memory {name}: its mode {mode:04o} lets other users write it"
+            ),
             ErrorKind::ZeroSize => write!(f, "a shared-memory segment cannot have size zero"),
             ErrorKind::OutOfBounds { offset, len, size } => {
                 write!(f, "access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")

@@ -115,8 +115,9 @@ impl Globals {
         self.ctl_release = Some(ReleaseOnFork::new(ctl.as_fd()));
     }
 
-    /// Forgets children that have ended, reaping them.
+    /// Forgets children that have ended, reaping them (and a fork server that died).
     pub(crate) fn reap_finished(&mut self) {
+        crate::start::forkserver::drop_dead_server(self);
         self.children.retain(|c| c.poll_alive());
     }
 

@@ -23,6 +23,12 @@ use crate::wire::{FrameReader, Read};
 /// non-capturing closures work under every start method; closures that capture values work only
 /// with [`StartMethod::Fork`] (elsewhere `start` returns an error saying so), because a re-executed
 /// child can only re-create a target that has no data.
+///
+/// A re-executed child re-creates the target from its type alone, so [`Process::new`] also requires
+/// the target to be `Copy`: fn items and closures that capture nothing (or only `Copy` values) are.
+/// A closure that owns a value which must not be duplicated (a non-`Copy` proof or token type,
+/// even a zero-sized one) is refused at compile time there; start it with [`Process::fork`],
+/// which runs the one real value in a forked copy of this process.
 pub trait Target<Args>: Send + 'static {
     /// What the target returns; [`Process::join`] hands it back.
     type Output;
@@ -105,9 +111,13 @@ trait Job: Send {
     fn run_here(self: Box<Self>) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), String>;
 }
 
+/// A target and its arguments. `entry` is the trampoline that re-creates the target in a
+/// re-executed child: only set for `Copy` targets (see [`Process::new`]), `None` for the ones
+/// [`Process::fork`] takes, which only a forked copy can run.
 struct TypedJob<F, A> {
     target: F,
     args: A,
+    entry: Option<EntryFn>,
 }
 
 impl<F, A> Job for TypedJob<F, A>
@@ -120,8 +130,7 @@ where
         if std::mem::size_of::<F>() != 0 {
             return None;
         }
-        let entry: EntryFn = child::entry::<F, A>;
-        Some(EntryPoint::of(entry))
+        self.entry.map(EntryPoint::of)
     }
 
     fn serialize_args(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
@@ -265,20 +274,66 @@ impl Process<()> {
     /// assert_eq!(p.name(), "adder");
     /// assert_eq!(p.join().unwrap(), 5);
     /// ```
+    ///
+    /// The target must be `Copy`, because a re-executed child re-creates it from its type: a
+    /// closure that owns a non-`Copy` value, even a zero-sized one, would otherwise be duplicated
+    /// from nothing. Start such a closure with [`Process::fork`].
+    ///
+    /// ```compile_fail
+    /// use proc_core::Process;
+    ///
+    /// /// A zero-sized proof that something happened once; not `Copy`, so it cannot be duplicated.
+    /// struct Proof(());
+    ///
+    /// fn consume(_: Proof) {}
+    ///
+    /// let proof = Proof(());
+    /// // A zero-sized closure that owns the proof: refused, the child would forge a second one.
+    /// let _ = Process::new(move || consume(proof), ());
+    /// ```
     #[allow(clippy::new_ret_no_self)]
     pub fn new<F, A>(target: F, args: A) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        let entry: EntryFn = child::entry::<F, A>;
+        Process::with_job(TypedJob { target, args, entry: Some(entry) }, None)
+    }
+
+    /// A process that runs `target(args...)` in a forked copy of this process
+    /// ([`StartMethod::Fork`], preset): the target may be any closure, capturing any data, since
+    /// the child runs the very value given here. Python's fork start method with a bound target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_core::Process;
+    ///
+    /// let data = vec![1, 2, 3];
+    /// let p = Process::fork(move || data.iter().sum::<i32>(), ()).start().unwrap();
+    /// assert_eq!(p.join().unwrap(), 6);
+    /// ```
+    ///
+    /// Another start method set on the builder makes `start` fail with
+    /// [`Error::is_capturing_target`](crate::Error::is_capturing_target).
+    pub fn fork<F, A>(target: F, args: A) -> ProcessBuilder<F::Output>
     where
         F: Target<A>,
         A: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned,
     {
-        ProcessBuilder {
-            job: Box::new(TypedJob { target, args }),
-            name: None,
-            daemon: false,
-            method: None,
-            _output: PhantomData,
-        }
+        Process::with_job(TypedJob { target, args, entry: None }, Some(StartMethod::Fork))
+    }
+
+    fn with_job<F, A>(job: TypedJob<F, A>, method: Option<StartMethod>) -> ProcessBuilder<F::Output>
+    where
+        F: Target<A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder { job: Box::new(job), name: None, daemon: false, method, _output: PhantomData }
     }
 
     /// A process whose body is `value.run()`: Python's subclass-and-override-`run` form.
@@ -484,8 +539,20 @@ pub(crate) enum Watch {
     /// with `waitpid`.
     Direct,
     /// A child of the fork server: the sentinel is the status pipe, where the server writes the
-    /// exit code once it reaped the child.
-    Served,
+    /// exit code once it reaped the child. If the server dies first, the child becomes an orphan
+    /// (see [`Orphan`]).
+    Served(Arc<crate::start::forkserver::ServerLife>),
+}
+
+/// What became of a fork-server child whose server died while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Orphan {
+    /// Reparented to this process (Linux, a subreaper): watched and reaped as a direct child; its
+    /// sentinel now refers to a pidfd, or reads as stale if there is none.
+    Adopted,
+    /// Reparented to init (portable backend): identified by pid and start time; it ends when its
+    /// control socket closes, onto which its sentinel now refers.
+    Stray { start_time: Option<u64> },
 }
 
 /// A child's pid: known at once for direct children, read from the fork server's pid pipe when
@@ -527,6 +594,8 @@ struct State {
     status_lost: bool,
     /// The alive pipe closed while the child runs on (it called exec or closed descriptors).
     stale_sentinel: bool,
+    /// The fork server died while this child ran.
+    orphan: Option<Orphan>,
 }
 
 impl Shared {
@@ -631,15 +700,25 @@ impl Shared {
         }
     }
 
+    /// Whether the child is watched as a direct child of this process: started by spawn or fork,
+    /// or a fork-server child adopted after its server died.
+    fn direct(&self, st: &State) -> bool {
+        matches!(self.watch, Watch::Direct) || st.orphan == Some(Orphan::Adopted)
+    }
+
     /// Records the exit status if the child has ended. Returns whether it has.
     fn try_reap(&self, st: &mut State) -> Result<bool> {
         if st.status.is_some() {
             return Ok(true);
         }
+        if let Some(Orphan::Stray { .. }) = st.orphan {
+            return Ok(self.try_reap_stray(st));
+        }
         let ready =
             sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+        let direct = self.direct(st);
         if !ready {
-            if st.ctl_done && matches!(self.watch, Watch::Direct) {
+            if st.ctl_done && direct {
                 // The child reported (or closed its control socket), so it is ending; but a
                 // descendant that kept a copy of its alive pipe keeps the sentinel quiet. Look.
                 st.status =
@@ -648,8 +727,8 @@ impl Shared {
             }
             return Ok(false);
         }
-        match self.watch {
-            Watch::Direct => {
+        match &self.watch {
+            _ if direct => {
                 // The alive pipe reads as closed once the child exited, or once it closed the pipe
                 // itself while running on (it called exec, or closed its descriptors). Never block
                 // here: the exit may lag the pipe by a moment, so retry briefly, then fall back to
@@ -668,7 +747,8 @@ impl Shared {
                     st.stale_sentinel = true;
                 }
             }
-            Watch::Served => {
+            Watch::Direct => {}
+            Watch::Served(server) => {
                 let mut code = [0u8; 4];
                 let n = sys::read(self.sentinel.as_fd(), &mut code)
                     .map_err(|e| Error::io("cannot read a child's exit status", e))?;
@@ -684,9 +764,8 @@ impl Shared {
                         }
                     }
                 } else {
-                    // The fork server died before it could report: the exit code is lost.
-                    st.status = Some(ExitStatus::Code(255));
-                    st.status_lost = true;
+                    let server = server.clone();
+                    return self.server_died(st, &server);
                 }
             }
         }
@@ -697,6 +776,117 @@ impl Shared {
             st.ctl_done = true;
         }
         Ok(st.status.is_some())
+    }
+
+    /// The status pipe closed without an exit code: the fork server died (or could not fork the
+    /// child at all). Takes over watching the child if it runs on. Returns whether it has ended.
+    fn server_died(&self, st: &mut State, server: &crate::start::forkserver::ServerLife) -> Result<bool> {
+        let pid = self.pid();
+        if pid == 0 {
+            // The server never created the child (it could not fork, or died first).
+            st.status = Some(ExitStatus::Code(255));
+            st.status_lost = true;
+            self.pump_ctl(st);
+            st.ctl_done = true;
+            return Ok(true);
+        }
+        // The server only closes a status pipe without a code on its way out: reap it, after
+        // which its children are reparented (to this process, where it is a subreaper).
+        server.reap_exiting();
+        if crate::start::forkserver::adopts_orphans() {
+            match sys::waitpid(pid, false) {
+                Ok(Some(status)) => {
+                    tracing::debug!(pid, ?status, "reaped a child of the dead fork server");
+                    st.status = Some(status);
+                    self.pump_ctl(st);
+                    st.ctl_done = true;
+                    return Ok(true);
+                }
+                Ok(None) => {
+                    // Running, and now this process' child: watch it as a direct one. Its sentinel
+                    // number takes a pidfd, which becomes readable when it exits.
+                    tracing::debug!(pid, "adopted a child of the dead fork server");
+                    st.orphan = Some(Orphan::Adopted);
+                    match sys::exit_watch(pid) {
+                        Ok(pidfd) => {
+                            if let Err(e) = sys::dup_onto(pidfd.as_fd(), self.sentinel.as_raw_fd()) {
+                                tracing::debug!(error = %e, "cannot make a pidfd the sentinel");
+                                st.stale_sentinel = true;
+                            }
+                        }
+                        Err(_) => st.stale_sentinel = true,
+                    }
+                    return Ok(false);
+                }
+                // Not this process' child: the server reaped it before dying and took its exit
+                // code along.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    st.status = Some(ExitStatus::Code(255));
+                    st.status_lost = true;
+                    self.pump_ctl(st);
+                    st.ctl_done = true;
+                    return Ok(true);
+                }
+                Err(e) => return Err(Error::io("cannot reap a child", e)),
+            }
+        }
+        // Reparented to init: the child runs on while its control socket is open.
+        self.pump_ctl(st);
+        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+            self.stray_ended(st);
+            return Ok(true);
+        }
+        let start_time = sys::start_time(pid);
+        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+            // It ended meanwhile: the start time may be another process'.
+            self.stray_ended(st);
+            return Ok(true);
+        }
+        tracing::debug!(pid, "a child of the dead fork server runs on as an orphan");
+        st.orphan = Some(Orphan::Stray { start_time });
+        // Its sentinel number now refers to the control socket, readable at the child's end.
+        let moved = sys::dup_cloexec(self.ctl.as_fd(), 3)
+            .and_then(|copy| sys::dup_onto(copy.as_fd(), self.sentinel.as_raw_fd()));
+        if let Err(e) = moved {
+            // The sentinel stays readable for good: wait by polling instead.
+            tracing::debug!(error = %e, "cannot make the control socket the sentinel");
+            st.stale_sentinel = true;
+        }
+        Ok(false)
+    }
+
+    /// A stray orphan (see [`Orphan::Stray`]): ended once its control socket closed.
+    fn try_reap_stray(&self, st: &mut State) -> bool {
+        self.pump_ctl(st);
+        if !sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+            return false;
+        }
+        self.stray_ended(st);
+        true
+    }
+
+    /// Records the end of a child whose exit status no one can tell (its parent, the server, is
+    /// gone): the code its report implies, or 255 (and a lost status) without one.
+    fn stray_ended(&self, st: &mut State) {
+        self.pump_ctl(st);
+        st.ctl_done = true;
+        st.status = Some(match st.report {
+            Some(Report::Returned(_)) => ExitStatus::Code(0),
+            Some(Report::Panicked { .. } | Report::Failed(_)) => ExitStatus::Code(1),
+            None => {
+                st.status_lost = true;
+                ExitStatus::Code(255)
+            }
+        });
+        tracing::debug!(pid = self.pid(), status = ?st.status, "an orphaned child ended");
+    }
+
+    /// Whether `pid` still names the child (for a stray orphan, whose pid init may recycle).
+    fn still_the_child(&self, st: &State, pid: u32) -> bool {
+        match st.orphan {
+            Some(Orphan::Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
+            _ => true,
+        }
     }
 
     /// Whether the child is still running (reaping it if not). Errors read as "not running".
@@ -729,6 +919,9 @@ impl Shared {
             // The fork server could not create it; its join reports why.
             return Ok(());
         }
+        if !self.still_the_child(&st, pid) {
+            return Ok(());
+        }
         tracing::debug!(pid, signal = %crate::error::signal_name(signal), "signalling child process");
         let sent = sys::kill(pid, signal);
         drop(st);
@@ -755,16 +948,16 @@ impl Shared {
                     crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
                     return Ok(true);
                 }
-                (!st.ctl_done, st.stale_sentinel)
+                (!st.ctl_done, st.stale_sentinel, self.direct(&st))
             };
-            let (ctl_open, stale) = ctl_open;
+            let (ctl_open, stale, direct) = ctl_open;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
             // Wait without the lock, so another thread can signal the child meanwhile.
             let mut fds = Vec::with_capacity(2);
             let mut wake = deadline;
-            if stale || (!ctl_open && matches!(self.watch, Watch::Direct)) {
+            if stale || (!ctl_open && direct) {
                 // The sentinel is readable for good but the child runs on, or the child is done
                 // but the sentinel may stay quiet (see `try_reap`): poll for its exit.
                 let poll = Instant::now() + STALE_POLL;

@@ -249,13 +249,40 @@ fn capturing_closures_need_fork() {
     let _w = Watchdog::new("capturing_closures_need_fork", LIMIT);
     let data = vec![1, 2, 3];
     let captured = data.clone();
-    let e = get_context(StartMethod::Spawn).process(move || captured.len(), ()).start().unwrap_err();
+    let e = Process::fork(move || captured.len(), ()).start_method(StartMethod::Spawn).start().unwrap_err();
     assert!(e.is_capturing_target(), "{e}");
     let captured = data.clone();
-    let e = get_context(StartMethod::ForkServer).process(move || captured.len(), ()).start().unwrap_err();
+    let e =
+        Process::fork(move || captured.len(), ()).start_method(StartMethod::ForkServer).start().unwrap_err();
     assert!(e.is_capturing_target(), "{e}");
-    let p = get_context(StartMethod::Fork).process(move || data.iter().sum::<i32>(), ()).start().unwrap();
+    // A closure capturing only `Copy` data is `Copy`: `new` takes it, and only fork can run it.
+    let n = 5u64;
+    let e = get_context(StartMethod::Spawn).process(move || n * 2, ()).start().unwrap_err();
+    assert!(e.is_capturing_target(), "{e}");
+    assert_eq!(
+        get_context(StartMethod::Fork).process(move || n * 2, ()).start().unwrap().join().unwrap(),
+        10
+    );
+    let p = Process::fork(move || data.iter().sum::<i32>(), ()).start().unwrap();
     assert_eq!(p.join().unwrap(), 6);
+}
+
+/// A zero-sized value that must not be duplicated (not `Copy`).
+struct Proof(());
+
+#[test]
+fn a_non_copy_zero_sized_target_runs_only_as_itself_under_fork() {
+    let _s = serial();
+    let _w = Watchdog::new("a_non_copy_zero_sized_target_runs_only_as_itself_under_fork", LIMIT);
+    let proof = Proof(());
+    let target = move || {
+        let Proof(()) = proof;
+        7u8
+    };
+    assert_eq!(std::mem::size_of_val(&target), 0);
+    // `Process::new(target, ())` does not compile (see its `compile_fail` example); `fork` runs
+    // the one real value.
+    assert_eq!(Process::fork(target, ()).start().unwrap().join().unwrap(), 7);
 }
 
 #[test]
@@ -278,8 +305,7 @@ fn foreign_operations_are_errors() {
     let sibling = std::sync::Arc::new(sibling);
     let copy = sibling.clone();
     // The fork child holds a copy of the sibling's handle; it must not be able to use it.
-    let p = get_context(StartMethod::Fork)
-        .process(move || (copy.is_alive(), copy.terminate().is_err(), copy.join().is_err()), ())
+    let p = Process::fork(move || (copy.is_alive(), copy.terminate().is_err(), copy.join().is_err()), ())
         .start()
         .unwrap();
     assert_eq!(p.join().unwrap(), (false, true, true));

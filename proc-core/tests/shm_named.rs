@@ -197,3 +197,71 @@ fn a_segment_created_in_a_child_outlives_it() {
         shm.unlink().unwrap();
     }
 }
+
+/// Sets the mode (and, if given, the owner) of the segment `name` as another program could.
+/// (`fchmod`/`fchown` of a POSIX shared-memory object is Linux behavior that macOS need not offer,
+/// so these tests are Linux's; the check itself is the same `fstat` on both backends, and runs on
+/// Linux under `force-portable` too.)
+#[cfg(target_os = "linux")]
+fn chmod_segment(name: &str, mode: libc::mode_t, owner: Option<libc::uid_t>) {
+    let cname = std::ffi::CString::new(format!("/{name}")).unwrap();
+    // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
+    let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_RDWR, 0 as libc::c_uint) };
+    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: `fd` was just opened and is closed below; fchmod/fchown take plain integers.
+    unsafe {
+        assert_eq!(libc::fchmod(fd, mode), 0, "{}", std::io::Error::last_os_error());
+        if let Some(uid) = owner {
+            assert_eq!(libc::fchown(fd, uid, libc::gid_t::MAX), 0, "{}", std::io::Error::last_os_error());
+        }
+        libc::close(fd);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_world_writable_segment_is_refused_unless_unverified() {
+    let _s = serial();
+    let name = unique("planted");
+    let shm = SharedMemory::create_named(&name, 64).unwrap();
+    // A segment made the normal way opens.
+    assert_eq!(SharedMemory::open(&name).unwrap().size(), shm.size());
+    chmod_segment(&name, 0o666, None);
+    let e = SharedMemory::open(&name).unwrap_err();
+    assert!(e.is_untrusted_segment(), "{e}");
+    assert!(e.to_string().contains("mode 0666"), "{e}");
+    // Group-writable is refused as well.
+    chmod_segment(&name, 0o620, None);
+    assert!(SharedMemory::open(&name).unwrap_err().is_untrusted_segment());
+    // Readable by others is not a way to plant data: allowed.
+    chmod_segment(&name, 0o644, None);
+    assert!(SharedMemory::open(&name).is_ok());
+    // The explicit opt-out attaches to what `open` refuses.
+    chmod_segment(&name, 0o666, None);
+    let b = SharedMemory::open_unverified(&name).unwrap();
+    shm.write(0, b"planted").unwrap();
+    let mut out = [0u8; 7];
+    b.read(0, &mut out).unwrap();
+    assert_eq!(&out, b"planted");
+    shm.unlink().unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_segment_of_another_user_is_refused() {
+    let _s = serial();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Giving a segment away needs root.
+        eprintln!("skipped: changing a segment's owner needs root");
+        return;
+    }
+    let name = unique("owner");
+    let shm = SharedMemory::create_named(&name, 64).unwrap();
+    chmod_segment(&name, 0o600, Some(65534));
+    let e = SharedMemory::open(&name).unwrap_err();
+    assert!(e.is_untrusted_segment(), "{e}");
+    assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+    assert!(SharedMemory::open_unverified(&name).is_ok());
+    shm.unlink().unwrap();
+}

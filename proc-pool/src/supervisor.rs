@@ -679,6 +679,11 @@ impl Supervisor {
     /// Worker `i` ended: reaps it, fails the task it was running, sends its queued tasks
     /// elsewhere, and replaces it.
     fn on_worker_end(&mut self, i: usize) {
+        if self.slots[i].process.as_ref().is_some_and(|p| p.is_alive()) {
+            // The sentinel fired, but the worker runs on: its fork server died and this process
+            // took over watching it (the sentinel now says so). Nothing ended.
+            return;
+        }
         let Some(process) = self.slots[i].process.take() else { return };
         let pid = process.pid();
         // The sentinel is ready: the process has ended, so this returns at once.

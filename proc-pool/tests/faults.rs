@@ -229,3 +229,68 @@ fn sigkill_of_the_owner_leaves_no_worker_alive() {
     p.join_timeout(Duration::from_secs(60)).unwrap_err();
     assert!(all_gone(&workers, Duration::from_secs(30)), "{workers:?}");
 }
+
+/// Counts itself in the shared counter `counter`, waits for one byte on the FIFO `gate`, and
+/// returns its pid.
+fn gated(counter: String, gate: String) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let shm = proc_core::shm::SharedMemory::open(&counter).unwrap();
+    let mut fifo = std::fs::File::open(gate).unwrap();
+    // SAFETY: the segment is at least 4 bytes, page-aligned, and only used atomically.
+    let count = unsafe { &*shm.as_ptr().cast::<AtomicU32>() };
+    count.fetch_add(1, Ordering::SeqCst);
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut fifo, &mut byte).unwrap();
+    std::process::id()
+}
+
+#[test]
+fn busy_workers_survive_the_death_of_their_fork_server() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let _g = serial();
+    let _w = Watchdog::new("busy_workers_survive_the_death_of_their_fork_server", LIMIT);
+    const WORKERS: usize = 4;
+    let pool =
+        Pool::builder().processes(WORKERS).start_method(proc_core::StartMethod::ForkServer).build().unwrap();
+    let counter = proc_core::shm::SharedMemory::create(64).unwrap();
+    let gate = std::env::temp_dir().join(format!("mp_gate_{}", std::process::id()));
+    let gate_c = std::ffi::CString::new(gate.to_str().unwrap()).unwrap();
+    // SAFETY: `gate_c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(gate_c.as_ptr(), 0o600) }, 0);
+    // Read-write, so that neither this open nor the tasks' opens wait for the other side.
+    let mut gate_w = std::fs::OpenOptions::new().read(true).write(true).open(&gate).unwrap();
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let args = (counter.name().to_owned(), gate.to_str().unwrap().to_owned());
+            pool.apply_async(gated, args).unwrap()
+        })
+        .collect();
+    // SAFETY: as in `gated`.
+    let count = unsafe { &*counter.as_ptr().cast::<AtomicU32>() };
+    while count.load(Ordering::SeqCst) < WORKERS as u32 {
+        std::thread::yield_now();
+    }
+    // Every worker runs a task: kill their fork server and wait until it is dead.
+    let server = proc_core::fork_server_pid().unwrap();
+    // SAFETY: kill takes plain integers; the server is our child.
+    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `info` is a live siginfo_t that waitid fills; WNOWAIT leaves the server waitable.
+    let ret = unsafe { libc::waitid(libc::P_PID, server, info.as_mut_ptr(), libc::WEXITED | libc::WNOWAIT) };
+    // ECHILD: the pool's supervisor noticed first and reaped it.
+    let error = std::io::Error::last_os_error();
+    assert!(ret == 0 || error.raw_os_error() == Some(libc::ECHILD), "{error}");
+    let workers = pool.worker_pids();
+    std::io::Write::write_all(&mut gate_w, &[1; WORKERS]).unwrap();
+    for t in tasks {
+        let pid = t.get().unwrap();
+        assert!(workers.contains(&pid), "{pid} not in {workers:?}");
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.workers_lost, stats.failed), (0, 0), "{stats:?}");
+    assert_eq!(pool.map(square, 0..10).unwrap().len(), 10);
+    pool.close();
+    pool.join().unwrap();
+    let _ = std::fs::remove_file(&gate);
+    counter.unlink().unwrap();
+}

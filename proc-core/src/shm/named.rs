@@ -89,13 +89,54 @@ impl SharedMemory {
 
     /// Opens the existing segment `name` (with or without a leading `/`).
     ///
+    /// The segment must be one this user could have made: it is refused unless its owner is this
+    /// process' effective user and neither its group nor other users may write it (as
+    /// [`create`](Self::create) makes them, mode 0600). A segment that another user planted
+    /// under the expected name, or that anyone may rewrite, is not attached.
+    /// [`open_unverified`](Self::open_unverified) skips the check.
+    ///
+    /// # Errors
+    ///
+    /// No such segment ([`Error::is_not_found`]); the name is invalid; access denied; the segment
+    /// belongs to another user or is group- or world-writable ([`Error::is_untrusted_segment`]).
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, true)
+    }
+
+    /// Opens the existing segment `name` without checking its owner or mode: for segments shared
+    /// on purpose between users (mode 0660 for a group, or a segment made by another program).
+    /// Whoever can write the segment can change what this process reads from it at any time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_core::shm::SharedMemory;
+    ///
+    /// let a = SharedMemory::create(64).unwrap();
+    /// let b = SharedMemory::open_unverified(a.name()).unwrap();
+    /// assert_eq!(b.size(), a.size());
+    /// a.unlink().unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// No such segment ([`Error::is_not_found`]); the name is invalid; access denied.
-    pub fn open(name: &str) -> Result<Self> {
+    pub fn open_unverified(name: &str) -> Result<Self> {
+        Self::open_with(name, false)
+    }
+
+    fn open_with(name: &str, verify: bool) -> Result<Self> {
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
         let fd = sys::shm_open(&cname, false).map_err(|e| Error::io("cannot open shared memory", e))?;
+        if verify {
+            let (owner, mode) =
+                sys::owner_and_mode(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
+            let euid = sys::geteuid();
+            if owner != euid || mode & 0o022 != 0 {
+                return Err(Error::new(ErrorKind::UntrustedSegment { name, owner, mode, euid }));
+            }
+        }
         let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
         let size = usize::try_from(size).unwrap_or(0);
         if size == 0 {

@@ -3,8 +3,9 @@
 //! The server is a helper process started by spawn. It is single-threaded, so forking it is safe,
 //! and it is small, so forking it is fast. Protocol on its socket: each request is a frame
 //! carrying at least three descriptors: the child's end of a new control socket, the write end of
-//! a status pipe and the write end of a pid pipe. The server forks a child and writes its pid
-//! (`i32`, little-endian; minus an errno if fork failed) to the pid pipe, which the parent reads
+//! a status pipe and the write end of a pid pipe. The server forks a child, which first writes its
+//! own pid (`i32`, little-endian; the server writes minus an errno if fork failed) to the pid pipe,
+//! so the pid is known even if the server dies right after the fork. The parent reads it
 //! only when it needs the pid, so a start does not wait for the server. Once it has reaped the
 //! child, the server writes its exit code (`i32`, Python's convention) to the status pipe and
 //! closes it: the status pipe is the child's sentinel in the parent. The request's body is the
@@ -13,12 +14,26 @@
 //!
 //! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
-//! dead on a start is reaped and replaced, and the start is tried once more.
+//! dead on a start is reaped and replaced, and the start is tried once more; a dead idle server
+//! is reaped as soon as the parent next looks at its children (`active_children`, a start,
+//! `fork_server_pid`, a served child's status).
+//!
+//! A server that dies (killed by someone) while its children run must not take their state with
+//! it. On Linux the parent makes itself a child subreaper before it launches the server, so the
+//! server's children are reparented to the parent when the server dies: the parent then waits for
+//! them itself (their sentinel becomes a pidfd) and reports their real exit code. The server is a
+//! subreaper too, so that descendants its children orphan are reaped by the server, not left to
+//! the parent. Elsewhere (the portable backend) the orphans go to init: the parent keeps
+//! identifying such a child by pid and start time, so it can still signal it, and sees its end
+//! when its control socket closes; its exit code is the one its report implies (0 when the target
+//! returned, 1 when it panicked or could not run), and 255 with a join error when it ended without
+//! a report (a signal, `exit(n)`), which only its parent, the dead server, could have known.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Started;
 use crate::child;
@@ -37,10 +52,65 @@ enum RequestError {
     Local(Error),
 }
 
+/// Whether this process is a child subreaper (Linux), so that the children of a dead fork server
+/// are reparented to it.
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
+
+/// Whether the children of a dead fork server become this process' children.
+pub(crate) fn adopts_orphans() -> bool {
+    SUBREAPER.load(Ordering::Relaxed)
+}
+
+fn become_subreaper() {
+    if adopts_orphans() {
+        return;
+    }
+    match sys::become_subreaper() {
+        Ok(()) => SUBREAPER.store(true, Ordering::Relaxed),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+        Err(e) => tracing::debug!(error = %e, "cannot become a child subreaper"),
+    }
+}
+
+/// The server process itself, shared by the connection and the children it forked: whoever
+/// learns first that the server is gone reaps it, and only once, so that no one signals or waits
+/// for its pid after that (it could be recycled).
+#[derive(Debug)]
+pub(crate) struct ServerLife {
+    pid: u32,
+    reaped: Mutex<bool>,
+}
+
+impl ServerLife {
+    /// Reaps the server, which is known to be exiting (it closed its descriptors), so the wait is
+    /// short. Once it returns, the server's children have been reparented.
+    pub(crate) fn reap_exiting(&self) {
+        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*reaped {
+            if let Err(e) = sys::waitpid(self.pid, true) {
+                tracing::debug!(pid = self.pid, error = %e, "cannot reap the fork server");
+            }
+            *reaped = true;
+            tracing::debug!(pid = self.pid, "reaped the fork server");
+        }
+    }
+
+    /// Kills and reaps the server, unless it was reaped already.
+    fn kill_and_reap(&self) {
+        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*reaped {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+            let _ = sys::waitpid(self.pid, true);
+            *reaped = true;
+        }
+    }
+}
+
 /// The parent's connection to its fork server.
 #[derive(Debug)]
 pub(crate) struct ForkServer {
     pid: u32,
+    life: Arc<ServerLife>,
     /// The process that launched the server: a copy of it made by a plain `fork` launches its own.
     owner: u32,
     /// Keeps the connection out of children made by a plain `fork`, so that the server ends with
@@ -53,11 +123,18 @@ impl ForkServer {
     /// Starts a server; its first message gives it the resource tracker's pipe (if any), which
     /// its children then inherit instead of receiving it with every request.
     fn launch(tracker: Option<BorrowedFd<'_>>) -> Result<Self> {
+        // Before the server forks anything: its children must come back to this process if it dies.
+        become_subreaper();
         let (sock, server_sock) =
             sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let pid = super::spawn::exec_role("forkserver", server_sock)?;
-        let server =
-            ForkServer { pid, owner: sys::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
+        let server = ForkServer {
+            pid,
+            life: Arc::new(ServerLife { pid, reaped: Mutex::new(false) }),
+            owner: sys::getpid(),
+            release: ReleaseOnFork::new(sock.as_fd()),
+            sock,
+        };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             server.discard();
@@ -67,12 +144,17 @@ impl ForkServer {
         Ok(server)
     }
 
-    /// Stops and reaps a server that failed a request.
+    /// Stops and reaps a server that failed a request (or was found dead).
     fn discard(self) {
-        let _ = sys::kill(self.pid, libc::SIGKILL);
         self.release.unlist();
         drop(self.sock);
-        let _ = sys::waitpid(self.pid, true);
+        self.life.kill_and_reap();
+    }
+
+    /// Whether the server has exited (or is exiting): it never writes to its socket, so a
+    /// readable socket means its end closed.
+    fn is_gone(&self) -> bool {
+        sys::is_readable(self.sock.as_fd()).unwrap_or(true)
     }
 
     /// In a child made by fork: close the parent's connection without any other effect.
@@ -105,7 +187,7 @@ impl ForkServer {
                 pid: Pid::Pending(pid),
                 ctl,
                 sentinel: status,
-                watch: Watch::Served,
+                watch: Watch::Served(self.life.clone()),
                 alive: None,
             }),
             Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
@@ -116,7 +198,8 @@ impl ForkServer {
     }
 }
 
-/// Reads the pid the fork server wrote to a pid pipe; `None` if it could not fork.
+/// Reads the pid a fork-server child wrote to its pid pipe; `None` if the server could not fork
+/// (or died before it could).
 pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
@@ -135,9 +218,9 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     }
 }
 
-/// Starts a child through the fork server, (re)starting the server when needed. `boot` and
-/// `boot_fds` are the child's bootstrap message and its descriptors.
-pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
+/// Drops (reaping it) this process' fork server if it has died; forgets a server inherited
+/// through a plain `fork`, which belongs to the process that launched it.
+pub(crate) fn drop_dead_server(g: &mut Globals) {
     if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
         // at /dev/null); this process launches its own.
@@ -145,6 +228,18 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
             theirs.forget_in_child();
         }
     }
+    if g.forkserver.as_ref().is_some_and(ForkServer::is_gone) {
+        if let Some(dead) = g.forkserver.take() {
+            tracing::debug!(pid = dead.pid, "the fork server has died");
+            dead.discard();
+        }
+    }
+}
+
+/// Starts a child through the fork server, (re)starting the server when needed. `boot` and
+/// `boot_fds` are the child's bootstrap message and its descriptors.
+pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
+    drop_dead_server(g);
     let mut last = None;
     for _ in 0..2 {
         if g.forkserver.is_none() {
@@ -168,10 +263,11 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
     Err(Error::new(ErrorKind::ForkServer(message)))
 }
 
-/// The fork server's pid, if this process runs one.
+/// The fork server's pid, if this process runs one that is alive (a dead one is reaped here).
 pub fn server_pid() -> Option<u32> {
-    let me = sys::getpid();
-    crate::globals::lock().forkserver.as_ref().filter(|s| s.owner == me).map(ForkServer::pid)
+    let mut g = crate::globals::lock();
+    drop_dead_server(&mut g);
+    g.forkserver.as_ref().map(ForkServer::pid)
 }
 
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
@@ -207,6 +303,13 @@ fn serve_inner() -> io::Result<()> {
     sys::set_nonblocking(wake_w.as_fd())?;
     SIGCHLD_FD.store(wake_w.as_raw_fd(), Ordering::Relaxed);
     sys::on_signal(libc::SIGCHLD, on_sigchld)?;
+    // Descendants that the server's children orphan come to the server, which reaps every child
+    // it has, rather than to the parent (a subreaper too), which waits only for its own.
+    if let Err(e) = sys::become_subreaper() {
+        if e.kind() != io::ErrorKind::Unsupported {
+            tracing::debug!(error = %e, "the fork server cannot become a child subreaper");
+        }
+    }
     warm_up();
 
     let mut reader = FrameReader::default();
@@ -245,6 +348,10 @@ fn serve_inner() -> io::Result<()> {
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
                 match unsafe { sys::fork() } {
                     Ok(0) => {
+                        // The child's pid, first: should the server die before anything else, the
+                        // parent still knows which process is its child.
+                        let me = sys::getpid() as i32;
+                        let _ = sys::write_all(pid_w.as_fd(), &me.to_le_bytes());
                         sys::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
@@ -258,7 +365,8 @@ fn serve_inner() -> io::Result<()> {
                     Ok(pid) => {
                         drop(child_ctl);
                         drop(boot_fds);
-                        let _ = sys::write_all(pid_w.as_fd(), &(pid as i32).to_le_bytes());
+                        // The child writes its pid itself.
+                        drop(pid_w);
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {

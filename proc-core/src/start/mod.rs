@@ -134,10 +134,11 @@ pub struct Context {
 }
 
 impl Context {
-    /// [`Process::new`] with this context's start method.
+    /// [`Process::new`] with this context's start method. The target must be `Copy`; a closure
+    /// that owns other data starts with [`Process::fork`].
     pub fn process<F, A>(&self, target: F, args: A) -> ProcessBuilder<F::Output>
     where
-        F: Target<A>,
+        F: Target<A> + Copy,
         A: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned,
     {

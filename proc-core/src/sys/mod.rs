@@ -17,6 +17,9 @@
 //! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | none (SIGPIPE is ignored) |
 //! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers: a larger mark would never fire) |
+//! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
+//! | `exit_watch(pid)` | `pidfd_open(2)` | unsupported |
+//! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
 
@@ -37,9 +40,28 @@ cfg_if::cfg_if! {
 }
 
 pub(crate) use imp::{
-    anonymous_memory, close_fds_except, exe_path, pipe, received_fd, socketpair, thread_count, BACKEND,
-    DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT, SEND_FLAGS,
+    anonymous_memory, become_subreaper, close_fds_except, exe_path, exit_watch, pipe, received_fd,
+    socketpair, start_time, thread_count, BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT,
+    SEND_FLAGS,
 };
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+#[cfg(target_os = "linux")]
+fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: count fields after its end.
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts with field 3 (the state); the start time is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Makes `dst` refer to what `src` refers to (closing what `dst` referred to), atomically: a
+/// descriptor number handed out to others (a sentinel) changes its meaning in place.
+pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
+    // caller owns `dst` (through an object that will close it).
+    retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) })).map(drop)
+}
 
 /// Turns a `-1` return into the current `errno`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -493,6 +515,25 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
     // SAFETY: fstat succeeded, so it filled the struct.
     Ok(u64::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0))
+}
+
+/// The owner's user id and the permission bits of the file or shared-memory object `fd`.
+pub(crate) fn owner_and_mode(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    // `mode_t` is a u32 on Linux and a u16 on macOS.
+    #[allow(clippy::useless_conversion)]
+    let mode = u32::from(stat.st_mode) & 0o7777;
+    Ok((stat.st_uid, mode))
+}
+
+/// The effective user id of the caller.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Immediately ends the calling process without running destructors or `atexit` handlers.

@@ -162,3 +162,38 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn received_fd(fd: RawFd) -> io::Result<()> {
     set_cloexec(fd)
 }
+
+/// No subreapers here: a process whose parent dies is reparented to init (launchd).
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// No pollable process descriptor here.
+pub(crate) fn exit_watch(_pid: u32) -> io::Result<OwnedFd> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// When process `pid` started (an opaque, comparable value), or `None` if it does not exist or
+/// the OS cannot tell.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    cfg_if::cfg_if! {
+        if #[cfg(target_os = "macos")] {
+            let pid = libc::c_int::try_from(pid).ok()?;
+            let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::uninit();
+            let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+            // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+            let n = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, info.as_mut_ptr().cast(), size) };
+            if n != size {
+                return None;
+            }
+            // SAFETY: proc_pidinfo wrote all `size` bytes.
+            let info = unsafe { info.assume_init() };
+            Some(info.pbi_start_tvsec.wrapping_mul(1_000_000).wrapping_add(info.pbi_start_tvusec))
+        } else if #[cfg(target_os = "linux")] {
+            super::proc_start_time(pid)
+        } else {
+            let _ = pid;
+            None
+        }
+    }
+}
