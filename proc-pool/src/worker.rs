@@ -148,7 +148,11 @@ pub(crate) const HANDLE_IN_RESULT: &str = "it holds a handle (a queue, connectio
 
 /// Why `value` did not serialize: `error`, or `handle` when the value holds a handle (it then
 /// serializes inside a transfer, with descriptors).
-pub(crate) fn why_not<T: Serialize + ?Sized>(value: &T, error: &proc_core::codec::Error, handle: &str) -> String {
+pub(crate) fn why_not<T: Serialize + ?Sized>(
+    value: &T,
+    error: &proc_core::codec::Error,
+    handle: &str,
+) -> String {
     match serialize_with_fds(value) {
         Ok((_, fds)) if !fds.is_empty() => handle.to_string(),
         _ => error.to_string(),

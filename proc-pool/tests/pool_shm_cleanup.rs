@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proc_core::testing::{run_helper, serial, Watchdog};
 use proc_pool::Pool;
@@ -101,12 +101,13 @@ fn helper_in_a_terminal() {
 }
 
 /// Waits (polling, bounded) until none of `names` is in `/dev/shm`; returns those still there.
+#[cfg(target_os = "linux")]
 fn wait_gone(names: &[&str], within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
+    let deadline = std::time::Instant::now() + within;
     loop {
         let now = shm_names();
         let left: Vec<String> = names.iter().filter(|n| now.contains(**n)).map(|n| n.to_string()).collect();
-        if left.is_empty() || Instant::now() >= deadline {
+        if left.is_empty() || std::time::Instant::now() >= deadline {
             return left;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -128,7 +129,7 @@ fn in_a_terminal_that_closes_at_exit_nothing_is_left_in_dev_shm() {
     let report = std::env::temp_dir().join(format!("multiproc-pty-report-{}", std::process::id()));
     let command =
         format!("{} --exact --ignored --nocapture --test-threads=1 helper_in_a_terminal", exe.display());
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let status = std::process::Command::new(script)
         .args(["-qec", &command, "/dev/null"])
         .env("REPORT", &report)

@@ -3,9 +3,9 @@
 //! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, the macOS check
 //!   below, then the tests on the default backend and on the portable one, then a look for
 //!   shared memory the tests left behind. `.ci/run` installs what it needs and runs this.
-//! - `check-macos`: on a Linux host, `cargo check` of every target for `aarch64-apple-darwin`
-//!   (both OS backends' features), so a Linux-only item outside a Linux cfg gate fails here
-//!   instead of on the macOS runner. It needs the target's standard library (`rustup target add`)
+//! - `check-macos`: on a Linux host, `cargo clippy -D warnings` of every target for
+//!   `aarch64-apple-darwin` (both OS backends' features), so a Linux-only item outside a Linux
+//!   cfg gate, or a lint only macOS code trips, fails here instead of on the macOS runner. It needs the target's standard library (`rustup target add`)
 //!   and `clang` (one C file in criterion's dependencies is compiled for the target).
 //! - `bench [FILE...]`: the criterion benchmarks (all files, or the named ones: `process_start`,
 //!   `sync`, `queue`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
@@ -83,8 +83,9 @@ fn ci() -> Result<()> {
 /// The Apple target that `check-macos` compiles for.
 const MACOS_TARGET: &str = "aarch64-apple-darwin";
 
-/// `cargo check` of the whole workspace, every target, for macOS, on both backends' features.
-/// On macOS itself the native build already does this.
+/// `cargo clippy` (so `cargo check` and the lints the macOS runner applies) of the whole
+/// workspace, every target, for macOS, on both backends' features, warnings denied. On macOS
+/// itself the native build already does this.
 fn check_macos() -> Result<()> {
     if cfg!(target_os = "macos") {
         eprintln!("check-macos: skipped on macOS, whose own build checks the same");
@@ -106,8 +107,9 @@ fn check_macos() -> Result<()> {
         ("AR_aarch64_apple_darwin", if has_program("llvm-ar") { "llvm-ar" } else { "ar" }),
     ];
     for features in [&[][..], &["--features", "multiproc/force-portable"][..]] {
-        let mut args = vec!["check", "--workspace", "--all-targets", "--target", MACOS_TARGET];
+        let mut args = vec!["clippy", "--workspace", "--all-targets", "--target", MACOS_TARGET];
         args.extend_from_slice(features);
+        args.extend(["--", "-D", "warnings"]);
         run("cargo", &args, &envs)?;
     }
     Ok(())

@@ -158,11 +158,11 @@ mod apple {
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Option<bool> {
         let addr = word.as_ptr().cast::<c_void>();
         let ret = match (mech(), timeout) {
-            // SAFETY (all arms): `addr` is a live, aligned 4-byte word in shared memory that
-            // outlives the call; the functions only compare and sleep on it.
-            (Mech::OsSync { wait, .. }, None) => unsafe {
-                wait(addr, u64::from(expected), 4, OS_SYNC_SHARED)
-            },
+            (Mech::OsSync { wait, .. }, None) => {
+                // SAFETY: `addr` is a live, aligned 4-byte word in shared memory that outlives the
+                // call; the functions only compare and sleep on it (so in the arms below too).
+                unsafe { wait(addr, u64::from(expected), 4, OS_SYNC_SHARED) }
+            }
             (Mech::OsSync { wait_timeout, .. }, Some(t)) => {
                 let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1);
                 // SAFETY: as above.
@@ -191,28 +191,33 @@ mod apple {
     pub(super) fn wake(word: &AtomicU32, n: u32) {
         let addr = word.as_ptr().cast::<c_void>();
         match mech() {
-            // SAFETY (all arms): `addr` is a live, aligned 4-byte word; waking only looks up waiters.
-            Mech::OsSync { wake_any, wake_all, .. } => unsafe {
+            Mech::OsSync { wake_any, wake_all, .. } => {
                 if n == 1 {
-                    wake_any(addr, 4, OS_SYNC_SHARED);
+                    // SAFETY: `addr` is a live, aligned 4-byte word; waking only looks up its
+                    // waiters (so in the calls below too).
+                    unsafe { wake_any(addr, 4, OS_SYNC_SHARED) };
                 } else if n == u32::MAX {
-                    wake_all(addr, 4, OS_SYNC_SHARED);
+                    // SAFETY: as above.
+                    unsafe { wake_all(addr, 4, OS_SYNC_SHARED) };
                 } else {
                     for _ in 0..n {
-                        if wake_any(addr, 4, OS_SYNC_SHARED) != 0 {
+                        // SAFETY: as above.
+                        if unsafe { wake_any(addr, 4, OS_SYNC_SHARED) } != 0 {
                             break;
                         }
                     }
                 }
-            },
-            Mech::Ulock { wake, .. } => unsafe {
-                if n == u32::MAX || n > 1 {
-                    // __ulock_wake wakes one or all; waking all is correct (waiters re-check).
-                    wake(UL_COMPARE_AND_WAIT_SHARED | ULF_WAKE_ALL, addr, 0);
+            }
+            Mech::Ulock { wake, .. } => {
+                // __ulock_wake wakes one or all; waking all is correct (waiters re-check).
+                let op = if n > 1 {
+                    UL_COMPARE_AND_WAIT_SHARED | ULF_WAKE_ALL
                 } else {
-                    wake(UL_COMPARE_AND_WAIT_SHARED, addr, 0);
-                }
-            },
+                    UL_COMPARE_AND_WAIT_SHARED
+                };
+                // SAFETY: as above.
+                unsafe { wake(op, addr, 0) };
+            }
             Mech::Poll => {}
         }
     }
