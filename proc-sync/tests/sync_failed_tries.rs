@@ -29,10 +29,21 @@ where
         let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
         let p = get_context(m).process(holder, (args.clone(), held.clone(), go.clone())).start().unwrap();
         held.wait();
+        // Let the child go even if an assertion fails, so that the binary does not wait for it at exit.
+        let release = SetOnDrop(go);
         fail(m);
-        go.set();
+        drop(release);
         assert!(p.join().unwrap(), "{name} ({m}): the holder lost what it held to the parent's failed tries");
         after(m);
+    }
+}
+
+/// Sets its event when dropped, also while a failed assertion unwinds.
+struct SetOnDrop(Event);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
     }
 }
 
