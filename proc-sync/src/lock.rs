@@ -247,6 +247,21 @@ impl Lock {
         taken
     }
 
+    /// Takes the lock for an accessor that runs no code of its caller while it holds it (so
+    /// nothing can ask whether this thread holds it): the acquiring thread is not recorded, which
+    /// keeps `Value::get`/`set` as cheap as a bare lock. Release with
+    /// [`unlock_unrecorded`](Self::unlock_unrecorded).
+    pub(crate) fn lock_unrecorded(&self) -> Result<(), u32> {
+        raw_acquire_blocking(&self.region, STATE)
+    }
+
+    /// Releases a lock taken with [`lock_unrecorded`](Self::lock_unrecorded). The acquirer word
+    /// is already clear (every release clears it, and the lock was taken from free) or names a
+    /// thread of a dead process, which matches no thread of a live one.
+    pub(crate) fn unlock_unrecorded(&self) {
+        let _ = raw_release(&self.region, STATE);
+    }
+
     /// Whether the calling thread acquired the lock and it has not been released since.
     ///
     /// Only the acquiring thread writes its own token, and every release clears it before the

@@ -188,39 +188,48 @@ impl<T: Pod> Value<T> {
         &self.lock
     }
 
-    /// Runs `f` with the lock held: taken here, unless the calling thread holds it already.
+    /// Runs `f`, which runs no code of the caller, with the lock held: taken here, unless the
+    /// calling thread holds it already.
     #[inline]
-    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+    fn access<R>(&self, f: impl FnOnce() -> R) -> R {
         if self.lock.held_by_current_thread() {
             return f();
         }
-        let _g = self.lock.acquire().unwrap_or_else(|e| e.into_guard());
-        f()
+        // A holder that died is ignored (see the type's docs); the lock is ours either way.
+        let _ = self.lock.lock_unrecorded();
+        let r = f();
+        self.lock.unlock_unrecorded();
+        r
     }
 
     /// A copy of the value.
     pub fn get(&self) -> T {
         // SAFETY: the lock is held by this thread; no other holder writes meanwhile.
-        self.locked(|| unsafe { self.raw.read() })
+        self.access(|| unsafe { self.raw.read() })
     }
 
     /// Replaces the value.
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`.
-        self.locked(|| unsafe { self.raw.write(value) })
+        self.access(|| unsafe { self.raw.write(value) })
     }
 
     /// Runs `f` on the value with the lock held: a read-modify-write no other process interleaves.
-    /// The fast form of `get` then `set`: one lock round trip.
+    /// The fast form of `get` then `set`: one lock round trip. Inside `f` the lock counts as held by
+    /// this thread, so `f` may use this value (or another guarded by the same lock); what it
+    /// [`set`](Self::set)s there is overwritten by `f`'s copy when `f` returns.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        self.locked(|| {
-            // SAFETY: as in `get`.
-            let mut v = unsafe { self.raw.read() };
-            let r = f(&mut v);
-            // SAFETY: as in `get`.
-            unsafe { self.raw.write(v) };
-            r
-        })
+        let _guard = if self.lock.held_by_current_thread() {
+            None
+        } else {
+            Some(self.lock.acquire().unwrap_or_else(|e| e.into_guard()))
+        };
+        // SAFETY: as in `get`.
+        let mut v = unsafe { self.raw.read() };
+        let r = f(&mut v);
+        // SAFETY: as in `get`.
+        unsafe { self.raw.write(v) };
+        r
     }
 }
 
@@ -393,13 +402,30 @@ impl<T: Pod> Array<T> {
         f(unsafe { self.raw.as_mut_slice() })
     }
 
+    /// Runs `f`, which runs no code of the caller, on the raw array with the lock held: taken here,
+    /// unless the calling thread holds it already (then not inside `with` on this array).
+    #[inline]
+    fn access<R>(&self, f: impl FnOnce(&RawArray<T>) -> R) -> R {
+        if self.lock.held_by_current_thread() {
+            Borrow::refuse_nested(&self.raw.region);
+            return f(&self.raw);
+        }
+        // A holder that died is ignored (see `Value`); the lock is ours either way.
+        let _ = self.lock.lock_unrecorded();
+        let r = f(&self.raw);
+        self.lock.unlock_unrecorded();
+        r
+    }
+
     /// A copy of element `i`, or `None` past the end.
     ///
     /// # Panics
     ///
     /// Inside [`with`](Self::with) on the same array.
     pub fn get(&self, i: usize) -> Option<T> {
-        self.with(|s| s.get(i).copied())
+        // SAFETY: `i` is in bounds; the lock is held by this thread and no slice of the elements
+        // is in use (not inside `with`), so nothing else accesses them meanwhile.
+        self.access(|raw| (i < raw.len).then(|| unsafe { raw.data().add(i).read_volatile() }))
     }
 
     /// Sets element `i`; returns false (and changes nothing) past the end.
@@ -408,7 +434,8 @@ impl<T: Pod> Array<T> {
     ///
     /// Inside [`with`](Self::with) on the same array.
     pub fn set(&self, i: usize, value: T) -> bool {
-        self.with(|s| s.get_mut(i).map(|e| *e = value).is_some())
+        // SAFETY: as in `get`.
+        self.access(|raw| (i < raw.len).then(|| unsafe { raw.data().add(i).write_volatile(value) }).is_some())
     }
 
     /// A copy of all elements.
@@ -417,7 +444,8 @@ impl<T: Pod> Array<T> {
     ///
     /// Inside [`with`](Self::with) on the same array.
     pub fn to_vec(&self) -> Vec<T> {
-        self.with(|s| s.to_vec())
+        // SAFETY: as in `get`.
+        self.access(|raw| unsafe { raw.as_slice() }.to_vec())
     }
 }
 
@@ -444,10 +472,21 @@ impl<'a> Borrow<'a> {
         // mark left over is stale (its process died inside `with`).
         assert!(
             !(reentered && borrower.load(Ordering::Relaxed) == me),
-            "Array::with (or get, set, to_vec) called inside `with` on the same array"
+            "Array::with called inside `with` on the same array"
         );
         borrower.store(me, Ordering::Relaxed);
         Borrow { borrower }
+    }
+}
+
+impl Borrow<'_> {
+    /// Panics if this process is inside `with` on the array; its lock is held by the calling
+    /// thread, so that is an outer `with` of this thread.
+    fn refuse_nested(region: &Region) {
+        assert!(
+            Header::of(region).borrower.load(Ordering::Relaxed) != sys::pid(),
+            "Array::get, set or to_vec called inside `with` on the same array"
+        );
     }
 }
 
@@ -492,6 +531,12 @@ impl<T: Pod> RawArray<T> {
         self.len == 0
     }
 
+    /// The first element's address (the data's start).
+    fn data(&self) -> *mut T {
+        // SAFETY: the region holds at least DATA bytes (made so, or checked on decode).
+        unsafe { self.region.ptr().add(DATA).cast() }
+    }
+
     /// The elements as a slice.
     ///
     /// # Safety
@@ -501,7 +546,7 @@ impl<T: Pod> RawArray<T> {
         // SAFETY: the region holds DATA + len * size_of::<T>() bytes, aligned for T (made so, or
         // checked on decode); Pod makes any bytes a valid T; the caller rules out concurrent
         // writes.
-        unsafe { std::slice::from_raw_parts(self.region.ptr().add(DATA).cast(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.data(), self.len) }
     }
 
     /// The elements as a mutable slice.
@@ -512,7 +557,7 @@ impl<T: Pod> RawArray<T> {
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [T] {
         // SAFETY: as in `as_slice`; the caller rules out any concurrent access.
-        unsafe { std::slice::from_raw_parts_mut(self.region.ptr().add(DATA).cast(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.data(), self.len) }
     }
 }
 

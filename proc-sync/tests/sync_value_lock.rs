@@ -37,6 +37,9 @@ fn the_python_idiom_works_in_the_parent() {
     }
     v.update(|x| *x += 1);
     assert_eq!(v.get(), 12);
+    // Inside `update` the lock counts as held by this thread: the value's accessors work there.
+    v.update(|x| *x += v.get());
+    assert_eq!(v.get(), 24);
     assert!(!v.get_lock().locked() && !a.get_lock().locked());
 
     // A value and an array sharing one lock: both work while it is held.
@@ -57,6 +60,8 @@ fn a_nested_with_on_the_same_array_panics_instead_of_aliasing() {
     let _w = Watchdog::new("a_nested_with_on_the_same_array_panics_instead_of_aliasing", LIMIT);
     let a = Array::<u32>::from_slice(&[1, 2]).unwrap();
     let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.with(|_| a.get(0))));
+    assert!(nested.is_err(), "an element was read while a slice of it was borrowed");
+    let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.with(|_| a.with(|_| ()))));
     assert!(nested.is_err(), "a second slice of the same elements was handed out");
     // The panic released the lock and the mark: the array works as before.
     assert!(!a.get_lock().locked());
