@@ -103,6 +103,7 @@ pub(crate) fn raw_acquire_blocking(region: &Region, index: usize) -> Result<(), 
 }
 
 /// Releases the word; `Err` if it was free.
+#[inline]
 pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseError> {
     let word = region.word(index);
     let prev = word.swap(0, Ordering::Release);
@@ -247,17 +248,36 @@ impl Lock {
         taken
     }
 
-    /// Takes the lock for an accessor that runs no code of its caller while it holds it (so
-    /// nothing can ask whether this thread holds it): the acquiring thread is not recorded, which
-    /// keeps `Value::get`/`set` as cheap as a bare lock. Release with
-    /// [`unlock_unrecorded`](Self::unlock_unrecorded).
-    pub(crate) fn lock_unrecorded(&self) -> Result<(), u32> {
-        raw_acquire_blocking(&self.region, STATE)
+    /// Takes the lock for an accessor that runs no code of its caller while it holds it, unless
+    /// the calling thread holds it already: whether it was taken here (then release it with
+    /// [`unlock_unrecorded`](Self::unlock_unrecorded)). A lock taken here does not record the
+    /// thread (nothing can ask while it is held), which keeps `Value::get`/`set`/`update` as cheap
+    /// as a bare lock: a free lock costs a load and one compare-and-swap. A holder that died
+    /// is ignored: the lock is ours either way (the accessors document it).
+    #[inline]
+    pub(crate) fn lock_unless_held(&self) -> bool {
+        let word = self.region.word(STATE);
+        // A load first: a compare-and-swap that fails on a lock this thread holds costs as much as
+        // one that succeeds.
+        let cur = word.load(Ordering::Relaxed);
+        if cur == 0 {
+            if word.compare_exchange(0, sys::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return true;
+            }
+        } else if cur & !WAITERS == sys::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == sys::thread_token()
+        {
+            // Only this thread writes its token (see `held_by_current_thread`).
+            return false;
+        }
+        let _ = raw_acquire_blocking(&self.region, STATE);
+        true
     }
 
-    /// Releases a lock taken with [`lock_unrecorded`](Self::lock_unrecorded). The acquirer word
+    /// Releases a lock taken by [`lock_unless_held`](Self::lock_unless_held). The acquirer word
     /// is already clear (every release clears it, and the lock was taken from free) or names a
     /// thread of a dead process, which matches no thread of a live one.
+    #[inline]
     pub(crate) fn unlock_unrecorded(&self) {
         let _ = raw_release(&self.region, STATE);
     }
@@ -268,6 +288,7 @@ impl Lock {
     /// lock word goes to 0, so a thread sees its token here only while its acquire stands (a guard
     /// cannot move to another thread: [`LockGuard`] is not `Send`). Costs one load when the lock
     /// is free.
+    #[inline]
     pub(crate) fn held_by_current_thread(&self) -> bool {
         let word = self.region.word(STATE).load(Ordering::Relaxed);
         word != 0

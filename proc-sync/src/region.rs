@@ -25,6 +25,7 @@ impl Region {
     /// # Panics
     ///
     /// If the word lies outside the region: a bug in the primitive's layout, not a run-time input.
+    #[inline]
     pub(crate) fn word(&self, index: usize) -> &AtomicU32 {
         assert!((index + 1) * 4 <= self.seg.len(), "state word {index} outside its region");
         // SAFETY: the mapping is page-aligned, so `4 * index` is 4-byte aligned, and it is inside
@@ -39,6 +40,7 @@ impl Region {
     ///
     /// If the word lies outside the region: a bug in the primitive's layout, or a handle whose
     /// region is too short for it (checked when it is decoded).
+    #[inline]
     pub(crate) fn word64(&self, index: usize) -> &AtomicU64 {
         assert!((index + 1) * 8 <= self.seg.len(), "state word64 {index} outside its region");
         // SAFETY: the mapping is page-aligned, so `8 * index` is 8-byte aligned, and it is inside

@@ -192,11 +192,9 @@ impl<T: Pod> Value<T> {
     /// calling thread holds it already.
     #[inline]
     fn access<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.lock.held_by_current_thread() {
+        if !self.lock.lock_unless_held() {
             return f();
         }
-        // A holder that died is ignored (see the type's docs); the lock is ours either way.
-        let _ = self.lock.lock_unrecorded();
         let r = f();
         self.lock.unlock_unrecorded();
         r
@@ -215,21 +213,27 @@ impl<T: Pod> Value<T> {
     }
 
     /// Runs `f` on the value with the lock held: a read-modify-write no other process interleaves.
-    /// The fast form of `get` then `set`: one lock round trip. Inside `f` the lock counts as held by
-    /// this thread, so `f` may use this value (or another guarded by the same lock); what it
-    /// [`set`](Self::set)s there is overwritten by `f`'s copy when `f` returns.
+    /// The fast form of `get` then `set`: one lock round trip, and the calling thread is not
+    /// recorded as the holder, so `f` must not use this value (or another guarded by the same
+    /// lock): that would wait for itself. To combine several, hold [`get_lock`](Self::get_lock).
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let _guard = if self.lock.held_by_current_thread() {
-            None
-        } else {
-            Some(self.lock.acquire().unwrap_or_else(|e| e.into_guard()))
-        };
+        let _unlock = self.lock.lock_unless_held().then(|| Unlock(&self.lock));
         // SAFETY: as in `get`.
         let mut v = unsafe { self.raw.read() };
         let r = f(&mut v);
         // SAFETY: as in `get`.
         unsafe { self.raw.write(v) };
         r
+    }
+}
+
+/// Releases a lock taken with `Lock::lock_unless_held` when dropped, also when the code it
+/// guards panics.
+struct Unlock<'a>(&'a Lock);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        self.0.unlock_unrecorded();
     }
 }
 
@@ -406,12 +410,10 @@ impl<T: Pod> Array<T> {
     /// unless the calling thread holds it already (then not inside `with` on this array).
     #[inline]
     fn access<R>(&self, f: impl FnOnce(&RawArray<T>) -> R) -> R {
-        if self.lock.held_by_current_thread() {
+        if !self.lock.lock_unless_held() {
             Borrow::refuse_nested(&self.raw.region);
             return f(&self.raw);
         }
-        // A holder that died is ignored (see `Value`); the lock is ours either way.
-        let _ = self.lock.lock_unrecorded();
         let r = f(&self.raw);
         self.lock.unlock_unrecorded();
         r
