@@ -126,9 +126,10 @@ impl Header {
 
 /// A value shared between processes, as Python's `multiprocessing.Value`, guarded by a lock.
 ///
-/// Every method takes the lock, so `counter.update(|c| *c += 1)` from many processes is exact.
-/// A holder that died mid-update is ignored here (the value may be torn); use
-/// [`get_lock`](Self::get_lock) to see [`OwnerDied`](crate::OwnerDied) yourself.
+/// Every method takes the lock, so `counter.update(|c| *c += 1)` from many processes is exact;
+/// while the calling thread holds it through [`get_lock`](Self::get_lock), they use it as held
+/// (Python's default lock is reentrant). A holder that died mid-update is ignored here (the value
+/// may be torn); use [`get_lock`](Self::get_lock) to see [`OwnerDied`](crate::OwnerDied) yourself.
 ///
 /// # Examples
 ///
