@@ -6,7 +6,10 @@
 //!
 //! - `uncontended_<backend>_<pin>`: acquire+release of `lock`, `rlock`, and `value_update`
 //!   (`Value<u64>::update`), next to `floor_pthread_mutex`, `floor_pthread_recursive` and
-//!   `floor_pthread_update` (a process-shared pthread mutex in `MAP_SHARED` memory).
+//!   `floor_pthread_update` (a process-shared pthread mutex in `MAP_SHARED` memory); also
+//!   `value_get`, `value_set`, `array_get`, `array_set` (one element of an `Array<u64>` of 8), and
+//!   Python's idiom `with v.get_lock(): v.value += 1` as `value_idiom` / `array_idiom` (the lock
+//!   held, then `get` and `set`, which see it is held).
 //! - `pingpong_<backend>_<pin>`: one round trip between parent and child with two `semaphore`s or
 //!   two `event`s, next to `floor_futex` (a shared-futex ping-pong on one word, Linux only).
 //! - `counter_<backend>_<pin>`: parent and child each increment a shared counter once per
@@ -18,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use multiproc::sync::{Event, Lock, RLock, Semaphore, Value};
+use multiproc::sync::{Array, Event, Lock, RLock, Semaphore, Value};
 use multiproc::{get_context, Process, StartMethod};
 use multiproc_benches::{
     backend_group_name, floor_pthread_counter, join_bounded, pin_if_asked, Gate, SharedMutex, BOUND,
@@ -59,6 +62,23 @@ fn uncontended(c: &mut Criterion) {
     group.bench_function("rlock", |b| b.iter(|| drop(rlock.acquire().expect("acquire"))));
     let value = Value::new(0u64).expect("value");
     group.bench_function("value_update", |b| b.iter(|| value.update(|v| *v += 1)));
+    group.bench_function("value_get", |b| b.iter(|| std::hint::black_box(value.get())));
+    group.bench_function("value_set", |b| b.iter(|| value.set(std::hint::black_box(7))));
+    group.bench_function("value_idiom", |b| {
+        b.iter(|| {
+            let _g = value.get_lock().acquire().expect("acquire");
+            value.set(value.get() + 1);
+        })
+    });
+    let array = Array::<u64>::zeroed(8).expect("array");
+    group.bench_function("array_get", |b| b.iter(|| std::hint::black_box(array.get(3))));
+    group.bench_function("array_set", |b| b.iter(|| array.set(3, std::hint::black_box(7))));
+    group.bench_function("array_idiom", |b| {
+        b.iter(|| {
+            let _g = array.get_lock().acquire().expect("acquire");
+            array.set(3, array.get(3).unwrap_or(0) + 1);
+        })
+    });
     group.finish();
 }
 

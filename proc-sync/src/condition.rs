@@ -118,9 +118,9 @@ impl Condition {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire(&self) -> AcquireResult<ConditionGuard<'_>> {
-        match self.lock_until(None) {
-            Some(Ok(())) | None => Ok(self.guard()),
-            Some(Err(pid)) => Err(OwnerDied::new(self.guard(), pid)),
+        match self.lock_blocking() {
+            Ok(()) => Ok(self.guard()),
+            Err(pid) => Err(OwnerDied::new(self.guard(), pid)),
         }
     }
 
@@ -130,9 +130,11 @@ impl Condition {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<Option<ConditionGuard<'_>>> {
-        match self.lock_until(Some(timeout)) {
-            Some(Ok(())) => Ok(Some(self.guard())),
+        // A guard only on the arms where the lock was taken: one built for a timeout would release
+        // another holder's lock when dropped.
+        match self.lock_until(deadline(timeout)) {
             None => Ok(None),
+            Some(Ok(())) => Ok(Some(self.guard())),
             Some(Err(pid)) => Err(OwnerDied::new(Some(self.guard()), pid)),
         }
     }
@@ -146,42 +148,21 @@ impl Condition {
         ConditionGuard { cond: self, _not_send: PhantomData }
     }
 
-    /// Takes the lock; `None` on timeout, `Some(Err(pid))` if its owner died holding it.
-    fn lock_until(&self, timeout: Option<Duration>) -> Option<Result<(), u32>> {
-        fn died<G>(e: OwnerDied<G>, leak: impl FnOnce(G)) -> Option<Result<(), u32>> {
-            let pid = e.pid();
-            leak(e.into_guard());
-            Some(Err(pid))
+    /// Takes the lock until `deadline`; `None` on timeout, `Some(Err(pid))` if its owner died
+    /// holding it (it is ours all the same).
+    fn lock_until(&self, deadline: Instant) -> Option<Result<(), u32>> {
+        match &self.lock {
+            Inner::Lock(l) => l.lock_until(Some(deadline)),
+            Inner::RLock(l) => l.lock_until(Some(deadline)),
         }
-        match (&self.lock, timeout) {
-            (Inner::Lock(l), None) => match l.acquire() {
-                Ok(g) => {
-                    g.leak();
-                    Some(Ok(()))
-                }
-                Err(e) => died(e, |g| g.leak()),
-            },
-            (Inner::Lock(l), Some(t)) => match l.acquire_timeout(t) {
-                Ok(g) => g.map(|g| {
-                    g.leak();
-                    Ok(())
-                }),
-                Err(e) => died(e, |g| g.map_or((), |g| g.leak())),
-            },
-            (Inner::RLock(l), None) => match l.acquire() {
-                Ok(g) => {
-                    g.leak();
-                    Some(Ok(()))
-                }
-                Err(e) => died(e, |g| g.leak()),
-            },
-            (Inner::RLock(l), Some(t)) => match l.acquire_timeout(t) {
-                Ok(g) => g.map(|g| {
-                    g.leak();
-                    Ok(())
-                }),
-                Err(e) => died(e, |g| g.map_or((), |g| g.leak())),
-            },
+    }
+
+    /// Takes the lock, waiting as long as it takes; `Err(pid)` if its owner died holding it (it is
+    /// ours all the same).
+    fn lock_blocking(&self) -> Result<(), u32> {
+        match &self.lock {
+            Inner::Lock(l) => l.lock_blocking(),
+            Inner::RLock(l) => l.lock_blocking(),
         }
     }
 
@@ -228,7 +209,7 @@ impl Condition {
             sys::wait(seq, observed, deadline.map(|d| d - now));
         }
         let died = match &self.lock {
-            Inner::Lock(_) => self.lock_until(None).and_then(Result::err),
+            Inner::Lock(l) => l.lock_blocking().err(),
             Inner::RLock(l) => l.acquire_restore(depth.unwrap_or(1)).err(),
         };
         if !notified {

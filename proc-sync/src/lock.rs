@@ -91,7 +91,19 @@ pub(crate) fn raw_acquire(
     }
 }
 
+/// [`raw_acquire`] without a deadline: it returns only once the word is ours, so a caller never
+/// has to invent a guard for a "timed out" that cannot happen (a guard built for no lock would
+/// release someone else's lock when dropped).
+pub(crate) fn raw_acquire_blocking(region: &Region, index: usize) -> Result<(), u32> {
+    loop {
+        if let Some(taken) = raw_acquire(region, index, None) {
+            return taken;
+        }
+    }
+}
+
 /// Releases the word; `Err` if it was free.
+#[inline]
 pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseError> {
     let word = region.word(index);
     let prev = word.swap(0, Ordering::Release);
@@ -109,11 +121,24 @@ pub(crate) fn deadline(timeout: Duration) -> Instant {
     Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
 }
 
+/// The lock word of a [`Lock`] (a `u32` index).
+const STATE: usize = 0;
+/// The 64-bit word (index in `u64`s) recording the thread that acquired a [`Lock`]
+/// (`sys::thread_token`), 0 while it is free.
+const ACQUIRER: usize = 1;
+/// The bytes of a [`Lock`]'s region.
+const LOCK_BYTES: usize = 16;
+
 /// A lock shared between processes, as Python's `multiprocessing.Lock`.
 ///
 /// Cloning gives another handle on the same lock; passing it as a start argument gives the child
 /// one. A holder that dies does not block the others forever: the next acquirer gets the lock
 /// wrapped in [`OwnerDied`] (within [`LIVENESS_CHECK`] of noticing).
+///
+/// Acquiring it again from the thread that holds it waits forever, as in Python; but the
+/// accessors of a [`Value`](crate::Value) or [`Array`](crate::Array) guarded by it see that the
+/// calling thread holds it and do not take it again, so Python's `with v.get_lock(): v.value += 1`
+/// works as `let _g = v.get_lock().acquire()?; v.set(v.get() + 1);`.
 ///
 /// # Examples
 ///
@@ -140,7 +165,7 @@ impl Lock {
     ///
     /// The shared memory for it cannot be created.
     pub fn new() -> proc_core::Result<Self> {
-        Ok(Lock { region: Region::new(4)? })
+        Ok(Lock { region: Region::new(LOCK_BYTES)? })
     }
 
     /// Blocks until the lock is acquired.
@@ -149,9 +174,9 @@ impl Lock {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire(&self) -> AcquireResult<LockGuard<'_>> {
-        match raw_acquire(&self.region, 0, None) {
-            Some(Ok(())) | None => Ok(LockGuard { lock: self }),
-            Some(Err(pid)) => Err(OwnerDied::new(LockGuard { lock: self }, pid)),
+        match self.lock_blocking() {
+            Ok(()) => Ok(LockGuard::new(self)),
+            Err(pid) => Err(OwnerDied::new(LockGuard::new(self), pid)),
         }
     }
 
@@ -161,10 +186,12 @@ impl Lock {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<Option<LockGuard<'_>>> {
-        match raw_acquire(&self.region, 0, Some(deadline(timeout))) {
-            Some(Ok(())) => Ok(Some(LockGuard { lock: self })),
+        // A guard exists only on the arms where the lock was taken: one built for a timeout would
+        // release another holder's lock when dropped.
+        match self.lock_until(Some(deadline(timeout))) {
             None => Ok(None),
-            Some(Err(pid)) => Err(OwnerDied::new(Some(LockGuard { lock: self }), pid)),
+            Some(Ok(())) => Ok(Some(LockGuard::new(self))),
+            Some(Err(pid)) => Err(OwnerDied::new(Some(LockGuard::new(self)), pid)),
         }
     }
 
@@ -179,7 +206,7 @@ impl Lock {
 
     /// Whether some process holds the lock (a snapshot).
     pub fn locked(&self) -> bool {
-        self.region.word(0).load(Ordering::Relaxed) != 0
+        self.region.word(STATE).load(Ordering::Relaxed) != 0
     }
 
     /// Releases the lock without a guard, as Python allows any process to: for a lock whose guard
@@ -189,7 +216,84 @@ impl Lock {
     ///
     /// [`ReleaseError::NotHeld`] if the lock is not held.
     pub fn release(&self) -> Result<(), ReleaseError> {
-        raw_release(&self.region, 0)
+        if !self.locked() {
+            return Err(ReleaseError::NotHeld);
+        }
+        // Forget the acquiring thread before the lock is free: once it is, a new owner writes its
+        // own, which this store must not erase.
+        self.region.word64(ACQUIRER).store(0, Ordering::Relaxed);
+        raw_release(&self.region, STATE)
+    }
+
+    /// Releases the lock that a guard of this thread holds (no check that it is held: the guard
+    /// says so).
+    fn unlock_held(&self) {
+        // As in `release`: forget the acquirer before the lock word goes to 0.
+        self.region.word64(ACQUIRER).store(0, Ordering::Relaxed);
+        let _ = raw_release(&self.region, STATE);
+    }
+
+    /// Takes the lock without a guard (`None`: the deadline passed; `Err(pid)`: its owner died
+    /// holding it, and it is ours), recording the calling thread as the acquirer.
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
+        let taken = raw_acquire(&self.region, STATE, deadline)?;
+        self.region.word64(ACQUIRER).store(sys::thread_token(), Ordering::Relaxed);
+        Some(taken)
+    }
+
+    /// As [`lock_until`](Self::lock_until) without a deadline.
+    pub(crate) fn lock_blocking(&self) -> Result<(), u32> {
+        let taken = raw_acquire_blocking(&self.region, STATE);
+        self.region.word64(ACQUIRER).store(sys::thread_token(), Ordering::Relaxed);
+        taken
+    }
+
+    /// Takes the lock for an accessor that runs no code of its caller while it holds it, unless
+    /// the calling thread holds it already: whether it was taken here (then release it with
+    /// [`unlock_unrecorded`](Self::unlock_unrecorded)). A lock taken here does not record the
+    /// thread (nothing can ask while it is held), which keeps `Value::get`/`set`/`update` as cheap
+    /// as a bare lock: a free lock costs a load and one compare-and-swap. A holder that died
+    /// is ignored: the lock is ours either way (the accessors document it).
+    #[inline]
+    pub(crate) fn lock_unless_held(&self) -> bool {
+        let word = self.region.word(STATE);
+        // A load first: a compare-and-swap that fails on a lock this thread holds costs as much as
+        // one that succeeds.
+        let cur = word.load(Ordering::Relaxed);
+        if cur == 0 {
+            if word.compare_exchange(0, sys::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return true;
+            }
+        } else if cur & !WAITERS == sys::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == sys::thread_token()
+        {
+            // Only this thread writes its token (see `held_by_current_thread`).
+            return false;
+        }
+        let _ = raw_acquire_blocking(&self.region, STATE);
+        true
+    }
+
+    /// Releases a lock taken by [`lock_unless_held`](Self::lock_unless_held). The acquirer word
+    /// is already clear (every release clears it, and the lock was taken from free) or names a
+    /// thread of a dead process, which matches no thread of a live one.
+    #[inline]
+    pub(crate) fn unlock_unrecorded(&self) {
+        let _ = raw_release(&self.region, STATE);
+    }
+
+    /// Whether the calling thread acquired the lock and it has not been released since.
+    ///
+    /// Only the acquiring thread writes its own token, and every release clears it before the
+    /// lock word goes to 0, so a thread sees its token here only while its acquire stands (a guard
+    /// cannot move to another thread: [`LockGuard`] is not `Send`). Costs one load when the lock
+    /// is free.
+    #[inline]
+    pub(crate) fn held_by_current_thread(&self) -> bool {
+        let word = self.region.word(STATE).load(Ordering::Relaxed);
+        word != 0
+            && word & !WAITERS == sys::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == sys::thread_token()
     }
 }
 
@@ -200,14 +304,32 @@ impl fmt::Debug for Lock {
 }
 
 /// Holds a [`Lock`]; dropping it releases the lock.
+///
+/// It stays on the thread that acquired it (as `std::sync::MutexGuard` does), so that the lock
+/// knows which thread holds it; it is not `Send`. To release from another thread or process,
+/// [`leak`](Self::leak) it and call [`Lock::release`] there.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// let lock = proc_sync::Lock::new().unwrap();
+/// send(lock.acquire().unwrap());
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    // The lock records the acquiring thread; the guard must be dropped on it.
+    _not_send: PhantomData<*const ()>,
 }
 
-impl LockGuard<'_> {
+impl<'a> LockGuard<'a> {
+    /// The guard of a lock this thread has just taken. Only ever built right after a successful
+    /// acquire: its `Drop` releases the lock.
+    fn new(lock: &'a Lock) -> Self {
+        LockGuard { lock, _not_send: PhantomData }
+    }
+
     /// Keeps the lock held past the guard; release it later with [`Lock::release`] (from any
-    /// process).
+    /// thread or process). Until then it counts as held by the thread that acquired it.
     pub fn leak(self) {
         std::mem::forget(self);
     }
@@ -215,7 +337,7 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = raw_release(&self.lock.region, 0);
+        self.lock.unlock_held();
     }
 }
 
@@ -272,25 +394,36 @@ impl RLock {
         self.region.word(3).store(1, Ordering::Relaxed);
     }
 
-    fn acquire_until(&self, deadline: Option<Instant>) -> AcquireResult<Option<RLockGuard<'_>>> {
-        if self.owned_by_me() {
-            // Only this thread touches the depth while it owns the lock.
-            let depth = self.region.word(3);
-            depth.store(depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            return Ok(Some(RLockGuard { lock: self, _not_send: PhantomData }));
+    /// One more level, if this thread holds the lock already.
+    fn reenter(&self) -> bool {
+        if !self.owned_by_me() {
+            return false;
         }
-        match raw_acquire(&self.region, 0, deadline) {
-            None => Ok(None),
-            Some(r) => {
-                self.take();
-                match r {
-                    Ok(()) => Ok(Some(RLockGuard { lock: self, _not_send: PhantomData })),
-                    Err(pid) => {
-                        Err(OwnerDied::new(Some(RLockGuard { lock: self, _not_send: PhantomData }), pid))
-                    }
-                }
-            }
+        // Only this thread touches the depth while it owns the lock.
+        let depth = self.region.word(3);
+        depth.store(depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Takes one level without a guard (`None`: the deadline passed; `Err(pid)`: its owner died
+    /// holding it, and it is ours).
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
+        if self.reenter() {
+            return Some(Ok(()));
         }
+        let taken = raw_acquire(&self.region, 0, deadline)?;
+        self.take();
+        Some(taken)
+    }
+
+    /// As [`lock_until`](Self::lock_until) without a deadline.
+    pub(crate) fn lock_blocking(&self) -> Result<(), u32> {
+        if self.reenter() {
+            return Ok(());
+        }
+        let taken = raw_acquire_blocking(&self.region, 0);
+        self.take();
+        taken
     }
 
     /// Blocks until the lock is acquired (at once if this thread holds it).
@@ -299,17 +432,9 @@ impl RLock {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire(&self) -> AcquireResult<RLockGuard<'_>> {
-        // Without a deadline the guard is always there; building one eagerly would release the
-        // lock when the spare is dropped.
-        match self.acquire_until(None) {
-            Ok(g) => Ok(g.unwrap_or_else(|| RLockGuard { lock: self, _not_send: PhantomData })),
-            Err(e) => {
-                let pid = e.pid();
-                Err(OwnerDied::new(
-                    e.into_guard().unwrap_or_else(|| RLockGuard { lock: self, _not_send: PhantomData }),
-                    pid,
-                ))
-            }
+        match self.lock_blocking() {
+            Ok(()) => Ok(RLockGuard::new(self)),
+            Err(pid) => Err(OwnerDied::new(RLockGuard::new(self), pid)),
         }
     }
 
@@ -319,7 +444,12 @@ impl RLock {
     ///
     /// [`OwnerDied`], holding the guard, if the previous owner died holding the lock.
     pub fn acquire_timeout(&self, timeout: Duration) -> AcquireResult<Option<RLockGuard<'_>>> {
-        self.acquire_until(Some(deadline(timeout)))
+        // As for `Lock`: a guard only on the arms where a level was taken.
+        match self.lock_until(Some(deadline(timeout))) {
+            None => Ok(None),
+            Some(Ok(())) => Ok(Some(RLockGuard::new(self))),
+            Some(Err(pid)) => Err(OwnerDied::new(Some(RLockGuard::new(self)), pid)),
+        }
     }
 
     /// Whether some thread of some process holds the lock (a snapshot).
@@ -368,7 +498,7 @@ impl RLock {
     /// Takes the lock back at `depth` after a condition wait; `Err(pid)` if its owner meanwhile
     /// died holding it (it is ours all the same).
     pub(crate) fn acquire_restore(&self, depth: u32) -> Result<(), u32> {
-        let r = raw_acquire(&self.region, 0, None).unwrap_or(Ok(()));
+        let r = raw_acquire_blocking(&self.region, 0);
         self.take();
         self.region.word(3).store(depth, Ordering::Relaxed);
         r
@@ -396,7 +526,13 @@ pub struct RLockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-impl RLockGuard<'_> {
+impl<'a> RLockGuard<'a> {
+    /// The guard of one level this thread has just taken; as for a `LockGuard`, only ever built
+    /// right after a successful acquire.
+    fn new(lock: &'a RLock) -> Self {
+        RLockGuard { lock, _not_send: PhantomData }
+    }
+
     /// Keeps this level held past the guard; release it with [`RLock::release`] from the same
     /// thread.
     pub fn leak(self) {

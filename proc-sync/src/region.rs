@@ -1,7 +1,7 @@
 //! A block of shared memory holding the state words of one primitive.
 
 use std::fmt;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 use proc_core::shm::Segment;
@@ -25,12 +25,28 @@ impl Region {
     /// # Panics
     ///
     /// If the word lies outside the region: a bug in the primitive's layout, not a run-time input.
+    #[inline]
     pub(crate) fn word(&self, index: usize) -> &AtomicU32 {
         assert!((index + 1) * 4 <= self.seg.len(), "state word {index} outside its region");
         // SAFETY: the mapping is page-aligned, so `4 * index` is 4-byte aligned, and it is inside
         // the mapping (asserted). AtomicU32 has the layout of u32, the memory lives as long as
         // `self`, and every access to shared words goes through atomics.
         unsafe { AtomicU32::from_ptr(self.seg.as_ptr().add(index * 4).cast()) }
+    }
+
+    /// The 64-bit word at byte `8 * index`.
+    ///
+    /// # Panics
+    ///
+    /// If the word lies outside the region: a bug in the primitive's layout, or a handle whose
+    /// region is too short for it (checked when it is decoded).
+    #[inline]
+    pub(crate) fn word64(&self, index: usize) -> &AtomicU64 {
+        assert!((index + 1) * 8 <= self.seg.len(), "state word64 {index} outside its region");
+        // SAFETY: the mapping is page-aligned, so `8 * index` is 8-byte aligned, and it is inside
+        // the mapping (asserted). AtomicU64 has the layout of u64, the memory lives as long as
+        // `self`, and every access to shared words goes through atomics.
+        unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(index * 8).cast()) }
     }
 
     /// The start of the region.

@@ -115,6 +115,17 @@ impl Semaphore {
         }
     }
 
+    /// [`take`](Self::take) without a deadline: it returns only with a permit, so no caller has to
+    /// invent a guard for a timeout that cannot happen (a guard built for no permit would return
+    /// one that was never taken when dropped).
+    fn take_blocking(&self, guarded: bool) -> Taken {
+        loop {
+            if let Some(taken) = self.take(None, guarded) {
+                return taken;
+            }
+        }
+    }
+
     /// Records this process in a free holder slot, if one is left.
     fn record(&self) -> Option<usize> {
         let me = sys::pid();
@@ -140,6 +151,8 @@ impl Semaphore {
         }
     }
 
+    /// The guard of a permit just taken: only ever built from a `Taken`, since its `Drop` returns
+    /// the permit.
     fn guard(&self, taken: Taken) -> AcquireResult<SemaphoreGuard<'_>> {
         let guard = SemaphoreGuard { sem: self, slot: taken.slot };
         match taken.died {
@@ -150,7 +163,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) {
-        self.take(None, false);
+        self.take_blocking(false);
     }
 
     /// Takes a permit if one comes within `timeout`; whether it did. Zero tries once.
@@ -185,11 +198,7 @@ impl Semaphore {
     /// assert_eq!(sem.get_value(), 1);
     /// ```
     pub fn acquire_guard(&self) -> AcquireResult<SemaphoreGuard<'_>> {
-        match self.take(None, true) {
-            Some(taken) => self.guard(taken),
-            // Without a deadline `take` only returns with a permit.
-            None => Ok(SemaphoreGuard { sem: self, slot: self.record() }),
-        }
+        self.guard(self.take_blocking(true))
     }
 
     /// As [`acquire_guard`](Self::acquire_guard), waiting at most `timeout`; `Ok(None)` if no

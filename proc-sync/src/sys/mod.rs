@@ -80,14 +80,29 @@ pub(crate) fn pid() -> u32 {
     pid
 }
 
-/// The id of the calling thread, unique within its process while it runs.
+/// The id of the calling thread, unique within its process while it runs (never 0). A `const`
+/// thread-local without a destructor, so reading it is a plain load on the fast path.
 pub(crate) fn thread_id() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
-        static ID: u64 = {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static NEXT: AtomicU64 = AtomicU64::new(1);
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        };
+        static ID: Cell<u64> = const { Cell::new(0) };
     }
-    ID.with(|id| *id)
+    ID.with(|id| match id.get() {
+        0 => {
+            let fresh = NEXT.fetch_add(1, Ordering::Relaxed);
+            id.set(fresh);
+            fresh
+        }
+        known => known,
+    })
+}
+
+/// The calling thread of this process as one word: the pid in the high half, the thread's id in
+/// the low half. Unlike [`thread_id`] alone it never matches a thread of another process (thread
+/// ids restart in every process, and a forked child keeps its parent's), so a word a dead process
+/// left behind is never mistaken for this thread.
+pub(crate) fn thread_token() -> u64 {
+    (u64::from(pid()) << 32) | (thread_id() & 0xffff_ffff)
 }
