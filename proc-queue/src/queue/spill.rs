@@ -48,6 +48,9 @@ const C_DATA: usize = 64;
 const CHUNK_HELD: u64 = 1 << 32;
 const REFS: u64 = CHUNK_HELD - 1;
 
+/// How far ahead of its writes a producer maps its chunk's pages.
+const POPULATE_STEP: usize = 1 << 20;
+
 /// The size of a producer's first chunk.
 const CHUNK_MIN: usize = 1 << 20;
 
@@ -70,6 +73,27 @@ struct Held {
     shm: Arc<SharedMemory>,
     /// Where the next message goes, from `C_DATA`.
     offset: usize,
+    /// How many bytes from the chunk's start this process has mapped ahead (see `populate`).
+    populated: usize,
+}
+
+impl Held {
+    /// Maps the chunk's pages up to `end` (and up to [`POPULATE_STEP`] beyond) in one system
+    /// call before they are written: a write to a page of a shared mapping not yet mapped in
+    /// this process faults, page by page, which costs more than the copy itself (a chunk taken
+    /// over from another process, or one this process has just mapped).
+    fn populate(&mut self, end: usize) {
+        if end <= self.populated {
+            return;
+        }
+        let from = self.populated;
+        let to = end.max(from + POPULATE_STEP).next_multiple_of(4096).min(self.shm.size());
+        // SAFETY: `from` is a multiple of 4096 (it starts at 0 and only takes such values, or the
+        // chunk's size, itself one), so page-aligned in the page-aligned mapping; `to` does not
+        // pass the mapping's end.
+        unsafe { crate::sys::populate_write(self.shm.as_ptr().add(from), to - from) };
+        self.populated = to;
+    }
 }
 
 /// A message's place in a chunk, reserved by [`Ring::reserve`].
@@ -141,6 +165,7 @@ impl Ring {
                 let offset = C_DATA + held.offset;
                 held.offset += need;
                 state.fetch_add(1, Ordering::AcqRel);
+                held.populate(offset + need);
                 return Ok(Spill { shm: Arc::clone(&held.shm), offset, size });
             }
             // No room: the consumers are behind (or the message is larger than the chunk).
@@ -157,7 +182,9 @@ impl Ring {
         match entry {
             Some(entry) if shm.size() <= CHUNK_MAX => {
                 state.store(CHUNK_HELD | 1, Ordering::Release);
-                writer.held = Some(Held { pid: me, entry, shm: Arc::clone(&shm), offset: need });
+                let mut held = Held { pid: me, entry, shm: Arc::clone(&shm), offset: need, populated: 0 };
+                held.populate(C_DATA + need);
+                writer.held = Some(held);
             }
             // No entry left to hold it by (or too large to keep): it serves this message only,
             // and goes to the free list (or away) once read.
@@ -354,7 +381,9 @@ impl Ring {
             for i in 0..SPILL_ENTRIES {
                 let entry = entry_at(i);
                 let word = self.q32(entry);
-                if word.compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                if word
+                    .compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
                 {
                     self.fill_entry(entry, shm);
                     word.store(ENTRY_FREE, Ordering::Release);
