@@ -22,8 +22,9 @@
 //!   `queue`, a `bounded_queue` (`maxsize` = the backlog), a `simple_queue` and a `joinable_queue`
 //!   (unbounded, `task_done` after each `get`). A `<kind>` row keeps up (the parent gets while the
 //!   child puts); its `<kind>_backlog` row starts getting only once the child has put the whole
-//!   round. Both time the round from the gate until the parent has every message; `floor_memcpy`
-//!   (one copy in one process) for scale.
+//!   round. Both time the round from the gate until the parent has every message; `queue_drain`
+//!   times only the gets of the unbounded queue's backlog, and `floor_memcpy` (one copy in one
+//!   process) is there for scale.
 //! - `pingpong_<pin>`: one round trip of a `u64` between parent and child through two `queue`s,
 //!   or a duplex `pipe`, next to `floor_futex` (a shared-futex ping-pong) and `floor_socketpair`
 //!   (one byte back and forth over a Unix socket pair), and `floor_socketpair_polling` (the same,
@@ -332,11 +333,20 @@ impl AnyQueue {
     }
 }
 
+/// When the consumer of a backlog round starts, and what is timed.
+#[derive(Clone, Copy, PartialEq)]
+enum Round {
+    /// The parent gets while the child puts; timed from the gate until the parent has them all.
+    KeepUp,
+    /// The parent gets once the child has put them all; timed the same way.
+    Backlog,
+    /// As `Backlog`, timing only the parent's gets.
+    Drain,
+}
+
 /// `n` messages of `len` bytes through `q` in rounds of [`backlog_round`] messages, each put by
-/// a fresh child. With `backlog`, the parent starts getting only once the child has put the
-/// whole round; otherwise it gets while the child puts. The sum of the rounds' times, each from
-/// the gate until the parent has every message of the round.
-fn queue_rounds(q: &AnyQueue, n: u64, len: usize, backlog: bool) -> Duration {
+/// a fresh child: the sum of the rounds' times.
+fn queue_rounds(q: &AnyQueue, n: u64, len: usize, mode: Round) -> Duration {
     let round = backlog_round(len);
     let message: Arc<Vec<u8>> = Arc::new((0..len).map(|i| i as u8).collect());
     let mut total = Duration::ZERO;
@@ -347,9 +357,12 @@ fn queue_rounds(q: &AnyQueue, n: u64, len: usize, backlog: bool) -> Duration {
         let gate = Gate::new();
         let (producer_q, message) = (q.clone(), Arc::clone(&message));
         let child = producer(&gate, move || (0..count).all(|_| producer_q.put(Blob(Arc::clone(&message)))));
-        let start = gate.open();
-        if backlog {
+        let mut start = gate.open();
+        if mode != Round::KeepUp {
             gate.wait_finished();
+        }
+        if mode == Round::Drain {
+            start = Instant::now();
         }
         for _ in 0..count {
             assert_eq!(q.get().0.len(), len);
@@ -374,9 +387,14 @@ fn backlog(c: &mut Criterion, name: &str, len: usize) {
         ("joinable_queue", AnyQueue::Joinable(JoinableQueue::new(0).expect("queue"))),
     ];
     for (kind, q) in &kinds {
-        group.bench_function(*kind, |b| b.iter_custom(|n| queue_rounds(q, n, len, false)));
-        group.bench_function(format!("{kind}_backlog"), |b| b.iter_custom(|n| queue_rounds(q, n, len, true)));
+        group.bench_function(*kind, |b| b.iter_custom(|n| queue_rounds(q, n, len, Round::KeepUp)));
+        group.bench_function(format!("{kind}_backlog"), |b| {
+            b.iter_custom(|n| queue_rounds(q, n, len, Round::Backlog))
+        });
     }
+    // The unbounded queue's backlog once more, timing only the gets: how fast a backlog drains.
+    let q = &kinds[0].1;
+    group.bench_function("queue_drain", |b| b.iter_custom(|n| queue_rounds(q, n, len, Round::Drain)));
     group.finish();
 }
 
