@@ -27,9 +27,10 @@
 //! Liveness is checked only on slow paths: after a wait slice of [`LIVENESS_CHECK`] without
 //! progress, and by the non-blocking forms before they give up.
 //!
-//! Messages whose serialized form does not fit in a slot *spill*: the producer writes them to a
-//! named shared-memory segment (registered with proc-core's resource tracker) before claiming a
-//! slot, and the slot carries the segment's name; the consumer maps, reads and unlinks it.
+//! Messages whose serialized form does not fit in a slot *spill*: the producer writes them into
+//! its spill chunk, a named shared-memory segment (registered with proc-core's resource tracker)
+//! that holds many messages, before claiming a slot, and the slot carries the chunk's name and the
+//! message's place in it; the consumer reads it from there and counts it read (see [`spill`]).
 //!
 //! Blocked callers sleep on two wait words, `items` (bumped by every commit) and `space` (bumped
 //! by every release), through proc-sync's wait/wake seam, after a short spin. A sleeper first sets
@@ -77,7 +78,7 @@ const LARGE_YIELDS: u32 = 4;
 /// How long a blocked call waits before it checks whether the process it waits on still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
-/// The default number of data bytes in a slot; larger messages spill to their own segment.
+/// The default number of data bytes in a slot; larger messages spill to a chunk outside the ring.
 pub const DEFAULT_SLOT_SIZE: usize = 112;
 
 /// The default largest message: 16 GiB.
@@ -381,7 +382,7 @@ impl QueueBuilder {
     }
 
     /// Data bytes per slot (default [`DEFAULT_SLOT_SIZE`]); a message whose serialized form is
-    /// larger spills into a segment of its own (slower: a few system calls per message).
+    /// larger spills into a shared chunk outside the ring (no system call in the steady state).
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
         self
@@ -434,6 +435,9 @@ struct Ring {
     max_message: u64,
     /// Python's per-process `close()`.
     closed: AtomicBool,
+    /// The reads of the whole queue that this process saw at its last large `put` (see
+    /// `Ring::make_way`).
+    way_reads: AtomicU64,
 }
 
 /// A ring's memory: anonymous for ring 0 (it travels as a handle), named for the later rings of
@@ -534,6 +538,7 @@ impl Ring {
             stride,
             max_message,
             closed: AtomicBool::new(false),
+            way_reads: AtomicU64::new(0),
         };
         ring.u32_at(H_ATTACHED).store(1, Ordering::Relaxed);
         ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
@@ -565,6 +570,7 @@ impl Ring {
             stride: 64,
             max_message: 0,
             closed: AtomicBool::new(false),
+            way_reads: AtomicU64::new(0),
         };
         if ring.seg.len() < HEADER {
             return Err(proc_core::Error::invalid_argument("not a queue's shared memory"));
@@ -1183,14 +1189,32 @@ impl Ring {
     /// holds messages and a consumer is about, yields the CPU (at most [`LARGE_YIELDS`] times), so
     /// that a consumer on the same CPU takes them first. Each large message is then read while
     /// it is still in the caches, instead of after the producer has written the queue full of
-    /// them (megabytes each). Never waits long: without a consumer it returns at once.
+    /// them (megabytes each). Never waits long: without a consumer it returns at once, and so it
+    /// does when no message was read since this process' last large `put` (the consumers are
+    /// elsewhere, and the producer runs ahead: yielding would only hand its CPU to other programs).
     fn make_way(&self) {
+        let reads = self.reads();
+        if self.way_reads.swap(reads, Ordering::Relaxed) == reads {
+            return;
+        }
         for _ in 0..LARGE_YIELDS {
             if self.count_all() == 0 || !self.consumer_about(self) {
                 return;
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The positions read so far in every ring of the chain (this is ring 0): it moves while a
+    /// consumer reads.
+    fn reads(&self) -> u64 {
+        let mut idx = 0;
+        let mut total = 0u64;
+        while let Ok(Some(head)) = self.with_ring(idx, |r| r.head().load(Ordering::Relaxed)) {
+            total = total.wrapping_add(head);
+            idx += 1;
+        }
+        total
     }
 
     /// The messages in the queue (this is ring 0): in every ring from this process' reading ring
