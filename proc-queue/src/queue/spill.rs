@@ -12,7 +12,7 @@
 //! offers a chunk it lets go to the free list for reuse.
 //!
 //! The free list lives in ring 0's header: [`SPILL_ENTRIES`] entries of a state word, the
-//! chunk's name and its size. An entry is `EMPTY`, `FREE` (a chunk to reuse), `BUSY | pid`
+//! chunk's name and its size; its free chunks hold at most [`RETAIN_MAX`] bytes. An entry is `EMPTY`, `FREE` (a chunk to reuse), `BUSY | pid`
 //! (being taken or filled in) or `HELD | pid` (the chunk that process writes into): so every
 //! chunk is named either by an entry or by the slot of an unread message, and the last process
 //! to leave the queue unlinks them all. A chunk held by a dead process is taken back once its
@@ -30,7 +30,7 @@ use super::{Claim, Ring, PID_MASK, RECYCLE_MAX, SPILLED, SPILL_OFFSET_AT, SPILL_
 /// The free list's place in ring 0's header, and its entries (64 bytes each: state, name length,
 /// size, then up to 32 bytes of name).
 pub(super) const H_SPILL_LIST: usize = 384;
-pub(super) const SPILL_ENTRIES: usize = 16;
+pub(super) const SPILL_ENTRIES: usize = 64;
 
 // An entry's state word.
 const ENTRY_EMPTY: u32 = 0;
@@ -50,6 +50,10 @@ const REFS: u64 = CHUNK_HELD - 1;
 
 /// How far ahead of its writes a producer maps its chunk's pages.
 const POPULATE_STEP: usize = 1 << 20;
+
+/// The free chunks a queue keeps for reuse, in bytes at most (as many as the 8 segments of up to
+/// 64 MiB it kept before chunks): a chunk let go beyond that is unlinked.
+const RETAIN_MAX: u64 = 512 << 20;
 
 /// The size of a producer's first chunk.
 const CHUNK_MIN: usize = 1 << 20;
@@ -254,7 +258,8 @@ impl Ring {
                 None => spare = Some(entry),
             }
         }
-        let created = SharedMemory::create(want).map(Arc::new);
+        // Without an entry to hold it by, the chunk serves one message only: no larger than that.
+        let created = SharedMemory::create(if spare.is_some() { want } else { need }).map(Arc::new);
         let shm = match created {
             Ok(shm) => shm,
             Err(e) => return self.release_spare(spare, Err(e)),
@@ -373,11 +378,16 @@ impl Ring {
         }
     }
 
-    /// Offers a chunk nobody uses any more for reuse; unlinks it if the free list is full or the
-    /// chunk is too large to keep.
+    /// Offers a chunk nobody uses any more for reuse; unlinks it if the free list is full, if it
+    /// would keep more than [`RETAIN_MAX`] bytes, or if the chunk is too large to keep.
     fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
         let me = raw::pid() & PID_MASK;
-        if shm.name().len() <= 32 && shm.size() <= RECYCLE_MAX {
+        let kept: u64 = (0..SPILL_ENTRIES)
+            .map(entry_at)
+            .filter(|&entry| self.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
+            .map(|entry| self.q64(entry + 8).load(Ordering::Relaxed))
+            .sum();
+        if shm.name().len() <= 32 && shm.size() <= RECYCLE_MAX && kept + shm.size() as u64 <= RETAIN_MAX {
             for i in 0..SPILL_ENTRIES {
                 let entry = entry_at(i);
                 let word = self.q32(entry);
