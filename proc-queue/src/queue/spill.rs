@@ -55,6 +55,13 @@ const POPULATE_STEP: usize = 1 << 20;
 /// 64 MiB it kept before chunks): a chunk let go beyond that is unlinked.
 const RETAIN_MAX: u64 = 512 << 20;
 
+/// A message is written around the caches (non-temporal stores) once at least this many messages,
+/// and [`STREAM_AFTER_BYTES`] bytes, of its chunk wait unread before it: no consumer will read it
+/// before the caches have dropped it, and a store that first reads its line from memory (as an
+/// ordinary store does) moves twice the bytes.
+const STREAM_AFTER_MESSAGES: u64 = 8;
+const STREAM_AFTER_BYTES: u64 = 8 << 20;
+
 /// The size of a producer's first chunk.
 const CHUNK_MIN: usize = 1 << 20;
 
@@ -105,6 +112,8 @@ pub(super) struct Spill {
     pub(super) shm: Arc<SharedMemory>,
     pub(super) offset: usize,
     pub(super) size: usize,
+    /// Far behind the consumers: write around the caches (see [`ChunkWriter`]).
+    stream: bool,
 }
 
 pub(super) enum SpillError {
@@ -133,7 +142,7 @@ impl Ring {
         // does not hand it out again while it is counted unread.
         let buf = unsafe { std::slice::from_raw_parts_mut(spill.shm.as_ptr().add(spill.offset), size) };
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            postcard::to_slice(value, buf).map(|_| ())
+            postcard::serialize_with_flavor(value, ChunkWriter { buf, at: 0, stream: spill.stream })
         }));
         match written {
             Ok(Ok(())) => Ok(spill),
@@ -168,9 +177,10 @@ impl Ring {
             if C_DATA + held.offset + need <= held.shm.size() {
                 let offset = C_DATA + held.offset;
                 held.offset += need;
-                state.fetch_add(1, Ordering::AcqRel);
+                let unread = state.fetch_add(1, Ordering::AcqRel) & REFS;
                 held.populate(offset + need);
-                return Ok(Spill { shm: Arc::clone(&held.shm), offset, size });
+                let stream = unread >= STREAM_AFTER_MESSAGES && unread * need as u64 >= STREAM_AFTER_BYTES;
+                return Ok(Spill { shm: Arc::clone(&held.shm), offset, size, stream });
             }
             // No room: the consumers are behind (or the message is larger than the chunk).
             if state.load(Ordering::Acquire) & REFS != 0 {
@@ -199,7 +209,7 @@ impl Ring {
                 state.store(1, Ordering::Release);
             }
         }
-        Ok(Spill { shm, offset: C_DATA, size })
+        Ok(Spill { shm, offset: C_DATA, size, stream: false })
     }
 
     /// A chunk of at least `need` bytes for this process to hold: a free one, or a new one of
@@ -526,6 +536,124 @@ impl Ring {
                     let _ = shm.unlink();
                 }
             }
+        }
+    }
+}
+
+/// postcard's output into a reserved place of a chunk: [`postcard::to_slice`]'s, except that with
+/// `stream` long runs of bytes (a byte string's contents) go around the caches.
+struct ChunkWriter<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+    stream: bool,
+}
+
+/// Runs at least this long are streamed.
+const STREAM_MIN: usize = 4096;
+
+impl postcard::ser_flavors::Flavor for ChunkWriter<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        let slot = self.buf.get_mut(self.at).ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = byte;
+        self.at += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.at.checked_add(data.len()).ok_or(postcard::Error::SerializeBufferFull)?;
+        let dst = self.buf.get_mut(self.at..end).ok_or(postcard::Error::SerializeBufferFull)?;
+        if self.stream && data.len() >= STREAM_MIN {
+            stream_copy(dst, data);
+        } else {
+            dst.copy_from_slice(data);
+        }
+        self.at = end;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies `src` into `dst` (of the same length) with non-temporal stores where the CPU has them
+/// (x86_64's SSE2 `movntdq`), and fences them: the commit that publishes the message is ordered
+/// after them. Elsewhere an ordinary copy.
+fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        // Up to the first 16-byte boundary of `dst`, and the tail, ordinarily.
+        let head = dst.as_ptr().align_offset(16).min(dst.len());
+        dst[..head].copy_from_slice(&src[..head]);
+        let body = (dst.len() - head) / 64 * 64;
+        let mut i = head;
+        while i < head + body {
+            for lane in 0..4 {
+                let at = i + lane * 16;
+                // SAFETY: `at + 16 <= head + body <= src.len()`; an unaligned load of 16 bytes.
+                let v = unsafe { _mm_loadu_si128(src.as_ptr().add(at).cast::<__m128i>()) };
+                // SAFETY: `at + 16 <= dst.len()`, and `dst + at` is 16-byte aligned (`head` aligns
+                // it, and `at - head` is a multiple of 16); `dst` is borrowed exclusively.
+                unsafe { _mm_stream_si128(dst.as_mut_ptr().add(at).cast::<__m128i>(), v) };
+            }
+            i += 64;
+        }
+        dst[i..].copy_from_slice(&src[i..]);
+        // SAFETY: a store fence has no precondition (SSE is part of x86_64).
+        unsafe { _mm_sfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_copy_is_an_exact_copy_at_any_alignment() {
+        let src: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for start in [0usize, 1, 15, 16, 17, 63] {
+            for len in [0usize, 1, 15, 64, 4095, 4096, 4097, 10_000, 19_000] {
+                let mut dst = vec![0u8; start + len + 1];
+                stream_copy(&mut dst[start..start + len], &src[..len]);
+                assert_eq!(&dst[start..start + len], &src[..len], "start {start} len {len}");
+                assert!(
+                    dst[..start].iter().all(|&b| b == 0) && dst[start + len] == 0,
+                    "start {start} len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_chunk_writer_writes_what_postcard_writes() {
+        #[derive(Serialize)]
+        struct Value<'a> {
+            tag: u32,
+            #[serde(with = "serde_bytes_like")]
+            bytes: &'a [u8],
+            text: String,
+        }
+        mod serde_bytes_like {
+            pub(super) fn serialize<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(b)
+            }
+        }
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let value = Value { tag: 7, bytes: &bytes, text: "spilled".into() };
+        let want = postcard::to_allocvec(&value).unwrap();
+        for stream in [false, true] {
+            let mut buf = vec![0u8; want.len() + 3];
+            postcard::serialize_with_flavor(&value, ChunkWriter { buf: &mut buf[3..], at: 0, stream })
+                .unwrap();
+            assert_eq!(&buf[3..], &want[..], "stream {stream}");
+            let mut short = vec![0u8; want.len() - 1];
+            assert!(postcard::serialize_with_flavor(&value, ChunkWriter { buf: &mut short, at: 0, stream })
+                .is_err());
         }
     }
 }
