@@ -17,6 +17,14 @@
 //!   128 KiB: in the ring), and a `pipe` (`send_bytes`/`recv_bytes_into`); next to
 //!   `floor_byte_ring` (a 2 MiB byte ring, memcpy in and memcpy out: two copies) and
 //!   `floor_memcpy` (one copy in one process).
+//! - `backlog_4k_<pin>`, `backlog_64k_<pin>`, `backlog_1m_<pin>`: byte messages in rounds of a backlog
+//!   (4000 messages, at most 256 MiB), each round by a fresh producer child, through an unbounded
+//!   `queue`, a `bounded_queue` (`maxsize` = the backlog), a `simple_queue` and a `joinable_queue`
+//!   (unbounded, `task_done` after each `get`). A `<kind>` row keeps up (the parent gets while the
+//!   child puts); its `<kind>_backlog` row starts getting only once the child has put the whole
+//!   round. Both time the round from the gate until the parent has every message; `queue_drain`
+//!   times only the gets of the unbounded queue's backlog, and `floor_memcpy` (one copy in one
+//!   process) is there for scale.
 //! - `pingpong_<pin>`: one round trip of a `u64` between parent and child through two `queue`s,
 //!   or a duplex `pipe`, next to `floor_futex` (a shared-futex ping-pong) and `floor_socketpair`
 //!   (one byte back and forth over a Unix socket pair), and `floor_socketpair_polling` (the same,
@@ -30,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use multiproc::queue::{pipe, Connection, Queue, SimpleQueue};
+use multiproc::queue::{pipe, Connection, JoinableQueue, Queue, SimpleQueue};
 use multiproc::Process;
 use multiproc_benches::{
     floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_socketpair_pingpong_polling,
@@ -288,6 +296,118 @@ fn bytes_4m(c: &mut Criterion) {
     bytes(c, "bytes_4m", 4 << 20, false);
 }
 
+/// The messages of one backlog round: 4000, or fewer where that would pass 256 MiB.
+fn backlog_round(len: usize) -> u64 {
+    (4000u64).min((256u64 << 20) / len as u64).max(1)
+}
+
+/// One of the queue kinds a backlog group compares.
+#[derive(Clone)]
+enum AnyQueue {
+    Queue(Queue<Blob>),
+    Simple(SimpleQueue<Blob>),
+    Joinable(JoinableQueue<Blob>),
+}
+
+impl AnyQueue {
+    fn put(&self, blob: Blob) -> bool {
+        match self {
+            AnyQueue::Queue(q) => q.put(blob).is_ok(),
+            AnyQueue::Simple(q) => q.put(blob).is_ok(),
+            AnyQueue::Joinable(q) => q.put(blob).is_ok(),
+        }
+    }
+
+    fn get(&self) -> Blob {
+        match self {
+            AnyQueue::Queue(q) => q.get_timeout(BOUND).expect("get"),
+            AnyQueue::Simple(q) => q.get().expect("get"),
+            AnyQueue::Joinable(q) => {
+                let blob = q.get_timeout(BOUND).expect("get");
+                q.task_done().expect("task_done");
+                blob
+            }
+        }
+    }
+}
+
+/// When the consumer of a backlog round starts, and what is timed.
+#[derive(Clone, Copy, PartialEq)]
+enum Round {
+    /// The parent gets while the child puts; timed from the gate until the parent has them all.
+    KeepUp,
+    /// The parent gets once the child has put them all; timed the same way.
+    Backlog,
+    /// As `Backlog`, timing only the parent's gets.
+    Drain,
+}
+
+/// `n` messages of `len` bytes through `q` in rounds of [`backlog_round`] messages, each put by
+/// a fresh child: the sum of the rounds' times.
+fn queue_rounds(q: &AnyQueue, n: u64, len: usize, mode: Round) -> Duration {
+    let round = backlog_round(len);
+    let message: Arc<Vec<u8>> = Arc::new((0..len).map(|i| i as u8).collect());
+    let mut total = Duration::ZERO;
+    let mut left = n;
+    while left > 0 {
+        let count = left.min(round);
+        left -= count;
+        let gate = Gate::new();
+        let (producer_q, message) = (q.clone(), Arc::clone(&message));
+        let child = producer(&gate, move || (0..count).all(|_| producer_q.put(Blob(Arc::clone(&message)))));
+        let mut start = gate.open();
+        if mode != Round::KeepUp {
+            gate.wait_finished();
+        }
+        if mode == Round::Drain {
+            start = Instant::now();
+        }
+        for _ in 0..count {
+            assert_eq!(q.get().0.len(), len);
+        }
+        total += start.elapsed();
+        join_bounded(child);
+    }
+    total
+}
+
+fn backlog(c: &mut Criterion, name: &str, len: usize) {
+    pin_if_asked();
+    let mut group = c.benchmark_group(group_name(name));
+    configure(&mut group, 300, 2000);
+    group.throughput(Throughput::Bytes(len as u64));
+    group.bench_function("floor_memcpy", |b| b.iter_custom(|n| floor_memcpy(n, len)));
+    let round = u32::try_from(backlog_round(len)).expect("round");
+    let kinds = [
+        ("queue", AnyQueue::Queue(Queue::unbounded().expect("queue"))),
+        ("bounded_queue", AnyQueue::Queue(Queue::new(round).expect("queue"))),
+        ("simple_queue", AnyQueue::Simple(SimpleQueue::new().expect("queue"))),
+        ("joinable_queue", AnyQueue::Joinable(JoinableQueue::new(0).expect("queue"))),
+    ];
+    for (kind, q) in &kinds {
+        group.bench_function(*kind, |b| b.iter_custom(|n| queue_rounds(q, n, len, Round::KeepUp)));
+        group.bench_function(format!("{kind}_backlog"), |b| {
+            b.iter_custom(|n| queue_rounds(q, n, len, Round::Backlog))
+        });
+    }
+    // The unbounded queue's backlog once more, timing only the gets: how fast a backlog drains.
+    let q = &kinds[0].1;
+    group.bench_function("queue_drain", |b| b.iter_custom(|n| queue_rounds(q, n, len, Round::Drain)));
+    group.finish();
+}
+
+fn backlog_4k(c: &mut Criterion) {
+    backlog(c, "backlog_4k", 4 << 10);
+}
+
+fn backlog_64k(c: &mut Criterion) {
+    backlog(c, "backlog_64k", 64 << 10);
+}
+
+fn backlog_1m(c: &mut Criterion) {
+    backlog(c, "backlog_1m", 1 << 20);
+}
+
 /// `rounds` round trips of a `u64` through two queues, after an untimed first one.
 fn queue_pingpong(rounds: u64) -> Duration {
     let (ping, pong) = (Queue::<u64>::unbounded().expect("queue"), Queue::<u64>::unbounded().expect("queue"));
@@ -350,5 +470,15 @@ fn pingpong(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, small_1to1, small_2to2, bytes_64k, bytes_4m, pingpong);
+criterion_group!(
+    benches,
+    small_1to1,
+    small_2to2,
+    bytes_64k,
+    bytes_4m,
+    backlog_4k,
+    backlog_64k,
+    backlog_1m,
+    pingpong
+);
 criterion_main!(benches);

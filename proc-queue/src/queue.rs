@@ -27,9 +27,10 @@
 //! Liveness is checked only on slow paths: after a wait slice of [`LIVENESS_CHECK`] without
 //! progress, and by the non-blocking forms before they give up.
 //!
-//! Messages whose serialized form does not fit in a slot *spill*: the producer writes them to a
-//! named shared-memory segment (registered with proc-core's resource tracker) before claiming a
-//! slot, and the slot carries the segment's name; the consumer maps, reads and unlinks it.
+//! Messages whose serialized form does not fit in a slot *spill*: the producer writes them into
+//! its spill chunk, a named shared-memory segment (registered with proc-core's resource tracker)
+//! that holds many messages, before claiming a slot, and the slot carries the chunk's name and the
+//! message's place in it; the consumer reads it from there and counts it read (see [`spill`]).
 //!
 //! Blocked callers sleep on two wait words, `items` (bumped by every commit) and `space` (bumped
 //! by every release), through proc-sync's wait/wake seam, after a short spin. A sleeper first sets
@@ -48,6 +49,10 @@ use proc_core::shm::{Segment, SharedMemory};
 use proc_sync::raw;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+mod spill;
+
+use spill::{SpillError, H_SPILL_LIST, SPILL_ENTRIES};
 
 /// How many times a blocked call looks (with a CPU pause) before it yields, in a process that may
 /// run on more than one CPU (see [`spins`]).
@@ -73,7 +78,7 @@ const LARGE_YIELDS: u32 = 4;
 /// How long a blocked call waits before it checks whether the process it waits on still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
-/// The default number of data bytes in a slot; larger messages spill to their own segment.
+/// The default number of data bytes in a slot; larger messages spill to a chunk outside the ring.
 pub const DEFAULT_SLOT_SIZE: usize = 112;
 
 /// The default largest message: 16 GiB.
@@ -120,20 +125,10 @@ const MAX_RING: u32 = 1 << 20;
 
 /// The most rings an unbounded queue links (the first 8 doublings reach MAX_RING).
 const MAX_CHAIN: usize = 64;
-// The spill free list: SPILL_ENTRIES entries of 64 bytes (state, name length, size, name).
-const H_SPILL_LIST: usize = 384;
-const SPILL_ENTRIES: usize = 8;
+// The spill free list (see `spill`) ends the header.
 const HEADER: usize = H_SPILL_LIST + SPILL_ENTRIES * 64;
 
-// A spill free-list entry's state word.
-const ENTRY_EMPTY: u32 = 0;
-const ENTRY_FREE: u32 = 1;
-const ENTRY_BUSY: u32 = 1 << 31;
-
-/// How many spill segments a process keeps mapped.
-const SPILL_CACHE: usize = 8;
-
-/// Spill segments up to this size are kept for reuse; larger ones are unlinked after one use,
+/// Spill chunks up to this size are kept for reuse; larger ones are unlinked after one use,
 /// so that a queue that once carried a huge message does not keep its memory.
 const RECYCLE_MAX: usize = 64 << 20;
 
@@ -149,11 +144,13 @@ const READING: u32 = 1 << 30;
 const VOID: u32 = 1 << 29;
 const PID_MASK: u32 = VOID - 1;
 
-/// Set in a slot's length word when the data is a spill record: the segment's name (up to 30
-/// bytes; its length in the length word), and at byte 32 the message's size.
+/// Set in a slot's length word when the data is a spill record: the chunk's name (up to 30
+/// bytes; its length in the length word), at byte 32 the message's size and at byte 40 its
+/// offset in the chunk.
 const SPILLED: u64 = 1 << 63;
 const SPILL_SIZE_AT: usize = 32;
-const SPILL_RECORD: usize = 40;
+const SPILL_OFFSET_AT: usize = 40;
+const SPILL_RECORD: usize = 48;
 
 const OPEN: u32 = 0;
 const SHUT: u32 = 1;
@@ -386,7 +383,7 @@ impl QueueBuilder {
     }
 
     /// Data bytes per slot (default [`DEFAULT_SLOT_SIZE`]); a message whose serialized form is
-    /// larger spills into a segment of its own (slower: a few system calls per message).
+    /// larger spills into a shared chunk outside the ring (no system call in the steady state).
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
         self
@@ -429,14 +426,19 @@ struct Ring {
     root: Option<Arc<Mem>>,
     /// The queue's doorbell (ring 0's; a later ring holds duplicates).
     bell: (OwnedFd, OwnedFd),
-    /// Spill segments this process has mapped, most recently used last.
+    /// Spill chunks this process has mapped, most recently used last.
     spills: std::sync::Mutex<Vec<Arc<SharedMemory>>>,
+    /// The chunk this process writes large messages into (ring 0 only).
+    writer: std::sync::Mutex<spill::Writer>,
     capacity: u32,
     slot_size: usize,
     stride: usize,
     max_message: u64,
     /// Python's per-process `close()`.
     closed: AtomicBool,
+    /// The reads of the whole queue that this process saw at its last large `put` (see
+    /// `Ring::make_way`).
+    way_reads: AtomicU64,
 }
 
 /// A ring's memory: anonymous for ring 0 (it travels as a handle), named for the later rings of
@@ -510,7 +512,7 @@ impl Ring {
                 "a queue holds at most 2^30 messages in slots of at most 1 GiB",
             ));
         }
-        // Room for a spill segment's name and size in every slot.
+        // Room for a spill record in every slot.
         let slot_size = slot_size.max(SPILL_RECORD);
         let stride = (S_DATA + slot_size).next_multiple_of(64);
         let len = HEADER + stride * capacity as usize;
@@ -535,11 +537,13 @@ impl Ring {
             root,
             bell,
             spills: std::sync::Mutex::new(Vec::new()),
+            writer: Default::default(),
             capacity,
             slot_size,
             stride,
             max_message,
             closed: AtomicBool::new(false),
+            way_reads: AtomicU64::new(0),
         };
         ring.u32_at(H_ATTACHED).store(1, Ordering::Relaxed);
         if ring.root.is_none() {
@@ -568,11 +572,13 @@ impl Ring {
             root,
             bell,
             spills: std::sync::Mutex::new(Vec::new()),
+            writer: Default::default(),
             capacity: 0,
             slot_size: 0,
             stride: 64,
             max_message: 0,
             closed: AtomicBool::new(false),
+            way_reads: AtomicU64::new(0),
         };
         if ring.seg.len() < HEADER {
             return Err(proc_core::Error::invalid_argument("not a queue's shared memory"));
@@ -617,6 +623,11 @@ impl Ring {
 
     fn q64(&self, offset: usize) -> &AtomicU64 {
         word64(self.root.as_deref().unwrap_or(&self.seg), offset)
+    }
+
+    /// The start of ring 0's memory, whichever ring of the chain this is.
+    fn qptr(&self) -> *mut u8 {
+        self.root.as_deref().unwrap_or(&self.seg).as_ptr()
     }
 
     fn slot_offset(&self, pos: u64) -> usize {
@@ -692,14 +703,7 @@ impl Ring {
     /// Frees a slot whose reader died mid-read (its message is lost).
     fn free_dead_read(&self, pos: u64, cur: u64) {
         // The slot of `pos` is the one the dead reader held (one lap earlier).
-        let claim = Claim { pos };
-        if self.slot_len(claim.pos).load(Ordering::Acquire) & SPILLED != 0 {
-            if let Some(name) = self.spill_name(&claim) {
-                if let Ok(shm) = self.open_spill(&name) {
-                    self.discard_spill(&shm);
-                }
-            }
-        }
+        self.drop_spilled(&Claim { pos });
         if self
             .slot_ctl(pos)
             .compare_exchange(cur, ctl(free_seq(pos), IDLE), Ordering::AcqRel, Ordering::Relaxed)
@@ -1026,171 +1030,17 @@ impl Ring {
         }
     }
 
-    /// A spill segment of at least `size` bytes for this process to write: one from the free
-    /// list (already mapped here, in the steady state) or a new one.
-    fn spill_segment(&self, size: usize) -> proc_core::Result<Arc<SharedMemory>> {
-        let me = raw::pid() & PID_MASK;
-        let mut too_small = None;
-        for i in 0..SPILL_ENTRIES {
-            let entry = H_SPILL_LIST + i * 64;
-            let state = self.u32_at(entry);
-            let st = state.load(Ordering::Acquire);
-            if st & ENTRY_BUSY != 0 && !raw::process_alive(st & PID_MASK) {
-                // Its taker died: the entry is lost (the resource tracker unlinks the segment at
-                // the end of the program).
-                let _ = state.compare_exchange(st, ENTRY_EMPTY, Ordering::AcqRel, Ordering::Relaxed);
-                continue;
-            }
-            if st != ENTRY_FREE {
-                continue;
-            }
-            let fits = self.u64_at(entry + 8).load(Ordering::Acquire) >= size as u64;
-            if !fits && too_small.is_some() {
-                continue;
-            }
-            if state
-                .compare_exchange(ENTRY_FREE, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let name = self.entry_name(entry);
-            state.store(ENTRY_EMPTY, Ordering::Release);
-            let Some(name) = name else { continue };
-            if fits {
-                match self.open_spill(&name) {
-                    Ok(shm) if shm.size() >= size => return Ok(shm),
-                    Ok(shm) => self.discard_spill(&shm),
-                    Err(_) => {}
-                }
-            } else {
-                // Too small for this message: free its memory, once per put.
-                too_small = Some(());
-                if let Ok(shm) = self.open_spill(&name) {
-                    self.discard_spill(&shm);
-                }
-            }
-        }
-        let shm = Arc::new(SharedMemory::create(size)?);
-        group_segment(self.root_mem(), &shm);
-        self.cache_spill(&shm);
-        Ok(shm)
-    }
-
-    /// The name in a free-list entry this process holds busy.
-    fn entry_name(&self, entry: usize) -> Option<String> {
-        let len = self.u32_at(entry + 4).load(Ordering::Acquire) as usize;
-        if len == 0 || len > 32 {
-            return None;
-        }
-        let mut name = vec![0u8; len];
-        // SAFETY: the name's bytes lie inside the entry (at most 32 bytes from its offset 16),
-        // inside the header; the entry is busy, so no one writes them.
-        unsafe { std::ptr::copy_nonoverlapping(self.seg.as_ptr().add(entry + 16), name.as_mut_ptr(), len) };
-        String::from_utf8(name).ok()
-    }
-
-    /// A spill segment by name: mapped already in this process, or opened (and kept mapped).
-    fn open_spill(&self, name: &str) -> proc_core::Result<Arc<SharedMemory>> {
-        if let Ok(mut spills) = self.spills.lock() {
-            if let Some(i) = spills.iter().position(|s| s.name() == name) {
-                let shm = spills.remove(i);
-                spills.push(Arc::clone(&shm));
-                return Ok(shm);
-            }
-        }
-        let shm = Arc::new(SharedMemory::open(name)?);
-        self.cache_spill(&shm);
-        Ok(shm)
-    }
-
-    fn cache_spill(&self, shm: &Arc<SharedMemory>) {
-        if shm.size() > RECYCLE_MAX {
-            return;
-        }
-        if let Ok(mut spills) = self.spills.lock() {
-            if spills.len() >= SPILL_CACHE {
-                spills.remove(0);
-            }
-            spills.push(Arc::clone(shm));
-        }
-    }
-
-    /// Unlinks a spill segment and unmaps it here.
-    fn discard_spill(&self, shm: &Arc<SharedMemory>) {
-        let _ = shm.unlink();
-        if let Ok(mut spills) = self.spills.lock() {
-            spills.retain(|s| !Arc::ptr_eq(s, shm));
-        }
-    }
-
-    /// Offers a read spill segment for reuse by the next large `put`; unlinks it if the free list
-    /// is full.
-    fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
-        let me = raw::pid() & PID_MASK;
-        let name = shm.name().as_bytes();
-        if name.len() <= 32 && shm.size() <= RECYCLE_MAX {
-            for i in 0..SPILL_ENTRIES {
-                let entry = H_SPILL_LIST + i * 64;
-                let state = self.u32_at(entry);
-                if state
-                    .compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    // SAFETY: the entry is busy (ours); its 32 name bytes lie inside the header.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            name.as_ptr(),
-                            self.seg.as_ptr().add(entry + 16),
-                            name.len(),
-                        )
-                    };
-                    self.u32_at(entry + 4).store(name.len() as u32, Ordering::Relaxed);
-                    self.u64_at(entry + 8).store(shm.size() as u64, Ordering::Relaxed);
-                    state.store(ENTRY_FREE, Ordering::Release);
-                    return;
-                }
-            }
-        }
-        self.discard_spill(shm);
-    }
-
-    fn spill_name(&self, claim: &Claim) -> Option<String> {
-        let len = (self.slot_len(claim.pos).load(Ordering::Acquire) & !SPILLED) as usize;
-        if len == 0 || len > SPILL_SIZE_AT {
-            return None;
-        }
-        let mut name = vec![0u8; len];
-        // SAFETY: `len` bytes lie inside the slot's data; the slot is not being written.
-        unsafe { std::ptr::copy_nonoverlapping(self.slot_data(claim), name.as_mut_ptr(), len) };
-        String::from_utf8(name).ok()
-    }
-
-    /// Decodes a claimed slot's message with `decode` (straight from shared memory) and frees it.
-    fn take<R>(&self, claim: Claim, decode: &mut dyn FnMut(&[u8]) -> R) -> Result<R, GetError> {
+    /// Decodes a claimed slot's message with `decode` (straight from shared memory) and frees it;
+    /// `root` is ring 0, which keeps this process' spill chunks mapped.
+    fn take<R>(&self, root: &Ring, claim: Claim, decode: &mut dyn FnMut(&[u8]) -> R) -> Result<R, GetError> {
         let len = self.slot_len(claim.pos).load(Ordering::Acquire);
         if len & SPILLED != 0 {
-            let name = self.spill_name(&claim);
-            let mut size = [0u8; 8];
-            // SAFETY: the record lies inside the slot's data, which no one writes while we hold
-            // the claim.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.slot_data(&claim).add(SPILL_SIZE_AT), size.as_mut_ptr(), 8)
-            };
+            let record = self.read_record(&claim);
+            // The slot is free again at once; the message stays counted unread in its chunk.
             self.release(claim);
-            let name = name.ok_or_else(|| GetError::Deserialize("a corrupt large-message record".into()))?;
-            let shm = self.open_spill(&name).map_err(GetError::Os)?;
-            // The segment may be rounded up to a page (macOS): read the message's own size.
-            let size = usize::try_from(u64::from_le_bytes(size)).unwrap_or(usize::MAX).min(shm.size());
-            // SAFETY: the segment is mapped for at least `size` bytes, and it is ours: no slot and
-            // no free-list entry names it until we offer it for reuse below.
-            let bytes = unsafe { std::slice::from_raw_parts(shm.as_ptr(), size) };
-            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes)));
-            self.recycle_spill(&shm);
-            match decoded {
-                Ok(r) => Ok(r),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+            let record =
+                record.ok_or_else(|| GetError::Deserialize("a corrupt large-message record".into()))?;
+            root.take_spilled(record, decode)
         } else {
             let len = (len as usize).min(self.slot_size);
             // SAFETY: `len` is within the slot's data, which no one writes while we hold the claim.
@@ -1226,7 +1076,7 @@ impl Ring {
                     self.release(claim);
                     continue;
                 }
-                return self.take(claim, decode).map_err(Fail::Get);
+                return self.take(root, claim, decode).map_err(Fail::Get);
             }
             if self.moved() {
                 return Err(Fail::Moved);
@@ -1347,14 +1197,32 @@ impl Ring {
     /// holds messages and a consumer is about, yields the CPU (at most [`LARGE_YIELDS`] times), so
     /// that a consumer on the same CPU takes them first. Each large message is then read while
     /// it is still in the caches, instead of after the producer has written the queue full of
-    /// them (megabytes each). Never waits long: without a consumer it returns at once.
+    /// them (megabytes each). Never waits long: without a consumer it returns at once, and so it
+    /// does when no message was read since this process' last large `put` (the consumers are
+    /// elsewhere, and the producer runs ahead: yielding would only hand its CPU to other programs).
     fn make_way(&self) {
+        let reads = self.reads();
+        if self.way_reads.swap(reads, Ordering::Relaxed) == reads {
+            return;
+        }
         for _ in 0..LARGE_YIELDS {
             if self.count_all() == 0 || !self.consumer_about(self) {
                 return;
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The positions read so far in every ring of the chain (this is ring 0): it moves while a
+    /// consumer reads.
+    fn reads(&self) -> u64 {
+        let mut idx = 0;
+        let mut total = 0u64;
+        while let Ok(Some(head)) = self.with_ring(idx, |r| r.head().load(Ordering::Relaxed)) {
+            total = total.wrapping_add(head);
+            idx += 1;
+        }
+        total
     }
 
     /// The messages in the queue (this is ring 0): in every ring from this process' reading ring
@@ -1431,7 +1299,7 @@ impl Ring {
                         ring.release(claim);
                         continue;
                     }
-                    let _ = ring.take(claim, &mut |_| ());
+                    let _ = ring.take(self, claim, &mut |_| ());
                     let _ = ring.task_done();
                 }
             }) {
@@ -1681,13 +1549,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if size > ring.max_message {
             return Err(PutError::TooLarge { value, size, max: ring.max_message });
         }
-        // A large message goes to its own segment first, outside the ring.
+        // A large message goes to this process' spill chunk first, outside the ring.
         let spill = if size as usize > ring.slot_size {
             if size >= LARGE {
                 ring.make_way();
             }
             match ring.spill(&value, size as usize) {
-                Ok(shm) => Some(shm),
+                Ok(spill) => Some(spill),
                 Err(SpillError::Os(error)) => return Err(PutError::Os { value, error }),
                 Err(SpillError::Serialize(message)) => return Err(PutError::Serialize { value, message }),
             }
@@ -1711,8 +1579,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 if joinable {
                     let _ = root.task_done();
                 }
-                if let Some(shm) = spill {
-                    root.recycle_spill(&shm);
+                if let Some(spill) = spill {
+                    root.spill_done(&spill.shm);
                 }
                 return Err(match fail {
                     ClaimFail::Stopped if root.closed.load(Ordering::Relaxed) => PutError::Closed(value),
@@ -1725,22 +1593,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         // The ring the slot is in: ring 0, or a later ring of an unbounded queue.
         let ring: &Ring = later.unwrap_or(root);
-        let data = ring.slot_data(&claim);
         match spill {
-            Some(shm) => {
-                let name = shm.name().as_bytes();
-                let size = size.to_le_bytes();
-                // SAFETY: the slot is claimed by this process; names are at most 30 bytes and a
-                // slot holds at least SPILL_RECORD bytes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(name.as_ptr(), data, name.len().min(SPILL_SIZE_AT));
-                    std::ptr::copy_nonoverlapping(size.as_ptr(), data.add(SPILL_SIZE_AT), 8);
-                }
-                ring.commit(claim, name.len() as u64 | SPILLED, false);
-                // The consumer recycles or unlinks it; this process only keeps it mapped.
-                drop(shm);
+            Some(spill) => {
+                let len = ring.write_record(&claim, &spill);
+                ring.commit(claim, len, false);
             }
             None => {
+                let data = ring.slot_data(&claim);
                 // SAFETY: the slot is claimed by this process, so no one else touches its
                 // `slot_size` data bytes until the commit.
                 let buf = unsafe { std::slice::from_raw_parts_mut(data, ring.slot_size) };
@@ -1771,37 +1630,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
-enum SpillError {
-    Os(proc_core::Error),
-    Serialize(String),
-}
-
-impl Ring {
-    /// Serializes `value` (`size` bytes) into a spill segment of this process.
-    fn spill<T: Serialize>(&self, value: &T, size: usize) -> Result<Arc<SharedMemory>, SpillError> {
-        let shm = self.spill_segment(size).map_err(SpillError::Os)?;
-        // SAFETY: the segment is mapped for at least `size` bytes and it is ours: no slot and no
-        // free-list entry names it.
-        let buf = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), size) };
-        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            proc_core::codec::to_slice(value, buf).map(|_| ())
-        }));
-        match written {
-            Ok(Ok(())) => Ok(shm),
-            Ok(Err(e)) => {
-                self.recycle_spill(&shm);
-                Err(SpillError::Serialize(e.to_string()))
-            }
-            Err(panic) => {
-                self.recycle_spill(&shm);
-                std::panic::resume_unwind(panic)
-            }
-        }
-    }
-}
-
 impl Drop for Ring {
     fn drop(&mut self) {
+        if self.root.is_none() && self.capacity != 0 {
+            self.let_go_of_chunk();
+        }
         if self.capacity == 0 || self.root.is_some() {
             return;
         }
@@ -1815,8 +1648,8 @@ impl Drop for Ring {
             }
             return;
         }
-        // The last process leaves: unlink the later rings of the chain, and every ring's free
-        // spill segments and those of its unread messages.
+        // The last process leaves: unlink the later rings of the chain, the spill chunks of the
+        // free list and those of every ring's unread messages.
         self.unlink_named();
     }
 }
@@ -1827,19 +1660,20 @@ impl Ring {
         self.root.as_deref().unwrap_or(&self.seg)
     }
 
-    /// Unlinks every named segment of the queue: the later rings of the chain, every ring's free
-    /// spill segments and those of its unread messages, and, through the resource tracker, those
-    /// only dead processes knew (a message they were writing or reading when they were killed).
+    /// Unlinks every named segment of the queue: the later rings of the chain, the spill chunks
+    /// of the free list and those of every ring's unread messages, and, through the resource
+    /// tracker, those only dead processes knew (a chunk they held, a ring they were adding).
     fn unlink_named(&self) {
         let group = word64(self.root_mem(), H_GROUP).load(Ordering::Relaxed);
-        self.unlink_spills();
+        self.unlink_listed_chunks();
+        self.unlink_unread_chunks();
         let mut link = self.next_name();
         while let Some(name) = link {
             let Ok(shm) = SharedMemory::open(&name) else { break };
             let _ = shm.unlink();
             let Ok(bell) = self.bell_dup() else { break };
             let Ok(ring) = Ring::attach(Mem::Named(shm), bell, Some(Arc::clone(&self.seg))) else { break };
-            ring.unlink_spills();
+            ring.unlink_unread_chunks();
             link = ring.next_name();
         }
         if group != 0 {
@@ -1853,41 +1687,6 @@ fn group_segment(root: &Mem, shm: &SharedMemory) {
     let group = word64(root, H_GROUP).load(Ordering::Relaxed);
     if group != 0 {
         proc_core::shm::group_segment(shm.name(), group);
-    }
-}
-
-impl Ring {
-    /// Unlinks the free spill segments and those of unread messages.
-    fn unlink_spills(&self) {
-        for i in 0..SPILL_ENTRIES {
-            let entry = H_SPILL_LIST + i * 64;
-            let state = self.u32_at(entry);
-            if state.compare_exchange(ENTRY_FREE, ENTRY_BUSY, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                if let Some(name) = self.entry_name(entry) {
-                    if let Ok(shm) = self.open_spill(&name) {
-                        self.discard_spill(&shm);
-                    }
-                }
-                state.store(ENTRY_EMPTY, Ordering::Release);
-            }
-        }
-        for pos in 0..u64::from(self.capacity) {
-            let (_, state) = split(self.slot_ctl(pos).load(Ordering::Acquire));
-            let claim = Claim { pos };
-            if state == IDLE && self.slot_len(pos).load(Ordering::Acquire) & SPILLED != 0 {
-                let committed = {
-                    let (seq, _) = split(self.slot_ctl(pos).load(Ordering::Acquire));
-                    seq % 2 == 1
-                };
-                if committed {
-                    if let Some(name) = self.spill_name(&claim) {
-                        if let Ok(shm) = SharedMemory::open(&name) {
-                            let _ = shm.unlink();
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 

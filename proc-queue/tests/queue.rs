@@ -560,6 +560,90 @@ fn spill_segments_are_reused_and_go_with_the_queue() {
     assert_eq!(shm_names(), before);
 }
 
+/// Puts `n` messages of `len` bytes (seeds 0, 1, ...), then says so and waits to be killed.
+fn put_backlog_and_wait(q: Queue<Blob>, n: u32, len: usize, done: Event) {
+    for seed in 0..n {
+        q.put(Blob::new(len, seed as u8)).unwrap();
+    }
+    done.set();
+    // Hold the chunk (and the handle) until killed: the queue must not need this process.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The `mp_*` segments this process has mapped (Linux): ours, whatever other programs on the
+/// machine create meanwhile.
+#[cfg(target_os = "linux")]
+fn mapped_shm_names() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once("/dev/shm/").map(|(_, n)| n.trim_end_matches(" (deleted)").to_owned()))
+        .filter(|n| n.starts_with("mp_"))
+        .collect()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_backlog_of_large_messages_shares_a_few_segments() {
+    let _s = serial();
+    let _w = Watchdog::new("a_backlog_of_large_messages_shares_a_few_segments", LIMIT);
+    for q in [Queue::unbounded().unwrap(), Queue::new(4000).unwrap()] {
+        let before = shm_names();
+        // 3000 messages of 64 KiB queued before anyone reads: a few chunks, not a segment each
+        // (the bound leaves room for other programs' segments).
+        for seed in 0..3000u32 {
+            q.put(Blob::new(64 << 10, seed as u8)).unwrap();
+        }
+        let created = shm_names().difference(&before).count();
+        assert!(created <= 40, "{created} segments for one backlog");
+        let first = mapped_shm_names();
+        for seed in 0..3000u32 {
+            let blob = q.get().unwrap();
+            assert!(blob.is_whole());
+            assert_eq!(blob.0[0], seed as u8);
+        }
+        // A second backlog reuses them.
+        for seed in 0..3000u32 {
+            q.put(Blob::new(64 << 10, seed as u8)).unwrap();
+        }
+        let second = mapped_shm_names();
+        assert!(second.difference(&first).count() <= 2, "{second:?} mapped after {first:?}");
+        for _ in 0..3000u32 {
+            assert!(q.get().unwrap().is_whole());
+        }
+        drop(q);
+        let ours: BTreeSet<String> = first.union(&second).cloned().collect();
+        let left: Vec<_> = shm_names().intersection(&ours).cloned().collect();
+        assert!(left.is_empty(), "{left:?} outlived the queue");
+    }
+}
+
+#[test]
+fn a_producer_killed_with_a_backlog_leaves_whole_messages() {
+    let _s = serial();
+    let _w = Watchdog::new("a_producer_killed_with_a_backlog_leaves_whole_messages", LIMIT);
+    let q = Queue::unbounded().unwrap();
+    for round in 0..3u32 {
+        let done = Event::new().unwrap();
+        let p = Process::new(put_backlog_and_wait, (q.clone(), 200, 64 << 10, done.clone())).start().unwrap();
+        done.wait();
+        p.kill().unwrap();
+        let _ = p.join();
+        // The chunk of a dead producer stays readable: every message is there, whole, in order.
+        for seed in 0..200u32 {
+            let blob = q.get_nowait().unwrap();
+            assert!(blob.is_whole(), "round {round}");
+            assert_eq!(blob.0[0], seed as u8, "round {round}");
+        }
+        assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+        // And the queue goes on, taking the dead producer's chunk back.
+        q.put(Blob::new(64 << 10, 9)).unwrap();
+        assert!(q.get().unwrap().is_whole());
+    }
+}
+
 fn put_many(q: Queue<(u8, u32)>, tag: u8, n: u32) {
     for i in 0..n {
         q.put((tag, i)).unwrap();

@@ -311,7 +311,8 @@ const BENCH_FILES: &[BenchFile] = &[
                memcpy out (two copies); floor_memcpy, one copy in one process; floor_futex, a shared-futex \
                ping-pong; floor_socketpair, one byte back and forth over a Unix socket pair; \
                floor_socketpair_polling, the same waiting as a Connection's receive does (look for the byte \
-               without sleeping for up to 100 us, yielding, then sleep).",
+               without sleeping for up to 100 us, yielding, then sleep). Backlog rows: the floor is the same \
+               queue while its consumer keeps up, measured in the same run.",
     },
     BenchFile {
         name: "pool",
@@ -628,6 +629,72 @@ const QUEUE_ROWS: &[Row] = &[
         unit: Unit::Bytes(4194304.0),
         target: None,
     },
+    backlog_row("4 KiB, Queue, backlog vs keeping up", "backlog_4k", "queue_backlog", "queue", 4096.0),
+    backlog_row(
+        "4 KiB, Queue(maxsize), backlog vs keeping up",
+        "backlog_4k",
+        "bounded_queue_backlog",
+        "bounded_queue",
+        4096.0,
+    ),
+    backlog_row(
+        "4 KiB, SimpleQueue, backlog vs keeping up",
+        "backlog_4k",
+        "simple_queue_backlog",
+        "simple_queue",
+        4096.0,
+    ),
+    backlog_row(
+        "4 KiB, JoinableQueue, backlog vs keeping up",
+        "backlog_4k",
+        "joinable_queue_backlog",
+        "joinable_queue",
+        4096.0,
+    ),
+    backlog_row("64 KiB, Queue, backlog vs keeping up", "backlog_64k", "queue_backlog", "queue", 65536.0),
+    backlog_row(
+        "64 KiB, Queue(maxsize), backlog vs keeping up",
+        "backlog_64k",
+        "bounded_queue_backlog",
+        "bounded_queue",
+        65536.0,
+    ),
+    backlog_row(
+        "64 KiB, SimpleQueue, backlog vs keeping up",
+        "backlog_64k",
+        "simple_queue_backlog",
+        "simple_queue",
+        65536.0,
+    ),
+    backlog_row(
+        "64 KiB, JoinableQueue, backlog vs keeping up",
+        "backlog_64k",
+        "joinable_queue_backlog",
+        "joinable_queue",
+        65536.0,
+    ),
+    backlog_row("1 MiB, Queue, backlog vs keeping up", "backlog_1m", "queue_backlog", "queue", 1048576.0),
+    backlog_row(
+        "1 MiB, Queue(maxsize), backlog vs keeping up",
+        "backlog_1m",
+        "bounded_queue_backlog",
+        "bounded_queue",
+        1048576.0,
+    ),
+    backlog_row(
+        "1 MiB, SimpleQueue, backlog vs keeping up",
+        "backlog_1m",
+        "simple_queue_backlog",
+        "simple_queue",
+        1048576.0,
+    ),
+    backlog_row(
+        "1 MiB, JoinableQueue, backlog vs keeping up",
+        "backlog_1m",
+        "joinable_queue_backlog",
+        "joinable_queue",
+        1048576.0,
+    ),
     Row {
         label: "Queue ping-pong (two queues), round trip",
         scenario: "pingpong",
@@ -656,6 +723,31 @@ const QUEUE_ROWS: &[Row] = &[
         target: None,
     },
 ];
+
+/// A queue row whose consumer starts once the producer has put a whole backlog, next to the same
+/// queue kept up with (its floor): the target is half of that throughput or more.
+const fn backlog_row(
+    label: &'static str,
+    scenario: &'static str,
+    function: &'static str,
+    floor: &'static str,
+    bytes: f64,
+) -> Row {
+    Row {
+        label,
+        scenario,
+        function,
+        floor,
+        python: "",
+        unit: Unit::Bytes(bytes),
+        target: Some(Target {
+            max_ratio: 2.0,
+            min_per_sec: 0.0,
+            min_python_speedup: 0.0,
+            text: "≥ 50% of keeping up's bytes/s (≤ 2×)",
+        }),
+    }
+}
 
 const PORTABLE: &str = "multiproc/force-portable";
 

@@ -133,6 +133,22 @@ pub fn to_slice<'b, T: Serialize + ?Sized>(value: &T, buf: &'b mut [u8]) -> Resu
     postcard::to_slice(&ser::Capture(value), buf).map_err(Error::from_postcard)
 }
 
+/// Serializes `value` into a postcard output `flavor` of the caller's (postcard's
+/// `serialize_with_flavor`): for a writer postcard has no flavor of, such as proc-queue's into a
+/// shared-memory chunk.
+///
+/// # Errors
+///
+/// The value's own serialization error, with its message, or the flavor's own error.
+#[inline]
+pub fn serialize_with_flavor<T, F>(value: &T, flavor: F) -> Result<F::Output>
+where
+    T: Serialize + ?Sized,
+    F: postcard::ser_flavors::Flavor,
+{
+    postcard::serialize_with_flavor(&ser::Capture(value), flavor).map_err(Error::from_postcard)
+}
+
 /// The number of bytes [`to_vec`] would produce for `value` (postcard's `serialized_size`).
 ///
 /// # Errors

@@ -9,6 +9,7 @@
 //! | `socketpair()` | `SOCK_CLOEXEC`, atomic | `FD_CLOEXEC` after creation; `SO_NOSIGPIPE` where the OS has it |
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | `MSG_NOSIGNAL`, except where `SO_NOSIGPIPE` does that job (macOS) |
 //! | `RECV_FLAGS`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
+//! | `populate_write()` (spill chunks) | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
 //!
 //! Either way a send to a socket whose peer is gone fails with `EPIPE` instead of raising SIGPIPE,
 //! even in a host program that does not ignore SIGPIPE, and every descriptor this crate creates or
@@ -34,7 +35,7 @@ cfg_if::cfg_if! {
     }
 }
 
-pub(crate) use imp::{received_fd, socketpair, RECV_FLAGS, SEND_FLAGS};
+pub(crate) use imp::{populate_write, received_fd, socketpair, RECV_FLAGS, SEND_FLAGS};
 
 /// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;

@@ -72,3 +72,11 @@ fn no_sigpipe(fd: RawFd) -> io::Result<()> {
         }
     }
 }
+
+/// Linux maps a range's pages in one call here (`MADV_POPULATE_WRITE`); the portable backend lets
+/// the writes fault them in.
+///
+/// # Safety
+///
+/// `ptr` is page-aligned and `[ptr, ptr + len)` lies inside one shared mapping of this process.
+pub(crate) unsafe fn populate_write(_ptr: *mut u8, _len: usize) {}
