@@ -22,7 +22,7 @@ use crate::proxy::{
     ObjectHandle, Proxy, Queue, Semaphore, Value,
 };
 use crate::registry::{Registry, Shared};
-use crate::server::{Listener, Server, DEFAULT_MAX_HANDSHAKES};
+use crate::server::{HandshakeLimits, Listener, Server, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_DEADLINE};
 use crate::sys::Janitor;
 use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 
@@ -45,6 +45,7 @@ pub struct Builder {
     registry: Registry,
     max_frame: u32,
     max_handshakes: u32,
+    handshake_timeout: Duration,
     method: Option<StartMethod>,
 }
 
@@ -89,6 +90,18 @@ impl Builder {
         self
     }
 
+    /// How long a connection may take over its handshake before the server closes it (default
+    /// 5 s; at least 1 ms). With [`max_handshakes`](Self::max_handshakes) it bounds what a peer
+    /// that does not hold the key can make the server keep.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    fn handshake_limits(&self) -> HandshakeLimits {
+        HandshakeLimits { max_connections: self.max_handshakes, deadline: self.handshake_timeout }
+    }
+
     /// The start method of the server process.
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
@@ -130,9 +143,9 @@ impl Builder {
         let options = ServerOptions {
             unix: true,
             key: key.clone(),
+            handshakes: self.handshake_limits(),
             registry: self.registry,
             max_frame: self.max_frame,
-            max_handshakes: self.max_handshakes,
             dir: Some(dir.clone()),
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
@@ -201,9 +214,9 @@ impl Builder {
         let options = ServerOptions {
             unix: false,
             key: key.clone(),
+            handshakes: self.handshake_limits(),
             registry: self.registry,
             max_frame: self.max_frame,
-            max_handshakes: self.max_handshakes,
             dir: None,
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
@@ -253,7 +266,7 @@ impl Builder {
                 TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?,
             ),
         };
-        Server::new(listener, key, self.max_frame, self.max_handshakes, self.registry.resolve())
+        Server::new(listener, key, self.max_frame, self.handshake_limits(), self.registry.resolve())
             .serve_forever();
         Ok(())
     }
@@ -266,7 +279,7 @@ struct ServerOptions {
     key: AuthKey,
     registry: Registry,
     max_frame: u32,
-    max_handshakes: u32,
+    handshakes: HandshakeLimits,
     /// The directory made for the socket by `start`: the server's janitor removes it.
     dir: Option<PathBuf>,
 }
@@ -293,7 +306,7 @@ fn server_main(listener: Fd, options: ServerOptions) {
     } else {
         Listener::Tcp(TcpListener::from(fd))
     };
-    Server::new(listener, options.key, options.max_frame, options.max_handshakes, options.registry.resolve())
+    Server::new(listener, options.key, options.max_frame, options.handshakes, options.registry.resolve())
         .serve_forever();
 }
 
@@ -360,6 +373,7 @@ impl Manager {
             registry: Registry::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            handshake_timeout: HANDSHAKE_DEADLINE,
             method: None,
         }
     }

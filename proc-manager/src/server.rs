@@ -25,6 +25,13 @@ use crate::wire::{self, Bytes, Hello, Kind, ObjectId, Request, Response, Session
 /// The longest a client may take to authenticate and say hello.
 pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How many connections may be in their handshake at once, and how long each may take.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HandshakeLimits {
+    pub(crate) max_connections: u32,
+    pub(crate) deadline: Duration,
+}
+
 /// The longest a write to a client may block (a client that does not read its answers).
 const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -226,6 +233,8 @@ pub(crate) struct Core {
     /// Connections in their handshake now, at most `max_handshakes`.
     handshakes: Mutex<Handshakes>,
     max_handshakes: usize,
+    /// How long a connection may take over its handshake (and hello).
+    handshake_deadline: Duration,
     shutting_down: AtomicBool,
     /// Connection threads looking for their next request without sleeping now, and how many may.
     spinning: std::sync::atomic::AtomicUsize,
@@ -291,13 +300,14 @@ impl Server {
         listener: Listener,
         key: AuthKey,
         max_frame: u32,
-        max_handshakes: u32,
+        handshakes: HandshakeLimits,
         registry: HashMap<String, (Factory, String)>,
     ) -> Self {
         let core = Arc::new(Core {
             table: Mutex::new(Table::default()),
             handshakes: Mutex::new(Handshakes::default()),
-            max_handshakes: usize::try_from(max_handshakes).unwrap_or(usize::MAX).max(1),
+            max_handshakes: usize::try_from(handshakes.max_connections).unwrap_or(usize::MAX).max(1),
+            handshake_deadline: handshakes.deadline,
             spinning: std::sync::atomic::AtomicUsize::new(0),
             max_spinning: std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(1).max(1)),
@@ -406,7 +416,7 @@ impl Drop for Handshaking<'_> {
 /// The handshake and the hello, within one deadline.
 fn greet(core: &Core, stream: Stream) -> Result<(wire::Framed<Stream>, Hello)> {
     let mut stream = stream;
-    let deadline = Instant::now() + HANDSHAKE_DEADLINE;
+    let deadline = Instant::now() + core.handshake_deadline;
     auth::server_side(&mut Deadlined { stream: &mut stream, deadline }, &core.key)?;
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     stream.set_timeouts(Some(left), Some(left))?;
