@@ -845,9 +845,7 @@ impl Shared {
         tracing::debug!(pid, "a child of the dead fork server runs on as an orphan");
         st.orphan = Some(Orphan::Stray { start_time });
         // Its sentinel number now refers to the control socket, readable at the child's end.
-        let moved = sys::dup_cloexec(self.ctl.as_fd(), 3)
-            .and_then(|copy| sys::dup_onto(copy.as_fd(), self.sentinel.as_raw_fd()));
-        if let Err(e) = moved {
+        if let Err(e) = sys::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
             // The sentinel stays readable for good: wait by polling instead.
             tracing::debug!(error = %e, "cannot make the control socket the sentinel");
             st.stale_sentinel = true;
@@ -885,6 +883,8 @@ impl Shared {
     fn still_the_child(&self, st: &State, pid: u32) -> bool {
         match st.orphan {
             Some(Orphan::Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
+            // Its start time could not be read: the pid may be another process' by now.
+            Some(Orphan::Stray { start_time: None }) => false,
             _ => true,
         }
     }

@@ -179,3 +179,35 @@ fn kill_reaches_a_child_of_a_dead_fork_server() {
     #[cfg(target_os = "linux")]
     assert_eq!(zombie_children(), Vec::<u32>::new());
 }
+
+/// In a copy made by `fork` of a process that is a subreaper already (the kernel does not pass
+/// that on): starts a fork-server child, kills this copy's own server, lets the child exit with
+/// 7, and returns the exit code its handle reports.
+fn orphaned_in_a_forked_copy() -> Option<i32> {
+    let mut exits = start(End::Exit(7));
+    kill_fork_server();
+    assert!(exits.process.is_alive());
+    exits.release.write_all(&[1]).unwrap();
+    let _ = exits.process.join();
+    exits.process.exitcode()
+}
+
+#[test]
+fn a_forked_copy_adopts_the_children_of_its_own_dead_fork_server() {
+    let _s = serial();
+    let _w = Watchdog::new("a_forked_copy_adopts_the_children_of_its_own_dead_fork_server", LIMIT);
+    // This process launches a fork server first, so it is a subreaper (where the backend adopts).
+    let p = get_context(StartMethod::ForkServer).process(|x: u32| x + 1, (1,)).start().unwrap();
+    assert_eq!(p.join().unwrap(), 2);
+    let copy = get_context(StartMethod::Fork).process(orphaned_in_a_forked_copy, ()).start().unwrap();
+    let code = copy.join().unwrap();
+    if adopts() {
+        // The copy made itself a subreaper for its own server: it reaped the child and knows how
+        // it ended (before, it took itself for one and lost the child to this process).
+        assert_eq!(code, Some(7));
+    } else {
+        assert_eq!(code, Some(255));
+    }
+    #[cfg(target_os = "linux")]
+    assert_eq!(zombie_children(), Vec::<u32>::new());
+}

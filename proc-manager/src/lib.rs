@@ -37,7 +37,7 @@
 //!   object for as long as it is stored (removed, overwritten, cleared, or its container freed,
 //!   the reference goes; a value taken out hands its reference to the taker's new proxy).
 //! - Security: a mutual HMAC-SHA256 challenge–response on the authkey (at least
-//!   [`MIN_AUTHKEY_LEN`] bytes) before anything else is read, within 5 s, with at most 64
+//!   [`MIN_AUTHKEY_LEN`] bytes) before anything else is read, within 5 s ([`Builder::handshake_timeout`]), with at most 64
 //!   connections in their handshake at once ([`Builder::max_handshakes`]; the oldest is closed
 //!   when another arrives); frames are length-prefixed postcard with a size cap, each holding
 //!   exactly one value; stored values are opaque bytes to the server, so no input makes it run

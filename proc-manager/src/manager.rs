@@ -80,7 +80,8 @@ impl Builder {
     /// one more arrives, the connection that has waited longest is closed.
     ///
     /// The handshake proves that both sides hold the authkey; until it is over the server
-    /// reads nothing else, and gives each connection at most 5 s. A connection costs a thread,
+    /// reads nothing else, and gives each connection at most
+    /// [`handshake_timeout`](Self::handshake_timeout) (5 s by default). A connection costs a thread,
     /// so this cap bounds what unauthenticated peers cost the server (threads and descriptors),
     /// and closing the oldest keeps a burst of silent connections from locking out a client
     /// with the key, which needs one round trip or two to get through. Authenticated

@@ -57,6 +57,9 @@ pub(crate) fn peer_gone(fd: RawFd) -> bool {
 #[derive(Debug)]
 pub(crate) struct Janitor {
     pid: libc::pid_t,
+    /// Keeps `link` out of children the server makes with a plain `fork` (they would hold the
+    /// janitor, and with it the server's shutdown, until they exit). Dropped before `link`.
+    release: Option<proc_core::handle::ReleaseOnFork>,
     /// The server's end: closed by `drop` (or by the server's exit), which lets the janitor go.
     link: Option<std::os::unix::net::UnixStream>,
 }
@@ -88,13 +91,15 @@ impl Janitor {
             unsafe { janitor_main(keep, last_fd, socket_c.as_ptr(), dir_c.as_ptr()) }
         }
         drop(theirs);
-        Ok(Janitor { pid, link: Some(ours) })
+        let release = Some(proc_core::handle::ReleaseOnFork::new(std::os::fd::AsFd::as_fd(&ours)));
+        Ok(Janitor { pid, release, link: Some(ours) })
     }
 }
 
 impl Drop for Janitor {
     /// Lets the janitor go (it removes what is left) and reaps it.
     fn drop(&mut self) {
+        drop(self.release.take());
         drop(self.link.take());
         let mut status = 0;
         loop {

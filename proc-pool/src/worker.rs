@@ -266,7 +266,11 @@ impl<'de> Deserialize<'de> for Init {
             // SAFETY: the pool made `func` from a function of type `InitFn` of this binary
             // (`Init::new`), and `resolve` checked that the code there is the same.
             let f = unsafe { std::mem::transmute::<usize, InitFn>(addr) };
-            f(&bytes.0)
+            // A `Deserialize` that panics fails the initializer (as a panic in it would), rather
+            // than the worker's start.
+            panic::catch_unwind(AssertUnwindSafe(|| f(&bytes.0))).unwrap_or_else(|payload| {
+                Err(Failure::Panicked { message: payload_message(&*payload), location: None })
+            })
         });
         Ok(Init {
             func,
@@ -284,16 +288,21 @@ thread_local! {
 /// Records panics instead of printing them: the task's caller gets them as its error.
 fn quiet_panics() {
     panic::set_hook(Box::new(|info| {
-        let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "Box<dyn Any>".to_string()
-        };
+        let message = payload_message(info.payload());
         let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
     }));
+}
+
+/// A panic's message, from its payload.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
 }
 
 /// Runs `f`, turning a panic into a failure.

@@ -74,3 +74,31 @@ fn initializer_arguments_say_why_they_refuse() {
     pool.close();
     pool.join().unwrap();
 }
+
+/// Serializes as nothing; panics when decoded.
+struct PanicsOnDecode;
+
+impl serde::Serialize for PanicsOnDecode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("PanicsOnDecode panics while decoding")
+    }
+}
+
+fn init_panics(_: PanicsOnDecode) {}
+
+#[test]
+fn initializer_arguments_that_panic_while_decoding_fail_the_initializer() {
+    let _g = serial();
+    let _w = Watchdog::new("initializer_arguments_that_panic_while_decoding_fail_the_initializer", LIMIT);
+    let pool = Pool::builder().processes(1).initializer(init_panics, (PanicsOnDecode,)).build().unwrap();
+    let err = pool.apply(square, (2,)).unwrap_err();
+    assert!(matches!(&err, Error::Initializer(m) if m.contains("PanicsOnDecode panics")), "{err}");
+    pool.close();
+    pool.join().unwrap();
+}

@@ -270,13 +270,17 @@ impl Lock {
             // Only this thread writes its token (see `held_by_current_thread`).
             return false;
         }
-        let _ = raw_acquire_blocking(&self.region, STATE);
+        if raw_acquire_blocking(&self.region, STATE).is_err() {
+            // Taken over from a holder that died: forget its thread. A process that later gets
+            // the dead one's pid could have a thread with the same token, which would then pass
+            // for the holder of a lock another of its threads took here.
+            self.region.word64(ACQUIRER).store(0, Ordering::Relaxed);
+        }
         true
     }
 
     /// Releases a lock taken by [`lock_unless_held`](Self::lock_unless_held). The acquirer word
-    /// is already clear (every release clears it, and the lock was taken from free) or names a
-    /// thread of a dead process, which matches no thread of a live one.
+    /// is already clear: every release clears it, and a takeover from a dead holder too.
     #[inline]
     pub(crate) fn unlock_unrecorded(&self) {
         let _ = raw_release(&self.region, STATE);

@@ -156,9 +156,15 @@ struct Registry {
 
 impl Registry {
     fn apply(&mut self, line: &str) {
-        let mut words = line.split(' ');
-        let (Some(op), Some(arg)) = (words.next(), words.next()) else { return };
-        let number = words.next().and_then(|w| w.parse::<u64>().ok());
+        let Some((op, rest)) = line.split_once(' ') else { return };
+        // A name may hold spaces: a number, where there is one, is the last word.
+        let (arg, number) = match rest.rsplit_once(' ') {
+            Some((name, n)) if matches!(op, "R" | "G") => match n.parse::<u64>() {
+                Ok(n) => (name, Some(n)),
+                Err(_) => (rest, None),
+            },
+            _ => (rest, None),
+        };
         match op {
             "R" => {
                 let creator = number.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);

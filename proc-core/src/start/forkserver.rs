@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Started;
@@ -52,13 +52,14 @@ enum RequestError {
     Local(Error),
 }
 
-/// Whether this process is a child subreaper (Linux), so that the children of a dead fork server
-/// are reparented to it.
-static SUBREAPER: AtomicBool = AtomicBool::new(false);
+/// The process that made itself a child subreaper (Linux), so that the children of a dead fork
+/// server are reparented to it; 0 if none. A pid, not a flag: a child made by `fork` is not a
+/// subreaper (the kernel does not pass it on), though it inherits this memory.
+static SUBREAPER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether the children of a dead fork server become this process' children.
 pub(crate) fn adopts_orphans() -> bool {
-    SUBREAPER.load(Ordering::Relaxed)
+    SUBREAPER.load(Ordering::Relaxed) == sys::getpid()
 }
 
 fn become_subreaper() {
@@ -66,7 +67,7 @@ fn become_subreaper() {
         return;
     }
     match sys::become_subreaper() {
-        Ok(()) => SUBREAPER.store(true, Ordering::Relaxed),
+        Ok(()) => SUBREAPER.store(sys::getpid(), Ordering::Relaxed),
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
         Err(e) => tracing::debug!(error = %e, "cannot become a child subreaper"),
     }
@@ -238,8 +239,9 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
 
 /// Starts a child through the fork server, (re)starting the server when needed. `boot` and
 /// `boot_fds` are the child's bootstrap message and its descriptors.
+///
+/// The caller has looked for a dead server already (`Globals::reap_finished`).
 pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
-    drop_dead_server(g);
     let mut last = None;
     for _ in 0..2 {
         if g.forkserver.is_none() {

@@ -2,10 +2,10 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use super::cvt;
+use super::{cvt, retry};
 use crate::StartMethod;
 
 pub(crate) const BACKEND: &str = "linux";
@@ -116,6 +116,15 @@ pub(crate) fn received_fd(_fd: RawFd) -> io::Result<()> {
 pub(crate) fn become_subreaper() -> io::Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and touches no memory.
     cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) }).map(drop)
+}
+
+/// Makes `dst` refer to what `src` refers to (closing what `dst` referred to), atomically, and
+/// close-on-exec: a descriptor number handed out to others (a sentinel) changes its meaning in
+/// place, and no program started later inherits it.
+pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+    // SAFETY: dup3 takes plain integers; `src` is open for the duration of the call, and the
+    // caller owns `dst` (through an object that will close it).
+    retry(|| cvt(unsafe { libc::dup3(src.as_raw_fd(), dst, libc::O_CLOEXEC) })).map(drop)
 }
 
 /// A descriptor that becomes readable when process `pid` ends (a pidfd, close-on-exec). Only

@@ -40,7 +40,7 @@ cfg_if::cfg_if! {
 }
 
 pub(crate) use imp::{
-    anonymous_memory, become_subreaper, close_fds_except, exe_path, exit_watch, pipe, received_fd,
+    anonymous_memory, become_subreaper, close_fds_except, dup_onto, exe_path, exit_watch, pipe, received_fd,
     socketpair, start_time, thread_count, BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT,
     SEND_FLAGS,
 };
@@ -53,14 +53,6 @@ fn proc_start_time(pid: u32) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     // `rest` starts with field 3 (the state); the start time is field 22.
     rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Makes `dst` refer to what `src` refers to (closing what `dst` referred to), atomically: a
-/// descriptor number handed out to others (a sentinel) changes its meaning in place.
-pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
-    // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
-    // caller owns `dst` (through an object that will close it).
-    retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) })).map(drop)
 }
 
 /// Turns a `-1` return into the current `errno`.

@@ -22,6 +22,12 @@ fn wait_hangup_sees_the_end_after_stray_data() {
         });
         // Stray data (more than one read's worth) must neither end the wait nor stall it.
         peer.write_all(&[7u8; 4096]).unwrap();
+        // Still waiting while the peer is open (a wait that ended on the data would have
+        // answered by now, or at the latest with `after_close` false below).
+        assert!(
+            matches!(done.recv_timeout(Duration::from_millis(200)), Err(mpsc::RecvTimeoutError::Timeout)),
+            "the wait ended while the peer was open (nonblocking: {nonblocking})"
+        );
         closed.store(true, Ordering::SeqCst);
         drop(peer);
         let (result, after_close) =

@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,6 +166,16 @@ pub(crate) fn received_fd(fd: RawFd) -> io::Result<()> {
 /// No subreapers here: a process whose parent dies is reparented to init (launchd).
 pub(crate) fn become_subreaper() -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Makes `dst` refer to what `src` refers to (closing what `dst` referred to), atomically, then
+/// close-on-exec (`dup2` clears it; there is no `dup3` here, so a program started by another
+/// thread in between could inherit it).
+pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
+    // caller owns `dst` (through an object that will close it).
+    retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) }))?;
+    set_cloexec(dst)
 }
 
 /// No pollable process descriptor here.

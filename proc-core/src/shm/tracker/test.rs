@@ -37,4 +37,14 @@ fn groups_are_purged_and_warnings_name_what_happened() {
     // A line without a pid (an older writer) still registers.
     r.apply("R /mpt_tracker_f");
     assert_eq!(r.why(&r.live["/mpt_tracker_f"]), "its creator exited without unlinking it");
+    // A name with spaces is one name; its pid is the last word.
+    r.apply("R /mpt tracker g 15");
+    r.apply("G /mpt tracker g 9");
+    assert_eq!(
+        r.why(&r.live["/mpt tracker g"]),
+        "a queue's large message, created by process 15, which exited without unlinking it"
+    );
+    r.apply("U /mpt tracker g");
+    assert!(!r.live.contains_key("/mpt tracker g"));
+    assert!(!r.live.contains_key("/mpt"));
 }
