@@ -15,8 +15,11 @@
 //! chunk's name and its size; its free chunks hold at most [`RETAIN_MAX`] bytes. An entry is `EMPTY`, `FREE` (a chunk to reuse), `BUSY | pid`
 //! (being taken or filled in) or `HELD | pid` (the chunk that process writes into): so every
 //! chunk is named either by an entry or by the slot of an unread message, and the last process
-//! to leave the queue unlinks them all. A chunk held by a dead process is taken back once its
-//! messages are read (`Ring::take_chunk`), or unlinked with the queue.
+//! to leave the queue unlinks them all. A chunk held by a dead process is taken back by the next
+//! producer that looks for one (`Ring::take_chunk`): at once if its messages are all read, else
+//! let go for it (its last reader offers it to the free list). One its holder reserved room in
+//! and died before committing (killed mid-put) is counted unread for good: it is named by neither,
+//! and only the queue's resource-tracker group unlinks it, with the queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -252,11 +255,17 @@ impl Ring {
                 word.store(ENTRY_EMPTY, Ordering::Release);
                 continue;
             };
-            if dead_holder && chunk_state(&shm).load(Ordering::Acquire) != CHUNK_HELD {
-                // Its holder died with messages of it unread: it stays held until they are.
-                word.store(st, Ordering::Release);
+            if dead_holder && chunk_state(&shm).fetch_and(!CHUNK_HELD, Ordering::AcqRel) & REFS != 0 {
+                // Its holder died with messages of it unread, or reserved and never committed (killed
+                // mid-put): let it go for the dead holder, as `let_go` does. Its last reader sends
+                // it to the free list; a reservation never committed keeps it from there (only
+                // its memory, which the queue's tracker group frees with the queue), where putting
+                // the entry back held would have kept the entry too, for good.
+                word.store(ENTRY_EMPTY, Ordering::Release);
                 continue;
             }
+            // A dead holder's chunk with nothing unread (counted 0, held or not: its holder may
+            // have died before marking it held) is ours alone now: no reader counts it any more.
             if fits && shm.size() >= need {
                 return self.release_spare(spare, Ok((shm, Some(entry))));
             }
@@ -642,7 +651,7 @@ fn stream_copy(dst: &mut [u8], src: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{ctl, free_seq, full_seq, Queue, READING};
+    use crate::queue::{ctl, free_seq, full_seq, Queue, PID_MASK, READING};
 
     /// The pid of a process that has ended and been reaped.
     fn dead_pid() -> u32 {
@@ -686,6 +695,57 @@ mod tests {
         assert_eq!(q.get().unwrap(), c);
         assert_eq!(held_state(ring), CHUNK_HELD);
         assert!(q.empty());
+    }
+
+    /// The names of the chunks in the free list marked free.
+    fn free_chunks(ring: &Ring) -> Vec<String> {
+        (0..SPILL_ENTRIES)
+            .map(entry_at)
+            .filter(|&entry| ring.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
+            .filter_map(|entry| ring.entry_name(entry))
+            .collect()
+    }
+
+    /// This process' chunk, as a process that died holding it leaves it: its entry `HELD | pid`
+    /// of a dead pid, and the process' own writer forgets it.
+    fn die_holding(ring: &Ring) -> (Arc<SharedMemory>, usize) {
+        let held = ring.writer.lock().unwrap().held.take().expect("a held chunk");
+        ring.q32(held.entry).store(ENTRY_HELD | (dead_pid() & PID_MASK), Ordering::Release);
+        (held.shm, held.entry)
+    }
+
+    #[test]
+    fn a_chunk_whose_holder_died_mid_put_is_let_go() {
+        let q = Queue::<Vec<u8>>::new(4).unwrap();
+        let ring = &*q.ring;
+        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 1000]);
+        // Its producer puts `a`, reserves room for `b` and is killed before committing it.
+        q.put(a.clone()).unwrap();
+        let size = proc_core::codec::serialized_size(&b).unwrap();
+        let Ok(_reserved) = ring.spill(&b, size) else { panic!("spill failed") };
+        let (dead, entry) = die_holding(ring);
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), CHUNK_HELD | 2);
+        // The next producer that looks for a chunk lets it go for the dead one: the entry is
+        // free again, and the chunk stays counted unread while `a` (and the lost `b`) are.
+        q.put(c.clone()).unwrap();
+        assert_eq!(ring.q32(entry).load(Ordering::Acquire), ENTRY_EMPTY, "the dead holder's entry");
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 2);
+        assert_eq!(q.get().unwrap(), a);
+        assert_eq!(q.get().unwrap(), c);
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1, "the reservation never committed");
+        assert!(free_chunks(ring).is_empty());
+
+        // A producer killed with messages unread but nothing reserved: its chunk goes to the free
+        // list when the last of them is read.
+        let q = Queue::<Vec<u8>>::new(4).unwrap();
+        let ring = &*q.ring;
+        q.put(a.clone()).unwrap();
+        let (dead, _) = die_holding(ring);
+        q.put(c.clone()).unwrap();
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1);
+        assert_eq!(q.get().unwrap(), a);
+        assert_eq!(free_chunks(ring), [dead.name().to_owned()]);
+        assert_eq!(q.get().unwrap(), c);
     }
 
     #[test]
