@@ -701,14 +701,27 @@ impl Ring {
     }
 
     /// Frees a slot whose reader died mid-read (its message is lost).
+    ///
+    /// Several putters may find the same dead reader (`cur` is what each loaded): only the one
+    /// whose compare-and-swap frees the slot counts its spilled message read. Counting before the
+    /// swap let each of them count it, and the chunk then counted one unread message too few: its
+    /// producer started again at its front while a message there was still unread.
     fn free_dead_read(&self, pos: u64, cur: u64) {
-        // The slot of `pos` is the one the dead reader held (one lap earlier).
-        self.drop_spilled(&Claim { pos });
+        // The slot of `pos` is the one the dead reader held (one lap earlier). Its spill record is
+        // copied out first, since once the slot is free a putter may write over it; the copy is
+        // used only if the swap below succeeds, which shows the slot was still in state `cur`
+        // (held by the dead reader, so written by no one) all along.
+        let spilled = self.dead_read_spill(&Claim { pos });
         if self
             .slot_ctl(pos)
             .compare_exchange(cur, ctl(free_seq(pos), IDLE), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
+            // Killed here, this process leaves the message counted unread: its chunk is never
+            // reused (the tracker group frees it with the queue), but never reused too early.
+            if let Some(name) = spilled {
+                self.drop_spilled(&name);
+            }
             tracing::warn!(pid = split(cur).1 & PID_MASK, "a queue reader died mid-get; its message is lost");
             self.lost_message();
             self.signal_space();

@@ -15,8 +15,11 @@
 //! chunk's name and its size; its free chunks hold at most [`RETAIN_MAX`] bytes. An entry is `EMPTY`, `FREE` (a chunk to reuse), `BUSY | pid`
 //! (being taken or filled in) or `HELD | pid` (the chunk that process writes into): so every
 //! chunk is named either by an entry or by the slot of an unread message, and the last process
-//! to leave the queue unlinks them all. A chunk held by a dead process is taken back once its
-//! messages are read (`Ring::take_chunk`), or unlinked with the queue.
+//! to leave the queue unlinks them all. A chunk held by a dead process is taken back by the next
+//! producer that looks for one (`Ring::take_chunk`): at once if its messages are all read, else
+//! let go for it (its last reader offers it to the free list). One its holder reserved room in
+//! and died before committing (killed mid-put) is counted unread for good: it is named by neither,
+//! and only the queue's resource-tracker group unlinks it, with the queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -252,11 +255,17 @@ impl Ring {
                 word.store(ENTRY_EMPTY, Ordering::Release);
                 continue;
             };
-            if dead_holder && chunk_state(&shm).load(Ordering::Acquire) != CHUNK_HELD {
-                // Its holder died with messages of it unread: it stays held until they are.
-                word.store(st, Ordering::Release);
+            if dead_holder && chunk_state(&shm).fetch_and(!CHUNK_HELD, Ordering::AcqRel) & REFS != 0 {
+                // Its holder died with messages of it unread, or reserved and never committed (killed
+                // mid-put): let it go for the dead holder, as `let_go` does. Its last reader sends
+                // it to the free list; a reservation never committed keeps it from there (only
+                // its memory, which the queue's tracker group frees with the queue), where putting
+                // the entry back held would have kept the entry too, for good.
+                word.store(ENTRY_EMPTY, Ordering::Release);
                 continue;
             }
+            // A dead holder's chunk with nothing unread (counted 0, held or not: its holder may
+            // have died before marking it held) is ours alone now: no reader counts it any more.
             if fits && shm.size() >= need {
                 return self.release_spare(spare, Ok((shm, Some(entry))));
             }
@@ -334,8 +343,27 @@ impl Ring {
 
     /// One message of the chunk `shm` was read (or will never be): the last one of a chunk that
     /// no producer holds any more sends it to the free list.
+    ///
+    /// The caller owns one unread count of the chunk: its own reservation, or the message of a
+    /// slot it claimed (or took from a dead reader by a compare-and-swap), so the count is never 0
+    /// here. Were it 0 all the same (a count taken twice), a plain `fetch_sub` would clear
+    /// [`CHUNK_HELD`] and wrap the count to `REFS`: the chunk would look held, with messages
+    /// unread, forever. So a count of 0 is left as it is (and asserted against in debug builds).
     pub(super) fn spill_done(&self, shm: &Arc<SharedMemory>) {
-        if chunk_state(shm).fetch_sub(1, Ordering::AcqRel) == 1 {
+        let state = chunk_state(shm);
+        let mut cur = state.load(Ordering::Acquire);
+        loop {
+            if cur & REFS == 0 {
+                debug_assert!(false, "a spill chunk's message counted read twice (state {cur:#x})");
+                tracing::error!(chunk = shm.name(), "a spill chunk's message counted read twice");
+                return;
+            }
+            match state.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
             self.recycle_spill(shm);
         }
     }
@@ -423,7 +451,10 @@ impl Ring {
             return None;
         }
         let mut name = vec![0u8; len];
-        // SAFETY: `len` bytes lie inside the slot's data; the slot is not being written.
+        // SAFETY: `len` bytes (at most SPILL_SIZE_AT) lie inside the slot's data. The slot is
+        // claimed by this process, or held by a dead reader: then a putter may be writing it
+        // already, and the bytes copied are only plain bytes, which `dead_read_spill`'s caller
+        // discards unless its compare-and-swap shows the slot unchanged since.
         unsafe { std::ptr::copy_nonoverlapping(self.slot_data(claim), name.as_mut_ptr(), len) };
         String::from_utf8(name).ok()
     }
@@ -485,17 +516,23 @@ impl Ring {
         }
     }
 
-    /// A slot whose reader died mid-read holds a spilled message: count it read (a rare path:
-    /// the chunk is mapped for this only).
-    pub(super) fn drop_spilled(&self, claim: &Claim) {
+    /// The chunk named by the spill record of a slot whose reader died, if it holds a spilled
+    /// message. Read before the slot is taken over (see `Ring::free_dead_read`): a putter racing
+    /// with us may already have freed the slot and be writing it, so what this returns means
+    /// something only once a compare-and-swap has shown the slot unchanged since.
+    pub(super) fn dead_read_spill(&self, claim: &Claim) -> Option<String> {
         if self.slot_len(claim.pos).load(Ordering::Acquire) & SPILLED == 0 {
-            return;
+            return None;
         }
-        if let Some((name, _, _)) = self.read_record(claim) {
-            if let Ok(shm) = SharedMemory::open(&name) {
-                if shm.size() >= C_DATA {
-                    self.spill_done(&Arc::new(shm));
-                }
+        self.spill_name(claim)
+    }
+
+    /// Counts read the spilled message, in chunk `name`, of a slot this process took from a dead
+    /// reader (a rare path: the chunk is mapped for this only).
+    pub(super) fn drop_spilled(&self, name: &str) {
+        if let Ok(shm) = SharedMemory::open(name) {
+            if shm.size() >= C_DATA {
+                self.spill_done(&Arc::new(shm));
             }
         }
     }
@@ -614,6 +651,102 @@ fn stream_copy(dst: &mut [u8], src: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{ctl, free_seq, full_seq, Queue, PID_MASK, READING};
+
+    /// The pid of a process that has ended and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// The unread count (and held bit) of the chunk this process writes into.
+    fn held_state(ring: &Ring) -> u64 {
+        let writer = ring.writer.lock().unwrap();
+        chunk_state(&writer.held.as_ref().expect("a held chunk").shm).load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_dead_readers_spilled_message_is_counted_read_once_by_racing_putters() {
+        let q = Queue::<Vec<u8>>::new(2).unwrap();
+        let ring = &*q.ring;
+        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 5000]);
+        q.put(a).unwrap();
+        q.put(b.clone()).unwrap();
+        assert_eq!(held_state(ring), CHUNK_HELD | 2);
+        // A reader claims the first message and dies before releasing its slot.
+        let (claim, void) = ring.claim_read(false).unwrap();
+        assert!(!void);
+        let dead = ctl(full_seq(claim.pos), READING | dead_pid());
+        ring.slot_ctl(claim.pos).store(dead, Ordering::SeqCst);
+        // Two putters both find it (both loaded `dead`) and repair it, one after the other: only
+        // the one whose swap frees the slot counts the message read.
+        let next_lap = claim.pos + 2;
+        ring.free_dead_read(next_lap, dead);
+        ring.free_dead_read(next_lap, dead);
+        assert_eq!(ring.slot_ctl(claim.pos).load(Ordering::SeqCst), ctl(free_seq(next_lap), 0));
+        assert_eq!(held_state(ring), CHUNK_HELD | 1, "b is still unread in the chunk");
+        // So the producer does not start again at the chunk's front: `c`, longer than `a`, would
+        // overwrite `b` there.
+        q.put(c.clone()).unwrap();
+        assert_eq!(held_state(ring), CHUNK_HELD | 2);
+        assert_eq!(q.get().unwrap(), b);
+        assert_eq!(q.get().unwrap(), c);
+        assert_eq!(held_state(ring), CHUNK_HELD);
+        assert!(q.empty());
+    }
+
+    /// The names of the chunks in the free list marked free.
+    fn free_chunks(ring: &Ring) -> Vec<String> {
+        (0..SPILL_ENTRIES)
+            .map(entry_at)
+            .filter(|&entry| ring.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
+            .filter_map(|entry| ring.entry_name(entry))
+            .collect()
+    }
+
+    /// This process' chunk, as a process that died holding it leaves it: its entry `HELD | pid`
+    /// of a dead pid, and the process' own writer forgets it.
+    fn die_holding(ring: &Ring) -> (Arc<SharedMemory>, usize) {
+        let held = ring.writer.lock().unwrap().held.take().expect("a held chunk");
+        ring.q32(held.entry).store(ENTRY_HELD | (dead_pid() & PID_MASK), Ordering::Release);
+        (held.shm, held.entry)
+    }
+
+    #[test]
+    fn a_chunk_whose_holder_died_mid_put_is_let_go() {
+        let q = Queue::<Vec<u8>>::new(4).unwrap();
+        let ring = &*q.ring;
+        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 1000]);
+        // Its producer puts `a`, reserves room for `b` and is killed before committing it.
+        q.put(a.clone()).unwrap();
+        let size = proc_core::codec::serialized_size(&b).unwrap();
+        let Ok(_reserved) = ring.spill(&b, size) else { panic!("spill failed") };
+        let (dead, entry) = die_holding(ring);
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), CHUNK_HELD | 2);
+        // The next producer that looks for a chunk lets it go for the dead one: the entry is
+        // free again, and the chunk stays counted unread while `a` (and the lost `b`) are.
+        q.put(c.clone()).unwrap();
+        assert_eq!(ring.q32(entry).load(Ordering::Acquire), ENTRY_EMPTY, "the dead holder's entry");
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 2);
+        assert_eq!(q.get().unwrap(), a);
+        assert_eq!(q.get().unwrap(), c);
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1, "the reservation never committed");
+        assert!(free_chunks(ring).is_empty());
+
+        // A producer killed with messages unread but nothing reserved: its chunk goes to the free
+        // list when the last of them is read.
+        let q = Queue::<Vec<u8>>::new(4).unwrap();
+        let ring = &*q.ring;
+        q.put(a.clone()).unwrap();
+        let (dead, _) = die_holding(ring);
+        q.put(c.clone()).unwrap();
+        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1);
+        assert_eq!(q.get().unwrap(), a);
+        assert_eq!(free_chunks(ring), [dead.name().to_owned()]);
+        assert_eq!(q.get().unwrap(), c);
+    }
 
     #[test]
     fn a_streamed_copy_is_an_exact_copy_at_any_alignment() {
