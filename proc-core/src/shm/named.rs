@@ -129,16 +129,14 @@ impl SharedMemory {
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
         let fd = sys::shm_open(&cname, false).map_err(|e| Error::io("cannot open shared memory", e))?;
+        let info = sys::file_info(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
         if verify {
-            let (owner, mode) =
-                sys::owner_and_mode(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
-            let euid = sys::geteuid();
+            let (owner, mode, euid) = (info.owner, info.mode, sys::geteuid());
             if owner != euid || mode & 0o022 != 0 {
                 return Err(Error::new(ErrorKind::UntrustedSegment { name, owner, mode, euid }));
             }
         }
-        let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
-        let size = usize::try_from(size).unwrap_or(0);
+        let size = usize::try_from(info.size).unwrap_or(0);
         if size == 0 {
             return Err(Error::new(ErrorKind::ZeroSize));
         }

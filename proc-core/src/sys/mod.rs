@@ -502,15 +502,20 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
 
 /// The size of the file or shared-memory object `fd`.
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the struct.
-    Ok(u64::try_from(unsafe { stat.assume_init() }.st_size).unwrap_or(0))
+    file_info(fd).map(|info| info.size)
 }
 
-/// The owner's user id and the permission bits of the file or shared-memory object `fd`.
-pub(crate) fn owner_and_mode(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+/// What `fstat` tells of a file or shared-memory object.
+pub(crate) struct FileInfo {
+    pub(crate) size: u64,
+    /// The owner's user id.
+    pub(crate) owner: u32,
+    /// The permission bits.
+    pub(crate) mode: u32,
+}
+
+/// The size, owner and permission bits of the file or shared-memory object `fd` (one `fstat`).
+pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
@@ -519,7 +524,7 @@ pub(crate) fn owner_and_mode(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     // `mode_t` is a u32 on Linux and a u16 on macOS.
     #[allow(clippy::useless_conversion)]
     let mode = u32::from(stat.st_mode) & 0o7777;
-    Ok((stat.st_uid, mode))
+    Ok(FileInfo { size: u64::try_from(stat.st_size).unwrap_or(0), owner: stat.st_uid, mode })
 }
 
 /// The effective user id of the caller.
