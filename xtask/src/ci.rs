@@ -1,0 +1,91 @@
+//! `cargo xtask ci` and `cargo xtask check-macos`: the one list of checks, and the clippy run for
+//! macOS from a Linux host.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::run;
+
+pub(crate) fn ci() -> Result<()> {
+    run("cargo", &["fmt", "--all", "--check"], &[])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "multiproc/force-portable",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    run("cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    check_macos()?;
+    // The README's test command.
+    run("cargo", &["test", "--workspace"], &[])?;
+    // The portable backend, as macOS runs it.
+    run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
+    no_shared_memory_left()
+}
+
+/// The Apple target that `check-macos` compiles for.
+const MACOS_TARGET: &str = "aarch64-apple-darwin";
+
+/// `cargo clippy` (so `cargo check` and the lints the macOS runner applies) of the whole
+/// workspace, every target, for macOS, on both backends' features, warnings denied. On macOS
+/// itself the native build already does this.
+pub(crate) fn check_macos() -> Result<()> {
+    if cfg!(target_os = "macos") {
+        eprintln!("check-macos: skipped on macOS, whose own build checks the same");
+        return Ok(());
+    }
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if !installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MACOS_TARGET))
+    {
+        run("rustup", &["target", "add", MACOS_TARGET], &[])
+            .with_context(|| format!("check-macos needs the {MACOS_TARGET} standard library"))?;
+    }
+    if Command::new("clang").arg("--version").output().is_err() {
+        bail!("check-macos needs clang, to compile criterion's one C file for {MACOS_TARGET}");
+    }
+    // That file includes only freestanding headers, so clang needs no macOS SDK for it.
+    let envs = [
+        ("CC_aarch64_apple_darwin", "clang"),
+        ("CFLAGS_aarch64_apple_darwin", "-ffreestanding"),
+        ("AR_aarch64_apple_darwin", if has_program("llvm-ar") { "llvm-ar" } else { "ar" }),
+    ];
+    for features in [&[][..], &["--features", "multiproc/force-portable"][..]] {
+        let mut args = vec!["clippy", "--workspace", "--all-targets", "--target", MACOS_TARGET];
+        args.extend_from_slice(features);
+        args.extend(["--", "-D", "warnings"]);
+        run("cargo", &args, &envs)?;
+    }
+    Ok(())
+}
+
+fn has_program(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok()
+}
+
+/// The prefixes of the shared-memory names the crates create (queues' spill segments, named
+/// `SharedMemory`, the tests' own).
+const SHM_PREFIXES: [&str; 3] = ["mp_", "mpa", "mpt_"];
+
+/// Fails if the tests left shared-memory names in `/dev/shm` (where the system lists them).
+fn no_shared_memory_left() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else { return Ok(()) };
+    let left: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| SHM_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if !left.is_empty() {
+        bail!("the tests left shared memory behind in /dev/shm: {}", left.join(" "));
+    }
+    Ok(())
+}
