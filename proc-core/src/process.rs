@@ -538,21 +538,18 @@ pub(crate) enum Watch {
     /// A direct child: the sentinel is the read end of a pipe only the child holds open; reap it
     /// with `waitpid`.
     Direct,
-    /// A child of the fork server: the sentinel is the status pipe, where the server writes the
-    /// exit code once it reaped the child. If the server dies first, the child becomes an orphan
-    /// (see [`Orphan`]).
-    Served(Arc<crate::start::forkserver::ServerLife>),
+    /// A child of the fork server: the sentinel is the status pipe, where the server (or, once the
+    /// server died, its keeper) writes the exit code once it reaped the child. If the pipe closes
+    /// without a code, the child becomes a stray orphan (see [`State::stray`]).
+    Served,
 }
 
-/// What became of a fork-server child whose server died while it ran.
+/// A fork-server child whose status pipe closed without an exit code (its server and the
+/// server's keeper died while it ran): identified by pid and start time, as init may recycle its
+/// pid; it ends when its control socket closes, onto which its sentinel now refers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Orphan {
-    /// Reparented to this process (Linux, a subreaper): watched and reaped as a direct child; its
-    /// sentinel now refers to a pidfd, or reads as stale if there is none.
-    Adopted,
-    /// Reparented to init (portable backend): identified by pid and start time; it ends when its
-    /// control socket closes, onto which its sentinel now refers.
-    Stray { start_time: Option<u64> },
+struct Stray {
+    start_time: Option<u64>,
 }
 
 /// A child's pid: known at once for direct children, read from the fork server's pid pipe when
@@ -594,8 +591,8 @@ struct State {
     status_lost: bool,
     /// The alive pipe closed while the child runs on (it called exec or closed descriptors).
     stale_sentinel: bool,
-    /// The fork server died while this child ran.
-    orphan: Option<Orphan>,
+    /// The fork server (and its keeper) died while this child ran.
+    stray: Option<Stray>,
 }
 
 impl Shared {
@@ -700,10 +697,9 @@ impl Shared {
         }
     }
 
-    /// Whether the child is watched as a direct child of this process: started by spawn or fork,
-    /// or a fork-server child adopted after its server died.
-    fn direct(&self, st: &State) -> bool {
-        matches!(self.watch, Watch::Direct) || st.orphan == Some(Orphan::Adopted)
+    /// Whether the child is watched as a direct child of this process (started by spawn or fork).
+    fn direct(&self) -> bool {
+        matches!(self.watch, Watch::Direct)
     }
 
     /// Records the exit status if the child has ended. Returns whether it has.
@@ -711,12 +707,12 @@ impl Shared {
         if st.status.is_some() {
             return Ok(true);
         }
-        if let Some(Orphan::Stray { .. }) = st.orphan {
+        if st.stray.is_some() {
             return Ok(self.try_reap_stray(st));
         }
         let ready =
             sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
-        let direct = self.direct(st);
+        let direct = self.direct();
         if !ready {
             if st.ctl_done && direct {
                 // The child reported (or closed its control socket), so it is ending; but a
@@ -728,7 +724,7 @@ impl Shared {
             return Ok(false);
         }
         match &self.watch {
-            _ if direct => {
+            Watch::Direct => {
                 // The alive pipe reads as closed once the child exited, or once it closed the pipe
                 // itself while running on (it called exec, or closed its descriptors). Never block
                 // here: the exit may lag the pipe by a moment, so retry briefly, then fall back to
@@ -747,25 +743,16 @@ impl Shared {
                     st.stale_sentinel = true;
                 }
             }
-            Watch::Direct => {}
-            Watch::Served(server) => {
+            Watch::Served => {
                 let mut code = [0u8; 4];
                 let n = sys::read(self.sentinel.as_fd(), &mut code)
                     .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
-                    st.status = Some(ExitStatus::from_exitcode(i32::from_le_bytes(code)));
-                    // The server closes the pipe right after writing the code. Wait (briefly) for
-                    // that end-of-file, so that the sentinel stays readable from now on, as a
+                    // A byte follows the code, so the sentinel stays readable from now on, as a
                     // sentinel of an ended process must.
-                    let deadline = Instant::now() + Duration::from_secs(1);
-                    if let Ok(ready) = sys::wait_readable(&[self.sentinel.as_fd()], Some(deadline)) {
-                        if ready.first().copied().unwrap_or(false) {
-                            let _ = sys::read(self.sentinel.as_fd(), &mut code);
-                        }
-                    }
+                    st.status = Some(ExitStatus::from_exitcode(i32::from_le_bytes(code)));
                 } else {
-                    let server = server.clone();
-                    return self.server_died(st, &server);
+                    return Ok(self.server_died(st));
                 }
             }
         }
@@ -778,9 +765,10 @@ impl Shared {
         Ok(st.status.is_some())
     }
 
-    /// The status pipe closed without an exit code: the fork server died (or could not fork the
-    /// child at all). Takes over watching the child if it runs on. Returns whether it has ended.
-    fn server_died(&self, st: &mut State, server: &crate::start::forkserver::ServerLife) -> Result<bool> {
+    /// The status pipe closed without an exit code: the fork server and its keeper died (or the
+    /// server could not fork the child at all, or died right after). A child that runs on was
+    /// reparented to init. Returns whether it has ended.
+    fn server_died(&self, st: &mut State) -> bool {
         let pid = self.pid();
         if pid == 0 {
             // The server never created the child (it could not fork, or died first).
@@ -788,72 +776,33 @@ impl Shared {
             st.status_lost = true;
             self.pump_ctl(st);
             st.ctl_done = true;
-            return Ok(true);
+            return true;
         }
-        // The server only closes a status pipe without a code on its way out: reap it, after
-        // which its children are reparented (to this process, where it is a subreaper).
-        server.reap_exiting();
-        if crate::start::forkserver::adopts_orphans() {
-            match sys::waitpid(pid, false) {
-                Ok(Some(status)) => {
-                    tracing::debug!(pid, ?status, "reaped a child of the dead fork server");
-                    st.status = Some(status);
-                    self.pump_ctl(st);
-                    st.ctl_done = true;
-                    return Ok(true);
-                }
-                Ok(None) => {
-                    // Running, and now this process' child: watch it as a direct one. Its sentinel
-                    // number takes a pidfd, which becomes readable when it exits.
-                    tracing::debug!(pid, "adopted a child of the dead fork server");
-                    st.orphan = Some(Orphan::Adopted);
-                    match sys::exit_watch(pid) {
-                        Ok(pidfd) => {
-                            if let Err(e) = sys::dup_onto(pidfd.as_fd(), self.sentinel.as_raw_fd()) {
-                                tracing::debug!(error = %e, "cannot make a pidfd the sentinel");
-                                st.stale_sentinel = true;
-                            }
-                        }
-                        Err(_) => st.stale_sentinel = true,
-                    }
-                    return Ok(false);
-                }
-                // Not this process' child: the server reaped it before dying and took its exit
-                // code along.
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                    st.status = Some(ExitStatus::Code(255));
-                    st.status_lost = true;
-                    self.pump_ctl(st);
-                    st.ctl_done = true;
-                    return Ok(true);
-                }
-                Err(e) => return Err(Error::io("cannot reap a child", e)),
-            }
-        }
-        // Reparented to init: the child runs on while its control socket is open.
+        // Reparented (to init, or to the keeper if the server died before telling it of the child):
+        // the child runs on while its control socket is open.
         self.pump_ctl(st);
         if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             self.stray_ended(st);
-            return Ok(true);
+            return true;
         }
         let start_time = sys::start_time(pid);
         if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             // It ended meanwhile: the start time may be another process'.
             self.stray_ended(st);
-            return Ok(true);
+            return true;
         }
         tracing::debug!(pid, "a child of the dead fork server runs on as an orphan");
-        st.orphan = Some(Orphan::Stray { start_time });
+        st.stray = Some(Stray { start_time });
         // Its sentinel number now refers to the control socket, readable at the child's end.
         if let Err(e) = sys::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
             // The sentinel stays readable for good: wait by polling instead.
             tracing::debug!(error = %e, "cannot make the control socket the sentinel");
             st.stale_sentinel = true;
         }
-        Ok(false)
+        false
     }
 
-    /// A stray orphan (see [`Orphan::Stray`]): ended once its control socket closed.
+    /// A stray orphan (see [`Stray`]): ended once its control socket closed.
     fn try_reap_stray(&self, st: &mut State) -> bool {
         self.pump_ctl(st);
         if !sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
@@ -863,8 +812,8 @@ impl Shared {
         true
     }
 
-    /// Records the end of a child whose exit status no one can tell (its parent, the server, is
-    /// gone): the code its report implies, or 255 (and a lost status) without one.
+    /// Records the end of a child whose exit status no one can tell (its parent, the server, and
+    /// the keeper are gone): the code its report implies, or 255 (and a lost status) without one.
     fn stray_ended(&self, st: &mut State) {
         self.pump_ctl(st);
         st.ctl_done = true;
@@ -881,11 +830,11 @@ impl Shared {
 
     /// Whether `pid` still names the child (for a stray orphan, whose pid init may recycle).
     fn still_the_child(&self, st: &State, pid: u32) -> bool {
-        match st.orphan {
-            Some(Orphan::Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
+        match st.stray {
+            Some(Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
             // Its start time could not be read: the pid may be another process' by now.
-            Some(Orphan::Stray { start_time: None }) => false,
-            _ => true,
+            Some(Stray { start_time: None }) => false,
+            None => true,
         }
     }
 
@@ -948,7 +897,7 @@ impl Shared {
                     crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
                     return Ok(true);
                 }
-                (!st.ctl_done, st.stale_sentinel, self.direct(&st))
+                (!st.ctl_done, st.stale_sentinel, self.direct())
             };
             let (ctl_open, stale, direct) = ctl_open;
             if deadline.is_some_and(|d| Instant::now() >= d) {

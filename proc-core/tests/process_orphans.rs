@@ -1,5 +1,7 @@
 //! A fork server that dies does not orphan the children it forked: they keep their state, can be
-//! signalled and report how they ended; the dead server is reaped and no zombie is left.
+//! signalled and report how they ended; the dead server is reaped and no zombie is left. On Linux
+//! the server's keeper reaps them and reports their real exit codes, and the program itself is no
+//! subreaper, so orphans of other code go to init as usual.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{serial, Watchdog};
+use common::{kill_and_wait, serial, Watchdog};
 use proc_core::handle::Fd;
 use proc_core::{get_context, Process, StartMethod};
 
@@ -65,16 +67,19 @@ fn start(end: End) -> Child {
     Child { process, release: std::fs::File::from(OwnedFd::from(release_w)) }
 }
 
-/// Kills this process' fork server and waits until it is dead, without reaping it.
+/// Kills this process' fork server and waits until it is dead.
 fn kill_fork_server() -> u32 {
     let server = proc_core::fork_server_pid().unwrap();
-    // SAFETY: kill takes plain integers; the server is our child.
-    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
-    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    // SAFETY: `info` is a live siginfo_t that waitid fills; WNOWAIT leaves the server waitable.
-    let ret = unsafe { libc::waitid(libc::P_PID, server, info.as_mut_ptr(), libc::WEXITED | libc::WNOWAIT) };
-    assert_eq!(ret, 0);
+    kill_and_wait(server);
     server
+}
+
+/// The parent of process `pid` (Linux: read from `/proc`).
+#[cfg(target_os = "linux")]
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The children of this process that are zombies (Linux: read from `/proc`).
@@ -94,8 +99,8 @@ fn zombie_children() -> Vec<u32> {
     zombies
 }
 
-/// Whether this backend makes the server's orphans this process' children (Linux without
-/// `force-portable`), so their real exit codes are known.
+/// Whether this backend gives the fork server a keeper that reaps the server's orphans (Linux
+/// without `force-portable`), so their real exit codes are known.
 fn adopts() -> bool {
     proc_core::backend() == "linux"
 }
@@ -109,9 +114,9 @@ fn children_of_a_dead_fork_server_keep_their_state() {
     let terminated = start(End::Wait);
     let server = kill_fork_server();
 
-    // The dead server is reaped at once and never named again.
+    // The dead server is never named again, and is not left a zombie of this process.
     assert_eq!(proc_core::fork_server_pid(), None);
-    // SAFETY: waitpid with WNOHANG on a reaped pid only reports ECHILD.
+    // SAFETY: waitpid with WNOHANG on a reaped pid (or one that is not our child) reports ECHILD.
     assert_eq!(unsafe { libc::waitpid(server as i32, std::ptr::null_mut(), libc::WNOHANG) }, -1);
 
     for child in [&returns, &exits, &terminated] {
@@ -135,7 +140,7 @@ fn children_of_a_dead_fork_server_keep_their_state() {
     exits.release.write_all(&[1]).unwrap();
     let exit_error = exits.process.join().unwrap_err();
     if adopts() {
-        // Linux: adopted by this process, which reaps them and knows how they ended.
+        // Linux: adopted by the keeper, which reaps them and reports how they ended.
         assert_eq!(terminated.process.exitcode(), Some(-libc::SIGTERM), "{e}");
         assert_eq!(e.signal(), Some(libc::SIGTERM), "{e}");
         assert_eq!(exits.process.exitcode(), Some(7));
@@ -180,9 +185,9 @@ fn kill_reaches_a_child_of_a_dead_fork_server() {
     assert_eq!(zombie_children(), Vec::<u32>::new());
 }
 
-/// In a copy made by `fork` of a process that is a subreaper already (the kernel does not pass
-/// that on): starts a fork-server child, kills this copy's own server, lets the child exit with
-/// 7, and returns the exit code its handle reports.
+/// In a copy made by `fork` of a process that runs a fork server already: starts a fork-server
+/// child (through a server of the copy's own), kills that server, lets the child exit with 7, and
+/// returns the exit code its handle reports.
 fn orphaned_in_a_forked_copy() -> Option<i32> {
     let mut exits = start(End::Exit(7));
     kill_fork_server();
@@ -196,18 +201,83 @@ fn orphaned_in_a_forked_copy() -> Option<i32> {
 fn a_forked_copy_adopts_the_children_of_its_own_dead_fork_server() {
     let _s = serial();
     let _w = Watchdog::new("a_forked_copy_adopts_the_children_of_its_own_dead_fork_server", LIMIT);
-    // This process launches a fork server first, so it is a subreaper (where the backend adopts).
+    // This process launches a fork server first; the copy must not take it (or its keeper) for its own.
     let p = get_context(StartMethod::ForkServer).process(|x: u32| x + 1, (1,)).start().unwrap();
     assert_eq!(p.join().unwrap(), 2);
     let copy = get_context(StartMethod::Fork).process(orphaned_in_a_forked_copy, ()).start().unwrap();
     let code = copy.join().unwrap();
     if adopts() {
-        // The copy made itself a subreaper for its own server: it reaped the child and knows how
-        // it ended (before, it took itself for one and lost the child to this process).
+        // The copy's own server has a keeper, which reaped the child and reported how it ended.
         assert_eq!(code, Some(7));
     } else {
         assert_eq!(code, Some(255));
     }
     #[cfg(target_os = "linux")]
+    assert_eq!(zombie_children(), Vec::<u32>::new());
+}
+
+/// The process is no subreaper (the keeper is): a daemon that a shell started by `Command`
+/// leaves behind goes to init (or whichever subreaper is above this process), not to this
+/// process, where it would stay a zombie that no one waits for.
+#[cfg(target_os = "linux")]
+#[test]
+fn orphans_of_other_code_are_not_adopted() {
+    let _s = serial();
+    let _w = Watchdog::new("orphans_of_other_code_are_not_adopted", LIMIT);
+    let p = get_context(StartMethod::ForkServer).process(|x: u32| x + 1, (1,)).start().unwrap();
+    assert_eq!(p.join().unwrap(), 2);
+    let mut flag: libc::c_int = -1;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer, which is live.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) }, 0);
+    assert_eq!(flag, 0, "the program made itself a subreaper");
+
+    let out = std::process::Command::new("sh")
+        .args(["-c", "sleep 600 </dev/null >/dev/null 2>&1 & echo $!"])
+        .output()
+        .unwrap();
+    let daemon: u32 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let parent = parent_of(daemon);
+    // SAFETY: kill takes plain integers; the daemon is alive (sleeping) and not reaped by anyone.
+    unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
+    assert_ne!(parent, std::process::id(), "the orphaned daemon was adopted by this process");
+}
+
+/// Linux: the keeper killed while its server serves on costs nothing (the server reports codes);
+/// with the server killed after it, the children fall back to the portable way.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dead_keeper_costs_nothing_while_its_server_serves() {
+    let _s = serial();
+    let _w = Watchdog::new("a_dead_keeper_costs_nothing_while_its_server_serves", LIMIT);
+    if !adopts() {
+        return;
+    }
+    let mut first = start(End::Exit(7));
+    let server = proc_core::fork_server_pid().unwrap();
+    let keeper = parent_of(server);
+    // Neither is this process' child, so neither can be left a zombie of it.
+    assert_ne!(keeper, std::process::id());
+    assert_ne!(parent_of(keeper), std::process::id());
+    kill_and_wait(keeper);
+
+    // The server serves on and reports its children's codes.
+    let mut second = start(End::Exit(8));
+    assert_eq!(proc_core::fork_server_pid(), Some(server));
+    first.release.write_all(&[1]).unwrap();
+    assert_eq!(first.process.join().unwrap_err().exit_code(), Some(7));
+    second.release.write_all(&[1]).unwrap();
+    assert_eq!(second.process.join().unwrap_err().exit_code(), Some(8));
+    assert_eq!(zombie_children(), Vec::<u32>::new());
+
+    // Without keeper and server, a child's code is what its report implies.
+    let mut third = start(End::Exit(9));
+    kill_fork_server();
+    assert!(third.process.is_alive());
+    third.release.write_all(&[1]).unwrap();
+    let e = third.process.join().unwrap_err();
+    assert_eq!(third.process.exitcode(), Some(255), "{e}");
+    let mut fourth = start(End::Return(4));
+    fourth.release.write_all(&[1]).unwrap();
+    assert_eq!(fourth.process.join().unwrap(), 4);
     assert_eq!(zombie_children(), Vec::<u32>::new());
 }

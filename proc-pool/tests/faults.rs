@@ -272,14 +272,7 @@ fn busy_workers_survive_the_death_of_their_fork_server() {
     }
     // Every worker runs a task: kill their fork server and wait until it is dead.
     let server = proc_core::fork_server_pid().unwrap();
-    // SAFETY: kill takes plain integers; the server is our child.
-    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
-    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    // SAFETY: `info` is a live siginfo_t that waitid fills; WNOWAIT leaves the server waitable.
-    let ret = unsafe { libc::waitid(libc::P_PID, server, info.as_mut_ptr(), libc::WEXITED | libc::WNOWAIT) };
-    // ECHILD: the pool's supervisor noticed first and reaped it.
-    let error = std::io::Error::last_os_error();
-    assert!(ret == 0 || error.raw_os_error() == Some(libc::ECHILD), "{error}");
+    kill_and_wait(server);
     let workers = pool.worker_pids();
     std::io::Write::write_all(&mut gate_w, &[1; WORKERS]).unwrap();
     for t in tasks {
@@ -293,4 +286,33 @@ fn busy_workers_survive_the_death_of_their_fork_server() {
     pool.join().unwrap();
     let _ = std::fs::remove_file(&gate);
     counter.unlink().unwrap();
+}
+
+/// Kills process `pid` (a fork server: not this process' child) with SIGKILL and waits until it is
+/// dead.
+fn kill_and_wait(pid: u32) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: kill takes plain integers; the pidfd keeps the pid from being recycled unseen.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: `pfd` is a live pollfd for the duration of the call.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, -1) }, 1);
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: kill takes plain integers.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        // No pidfd here: gone once init (launchd) reaped it. Bounded by the test's watchdog.
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid as i32, 0) } == 0 {
+            std::thread::yield_now();
+        }
+    }
 }

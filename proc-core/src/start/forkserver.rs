@@ -1,39 +1,53 @@
 //! The fork-server start method.
 //!
-//! The server is a helper process started by spawn. It is single-threaded, so forking it is safe,
-//! and it is small, so forking it is fast. Protocol on its socket: each request is a frame
-//! carrying at least three descriptors: the child's end of a new control socket, the write end of
-//! a status pipe and the write end of a pid pipe. The server forks a child, which first writes its
-//! own pid (`i32`, little-endian; the server writes minus an errno if fork failed) to the pid pipe,
-//! so the pid is known even if the server dies right after the fork. The parent reads it
-//! only when it needs the pid, so a start does not wait for the server. Once it has reaped the
-//! child, the server writes its exit code (`i32`, Python's convention) to the status pipe and
-//! closes it: the status pipe is the child's sentinel in the parent. The request's body is the
-//! child's bootstrap message and its further descriptors are the bootstrap's, so the child finds
-//! its bootstrap in the memory it inherits from the server: no second message, no extra wake-up.
+//! The server is a helper process forked by the process that spawn starts, which then exits (so
+//! the server is no child of the parent: init, or its keeper, reaps it when it dies). It is
+//! single-threaded, so forking it is safe, and it is small, so forking it is fast. Protocol on its
+//! socket: each request is a frame carrying at least three descriptors: the child's end of a new
+//! control socket, the write end of a status pipe and the write end of a pid pipe. The server forks
+//! a child, which first writes its own pid (`i32`, little-endian; the server writes minus an errno
+//! if fork failed) to the pid pipe, so the pid is known even if the server dies right after the
+//! fork. The parent reads it only when it needs the pid, so a start does not wait for the server.
+//! Once it has reaped the child, the server writes its exit code (`i32`, Python's convention) to
+//! the status pipe and closes it: the status pipe is the child's sentinel in the parent. The
+//! request's body is the child's bootstrap message and its further descriptors are the
+//! bootstrap's, so the child finds its bootstrap in the memory it inherits from the server: no
+//! second message, no extra wake-up.
 //!
 //! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
-//! dead on a start is reaped and replaced, and the start is tried once more; a dead idle server
-//! is reaped as soon as the parent next looks at its children (`active_children`, a start,
-//! `fork_server_pid`, a served child's status).
+//! dead on a start is replaced, and the start is tried once more; `fork_server_pid` never names a
+//! dead server.
 //!
 //! A server that dies (killed by someone) while its children run must not take their state with
-//! it. On Linux the parent makes itself a child subreaper before it launches the server, so the
-//! server's children are reparented to the parent when the server dies: the parent then waits for
-//! them itself (their sentinel becomes a pidfd) and reports their real exit code. The server is a
-//! subreaper too, so that descendants its children orphan are reaped by the server, not left to
-//! the parent. Elsewhere (the portable backend) the orphans go to init: the parent keeps
-//! identifying such a child by pid and start time, so it can still signal it, and sees its end
-//! when its control socket closes; its exit code is the one its report implies (0 when the target
-//! returned, 1 when it panicked or could not run), and 255 with a join error when it ended without
-//! a report (a signal, `exit(n)`), which only its parent, the dead server, could have known.
+//! it. On Linux the process the parent starts is a *keeper*, not the server: it makes itself a
+//! child subreaper, forks the server, and does nothing else but wait. The server tells it of each
+//! child it forks (pid and a copy of the status pipe's write end) and of each it reaps. When the
+//! server dies, its running children are reparented to the keeper, which reaps them as they end
+//! and writes their real exit codes to their status pipes: the parent sees nothing of the
+//! server's death but a new server at the next start, and the children can still be signalled by
+//! pid (they stay unreaped until they end). The parent itself is no subreaper, so descendants
+//! that other code of the program orphans (a daemon started with `Command`) go to init as usual.
+//! The keeper ends once the server has ended and it has no child left. If the keeper and the
+//! server both die (or the server dies between a fork and telling the keeper), the status pipe
+//! closes without a code and the parent falls back to what the portable backend does.
+//!
+//! Elsewhere (the portable backend) there is no keeper and the orphans go to init: the parent
+//! keeps identifying such a child by pid and start time, so it can still signal it, and sees its
+//! end when its control socket closes; its exit code is the one its report implies (0 when the
+//! target returned, 1 when it panicked or could not run), and 255 with a join error when it ended
+//! without a report (a signal, `exit(n)`), which only its parent, the dead server, could have known.
+//!
+//! The server's first bytes on its socket are its pid (`u32`, little-endian); it writes nothing
+//! after that. An exit code on a status pipe is followed by one more byte, so the pipe stays
+//! readable once the parent has read the code (a sentinel of an ended child must), whoever else
+//! still holds a copy of its write end.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use super::Started;
 use crate::child;
@@ -41,8 +55,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
 use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
-use crate::sys;
+use crate::sys::{self, AnyChild, ExitStatus};
 use crate::wire::{self, FrameReader, Read};
+
+/// How long a new server may take to say its pid.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request failed.
 enum RequestError {
@@ -52,66 +69,11 @@ enum RequestError {
     Local(Error),
 }
 
-/// The process that made itself a child subreaper (Linux), so that the children of a dead fork
-/// server are reparented to it; 0 if none. A pid, not a flag: a child made by `fork` is not a
-/// subreaper (the kernel does not pass it on), though it inherits this memory.
-static SUBREAPER: AtomicU32 = AtomicU32::new(0);
-
-/// Whether the children of a dead fork server become this process' children.
-pub(crate) fn adopts_orphans() -> bool {
-    SUBREAPER.load(Ordering::Relaxed) == sys::getpid()
-}
-
-fn become_subreaper() {
-    if adopts_orphans() {
-        return;
-    }
-    match sys::become_subreaper() {
-        Ok(()) => SUBREAPER.store(sys::getpid(), Ordering::Relaxed),
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
-        Err(e) => tracing::debug!(error = %e, "cannot become a child subreaper"),
-    }
-}
-
-/// The server process itself, shared by the connection and the children it forked: whoever
-/// learns first that the server is gone reaps it, and only once, so that no one signals or waits
-/// for its pid after that (it could be recycled).
-#[derive(Debug)]
-pub(crate) struct ServerLife {
-    pid: u32,
-    reaped: Mutex<bool>,
-}
-
-impl ServerLife {
-    /// Reaps the server, which is known to be exiting (it closed its descriptors), so the wait is
-    /// short. Once it returns, the server's children have been reparented.
-    pub(crate) fn reap_exiting(&self) {
-        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*reaped {
-            if let Err(e) = sys::waitpid(self.pid, true) {
-                tracing::debug!(pid = self.pid, error = %e, "cannot reap the fork server");
-            }
-            *reaped = true;
-            tracing::debug!(pid = self.pid, "reaped the fork server");
-        }
-    }
-
-    /// Kills and reaps the server, unless it was reaped already.
-    fn kill_and_reap(&self) {
-        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*reaped {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            let _ = sys::waitpid(self.pid, true);
-            *reaped = true;
-        }
-    }
-}
-
 /// The parent's connection to its fork server.
 #[derive(Debug)]
 pub(crate) struct ForkServer {
+    /// The server's pid (what `fork_server_pid` names).
     pid: u32,
-    life: Arc<ServerLife>,
     /// The process that launched the server: a copy of it made by a plain `fork` launches its own.
     owner: u32,
     /// Keeps the connection out of children made by a plain `fork`, so that the server ends with
@@ -124,35 +86,28 @@ impl ForkServer {
     /// Starts a server; its first message gives it the resource tracker's pipe (if any), which
     /// its children then inherit instead of receiving it with every request.
     fn launch(tracker: Option<BorrowedFd<'_>>) -> Result<Self> {
-        // Before the server forks anything: its children must come back to this process if it dies.
-        become_subreaper();
         let (sock, server_sock) =
             sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
-        let pid = super::spawn::exec_role("forkserver", server_sock)?;
-        let server = ForkServer {
-            pid,
-            life: Arc::new(ServerLife { pid, reaped: Mutex::new(false) }),
-            owner: sys::getpid(),
-            release: ReleaseOnFork::new(sock.as_fd()),
-            sock,
-        };
+        let launched = super::spawn::exec_role("forkserver", server_sock)?;
+        let pid = read_server_pid(sock.as_fd());
+        // The process started here forks the server (and its keeper) and exits at once, so that
+        // neither is this process' child: whichever dies is reaped by init, never left a zombie.
+        if let Err(e) = sys::waitpid(launched, true) {
+            tracing::debug!(pid = launched, error = %e, "cannot reap the fork server's launcher");
+        }
+        // On failure, closing the socket ends the server (if any); its keeper follows.
+        let pid = pid.map_err(|e| Error::io("the fork server did not start", e))?;
+        let server =
+            ForkServer { pid, owner: sys::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
-            server.discard();
             return Err(Error::io("cannot set up the fork server", e));
         }
         tracing::debug!(pid, "started the fork server");
         Ok(server)
     }
 
-    /// Stops and reaps a server that failed a request (or was found dead).
-    fn discard(self) {
-        self.release.unlist();
-        drop(self.sock);
-        self.life.kill_and_reap();
-    }
-
-    /// Whether the server has exited (or is exiting): it never writes to its socket, so a
+    /// Whether the server has exited (or is exiting): it writes nothing after its pid, so a
     /// readable socket means its end closed.
     fn is_gone(&self) -> bool {
         sys::is_readable(self.sock.as_fd()).unwrap_or(true)
@@ -188,7 +143,7 @@ impl ForkServer {
                 pid: Pid::Pending(pid),
                 ctl,
                 sentinel: status,
-                watch: Watch::Served(self.life.clone()),
+                watch: Watch::Served,
                 alive: None,
             }),
             Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
@@ -197,6 +152,23 @@ impl ForkServer {
             Err(e) => Err(RequestError::Local(Error::io("cannot send a request to the fork server", e))),
         }
     }
+}
+
+/// Reads the pid a new server says first.
+fn read_server_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let deadline = Instant::now() + LAUNCH_TIMEOUT;
+    let mut pid = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        if !sys::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        match sys::read(sock, &mut pid[got..])? {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            n => got += n,
+        }
+    }
+    Ok(u32::from_le_bytes(pid))
 }
 
 /// Reads the pid a fork-server child wrote to its pid pipe; `None` if the server could not fork
@@ -219,8 +191,9 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     }
 }
 
-/// Drops (reaping it) this process' fork server if it has died; forgets a server inherited
-/// through a plain `fork`, which belongs to the process that launched it.
+/// Drops this process' fork server if it has died; forgets a server inherited through a plain
+/// `fork`, which belongs to the process that launched it. (A dead server is reaped by its keeper,
+/// or by init, at once: it is no child of this process.)
 pub(crate) fn drop_dead_server(g: &mut Globals) {
     if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
@@ -232,7 +205,6 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
     if g.forkserver.as_ref().is_some_and(ForkServer::is_gone) {
         if let Some(dead) = g.forkserver.take() {
             tracing::debug!(pid = dead.pid, "the fork server has died");
-            dead.discard();
         }
     }
 }
@@ -254,9 +226,8 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
             // A local failure: the server is fine and keeps serving its other children.
             Err(RequestError::Local(e)) => return Err(e),
             Err(RequestError::ServerGone(e)) => {
-                if let Some(old) = g.forkserver.take() {
-                    old.discard();
-                }
+                // Dropping the connection is all: the server is gone.
+                g.forkserver = None;
                 last = Some(e);
             }
         }
@@ -265,7 +236,7 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
     Err(Error::new(ErrorKind::ForkServer(message)))
 }
 
-/// The fork server's pid, if this process runs one that is alive (a dead one is reaped here).
+/// The fork server's pid, if this process runs one that is alive.
 pub fn server_pid() -> Option<u32> {
     let mut g = crate::globals::lock();
     drop_dead_server(&mut g);
@@ -282,9 +253,10 @@ extern "C" fn on_sigchld(_: libc::c_int) {
     }
 }
 
-/// The server role: runs in the helper process until its socket closes.
+/// The server role: runs in the process the parent started until its socket closes. On Linux
+/// that process becomes the keeper and forks the server (see the module docs).
 pub(crate) fn serve() -> i32 {
-    match serve_inner() {
+    match serve_role() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("multiproc: fork server failed: {e}");
@@ -293,25 +265,166 @@ pub(crate) fn serve() -> i32 {
     }
 }
 
-fn serve_inner() -> io::Result<()> {
+fn serve_role() -> io::Result<()> {
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
     let sock = sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
     sys::dev_null_onto(0)?;
     // SIGINT is blocked, not ignored: a child inherits the mask and unblocks it once it has set
     // up, so an interrupt sent to a new child right away is delivered then instead of being lost.
+    // The keeper inherits the mask too: a Ctrl-C meant for the program must not take it down.
     sys::block_signal(libc::SIGINT, true)?;
-    let (wake_r, wake_w) = sys::pipe()?;
-    sys::set_nonblocking(wake_r.as_fd())?;
-    sys::set_nonblocking(wake_w.as_fd())?;
-    SIGCHLD_FD.store(wake_w.as_raw_fd(), Ordering::Relaxed);
-    sys::on_signal(libc::SIGCHLD, on_sigchld)?;
-    // Descendants that the server's children orphan come to the server, which reaps every child
-    // it has, rather than to the parent (a subreaper too), which waits only for its own.
-    if let Err(e) = sys::become_subreaper() {
-        if e.kind() != io::ErrorKind::Unsupported {
-            tracing::debug!(error = %e, "the fork server cannot become a child subreaper");
+    // A status pipe or a link whose reader is gone is an error to ignore, not a reason to die.
+    sys::set_signal_ignored(libc::SIGPIPE, true);
+    // Detach: the process the parent started exits at once (the parent reaps it), and what it
+    // forks is reparented to init, which reaps it when it dies.
+    // SAFETY: this process is single-threaded (it runs a role, not the program's main).
+    if unsafe { sys::fork() }? != 0 {
+        sys::exit_now(0);
+    }
+    let keeper = match sys::become_subreaper() {
+        Ok(()) => {
+            let (keeper_end, server_end) = sys::socketpair()?;
+            // SAFETY: this process is single-threaded (it runs a role, not the program's main).
+            match unsafe { sys::fork() }? {
+                0 => {
+                    drop(keeper_end);
+                    Some(server_end)
+                }
+                server => {
+                    drop(server_end);
+                    // The server alone holds the parent's socket, so it closes when the server ends.
+                    drop(sock);
+                    return keep(keeper_end, server);
+                }
+            }
+        }
+        Err(e) => {
+            if e.kind() != io::ErrorKind::Unsupported {
+                tracing::debug!(error = %e, "cannot become a child subreaper: no keeper for the fork server");
+            }
+            None
+        }
+    };
+    serve_inner(sock, keeper)
+}
+
+/// A message from the server to its keeper: a tag and a pid. `STARTED` comes with the child's
+/// status pipe (its write end).
+const STARTED: u8 = 1;
+const REAPED: u8 = 2;
+
+fn keeper_message(tag: u8, pid: u32) -> [u8; 5] {
+    let p = pid.to_le_bytes();
+    [tag, p[0], p[1], p[2], p[3]]
+}
+
+/// Tells the keeper (if any) about a child; forgets a keeper that is gone.
+fn tell_keeper(keeper: &mut Option<OwnedFd>, tag: u8, pid: u32, fds: &[BorrowedFd<'_>]) {
+    if let Some(link) = keeper.as_ref() {
+        if let Err(e) = wire::send_frame(link.as_fd(), &keeper_message(tag, pid), fds) {
+            tracing::debug!(error = %e, "the fork server's keeper is gone");
+            *keeper = None;
         }
     }
+}
+
+/// Writes an exit code to a status pipe: the code, then one more byte that keeps the pipe
+/// readable once the parent has read the code.
+fn report_status(pipe: &OwnedFd, status: ExitStatus) {
+    let code = status.exitcode().to_le_bytes();
+    let _ = sys::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
+}
+
+/// Wakes a loop on `SIGCHLD`: the handler writes to a non-blocking pipe.
+struct ChildSignal {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl ChildSignal {
+    fn install() -> io::Result<Self> {
+        let (read, write) = sys::pipe()?;
+        sys::set_nonblocking(read.as_fd())?;
+        sys::set_nonblocking(write.as_fd())?;
+        SIGCHLD_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        sys::on_signal(libc::SIGCHLD, on_sigchld)?;
+        Ok(ChildSignal { read, _write: write })
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(sys::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// The keeper role (Linux): a child subreaper that waits for the server and, once the server has
+/// died, for the children it leaves, and reports their exit codes on their status pipes. Ends when
+/// it has no child left.
+fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
+    let signal = ChildSignal::install()?;
+    let mut reader = FrameReader::default();
+    let mut link_open = true;
+    // The server's running children: their status pipes (write ends).
+    let mut children: HashMap<u32, OwnedFd> = HashMap::new();
+    let mut read_link = |children: &mut HashMap<u32, OwnedFd>| -> io::Result<bool> {
+        loop {
+            match reader.read(link.as_fd(), false)? {
+                Read::Pending => return Ok(true),
+                Read::Eof => return Ok(false),
+                Read::Frame(body, fds) => {
+                    let (Some(&tag), Some(pid)) = (body.first(), body.get(1..5)) else { continue };
+                    let pid = u32::from_le_bytes(pid.try_into().unwrap_or_default());
+                    match (tag, fds.into_iter().next()) {
+                        (STARTED, Some(pipe)) => {
+                            children.insert(pid, pipe);
+                        }
+                        _ => {
+                            children.remove(&pid);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    loop {
+        // What the server said comes first: a child it told of is reparented here only after the
+        // server has died, that is after the server's last message is in the link.
+        if link_open {
+            link_open = read_link(&mut children)?;
+        }
+        loop {
+            match sys::wait_any()? {
+                AnyChild::Ended(pid, _) if pid == server => {
+                    tracing::debug!(pid, "the fork server ended");
+                }
+                AnyChild::Ended(pid, status) => {
+                    if !children.contains_key(&pid) && link_open {
+                        link_open = read_link(&mut children)?;
+                    }
+                    // A child the server did not tell of is a descendant orphaned by one of its
+                    // children (or a child forked just before the server died): nobody waits for it.
+                    if let Some(pipe) = children.remove(&pid) {
+                        report_status(&pipe, status);
+                    }
+                }
+                AnyChild::Running => break,
+                AnyChild::None => return Ok(()),
+            }
+        }
+        let mut fds = vec![signal.read.as_fd()];
+        if link_open {
+            fds.push(link.as_fd());
+        }
+        sys::wait_readable(&fds, None)?;
+        signal.drain();
+    }
+}
+
+/// The server proper: forks a child per request until its socket closes.
+fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
+    // The parent learns the server's pid first (the process it started may be the keeper).
+    sys::write_all(sock.as_fd(), &sys::getpid().to_le_bytes())?;
+    let signal = ChildSignal::install()?;
     warm_up();
 
     let mut reader = FrameReader::default();
@@ -322,15 +435,16 @@ fn serve_inner() -> io::Result<()> {
     };
     let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
     loop {
-        let ready = sys::wait_readable(&[sock.as_fd(), wake_r.as_fd()], None)?;
+        let ready = sys::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
         if ready[1] {
-            let mut buf = [0u8; 64];
-            while matches!(sys::read(wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
+            signal.drain();
         }
         // Reap on every wake-up: cheap, and robust against a coalesced signal.
-        while let Some((pid, status)) = sys::wait_any()? {
+        while let AnyChild::Ended(pid, status) = sys::wait_any()? {
             if let Some(w) = pending.remove(&pid) {
-                let _ = sys::write_all(w.as_fd(), &status.exitcode().to_le_bytes());
+                report_status(&w, status);
+                drop(w);
+                tell_keeper(&mut keeper, REAPED, pid, &[]);
             }
         }
         if !ready[0] {
@@ -369,6 +483,7 @@ fn serve_inner() -> io::Result<()> {
                         drop(boot_fds);
                         // The child writes its pid itself.
                         drop(pid_w);
+                        tell_keeper(&mut keeper, STARTED, pid, &[status_w.as_fd()]);
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {

@@ -127,18 +127,6 @@ pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
     retry(|| cvt(unsafe { libc::dup3(src.as_raw_fd(), dst, libc::O_CLOEXEC) })).map(drop)
 }
 
-/// A descriptor that becomes readable when process `pid` ends (a pidfd, close-on-exec). Only
-/// meaningful while `pid` cannot be recycled: the caller's unreaped child.
-pub(crate) fn exit_watch(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: pidfd_open takes plain integers.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    cvt(fd)?;
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// When process `pid` started, in clock ticks since boot, or `None` if it does not exist.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     super::proc_start_time(pid)

@@ -17,8 +17,7 @@
 //! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | none (SIGPIPE is ignored) |
 //! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers: a larger mark would never fire) |
-//! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
-//! | `exit_watch(pid)` | `pidfd_open(2)` | unsupported |
+//! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` (the fork server's keeper) | unsupported (orphans go to init) |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
@@ -40,9 +39,8 @@ cfg_if::cfg_if! {
 }
 
 pub(crate) use imp::{
-    anonymous_memory, become_subreaper, close_fds_except, dup_onto, exe_path, exit_watch, pipe, received_fd,
-    socketpair, start_time, thread_count, BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT,
-    SEND_FLAGS,
+    anonymous_memory, become_subreaper, close_fds_except, dup_onto, exe_path, pipe, received_fd, socketpair,
+    start_time, thread_count, BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT, SEND_FLAGS,
 };
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
@@ -222,20 +220,30 @@ pub(crate) fn waitpid(pid: u32, block: bool) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Reaps any ended child without blocking; used by the fork server.
-pub(crate) fn wait_any() -> io::Result<Option<(u32, ExitStatus)>> {
+/// What [`wait_any`] found.
+pub(crate) enum AnyChild {
+    /// This child ended and is reaped now.
+    Ended(u32, ExitStatus),
+    /// Children exist, none has ended.
+    Running,
+    /// No children at all.
+    None,
+}
+
+/// Reaps any ended child without blocking; used by the fork server and its keeper.
+pub(crate) fn wait_any() -> io::Result<AnyChild> {
     loop {
         let mut status = 0;
         // SAFETY: `status` is a live c_int that waitpid writes through.
         let ret = retry(|| cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }));
         match ret {
-            Ok(0) => return Ok(None),
+            Ok(0) => return Ok(AnyChild::Running),
             Ok(pid) => {
                 if let Some(s) = ExitStatus::from_raw(status) {
-                    return Ok(Some((pid as u32, s)));
+                    return Ok(AnyChild::Ended(pid as u32, s));
                 }
             }
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(AnyChild::None),
             Err(e) => return Err(e),
         }
     }

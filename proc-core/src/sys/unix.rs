@@ -178,11 +178,6 @@ pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
     set_cloexec(dst)
 }
 
-/// No pollable process descriptor here.
-pub(crate) fn exit_watch(_pid: u32) -> io::Result<OwnedFd> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
 /// When process `pid` started (an opaque, comparable value), or `None` if it does not exist or
 /// the OS cannot tell.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
