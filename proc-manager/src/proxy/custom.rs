@@ -2,6 +2,8 @@
 
 use super::handle::enc;
 use super::lookup::{FromObject, KindRef, ObjectHandle};
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::registry::Shared;
 use crate::wire::{Kind, Method};

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::handle::enc;
 use crate::client::Client;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::wire::{Kind, Method};
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+#[cfg(doc)]
+use super::async_result::AsyncResult;
 use super::async_result::{decode, SPIN_YIELDS};
 use crate::error::{Error, Result};
 use crate::supervisor::{Done, Job, Shared};
