@@ -20,6 +20,8 @@ mod blocking;
 mod data;
 mod ordered_map;
 mod references;
+#[cfg(test)]
+mod test;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
