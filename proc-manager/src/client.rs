@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
-use crate::server::{Stream, HANDSHAKE_DEADLINE};
+use crate::transport::{Stream, HANDSHAKE_DEADLINE};
 use crate::wire::{Framed, Hello, Request, Response, SessionId};
 
 /// Where a manager listens: a Unix socket path, or a TCP address.

@@ -60,6 +60,7 @@ mod proxy;
 mod registry;
 mod server;
 mod sys;
+mod transport;
 mod wire;
 
 pub use auth::MIN_AUTHKEY_LEN;

@@ -22,8 +22,9 @@ use crate::proxy::{
     ObjectHandle, Proxy, Queue, Semaphore, Value,
 };
 use crate::registry::{Registry, Shared};
-use crate::server::{HandshakeLimits, Listener, Server, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_DEADLINE};
+use crate::server::{HandshakeLimits, Server, DEFAULT_MAX_HANDSHAKES};
 use crate::sys::Janitor;
+use crate::transport::{Listener, HANDSHAKE_DEADLINE};
 use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 
 /// Options for a manager server: the authkey, the address, registered types, the frame limit.

@@ -1,0 +1,106 @@
+//! The proxy of a queue kept by the manager: [`Queue`], joinable or not.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::handle::enc;
+use crate::client::Client;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+use crate::wire::{Kind, Method};
+
+proxy! {
+    /// A queue kept by the manager (Python's `manager.Queue()`): reachable by any client of
+    /// the manager, also across machines.
+    ///
+    /// # Errors
+    ///
+    /// Every method: [`Error::Connection`], [`Error::Serialize`]; `put_nowait`/`put_timeout`,
+    /// [`Error::Full`]; `get_nowait`/`get_timeout`, [`Error::Empty`]; the blocking ones,
+    /// [`Error::ShutDown`] when the manager shuts down meanwhile.
+    Queue<T>
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn put_with(&self, value: &T, block: bool, timeout: Option<Duration>) -> Result<()> {
+        let method = Method::QueuePut { value: enc(value)?, block, timeout: Client::millis(timeout) };
+        self.handle.ok(method)
+    }
+
+    fn get_with(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
+        self.handle.value(Method::QueueGet { block, timeout: Client::millis(timeout) })
+    }
+
+    /// Puts a value, waiting for room.
+    pub fn put(&self, value: T) -> Result<()> {
+        self.put_with(&value, true, None)
+    }
+
+    /// Puts a value, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<()> {
+        self.put_with(&value, true, Some(timeout))
+    }
+
+    /// Puts a value if there is room now.
+    pub fn put_nowait(&self, value: T) -> Result<()> {
+        self.put_with(&value, false, None)
+    }
+
+    /// Takes a value, waiting for one.
+    pub fn get(&self) -> Result<T> {
+        self.get_with(true, None)
+    }
+
+    /// Takes a value, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_with(true, Some(timeout))
+    }
+
+    /// Takes a value if there is one now.
+    pub fn get_nowait(&self) -> Result<T> {
+        self.get_with(false, None)
+    }
+
+    /// The number of values in the queue (a snapshot).
+    pub fn qsize(&self) -> Result<usize> {
+        Ok(self.handle.count(Method::QueueSize)? as usize)
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn empty(&self) -> Result<bool> {
+        Ok(self.qsize()? == 0)
+    }
+
+    /// Marks one value taken as done (Python's `task_done`, for a joinable queue).
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::NotHeld`] when called more times than values were put, and
+    /// [`Error::MethodNotAllowed`] for a queue that is not joinable.
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.ok(Method::TaskDone)
+    }
+
+    /// Waits until every value put was marked done (Python's `join`, for a joinable queue).
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::MethodNotAllowed`] for a queue that is not joinable.
+    pub fn join(&self) -> Result<()> {
+        self.handle.ok(Method::QueueJoin { timeout: None })
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// Also [`Error::Timeout`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.handle.ok(Method::QueueJoin { timeout: Client::millis(Some(timeout)) })
+    }
+}
+
+from_object!(Queue<T>, Kind::Queue { .. });
