@@ -24,7 +24,9 @@
 //!   child puts); its `<kind>_backlog` row starts getting only once the child has put the whole
 //!   round. Both time the round from the gate until the parent has every message; `queue_drain`
 //!   times only the gets of the unbounded queue's backlog, and `floor_memcpy` (one copy in one
-//!   process) is there for scale.
+//!   process) is there for scale. `floor_backlog` is the same backlog without a queue: a fresh
+//!   child per round copies the round's messages into `MAP_SHARED` memory it has not mapped yet
+//!   (a MiB mapped at a time ahead of the writes), then the parent copies them out.
 //! - `pingpong_<pin>`: one round trip of a `u64` between parent and child through two `queue`s,
 //!   or a duplex `pipe`, next to `floor_futex` (a shared-futex ping-pong) and `floor_socketpair`
 //!   (one byte back and forth over a Unix socket pair), and `floor_socketpair_polling` (the same,
@@ -393,6 +395,9 @@ fn backlog(c: &mut Criterion, name: &str, len: usize) {
     // The unbounded queue's backlog once more, timing only the gets: how fast a backlog drains.
     let q = &kinds[0].1;
     group.bench_function("queue_drain", |b| b.iter_custom(|n| queue_rounds(q, n, len, Round::Drain)));
+    // The same backlog without a queue: what fresh mappings and cold caches cost by themselves.
+    let floor = multiproc_benches::BacklogFloor::new(len, backlog_round(len));
+    group.bench_function("floor_backlog", |b| b.iter_custom(|n| floor.run(n)));
     group.finish();
 }
 

@@ -705,6 +705,97 @@ pub fn floor_byte_ring(n: u64, msg: usize) -> Duration {
     elapsed
 }
 
+/// The floor of a queue's backlog: `msg`-byte messages through `MAP_SHARED` memory that a fresh
+/// producer has not mapped yet, two copies, in rounds of `round` messages (the region holds one
+/// round). Each round's producer is a new child made by a raw `fork` (so it inherits the region but
+/// none of its page mappings, as a queue's fresh producer maps its chunks); it maps a MiB at a time
+/// ahead of its writes (`MADV_POPULATE_WRITE` on Linux, as a queue's spill chunks do) and copies
+/// every message of the round in. Once it has finished, the parent copies them all out. The time
+/// of each round from its start gate until the parent has every message, summed.
+///
+/// The pages themselves are allocated once, by the first round, as a queue keeps its chunks for
+/// reuse. What this measures is what a backlog costs beyond keeping up when no queue logic is
+/// involved: the producer's page mapping, and writes and reads out of the caches.
+///
+/// # Panics
+///
+/// If a child fails, a wait exceeds [`BOUND`] or the last message arrives corrupted.
+#[derive(Debug)]
+pub struct BacklogFloor {
+    map: SharedMap,
+    msg: usize,
+    round: u64,
+}
+
+impl BacklogFloor {
+    /// A region for rounds of `round` messages of `msg` bytes.
+    pub fn new(msg: usize, round: u64) -> Self {
+        let len = (msg as u64 * round).next_multiple_of(4096) as usize;
+        BacklogFloor { map: SharedMap::new(len.max(4096)), msg, round }
+    }
+
+    /// `n` messages, in rounds.
+    pub fn run(&self, n: u64) -> Duration {
+        let msg = self.msg;
+        let source: Vec<u8> = (0..msg).map(|i| i as u8).collect();
+        let mut sink = vec![0u8; msg];
+        let data = self.map.at(0);
+        let mut total = Duration::ZERO;
+        let mut left = n;
+        while left > 0 {
+            let count = left.min(self.round);
+            left -= count;
+            let gate = Gate::new();
+            let produce = || {
+                if !gate.arrive() {
+                    return false;
+                }
+                let mut mapped = 0usize;
+                for i in 0..count as usize {
+                    let (at, end) = (i * msg, (i + 1) * msg);
+                    if end > mapped {
+                        let to = end.max(mapped + (1 << 20)).min(self.map.len);
+                        populate_write(self.map.at(mapped), to - mapped);
+                        mapped = to;
+                    }
+                    // SAFETY: message `i` lies inside the region (it holds a round); the parent
+                    // reads it only after `finish`.
+                    unsafe { std::ptr::copy_nonoverlapping(source.as_ptr(), data.add(at), msg) };
+                }
+                gate.finish();
+                true
+            };
+            // SAFETY: the body uses atomics, madvise and memcpy into the shared mapping from
+            // memory allocated before the fork, sched_yield and clock_gettime.
+            let child = unsafe { Child::fork(produce) };
+            let start = gate.open();
+            gate.wait_finished();
+            for i in 0..count as usize {
+                // SAFETY: message `i` lies inside the region and was written before `finish`.
+                unsafe { std::ptr::copy_nonoverlapping(data.add(i * msg), sink.as_mut_ptr(), msg) };
+                std::hint::black_box(&mut sink);
+            }
+            total += start.elapsed();
+            assert!(child.reap(), "the backlog floor's producer failed");
+        }
+        assert!(n == 0 || sink == source, "the last message arrived corrupted");
+        total
+    }
+}
+
+/// Maps `len` bytes from `ptr` writable ahead of the writes (Linux); nothing elsewhere, where the
+/// writes fault the pages in.
+fn populate_write(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the range lies inside a mapping of this process; MADV_POPULATE_WRITE only faults
+    // its pages in (a kernel without it fails with EINVAL, which is ignored).
+    unsafe {
+        libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
+}
+
 /// The floor of copying `msg` bytes once: `n` `memcpy`s between two buffers of this process
 /// (allocated and touched before the clock starts).
 pub fn floor_memcpy(n: u64, msg: usize) -> Duration {

@@ -16,7 +16,10 @@ pub(crate) const FILE: BenchFile = BenchFile {
            ping-pong; floor_socketpair, one byte back and forth over a Unix socket pair; \
            floor_socketpair_polling, the same waiting as a Connection's receive does (look for the byte \
            without sleeping for up to 100 us, yielding, then sleep). Backlog rows: the floor is the same \
-           queue while its consumer keeps up, measured in the same run.",
+           queue while its consumer keeps up, measured in the same run; the raw backlog (floor_backlog) is the \
+           same backlog with no queue (a fresh child per round copies the round into shared memory it has not \
+           mapped yet, then the parent copies it out), and its row against keeping up says how far a backlog \
+           can go on this machine.",
 };
 
 const ROWS: &[Row] = &[
@@ -156,6 +159,15 @@ const ROWS: &[Row] = &[
         "joinable_queue",
         4096.0,
     ),
+    backlog_row(
+        "4 KiB, raw backlog (no queue) vs keeping up",
+        "backlog_4k",
+        "floor_backlog",
+        "queue",
+        4096.0,
+    ),
+    floor_row("4 KiB, Queue backlog vs raw backlog", "backlog_4k", "queue_backlog", "floor_backlog", 4096.0),
+    floor_row("4 KiB, Queue drain only vs keeping up", "backlog_4k", "queue_drain", "queue", 4096.0),
     backlog_row("64 KiB, Queue, backlog vs keeping up", "backlog_64k", "queue_backlog", "queue", 65536.0),
     backlog_row(
         "64 KiB, Queue(maxsize), backlog vs keeping up",
@@ -178,6 +190,21 @@ const ROWS: &[Row] = &[
         "joinable_queue",
         65536.0,
     ),
+    backlog_row(
+        "64 KiB, raw backlog (no queue) vs keeping up",
+        "backlog_64k",
+        "floor_backlog",
+        "queue",
+        65536.0,
+    ),
+    floor_row(
+        "64 KiB, Queue backlog vs raw backlog",
+        "backlog_64k",
+        "queue_backlog",
+        "floor_backlog",
+        65536.0,
+    ),
+    floor_row("64 KiB, Queue drain only vs keeping up", "backlog_64k", "queue_drain", "queue", 65536.0),
     backlog_row("1 MiB, Queue, backlog vs keeping up", "backlog_1m", "queue_backlog", "queue", 1048576.0),
     backlog_row(
         "1 MiB, Queue(maxsize), backlog vs keeping up",
@@ -200,6 +227,21 @@ const ROWS: &[Row] = &[
         "joinable_queue",
         1048576.0,
     ),
+    backlog_row(
+        "1 MiB, raw backlog (no queue) vs keeping up",
+        "backlog_1m",
+        "floor_backlog",
+        "queue",
+        1048576.0,
+    ),
+    floor_row(
+        "1 MiB, Queue backlog vs raw backlog",
+        "backlog_1m",
+        "queue_backlog",
+        "floor_backlog",
+        1048576.0,
+    ),
+    floor_row("1 MiB, Queue drain only vs keeping up", "backlog_1m", "queue_drain", "queue", 1048576.0),
     Row {
         label: "Queue ping-pong (two queues), round trip",
         scenario: "pingpong",
@@ -228,6 +270,17 @@ const ROWS: &[Row] = &[
         target: None,
     },
 ];
+
+/// A backlog row next to a floor, for scale: no target.
+const fn floor_row(
+    label: &'static str,
+    scenario: &'static str,
+    function: &'static str,
+    floor: &'static str,
+    bytes: f64,
+) -> Row {
+    Row { label, scenario, function, floor, python: "", unit: Unit::Bytes(bytes), target: None }
+}
 
 /// A queue row whose consumer starts once the producer has put a whole backlog, next to the same
 /// queue kept up with (its floor): the target is half of that throughput or more.
