@@ -33,6 +33,7 @@
 
 mod board;
 mod error;
+mod opts;
 mod pool;
 mod result;
 mod supervisor;
@@ -40,6 +41,7 @@ mod sys;
 mod worker;
 
 pub use error::{Error, Result};
+pub use opts::{NoCallbacks, Opts};
 pub use pool::{Builder, Pool, Stats};
 pub use result::{AsyncResult, Callbacks, ExactIMap, IMap};
 
