@@ -42,7 +42,7 @@ use crate::result::Callbacks;
 ///
 /// A callback given to a call that takes none is a compile error:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// use proc_pool::{Opts, Pool};
 ///
 /// fn square(x: u64) -> u64 {

@@ -75,6 +75,7 @@ macro_rules! assert_task_fn {
 /// # Ok::<(), proc_pool::Error>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "a pool builder does nothing until `build` is called"]
 pub struct Builder {
     processes: Option<usize>,
     init: Option<Init>,
@@ -85,7 +86,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The number of worker processes (default: the usable CPUs, [`proc_core::process_cpu_count`]).
+    /// The number of worker processes (default: the usable CPUs,
+    /// [`proc_core::process_cpu_count`](https://docs.rs/proc-core/latest/proc_core/fn.process_cpu_count.html)).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -147,7 +149,8 @@ impl Builder {
         self
     }
 
-    /// The start method of the workers (default: [`proc_core::get_start_method`]).
+    /// The start method of the workers (default:
+    /// [`proc_core::get_start_method`](https://docs.rs/proc-core/latest/proc_core/fn.get_start_method.html)).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -233,13 +236,51 @@ impl Builder {
 /// A pool of worker processes (Python's `multiprocessing.Pool`) that survives its workers.
 ///
 /// Functions are plain `fn` items or non-capturing closures (they are named in the worker by
-/// their place in the binary); arguments and results are serde values. A task that panics fails
-/// alone with the panic's message and location; a worker that dies (SIGKILL from the OOM killer,
-/// an abort, `exit`) fails only the task it was running with [`Error::WorkerLost`] and is
-/// replaced; the pool goes on.
+/// their place in the binary: see [task functions](#task-functions)); arguments and results are
+/// serde values. A task that panics fails alone with the panic's message and location; a worker
+/// that dies (SIGKILL from the OOM killer, an abort, `exit`) fails only the task it was running
+/// with [`Error::WorkerLost`] and is replaced; the pool goes on.
 ///
 /// Dropping the pool terminates it (as Python's `__exit__`), waiting a bounded time for the
 /// workers to exit.
+///
+/// # Task functions
+///
+/// A task names its function by its type, which a worker turns back into the function: so, as
+/// for [`Process::new`](https://docs.rs/proc-core/latest/proc_core/struct.Process.html#method.new)
+/// under a start method other than fork, the function is an `fn` item or a non-capturing closure,
+/// one that has no data. Here even fork cannot help (a pool's workers are started before its
+/// tasks, so they never saw a closure's data), and a capturing closure fails the build with
+/// "pool tasks must be fn items or non-capturing closures", pointing at the call. `cargo check`
+/// does not report it: the check is a constant evaluated when the method is instantiated for the
+/// closure's type, as no trait bound can say "has no data" in stable Rust.
+///
+/// Pass the data as arguments instead: where Python would map `functools.partial(f, extra)`,
+/// [`starmap`](Self::starmap) takes `(item, extra)` tuples (and [`apply`](Self::apply) takes a
+/// tuple anyway); data every task needs, or that is costly to send with each task, goes to every
+/// worker once through the [initializer](Builder::initializer).
+///
+/// ```compile_fail,E0080
+/// use proc_pool::Pool;
+///
+/// let pool = Pool::new(2).unwrap();
+/// let factor = 3;
+/// // A closure that captures `factor`: the build fails.
+/// let _ = pool.map(move |x: u64| x * factor, 0..4);
+/// ```
+///
+/// ```
+/// use proc_pool::Pool;
+///
+/// fn scale(x: u64, factor: u64) -> u64 {
+///     x * factor
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let factor = 3;
+/// assert_eq!(pool.starmap(scale, (0..4).map(|x| (x, factor)))?, [0, 3, 6, 9]);
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
 ///
 /// # Handles
 ///
@@ -372,7 +413,8 @@ impl Pool {
 
     /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
     ///
-    /// `f` is an `fn` item or a non-capturing closure (see [`Pool`]'s section on task functions).
+    /// `f` is an `fn` item or a non-capturing closure (see [`Pool`]'s
+    /// [task functions](Pool#task-functions)).
     ///
     /// # Errors
     ///
@@ -442,7 +484,7 @@ impl Pool {
     /// size (the items split in about four chunks per worker).
     ///
     /// `f` is an `fn` item or a non-capturing closure: a closure that captures a value does not
-    /// build (see [`Pool`]'s section on task functions). Pass such values with
+    /// build (see [`Pool`]'s [task functions](Pool#task-functions)). Pass such values with
     /// [`starmap`](Self::starmap) tuples, or to the workers through the
     /// [initializer](Builder::initializer).
     ///

@@ -270,6 +270,12 @@ fn invalid_construction_is_an_error() {
 }
 
 #[test]
+#[should_panic(expected = "chunksize must be at least 1")]
+fn a_chunksize_of_zero_panics_where_it_is_set() {
+    let _ = Opts::new().chunksize(0);
+}
+
+#[test]
 fn a_closed_pool_takes_no_tasks_and_join_needs_close() {
     let _g = serial();
     let _w = Watchdog::new("closed", LIMIT);
