@@ -199,9 +199,24 @@ fn callbacks_are_called_exactly_once() {
             }),
         )
         .unwrap();
+    // Only an error callback: the result type comes from the call.
+    let star_errors = Arc::new(AtomicUsize::new(0));
+    let s = star_errors.clone();
+    let starred = pool
+        .starmap_async_with(
+            fails_on_odd,
+            [(1u64,)],
+            Opts::new().on_error(move |e| {
+                assert!(e.is_panic());
+                s.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
     pool.close();
     pool.join().unwrap();
     // After join every callback ran, once.
+    assert_eq!(star_errors.load(Ordering::SeqCst), 1);
+    assert!(starred.get().unwrap_err().is_panic());
     assert_eq!(ok.load(Ordering::SeqCst), 50);
     assert_eq!(failed.load(Ordering::SeqCst), 50);
     assert_eq!(map_calls.load(Ordering::SeqCst), 1);
