@@ -14,9 +14,9 @@
 //! ```
 //!
 //! - [`Pool`]: Python's verbs `apply`, `apply_async`, `map`, `map_async`, `starmap`,
-//!   `starmap_async`, the lazy `imap` and `imap_unordered` (and `try_imap`, over an input that can
-//!   fail), each but `apply` with a `_with` form that takes [`Opts`] (Python's keyword arguments);
-//!   `close`, `terminate`, `join`; drop terminates.
+//!   `starmap_async`, the lazy `imap` and `imap_unordered`, each but `apply` with a `_with` form
+//!   that takes [`Opts`] (Python's keyword arguments: chunk size, callbacks); `try_imap`, over an
+//!   input that can fail; `close`, `terminate`, `join`; drop terminates.
 //! - [`Builder`]: processes, `initializer`, `maxtasksperchild`, start method, a per-task timeout.
 //! - [`AsyncResult`] (`get`, `get_timeout`, `wait`, `ready`, `successful`), [`IMap`] and, for an
 //!   input of known length, [`ExactIMap`] (an `ExactSizeIterator`).
