@@ -1,7 +1,7 @@
 //! proc-pool's `Pool` next to rayon (the in-process floor) on the same functions:
 //!
 //! - `tasks_<pin>`: trivial tasks (`work`, a few arithmetic operations on a `u64`), per task:
-//!   `map_chunk1` (`map_chunksize(.., 1)`), `map_default` (Python's default chunk size),
+//!   `map_chunk1` (`map_with(.., Opts::new().chunksize(1))`), `map_default` (Python's default chunk size),
 //!   `apply_async` (one `AsyncResult` per task, then every `get`), `imap_unordered` (chunk size
 //!   1), on a pool of 2 workers started outside the timed region; `floor_rayon`, rayon's
 //!   `par_iter().map(work).collect()` on the same items.
@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use multiproc::pool::Opts;
 use multiproc::Pool;
 use multiproc_benches::{group_name, pin_if_asked};
 use rayon::prelude::*;
@@ -63,7 +64,7 @@ fn tasks(c: &mut Criterion) {
     group.bench_function("map_chunk1", |b| {
         b.iter_custom(|n| {
             let t = Instant::now();
-            let r = pool.map_chunksize(work, 0..n, 1).expect("map");
+            let r = pool.map_with(work, 0..n, Opts::new().chunksize(1)).expect("map");
             let elapsed = t.elapsed();
             assert_eq!(sum(r), expected(n));
             elapsed
@@ -124,7 +125,7 @@ fn cpu_bound(c: &mut Criterion) {
         assert_eq!(pool.map(spin, 0..4u64).expect("map").len(), 4);
         group.bench_function(name, |b| {
             b.iter(|| {
-                let r = pool.map_chunksize(spin, 0..64u64, 1).expect("map");
+                let r = pool.map_with(spin, 0..64u64, Opts::new().chunksize(1)).expect("map");
                 assert_eq!(r.len(), 64);
             })
         });

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use multiproc::pool::Opts;
 use multiproc::Pool;
 
 use crate::{scale, sleep};
@@ -94,7 +95,10 @@ pub(crate) fn speedup() {
         let pool = Pool::new(processes).expect("pool");
         let t = Instant::now();
         let rounds = (8_000_000.0 * scale().min(1.0)) as u64;
-        answers.push(pool.starmap_chunksize(crunch, (0..32).map(|i| (i, rounds)), 1).expect("starmap"));
+        answers.push(
+            pool.starmap_with(crunch, (0..32).map(|i| (i, rounds)), Opts::new().chunksize(1))
+                .expect("starmap"),
+        );
         times.push(t.elapsed());
     }
     println!("same results on 1 and {cpus} processes: {}", answers[0] == answers[1]);

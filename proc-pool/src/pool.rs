@@ -1,6 +1,7 @@
 //! `Pool` and its builder.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,9 +12,41 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::opts::Opts;
 use crate::result::{self, AsyncResult, Callbacks, IMap, Source};
 use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
 use crate::worker::{run_map, run_star, Init, TaskFn, HANDLE_IN_ARGS};
+
+/// Fails the build when the task function `$f` is not zero-sized, with a message that says what to
+/// do instead. Only a zero-sized function (an `fn` item or a non-capturing closure) can be named in
+/// another process. It sits in every public method that takes a task function, so that the
+/// build error's note ("the above error was encountered while instantiating `fn Pool::map::<...>`")
+/// points at the caller's line.
+///
+/// The check is a constant evaluated when the method is instantiated for `$f`'s type: `cargo
+/// build` and `cargo test` report it, `cargo check` does not (it instantiates nothing), and no
+/// trait bound can say "zero-sized" in stable Rust.
+macro_rules! assert_task_fn {
+    (initializer $f:ty) => {
+        const {
+            assert!(
+                std::mem::size_of::<$f>() == 0,
+                "a pool initializer must be an fn item or a non-capturing closure: a capturing \
+                 closure cannot be one; pass its data in the initializer's arguments"
+            )
+        }
+    };
+    ($f:ty) => {
+        const {
+            assert!(
+                std::mem::size_of::<$f>() == 0,
+                "pool tasks must be fn items or non-capturing closures: a capturing closure cannot \
+                 be a pool task; pass its data as arguments (starmap's or apply's tuples, as \
+                 Python's functools.partial would) or to every worker through Builder::initializer"
+            )
+        }
+    };
+}
 
 /// Options for a [`Pool`]: Python's `Pool(processes, initializer, initargs, maxtasksperchild)`,
 /// plus the start method, a per-task timeout and how many tasks each worker holds ahead.
@@ -42,6 +75,7 @@ use crate::worker::{run_map, run_star, Init, TaskFn, HANDLE_IN_ARGS};
 /// # Ok::<(), proc_pool::Error>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "a pool builder does nothing until `build` is called"]
 pub struct Builder {
     processes: Option<usize>,
     init: Option<Init>,
@@ -52,7 +86,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The number of worker processes (default: the usable CPUs, [`proc_core::process_cpu_count`]).
+    /// The number of worker processes (default: the usable CPUs,
+    /// [`proc_core::process_cpu_count`](https://docs.rs/proc-core/latest/proc_core/fn.process_cpu_count.html)).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -101,6 +136,7 @@ impl Builder {
         F: Target<A, Output = ()> + Copy,
         A: Serialize + DeserializeOwned + Send + 'static,
     {
+        assert_task_fn!(initializer F);
         let _ = f;
         self.init = Some(Init::new::<F, A>(args));
         self
@@ -113,7 +149,8 @@ impl Builder {
         self
     }
 
-    /// The start method of the workers (default: [`proc_core::get_start_method`]).
+    /// The start method of the workers (default:
+    /// [`proc_core::get_start_method`](https://docs.rs/proc-core/latest/proc_core/fn.get_start_method.html)).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -199,13 +236,51 @@ impl Builder {
 /// A pool of worker processes (Python's `multiprocessing.Pool`) that survives its workers.
 ///
 /// Functions are plain `fn` items or non-capturing closures (they are named in the worker by
-/// their place in the binary); arguments and results are serde values. A task that panics fails
-/// alone with the panic's message and location; a worker that dies (SIGKILL from the OOM killer,
-/// an abort, `exit`) fails only the task it was running with [`Error::WorkerLost`] and is
-/// replaced; the pool goes on.
+/// their place in the binary: see [task functions](#task-functions)); arguments and results are
+/// serde values. A task that panics fails alone with the panic's message and location; a worker
+/// that dies (SIGKILL from the OOM killer, an abort, `exit`) fails only the task it was running
+/// with [`Error::WorkerLost`] and is replaced; the pool goes on.
 ///
 /// Dropping the pool terminates it (as Python's `__exit__`), waiting a bounded time for the
 /// workers to exit.
+///
+/// # Task functions
+///
+/// A task names its function by its type, which a worker turns back into the function: so, as
+/// for [`Process::new`](https://docs.rs/proc-core/latest/proc_core/struct.Process.html#method.new)
+/// under a start method other than fork, the function is an `fn` item or a non-capturing closure,
+/// one that has no data. Here even fork cannot help (a pool's workers are started before its
+/// tasks, so they never saw a closure's data), and a capturing closure fails the build with
+/// "pool tasks must be fn items or non-capturing closures", pointing at the call. `cargo check`
+/// does not report it: the check is a constant evaluated when the method is instantiated for the
+/// closure's type, as no trait bound can say "has no data" in stable Rust.
+///
+/// Pass the data as arguments instead: where Python would map `functools.partial(f, extra)`,
+/// [`starmap`](Self::starmap) takes `(item, extra)` tuples (and [`apply`](Self::apply) takes a
+/// tuple anyway); data every task needs, or that is costly to send with each task, goes to every
+/// worker once through the [initializer](Builder::initializer).
+///
+/// ```compile_fail,E0080
+/// use proc_pool::Pool;
+///
+/// let pool = Pool::new(2).unwrap();
+/// let factor = 3;
+/// // A closure that captures `factor`: the build fails.
+/// let _ = pool.map(move |x: u64| x * factor, 0..4);
+/// ```
+///
+/// ```
+/// use proc_pool::Pool;
+///
+/// fn scale(x: u64, factor: u64) -> u64 {
+///     x * factor
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let factor = 3;
+/// assert_eq!(pool.starmap(scale, (0..4).map(|x| (x, factor)))?, [0, 3, 6, 9]);
+/// # Ok::<(), proc_pool::Error>(())
+/// ```
 ///
 /// # Handles
 ///
@@ -291,19 +366,6 @@ fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     }
 }
 
-/// A chunk size of zero is an error.
-fn check_chunksize(chunksize: usize) -> Result<()> {
-    if chunksize == 0 {
-        return Err(Error::InvalidArgument("chunksize must be at least 1".into()));
-    }
-    Ok(())
-}
-
-/// Checks that `F` is zero-sized: only such functions can be named in another process.
-fn check_fn<F>() {
-    const { assert!(std::mem::size_of::<F>() == 0, "pool tasks must be fn items or non-capturing closures") };
-}
-
 impl Pool {
     /// A pool of `processes` workers (Python's `Pool(processes)`).
     ///
@@ -351,6 +413,9 @@ impl Pool {
 
     /// Runs `f(args...)` in a worker and waits for its result (Python's `apply`).
     ///
+    /// `f` is an `fn` item or a non-capturing closure (see [`Pool`]'s
+    /// [task functions](Pool#task-functions)).
+    ///
     /// # Errors
     ///
     /// As [`AsyncResult::get`]; [`Error::Arguments`] when the arguments do not serialize (nothing
@@ -361,7 +426,9 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, args)?.get()
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_one::<F, A>(args, Callbacks::new())?.get()
     }
 
     /// Submits `f(args...)` and returns at once (Python's `apply_async`).
@@ -375,27 +442,37 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_with(f, args, Callbacks::new())
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_one::<F, A>(args, Callbacks::new())
     }
 
-    /// [`apply_async`](Self::apply_async) with a callback and an error callback.
+    /// [`apply_async`](Self::apply_async) with [`Opts`]: Python's `callback` and
+    /// `error_callback` (a single task has no chunk size: it is ignored).
     ///
     /// # Errors
     ///
     /// As [`apply_async`](Self::apply_async); when it fails, no callback is called.
-    pub fn apply_async_with<F, A>(
-        &self,
-        f: F,
-        args: A,
-        callbacks: Callbacks<F::Output>,
-    ) -> Result<AsyncResult<F::Output>>
+    pub fn apply_async_with<F, A, C>(&self, f: F, args: A, opts: Opts<C>) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<A> + Copy,
+        A: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        C: Into<Callbacks<F::Output>>,
+    {
+        assert_task_fn!(F);
+        let _ = f;
+        let (_, callbacks) = opts.into_parts();
+        self.submit_one::<F, A>(args, callbacks)
+    }
+
+    /// The `apply` family: one task.
+    fn submit_one<F, A>(&self, args: A, callbacks: Callbacks<F::Output>) -> Result<AsyncResult<F::Output>>
     where
         F: Target<A> + Copy,
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        check_fn::<F>();
-        let _ = f;
         let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
         let args = encode_args(std::slice::from_ref(&args))?;
         let (result, cell) = AsyncResult::new();
@@ -405,6 +482,11 @@ impl Pool {
 
     /// `f` over every item, results in input order (Python's `map`), with Python's default chunk
     /// size (the items split in about four chunks per worker).
+    ///
+    /// `f` is an `fn` item or a non-capturing closure: a closure that captures a value does not
+    /// build (see [`Pool`]'s [task functions](Pool#task-functions)). Pass such values with
+    /// [`starmap`](Self::starmap) tuples, or to the workers through the
+    /// [initializer](Builder::initializer).
     ///
     /// # Errors
     ///
@@ -416,26 +498,41 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_with(f, items, None, Callbacks::new())?.get()
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_map::<F, A, R>, items, None, Callbacks::new())?.get()
     }
 
-    /// [`map`](Self::map) in chunks of `chunksize` items (Python's `map(f, items, chunksize)`).
+    /// [`map`](Self::map) with [`Opts`]: Python's `map(f, items, chunksize)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_pool::{Opts, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// // Python: pool.map(square, range(100), chunksize=10)
+    /// let squares = pool.map_with(square, 0..100, Opts::new().chunksize(10))?;
+    /// assert_eq!(squares[99], 9801);
+    /// # Ok::<(), proc_pool::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`map`](Self::map); [`Error::InvalidArgument`] for a chunk size of zero.
-    pub fn map_chunksize<F, A, R>(
-        &self,
-        f: F,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-    ) -> Result<Vec<R>>
+    /// As [`map`](Self::map).
+    pub fn map_with<F, A, R>(&self, f: F, items: impl IntoIterator<Item = A>, opts: Opts) -> Result<Vec<R>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_with(f, items, Some(chunksize), Callbacks::new())?.get()
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_map::<F, A, R>, items, opts.chunk(), Callbacks::new())?.get()
     }
 
     /// [`map`](Self::map) without waiting (Python's `map_async`).
@@ -449,35 +546,56 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_with(f, items, None, Callbacks::new())
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_map::<F, A, R>, items, None, Callbacks::new())
     }
 
-    /// [`map_async`](Self::map_async) with a chunk size (`None`: Python's default) and callbacks,
-    /// called once with the whole list or the first error.
+    /// [`map_async`](Self::map_async) with [`Opts`]: a chunk size, and callbacks called once with
+    /// the whole list or the first error (Python's `map_async(f, items, chunksize, callback,
+    /// error_callback)`).
     ///
     /// # Errors
     ///
-    /// As [`map_chunksize`](Self::map_chunksize), for the submission.
-    pub fn map_async_with<F, A, R>(
+    /// As [`map`](Self::map), for the submission; when it fails, no callback is called.
+    pub fn map_async_with<F, A, R, C>(
         &self,
         f: F,
         items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        callbacks: Callbacks<Vec<R>>,
+        opts: Opts<C>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
+        C: Into<Callbacks<Vec<R>>>,
     {
-        check_fn::<F>();
+        assert_task_fn!(F);
         let _ = f;
-        let func = CodeAddr::of(run_map::<F, A, R> as TaskFn as usize);
-        self.submit_all(func, items.into_iter().collect(), chunksize, callbacks)
+        let (chunksize, callbacks) = opts.into_parts();
+        self.submit_all(run_map::<F, A, R>, items, chunksize, callbacks)
     }
 
     /// `f(a1, ..., an)` for every tuple, results in input order (Python's `starmap`), with
-    /// Python's default chunk size.
+    /// Python's default chunk size. With a tuple of an item and fixed values, it is also what
+    /// Python does with `map` over `functools.partial(f, ...)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_pool::Pool;
+    ///
+    /// fn scale(x: u64, factor: u64) -> u64 {
+    ///     x * factor
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let factor = 3;
+    /// // Python: pool.map(functools.partial(scale, factor=factor), range(4))
+    /// let scaled = pool.starmap(scale, (0..4).map(|x| (x, factor)))?;
+    /// assert_eq!(scaled, [0, 3, 6, 9]);
+    /// # Ok::<(), proc_pool::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -488,26 +606,30 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_with(f, items, None, Callbacks::new())?.get()
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_star::<F, A>, items, None, Callbacks::new())?.get()
     }
 
-    /// [`starmap`](Self::starmap) in chunks of `chunksize` tuples.
+    /// [`starmap`](Self::starmap) with [`Opts`]: Python's `starmap(f, items, chunksize)`.
     ///
     /// # Errors
     ///
-    /// As [`map_chunksize`](Self::map_chunksize).
-    pub fn starmap_chunksize<F, A>(
+    /// As [`map`](Self::map).
+    pub fn starmap_with<F, A>(
         &self,
         f: F,
         items: impl IntoIterator<Item = A>,
-        chunksize: usize,
+        opts: Opts,
     ) -> Result<Vec<F::Output>>
     where
         F: Target<A> + Copy,
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_with(f, items, Some(chunksize), Callbacks::new())?.get()
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_star::<F, A>, items, opts.chunk(), Callbacks::new())?.get()
     }
 
     /// [`starmap`](Self::starmap) without waiting (Python's `starmap_async`).
@@ -525,43 +647,47 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_with(f, items, None, Callbacks::new())
+        assert_task_fn!(F);
+        let _ = f;
+        self.submit_all(run_star::<F, A>, items, None, Callbacks::new())
     }
 
-    /// [`starmap_async`](Self::starmap_async) with a chunk size and callbacks.
+    /// [`starmap_async`](Self::starmap_async) with [`Opts`]: a chunk size and callbacks, as
+    /// [`map_async_with`](Self::map_async_with).
     ///
     /// # Errors
     ///
-    /// As [`map_chunksize`](Self::map_chunksize), for the submission.
-    pub fn starmap_async_with<F, A>(
+    /// As [`map`](Self::map), for the submission; when it fails, no callback is called.
+    pub fn starmap_async_with<F, A, C>(
         &self,
         f: F,
         items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        callbacks: Callbacks<Vec<F::Output>>,
+        opts: Opts<C>,
     ) -> Result<AsyncResult<Vec<F::Output>>>
     where
         F: Target<A> + Copy,
         A: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
+        C: Into<Callbacks<Vec<F::Output>>>,
     {
-        check_fn::<F>();
+        assert_task_fn!(F);
         let _ = f;
-        let func = CodeAddr::of(run_star::<F, A> as TaskFn as usize);
-        self.submit_all(func, items.into_iter().collect(), chunksize, callbacks)
+        let (chunksize, callbacks) = opts.into_parts();
+        self.submit_all(run_star::<F, A>, items, chunksize, callbacks)
     }
 
+    /// The `map` family: the items in chunks, each chunk a task that `task` runs.
     fn submit_all<A: Serialize, R: DeserializeOwned + Send + 'static>(
         &self,
-        func: CodeAddr,
-        items: Vec<A>,
-        chunksize: Option<usize>,
+        task: TaskFn,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<NonZeroUsize>,
         callbacks: Callbacks<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>> {
-        if let Some(n) = chunksize {
-            check_chunksize(n)?;
-        }
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
+        let func = CodeAddr::of(task as usize);
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize =
+            chunksize.map_or_else(|| default_chunksize(items.len(), self.processes), NonZeroUsize::get);
         let chunks = Self::chunks(items, chunksize)?;
         let (result, cell) = AsyncResult::new();
         if chunks.is_empty() {
@@ -588,27 +714,39 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), 1, true)
+        assert_task_fn!(F);
+        self.lazy(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), None, true)
     }
 
-    /// [`imap`](Self::imap) in chunks of `chunksize` items.
+    /// [`imap`](Self::imap) with [`Opts`]: Python's `imap(f, items, chunksize)`.
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// [`Error::InvalidArgument`] for a chunk size of zero.
-    pub fn imap_chunksize<'a, F, A, R>(
+    /// ```
+    /// use proc_pool::{Opts, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let sum: u64 = pool.imap_with(square, 0..100, Opts::new().chunksize(8)).sum::<Result<_, _>>()?;
+    /// assert_eq!(sum, 328_350);
+    /// # Ok::<(), proc_pool::Error>(())
+    /// ```
+    pub fn imap_with<'a, F, A, R>(
         &self,
         f: F,
         items: impl IntoIterator<Item = A> + 'a,
-        chunksize: usize,
-    ) -> Result<IMap<'a, R>>
+        opts: Opts,
+    ) -> IMap<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        check_chunksize(chunksize)?;
-        Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, true))
+        assert_task_fn!(F);
+        self.lazy(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), opts.chunk(), true)
     }
 
     /// As [`imap`](Self::imap), results in the order they finish (Python's `imap_unordered`).
@@ -618,27 +756,25 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), 1, false)
+        assert_task_fn!(F);
+        self.lazy(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), None, false)
     }
 
-    /// [`imap_unordered`](Self::imap_unordered) in chunks of `chunksize` items.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] for a chunk size of zero.
-    pub fn imap_unordered_chunksize<'a, F, A, R>(
+    /// [`imap_unordered`](Self::imap_unordered) with [`Opts`]: Python's
+    /// `imap_unordered(f, items, chunksize)`.
+    pub fn imap_unordered_with<'a, F, A, R>(
         &self,
         f: F,
         items: impl IntoIterator<Item = A> + 'a,
-        chunksize: usize,
-    ) -> Result<IMap<'a, R>>
+        opts: Opts,
+    ) -> IMap<'a, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'a,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        check_chunksize(chunksize)?;
-        Ok(self.imap_with(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), chunksize, false))
+        assert_task_fn!(F);
+        self.lazy(f, items.into_iter().map(Ok::<A, std::convert::Infallible>), opts.chunk(), false)
     }
 
     /// [`imap`](Self::imap) over an input that can fail (Python: an iterable that raises). The
@@ -655,14 +791,17 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         E: fmt::Display + 'a,
     {
-        self.imap_with(f, items.into_iter(), 1, true)
+        assert_task_fn!(F);
+        self.lazy(f, items.into_iter(), None, true)
     }
 
-    fn imap_with<'a, F, A, R, E>(
+    /// The `imap` family: chunks of `chunksize` items (default 1) taken from `items` as the
+    /// results are consumed.
+    fn lazy<'a, F, A, R, E>(
         &self,
         f: F,
         items: impl Iterator<Item = std::result::Result<A, E>> + 'a,
-        chunksize: usize,
+        chunksize: Option<NonZeroUsize>,
         ordered: bool,
     ) -> IMap<'a, R>
     where
@@ -671,8 +810,8 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         E: fmt::Display + 'a,
     {
-        check_fn::<F>();
         let _ = f;
+        let chunksize = chunksize.map_or(1, NonZeroUsize::get);
         let func = CodeAddr::of(run_map::<F, A, R> as TaskFn as usize);
         let (low, high) = items.size_hint();
         let total = (Some(low) == high).then_some(low);

@@ -81,9 +81,16 @@ pub(crate) type PreparedInit = Box<dyn FnOnce() + Send>;
 
 /// Produces the zero-sized function value `F`.
 fn conjure<F>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0) };
-    // SAFETY: `F` is zero-sized (checked at compile time above, and by the pool's methods that
-    // take the function), so reading one from a dangling, aligned pointer reads no bytes.
+    // The pool's public methods that take a function check at compile time that it is zero-sized,
+    // with a message that says what to do instead. This check is made at run time (and folded away
+    // for a zero-sized `F`) so that such a build error is reported once, at the caller's line.
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "pool tasks must be fn items or non-capturing closures: a capturing closure cannot be a \
+         pool task"
+    );
+    // SAFETY: `F` is zero-sized (checked just above, and at compile time by the pool's methods
+    // that take the function), so reading one from a dangling, aligned pointer reads no bytes.
     // Zero-sized function types are fn items and non-capturing closures, which carry no invariant
     // beyond their type, so this value is what the caller's copy is.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proc_core::testing::{serial, Watchdog};
-use proc_pool::{Callbacks, Error, Pool};
+use proc_pool::{Error, Opts, Pool};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -77,9 +77,9 @@ fn map_and_starmap_keep_input_order_at_every_chunk_size() {
         let expect: Vec<u64> = (0..n).map(|i| i * i).collect();
         assert_eq!(pool.map(square, 0..n).unwrap(), expect);
         for chunksize in [1, 20] {
-            assert_eq!(pool.map_chunksize(square, 0..n, chunksize).unwrap(), expect);
+            assert_eq!(pool.map_with(square, 0..n, Opts::new().chunksize(chunksize)).unwrap(), expect);
             let pairs: Vec<(u64, u64)> = (0..n).map(|i| (i, 1000 * i)).collect();
-            let sums = pool.starmap_chunksize(add, pairs.clone(), chunksize).unwrap();
+            let sums = pool.starmap_with(add, pairs.clone(), Opts::new().chunksize(chunksize)).unwrap();
             assert_eq!(sums, (0..n).map(|i| 1001 * i).collect::<Vec<_>>());
             assert_eq!(pool.starmap(add, pairs).unwrap(), sums);
         }
@@ -114,12 +114,12 @@ fn imap_is_ordered_and_imap_unordered_gives_the_same_multiset() {
     assert_eq!(it.len(), 1000);
     let got: Vec<u64> = it.map(Result::unwrap).collect();
     assert_eq!(got, (0..1000).map(|i| i * i).collect::<Vec<_>>());
-    let got: Vec<u64> = pool.imap_chunksize(square, 0..1000u64, 7).unwrap().map(Result::unwrap).collect();
+    let got: Vec<u64> =
+        pool.imap_with(square, 0..1000u64, Opts::new().chunksize(7)).map(Result::unwrap).collect();
     assert_eq!(got, (0..1000).map(|i| i * i).collect::<Vec<_>>());
     for chunksize in [1, 13] {
         let got: BTreeSet<u64> = pool
-            .imap_unordered_chunksize(square, 0..1000u64, chunksize)
-            .unwrap()
+            .imap_unordered_with(square, 0..1000u64, Opts::new().chunksize(chunksize))
             .map(Result::unwrap)
             .collect();
         assert_eq!(got, (0..1000).map(|i| i * i).collect::<BTreeSet<_>>());
@@ -157,7 +157,7 @@ fn a_panicking_task_fails_alone_with_its_message_and_location() {
     }
     assert_eq!(pool.apply(fails_on_odd, (4,)).unwrap(), 4);
     // map fails with the first error; imap delivers the others around it.
-    assert!(pool.map_chunksize(fails_on_odd, 0..10, 1).unwrap_err().is_panic());
+    assert!(pool.map_with(fails_on_odd, 0..10, Opts::new().chunksize(1)).unwrap_err().is_panic());
     let results: Vec<Result<u64, Error>> = pool.imap(fails_on_odd, 0..6).collect();
     assert_eq!(results.len(), 6);
     for (i, r) in results.iter().enumerate() {
@@ -176,7 +176,7 @@ fn callbacks_are_called_exactly_once() {
     let mut results = Vec::new();
     for i in 0..100u64 {
         let (ok, failed) = (ok.clone(), failed.clone());
-        let callbacks = Callbacks::new()
+        let opts = Opts::new()
             .on_result(move |v: &u64| {
                 assert_eq!(*v % 2, 0);
                 ok.fetch_add(1, Ordering::SeqCst);
@@ -185,7 +185,7 @@ fn callbacks_are_called_exactly_once() {
                 assert!(e.is_panic());
                 failed.fetch_add(1, Ordering::SeqCst);
             });
-        results.push(pool.apply_async_with(fails_on_odd, (i,), callbacks).unwrap());
+        results.push(pool.apply_async_with(fails_on_odd, (i,), opts).unwrap());
     }
     let map_calls = Arc::new(AtomicUsize::new(0));
     let m = map_calls.clone();
@@ -193,16 +193,30 @@ fn callbacks_are_called_exactly_once() {
         .map_async_with(
             square,
             0..50u64,
-            Some(3),
-            Callbacks::new().on_result(move |v: &Vec<u64>| {
+            Opts::new().chunksize(3).on_result(move |v: &Vec<u64>| {
                 assert_eq!(v.len(), 50);
                 m.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+    // Only an error callback: the result type comes from the call.
+    let star_errors = Arc::new(AtomicUsize::new(0));
+    let s = star_errors.clone();
+    let starred = pool
+        .starmap_async_with(
+            fails_on_odd,
+            [(1u64,)],
+            Opts::new().on_error(move |e| {
+                assert!(e.is_panic());
+                s.fetch_add(1, Ordering::SeqCst);
             }),
         )
         .unwrap();
     pool.close();
     pool.join().unwrap();
     // After join every callback ran, once.
+    assert_eq!(star_errors.load(Ordering::SeqCst), 1);
+    assert!(starred.get().unwrap_err().is_panic());
     assert_eq!(ok.load(Ordering::SeqCst), 50);
     assert_eq!(failed.load(Ordering::SeqCst), 50);
     assert_eq!(map_calls.load(Ordering::SeqCst), 1);
@@ -227,7 +241,7 @@ fn the_initializer_runs_in_each_worker() {
     let _g = serial();
     let _w = Watchdog::new("initializer", LIMIT);
     let pool = Pool::builder().processes(2).initializer(init, (42,)).maxtasksperchild(3).build().unwrap();
-    let seen = pool.map_chunksize(read_init, 0..30, 1).unwrap();
+    let seen = pool.map_with(read_init, 0..30, Opts::new().chunksize(1)).unwrap();
     assert!(seen.iter().all(|&(_, v)| v == 42), "{seen:?}");
     // Recycled workers (3 tasks each) ran it too: at least 10 distinct workers.
     let pids: BTreeSet<u32> = seen.iter().map(|&(p, _)| p).collect();
@@ -239,7 +253,7 @@ fn maxtasksperchild_recycles_workers() {
     let _g = serial();
     let _w = Watchdog::new("maxtasksperchild", LIMIT);
     let pool = Pool::builder().processes(1).maxtasksperchild(2).build().unwrap();
-    let pids = pool.map_chunksize(pid, 0..6, 1).unwrap();
+    let pids = pool.map_with(pid, 0..6, Opts::new().chunksize(1)).unwrap();
     for pair in pids.chunks(2) {
         assert_eq!(pair[0], pair[1], "{pids:?}");
     }
@@ -271,6 +285,12 @@ fn invalid_construction_is_an_error() {
 }
 
 #[test]
+#[should_panic(expected = "chunksize must be at least 1")]
+fn a_chunksize_of_zero_panics_where_it_is_set() {
+    let _ = Opts::new().chunksize(0);
+}
+
+#[test]
 fn a_closed_pool_takes_no_tasks_and_join_needs_close() {
     let _g = serial();
     let _w = Watchdog::new("closed", LIMIT);
@@ -292,7 +312,7 @@ fn a_hundred_thousand_trivial_tasks_complete() {
     let _w = Watchdog::new("100k", LIMIT);
     let pool = Pool::new(2).unwrap();
     let n = 100_000u64;
-    let sum: u64 = pool.map_chunksize(square, 0..n, 1).unwrap().iter().sum();
+    let sum: u64 = pool.map_with(square, 0..n, Opts::new().chunksize(1)).unwrap().iter().sum();
     assert_eq!(sum, (0..n).map(|i| i * i).sum::<u64>());
     let results: Vec<_> = (0..1000).map(|i| pool.apply_async(square, (i,)).unwrap()).collect();
     assert_eq!(
@@ -307,7 +327,7 @@ fn every_start_method_runs_tasks_and_replaces_workers() {
     let _w = Watchdog::new("start_methods", LIMIT);
     for method in proc_core::get_all_start_methods() {
         let pool = Pool::builder().processes(2).start_method(method).maxtasksperchild(5).build().unwrap();
-        let pids = pool.map_chunksize(pid, 0..20, 1).unwrap();
+        let pids = pool.map_with(pid, 0..20, Opts::new().chunksize(1)).unwrap();
         let distinct: BTreeSet<u32> = pids.iter().copied().collect();
         assert!(distinct.len() >= 4, "{method:?}: {pids:?}");
         assert!(!distinct.contains(&std::process::id()));
@@ -345,8 +365,7 @@ fn an_empty_map_still_calls_its_callback() {
         .map_async_with(
             square,
             Vec::<u64>::new(),
-            None,
-            Callbacks::new().on_result(move |v: &Vec<u64>| {
+            Opts::new().on_result(move |v: &Vec<u64>| {
                 assert!(v.is_empty());
                 c.fetch_add(1, Ordering::SeqCst);
             }),

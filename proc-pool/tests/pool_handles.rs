@@ -11,7 +11,7 @@ use std::time::Duration;
 use proc_core::testing::{serial, Watchdog};
 use proc_core::StartMethod;
 use proc_manager::{List, Manager};
-use proc_pool::{Error, Pool};
+use proc_pool::{Error, Opts, Pool};
 use proc_queue::Queue;
 use proc_sync::{Event, Lock, Value};
 
@@ -96,7 +96,7 @@ impl Fixture {
 fn initializer_handles_work(method: StartMethod) {
     let f = Fixture::new();
     let pool = Pool::builder().processes(2).start_method(method).initializer(keep, f.args()).build().unwrap();
-    let pids = pool.map_chunksize(use_handles, 0..12, 1).unwrap();
+    let pids = pool.map_with(use_handles, 0..12, Opts::new().chunksize(1)).unwrap();
     assert_eq!(pids.len(), 12);
     f.check(12);
     pool.close();
@@ -140,7 +140,7 @@ fn replacement_workers_get_working_handles() {
             .initializer(keep, f.args())
             .build()
             .unwrap();
-        let pids = pool.map_chunksize(use_handles, 0..6, 1).unwrap();
+        let pids = pool.map_with(use_handles, 0..6, Opts::new().chunksize(1)).unwrap();
         let distinct: BTreeSet<u32> = pids.iter().copied().collect();
         assert_eq!(distinct.len(), 6, "{method:?}: {pids:?}");
         f.check(6);
@@ -154,7 +154,7 @@ fn replacement_workers_get_working_handles() {
         let first = pool.worker_pids();
         let err = pool.apply(dies, (0,)).unwrap_err();
         assert!(matches!(err, Error::WorkerLost { .. }), "{method:?}: {err}");
-        let pids = pool.map_chunksize(use_handles, 0..4, 1).unwrap();
+        let pids = pool.map_with(use_handles, 0..4, Opts::new().chunksize(1)).unwrap();
         assert!(pids.iter().all(|p| !first.contains(p)), "{method:?}: {first:?} {pids:?}");
         f.check(4);
         assert!(pool.stats().workers_replaced >= 1);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use proc_core::testing::{serial, Watchdog};
-use proc_pool::{Error, ExactIMap, Pool};
+use proc_pool::{Error, ExactIMap, Opts, Pool};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -48,9 +48,9 @@ fn an_imap_over_an_input_of_known_length_is_exact_size() {
     // A chunk that fails yields its error for each of its items: 4..8 fail together.
     for ordered in [true, false] {
         let it = if ordered {
-            pool.imap_chunksize(fails_on_five, 0..20u64, 4).unwrap()
+            pool.imap_with(fails_on_five, 0..20u64, Opts::new().chunksize(4))
         } else {
-            pool.imap_unordered_chunksize(fails_on_five, 0..20u64, 4).unwrap()
+            pool.imap_unordered_with(fails_on_five, 0..20u64, Opts::new().chunksize(4))
         };
         assert_eq!(it.size_hint(), (0, Some(20)));
         let items = drain(it.exact().unwrap());
@@ -61,7 +61,7 @@ fn an_imap_over_an_input_of_known_length_is_exact_size() {
         }
     }
     // The plain IMap yields as many items too.
-    assert_eq!(pool.imap_chunksize(fails_on_five, 0..18u64, 4).unwrap().count(), 18);
+    assert_eq!(pool.imap_with(fails_on_five, 0..18u64, Opts::new().chunksize(4)).count(), 18);
     pool.close();
     pool.join().unwrap();
 }

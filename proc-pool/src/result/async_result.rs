@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::supervisor::{Callback, Done, Outcome};
 
-/// Functions called once a submission has its result: `on_result` with the value when it
-/// succeeded, `on_error` with the error otherwise (Python's `callback` and `error_callback`).
+/// The callbacks an [`Opts`](crate::Opts) holds once `on_result` or `on_error` is set:
+/// `on_result` is called with the value when the submission succeeds, `on_error` with the error
+/// otherwise (Python's `callback` and `error_callback`).
 ///
 /// Exactly one of them is called, exactly once, on the pool's callback thread (never on the
 /// thread that handles results, so a slow callback delays no other task), before the result is
@@ -21,7 +22,7 @@ use crate::supervisor::{Callback, Done, Outcome};
 /// # Examples
 ///
 /// ```
-/// use proc_pool::{Callbacks, Pool};
+/// use proc_pool::{Opts, Pool};
 ///
 /// fn square(x: u64) -> u64 {
 ///     x * x
@@ -29,7 +30,8 @@ use crate::supervisor::{Callback, Done, Outcome};
 ///
 /// let pool = Pool::new(2)?;
 /// let (tx, rx) = std::sync::mpsc::channel();
-/// let result = pool.apply_async_with(square, (7,), Callbacks::new().on_result(move |v: &u64| tx.send(*v).unwrap()))?;
+/// let opts = Opts::new().on_result(move |v: &u64| tx.send(*v).unwrap());
+/// let result = pool.apply_async_with(square, (7,), opts)?;
 /// assert_eq!(result.get()?, 49);
 /// assert_eq!(rx.recv().unwrap(), 49);
 /// # Ok::<(), proc_pool::Error>(())
@@ -47,30 +49,24 @@ type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 impl<R> Callbacks<R> {
     /// No callbacks.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Callbacks { on_result: None, on_error: None }
     }
 
     /// Called with the value when the submission succeeds (Python's `callback`).
-    pub fn on_result(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+    pub(crate) fn on_result(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         self.on_result = Some(Box::new(f));
         self
     }
 
     /// Called with the error when the submission fails (Python's `error_callback`).
-    pub fn on_error(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
+    pub(crate) fn on_error(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
         self.on_error = Some(Box::new(f));
         self
     }
 
     fn is_empty(&self) -> bool {
         self.on_result.is_none() && self.on_error.is_none()
-    }
-}
-
-impl<R> Default for Callbacks<R> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
