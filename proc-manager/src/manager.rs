@@ -37,7 +37,7 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// let manager = Manager::builder().authkey(b"a secret of 16 bytes or more".to_vec()).start()?;
 /// let d = manager.dict::<String, u32>()?;
 /// d.insert("a".into(), 1)?;
-/// assert_eq!(d.get(&"a".into())?, Some(1));
+/// assert_eq!(d.get("a")?, Some(1));
 /// # Ok::<(), proc_manager::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -57,7 +57,7 @@ fn built_in_proxies_say_why_a_value_refuses() {
     assert!(matches!(&err, Error::Serialize(s) if s.contains(ENCODE_REFUSAL)), "{err}");
     let d = m.dict::<String, FailsToDecode>().unwrap();
     d.insert("k".into(), FailsToDecode).unwrap();
-    let err = d.get(&"k".into()).unwrap_err();
+    let err = d.get("k").unwrap_err();
     assert!(matches!(&err, Error::Serialize(s) if s.contains(DECODE_REFUSAL)), "{err}");
     let err = m.value(FailsToEncode).unwrap_err();
     assert!(matches!(&err, Error::Serialize(s) if s.contains(ENCODE_REFUSAL)), "{err}");

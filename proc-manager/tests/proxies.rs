@@ -22,7 +22,7 @@ fn fill(d: Dict<String, Vec<u32>>, l: List<i64>, ns: Namespace, v: Value<f64>, a
     l.append(-1).unwrap();
     ns.set("name", "child").unwrap();
     ns.set("count", &7u32).unwrap();
-    v.set(&2.5).unwrap();
+    v.set(2.5).unwrap();
     a.set(-1, &9).unwrap();
 }
 
@@ -40,18 +40,18 @@ fn containers_filled_by_a_child_are_seen_by_the_parent() {
     p.join().unwrap();
 
     assert_eq!(d.keys().unwrap(), ["one", "two", "three"]);
-    assert_eq!(d.get(&"two".into()).unwrap(), Some(vec![2, 2]));
-    assert!(d.contains(&"three".into()).unwrap());
+    assert_eq!(d.get("two").unwrap(), Some(vec![2, 2]));
+    assert!(d.contains("three").unwrap());
     assert_eq!(d.len().unwrap(), 3);
     assert_eq!(d.setdefault("four".into(), vec![4]).unwrap(), [4]);
     assert_eq!(d.setdefault("four".into(), vec![0]).unwrap(), [4]);
-    assert_eq!(d.pop(&"one".into()).unwrap(), [1]);
-    assert!(matches!(d.pop(&"one".into()), Err(Error::KeyNotFound)));
+    assert_eq!(d.pop("one").unwrap(), [1]);
+    assert!(matches!(d.pop("one"), Err(Error::KeyNotFound)));
     assert_eq!(d.values().unwrap().len(), 3);
     // Reads are copies: changing one changes nothing on the manager.
-    let mut copy = d.get(&"two".into()).unwrap().unwrap();
+    let mut copy = d.get("two").unwrap().unwrap();
     copy.push(99);
-    assert_eq!(d.get(&"two".into()).unwrap(), Some(vec![2, 2]));
+    assert_eq!(d.get("two").unwrap(), Some(vec![2, 2]));
     d.clear().unwrap();
     assert!(d.is_empty().unwrap());
 
@@ -226,7 +226,7 @@ fn barrier_across_processes() {
 }
 
 fn nested_writer(outer: Dict<String, List<u32>>) {
-    let inner = outer.get(&"inner".into()).unwrap().unwrap();
+    let inner = outer.get("inner").unwrap().unwrap();
     inner.append(42).unwrap();
 }
 
@@ -241,7 +241,7 @@ fn a_dict_can_hold_proxies() {
     drop(inner);
     let p = Process::new(nested_writer, (outer.clone(),)).start().unwrap();
     p.join().unwrap();
-    let inner = outer.get(&"inner".into()).unwrap().unwrap();
+    let inner = outer.get("inner").unwrap().unwrap();
     assert_eq!(inner.snapshot().unwrap(), [42]);
 }
 
@@ -419,7 +419,7 @@ fn proxies_inherited_through_fork_take_their_own_session() {
         .start()
         .unwrap();
     assert_eq!(p.join().unwrap(), 1);
-    assert_eq!(d.get(&"forked".into()).unwrap(), Some(1));
+    assert_eq!(d.get("forked").unwrap(), Some(1));
     // The child's lock went with its session; ours works.
     let _held = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
 }
@@ -505,7 +505,7 @@ fn proxies_stored_in_objects_keep_their_objects_exactly_as_long_as_they_are_stor
     inner.append(1).unwrap();
     outer.insert("a".into(), inner).unwrap();
     assert_eq!(count(), 2);
-    let back = outer.remove(&"a".into()).unwrap().unwrap();
+    let back = outer.remove("a").unwrap().unwrap();
     assert_eq!(back.snapshot().unwrap(), [1]);
     assert_eq!(count(), 2);
     drop(back);
@@ -526,9 +526,9 @@ fn proxies_stored_in_objects_keep_their_objects_exactly_as_long_as_they_are_stor
     outer.insert("y".into(), shared.clone()).unwrap();
     drop(shared);
     assert_eq!(count(), 2);
-    drop(outer.remove(&"x".into()).unwrap());
+    drop(outer.remove("x").unwrap());
     assert_eq!(count(), 2);
-    drop(outer.remove(&"y".into()).unwrap());
+    drop(outer.remove("y").unwrap());
     assert_eq!(count(), 1);
 
     // Stored, then the container goes: both go.

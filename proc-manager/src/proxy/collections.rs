@@ -1,5 +1,7 @@
 //! The proxies of the data objects: [`Dict`], [`List`], [`Namespace`], [`Value`], [`Array`].
 
+use std::borrow::Borrow;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -19,9 +21,32 @@ proxy! {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
-    /// A copy of the value of `key`.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    /// A copy of the value of `key`. The key may be any borrowed form of `K` that serializes as
+    /// `K` does (`&str` for a `String` key, `&[T]` for a `Vec<T>`), as with std's maps.
+    ///
+    /// ```
+    /// # fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.insert("k".to_string(), 1)?;
+    /// assert_eq!(d.get("k")?, Some(1));
+    /// assert_eq!(d.get_or("missing", 7)?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         self.handle.maybe(Method::DictGet(enc(key)?))
+    }
+
+    /// A copy of the value of `key`, or `default` if absent (Python's `d.get(k, default)`).
+    pub fn get_or<Q: Serialize + ?Sized>(&self, key: &Q, default: V) -> Result<V>
+    where
+        K: Borrow<Q>,
+    {
+        Ok(self.get(key)?.unwrap_or(default))
     }
 
     /// Sets `key` (Python's `d[k] = v`); returns the previous value.
@@ -30,17 +55,26 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Removes `key`; returns its value.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         self.handle.maybe(Method::DictRemove(enc(key)?))
     }
 
     /// Removes `key` and returns its value (Python's `pop`): [`Error::KeyNotFound`] if absent.
-    pub fn pop(&self, key: &K) -> Result<V> {
+    pub fn pop<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<V>
+    where
+        K: Borrow<Q>,
+    {
         self.remove(key)?.ok_or(Error::KeyNotFound)
     }
 
     /// Whether `key` is there (Python's `in`).
-    pub fn contains(&self, key: &K) -> Result<bool> {
+    pub fn contains<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+    {
         self.handle.boolean(Method::DictContains(enc(key)?))
     }
 
@@ -242,9 +276,10 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         self.handle.value(Method::ValueGet)
     }
 
-    /// Replaces the value.
-    pub fn set(&self, value: &T) -> Result<()> {
-        self.handle.ok(Method::ValueSet(enc(value)?))
+    /// Replaces the value. Takes the value or a reference to it, so `v.set(5)` reads as with
+    /// proc-sync's `Value::set`, and a large value need not be moved.
+    pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
+        self.handle.ok(Method::ValueSet(enc(value.borrow())?))
     }
 }
 
@@ -263,9 +298,9 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
         self.handle.value(Method::ArrayGet(index))
     }
 
-    /// Replaces the value at `index`.
-    pub fn set(&self, index: i64, value: &T) -> Result<()> {
-        self.handle.ok(Method::ArraySet(index, enc(value)?))
+    /// Replaces the value at `index`. Takes the value or a reference to it, as [`Value::set`].
+    pub fn set(&self, index: i64, value: impl Borrow<T>) -> Result<()> {
+        self.handle.ok(Method::ArraySet(index, enc(value.borrow())?))
     }
 
     /// The length.
