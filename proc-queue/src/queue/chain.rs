@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proc_core::shm::SharedMemory;
 use proc_sync::raw;
 
-use super::layout::*;
+use super::layout::{Mem, LINKING, OPEN, PID_MASK};
 use super::ring::{Claim, ClaimFail, Ring, MAX_CHAIN};
 
 /// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
@@ -40,7 +40,7 @@ impl Ring {
 
     /// Whether no new message may be written here: go to the next ring of the chain.
     pub(super) fn sealed(&self) -> bool {
-        self.u32_at(H_SEALED).load(Ordering::SeqCst) != 0
+        self.header().sealed.load(Ordering::SeqCst) != 0
     }
 
     /// Sealed and empty, with no write in flight: readers move to the next ring for good (a
@@ -53,22 +53,16 @@ impl Ring {
     }
 
     pub(super) fn unbounded(&self) -> bool {
-        self.q32(H_UNBOUNDED).load(Ordering::Relaxed) != 0
+        self.queue().unbounded.load(Ordering::Relaxed) != 0
     }
 
     /// The name of the next ring, once linked.
     pub(super) fn next_name(&self) -> Option<String> {
-        let len = self.u32_at(H_NEXT).load(Ordering::Acquire);
-        if len == 0 || len & LINKING != 0 || len > 32 {
-            return None;
-        }
-        let mut name = vec![0u8; len as usize];
-        // SAFETY: the name lies in the header (32 bytes from H_NEXT_NAME), written once before
-        // its length was published with Release.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.seg.as_ptr().add(H_NEXT_NAME), name.as_mut_ptr(), name.len())
-        };
-        String::from_utf8(name).ok()
+        let header = self.header();
+        // Written before its length was published with Release; a link being made (`LINKING`)
+        // is too long to be a name.
+        let len = header.next.load(Ordering::Acquire);
+        header.next_name.read(len as usize)
     }
 
     /// Ring `idx` (from 1) of this queue's chain, this being ring 0, mapped here on first use
@@ -114,7 +108,7 @@ impl Ring {
     /// as large, up to MAX_RING) if none is, and seals `ring`.
     pub(super) fn grow(&self, ring: &Ring, idx: usize) -> proc_core::Result<()> {
         let me = raw::pid() & PID_MASK;
-        let next = ring.u32_at(H_NEXT);
+        let next = &ring.header().next;
         loop {
             let cur = next.load(Ordering::Acquire);
             if cur != 0 && cur & LINKING == 0 {
@@ -142,23 +136,16 @@ impl Ring {
                 }
             };
             let Mem::Named(shm) = &*new.seg else { unreachable!("a later ring is named") };
-            let name = shm.name().as_bytes();
-            // SAFETY: we hold the link (LINKING | our pid); its 32 name bytes lie in the header.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    name.as_ptr(),
-                    ring.seg.as_ptr().add(H_NEXT_NAME),
-                    name.len().min(32),
-                )
-            };
-            next.store(name.len().min(32) as u32, Ordering::Release);
+            // We hold the link (`LINKING | pid`): no one else writes the name.
+            let len = ring.header().next_name.write(shm.name().as_bytes());
+            next.store(len as u32, Ordering::Release);
             tracing::debug!(capacity, ring = idx + 1, "an unbounded queue grew a ring");
             if let Some(slot) = self.chain.get(idx) {
                 let _ = slot.set(Box::new(new));
             }
             break;
         }
-        ring.u32_at(H_SEALED).store(1, Ordering::SeqCst);
+        ring.header().sealed.store(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -235,7 +222,7 @@ impl Ring {
     /// commits just made woke it). Without one, a full ring grows at once: a producer that fills a
     /// queue before anyone reads is never held up.
     pub(super) fn consumer_about(&self, ring: &Ring) -> bool {
-        ring.head().load(Ordering::Relaxed) != 0 || self.q32(H_GETTERS).load(Ordering::Relaxed) != 0
+        ring.head().load(Ordering::Relaxed) != 0 || self.queue().items.sleepers.load(Ordering::Relaxed) != 0
     }
 
     /// Before a message of [`LARGE`] bytes or more is written (this is ring 0): while the queue
@@ -286,7 +273,7 @@ impl Ring {
     /// of the free list and those of every ring's unread messages, and, through the resource
     /// tracker, those only dead processes knew (a chunk they held, a ring they were adding).
     pub(super) fn unlink_named(&self) {
-        let group = word64(self.root_mem(), H_GROUP).load(Ordering::Relaxed);
+        let group = self.queue().group.load(Ordering::Relaxed);
         self.unlink_listed_chunks();
         self.unlink_unread_chunks();
         let mut link = self.next_name();

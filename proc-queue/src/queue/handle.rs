@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::chain::LARGE;
 use super::error::{GetError, PutError};
-use super::layout::*;
+use super::layout::{Mem, OPEN};
 use super::ring::{ClaimFail, Fail, Ring};
 use super::spill::SpillError;
 use super::wake::Wait;
@@ -71,7 +71,7 @@ impl QueueBuilder {
         let capacity = if self.maxsize == 0 { UNBOUNDED_INITIAL_CAPACITY } else { self.maxsize };
         let ring = Ring::new(capacity, self.slot_size, self.max_message, None)?;
         if self.maxsize == 0 {
-            ring.u32_at(H_UNBOUNDED).store(1, Ordering::Relaxed);
+            ring.header().unbounded.store(1, Ordering::Relaxed);
         }
         Ok(Queue::from_ring(ring))
     }
@@ -323,7 +323,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // Counted unfinished before it is visible, so a task_done can never come first.
         let joinable = ring.joinable();
         if joinable {
-            ring.u64_at(H_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+            ring.header().unfinished.fetch_add(1, Ordering::SeqCst);
         }
         let root = ring;
         let claimed = if root.unbounded() {

@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::JoinError;
 use super::handle::Queue;
-use super::layout::*;
 use super::ring::Ring;
 use super::wake::deadline;
 
@@ -50,7 +49,7 @@ impl<T> JoinableQueue<T> {
     /// As [`Queue::new`].
     pub fn new(maxsize: u32) -> proc_core::Result<Self> {
         let inner = Queue::new(maxsize)?;
-        inner.ring.u32_at(H_JOINABLE).store(1, Ordering::SeqCst);
+        inner.ring.header().joinable.store(1, Ordering::SeqCst);
         Ok(JoinableQueue { inner })
     }
 
@@ -83,7 +82,7 @@ impl<T> JoinableQueue<T> {
 
     /// The number of unfinished tasks (a snapshot).
     pub fn unfinished_tasks(&self) -> u64 {
-        self.inner.ring.u64_at(H_UNFINISHED).load(Ordering::SeqCst)
+        self.inner.ring.header().unfinished.load(Ordering::SeqCst)
     }
 }
 
@@ -132,7 +131,7 @@ impl<T> crate::Waitable for JoinableQueue<T> {
 
 impl Ring {
     pub(super) fn task_done(&self) -> Result<(), JoinError> {
-        let unfinished = self.q64(H_UNFINISHED);
+        let unfinished = &self.queue().unfinished;
         let mut cur = unfinished.load(Ordering::SeqCst);
         loop {
             if cur == 0 {
@@ -144,9 +143,9 @@ impl Ring {
             }
         }
         if cur == 1 {
-            let done = self.q32(H_DONE);
+            let done = &self.queue().done;
             done.fetch_add(1, Ordering::SeqCst);
-            if self.q32(H_JOINERS).load(Ordering::SeqCst) > 0 {
+            if self.queue().joiners.load(Ordering::SeqCst) > 0 {
                 raw::wake_all(done);
             }
         }
@@ -154,8 +153,8 @@ impl Ring {
     }
 
     pub(super) fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
-        let done = self.q32(H_DONE);
-        let unfinished = self.q64(H_UNFINISHED);
+        let done = &self.queue().done;
+        let unfinished = &self.queue().unfinished;
         loop {
             let seen = done.load(Ordering::SeqCst);
             if unfinished.load(Ordering::SeqCst) == 0 {
@@ -165,7 +164,7 @@ impl Ring {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(JoinError::Timeout);
             }
-            let joiners = self.q32(H_JOINERS);
+            let joiners = &self.queue().joiners;
             joiners.fetch_add(1, Ordering::SeqCst);
             raw::wait(done, seen, deadline.map(|d| d - now));
             joiners.fetch_sub(1, Ordering::SeqCst);

@@ -7,7 +7,7 @@
 //! blocks and import this one; this file imports none of them (calling their methods needs no import).
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use proc_core::shm::{Segment, SharedMemory};
@@ -15,7 +15,10 @@ use proc_sync::raw;
 
 use super::chunk::Writer;
 use super::error::GetError;
-use super::layout::*;
+use super::layout::{
+    ctl, dist, free_seq, full_seq, group_segment, split, Header, Mapped, Mem, Slot, HEADER, IDLE, MAGIC,
+    PID_MASK, READING, SLOT_DATA, SPILLED, SPILL_RECORD, VOID, WRITING,
+};
 
 /// The most rings an unbounded queue links (the first 8 doublings reach the largest ring).
 pub(super) const MAX_CHAIN: usize = 64;
@@ -31,6 +34,11 @@ pub(super) struct Ring {
     pub(super) seg: Arc<Mem>,
     /// Ring 0's memory, for a later ring of a chain: the queue-wide words live there.
     pub(super) root: Option<Arc<Mem>>,
+    /// This ring's header, ring 0's header (the same for ring 0) and the first slot, in `seg`
+    /// and `root`: checked once, when the ring mapped its memory.
+    header: Mapped<Header>,
+    queue: Mapped<Header>,
+    slots: Mapped<u8>,
     /// The queue's doorbell (ring 0's; a later ring holds duplicates).
     pub(super) bell: (OwnedFd, OwnedFd),
     /// Spill chunks this process has mapped, most recently used last.
@@ -84,7 +92,7 @@ impl Ring {
         }
         // Room for a spill record in every slot.
         let slot_size = slot_size.max(SPILL_RECORD);
-        let stride = (S_DATA + slot_size).next_multiple_of(64);
+        let stride = (SLOT_DATA + slot_size).next_multiple_of(64);
         let len = HEADER + stride * capacity as usize;
         let (seg, bell, root) = match root {
             None => {
@@ -93,40 +101,29 @@ impl Ring {
                 })?;
                 (Mem::Anon(Segment::new(len)?), bell, None)
             }
-            Some((root, bell)) => {
-                let shm = SharedMemory::create(len)?;
-                group_segment(&root, &shm);
-                (Mem::Named(shm), bell, Some(root))
-            }
+            Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
         };
-        let ring = Ring {
-            chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
-            read_at: Default::default(),
-            write_at: Default::default(),
-            seg: Arc::new(seg),
-            root,
-            bell,
-            spills: std::sync::Mutex::new(Vec::new()),
-            writer: Default::default(),
-            capacity,
-            slot_size,
-            stride,
-            max_message,
-            closed: AtomicBool::new(false),
-            way_reads: AtomicU64::new(0),
-        };
-        ring.u32_at(H_ATTACHED).store(1, Ordering::Relaxed);
-        if ring.root.is_none() {
-            ring.u64_at(H_GROUP).store(proc_core::shm::new_group(), Ordering::Relaxed);
+        let mut ring = Ring::map(seg, bell, root)?;
+        if let Mem::Named(shm) = &*ring.seg {
+            group_segment(ring.queue(), shm);
         }
-        ring.u32_at(H_CAPACITY).store(capacity, Ordering::Relaxed);
-        ring.u32_at(H_SLOT_SIZE).store(slot_size as u32, Ordering::Relaxed);
-        ring.u32_at(H_STRIDE).store(stride as u32, Ordering::Relaxed);
-        ring.u64_at(H_MAX_MESSAGE).store(max_message, Ordering::Relaxed);
+        ring.capacity = capacity;
+        ring.slot_size = slot_size;
+        ring.stride = stride;
+        ring.max_message = max_message;
+        let header = ring.header();
+        header.attached.store(1, Ordering::Relaxed);
+        if ring.root.is_none() {
+            header.group.store(proc_core::shm::new_group(), Ordering::Relaxed);
+        }
+        header.capacity.store(capacity, Ordering::Relaxed);
+        header.slot_size.store(slot_size as u32, Ordering::Relaxed);
+        header.stride.store(stride as u32, Ordering::Relaxed);
+        header.max_message.store(max_message, Ordering::Relaxed);
         for i in 0..capacity {
             ring.slot_ctl(u64::from(i)).store(ctl(free_seq(u64::from(i)), IDLE), Ordering::Relaxed);
         }
-        ring.u32_at(H_MAGIC).store(MAGIC, Ordering::Release);
+        header.magic.store(MAGIC, Ordering::Release);
         Ok(ring)
     }
 
@@ -138,10 +135,53 @@ impl Ring {
         root: Option<Arc<Mem>>,
     ) -> proc_core::Result<Self> {
         let counted = root.is_none();
-        let mut ring = Ring {
+        let mut ring = Ring::map(seg, bell, root)?;
+        let header = ring.header();
+        if header.magic.load(Ordering::Acquire) == MAGIC {
+            let capacity = header.capacity.load(Ordering::Relaxed);
+            let slot_size = header.slot_size.load(Ordering::Relaxed) as usize;
+            let stride = header.stride.load(Ordering::Relaxed) as usize;
+            let max_message = header.max_message.load(Ordering::Relaxed);
+            let fits = stride >= SLOT_DATA + slot_size
+                && stride % align_of::<Slot>() == 0
+                && capacity > 0
+                && (capacity as usize)
+                    .checked_mul(stride)
+                    .and_then(|n| n.checked_add(HEADER))
+                    .is_some_and(|n| n <= ring.seg.len());
+            if !fits {
+                return Err(proc_core::Error::invalid_argument("a queue's header does not match its memory"));
+            }
+            if counted {
+                header.attached.fetch_add(1, Ordering::SeqCst);
+            }
+            ring.capacity = capacity;
+            ring.slot_size = slot_size;
+            ring.stride = stride;
+            ring.max_message = max_message;
+        }
+        Ok(ring)
+    }
+
+    /// A ring on `seg`, its geometry not read yet (a capacity of 0): checks once that `seg` (and
+    /// `root`, ring 0's memory, for a later ring) holds a header, and keeps the pointers.
+    fn map(seg: Mem, bell: (OwnedFd, OwnedFd), root: Option<Arc<Mem>>) -> proc_core::Result<Self> {
+        let not_a_queue = || proc_core::Error::invalid_argument("not a queue's shared memory");
+        let header = seg.header().ok_or_else(not_a_queue)?;
+        let queue = match &root {
+            Some(root) => root.header().ok_or_else(not_a_queue)?,
+            None => header,
+        };
+        // SAFETY: `header` checked that the memory holds `HEADER` bytes from there: the result is
+        // at most one past its end.
+        let slots = unsafe { header.0.cast::<u8>().add(HEADER) };
+        Ok(Ring {
             chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
             read_at: Default::default(),
             write_at: Default::default(),
+            header,
+            queue,
+            slots: Mapped(slots),
             seg: Arc::new(seg),
             root,
             bell,
@@ -153,95 +193,66 @@ impl Ring {
             max_message: 0,
             closed: AtomicBool::new(false),
             way_reads: AtomicU64::new(0),
-        };
-        if ring.seg.len() < HEADER {
-            return Err(proc_core::Error::invalid_argument("not a queue's shared memory"));
-        }
-        if ring.u32_at(H_MAGIC).load(Ordering::Acquire) == MAGIC {
-            let capacity = ring.u32_at(H_CAPACITY).load(Ordering::Relaxed);
-            let slot_size = ring.u32_at(H_SLOT_SIZE).load(Ordering::Relaxed) as usize;
-            let stride = ring.u32_at(H_STRIDE).load(Ordering::Relaxed) as usize;
-            let fits = stride >= S_DATA + slot_size
-                && stride % 8 == 0
-                && capacity > 0
-                && (capacity as usize)
-                    .checked_mul(stride)
-                    .and_then(|n| n.checked_add(HEADER))
-                    .is_some_and(|n| n <= ring.seg.len());
-            if !fits {
-                return Err(proc_core::Error::invalid_argument("a queue's header does not match its memory"));
-            }
-            ring.capacity = capacity;
-            ring.slot_size = slot_size;
-            ring.stride = stride;
-            ring.max_message = ring.u64_at(H_MAX_MESSAGE).load(Ordering::Relaxed);
-            if counted {
-                ring.u32_at(H_ATTACHED).fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        Ok(ring)
+        })
     }
 
-    pub(super) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        word32(&self.seg, offset)
+    /// This ring's header.
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: checked when the memory was mapped (`map`): in bounds and aligned; `self.seg`
+        // keeps it mapped as long as `self` lives, and a header is atomics only.
+        unsafe { self.header.0.as_ref() }
     }
 
-    pub(super) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        word64(&self.seg, offset)
+    /// Ring 0's header, whichever ring of the chain this is: the queue-wide words live there.
+    pub(super) fn queue(&self) -> &Header {
+        // SAFETY: as in `header`; ring 0's memory is `self.root` (or `self.seg`, for ring 0).
+        unsafe { self.queue.0.as_ref() }
     }
 
-    /// A queue-wide header word: in ring 0's memory, whichever ring of the chain this is.
-    pub(super) fn q32(&self, offset: usize) -> &AtomicU32 {
-        word32(self.root.as_deref().unwrap_or(&self.seg), offset)
+    /// The start of the slot of position `pos`: its words, then its data.
+    fn slot_ptr(&self, pos: u64) -> *mut u8 {
+        let offset = (pos % u64::from(self.capacity)) as usize * self.stride;
+        // SAFETY: `new` sized, or `attach` checked, the memory for `capacity` slots of `stride`
+        // bytes after the header.
+        unsafe { self.slots.0.as_ptr().add(offset) }
     }
 
-    pub(super) fn q64(&self, offset: usize) -> &AtomicU64 {
-        word64(self.root.as_deref().unwrap_or(&self.seg), offset)
-    }
-
-    /// The start of ring 0's memory, whichever ring of the chain this is.
-    pub(super) fn qptr(&self) -> *mut u8 {
-        self.root.as_deref().unwrap_or(&self.seg).as_ptr()
-    }
-
-    /// Ring 0's memory (this ring's, or its root's).
-    pub(super) fn root_mem(&self) -> &Mem {
-        self.root.as_deref().unwrap_or(&self.seg)
-    }
-
-    pub(super) fn slot_offset(&self, pos: u64) -> usize {
-        HEADER + (pos % u64::from(self.capacity)) as usize * self.stride
+    /// The words of the slot of position `pos`.
+    pub(super) fn slot(&self, pos: u64) -> &Slot {
+        // SAFETY: in the mapping (`slot_ptr`), which `self.seg` keeps as long as `self` lives,
+        // and aligned: the slots start 64-aligned and `stride` is a multiple of a slot's
+        // alignment (`new` makes it so, `attach` checks it). A slot's words are atomics.
+        unsafe { &*self.slot_ptr(pos).cast::<Slot>() }
     }
 
     pub(super) fn slot_ctl(&self, pos: u64) -> &AtomicU64 {
-        self.u64_at(self.slot_offset(pos) + S_CTL)
+        &self.slot(pos).ctl
     }
 
     pub(super) fn slot_len(&self, pos: u64) -> &AtomicU64 {
-        self.u64_at(self.slot_offset(pos) + S_LEN)
+        &self.slot(pos).len
     }
 
     /// The data bytes of a slot this process has claimed.
     pub(super) fn slot_data(&self, claim: &Claim) -> *mut u8 {
-        let offset = self.slot_offset(claim.pos) + S_DATA;
-        // SAFETY: `attach` checked that every slot's data lies inside the mapping.
-        unsafe { self.seg.as_ptr().add(offset) }
+        // SAFETY: a slot's `slot_size` data bytes follow its words, inside its `stride`.
+        unsafe { self.slot_ptr(claim.pos).add(SLOT_DATA) }
     }
 
     pub(super) fn tail(&self) -> &AtomicU64 {
-        self.u64_at(H_TAIL)
+        &self.header().tail
     }
 
     pub(super) fn head(&self) -> &AtomicU64 {
-        self.u64_at(H_HEAD)
+        &self.header().head
     }
 
     pub(super) fn shutdown_state(&self) -> u32 {
-        self.q32(H_SHUTDOWN).load(Ordering::SeqCst)
+        self.queue().shutdown.load(Ordering::SeqCst)
     }
 
     pub(super) fn joinable(&self) -> bool {
-        self.q32(H_JOINABLE).load(Ordering::Relaxed) != 0
+        self.queue().joinable.load(Ordering::Relaxed) != 0
     }
 
     /// Claims the next position for writing; `None` if the queue is full (after repairing a
@@ -450,11 +461,11 @@ impl Drop for Ring {
         if self.capacity == 0 || self.root.is_some() {
             return;
         }
-        if self.u32_at(H_ATTACHED).fetch_sub(1, Ordering::SeqCst) != 1 {
+        if self.header().attached.fetch_sub(1, Ordering::SeqCst) != 1 {
             // Others hold it, or were killed holding it (daemons terminated at exit, say): the
             // program's main process has the tracker purge the queue's segments when it exits,
             // once its children have ended.
-            let group = self.u64_at(H_GROUP).load(Ordering::Relaxed);
+            let group = self.header().group.load(Ordering::Relaxed);
             if group != 0 {
                 proc_core::shm::purge_group_at_exit(group);
             }

@@ -30,7 +30,10 @@ use serde::Serialize;
 
 use super::chunk::{ChunkWriter, Held, Writer};
 use super::error::GetError;
-use super::layout::*;
+use super::layout::{
+    group_segment, split, SpillEntry, PID_MASK, SPILLED, SPILL_ENTRIES, SPILL_OFFSET_AT, SPILL_SIZE_AT, VOID,
+    WRITING,
+};
 use super::ring::{Claim, Ring};
 
 /// Spill chunks up to this size are kept for reuse; larger ones are unlinked after one use,
@@ -91,10 +94,6 @@ fn chunk_state(shm: &SharedMemory) -> &AtomicU64 {
     // SAFETY: in bounds (asserted) and 8-byte aligned (the mapping is page-aligned); the memory
     // lives as long as `shm`, and the word is only accessed atomically.
     unsafe { AtomicU64::from_ptr(shm.as_ptr().add(C_STATE).cast()) }
-}
-
-fn entry_at(i: usize) -> usize {
-    H_SPILL_LIST + i * 64
 }
 
 impl Ring {
@@ -168,7 +167,7 @@ impl Ring {
             // and goes to the free list (or away) once read.
             entry => {
                 if let Some(entry) = entry {
-                    self.q32(entry).store(ENTRY_EMPTY, Ordering::Release);
+                    self.entry(entry).state.store(ENTRY_EMPTY, Ordering::Release);
                 }
                 state.store(1, Ordering::Release);
             }
@@ -182,9 +181,8 @@ impl Ring {
         let me = raw::pid() & PID_MASK;
         let mut spare = None;
         let mut unlinked_one = false;
-        for i in 0..SPILL_ENTRIES {
-            let entry = entry_at(i);
-            let word = self.q32(entry);
+        for entry in 0..SPILL_ENTRIES {
+            let word = &self.entry(entry).state;
             let st = word.load(Ordering::Acquire);
             let owner = st & PID_MASK;
             if st & ENTRY_BUSY != 0 && owner != me && !raw::process_alive(owner) {
@@ -205,7 +203,7 @@ impl Ring {
                 }
                 continue;
             }
-            let fits = self.q64(entry + 8).load(Ordering::Acquire) >= need as u64;
+            let fits = self.entry(entry).size.load(Ordering::Acquire) >= need as u64;
             if st == ENTRY_FREE && !fits && unlinked_one {
                 continue;
             }
@@ -245,7 +243,7 @@ impl Ring {
             Err(e) => return self.release_spare(spare, Err(e)),
         };
         // In the queue's tracker group: purged with the queue, even if only a killed process knew it.
-        group_segment(self.root_mem(), &shm);
+        group_segment(self.queue(), &shm);
         self.cache_spill(&shm);
         if let Some(entry) = spare {
             self.fill_entry(entry, &shm);
@@ -261,29 +259,27 @@ impl Ring {
         r: proc_core::Result<(Arc<SharedMemory>, Option<usize>)>,
     ) -> proc_core::Result<(Arc<SharedMemory>, Option<usize>)> {
         if let Some(spare) = spare {
-            self.q32(spare).store(ENTRY_EMPTY, Ordering::Release);
+            self.entry(spare).state.store(ENTRY_EMPTY, Ordering::Release);
         }
         if let Ok((_, Some(entry))) = &r {
-            self.q32(*entry).store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
+            self.entry(*entry).state.store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
         }
         r
     }
 
     /// Writes a chunk's name and size into an entry this process holds busy, and marks it held.
     fn fill_entry(&self, entry: usize, shm: &SharedMemory) {
-        let name = shm.name().as_bytes();
-        let len = name.len().min(32);
-        // SAFETY: the entry is busy (ours); its 32 name bytes lie inside ring 0's header.
-        unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), self.qptr().add(entry + 16), len) };
-        self.q32(entry + 4).store(len as u32, Ordering::Relaxed);
-        self.q64(entry + 8).store(shm.size() as u64, Ordering::Relaxed);
-        self.q32(entry).store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
+        let entry = self.entry(entry);
+        let len = entry.name.write(shm.name().as_bytes());
+        entry.name_len.store(len as u32, Ordering::Relaxed);
+        entry.size.store(shm.size() as u64, Ordering::Relaxed);
+        entry.state.store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
     }
 
     /// This process stops writing into `held`: its entry is emptied, and the chunk goes to the free
     /// list now if every message of it was read, or else when its last reader is done.
     fn let_go(&self, held: Held) {
-        self.q32(held.entry).store(ENTRY_EMPTY, Ordering::Release);
+        self.entry(held.entry).state.store(ENTRY_EMPTY, Ordering::Release);
         let before = chunk_state(&held.shm).fetch_and(!CHUNK_HELD, Ordering::AcqRel);
         if before == CHUNK_HELD {
             self.recycle_spill(&held.shm);
@@ -329,17 +325,15 @@ impl Ring {
         }
     }
 
-    /// The name in a free-list entry this process holds busy.
+    /// The name in a free-list entry this process holds busy (so no one writes it).
     fn entry_name(&self, entry: usize) -> Option<String> {
-        let len = self.q32(entry + 4).load(Ordering::Acquire) as usize;
-        if len == 0 || len > 32 {
-            return None;
-        }
-        let mut name = vec![0u8; len];
-        // SAFETY: the name's bytes lie inside the entry (at most 32 bytes from its offset 16),
-        // inside ring 0's header; the entry is busy, so no one writes them.
-        unsafe { std::ptr::copy_nonoverlapping(self.qptr().add(entry + 16), name.as_mut_ptr(), len) };
-        String::from_utf8(name).ok()
+        let entry = self.entry(entry);
+        entry.name.read(entry.name_len.load(Ordering::Acquire) as usize)
+    }
+
+    /// Entry `i` (below [`SPILL_ENTRIES`]) of the free list, in ring 0's header.
+    fn entry(&self, i: usize) -> &SpillEntry {
+        &self.queue().spill_list[i]
     }
 
     /// A chunk by name: mapped already in this process, or opened (and kept mapped).
@@ -384,14 +378,12 @@ impl Ring {
     fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
         let me = raw::pid() & PID_MASK;
         let kept: u64 = (0..SPILL_ENTRIES)
-            .map(entry_at)
-            .filter(|&entry| self.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
-            .map(|entry| self.q64(entry + 8).load(Ordering::Relaxed))
+            .filter(|&entry| self.entry(entry).state.load(Ordering::Acquire) == ENTRY_FREE)
+            .map(|entry| self.entry(entry).size.load(Ordering::Relaxed))
             .sum();
         if shm.name().len() <= 32 && shm.size() <= RECYCLE_MAX && kept + shm.size() as u64 <= RETAIN_MAX {
-            for i in 0..SPILL_ENTRIES {
-                let entry = entry_at(i);
-                let word = self.q32(entry);
+            for entry in 0..SPILL_ENTRIES {
+                let word = &self.entry(entry).state;
                 if word
                     .compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
@@ -501,9 +493,8 @@ impl Ring {
     /// The last process leaves (this is ring 0): unlinks every chunk the free list names, free or
     /// held by a dead process.
     pub(super) fn unlink_listed_chunks(&self) {
-        for i in 0..SPILL_ENTRIES {
-            let entry = entry_at(i);
-            let word = self.q32(entry);
+        for entry in 0..SPILL_ENTRIES {
+            let word = &self.entry(entry).state;
             let st = word.load(Ordering::Acquire);
             if st == ENTRY_EMPTY {
                 continue;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use proc_sync::raw;
 
 use super::error::GetError;
-use super::layout::*;
+use super::layout::{OPEN, SHUT, SHUT_IMMEDIATE};
 use super::ring::{Claim, ClaimFail, Fail, Ring};
 
 /// How many times a blocked call looks (with a CPU pause) before it yields, in a process that may
@@ -48,21 +48,23 @@ fn spins() -> u32 {
 impl Ring {
     /// After a commit: wakes getters (they sleep on ring 0's words) and rings the doorbell.
     pub(super) fn signal_items(&self) {
-        Self::signal(self.q32(H_ITEMS), self.q32(H_GETTERS));
+        let queue = self.queue();
+        Self::signal(&queue.items.word, &queue.items.sleepers);
         // `signal` fenced: a `wait` that armed the bell before our commit is seen here.
-        let bell = self.q32(H_BELL);
+        let bell = &queue.bell;
         if bell.load(Ordering::Relaxed) != 0 && bell.swap(0, Ordering::SeqCst) != 0 {
             crate::sys::ring(self.bell.1.as_fd());
         }
     }
 
     pub(super) fn signal_space(&self) {
-        Self::signal(self.u32_at(H_SPACE), self.u32_at(H_PUTTERS));
+        let space = &self.header().space;
+        Self::signal(&space.word, &space.sleepers);
     }
 
     /// Arms the doorbell for `wait`; whether a message (or a shutdown) is there already.
     pub(super) fn arm(&self) -> bool {
-        self.u32_at(H_BELL).store(1, Ordering::SeqCst);
+        self.header().bell.store(1, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         self.get_ready()
     }
@@ -119,7 +121,7 @@ impl Ring {
         wait: &mut Wait,
         decode: &mut dyn FnMut(&[u8]) -> R,
     ) -> Result<R, Fail> {
-        let items = self.q32(H_ITEMS);
+        let items = &self.queue().items.word;
         // The clock is read only once the fast path failed.
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
@@ -159,14 +161,16 @@ impl Ring {
             }
             let next_check = next_check.unwrap_or(now);
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            Self::sleep(items, self.q32(H_GETTERS), seen, until, now, || self.readable() || self.moved());
+            Self::sleep(items, &self.queue().items.sleepers, seen, until, now, || {
+                self.readable() || self.moved()
+            });
         }
     }
 
     /// Claims a slot for writing, waiting until `deadline`; `Err(true)` on timeout, `Err(false)`
     /// on shutdown or close.
     pub(super) fn claim_write_until(&self, wait: &mut Wait) -> Result<Claim, ClaimFail> {
-        let space = self.u32_at(H_SPACE);
+        let space = &self.header().space.word;
         let mut next_check: Option<Instant> = None;
         let mut repair = false;
         loop {
@@ -194,14 +198,14 @@ impl Ring {
             }
             let next_check = next_check.unwrap_or(now);
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            Self::sleep(space, self.u32_at(H_PUTTERS), seen, until, now, || self.writable());
+            Self::sleep(space, &self.header().space.sleepers, seen, until, now, || self.writable());
         }
     }
 
     /// Shuts the queue down (see `Queue::shutdown`) and wakes every sleeper and `wait`.
     pub(super) fn shutdown(&self, immediate: bool) {
         let state = if immediate { SHUT_IMMEDIATE } else { SHUT };
-        self.u32_at(H_SHUTDOWN).fetch_max(state, Ordering::SeqCst);
+        self.header().shutdown.fetch_max(state, Ordering::SeqCst);
         if immediate {
             // Drop what is queued, in every ring of the chain; each dropped item counts as a
             // finished task, as Python's.
@@ -219,14 +223,14 @@ impl Ring {
                 idx += 1;
             }
         }
-        let items = self.u32_at(H_ITEMS);
+        let items = &self.header().items.word;
         items.fetch_add(1, Ordering::SeqCst);
         raw::wake_all(items);
         crate::sys::ring(self.bell.1.as_fd());
-        let space = self.u32_at(H_SPACE);
+        let space = &self.header().space.word;
         space.fetch_add(1, Ordering::SeqCst);
         raw::wake_all(space);
-        let done = self.u32_at(H_DONE);
+        let done = &self.header().done;
         done.fetch_add(1, Ordering::SeqCst);
         raw::wake_all(done);
     }

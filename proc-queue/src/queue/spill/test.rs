@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::queue::layout::{ctl, free_seq, full_seq, READING};
 use crate::queue::Queue;
 
 /// The pid of a process that has ended and been reaped.
@@ -51,8 +52,7 @@ fn a_dead_readers_spilled_message_is_counted_read_once_by_racing_putters() {
 /// The names of the chunks in the free list marked free.
 fn free_chunks(ring: &Ring) -> Vec<String> {
     (0..SPILL_ENTRIES)
-        .map(entry_at)
-        .filter(|&entry| ring.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
+        .filter(|&entry| ring.entry(entry).state.load(Ordering::Acquire) == ENTRY_FREE)
         .filter_map(|entry| ring.entry_name(entry))
         .collect()
 }
@@ -61,7 +61,7 @@ fn free_chunks(ring: &Ring) -> Vec<String> {
 /// of a dead pid, and the process' own writer forgets it.
 fn die_holding(ring: &Ring) -> (Arc<SharedMemory>, usize) {
     let held = ring.writer.lock().unwrap().held.take().expect("a held chunk");
-    ring.q32(held.entry).store(ENTRY_HELD | (dead_pid() & PID_MASK), Ordering::Release);
+    ring.entry(held.entry).state.store(ENTRY_HELD | (dead_pid() & PID_MASK), Ordering::Release);
     (held.shm, held.entry)
 }
 
@@ -79,7 +79,7 @@ fn a_chunk_whose_holder_died_mid_put_is_let_go() {
     // The next producer that looks for a chunk lets it go for the dead one: the entry is
     // free again, and the chunk stays counted unread while `a` (and the lost `b`) are.
     q.put(c.clone()).unwrap();
-    assert_eq!(ring.q32(entry).load(Ordering::Acquire), ENTRY_EMPTY, "the dead holder's entry");
+    assert_eq!(ring.entry(entry).state.load(Ordering::Acquire), ENTRY_EMPTY, "the dead holder's entry");
     assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 2);
     assert_eq!(q.get().unwrap(), a);
     assert_eq!(q.get().unwrap(), c);
