@@ -484,6 +484,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    // The tests drive the ring through the public `Queue`, which sits above this module: a
+    // test-only import against the direction of the module graph.
     use crate::queue::Queue;
 
     /// The pid of a process that has ended and been reaped.

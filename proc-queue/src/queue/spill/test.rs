@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::queue::layout::{ctl, free_seq, full_seq, READING};
+// The tests drive the ring through the public `Queue`, which sits above `spill`: a test-only
+// import against the direction of the module graph.
 use crate::queue::Queue;
 
 /// The pid of a process that has ended and been reaped.
