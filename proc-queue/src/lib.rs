@@ -72,7 +72,6 @@
 
 mod connection;
 mod error;
-mod frame;
 mod queue;
 mod sys;
 mod wait;

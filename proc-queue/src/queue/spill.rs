@@ -28,12 +28,17 @@ use proc_core::shm::SharedMemory;
 use proc_sync::raw;
 use serde::Serialize;
 
-use super::{Claim, Ring, PID_MASK, RECYCLE_MAX, SPILLED, SPILL_OFFSET_AT, SPILL_SIZE_AT};
+use super::chunk::{ChunkWriter, Held, Writer};
+use super::error::GetError;
+use super::layout::{
+    group_segment, split, SpillEntry, PID_MASK, SPILLED, SPILL_ENTRIES, SPILL_OFFSET_AT, SPILL_SIZE_AT, VOID,
+    WRITING,
+};
+use super::ring::{Claim, Ring};
 
-/// The free list's place in ring 0's header, and its entries (64 bytes each: state, name length,
-/// size, then up to 32 bytes of name).
-pub(super) const H_SPILL_LIST: usize = 384;
-pub(super) const SPILL_ENTRIES: usize = 64;
+/// Spill chunks up to this size are kept for reuse; larger ones are unlinked after one use,
+/// so that a queue that once carried a huge message does not keep its memory.
+const RECYCLE_MAX: usize = 64 << 20;
 
 // An entry's state word.
 const ENTRY_EMPTY: u32 = 0;
@@ -42,7 +47,7 @@ const ENTRY_BUSY: u32 = 1 << 31;
 const ENTRY_HELD: u32 = 1 << 30;
 
 /// How many chunks a process keeps mapped.
-pub(super) const SPILL_CACHE: usize = 32;
+const SPILL_CACHE: usize = 32;
 
 /// A chunk's header: the state word (unread messages in the low half, [`CHUNK_HELD`] while its
 /// producer writes there), then the messages from [`C_DATA`], each at a multiple of 64 bytes.
@@ -50,9 +55,6 @@ const C_STATE: usize = 0;
 const C_DATA: usize = 64;
 const CHUNK_HELD: u64 = 1 << 32;
 const REFS: u64 = CHUNK_HELD - 1;
-
-/// How far ahead of its writes a producer maps its chunk's pages.
-const POPULATE_STEP: usize = 1 << 20;
 
 /// The free chunks a queue keeps for reuse, in bytes at most (as many as the 8 segments of up to
 /// 64 MiB it kept before chunks): a chunk let go beyond that is unlinked.
@@ -71,44 +73,6 @@ const CHUNK_MIN: usize = 1 << 20;
 /// The largest chunk a producer grows to; a larger message gets a chunk of its own, unlinked
 /// once read.
 const CHUNK_MAX: usize = RECYCLE_MAX;
-
-/// This process' chunk (in ring 0 of a queue), and the size of the next one it creates.
-#[derive(Default)]
-pub(super) struct Writer {
-    held: Option<Held>,
-    next_size: usize,
-}
-
-struct Held {
-    /// The process that holds it: a copy of this state inherited through fork is not the child's.
-    pid: u32,
-    /// Its free-list entry (`HELD | pid`).
-    entry: usize,
-    shm: Arc<SharedMemory>,
-    /// Where the next message goes, from `C_DATA`.
-    offset: usize,
-    /// How many bytes from the chunk's start this process has mapped ahead (see `populate`).
-    populated: usize,
-}
-
-impl Held {
-    /// Maps the chunk's pages up to `end` (and up to [`POPULATE_STEP`] beyond) in one system
-    /// call before they are written: a write to a page of a shared mapping not yet mapped in
-    /// this process faults, page by page, which costs more than the copy itself (a chunk taken
-    /// over from another process, or one this process has just mapped).
-    fn populate(&mut self, end: usize) {
-        if end <= self.populated {
-            return;
-        }
-        let from = self.populated;
-        let to = end.max(from + POPULATE_STEP).next_multiple_of(4096).min(self.shm.size());
-        // SAFETY: `from` is a multiple of 4096 (it starts at 0 and only takes such values, or the
-        // chunk's size, itself one), so page-aligned in the page-aligned mapping; `to` does not
-        // pass the mapping's end.
-        unsafe { crate::sys::populate_write(self.shm.as_ptr().add(from), to - from) };
-        self.populated = to;
-    }
-}
 
 /// A message's place in a chunk, reserved by [`Ring::reserve`].
 pub(super) struct Spill {
@@ -130,10 +94,6 @@ fn chunk_state(shm: &SharedMemory) -> &AtomicU64 {
     // SAFETY: in bounds (asserted) and 8-byte aligned (the mapping is page-aligned); the memory
     // lives as long as `shm`, and the word is only accessed atomically.
     unsafe { AtomicU64::from_ptr(shm.as_ptr().add(C_STATE).cast()) }
-}
-
-fn entry_at(i: usize) -> usize {
-    H_SPILL_LIST + i * 64
 }
 
 impl Ring {
@@ -207,7 +167,7 @@ impl Ring {
             // and goes to the free list (or away) once read.
             entry => {
                 if let Some(entry) = entry {
-                    self.q32(entry).store(ENTRY_EMPTY, Ordering::Release);
+                    self.entry(entry).state.store(ENTRY_EMPTY, Ordering::Release);
                 }
                 state.store(1, Ordering::Release);
             }
@@ -221,9 +181,8 @@ impl Ring {
         let me = raw::pid() & PID_MASK;
         let mut spare = None;
         let mut unlinked_one = false;
-        for i in 0..SPILL_ENTRIES {
-            let entry = entry_at(i);
-            let word = self.q32(entry);
+        for entry in 0..SPILL_ENTRIES {
+            let word = &self.entry(entry).state;
             let st = word.load(Ordering::Acquire);
             let owner = st & PID_MASK;
             if st & ENTRY_BUSY != 0 && owner != me && !raw::process_alive(owner) {
@@ -244,7 +203,7 @@ impl Ring {
                 }
                 continue;
             }
-            let fits = self.q64(entry + 8).load(Ordering::Acquire) >= need as u64;
+            let fits = self.entry(entry).size.load(Ordering::Acquire) >= need as u64;
             if st == ENTRY_FREE && !fits && unlinked_one {
                 continue;
             }
@@ -284,7 +243,7 @@ impl Ring {
             Err(e) => return self.release_spare(spare, Err(e)),
         };
         // In the queue's tracker group: purged with the queue, even if only a killed process knew it.
-        super::group_segment(self.root_mem(), &shm);
+        group_segment(self.queue(), &shm);
         self.cache_spill(&shm);
         if let Some(entry) = spare {
             self.fill_entry(entry, &shm);
@@ -300,29 +259,27 @@ impl Ring {
         r: proc_core::Result<(Arc<SharedMemory>, Option<usize>)>,
     ) -> proc_core::Result<(Arc<SharedMemory>, Option<usize>)> {
         if let Some(spare) = spare {
-            self.q32(spare).store(ENTRY_EMPTY, Ordering::Release);
+            self.entry(spare).state.store(ENTRY_EMPTY, Ordering::Release);
         }
         if let Ok((_, Some(entry))) = &r {
-            self.q32(*entry).store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
+            self.entry(*entry).state.store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
         }
         r
     }
 
     /// Writes a chunk's name and size into an entry this process holds busy, and marks it held.
     fn fill_entry(&self, entry: usize, shm: &SharedMemory) {
-        let name = shm.name().as_bytes();
-        let len = name.len().min(32);
-        // SAFETY: the entry is busy (ours); its 32 name bytes lie inside ring 0's header.
-        unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), self.qptr().add(entry + 16), len) };
-        self.q32(entry + 4).store(len as u32, Ordering::Relaxed);
-        self.q64(entry + 8).store(shm.size() as u64, Ordering::Relaxed);
-        self.q32(entry).store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
+        let entry = self.entry(entry);
+        let len = entry.name.write(shm.name().as_bytes());
+        entry.name_len.store(len as u32, Ordering::Relaxed);
+        entry.size.store(shm.size() as u64, Ordering::Relaxed);
+        entry.state.store(ENTRY_HELD | (raw::pid() & PID_MASK), Ordering::Release);
     }
 
     /// This process stops writing into `held`: its entry is emptied, and the chunk goes to the free
     /// list now if every message of it was read, or else when its last reader is done.
     fn let_go(&self, held: Held) {
-        self.q32(held.entry).store(ENTRY_EMPTY, Ordering::Release);
+        self.entry(held.entry).state.store(ENTRY_EMPTY, Ordering::Release);
         let before = chunk_state(&held.shm).fetch_and(!CHUNK_HELD, Ordering::AcqRel);
         if before == CHUNK_HELD {
             self.recycle_spill(&held.shm);
@@ -368,17 +325,15 @@ impl Ring {
         }
     }
 
-    /// The name in a free-list entry this process holds busy.
+    /// The name in a free-list entry this process holds busy (so no one writes it).
     fn entry_name(&self, entry: usize) -> Option<String> {
-        let len = self.q32(entry + 4).load(Ordering::Acquire) as usize;
-        if len == 0 || len > 32 {
-            return None;
-        }
-        let mut name = vec![0u8; len];
-        // SAFETY: the name's bytes lie inside the entry (at most 32 bytes from its offset 16),
-        // inside ring 0's header; the entry is busy, so no one writes them.
-        unsafe { std::ptr::copy_nonoverlapping(self.qptr().add(entry + 16), name.as_mut_ptr(), len) };
-        String::from_utf8(name).ok()
+        let entry = self.entry(entry);
+        entry.name.read(entry.name_len.load(Ordering::Acquire) as usize)
+    }
+
+    /// Entry `i` (below [`SPILL_ENTRIES`]) of the free list, in ring 0's header.
+    fn entry(&self, i: usize) -> &SpillEntry {
+        &self.queue().spill_list[i]
     }
 
     /// A chunk by name: mapped already in this process, or opened (and kept mapped).
@@ -423,14 +378,12 @@ impl Ring {
     fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
         let me = raw::pid() & PID_MASK;
         let kept: u64 = (0..SPILL_ENTRIES)
-            .map(entry_at)
-            .filter(|&entry| self.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
-            .map(|entry| self.q64(entry + 8).load(Ordering::Relaxed))
+            .filter(|&entry| self.entry(entry).state.load(Ordering::Acquire) == ENTRY_FREE)
+            .map(|entry| self.entry(entry).size.load(Ordering::Relaxed))
             .sum();
         if shm.name().len() <= 32 && shm.size() <= RECYCLE_MAX && kept + shm.size() as u64 <= RETAIN_MAX {
-            for i in 0..SPILL_ENTRIES {
-                let entry = entry_at(i);
-                let word = self.q32(entry);
+            for entry in 0..SPILL_ENTRIES {
+                let word = &self.entry(entry).state;
                 if word
                     .compare_exchange(ENTRY_EMPTY, ENTRY_BUSY | me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
@@ -498,9 +451,9 @@ impl Ring {
         &self,
         (name, size, offset): (String, usize, usize),
         decode: &mut dyn FnMut(&[u8]) -> R,
-    ) -> Result<R, super::GetError> {
-        let corrupt = || super::GetError::Deserialize("a corrupt large-message record".into());
-        let shm = self.open_spill(&name).map_err(super::GetError::Os)?;
+    ) -> Result<R, GetError> {
+        let corrupt = || GetError::Deserialize("a corrupt large-message record".into());
+        let shm = self.open_spill(&name).map_err(GetError::Os)?;
         if offset < C_DATA || offset.checked_add(size).is_none_or(|end| end > shm.size()) {
             return Err(corrupt());
         }
@@ -540,9 +493,8 @@ impl Ring {
     /// The last process leaves (this is ring 0): unlinks every chunk the free list names, free or
     /// held by a dead process.
     pub(super) fn unlink_listed_chunks(&self) {
-        for i in 0..SPILL_ENTRIES {
-            let entry = entry_at(i);
-            let word = self.q32(entry);
+        for entry in 0..SPILL_ENTRIES {
+            let word = &self.entry(entry).state;
             let st = word.load(Ordering::Acquire);
             if st == ENTRY_EMPTY {
                 continue;
@@ -563,9 +515,9 @@ impl Ring {
     pub(super) fn unlink_unread_chunks(&self) {
         let mut seen = std::collections::HashSet::new();
         for pos in 0..u64::from(self.capacity) {
-            let (seq, state) = super::split(self.slot_ctl(pos).load(Ordering::Acquire));
+            let (seq, state) = split(self.slot_ctl(pos).load(Ordering::Acquire));
             // Committed (odd sequence), and not voided: read by no one, or by a reader that died.
-            let unread = seq % 2 == 1 && state & super::VOID == 0 && state & super::WRITING == 0;
+            let unread = seq % 2 == 1 && state & VOID == 0 && state & WRITING == 0;
             if !unread || self.slot_len(pos).load(Ordering::Acquire) & SPILLED == 0 {
                 continue;
             }
@@ -579,216 +531,5 @@ impl Ring {
     }
 }
 
-/// postcard's output into a reserved place of a chunk: [`postcard::to_slice`]'s, except that with
-/// `stream` long runs of bytes (a byte string's contents) go around the caches.
-struct ChunkWriter<'a> {
-    buf: &'a mut [u8],
-    at: usize,
-    stream: bool,
-}
-
-/// Runs at least this long are streamed.
-const STREAM_MIN: usize = 4096;
-
-impl postcard::ser_flavors::Flavor for ChunkWriter<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        let slot = self.buf.get_mut(self.at).ok_or(postcard::Error::SerializeBufferFull)?;
-        *slot = byte;
-        self.at += 1;
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        let end = self.at.checked_add(data.len()).ok_or(postcard::Error::SerializeBufferFull)?;
-        let dst = self.buf.get_mut(self.at..end).ok_or(postcard::Error::SerializeBufferFull)?;
-        if self.stream && data.len() >= STREAM_MIN {
-            stream_copy(dst, data);
-        } else {
-            dst.copy_from_slice(data);
-        }
-        self.at = end;
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// Copies `src` into `dst` (of the same length) with non-temporal stores where the CPU has them
-/// (x86_64's SSE2 `movntdq`), and fences them: the commit that publishes the message is ordered
-/// after them. Elsewhere an ordinary copy.
-fn stream_copy(dst: &mut [u8], src: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
-        // Up to the first 16-byte boundary of `dst`, and the tail, ordinarily.
-        let head = dst.as_ptr().align_offset(16).min(dst.len());
-        dst[..head].copy_from_slice(&src[..head]);
-        let body = (dst.len() - head) / 64 * 64;
-        let mut i = head;
-        while i < head + body {
-            for lane in 0..4 {
-                let at = i + lane * 16;
-                // SAFETY: `at + 16 <= head + body <= src.len()`; an unaligned load of 16 bytes.
-                let v = unsafe { _mm_loadu_si128(src.as_ptr().add(at).cast::<__m128i>()) };
-                // SAFETY: `at + 16 <= dst.len()`, and `dst + at` is 16-byte aligned (`head` aligns
-                // it, and `at - head` is a multiple of 16); `dst` is borrowed exclusively.
-                unsafe { _mm_stream_si128(dst.as_mut_ptr().add(at).cast::<__m128i>(), v) };
-            }
-            i += 64;
-        }
-        dst[i..].copy_from_slice(&src[i..]);
-        // SAFETY: a store fence has no precondition (SSE is part of x86_64).
-        unsafe { _mm_sfence() };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    dst.copy_from_slice(src);
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::{ctl, free_seq, full_seq, Queue, PID_MASK, READING};
-
-    /// The pid of a process that has ended and been reaped.
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
-
-    /// The unread count (and held bit) of the chunk this process writes into.
-    fn held_state(ring: &Ring) -> u64 {
-        let writer = ring.writer.lock().unwrap();
-        chunk_state(&writer.held.as_ref().expect("a held chunk").shm).load(Ordering::Acquire)
-    }
-
-    #[test]
-    fn a_dead_readers_spilled_message_is_counted_read_once_by_racing_putters() {
-        let q = Queue::<Vec<u8>>::new(2).unwrap();
-        let ring = &*q.ring;
-        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 5000]);
-        q.put(a).unwrap();
-        q.put(b.clone()).unwrap();
-        assert_eq!(held_state(ring), CHUNK_HELD | 2);
-        // A reader claims the first message and dies before releasing its slot.
-        let (claim, void) = ring.claim_read(false).unwrap();
-        assert!(!void);
-        let dead = ctl(full_seq(claim.pos), READING | dead_pid());
-        ring.slot_ctl(claim.pos).store(dead, Ordering::SeqCst);
-        // Two putters both find it (both loaded `dead`) and repair it, one after the other: only
-        // the one whose swap frees the slot counts the message read.
-        let next_lap = claim.pos + 2;
-        ring.free_dead_read(next_lap, dead);
-        ring.free_dead_read(next_lap, dead);
-        assert_eq!(ring.slot_ctl(claim.pos).load(Ordering::SeqCst), ctl(free_seq(next_lap), 0));
-        assert_eq!(held_state(ring), CHUNK_HELD | 1, "b is still unread in the chunk");
-        // So the producer does not start again at the chunk's front: `c`, longer than `a`, would
-        // overwrite `b` there.
-        q.put(c.clone()).unwrap();
-        assert_eq!(held_state(ring), CHUNK_HELD | 2);
-        assert_eq!(q.get().unwrap(), b);
-        assert_eq!(q.get().unwrap(), c);
-        assert_eq!(held_state(ring), CHUNK_HELD);
-        assert!(q.empty());
-    }
-
-    /// The names of the chunks in the free list marked free.
-    fn free_chunks(ring: &Ring) -> Vec<String> {
-        (0..SPILL_ENTRIES)
-            .map(entry_at)
-            .filter(|&entry| ring.q32(entry).load(Ordering::Acquire) == ENTRY_FREE)
-            .filter_map(|entry| ring.entry_name(entry))
-            .collect()
-    }
-
-    /// This process' chunk, as a process that died holding it leaves it: its entry `HELD | pid`
-    /// of a dead pid, and the process' own writer forgets it.
-    fn die_holding(ring: &Ring) -> (Arc<SharedMemory>, usize) {
-        let held = ring.writer.lock().unwrap().held.take().expect("a held chunk");
-        ring.q32(held.entry).store(ENTRY_HELD | (dead_pid() & PID_MASK), Ordering::Release);
-        (held.shm, held.entry)
-    }
-
-    #[test]
-    fn a_chunk_whose_holder_died_mid_put_is_let_go() {
-        let q = Queue::<Vec<u8>>::new(4).unwrap();
-        let ring = &*q.ring;
-        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 1000]);
-        // Its producer puts `a`, reserves room for `b` and is killed before committing it.
-        q.put(a.clone()).unwrap();
-        let size = proc_core::codec::serialized_size(&b).unwrap();
-        let Ok(_reserved) = ring.spill(&b, size) else { panic!("spill failed") };
-        let (dead, entry) = die_holding(ring);
-        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), CHUNK_HELD | 2);
-        // The next producer that looks for a chunk lets it go for the dead one: the entry is
-        // free again, and the chunk stays counted unread while `a` (and the lost `b`) are.
-        q.put(c.clone()).unwrap();
-        assert_eq!(ring.q32(entry).load(Ordering::Acquire), ENTRY_EMPTY, "the dead holder's entry");
-        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 2);
-        assert_eq!(q.get().unwrap(), a);
-        assert_eq!(q.get().unwrap(), c);
-        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1, "the reservation never committed");
-        assert!(free_chunks(ring).is_empty());
-
-        // A producer killed with messages unread but nothing reserved: its chunk goes to the free
-        // list when the last of them is read.
-        let q = Queue::<Vec<u8>>::new(4).unwrap();
-        let ring = &*q.ring;
-        q.put(a.clone()).unwrap();
-        let (dead, _) = die_holding(ring);
-        q.put(c.clone()).unwrap();
-        assert_eq!(chunk_state(&dead).load(Ordering::Acquire), 1);
-        assert_eq!(q.get().unwrap(), a);
-        assert_eq!(free_chunks(ring), [dead.name().to_owned()]);
-        assert_eq!(q.get().unwrap(), c);
-    }
-
-    #[test]
-    fn a_streamed_copy_is_an_exact_copy_at_any_alignment() {
-        let src: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + 3) as u8).collect();
-        for start in [0usize, 1, 15, 16, 17, 63] {
-            for len in [0usize, 1, 15, 64, 4095, 4096, 4097, 10_000, 19_000] {
-                let mut dst = vec![0u8; start + len + 1];
-                stream_copy(&mut dst[start..start + len], &src[..len]);
-                assert_eq!(&dst[start..start + len], &src[..len], "start {start} len {len}");
-                assert!(
-                    dst[..start].iter().all(|&b| b == 0) && dst[start + len] == 0,
-                    "start {start} len {len}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_chunk_writer_writes_what_postcard_writes() {
-        #[derive(Serialize)]
-        struct Value<'a> {
-            tag: u32,
-            #[serde(with = "serde_bytes_like")]
-            bytes: &'a [u8],
-            text: String,
-        }
-        mod serde_bytes_like {
-            pub(super) fn serialize<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_bytes(b)
-            }
-        }
-        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-        let value = Value { tag: 7, bytes: &bytes, text: "spilled".into() };
-        let want = postcard::to_allocvec(&value).unwrap();
-        for stream in [false, true] {
-            let mut buf = vec![0u8; want.len() + 3];
-            postcard::serialize_with_flavor(&value, ChunkWriter { buf: &mut buf[3..], at: 0, stream })
-                .unwrap();
-            assert_eq!(&buf[3..], &want[..], "stream {stream}");
-            let mut short = vec![0u8; want.len() - 1];
-            assert!(postcard::serialize_with_flavor(&value, ChunkWriter { buf: &mut short, at: 0, stream })
-                .is_err());
-        }
-    }
-}
+mod test;
