@@ -54,6 +54,8 @@ pub use proc_core::{
     Run, StartMethod,
 };
 pub use proc_manager::Manager;
+/// The keyword arguments of [`Pool`]'s `_with` calls (from `proc-pool`).
+pub use proc_pool::Opts;
 pub use proc_pool::{AsyncResult, Pool};
 pub use proc_queue::{
     pipe, pipe_one_way, wait, Connection, GetError, JoinableQueue, PutError, Queue, SimpleQueue,
