@@ -29,6 +29,8 @@ fn reexports() {
     let r: multiproc::AsyncResult<u8> = pool.apply_async(|x: u8| x + 1, (1,)).unwrap();
     assert_eq!(r.get().unwrap(), 2);
     let _: multiproc::pool::Builder = multiproc::Pool::builder();
+    let squares = pool.map_with(|x: u8| x * x, [1, 2, 3], multiproc::Opts::new().chunksize(2)).unwrap();
+    assert_eq!(squares, [1, 4, 9]);
     let m: multiproc::Manager = multiproc::manager::Manager::start().unwrap();
     let d: multiproc::manager::Dict<u8, u8> = m.dict().unwrap();
     assert_eq!(d.insert(1, 2).unwrap(), None);
