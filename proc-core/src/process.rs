@@ -262,6 +262,11 @@ impl Process<()> {
     ///
     /// The type of `R` (what `target` returns) is inferred; a target of no arguments takes `()`.
     ///
+    /// Arguments and the return value cross to another process, so they are owned values
+    /// (`DeserializeOwned`): a target takes `String`, not `&str`, and `Vec<T>`, not `&[T]`.
+    /// `fn greet(name: &str)` fails to compile with a lifetime error from serde ("implementation
+    /// of `Deserialize` is not general enough"); write `fn greet(name: String)`.
+    ///
     /// # Examples
     ///
     /// ```
