@@ -41,8 +41,6 @@ mod process;
 pub mod shm;
 mod start;
 mod sys;
-#[doc(hidden)]
-pub mod testing;
 mod wire;
 
 pub use error::{Error, Result};
