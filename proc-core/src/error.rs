@@ -6,6 +6,13 @@ use std::io;
 /// A specialized `Result` for proc-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a handle refuses to serialize outside a transfer: the message of
+/// [`ErrorKind::HandleOutsideStart`] and of the serde error a handle returns (kept here, not in
+/// `handle`, so that this module needs nothing but the codec).
+pub(crate) const HANDLE_OUTSIDE_START: &str = "a handle can only be sent to a child as part of its start \
+                                               arguments (or through a multiproc Connection), not \
+                                               serialized anywhere else";
+
 /// Everything that can go wrong starting, watching or talking to a process, or with shared memory.
 ///
 /// The type is opaque; ask it what happened with the predicates (`is_panic`, `exit_code`, ...).
@@ -258,7 +265,7 @@ impl fmt::Display for Error {
             ErrorKind::ForeignProcess => {
                 write!(f, "a process can only be watched by the process that started it")
             }
-            ErrorKind::HandleOutsideStart => write!(f, "{}", crate::handle::OUTSIDE),
+            ErrorKind::HandleOutsideStart => f.write_str(HANDLE_OUTSIDE_START),
             ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
             ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
             ErrorKind::InvalidArgument(m) => write!(f, "invalid argument: {m}"),

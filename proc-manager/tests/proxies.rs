@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_manager::{
     Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, Queue, Semaphore,
     Shared, Value,
 };
 use serde::{Deserialize, Serialize};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -1,17 +1,17 @@
-//! Helpers shared by the integration tests (from `proc_core::testing`), plus the list of methods.
+//! Helpers shared by the integration tests (from `test_support`), plus the list of methods.
 
 #![allow(dead_code, unreachable_pub)]
 
-pub use proc_core::testing::{serial, Watchdog};
+pub use test_support::{serial, Watchdog};
 
 /// Runs one `#[ignore]`d helper test of this binary in a fresh process.
 pub fn run_helper(name: &str, envs: &[(&str, &str)]) -> std::process::Output {
-    proc_core::testing::run_helper(name, envs).expect("run helper")
+    test_support::run_helper(name, envs).expect("run helper")
 }
 
 /// The path of an example binary of this package.
 pub fn example(name: &str) -> std::path::PathBuf {
-    proc_core::testing::example(name).expect("example path")
+    test_support::example(name).expect("example path")
 }
 
 /// The start methods every test runs under.

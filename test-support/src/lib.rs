@@ -2,7 +2,9 @@
 //! one at a time, a way to run one test of the current binary in a fresh process, and values that
 //! refuse to serialize or deserialize.
 //!
-//! Not part of the stable API.
+//! A `publish = false` crate that the multiproc crates take as a dev-dependency: nothing here is
+//! part of a published API.
+#![warn(missing_docs)]
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
