@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proc_pool::Pool;
-use test_support::{run_helper, serial, Watchdog};
+use test_support::{run_helper, serial, shm_names, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -72,17 +71,6 @@ fn a_busy_pool_dropped_leaves_nothing_to_the_tracker() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("resource tracker"), "{stderr}");
-}
-
-/// The names of the segments in `/dev/shm` made by multiproc (Linux; elsewhere none are listed).
-fn shm_names() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with("mp_"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The program run in a terminal: leaves a segment of its own to the tracker (as a crashed

@@ -10,7 +10,7 @@ use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_queue::{GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue};
 use proc_sync::Event;
 use serde::{Deserialize, Serialize};
-use test_support::{serial, Watchdog};
+use test_support::{serial, shm_names, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -52,17 +52,6 @@ impl<'de> Deserialize<'de> for Blob {
         }
         d.deserialize_byte_buf(V)
     }
-}
-
-/// The `mp_*` names in /dev/shm (Linux), to check that nothing is left behind.
-fn shm_names() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .filter(|n| n.starts_with("mp_"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

@@ -194,3 +194,49 @@ pub fn kill_and_wait(pid: u32) {
         }
     }
 }
+
+/// The names of the multiproc segments in `/dev/shm` (`mp_*`), less those that a process of
+/// another process group has mapped: segments of other programs that run on the machine meanwhile
+/// (another test run, a benchmark, each started as a job of its own) come and go without counting
+/// as this test's. (A process group, not the tree of parents: a fork server and its children are
+/// no descendants of the test, but they are in its group.) Linux; elsewhere none are listed.
+pub fn shm_names() -> std::collections::BTreeSet<String> {
+    let all: std::collections::BTreeSet<String> = std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("mp_"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if all.is_empty() {
+        return all;
+    }
+    let others = mapped_by_other_groups();
+    all.into_iter().filter(|n| !others.contains(n)).collect()
+}
+
+/// The `mp_*` segment names that processes of other process groups map (read from `/proc`).
+fn mapped_by_other_groups() -> std::collections::BTreeSet<String> {
+    let group = |pid: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name: state, ppid, pgrp.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
+    };
+    let mine = group("self");
+    let mut names = std::collections::BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return names };
+    for pid in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || group(&pid) == mine {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
+        names.extend(
+            maps.lines()
+                .filter_map(|l| {
+                    l.split_once("/dev/shm/").map(|(_, n)| n.trim_end_matches(" (deleted)").to_owned())
+                })
+                .filter(|n| n.starts_with("mp_")),
+        );
+    }
+    names
+}
