@@ -2,6 +2,8 @@
 //! with room, one per worker in turn (at most `prefetch` queued each, or 1 under a task timeout),
 //! and an idle worker gets a queued task taken back from the busiest one.
 
+use std::sync::Arc;
+
 use proc_queue::{GetError, PutError};
 
 use super::{Given, Job, Supervisor};
@@ -50,7 +52,13 @@ impl Supervisor {
             slot.outstanding.pop_front();
             for id in lost {
                 if let Some(g) = self.given.remove(&id) {
-                    self.finish(g.done, Err(Error::Os("the task or its result was lost in transit".into())));
+                    self.finish(
+                        g.done,
+                        Err(Error::Os {
+                            message: "the task or its result was lost in transit".into(),
+                            source: None,
+                        }),
+                    );
                 }
             }
         }
@@ -116,9 +124,11 @@ impl Supervisor {
                 false
             }
             Err(e) => {
-                let error = match &e {
-                    PutError::Os { .. } => Error::Os(e.to_string()),
-                    _ => Error::Arguments(e.to_string()),
+                let e = e.without_value();
+                let message = e.to_string();
+                let error = match e {
+                    PutError::Os { error, .. } => Error::Os { message, source: Some(Arc::new(error)) },
+                    e => Error::Arguments { message, source: Some(Arc::new(e)) },
                 };
                 self.finish(done, Err(error));
                 true
