@@ -1,6 +1,7 @@
 //! The error type of the pool.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ pub enum Error {
         /// The serializer's error, when it failed in this process (a failure in the worker
         /// arrives as its message only).
         #[source]
-        source: Option<Arc<dyn StdError + Send + Sync>>,
+        source: Option<Cause>,
     },
     /// The task's return value could not be serialized in the worker or deserialized here.
     #[error("the task's return value: {message}")]
@@ -65,7 +66,7 @@ pub enum Error {
         /// The deserializer's error, when it failed in this process (a failure in the worker
         /// arrives as its message only).
         #[source]
-        source: Option<Arc<dyn StdError + Send + Sync>>,
+        source: Option<Cause>,
     },
     /// The input iterator of `try_imap` failed; the results before it were delivered.
     #[error("the input failed: {0}")]
@@ -101,7 +102,7 @@ pub enum Error {
         message: String,
         /// The cause: proc-core's error, or the operating system's.
         #[source]
-        source: Option<Arc<dyn StdError + Send + Sync>>,
+        source: Option<Cause>,
     },
 }
 
@@ -124,12 +125,12 @@ impl Error {
 
     /// An [`Os`](Error::Os) error whose message is its cause's.
     pub(crate) fn os(e: impl StdError + Send + Sync + 'static) -> Self {
-        Error::Os { message: e.to_string(), source: Some(Arc::new(e)) }
+        Error::Os { message: e.to_string(), source: Some(Cause::new(e)) }
     }
 
     /// An [`Os`](Error::Os) error: `context: cause`.
     pub(crate) fn os_in(context: &str, e: impl StdError + Send + Sync + 'static) -> Self {
-        Error::Os { message: format!("{context}: {e}"), source: Some(Arc::new(e)) }
+        Error::Os { message: format!("{context}: {e}"), source: Some(Cause::new(e)) }
     }
 
     /// An [`Arguments`](Error::Arguments) error with no cause in this process.
@@ -140,6 +141,33 @@ impl Error {
     /// A [`Return`](Error::Return) error with no cause in this process.
     pub(crate) fn return_value(message: impl Into<String>) -> Self {
         Error::Return { message: message.into(), source: None }
+    }
+}
+
+/// The cause of a pool [`Error`]: another error, shared so that the pool's error stays `Clone`.
+///
+/// It dereferences to that error, which is also what [`source`](std::error::Error::source)
+/// returns: downcast it to find, say, the `io::Error` under an [`Os`](Error::Os) error.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn StdError + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(e: impl StdError + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = dyn StdError + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
     }
 }
 

@@ -467,7 +467,7 @@ fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         Ok(_) => Err(Error::arguments(HANDLE_IN_ARGS)),
         Err(e) => {
             let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            Err(Error::Arguments { message: why, source: Some(std::sync::Arc::new(e)) })
+            Err(Error::Arguments { message: why, source: Some(crate::error::Cause::new(e)) })
         }
     }
 }

@@ -289,7 +289,7 @@ pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
     match std::panic::catch_unwind(|| proc_core::codec::from_bytes(&bytes)) {
         Ok(r) => r.map_err(|e| Error::Return {
             message: format!("cannot deserialize: {e}"),
-            source: Some(std::sync::Arc::new(e)),
+            source: Some(crate::error::Cause::new(e)),
         }),
         Err(_) => Err(Error::return_value("deserializing it panicked")),
     }

@@ -2,12 +2,10 @@
 //! with room, one per worker in turn (at most `prefetch` queued each, or 1 under a task timeout),
 //! and an idle worker gets a queued task taken back from the busiest one.
 
-use std::sync::Arc;
-
 use proc_queue::{GetError, PutError};
 
 use super::{Given, Job, Supervisor};
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::worker::{Failure, Order, Reply, INIT_FAILED};
 
 impl Supervisor {
@@ -127,8 +125,8 @@ impl Supervisor {
                 let e = e.without_value();
                 let message = e.to_string();
                 let error = match e {
-                    PutError::Os { error, .. } => Error::Os { message, source: Some(Arc::new(error)) },
-                    e => Error::Arguments { message, source: Some(Arc::new(e)) },
+                    PutError::Os { error, .. } => Error::Os { message, source: Some(Cause::new(error)) },
+                    e => Error::Arguments { message, source: Some(Cause::new(e)) },
                 };
                 self.finish(done, Err(error));
                 true
