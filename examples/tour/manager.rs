@@ -28,7 +28,7 @@ fn add_100(counter: Value<u64>, lock: Lock) {
     for _ in 0..100 {
         let _held = lock.acquire().expect("acquire");
         let v = counter.get().expect("get");
-        counter.set(&(v + 1)).expect("set");
+        counter.set(v + 1).expect("set");
     }
 }
 

@@ -23,7 +23,7 @@ fn fill(d: Dict<String, Vec<u32>>, l: List<i64>, ns: Namespace, v: Value<f64>, a
     ns.set("name", "child").unwrap();
     ns.set("count", &7u32).unwrap();
     v.set(2.5).unwrap();
-    a.set(-1, &9).unwrap();
+    a.set(-1, 9).unwrap();
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn count_under_lock(lock: Lock, total: Value<u64>, n: u32) {
     for _ in 0..n {
         let _held = lock.acquire().unwrap();
         let v = total.get().unwrap();
-        total.set(&(v + 1)).unwrap();
+        total.set(v + 1).unwrap();
     }
 }
 
@@ -157,7 +157,7 @@ fn signal(event: Event, sem: Semaphore, cond: Condition, lock: Lock, flag: Value
     sem.acquire().unwrap();
     {
         let _held = lock.acquire().unwrap();
-        flag.set(&true).unwrap();
+        flag.set(true).unwrap();
         cond.notify_all().unwrap();
     }
     event.set().unwrap();
@@ -382,7 +382,7 @@ fn an_object_lives_while_a_proxy_does_and_is_freed_after_the_last() {
 }
 
 fn give_back(v: Value<u32>) -> Value<u32> {
-    v.set(&9).unwrap();
+    v.set(9).unwrap();
     v
 }
 
