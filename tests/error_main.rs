@@ -111,3 +111,14 @@ fn owner_died_converts_and_releases() {
     assert!(matches!(died, Error::Sync(multiproc::sync::Error::OwnerDied { .. })), "{died:?}");
     assert!(lock.acquire_timeout(Duration::from_millis(100)).unwrap().is_some(), "the guard was dropped");
 }
+
+#[test]
+fn the_error_boxes() {
+    fn boxes<E: std::error::Error + Send + Sync + 'static>() {}
+    boxes::<Error>();
+    boxes::<QueueError>();
+    boxes::<multiproc::sync::Error>();
+    boxes::<multiproc::manager::PutError<u8>>();
+    let e: Box<dyn std::error::Error + Send + Sync> = Error::from(GetError::Empty).into();
+    assert_eq!(e.to_string(), "the queue is empty");
+}

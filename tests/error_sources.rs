@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::error::Error as _;
 use std::io;
 use std::time::Duration;
 
