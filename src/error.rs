@@ -41,7 +41,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///     assert_eq!(q.get()?, 42);
 ///     Ok(())
 /// }
-/// # main().unwrap();
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
