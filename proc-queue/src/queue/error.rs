@@ -40,6 +40,9 @@ pub enum PutError<T> {
         value: T,
         /// What the serializer said.
         message: String,
+        /// The serializer's error.
+        #[source]
+        source: proc_core::codec::Error,
     },
     /// The system refused shared memory for a large message.
     #[error("cannot store a large message: {error}")]
@@ -72,7 +75,7 @@ impl<T> PutError<T> {
             PutError::Closed(_) => PutError::Closed(()),
             PutError::ShutDown(_) => PutError::ShutDown(()),
             PutError::TooLarge { size, max, .. } => PutError::TooLarge { value: (), size, max },
-            PutError::Serialize { message, .. } => PutError::Serialize { value: (), message },
+            PutError::Serialize { message, source, .. } => PutError::Serialize { value: (), message, source },
             PutError::Os { error, .. } => PutError::Os { value: (), error },
         }
     }
@@ -118,14 +121,25 @@ pub enum GetError {
     #[error("the queue was shut down")]
     ShutDown,
     /// A message was taken but does not deserialize as the queue's type (it is gone).
-    #[error("a message does not deserialize: {0}")]
-    Deserialize(String),
+    #[error("a message does not deserialize: {message}")]
+    Deserialize {
+        /// What the deserializer said.
+        message: String,
+        /// The deserializer's error (none for a corrupt large-message record).
+        #[source]
+        source: Option<proc_core::codec::Error>,
+    },
     /// A large message's segment could not be opened (it is gone).
     #[error("cannot read a large message: {0}")]
     Os(#[from] proc_core::Error),
 }
 
 impl GetError {
+    /// A large message's record that does not make sense (it is gone).
+    pub(crate) fn corrupt_record() -> Self {
+        GetError::Deserialize { message: "a corrupt large-message record".into(), source: None }
+    }
+
     /// Whether nothing was there (`Empty` or `Timeout`).
     pub fn is_empty(&self) -> bool {
         matches!(self, GetError::Empty | GetError::Timeout)
