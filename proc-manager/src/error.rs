@@ -42,7 +42,8 @@ pub enum Error {
     /// The queue is empty (`get_nowait`, or `get_timeout` ran out of time).
     #[error("the queue is empty")]
     Empty,
-    /// The queue is full (`put_nowait`, or `put_timeout` ran out of time).
+    /// The queue is full (`put_nowait`, or `put_timeout` ran out of time): what a queue proxy's
+    /// [`PutError::Full`] becomes when converted, the value dropped.
     #[error("the queue is full")]
     Full,
     /// A blocking call ran out of time.

@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// A variant caused by another error keeps it as its [`source`](std::error::Error::source): an
 /// [`Os`](Error::Os) error leads to proc-core's error and from there to the operating system's
-/// [`io::Error`](std::io::Error). Causes are shared (`Arc`) so that the error stays `Clone`: one
+/// [`io::Error`](std::io::Error). Causes are shared ([`Cause`]) so that the error stays `Clone`: one
 /// failure of the pool fails every task waiting on it. proc-core's errors convert into
 /// [`Os`](Error::Os).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,7 +95,8 @@ pub enum Error {
     /// An invalid setting (zero processes, a `maxtasksperchild` of zero, a chunk size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// Starting a worker or a thread, or creating a queue, failed.
+    /// Starting a worker or a thread, or creating a queue, failed; or a task or its result was
+    /// lost in transit.
     #[error("{message}")]
     Os {
         /// What failed, and why.
