@@ -199,7 +199,7 @@ impl<T> Queue<T> {
     /// Shuts the queue down for every process (Python 3.13's `shutdown`): blocked and later
     /// `put`s fail with [`PutError::ShutDown`]; `get`s drain what is queued, then fail with
     /// [`GetError::ShutDown`]. With `immediate`, the queued items are dropped at once (each
-    /// counting as a finished task for [`JoinableQueue::join`]).
+    /// counting as a finished task for [`JoinableQueue::join`](super::JoinableQueue::join)).
     pub fn shutdown(&self, immediate: bool) {
         self.ring.shutdown(immediate);
     }
