@@ -19,7 +19,7 @@
 //! | [`process`] | `proc-core` | `Process`, start methods, lifecycle, handles |
 //! | [`shared_memory`] | `proc-core` | named `SharedMemory` and anonymous segments |
 //! | [`queue`] | `proc-queue` | `Queue`, `SimpleQueue`, `JoinableQueue`, `Pipe`/`Connection`, `wait` |
-//! | [`manager`] | `proc-manager` | `Manager` and typed proxies, local or over TCP |
+//! | [`manager`](mod@manager) | `proc-manager` | `Manager` and typed proxies, local or over TCP |
 //! | [`pool`] | `proc-pool` | `Pool`, `AsyncResult`, lazy `imap`, crash isolation |
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!

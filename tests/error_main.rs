@@ -3,12 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use multiproc::process::testing::{serial, Watchdog};
 use multiproc::{Error, GetError, Lock, Manager, Pool, Process, PutError, Queue, QueueError};
 
-const LIMIT: Duration = Duration::from_secs(120);
+/// One test at a time: they fork, which is best done with no other test thread around.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn square(x: u32) -> u32 {
     x * x
@@ -57,14 +61,12 @@ fn main_like() -> multiproc::Result<()> {
 #[test]
 fn question_mark_works_across_crates() {
     let _g = serial();
-    let _w = Watchdog::new("question_mark_works_across_crates", LIMIT);
     main_like().unwrap();
 }
 
 #[test]
 fn each_crate_has_its_variant() {
     let _g = serial();
-    let _w = Watchdog::new("each_crate_has_its_variant", LIMIT);
 
     let q = Queue::<u32>::new(1).unwrap();
     let empty = (|| -> multiproc::Result<u32> { Ok(q.get_nowait()?) })().unwrap_err();
@@ -99,7 +101,6 @@ fn each_crate_has_its_variant() {
 #[test]
 fn owner_died_converts_and_releases() {
     let _g = serial();
-    let _w = Watchdog::new("owner_died_converts_and_releases", LIMIT);
     let lock = Lock::new().unwrap();
     let dies = Process::new(dies_holding, (lock.clone(),)).start().unwrap();
     let _ = dies.join();

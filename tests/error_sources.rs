@@ -6,10 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io;
-use std::time::Duration;
 
 use multiproc::manager::Address;
-use multiproc::process::testing::Watchdog;
 use multiproc::{Manager, Pool};
 
 /// The first `io::Error` on the chain of `e`'s sources, `e` included.
@@ -38,8 +36,6 @@ fn set_nofile(soft: libc::rlim_t) -> libc::rlim_t {
 
 #[test]
 fn sources_reach_the_os_error() {
-    let _w = Watchdog::new("sources_reach_the_os_error", Duration::from_secs(120));
-
     // A manager that is not there: the connection's io::Error is the source.
     let missing = std::env::temp_dir().join(format!("multiproc-no-such-manager-{}", std::process::id()));
     let err: multiproc::Error =

@@ -6,6 +6,13 @@ use std::io;
 /// A specialized `Result` for proc-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a handle refuses to serialize outside a transfer: the message of
+/// [`ErrorKind::HandleOutsideStart`] and of the serde error a handle returns (kept here, not in
+/// `handle`, so that this module needs nothing but the codec).
+pub(crate) const HANDLE_OUTSIDE_START: &str = "a handle can only be sent to a child as part of its start \
+                                               arguments (or through a multiproc Connection), not \
+                                               serialized anywhere else";
+
 /// Everything that can go wrong starting, watching or talking to a process, or with shared memory.
 ///
 /// The type is opaque; ask it what happened with the predicates (`is_panic`, `exit_code`, ...).
@@ -71,7 +78,7 @@ pub(crate) enum ErrorKind {
     #[error("a process can only be watched by the process that started it")]
     ForeignProcess,
     /// A handle was serialized outside a process start.
-    #[error("{}", crate::handle::OUTSIDE)]
+    #[error("{}", HANDLE_OUTSIDE_START)]
     HandleOutsideStart,
     /// More descriptors than fit in one message.
     #[error("{0} handles do not fit in one message (at most 253)")]

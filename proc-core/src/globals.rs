@@ -1,4 +1,18 @@
 //! Process-wide state: who this process is, its children, its helpers; and exit-time cleanup.
+//!
+//! # The process runtime's import circle
+//!
+//! This module, `process`, `start/{mod, fork, forkserver, spawn}`, `shm/tracker` and `child/run`
+//! import each other, and must: they are one runtime around the state here. The state owns the
+//! parent's records of its children (`process::Shared`), the fork-server connection
+//! (`start::forkserver::ForkServer`) and the tracker's pipe; those records and start methods lock
+//! this state to list, reap and start children; and a child's main (`child/run`) records its
+//! identity here and waits for its own children at the end. Cutting the circle would mean
+//! type-erasing the records the state holds (trait objects or callbacks in place of `Shared` and
+//! `ForkServer`): an indirection on every start and reap that buys nothing, since no module outside
+//! the circle would depend on less. Everything below the circle stays a leaf or a layer:
+//! `sys`, `codec`, `error`, `wire`, `child/{entry, role, bootstrap}`, `handle`, `target`,
+//! `start/method`; `child/dispatch` and `info` sit above it.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -7,7 +21,7 @@ use std::time::Instant;
 use crate::handle::ReleaseOnFork;
 use crate::process::Shared;
 use crate::start::forkserver::ForkServer;
-use crate::start::StartMethod;
+use crate::start::method::StartMethod;
 use crate::sys;
 
 /// Who this process is, in Python's terms.

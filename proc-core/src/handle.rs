@@ -28,7 +28,8 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::child::entry::EntryPoint;
+use crate::error::{Error, ErrorKind, Result, HANDLE_OUTSIDE_START as OUTSIDE};
 use crate::sys;
 use crate::wire::MAX_FDS;
 
@@ -38,10 +39,6 @@ thread_local! {
     /// Set by a handle whose bytes can be decoded only once (see [`single_use`]).
     static SINGLE_USE: Cell<bool> = const { Cell::new(false) };
 }
-
-/// Why a handle refuses to serialize outside a transfer (its error message).
-pub(crate) const OUTSIDE: &str = "a handle can only be sent to a child as part of its start arguments \
-                                  (or through a multiproc Connection), not serialized anywhere else";
 
 /// Serializes `value` with the [codec](crate::codec), collecting the descriptors of the handles inside it.
 ///
@@ -311,7 +308,7 @@ mod tests {
     #[test]
     fn outside_a_transfer_handles_refuse() {
         let e = crate::codec::to_vec(&null()).unwrap_err();
-        assert_eq!(e.to_string(), super::OUTSIDE);
+        assert_eq!(e.to_string(), crate::error::HANDLE_OUTSIDE_START);
         // Deserializing an index without a table fails too, and says why.
         let bytes = crate::codec::to_vec(&0u32).unwrap();
         let e = crate::codec::from_bytes::<Fd>(&bytes).unwrap_err();
@@ -418,7 +415,7 @@ impl Serialize for StaticFn {
         if !in_transfer() {
             return Err(S::Error::custom(OUTSIDE));
         }
-        crate::child::EntryPoint::of_addr(self.0 as usize).serialize(serializer)
+        EntryPoint::of_addr(self.0 as usize).serialize(serializer)
     }
 }
 
@@ -427,8 +424,7 @@ impl<'de> Deserialize<'de> for StaticFn {
         if !in_receive() {
             return Err(D::Error::custom(OUTSIDE));
         }
-        let addr =
-            crate::child::EntryPoint::deserialize(deserializer)?.resolve_addr().map_err(D::Error::custom)?;
+        let addr = EntryPoint::deserialize(deserializer)?.resolve_addr().map_err(D::Error::custom)?;
         // SAFETY: the sender computed the entry point from a `fn()` of the same binary (the
         // fingerprint of the code at `addr` matches), and the bytes come from a multiproc transfer
         // between processes of this program, so `addr` is that function.
@@ -467,7 +463,7 @@ pub struct CodeAddr {
 impl CodeAddr {
     /// The place of the function at `addr` (a function pointer cast to `usize`).
     pub fn of(addr: usize) -> Self {
-        let entry = crate::child::EntryPoint::of_addr(addr);
+        let entry = EntryPoint::of_addr(addr);
         let (offset, fingerprint) = entry.parts();
         CodeAddr { offset, fingerprint }
     }
@@ -479,9 +475,7 @@ impl CodeAddr {
     /// An invalid-argument error when the code there is not the same (another binary, or bytes
     /// that were not made by [`CodeAddr::of`]).
     pub fn resolve(&self) -> Result<usize> {
-        crate::child::EntryPoint::from_parts(self.offset, self.fingerprint)
-            .resolve_addr()
-            .map_err(Error::invalid_argument)
+        EntryPoint::from_parts(self.offset, self.fingerprint).resolve_addr().map_err(Error::invalid_argument)
     }
 
     /// 16 bytes: the offset then the fingerprint, little-endian.

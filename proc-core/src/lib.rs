@@ -41,8 +41,7 @@ mod process;
 pub mod shm;
 mod start;
 mod sys;
-#[doc(hidden)]
-pub mod testing;
+mod target;
 mod wire;
 
 pub use error::{Error, Result};
@@ -50,11 +49,12 @@ pub use info::{
     active_children, cpu_count, current_process, parent_process, process_cpu_count, ActiveChild,
     ParentProcess, ProcessInfo,
 };
-pub use process::{CloseError, Process, ProcessBuilder, Run, Sentinel, Target};
+pub use process::{CloseError, Process, ProcessBuilder, Run, Sentinel};
 pub use start::forkserver::server_pid as fork_server_pid;
 pub use start::{
     get_all_start_methods, get_context, get_start_method, set_start_method, Context, StartMethod,
 };
+pub use target::Target;
 
 /// Makes this binary able to run multiproc children, for where the linker dropped the
 /// constructor that normally does it. Call it first thing in `main`: in a child process it runs
@@ -68,7 +68,7 @@ pub use start::{
 /// // ... then start processes.
 /// ```
 pub fn init() {
-    child::dispatch();
+    child::dispatch::dispatch();
 }
 
 /// The name of the operating-system backend in use: `"linux"`, or `"portable"` (macOS, and Linux

@@ -1,4 +1,6 @@
 //! `Process`: a target function running in a child process, with a typed return value.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -9,63 +11,14 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::child::{self, EntryFn, EntryPoint, Report};
+use crate::child::bootstrap::{report_error, Report};
+use crate::child::entry::{EntryFn, EntryPoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{serialize_with_fds, ReleaseOnFork};
-use crate::start::{self, StartMethod};
+use crate::start::{self, method::StartMethod};
 use crate::sys::{self, ExitStatus};
+use crate::target::{trampoline, Target};
 use crate::wire::{FrameReader, Read};
-
-/// A function that can run in a child process with arguments `Args` (a tuple).
-///
-/// Implemented for every `FnOnce(A1, ..., An) -> R + Send + 'static` with `n` from 0 to 12, taking
-/// its arguments as the tuple `(A1, ..., An)`, as Python's `args=(...)`. Plain `fn` items and
-/// non-capturing closures work under every start method; closures that capture values work only
-/// with [`StartMethod::Fork`] (elsewhere `start` returns an error saying so), because a re-executed
-/// child can only re-create a target that has no data.
-///
-/// A re-executed child re-creates the target from its type alone, so [`Process::new`] also requires
-/// the target to be `Copy`: fn items and closures that capture nothing (or only `Copy` values) are.
-/// A closure that owns a value which must not be duplicated (a non-`Copy` proof or token type,
-/// even a zero-sized one) is refused at compile time there; start it with [`Process::fork`],
-/// which runs the one real value in a forked copy of this process.
-pub trait Target<Args>: Send + 'static {
-    /// What the target returns; [`Process::join`] hands it back.
-    type Output;
-
-    /// Calls the target.
-    fn call(self, args: Args) -> Self::Output;
-}
-
-macro_rules! impl_target {
-    ($($a:ident)*) => {
-        impl<Func, Ret, $($a,)*> Target<($($a,)*)> for Func
-        where
-            Func: FnOnce($($a),*) -> Ret + Send + 'static,
-        {
-            type Output = Ret;
-
-            #[allow(non_snake_case)]
-            fn call(self, ($($a,)*): ($($a,)*)) -> Ret {
-                self($($a),*)
-            }
-        }
-    };
-}
-
-impl_target!();
-impl_target!(A1);
-impl_target!(A1 A2);
-impl_target!(A1 A2 A3);
-impl_target!(A1 A2 A3 A4);
-impl_target!(A1 A2 A3 A4 A5);
-impl_target!(A1 A2 A3 A4 A5 A6);
-impl_target!(A1 A2 A3 A4 A5 A6 A7);
-impl_target!(A1 A2 A3 A4 A5 A6 A7 A8);
-impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9);
-impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10);
-impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11);
-impl_target!(A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12);
 
 /// Python's "subclass `Process` and override `run`": a serializable value whose `run` is the
 /// target. Start it with [`Process::from_run`].
@@ -262,6 +215,11 @@ impl Process<()> {
     ///
     /// The type of `R` (what `target` returns) is inferred; a target of no arguments takes `()`.
     ///
+    /// Arguments and the return value cross to another process, so they are owned values
+    /// (`DeserializeOwned`): a target takes `String`, not `&str`, and `Vec<T>`, not `&[T]`.
+    /// `fn greet(name: &str)` fails to compile with a lifetime error from serde ("implementation
+    /// of `Deserialize` is not general enough"); write `fn greet(name: String)`.
+    ///
     /// # Examples
     ///
     /// ```
@@ -298,7 +256,7 @@ impl Process<()> {
         A: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned,
     {
-        let entry: EntryFn = child::entry::<F, A>;
+        let entry: EntryFn = trampoline::<F, A>;
         Process::with_job(TypedJob { target, args, entry: Some(entry) }, None)
     }
 
@@ -947,9 +905,7 @@ impl Shared {
                 }
                 value
             }
-            Some(report) => {
-                Err(child::report_error(report).unwrap_or_else(|| Error::new(ErrorKind::ResultTaken)))
-            }
+            Some(report) => Err(report_error(report).unwrap_or_else(|| Error::new(ErrorKind::ResultTaken))),
             None => {
                 if let Some(m) = &st.read_error {
                     return Err(Error::new(ErrorKind::ChildFailed(m.clone())));

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{methods, serial, Watchdog};
-use proc_core::testing::{error_chain, FailsToDecode, FailsToEncode, DECODE_REFUSAL, ENCODE_REFUSAL};
 use proc_core::{get_context, StartMethod};
+use test_support::{error_chain, FailsToDecode, FailsToEncode, DECODE_REFUSAL, ENCODE_REFUSAL};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -115,7 +115,7 @@ fn fork_server_is_restarted_after_it_dies() {
     let ctx = get_context(StartMethod::ForkServer);
     ctx.process(|| (), ()).start().unwrap().join().unwrap();
     let server = proc_core::fork_server_pid().unwrap();
-    common::kill_and_wait(server);
+    test_support::kill_and_wait(server);
     let p = ctx.process(|x: u8| x + 1, (1,)).start().unwrap();
     assert_eq!(p.join().unwrap(), 2);
     let restarted = proc_core::fork_server_pid().unwrap();

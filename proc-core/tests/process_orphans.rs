@@ -12,9 +12,10 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{kill_and_wait, serial, Watchdog};
+use common::{serial, Watchdog};
 use proc_core::handle::Fd;
 use proc_core::{get_context, Process, StartMethod};
+use test_support::kill_and_wait;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

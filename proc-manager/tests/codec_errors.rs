@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, FailsToDecode, FailsToEncode, Watchdog, DECODE_REFUSAL, ENCODE_REFUSAL};
 use proc_manager::{Error, Manager, Shared};
 use serde::{Deserialize, Serialize};
+use test_support::{serial, FailsToDecode, FailsToEncode, Watchdog, DECODE_REFUSAL, ENCODE_REFUSAL};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

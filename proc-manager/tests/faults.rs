@@ -9,10 +9,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_manager::{Address, Error, Lock, Manager, Queue, Value};
 use proc_queue::Queue as LocalQueue;
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

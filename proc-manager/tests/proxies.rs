@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_manager::{
     Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, PutError, Queue,
     Semaphore, Shared, Value,
 };
 use serde::{Deserialize, Serialize};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -382,7 +382,8 @@ fn an_object_lives_while_a_proxy_does_and_is_freed_after_the_last() {
 }
 
 fn give_back(v: Value<u32>) -> Value<u32> {
-    v.set(9).unwrap();
+    #[allow(clippy::needless_borrows_for_generic_args)] // a reference works too
+    v.set(&9).unwrap();
     v
 }
 

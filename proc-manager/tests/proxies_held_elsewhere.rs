@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_manager::{Error, Event, Lock, Manager, Semaphore};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, FailsToDecode, FailsToEncode, Watchdog, DECODE_REFUSAL, ENCODE_REFUSAL};
 use proc_pool::{Error, Pool};
+use test_support::{serial, FailsToDecode, FailsToEncode, Watchdog, DECODE_REFUSAL, ENCODE_REFUSAL};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::Process;
 use proc_pool::{Error, Pool};
 use proc_queue::Queue;
 use serde::{Deserialize, Serialize};
+use test_support::{kill_and_wait, serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -289,33 +289,4 @@ fn busy_workers_survive_the_death_of_their_fork_server() {
     pool.join().unwrap();
     let _ = std::fs::remove_file(&gate);
     counter.unlink().unwrap();
-}
-
-/// Kills process `pid` (a fork server: not this process' child) with SIGKILL and waits until it is
-/// dead.
-fn kill_and_wait(pid: u32) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
-        // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        // SAFETY: kill takes plain integers; the pidfd keeps the pid from being recycled unseen.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: `pfd` is a live pollfd for the duration of the call.
-        assert_eq!(unsafe { libc::poll(&mut pfd, 1, -1) }, 1);
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // SAFETY: kill takes plain integers.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-        // No pidfd here: gone once init (launchd) reaped it. Bounded by the test's watchdog.
-        // SAFETY: signal 0 only checks that the process exists.
-        while unsafe { libc::kill(pid as i32, 0) } == 0 {
-            std::thread::yield_now();
-        }
-    }
 }

@@ -8,12 +8,12 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::StartMethod;
 use proc_manager::{List, Manager};
 use proc_pool::{Error, Opts, Pool};
 use proc_queue::Queue;
 use proc_sync::{Event, Lock, Value};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

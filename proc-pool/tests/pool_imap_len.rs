@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, Watchdog};
 use proc_pool::{Error, ExactIMap, Opts, Pool};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use proc_core::testing::{run_helper, serial, Watchdog};
 use proc_pool::Pool;
+use test_support::{run_helper, serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

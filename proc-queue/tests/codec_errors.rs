@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use proc_core::testing::{error_chain, FailsToDecode, FailsToEncode, DECODE_REFUSAL, ENCODE_REFUSAL};
 use proc_queue::{pipe, Error, GetError, JoinableQueue, PutError, Queue, SimpleQueue};
+use test_support::{error_chain, FailsToDecode, FailsToEncode, DECODE_REFUSAL, ENCODE_REFUSAL};
 
 const OUTSIDE: &str = "a handle can only be sent to a child as part of its start arguments";
 

@@ -8,11 +8,11 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::{get_all_start_methods, get_context, StartMethod};
 use proc_queue::{pipe, pipe_one_way, wait, Connection, Error, Waitable};
 use proc_sync::Value;
 use serde::{Deserialize, Serialize};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

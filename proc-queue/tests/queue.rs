@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_queue::{GetError, JoinError, JoinableQueue, PutError, Queue, SimpleQueue};
 use proc_sync::Event;
 use serde::{Deserialize, Serialize};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(300);
 

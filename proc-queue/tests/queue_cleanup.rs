@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{run_helper, serial, Watchdog};
 use proc_core::Process;
 use proc_queue::JoinableQueue;
+use test_support::{run_helper, serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

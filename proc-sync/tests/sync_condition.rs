@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_sync::{Barrier, BarrierError, Condition, Lock, RLock, Semaphore, Value};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, Watchdog};
 use proc_core::{get_all_start_methods, get_context, StartMethod, Target};
 use proc_sync::{BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use proc_core::testing::{serial, spawn_until_asleep, Watchdog};
 use proc_core::{get_all_start_methods, get_context};
 use proc_sync::{Array, Event, Lock, Value};
+use test_support::{serial, spawn_until_asleep, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::testing::{serial, spawn_until_asleep, Watchdog};
 use proc_core::{get_all_start_methods, get_context, StartMethod};
 use proc_sync::{Array, BoundedSemaphore, Event, Lock, RawArray, ReleaseError, Semaphore, Value};
+use test_support::{serial, spawn_until_asleep, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

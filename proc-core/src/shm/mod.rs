@@ -37,15 +37,3 @@ pub use named::SharedMemory;
 pub use segment::Segment;
 #[doc(hidden)]
 pub use tracker::{group_segment, new_group, purge_group, purge_group_at_exit};
-
-use std::hash::{BuildHasher, Hasher};
-
-/// A random number for names; not for cryptography.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish()
-}

@@ -52,7 +52,7 @@ impl SharedMemory {
     /// `size` is zero; the system refuses (`ENOSPC`, `EMFILE`, ...).
     pub fn create(size: usize) -> Result<Self> {
         loop {
-            let name = format!("mp_{:016x}", super::random_u64());
+            let name = format!("mp_{:016x}", sys::random_u64());
             match Self::create_named(&name, size) {
                 Err(e) if e.is_already_exists() => continue,
                 other => return other,

@@ -21,6 +21,8 @@
 //! runs in a session of its own and ignores SIGHUP, SIGINT and SIGTERM, so that neither a Ctrl-C,
 //! nor a terminate aimed at the program, nor the terminal closing at the program's end (`script`,
 //! an SSH session, a terminal window) can stop the cleanup.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -48,7 +50,7 @@ pub(crate) fn terminated(pid: u32) {
 /// A new group id for [`group_segment`] (random, never 0).
 #[doc(hidden)]
 pub fn new_group() -> u64 {
-    super::random_u64().max(1)
+    sys::random_u64().max(1)
 }
 
 /// Puts segment `name`, which this process created, in `group`: [`purge_group`] unlinks it with
@@ -131,7 +133,7 @@ fn write_line(fd: Option<Arc<std::os::fd::OwnedFd>>, line: &str) {
 }
 
 fn launch() -> std::io::Result<std::os::fd::OwnedFd> {
-    if crate::child::ensure_ready().is_err() {
+    if crate::child::role::ensure_ready().is_err() {
         return Err(std::io::Error::other("no child dispatcher in this binary"));
     }
     let (r, w) = sys::pipe()?;

@@ -3,12 +3,14 @@
 //! The process-wide state lock is held across `fork`, so the child's copy of that state is
 //! consistent; the child then drops what belongs to the parent (its children's control sockets,
 //! its fork server connection, its own control socket) and takes its new identity.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
 use std::io::Write;
 use std::sync::{Arc, MutexGuard};
 
 use super::Started;
-use crate::child;
+use crate::child::run;
 use crate::error::{Error, Result};
 use crate::globals::{Globals, Identity, Parent};
 use crate::process::{JobRef, Pid, Watch};
@@ -32,7 +34,7 @@ pub(crate) fn start(
     }
     // The child must not take the panic-hook lock (another thread may hold it at the fork): the
     // hook that records a panic for the report is installed here, once, and inherited.
-    child::install_panic_hook();
+    run::install_panic_hook();
     let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
     let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let mut who = crate::globals::who_mut();
@@ -63,10 +65,10 @@ pub(crate) fn start(
         drop(who);
         drop(g);
         if daemon {
-            child::watch_parent(ctl.clone());
+            run::watch_parent(ctl.clone());
         }
-        let (report, fds, code) = child::run_target(move || job.run_here());
-        child::finish(&ctl, report, fds, code);
+        let (report, fds, code) = run::run_target(move || job.run_here());
+        run::finish(&ctl, report, fds, code);
     }
     drop(who);
     drop(child_ctl);

@@ -42,6 +42,8 @@
 //! after that. An exit code on a status pipe is followed by one more byte, so the pipe stays
 //! readable once the parent has read the code (a sentinel of an ended child must), whoever else
 //! still holds a copy of its write end.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
 use std::collections::HashMap;
 use std::io;
@@ -50,7 +52,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Started;
-use crate::child;
+use crate::child::entry::fingerprint;
+use crate::child::run;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
 use crate::handle::ReleaseOnFork;
@@ -476,7 +479,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         keep.push(child_ctl.as_raw_fd());
                         sys::close_fds_except(&keep);
                         let _ = sys::block_signal(libc::SIGINT, false);
-                        sys::exit_now(child::run_bootstrap(child_ctl, &boot, boot_fds));
+                        sys::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
                         drop(child_ctl);
@@ -502,9 +505,9 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
 /// child calls (`sendmsg`, `recvmsg`, `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This
 /// saves every child the dynamic linker's symbol lookups and the page copies they cause.
 fn warm_up() {
-    child::install_panic_hook();
+    run::install_panic_hook();
     // The anchor's part of the target fingerprint is computed once and cached.
-    let _ = child::fingerprint(warm_up as fn() as usize);
+    let _ = fingerprint(warm_up as fn() as usize);
     if let Ok((a, b)) = sys::socketpair() {
         if let Ok((r, w)) = sys::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
@@ -518,5 +521,5 @@ fn warm_up() {
     let _ = sys::block_signal(libc::SIGINT, true);
     sys::set_signal_ignored(libc::SIGPIPE, true);
     let _ = sys::getppid();
-    child::flush_stdio();
+    run::flush_stdio();
 }

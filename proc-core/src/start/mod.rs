@@ -6,73 +6,30 @@
 //!   child per request (`forkserver.rs`); the child then runs exactly as a spawned one.
 //! - [`StartMethod::Fork`] forks the caller (`fork.rs`) and runs the target, which may capture
 //!   data, in the copy.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
-use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::child::{self, Bootstrap};
+use crate::child::bootstrap::Bootstrap;
+use crate::child::role;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals;
-use crate::process::{JobRef, Pid, Process, ProcessBuilder, Run, Shared, Target, Watch};
+use crate::process::{JobRef, Pid, Process, ProcessBuilder, Run, Shared, Watch};
 use crate::sys;
+use crate::target::Target;
 use crate::wire;
 
 pub(crate) mod fork;
 pub(crate) mod forkserver;
+pub(crate) mod method;
 pub(crate) mod spawn;
 
-/// How a child process is created, as Python's start methods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StartMethod {
-    /// Fork the calling process. Fast, and the only method that accepts capturing closures; but the
-    /// child is a copy of a possibly multi-threaded process, in which only the forking thread
-    /// exists. multiproc warns (once, on stderr and through `tracing`) when forking a process with
-    /// several threads, as Python 3.12 does.
-    Fork,
-    /// Re-execute the current binary. The default on macOS.
-    Spawn,
-    /// Ask a single-threaded fork server (itself started by spawn) to fork the child. The default
-    /// on Linux.
-    ForkServer,
-}
-
-impl StartMethod {
-    /// Python's name of the method: `"fork"`, `"spawn"` or `"forkserver"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartMethod::Fork => "fork",
-            StartMethod::Spawn => "spawn",
-            StartMethod::ForkServer => "forkserver",
-        }
-    }
-}
-
-impl fmt::Display for StartMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StartMethod {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "fork" => Ok(StartMethod::Fork),
-            "spawn" => Ok(StartMethod::Spawn),
-            "forkserver" => Ok(StartMethod::ForkServer),
-            other => Err(Error::io(
-                "unknown start method",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{other:?}")),
-            )),
-        }
-    }
-}
+pub use method::StartMethod;
 
 /// Sets the start method of processes started without one. Python's `set_start_method`.
 ///
@@ -95,12 +52,12 @@ pub fn set_start_method(method: StartMethod) -> Result<()> {
 
 /// The start method of processes started without one; fixes the default if none was set.
 pub fn get_start_method() -> StartMethod {
-    *globals::lock().method.get_or_insert(sys::DEFAULT_START_METHOD)
+    *globals::lock().method.get_or_insert(StartMethod::DEFAULT)
 }
 
 /// Every start method this platform offers, the default first.
 pub fn get_all_start_methods() -> Vec<StartMethod> {
-    let mut all = vec![sys::DEFAULT_START_METHOD];
+    let mut all = vec![StartMethod::DEFAULT];
     for m in [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork] {
         if !all.contains(&m) {
             all.push(m);
@@ -177,7 +134,7 @@ pub(crate) struct Started {
 }
 
 pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
-    child::ensure_ready()?;
+    role::ensure_ready()?;
     let mut g = globals::lock();
     let (my_ident, my_name, my_daemon) = {
         let who = globals::who();
@@ -187,7 +144,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         return Err(Error::new(ErrorKind::DaemonChild));
     }
     g.reap_finished();
-    let method = options.method.unwrap_or_else(|| *g.method.get_or_insert(sys::DEFAULT_START_METHOD));
+    let method = options.method.unwrap_or_else(|| *g.method.get_or_insert(StartMethod::DEFAULT));
     let number = g.started + 1;
     let mut ident = my_ident;
     ident.push(number);

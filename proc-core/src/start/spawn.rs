@@ -3,13 +3,15 @@
 //! `std::process::Command` is used as is (no `pre_exec`), so it keeps its `posix_spawn` fast path.
 //! The child's control socket is its standard input; the child moves it away and puts `/dev/null`
 //! there before anything else runs.
+//!
+//! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use super::Started;
-use crate::child::ROLE_ENV;
+use crate::child::role::ROLE_ENV;
 use crate::error::{Error, Result};
 use crate::process::{Pid, Watch};
 use crate::sys;

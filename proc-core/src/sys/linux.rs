@@ -6,12 +6,12 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use super::{cvt, retry};
-use crate::StartMethod;
 
 pub(crate) const BACKEND: &str = "linux";
 
-/// Python 3.14 made the fork server the default on Linux; so do we.
-pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
+/// Python 3.14 made the fork server the default on Linux; so do we. A name, so that `sys` needs
+/// nothing from the rest of the crate: `start` maps it to its `StartMethod`.
+pub(crate) const DEFAULT_START_METHOD: &str = "forkserver";
 
 /// Flag for `recvmsg` so that received descriptors are close-on-exec atomically.
 pub(crate) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;

@@ -8,7 +8,7 @@
 //!
 //! | item | Linux | portable (macOS) |
 //! |---|---|---|
-//! | `DEFAULT_START_METHOD` | fork server | spawn |
+//! | `DEFAULT_START_METHOD` (a name) | `"forkserver"` | `"spawn"` |
 //! | `exe_path()` | `/proc/self/exe` (the running image, even if replaced on disk) | `current_exe()` |
 //! | `anonymous_memory(len)` | sealed `memfd_create` | `shm_open` of a random name, unlinked at once |
 //! | `close_fds_except(keep)` | `close_range(2)` | close what `/dev/fd` lists |
@@ -21,7 +21,11 @@
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
+//!
+//! This module is a leaf: it imports nothing from the rest of proc-core, so every other module can
+//! build on it without an import circle.
 
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -51,6 +55,16 @@ fn proc_start_time(pid: u32) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     // `rest` starts with field 3 (the state); the start time is field 22.
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A random number for names; not for cryptography.
+pub(crate) fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
 }
 
 /// Turns a `-1` return into the current `errno`.

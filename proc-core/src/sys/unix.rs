@@ -9,14 +9,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{cvt, retry, set_cloexec};
-use crate::StartMethod;
+use super::{cvt, random_u64, retry, set_cloexec};
 
 pub(crate) const BACKEND: &str = "portable";
 
 /// macOS cannot fork safely once system frameworks started threads, so Python (and we) default to
-/// spawn there. The portable backend keeps the same default on Linux, so the tests cover it.
-pub(crate) const DEFAULT_START_METHOD: StartMethod = StartMethod::Spawn;
+/// spawn there. The portable backend keeps the same default on Linux, so the tests cover it. A
+/// name, so that `sys` needs nothing from the rest of the crate: `start` maps it to its `StartMethod`.
+pub(crate) const DEFAULT_START_METHOD: &str = "spawn";
 
 /// There is no atomic close-on-exec flag for `recvmsg` here; `received_fd` sets it afterwards.
 pub(crate) const RECV_CLOEXEC: libc::c_int = 0;
@@ -40,7 +40,7 @@ pub(crate) fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
     let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     for _ in 0..16 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let salt = crate::shm::random_u64();
+        let salt = random_u64();
         // "/mpa" + 8 hex pid + 8 hex counter + 8 hex salt = 28 characters.
         let name = format!("/mpa{:08x}{:08x}{:08x}", super::getpid(), n as u32, salt as u32);
         let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

@@ -265,6 +265,10 @@ impl Builder {
 /// tuple anyway); data every task needs, or that is costly to send with each task, goes to every
 /// worker once through the [initializer](Builder::initializer).
 ///
+/// Arguments and results cross to other processes, so they are owned values: a task takes
+/// `String`, not `&str` (`fn f(s: &str)` fails with serde's "implementation of `Deserialize` is not
+/// general enough").
+///
 /// ```compile_fail,E0080
 /// use proc_pool::Pool;
 ///

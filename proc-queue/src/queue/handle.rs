@@ -31,15 +31,42 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 /// the same CPU can drain the ring).
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
-/// Options for a [`Queue`]: Python's `maxsize`, plus the slot size and the largest message.
-#[derive(Debug, Clone)]
-pub struct QueueBuilder {
+/// Options for a [`Queue`] of `T`: Python's `maxsize`, plus the slot size and the largest message.
+///
+/// ```
+/// use proc_queue::Queue;
+///
+/// let q: Queue<String> = Queue::builder().maxsize(8).slot_size(256).build()?;
+/// q.put("hello".to_string())?;
+/// assert_eq!(q.get()?, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct QueueBuilder<T> {
     maxsize: u32,
     slot_size: usize,
     max_message: u64,
+    /// The item type, so that `Queue::builder()` infers it from where the queue goes.
+    item: PhantomData<fn() -> T>,
 }
 
-impl QueueBuilder {
+impl<T> std::fmt::Debug for QueueBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("maxsize", &self.maxsize)
+            .field("slot_size", &self.slot_size)
+            .field("max_message", &self.max_message)
+            .finish()
+    }
+}
+
+impl<T> Clone for QueueBuilder<T> {
+    fn clone(&self) -> Self {
+        QueueBuilder { item: PhantomData, ..*self }
+    }
+}
+
+impl<T> QueueBuilder<T> {
     /// How many messages the queue holds before `put` blocks (`0`: unbounded, Python's default).
     pub fn maxsize(mut self, maxsize: u32) -> Self {
         self.maxsize = maxsize;
@@ -67,7 +94,7 @@ impl QueueBuilder {
     /// A capacity above 2^30 messages or a slot of more than 1 GiB (an error for which
     /// [`proc_core::Error::is_invalid_input`] holds), or the system refuses the shared
     /// memory.
-    pub fn build<T>(self) -> proc_core::Result<Queue<T>> {
+    pub fn build(self) -> proc_core::Result<Queue<T>> {
         let capacity = if self.maxsize == 0 { UNBOUNDED_INITIAL_CAPACITY } else { self.maxsize };
         let ring = Ring::new(capacity, self.slot_size, self.max_message, None)?;
         if self.maxsize == 0 {
@@ -144,8 +171,13 @@ impl<T> Queue<T> {
     }
 
     /// Options beyond `maxsize`: slot size, largest message.
-    pub fn builder() -> QueueBuilder {
-        QueueBuilder { maxsize: 0, slot_size: DEFAULT_SLOT_SIZE, max_message: DEFAULT_MAX_MESSAGE }
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            maxsize: 0,
+            slot_size: DEFAULT_SLOT_SIZE,
+            max_message: DEFAULT_MAX_MESSAGE,
+            item: PhantomData,
+        }
     }
 
     /// The number of items in the queue (a snapshot: others may put or get meanwhile). An item

@@ -2,7 +2,9 @@
 //! one at a time, a way to run one test of the current binary in a fresh process, and values that
 //! refuse to serialize or deserialize.
 //!
-//! Not part of the stable API.
+//! A `publish = false` crate that the multiproc crates take as a dev-dependency: nothing here is
+//! part of a published API.
+#![warn(missing_docs)]
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -157,4 +159,38 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Kills process `pid` (not necessarily this process' child: a fork server or its keeper) with
+/// SIGKILL and waits until it is dead, without reaping it.
+///
+/// # Panics
+///
+/// If the process does not exist or cannot be signalled.
+pub fn kill_and_wait(pid: u32) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: kill takes plain integers; the pidfd keeps the pid from being recycled unseen.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: `pfd` is a live pollfd for the duration of the call.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, -1) }, 1);
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // No pidfd here: the process is gone once init (launchd) reaped it. Bounded by the test's
+        // watchdog.
+        // SAFETY: kill takes plain integers.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid as i32, 0) } == 0 {
+            std::thread::yield_now();
+        }
+    }
 }

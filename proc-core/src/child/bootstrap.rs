@@ -1,0 +1,62 @@
+//! The two messages between a parent and its child over the control socket: the `Bootstrap` the
+//! parent sends a re-executed or fork-server child, and the `Report` every child sends back.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use super::entry::EntryPoint;
+use crate::error::{Error, ErrorKind};
+use crate::wire;
+
+/// What the parent sends a re-executed or fork-server child.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) entry: EntryPoint,
+    pub(crate) name: String,
+    pub(crate) ident: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent_pid: u32,
+    pub(crate) parent_name: String,
+    pub(crate) args: Vec<u8>,
+    /// How many of the frame's descriptors belong to the arguments (they come first).
+    pub(crate) args_fds: u32,
+    /// Whether the alive pipe's write end follows the argument descriptors.
+    pub(crate) has_alive: bool,
+    /// Whether the resource tracker's pipe comes last.
+    pub(crate) has_tracker: bool,
+}
+
+/// What a child sends back when its target is done.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report {
+    /// The target returned; the serialized value (the frame carries its descriptors).
+    Returned(Vec<u8>),
+    /// The target panicked.
+    Panicked { message: String, location: Option<String> },
+    /// The target could not run.
+    Failed(String),
+}
+
+/// Sends a report frame; the parent may be gone, which is not an error worth reporting.
+pub(crate) fn send_report(ctl: &OwnedFd, report: &Report, fds: &[OwnedFd]) {
+    let body = match crate::codec::to_vec(report) {
+        Ok(b) => b,
+        Err(_) => return,
+    };
+    let fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    if let Err(e) = wire::send_frame(ctl.as_fd(), &body, &fds) {
+        tracing::debug!(error = %e, "could not send the result to the parent");
+    }
+}
+
+/// A handle on an `Error` for reports the parent decodes.
+pub(crate) fn report_error(report: &Report) -> Option<Error> {
+    match report {
+        Report::Returned(_) => None,
+        Report::Panicked { message, location } => {
+            Some(Error::new(ErrorKind::Panicked { message: message.clone(), location: location.clone() }))
+        }
+        Report::Failed(m) => Some(Error::new(ErrorKind::ChildFailed(m.clone()))),
+    }
+}
