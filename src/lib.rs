@@ -24,8 +24,13 @@
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
 //!
 //! The items people reach for first are also at the top level, under Python's names.
+//!
+//! Every crate's error converts into the one [`Error`] here, so `?` works across crates in a
+//! function that returns [`multiproc::Result`](Result), a `main` included (see [`Error`]).
 #![warn(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
+
+mod error;
 
 /// Processes: targets, start methods, lifecycle, handles (the `proc-core` crate).
 pub use proc_core as process;
@@ -48,10 +53,10 @@ pub use proc_pool as pool;
 /// Locks, semaphores, events, conditions, barriers and shared values (the `proc-sync` crate).
 pub use proc_sync as sync;
 
+pub use error::{Error, QueueError, Result};
 pub use proc_core::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,
-    parent_process, process_cpu_count, set_start_method, Context, Error, Process, ProcessBuilder, Result,
-    Run, StartMethod,
+    parent_process, process_cpu_count, set_start_method, Context, Process, ProcessBuilder, Run, StartMethod,
 };
 pub use proc_manager::Manager;
 /// The keyword arguments of [`Pool`]'s `_with` calls (from `proc-pool`).

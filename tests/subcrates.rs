@@ -34,4 +34,7 @@ fn reexports() {
     let m: multiproc::Manager = multiproc::manager::Manager::start().unwrap();
     let d: multiproc::manager::Dict<u8, u8> = m.dict().unwrap();
     assert_eq!(d.insert(1, 2).unwrap(), None);
+    let e: multiproc::Result<()> = Err(multiproc::queue::GetError::Empty.into());
+    assert!(matches!(e, Err(multiproc::Error::Queue(multiproc::QueueError::Get(_)))));
+    let _: multiproc::sync::Result<()> = Err(multiproc::sync::ReleaseError::NotHeld.into());
 }

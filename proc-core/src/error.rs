@@ -18,55 +18,88 @@ pub(crate) const HANDLE_OUTSIDE_START: &str = "a handle can only be sent to a ch
 /// The type is opaque; ask it what happened with the predicates (`is_panic`, `exit_code`, ...).
 /// Its message names the cause: a signal by name, an exit code, an errno. The underlying I/O or
 /// serialization error, if any, is its [`source`](std::error::Error::source).
+#[derive(thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     kind: ErrorKind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ErrorKind {
     /// An operating-system call failed.
+    #[error("{context}: {source}")]
     Io { context: &'static str, source: io::Error },
     /// A value could not be serialized.
+    #[error("cannot serialize {what}")]
     Serialize { what: &'static str, source: crate::codec::Error },
     /// A value could not be deserialized.
+    #[error("cannot deserialize {what}")]
     Deserialize { what: &'static str, source: crate::codec::Error },
     /// The child's target panicked.
+    #[error("child process panicked{}: {message}", at(location.as_deref()))]
     Panicked { message: String, location: Option<String> },
     /// The child ended with this exit code (or minus a signal number) before returning a value.
+    #[error("{}", exited(*exitcode))]
     Exited { exitcode: i32 },
     /// The child could not run its target (bad bootstrap, binary mismatch, ...).
+    #[error("child process could not run its target: {0}")]
     ChildFailed(String),
     /// The value was already taken by an earlier `join`.
+    #[error("the return value was already taken by an earlier join")]
     ResultTaken,
     /// The process is still running.
+    #[error("the process is still running")]
     StillRunning,
     /// A daemon process tried to start a child.
+    #[error("daemonic processes are not allowed to have children")]
     DaemonChild,
     /// A capturing closure was given to a start method that re-executes or forks a server.
+    #[error(
+        "a capturing closure cannot be started with the {method} start method; \
+         pass its data as arguments or use the fork start method"
+    )]
     CapturingTarget { method: &'static str },
     /// The child entry dispatcher is not linked into this binary.
+    #[error(
+        "the multiproc child dispatcher is not linked into this binary; \
+         call multiproc::init() at the top of main"
+    )]
     DispatcherMissing,
     /// This process was started as a child but reached `main`.
+    #[error(
+        "this process was started as a multiproc child but reached main; \
+         call multiproc::init() at the top of main"
+    )]
     RerunMain,
     /// `set_start_method` was called with a different method than the one already set.
+    #[error("the start method is already {current}, cannot set it to {requested}")]
     StartMethodSet { current: &'static str, requested: &'static str },
     /// A `Process` was used from a process other than the one that started it.
+    #[error("a process can only be watched by the process that started it")]
     ForeignProcess,
     /// A handle was serialized outside a process start.
+    #[error("{}", HANDLE_OUTSIDE_START)]
     HandleOutsideStart,
     /// More descriptors than fit in one message.
+    #[error("{0} handles do not fit in one message (at most 253)")]
     TooManyHandles(usize),
     /// A shared-memory name is not valid.
+    #[error("invalid shared-memory name: {0}")]
     InvalidName(String),
     /// A named shared-memory segment is owned by another user or writable by others.
+    #[error("{}", untrusted(name, *owner, *mode, *euid))]
     UntrustedSegment { name: String, owner: u32, mode: u32, euid: u32 },
     /// A shared-memory segment of size zero was requested.
+    #[error("a shared-memory segment cannot have size zero")]
     ZeroSize,
     /// An access beyond the end of a shared-memory segment.
+    #[error("access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")]
     OutOfBounds { offset: usize, len: usize, size: usize },
     /// The fork server died while starting a child, twice in a row.
+    #[error("fork server failed: {0}")]
     ForkServer(String),
     /// An argument out of range, reported by a crate built on proc-core.
+    #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }
 
@@ -216,6 +249,32 @@ impl Error {
     }
 }
 
+/// `" at file:line:column"` for a panic whose place is known, or nothing.
+fn at(location: Option<&str>) -> String {
+    location.map_or_else(String::new, |l| format!(" at {l}"))
+}
+
+/// The message of a child that ended before returning: by a signal or with an exit code.
+fn exited(exitcode: i32) -> String {
+    if exitcode < 0 {
+        format!("child process was killed by {} before returning", signal_name(-exitcode))
+    } else {
+        format!("child process exited with code {exitcode} before returning")
+    }
+}
+
+/// The message of a refused segment: owned by another user, or writable by others.
+fn untrusted(name: &str, owner: u32, mode: u32, euid: u32) -> String {
+    if owner == euid {
+        format!("refusing to open shared memory {name}: its mode {mode:04o} lets other users write it")
+    } else {
+        format!(
+            "refusing to open shared memory {name}: it is owned by uid {owner}, not by this \
+             process' uid {euid} (mode {mode:04o})"
+        )
+    }
+}
+
 /// The name of signal `n` (`SIGTERM`), or its number.
 pub(crate) fn signal_name(n: i32) -> String {
     match nix::sys::signal::Signal::try_from(n) {
@@ -224,81 +283,8 @@ pub(crate) fn signal_name(n: i32) -> String {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            ErrorKind::Io { context, source } => write!(f, "{context}: {source}"),
-            ErrorKind::Serialize { what, .. } => write!(f, "cannot serialize {what}"),
-            ErrorKind::Deserialize { what, .. } => write!(f, "cannot deserialize {what}"),
-            ErrorKind::Panicked { message, location: Some(l) } => {
-                write!(f, "child process panicked at {l}: {message}")
-            }
-            ErrorKind::Panicked { message, location: None } => write!(f, "child process panicked: {message}"),
-            ErrorKind::Exited { exitcode } if *exitcode < 0 => {
-                write!(f, "child process was killed by {} before returning", signal_name(-exitcode))
-            }
-            ErrorKind::Exited { exitcode } => {
-                write!(f, "child process exited with code {exitcode} before returning")
-            }
-            ErrorKind::ChildFailed(m) => write!(f, "child process could not run its target: {m}"),
-            ErrorKind::ResultTaken => write!(f, "the return value was already taken by an earlier join"),
-            ErrorKind::StillRunning => write!(f, "the process is still running"),
-            ErrorKind::DaemonChild => write!(f, "daemonic processes are not allowed to have children"),
-            ErrorKind::CapturingTarget { method } => write!(
-                f,
-                "a capturing closure cannot be started with the {method} start method; \
-                 pass its data as arguments or use the fork start method"
-            ),
-            ErrorKind::DispatcherMissing => write!(
-                f,
-                "the multiproc child dispatcher is not linked into this binary; \
-                 call multiproc::init() at the top of main"
-            ),
-            ErrorKind::RerunMain => write!(
-                f,
-                "this process was started as a multiproc child but reached main; \
-                 call multiproc::init() at the top of main"
-            ),
-            ErrorKind::StartMethodSet { current, requested } => {
-                write!(f, "the start method is already {current}, cannot set it to {requested}")
-            }
-            ErrorKind::ForeignProcess => {
-                write!(f, "a process can only be watched by the process that started it")
-            }
-            ErrorKind::HandleOutsideStart => f.write_str(HANDLE_OUTSIDE_START),
-            ErrorKind::TooManyHandles(n) => write!(f, "{n} handles do not fit in one message (at most 253)"),
-            ErrorKind::InvalidName(m) => write!(f, "invalid shared-memory name: {m}"),
-            ErrorKind::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            ErrorKind::UntrustedSegment { name, owner, mode, euid } if owner != euid => write!(
-                f,
-                "refusing to open shared memory {name}: it is owned by uid {owner}, not by this \
-                 process' uid {euid} (mode {mode:04o})"
-            ),
-            ErrorKind::UntrustedSegment { name, mode, .. } => write!(
-                f,
-                "refusing to open shared memory {name}: its mode {mode:04o} lets other users write it"
-            ),
-            ErrorKind::ZeroSize => write!(f, "a shared-memory segment cannot have size zero"),
-            ErrorKind::OutOfBounds { offset, len, size } => {
-                write!(f, "access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")
-            }
-            ErrorKind::ForkServer(m) => write!(f, "fork server failed: {m}"),
-        }
-    }
-}
-
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error").field("kind", &self.kind).field("message", &self.to_string()).finish()
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            ErrorKind::Io { source, .. } => Some(source),
-            ErrorKind::Serialize { source, .. } | ErrorKind::Deserialize { source, .. } => Some(source),
-            _ => None,
-        }
     }
 }

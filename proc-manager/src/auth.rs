@@ -91,7 +91,7 @@ const DIGEST: usize = 32;
 /// [`Error::Start`] when the system has no randomness to give.
 pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| Error::Start(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| Error::start(format!("no randomness: {e}")))?;
     Ok(buf)
 }
 

@@ -47,10 +47,10 @@ impl Address {
         let hostport = s.strip_prefix("tcp:").unwrap_or(s);
         hostport
             .to_socket_addrs()
-            .map_err(|e| Error::Start(format!("bad manager address {s:?}: {e}")))?
+            .map_err(|e| Error::start_in(format_args!("bad manager address {s:?}"), e))?
             .next()
             .map(Address::Tcp)
-            .ok_or_else(|| Error::Start(format!("bad manager address {s:?}: no such host")))
+            .ok_or_else(|| Error::start(format!("bad manager address {s:?}: no such host")))
     }
 
     fn connect(&self) -> Result<Stream> {

@@ -65,7 +65,7 @@ mod wire;
 
 pub use auth::MIN_AUTHKEY_LEN;
 pub use client::{set_answer_timeout, Address};
-pub use error::{Error, Result};
+pub use error::{Error, PutError, Result};
 pub use manager::{Builder, Manager};
 pub use proxy::{
     Array, AsObject, Barrier, Condition, Dict, Event, FromObject, List, Lock, LockGuard, Namespace, Proxy,

@@ -135,12 +135,12 @@ impl Builder {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| Error::Start(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| Error::start_in(format_args!("cannot create {}", dir.display()), e))?;
         let path = dir.join(SOCKET_NAME);
         let listener = UnixListener::bind(&path)
-            .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", path.display())))?;
+            .map_err(|e| Error::start_in(format_args!("cannot listen on {}", path.display()), e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::Start(format!("cannot restrict {}: {e}", path.display())))?;
+            .map_err(|e| Error::start_in(format_args!("cannot restrict {}", path.display()), e))?;
         let fd = Fd::from(OwnedFd::from(listener));
         let options = ServerOptions {
             unix: true,
@@ -158,7 +158,7 @@ impl Builder {
             Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(Error::Start(format!("cannot start the manager's server: {e}")));
+                return Err(Error::start_in("cannot start the manager's server", e));
             }
         };
         let address = Address::Unix(path);
@@ -190,9 +190,8 @@ impl Builder {
     /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start_tcp(self, address: SocketAddr) -> Result<Manager> {
         if address.ip().is_unspecified() {
-            return Err(Error::Start(
-                "binding every interface needs start_tcp_all_interfaces (the manager would be reachable from any network)"
-                    .into(),
+            return Err(Error::start(
+                "binding every interface needs start_tcp_all_interfaces (the manager would be reachable from any network)",
             ));
         }
         self.start_tcp_any(address)
@@ -210,8 +209,10 @@ impl Builder {
     fn start_tcp_any(self, address: SocketAddr) -> Result<Manager> {
         let key = self.key()?;
         let listener = TcpListener::bind(address)
-            .map_err(|e| Error::Start(format!("cannot listen on {address}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| Error::Start(e.to_string()))?;
+            .map_err(|e| Error::start_in(format_args!("cannot listen on {address}"), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::Start { message: e.to_string(), source: Some(Box::new(e)) })?;
         let fd = Fd::from(OwnedFd::from(listener));
         let options = ServerOptions {
             unix: false,
@@ -225,8 +226,7 @@ impl Builder {
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
-        let process =
-            builder.start().map_err(|e| Error::Start(format!("cannot start the manager's server: {e}")))?;
+        let process = builder.start().map_err(|e| Error::start_in("cannot start the manager's server", e))?;
         let client = Client::get(&Address::Tcp(bound), &key)?;
         Ok(Manager { client, key, process: Some(process), dir: None })
     }
@@ -243,7 +243,7 @@ impl Builder {
     pub fn serve(self, address: &Address) -> Result<()> {
         if let Address::Tcp(a) = address {
             if a.ip().is_unspecified() {
-                return Err(Error::Start("binding every interface needs serve_all_interfaces".into()));
+                return Err(Error::start("binding every interface needs serve_all_interfaces"));
             }
         }
         self.serve_all_interfaces(address)
@@ -259,13 +259,13 @@ impl Builder {
         let listener = match address {
             Address::Unix(p) => {
                 let l = UnixListener::bind(p)
-                    .map_err(|e| Error::Start(format!("cannot listen on {}: {e}", p.display())))?;
+                    .map_err(|e| Error::start_in(format_args!("cannot listen on {}", p.display()), e))?;
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| Error::Start(e.to_string()))?;
+                    .map_err(|e| Error::Start { message: e.to_string(), source: Some(Box::new(e)) })?;
                 Listener::Unix(l)
             }
             Address::Tcp(a) => Listener::Tcp(
-                TcpListener::bind(a).map_err(|e| Error::Start(format!("cannot listen on {a}: {e}")))?,
+                TcpListener::bind(a).map_err(|e| Error::start_in(format_args!("cannot listen on {a}"), e))?,
             ),
         };
         Server::new(listener, key, self.max_frame, self.handshake_limits(), self.registry.resolve())
@@ -438,7 +438,7 @@ impl Manager {
     ///
     /// Also [`Error::Serialize`].
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<Value<T>> {
-        let init = proc_core::codec::to_vec(&value).map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = proc_core::codec::to_vec(&value).map_err(Error::Serialize)?;
         self.create(Kind::Value, Some(Bytes::from(init)), Value::from_handle)
     }
 
@@ -455,8 +455,8 @@ impl Manager {
             .into_iter()
             .map(|v| proc_core::codec::to_vec(&v).map(Bytes::from))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Serialize(e.to_string()))?;
-        let init = proc_core::codec::to_vec(&items).map_err(|e| Error::Serialize(e.to_string()))?;
+            .map_err(Error::Serialize)?;
+        let init = proc_core::codec::to_vec(&items).map_err(Error::Serialize)?;
         self.create(Kind::Array, Some(Bytes::from(init)), Array::from_handle)
     }
 
@@ -507,7 +507,7 @@ impl Manager {
     /// Also [`Error::Start`] for zero parties.
     pub fn barrier(&self, parties: u32) -> Result<Barrier> {
         if parties == 0 {
-            return Err(Error::Start("a barrier needs at least one party".into()));
+            return Err(Error::start("a barrier needs at least one party"));
         }
         self.create(Kind::Barrier { parties }, None, Barrier::from_handle)
     }
@@ -519,7 +519,7 @@ impl Manager {
     /// Also [`Error::MethodNotAllowed`] when no type is registered under `name`, or another type
     /// than `T`; [`Error::Remote`] when its `new` failed.
     pub fn create_object<T: Shared>(&self, name: &str, init: T::Init) -> Result<Proxy<T>> {
-        let init = proc_core::codec::to_vec(&init).map_err(|e| Error::Serialize(e.to_string()))?;
+        let init = proc_core::codec::to_vec(&init).map_err(Error::Serialize)?;
         let kind = Kind::Custom { name: name.to_string(), type_name: std::any::type_name::<T>().to_string() };
         self.create(kind, Some(Bytes::from(init)), Proxy::from_handle)
     }

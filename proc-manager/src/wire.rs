@@ -150,7 +150,7 @@ impl<S: Read + Write> Framed<S> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.extend_from_slice(&[0; 4]);
-        let mut out = proc_core::codec::to_extend(value, out).map_err(|e| Error::Serialize(e.to_string()))?;
+        let mut out = proc_core::codec::to_extend(value, out).map_err(Error::Serialize)?;
         let body = out.len() - 4;
         let len = u32::try_from(body).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body as u64))?;
         out[..4].copy_from_slice(&len.to_le_bytes());

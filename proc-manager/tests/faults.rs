@@ -142,7 +142,7 @@ fn oversized_garbage_and_truncated_frames_close_that_connection_only() {
     assert!(closed_by_server(&mut s, Duration::from_secs(30)));
 
     // A proxy call larger than the server's limit fails, and the next one works.
-    assert!(q.put(vec![7u8; 2 << 20]).unwrap_err().is_connection());
+    assert!(q.put(vec![7u8; 2 << 20]).unwrap_err().into_error().is_connection());
     q.put(vec![1u8; 1000]).unwrap();
     assert_eq!(q.get().unwrap().len(), 1000);
 }
@@ -342,7 +342,7 @@ fn when_the_server_is_killed_every_call_fails_and_nothing_hangs() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(blocked.join().unwrap().unwrap_err().is_connection());
     assert!(v.get().unwrap_err().is_connection());
-    assert!(q.put(1).unwrap_err().is_connection());
+    assert!(q.put(1).unwrap_err().into_error().is_connection());
     drop(v);
     drop(q);
     // Shutdown reaps the dead server and reports it gone.
@@ -436,7 +436,7 @@ fn a_tcp_manager_serves_a_separately_started_worker() {
     let _g = serial();
     let _w = Watchdog::new("tcp", LIMIT);
     let unspecified: SocketAddr = "0.0.0.0:0".parse().unwrap();
-    assert!(matches!(Manager::builder().start_tcp(unspecified), Err(Error::Start(_))));
+    assert!(matches!(Manager::builder().start_tcp(unspecified), Err(Error::Start { .. })));
     let m = Manager::builder()
         .authkey(b"abracadabra, abracadabra".to_vec())
         .start_tcp("127.0.0.1:0".parse().unwrap())

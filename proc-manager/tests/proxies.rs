@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use proc_core::Process;
 use proc_manager::{
-    Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, Queue, Semaphore,
-    Shared, Value,
+    Array, Barrier, Condition, Dict, Error, Event, List, Lock, Manager, Namespace, Proxy, PutError, Queue,
+    Semaphore, Shared, Value,
 };
 use serde::{Deserialize, Serialize};
 use test_support::{serial, Watchdog};
@@ -115,9 +115,12 @@ fn queues_between_processes() {
     // Bounded: full and empty, with timing bounds from below.
     results.put(1).unwrap();
     results.put(2).unwrap();
-    assert!(matches!(results.put_nowait(3), Err(Error::Full)));
+    let full = results.put_nowait(3).unwrap_err();
+    assert!(full.is_full(), "{full}");
+    assert_eq!(full.into_inner(), 3, "a full queue hands the value back");
     let t = Instant::now();
-    assert!(matches!(results.put_timeout(3, Duration::from_millis(100)), Err(Error::Full)));
+    assert!(matches!(results.put_timeout(4, Duration::from_millis(100)), Err(PutError::Full(4))));
+    assert!(matches!(Error::from(results.put_nowait(5).unwrap_err()), Error::Full));
     assert!(t.elapsed() >= Duration::from_millis(100));
     assert_eq!(results.qsize().unwrap(), 2);
     assert_eq!(results.get_nowait().unwrap(), 1);

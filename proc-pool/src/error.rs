@@ -1,6 +1,8 @@
 //! The error type of the pool.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A specialized `Result` for proc-pool.
@@ -10,10 +12,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// A task's error concerns that task only: the pool goes on with the others. Each method documents
 /// which variants it returns.
-#[derive(Debug, Clone)]
+///
+/// A variant caused by another error keeps it as its [`source`](std::error::Error::source): an
+/// [`Os`](Error::Os) error leads to proc-core's error and from there to the operating system's
+/// [`io::Error`](std::io::Error). Causes are shared ([`Cause`]) so that the error stays `Clone`: one
+/// failure of the pool fails every task waiting on it. proc-core's errors convert into
+/// [`Os`](Error::Os).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked in its worker (Python: the task raised). The worker goes on.
+    #[error("the task panicked{}: {message}", at(location.as_deref()))]
     Panicked {
         /// The panic message.
         message: String,
@@ -22,6 +31,7 @@ pub enum Error {
     },
     /// The worker running the task ended before finishing it: killed by a signal (the OOM killer's
     /// SIGKILL, an abort, a segmentation fault) or by `exit()`. The worker was replaced.
+    #[error("the worker (pid {pid}) running the task {}", lost(*signal, *exit_code))]
     WorkerLost {
         /// The worker's process id.
         pid: u32,
@@ -31,36 +41,70 @@ pub enum Error {
         exit_code: Option<i32>,
     },
     /// The task ran longer than the pool's per-task timeout: its worker was killed and replaced.
+    #[error("the task ran longer than {0:?}; its worker was killed")]
     TaskTimeout(Duration),
     /// The result was not ready within the time given to `get_timeout` or `next_timeout`
     /// (Python's `TimeoutError`). The task goes on; ask again later.
+    #[error("the result is not ready yet (timed out)")]
     Timeout,
     /// The task's arguments could not be serialized (nothing was submitted) or deserialized in the
     /// worker.
-    Arguments(String),
+    #[error("the task's arguments: {message}")]
+    Arguments {
+        /// What went wrong, with the serializer's message.
+        message: String,
+        /// The serializer's error, when it failed in this process (a failure in the worker
+        /// arrives as its message only).
+        #[source]
+        source: Option<Cause>,
+    },
     /// The task's return value could not be serialized in the worker or deserialized here.
-    Return(String),
+    #[error("the task's return value: {message}")]
+    Return {
+        /// What went wrong, with the serializer's message.
+        message: String,
+        /// The deserializer's error, when it failed in this process (a failure in the worker
+        /// arrives as its message only).
+        #[source]
+        source: Option<Cause>,
+    },
     /// The input iterator of `try_imap` failed; the results before it were delivered.
+    #[error("the input failed: {0}")]
     Input(String),
     /// The pool's initializer panicked in a new worker, so the pool cannot run tasks.
+    #[error("the pool's initializer failed: {0}")]
     Initializer(String),
     /// The pool was terminated before the task finished.
+    #[error("the pool was terminated before the task finished")]
     Terminated,
     /// The pool is closed (or terminated) and takes no new tasks (Python's `ValueError: Pool not
     /// running`).
+    #[error("the pool is not running (closed or terminated)")]
     Closed,
     /// `join` was called on a pool that is still running: call `close` or `terminate` first.
+    #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
     /// `join` was called by a thread that holds an `imap` whose input is not exhausted: that
     /// `imap` submits as it is iterated, so the pool could never finish. Iterate it to the end,
     /// or drop it, first.
+    #[error("this thread holds an imap whose input is not exhausted: iterate it to the end or drop it before join()")]
     IMapPending,
     /// The result was already taken by an earlier `get_timeout`.
+    #[error("the result was already taken")]
     Taken,
     /// An invalid setting (zero processes, a `maxtasksperchild` of zero, a chunk size of zero).
+    #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// Starting a worker or creating a queue failed.
-    Os(String),
+    /// Starting a worker or a thread, or creating a queue, failed; or a task or its result was
+    /// lost in transit.
+    #[error("{message}")]
+    Os {
+        /// What failed, and why.
+        message: String,
+        /// The cause: proc-core's error, or the operating system's.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl Error {
@@ -80,51 +124,75 @@ impl Error {
         matches!(self, Error::Timeout)
     }
 
-    pub(crate) fn os(e: impl fmt::Display) -> Self {
-        Error::Os(e.to_string())
+    /// An [`Os`](Error::Os) error whose message is its cause's.
+    pub(crate) fn os(e: impl StdError + Send + Sync + 'static) -> Self {
+        Error::Os { message: e.to_string(), source: Some(Cause::new(e)) }
+    }
+
+    /// An [`Os`](Error::Os) error: `context: cause`.
+    pub(crate) fn os_in(context: &str, e: impl StdError + Send + Sync + 'static) -> Self {
+        Error::Os { message: format!("{context}: {e}"), source: Some(Cause::new(e)) }
+    }
+
+    /// An [`Arguments`](Error::Arguments) error with no cause in this process.
+    pub(crate) fn arguments(message: impl Into<String>) -> Self {
+        Error::Arguments { message: message.into(), source: None }
+    }
+
+    /// A [`Return`](Error::Return) error with no cause in this process.
+    pub(crate) fn return_value(message: impl Into<String>) -> Self {
+        Error::Return { message: message.into(), source: None }
     }
 }
 
-impl fmt::Display for Error {
+/// The cause of a pool [`Error`]: another error, shared so that the pool's error stays `Clone`.
+///
+/// It dereferences to that error, which is also what [`source`](std::error::Error::source)
+/// returns: downcast it to find, say, the `io::Error` under an [`Os`](Error::Os) error.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn StdError + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(e: impl StdError + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = dyn StdError + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Panicked { message, location: Some(at) } => {
-                write!(f, "the task panicked at {at}: {message}")
-            }
-            Error::Panicked { message, location: None } => write!(f, "the task panicked: {message}"),
-            Error::WorkerLost { pid, signal: Some(sig), .. } => {
-                write!(
-                    f,
-                    "the worker (pid {pid}) running the task was killed by signal {sig} ({})",
-                    signal_name(*sig)
-                )
-            }
-            Error::WorkerLost { pid, exit_code: Some(code), .. } => {
-                write!(f, "the worker (pid {pid}) running the task exited with code {code}")
-            }
-            Error::WorkerLost { pid, .. } => write!(f, "the worker (pid {pid}) running the task ended"),
-            Error::TaskTimeout(t) => write!(f, "the task ran longer than {t:?}; its worker was killed"),
-            Error::Timeout => f.write_str("the result is not ready yet (timed out)"),
-            Error::Arguments(m) => write!(f, "the task's arguments: {m}"),
-            Error::Return(m) => write!(f, "the task's return value: {m}"),
-            Error::Input(m) => write!(f, "the input failed: {m}"),
-            Error::Initializer(m) => write!(f, "the pool's initializer failed: {m}"),
-            Error::Terminated => f.write_str("the pool was terminated before the task finished"),
-            Error::Closed => f.write_str("the pool is not running (closed or terminated)"),
-            Error::StillRunning => {
-                f.write_str("the pool is still running: call close() or terminate() before join()")
-            }
-            Error::IMapPending => f.write_str(
-                "this thread holds an imap whose input is not exhausted: iterate it to the end or drop it before join()",
-            ),
-            Error::Taken => f.write_str("the result was already taken"),
-            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::Os(m) => write!(f, "{m}"),
-        }
+        fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl std::error::Error for Error {}
+impl From<proc_core::Error> for Error {
+    /// proc-core's error (a queue, a segment or a process that could not be made) as
+    /// [`Os`](Error::Os), keeping it as the source.
+    fn from(e: proc_core::Error) -> Self {
+        Error::os(e)
+    }
+}
+
+/// `" at file:line:column"` for a panic whose place is known, or nothing.
+fn at(location: Option<&str>) -> String {
+    location.map_or_else(String::new, |l| format!(" at {l}"))
+}
+
+/// How a lost worker ended: by a signal (named), with an exit code, or neither known.
+fn lost(signal: Option<i32>, exit_code: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(sig), _) => format!("was killed by signal {sig} ({})", signal_name(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "ended".to_owned(),
+    }
+}
 
 /// The conventional name of signal `n`.
 fn signal_name(n: i32) -> &'static str {

@@ -76,7 +76,7 @@ mod supervisor;
 mod sys;
 mod worker;
 
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result};
 pub use opts::{NoCallbacks, Opts};
 pub use pool::{Builder, Pool, Stats};
 pub use result::{AsyncResult, Callbacks, ExactIMap, IMap};

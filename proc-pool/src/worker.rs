@@ -62,8 +62,8 @@ impl From<Failure> for crate::Error {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Panicked { message, location } => crate::Error::Panicked { message, location },
-            Failure::Arguments(m) => crate::Error::Arguments(m),
-            Failure::Return(m) => crate::Error::Return(m),
+            Failure::Arguments(m) => crate::Error::arguments(m),
+            Failure::Return(m) => crate::Error::return_value(m),
         }
     }
 }

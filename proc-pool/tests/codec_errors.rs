@@ -41,20 +41,20 @@ fn task_arguments_and_results_say_why_they_refuse() {
     let pool = Pool::new(1).unwrap();
     // Arguments: refused here (nothing was submitted), or in the worker.
     let err = pool.apply(takes_encode, (FailsToEncode,)).unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains(ENCODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains(ENCODE_REFUSAL)), "{err}");
     let err = pool.map(takes_encode, [FailsToEncode]).unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains(ENCODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains(ENCODE_REFUSAL)), "{err}");
     let err = pool.apply(takes_decode, (FailsToDecode,)).unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains(DECODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains(DECODE_REFUSAL)), "{err}");
     let err = pool.map(takes_decode, [FailsToDecode]).unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains(DECODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains(DECODE_REFUSAL)), "{err}");
     // Results: refused in the worker, or here.
     let err = pool.apply(gives_encode, (1,)).unwrap_err();
-    assert!(matches!(&err, Error::Return(m) if m.contains(ENCODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Return { message: m, .. } if m.contains(ENCODE_REFUSAL)), "{err}");
     let err = pool.apply(gives_decode, (1,)).unwrap_err();
-    assert!(matches!(&err, Error::Return(m) if m.contains(DECODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Return { message: m, .. } if m.contains(DECODE_REFUSAL)), "{err}");
     let err = pool.map(gives_decode, [1]).unwrap_err();
-    assert!(matches!(&err, Error::Return(m) if m.contains(DECODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Return { message: m, .. } if m.contains(DECODE_REFUSAL)), "{err}");
     // The pool still works.
     assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
     pool.close();
@@ -66,7 +66,7 @@ fn initializer_arguments_say_why_they_refuse() {
     let _g = serial();
     let _w = Watchdog::new("initializer_arguments_say_why_they_refuse", LIMIT);
     let err = Pool::builder().processes(1).initializer(init_encode, (FailsToEncode,)).build().unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains(ENCODE_REFUSAL)), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains(ENCODE_REFUSAL)), "{err}");
     // Decoded in each worker: the pool cannot run tasks, and says why.
     let pool = Pool::builder().processes(1).initializer(init_decode, (FailsToDecode,)).build().unwrap();
     let err = pool.apply(square, (2,)).unwrap_err();

@@ -185,18 +185,18 @@ fn handles_in_task_arguments_and_results_are_refused_with_the_reason() {
     let q: Queue<u32> = Queue::new(4).unwrap();
     let err = pool.apply(takes_queue, (q.clone(),)).unwrap_err();
     assert!(
-        matches!(&err, Error::Arguments(m) if m.contains("handle") && m.contains("initializer")),
+        matches!(&err, Error::Arguments { message: m, .. } if m.contains("handle") && m.contains("initializer")),
         "{err}"
     );
     let err = pool.map(takes_queue, [q.clone()]).unwrap_err();
     assert!(
-        matches!(&err, Error::Arguments(m) if m.contains("handle") && m.contains("initializer")),
+        matches!(&err, Error::Arguments { message: m, .. } if m.contains("handle") && m.contains("initializer")),
         "{err}"
     );
     let err = pool.imap(takes_queue, [q]).next().unwrap().unwrap_err();
-    assert!(matches!(&err, Error::Arguments(m) if m.contains("handle")), "{err}");
+    assert!(matches!(&err, Error::Arguments { message: m, .. } if m.contains("handle")), "{err}");
     let err = pool.apply(makes_lock, (0,)).unwrap_err();
-    assert!(matches!(&err, Error::Return(m) if m.contains("handle")), "{err}");
+    assert!(matches!(&err, Error::Return { message: m, .. } if m.contains("handle")), "{err}");
     // The pool goes on.
     assert_eq!(pool.apply(double, (2,)).unwrap(), 4);
     pool.close();
@@ -226,7 +226,10 @@ fn initializer_arguments_that_do_not_serialize_are_an_error() {
         let err =
             Pool::builder().processes(2).start_method(method).initializer(keeps_nothing, (Refuses,)).build();
         let err = err.unwrap_err();
-        assert!(matches!(&err, Error::Arguments(m) if m.contains("initializer")), "{method:?}: {err}");
+        assert!(
+            matches!(&err, Error::Arguments { message: m, .. } if m.contains("initializer")),
+            "{method:?}: {err}"
+        );
     }
     let pool = Pool::builder()
         .processes(2)

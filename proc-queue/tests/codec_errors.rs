@@ -30,7 +30,7 @@ fn queue_get_says_why_a_value_refuses_to_deserialize() {
     let q = Queue::<FailsToDecode>::new(4).unwrap();
     q.put(FailsToDecode).unwrap();
     let e = q.get().unwrap_err();
-    assert!(matches!(e, GetError::Deserialize(_)), "{e:?}");
+    assert!(matches!(e, GetError::Deserialize { .. }), "{e:?}");
     assert!(e.to_string().contains(DECODE_REFUSAL), "{e}");
     // A large one, read from a segment of its own.
     let q = Queue::<(Vec<u8>, FailsToDecode)>::unbounded().unwrap();

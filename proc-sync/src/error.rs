@@ -1,12 +1,63 @@
-//! Errors of the synchronization primitives.
+//! Errors of the synchronization primitives, and [`Error`], which each of them converts into.
 
 use std::fmt;
+
+/// A specialized `Result` for proc-sync, over [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error of proc-sync: every error type of the crate (and proc-core's, met creating a
+/// primitive) converts into it, so `?` works in a function that uses several primitives.
+///
+/// Converting an [`OwnerDied`] drops the guard it holds, which releases the lock (or permit):
+/// handle `OwnerDied` itself to carry on holding it.
+///
+/// # Examples
+///
+/// ```
+/// use proc_sync::{Barrier, Lock};
+///
+/// fn both() -> proc_sync::Result<()> {
+///     let lock = Lock::new()?;
+///     let _guard = lock.acquire()?;
+///     Barrier::new(1)?.wait()?;
+///     Ok(())
+/// }
+/// both().unwrap();
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A process died holding the lock or permit (an [`OwnerDied`], whose guard was dropped).
+    #[error("process {pid} died holding the lock; the data it protects may be inconsistent")]
+    OwnerDied {
+        /// The pid of the process that died.
+        pid: u32,
+    },
+    /// A release that does not match an acquire.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A barrier could not be made or passed.
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+    /// The shared memory for a primitive could not be created (proc-core's error).
+    #[error(transparent)]
+    Os(#[from] proc_core::Error),
+}
+
+impl<G> From<OwnerDied<G>> for Error {
+    /// Keeps the dead owner's pid and drops the guard, releasing the lock.
+    fn from(e: OwnerDied<G>) -> Self {
+        Error::OwnerDied { pid: e.pid }
+    }
+}
 
 /// The previous holder of a lock died while holding it; you hold the lock now.
 ///
 /// Like Rust's [`PoisonError`](std::sync::PoisonError): the guard inside is a valid guard, but the
 /// data the lock protects may be half-updated by the dead holder. Check or repair it before
 /// relying on it; [`into_guard`](Self::into_guard) takes the guard to carry on.
+#[derive(thiserror::Error)]
+#[error("process {pid} died holding the lock; it is yours now, but the data it protects may be inconsistent")]
 pub struct OwnerDied<G> {
     guard: G,
     pid: u32,
@@ -39,79 +90,37 @@ impl<G> fmt::Debug for OwnerDied<G> {
     }
 }
 
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "process {} died holding the lock; it is yours now, but the data it protects may be inconsistent",
-            self.pid
-        )
-    }
-}
-
-impl<G> std::error::Error for OwnerDied<G> {}
-
 /// A release that does not match an acquire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReleaseError {
     /// The lock (or semaphore) was not held.
+    #[error("release of an unlocked lock")]
     NotHeld,
     /// An `RLock` released by a process or thread that does not own it.
+    #[error("cannot release a lock owned by another process or thread")]
     NotOwner,
     /// A `BoundedSemaphore` released above its initial value.
+    #[error("semaphore released too many times")]
     AboveMaximum,
 }
 
-impl fmt::Display for ReleaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReleaseError::NotHeld => "release of an unlocked lock",
-            ReleaseError::NotOwner => "cannot release a lock owned by another process or thread",
-            ReleaseError::AboveMaximum => "semaphore released too many times",
-        })
-    }
-}
-
-impl std::error::Error for ReleaseError {}
-
 /// Why a [`Barrier`](crate::Barrier) could not be made or passed (Python's `BrokenBarrierError`
 /// and `ValueError`).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {
     /// The barrier is broken: a party timed out or aborted, the barrier was reset while this party
     /// waited, the action panicked in another party, or a party died holding its lock.
+    #[error("the barrier is broken")]
     Broken,
     /// The action panicked in this party (with this message); the barrier is broken.
+    #[error("the barrier's action panicked: {0}")]
     ActionPanicked(String),
     /// A barrier needs at least one party.
+    #[error("a barrier needs at least one party")]
     NoParties,
-    /// The shared memory for the barrier could not be created.
-    Os(proc_core::Error),
-}
-
-impl From<proc_core::Error> for BarrierError {
-    fn from(e: proc_core::Error) -> Self {
-        BarrierError::Os(e)
-    }
-}
-
-impl fmt::Display for BarrierError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BarrierError::Broken => f.write_str("the barrier is broken"),
-            BarrierError::ActionPanicked(m) => write!(f, "the barrier's action panicked: {m}"),
-            BarrierError::NoParties => f.write_str("a barrier needs at least one party"),
-            BarrierError::Os(e) => write!(f, "cannot create the barrier: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BarrierError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            BarrierError::Os(e) => Some(e),
-            _ => None,
-        }
-    }
+    /// The shared memory for the barrier could not be created (the cause is its
+    /// [`source`](std::error::Error::source)).
+    #[error("cannot create the barrier: {0}")]
+    Os(#[from] proc_core::Error),
 }

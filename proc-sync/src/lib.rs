@@ -49,7 +49,7 @@ mod value;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
-pub use error::{BarrierError, OwnerDied, ReleaseError};
+pub use error::{BarrierError, Error, OwnerDied, ReleaseError, Result};
 pub use lock::{AcquireResult, Lock, LockGuard, RLock, RLockGuard, LIVENESS_CHECK};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore, SemaphoreGuard, HOLDER_SLOTS};
 pub use value::{Array, RawArray, RawValue, Value};

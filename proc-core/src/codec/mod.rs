@@ -42,15 +42,20 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Why a value could not be encoded or decoded: the value's own message, or postcard's.
+#[derive(thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     /// Boxed: a `Result` of the codec stays as small as postcard's, returned in registers.
     repr: Box<Repr>,
 }
 
+#[derive(Debug, thiserror::Error)]
 enum Repr {
     /// postcard's own error (truncated bytes, a bad varint, a full buffer...).
+    #[error(transparent)]
     Format(postcard::Error),
     /// The message of a type's own `Serialize` or `Deserialize`.
+    #[error("{0}")]
     Custom(String),
 }
 
@@ -75,25 +80,11 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.repr {
-            Repr::Format(e) => fmt::Display::fmt(e, f),
-            Repr::Custom(m) => f.write_str(m),
-        }
-    }
-}
-
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.repr {
-            Repr::Format(e) => f.debug_tuple("Format").field(e).finish(),
-            Repr::Custom(m) => f.debug_tuple("Custom").field(m).finish(),
-        }
+        fmt::Debug::fmt(&*self.repr, f)
     }
 }
-
-impl std::error::Error for Error {}
 
 /// A specialized `Result` for the codec.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

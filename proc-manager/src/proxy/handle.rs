@@ -25,7 +25,7 @@ thread_local! {
 /// object keeps their references while it stores the value.
 pub(super) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     let previous = TOKENS.with(|t| t.borrow_mut().replace(Vec::new()));
-    let bytes = proc_core::codec::to_vec(value).map(Bytes::from).map_err(|e| Error::Serialize(e.to_string()));
+    let bytes = proc_core::codec::to_vec(value).map(Bytes::from).map_err(Error::Serialize);
     let tokens = TOKENS.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous)).unwrap_or_default();
     let bytes = bytes?;
     if !tokens.is_empty() {
@@ -55,7 +55,7 @@ impl Drop for Moved {
 }
 
 pub(super) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    proc_core::codec::from_bytes(bytes).map_err(|e| Error::Serialize(e.to_string()))
+    proc_core::codec::from_bytes(bytes).map_err(Error::Serialize)
 }
 
 pub(super) fn unexpected(r: Response) -> Error {

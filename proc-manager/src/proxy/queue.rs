@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use super::handle::enc;
 use crate::client::Client;
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, PutError, Result};
 use crate::wire::{Kind, Method};
 
 proxy! {
@@ -18,16 +16,25 @@ proxy! {
     ///
     /// # Errors
     ///
-    /// Every method: [`Error::Connection`], [`Error::Serialize`]; `put_nowait`/`put_timeout`,
-    /// [`Error::Full`]; `get_nowait`/`get_timeout`, [`Error::Empty`]; the blocking ones,
-    /// [`Error::ShutDown`] when the manager shuts down meanwhile.
+    /// Every method: [`Error::Connection`], [`Error::Serialize`]; `get_nowait`/`get_timeout`,
+    /// [`Error::Empty`]; the blocking ones, [`Error::ShutDown`] when the manager shuts down
+    /// meanwhile. The puts return a [`PutError`], which hands the value back:
+    /// [`PutError::Full`] when `put_nowait`/`put_timeout` found no room, [`PutError::Failed`]
+    /// with one of the errors above.
     Queue<T>
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    fn put_with(&self, value: &T, block: bool, timeout: Option<Duration>) -> Result<()> {
-        let method = Method::QueuePut { value: enc(value)?, block, timeout: Client::millis(timeout) };
-        self.handle.ok(method)
+    fn put_with(&self, value: T, block: bool, timeout: Option<Duration>) -> Result<(), PutError<T>> {
+        let bytes = match enc(&value) {
+            Ok(bytes) => bytes,
+            Err(error) => return Err(PutError::Failed { value, error }),
+        };
+        match self.handle.ok(Method::QueuePut { value: bytes, block, timeout: Client::millis(timeout) }) {
+            Ok(()) => Ok(()),
+            Err(Error::Full) => Err(PutError::Full(value)),
+            Err(error) => Err(PutError::Failed { value, error }),
+        }
     }
 
     fn get_with(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
@@ -35,18 +42,31 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts a value, waiting for room.
-    pub fn put(&self, value: T) -> Result<()> {
-        self.put_with(&value, true, None)
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Failed`], handing the value back.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, true, None)
     }
 
     /// Puts a value, waiting at most `timeout` for room.
-    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<()> {
-        self.put_with(&value, true, Some(timeout))
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] when there was no room in time, [`PutError::Failed`]; both hand the
+    /// value back.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(value, true, Some(timeout))
     }
 
     /// Puts a value if there is room now.
-    pub fn put_nowait(&self, value: T) -> Result<()> {
-        self.put_with(&value, false, None)
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] when there is no room, [`PutError::Failed`]; both hand the value back.
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, false, None)
     }
 
     /// Takes a value, waiting for one.

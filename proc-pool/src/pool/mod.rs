@@ -207,9 +207,8 @@ impl Builder {
             timeout: self.timeout,
             prefetch: self.prefetch,
         };
-        let shared = Arc::new(
-            Shared::new().map_err(|e| Error::Os(format!("cannot create the pool's doorbell: {e}")))?,
-        );
+        let shared =
+            Arc::new(Shared::new().map_err(|e| Error::os_in("cannot create the pool's doorbell", e))?);
         let (tx, rx) = mpsc::channel::<Callback>();
         let supervisor = Supervisor::new(shared.clone(), config.clone(), tx)?;
         let pids = Arc::new(Mutex::new(supervisor.pids()));
@@ -223,7 +222,7 @@ impl Builder {
                     work();
                 }
             })
-            .map_err(|e| Error::Os(format!("cannot start the pool's callback thread: {e}")))?;
+            .map_err(|e| Error::os_in("cannot start the pool's callback thread", e))?;
         let pids2 = pids.clone();
         let supervisor = std::thread::Builder::new()
             .name("pool-supervisor".into())
@@ -234,7 +233,7 @@ impl Builder {
                     supervisor.run(pids2);
                 }
             })
-            .map_err(|e| Error::Os(format!("cannot start the pool's supervisor thread: {e}")))?;
+            .map_err(|e| Error::os_in("cannot start the pool's supervisor thread", e))?;
         Ok(Pool { shared, threads: Mutex::new(Some((supervisor, callbacks))), finished, processes, pids })
     }
 }

@@ -464,10 +464,10 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
 fn encode_args<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     match proc_core::handle::serialize_with_fds(value) {
         Ok((bytes, fds)) if fds.is_empty() => Ok(bytes),
-        Ok(_) => Err(Error::Arguments(HANDLE_IN_ARGS.to_string())),
+        Ok(_) => Err(Error::arguments(HANDLE_IN_ARGS)),
         Err(e) => {
             let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-            Err(Error::Arguments(why))
+            Err(Error::Arguments { message: why, source: Some(crate::error::Cause::new(e)) })
         }
     }
 }

@@ -287,8 +287,11 @@ pub(crate) fn decode<R: DeserializeOwned>(outcome: Outcome) -> Result<Vec<R>> {
     let bytes = outcome?;
     // A panicking `Deserialize` must not take the supervisor thread down.
     match std::panic::catch_unwind(|| proc_core::codec::from_bytes(&bytes)) {
-        Ok(r) => r.map_err(|e| Error::Return(format!("cannot deserialize: {e}"))),
-        Err(_) => Err(Error::Return("deserializing it panicked".into())),
+        Ok(r) => r.map_err(|e| Error::Return {
+            message: format!("cannot deserialize: {e}"),
+            source: Some(crate::error::Cause::new(e)),
+        }),
+        Err(_) => Err(Error::return_value("deserializing it panicked")),
     }
 }
 
@@ -299,7 +302,7 @@ pub(crate) fn single<R: DeserializeOwned + Send + 'static>(
 ) -> Done {
     Box::new(move |outcome, sink| {
         let value = decode::<R>(outcome).and_then(|v| {
-            v.into_iter().next().ok_or_else(|| Error::Return("the worker returned no value".into()))
+            v.into_iter().next().ok_or_else(|| Error::return_value("the worker returned no value"))
         });
         resolve(cell, callbacks, value, sink);
     })

@@ -5,7 +5,7 @@
 use proc_queue::{GetError, PutError};
 
 use super::{Given, Job, Supervisor};
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::worker::{Failure, Order, Reply, INIT_FAILED};
 
 impl Supervisor {
@@ -50,7 +50,13 @@ impl Supervisor {
             slot.outstanding.pop_front();
             for id in lost {
                 if let Some(g) = self.given.remove(&id) {
-                    self.finish(g.done, Err(Error::Os("the task or its result was lost in transit".into())));
+                    self.finish(
+                        g.done,
+                        Err(Error::Os {
+                            message: "the task or its result was lost in transit".into(),
+                            source: None,
+                        }),
+                    );
                 }
             }
         }
@@ -116,9 +122,11 @@ impl Supervisor {
                 false
             }
             Err(e) => {
-                let error = match &e {
-                    PutError::Os { .. } => Error::Os(e.to_string()),
-                    _ => Error::Arguments(e.to_string()),
+                let e = e.without_value();
+                let message = e.to_string();
+                let error = match e {
+                    PutError::Os { error, .. } => Error::Os { message, source: Some(Cause::new(error)) },
+                    e => Error::Arguments { message, source: Some(Cause::new(e)) },
                 };
                 self.finish(done, Err(error));
                 true

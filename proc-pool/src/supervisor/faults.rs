@@ -164,7 +164,7 @@ impl Supervisor {
                 self.slots[i].retry_at = Some(Instant::now() + RETRY_START);
                 let none_alive = self.slots.iter().all(|s| s.process.is_none());
                 if none_alive && self.start_failures >= MAX_START_FAILURES {
-                    let error = Error::Os(format!("no pool worker can be started: {e}"));
+                    let error = Error::os_in("no pool worker can be started", e);
                     self.shared.lock().broken = Some(error.clone());
                     self.fail_everything(&error);
                 }

@@ -42,7 +42,7 @@ pub(crate) use job::{Callback, Done, Job, Outcome};
 pub(crate) use shared::{Mode, Shared};
 
 use crate::board::Board;
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::worker::{worker_main, Init, Order, Reply};
 
 /// The pool's settings.
@@ -191,8 +191,11 @@ impl Supervisor {
         }
         let process =
             builder.start().map_err(|e| match self.config.init.as_ref().and_then(Init::failure) {
-                Some(why) => Error::Arguments(format!("the initializer's arguments: {why}")),
-                None => Error::Os(format!("cannot start a pool worker: {e}")),
+                Some(why) => Error::Arguments {
+                    message: format!("the initializer's arguments: {why}"),
+                    source: Some(Cause::new(e)),
+                },
+                None => Error::os_in("cannot start a pool worker", e),
             })?;
         self.shared.counters.workers_started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid = process.pid(), "pool worker started");

@@ -3,17 +3,27 @@
 use std::fmt;
 
 /// Why a `put` failed; every variant hands the value back.
+///
+/// It converts into `multiproc::Error` (dropping the value) for `?`; take the value first with
+/// [`into_inner`](Self::into_inner) to keep it, or keep the reason alone with
+/// [`without_value`](Self::without_value).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum PutError<T> {
     /// No room (`put_nowait`).
+    #[error("the queue is full")]
     Full(T),
     /// No room within the timeout (`put_timeout`).
+    #[error("the queue stayed full until the timeout")]
     Timeout(T),
     /// This process closed the queue.
+    #[error("the queue is closed in this process")]
     Closed(T),
     /// The queue was shut down.
+    #[error("the queue was shut down")]
     ShutDown(T),
     /// The serialized value is larger than the queue's maximum message size; nothing was written.
+    #[error("a message of {size} bytes is larger than the queue's maximum of {max} bytes")]
     TooLarge {
         /// The value.
         value: T,
@@ -24,17 +34,23 @@ pub enum PutError<T> {
     },
     /// The value cannot be serialized (or holds a handle, which only crosses through a
     /// `Connection` or as a start argument); nothing was written.
+    #[error("cannot serialize the value: {message}")]
     Serialize {
         /// The value.
         value: T,
         /// What the serializer said.
         message: String,
+        /// The serializer's error.
+        #[source]
+        source: proc_core::codec::Error,
     },
     /// The system refused shared memory for a large message.
+    #[error("cannot store a large message: {error}")]
     Os {
         /// The value.
         value: T,
         /// The error.
+        #[source]
         error: proc_core::Error,
     },
 }
@@ -47,6 +63,20 @@ impl<T> PutError<T> {
             PutError::TooLarge { value, .. }
             | PutError::Serialize { value, .. }
             | PutError::Os { value, .. } => value,
+        }
+    }
+
+    /// The same reason without the value (dropped here), as a plain error that is `Send`,
+    /// `Sync` and `'static` whatever `T` is: for `Box<dyn Error>` or `multiproc::Error`.
+    pub fn without_value(self) -> PutError<()> {
+        match self {
+            PutError::Full(_) => PutError::Full(()),
+            PutError::Timeout(_) => PutError::Timeout(()),
+            PutError::Closed(_) => PutError::Closed(()),
+            PutError::ShutDown(_) => PutError::ShutDown(()),
+            PutError::TooLarge { size, max, .. } => PutError::TooLarge { value: (), size, max },
+            PutError::Serialize { message, source, .. } => PutError::Serialize { value: (), message, source },
+            PutError::Os { error, .. } => PutError::Os { value: (), error },
         }
     }
 
@@ -74,93 +104,56 @@ impl<T> fmt::Debug for PutError<T> {
     }
 }
 
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("the queue is full"),
-            PutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
-            PutError::Closed(_) => f.write_str("the queue is closed in this process"),
-            PutError::ShutDown(_) => f.write_str("the queue was shut down"),
-            PutError::TooLarge { size, max, .. } => {
-                write!(f, "a message of {size} bytes is larger than the queue's maximum of {max} bytes")
-            }
-            PutError::Serialize { message, .. } => write!(f, "cannot serialize the value: {message}"),
-            PutError::Os { error, .. } => write!(f, "cannot store a large message: {error}"),
-        }
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PutError::Os { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
-
 /// Why a `get` failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
     /// Nothing to take (`get_nowait`).
+    #[error("the queue is empty")]
     Empty,
     /// Nothing came within the timeout (`get_timeout`).
+    #[error("the queue stayed empty until the timeout")]
     Timeout,
     /// This process closed the queue.
+    #[error("the queue is closed in this process")]
     Closed,
     /// The queue was shut down and (unless immediately) drained.
+    #[error("the queue was shut down")]
     ShutDown,
     /// A message was taken but does not deserialize as the queue's type (it is gone).
-    Deserialize(String),
+    #[error("a message does not deserialize: {message}")]
+    Deserialize {
+        /// What the deserializer said.
+        message: String,
+        /// The deserializer's error (none for a corrupt large-message record).
+        #[source]
+        source: Option<proc_core::codec::Error>,
+    },
     /// A large message's segment could not be opened (it is gone).
-    Os(proc_core::Error),
+    #[error("cannot read a large message: {0}")]
+    Os(#[from] proc_core::Error),
 }
 
 impl GetError {
+    /// A large message's record that does not make sense (it is gone).
+    pub(crate) fn corrupt_record() -> Self {
+        GetError::Deserialize { message: "a corrupt large-message record".into(), source: None }
+    }
+
     /// Whether nothing was there (`Empty` or `Timeout`).
     pub fn is_empty(&self) -> bool {
         matches!(self, GetError::Empty | GetError::Timeout)
     }
 }
 
-impl fmt::Display for GetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GetError::Empty => f.write_str("the queue is empty"),
-            GetError::Timeout => f.write_str("the queue stayed empty until the timeout"),
-            GetError::Closed => f.write_str("the queue is closed in this process"),
-            GetError::ShutDown => f.write_str("the queue was shut down"),
-            GetError::Deserialize(m) => write!(f, "a message does not deserialize: {m}"),
-            GetError::Os(e) => write!(f, "cannot read a large message: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for GetError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            GetError::Os(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 /// Why `task_done` or `join` failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
     /// `task_done` called more times than items were put.
+    #[error("task_done() called too many times")]
     TooManyTaskDone,
     /// `join_timeout` ran out with tasks unfinished.
+    #[error("tasks were still unfinished at the timeout")]
     Timeout,
-}
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JoinError::TooManyTaskDone => "task_done() called too many times",
-            JoinError::Timeout => "tasks were still unfinished at the timeout",
-        })
-    }
 }

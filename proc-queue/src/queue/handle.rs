@@ -317,7 +317,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Err(GetError::Os(proc_core::Error::invalid_argument("a queue's next ring is missing")))
                 }
                 Some(Ok(Ok(value))) => Ok(value),
-                Some(Ok(Err(e))) => Err(GetError::Deserialize(e.to_string())),
+                Some(Ok(Err(e))) => Err(GetError::Deserialize { message: e.to_string(), source: Some(e) }),
                 Some(Err(Fail::Get(GetError::Timeout))) if nowait => Err(GetError::Empty),
                 Some(Err(Fail::Get(e))) => Err(e),
             };
@@ -334,7 +334,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let size = match proc_core::codec::serialized_size(&value) {
             Ok(size) => size as u64,
-            Err(e) => return Err(PutError::Serialize { value, message: e.to_string() }),
+            Err(e) => return Err(PutError::Serialize { value, message: e.to_string(), source: e }),
         };
         if size > ring.max_message {
             return Err(PutError::TooLarge { value, size, max: ring.max_message });
@@ -347,7 +347,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             match ring.spill(&value, size as usize) {
                 Ok(spill) => Some(spill),
                 Err(SpillError::Os(error)) => return Err(PutError::Os { value, error }),
-                Err(SpillError::Serialize(message)) => return Err(PutError::Serialize { value, message }),
+                Err(SpillError::Serialize(e)) => {
+                    return Err(PutError::Serialize { value, message: e.to_string(), source: e })
+                }
             }
         } else {
             None
@@ -411,7 +413,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Err(e) => {
                         ring.commit(claim, 0, true);
                         ring.lost_message();
-                        return Err(PutError::Serialize { value, message: e.to_string() });
+                        return Err(PutError::Serialize { value, message: e.to_string(), source: e });
                     }
                 }
             }

@@ -413,8 +413,7 @@ impl Ring {
             let record = self.read_record(&claim);
             // The slot is free again at once; the message stays counted unread in its chunk.
             self.release(claim);
-            let record =
-                record.ok_or_else(|| GetError::Deserialize("a corrupt large-message record".into()))?;
+            let record = record.ok_or_else(GetError::corrupt_record)?;
             root.take_spilled(record, decode)
         } else {
             let len = (len as usize).min(self.slot_size);

@@ -85,7 +85,7 @@ pub(super) struct Spill {
 
 pub(super) enum SpillError {
     Os(proc_core::Error),
-    Serialize(String),
+    Serialize(proc_core::codec::Error),
 }
 
 /// A chunk's state word (the mapping is page-aligned and at least `C_DATA` bytes long).
@@ -111,7 +111,7 @@ impl Ring {
             Ok(Ok(())) => Ok(spill),
             Ok(Err(e)) => {
                 self.spill_done(&spill.shm);
-                Err(SpillError::Serialize(e.to_string()))
+                Err(SpillError::Serialize(e))
             }
             Err(panic) => {
                 self.spill_done(&spill.shm);
@@ -452,7 +452,7 @@ impl Ring {
         (name, size, offset): (String, usize, usize),
         decode: &mut dyn FnMut(&[u8]) -> R,
     ) -> Result<R, GetError> {
-        let corrupt = || GetError::Deserialize("a corrupt large-message record".into());
+        let corrupt = || GetError::corrupt_record();
         let shm = self.open_spill(&name).map_err(GetError::Os)?;
         if offset < C_DATA || offset.checked_add(size).is_none_or(|end| end > shm.size()) {
             return Err(corrupt());
