@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[cfg(target_os = "linux")]
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
