@@ -291,6 +291,10 @@ fn serve_role() -> io::Result<()> {
             match unsafe { sys::fork() }? {
                 0 => {
                     drop(keeper_end);
+                    // Never wait on the keeper: a keeper that stopped reading (stopped by a signal,
+                    // say) is let go at the first message that does not fit, and the server
+                    // serves on without one.
+                    sys::set_nonblocking(server_end.as_fd())?;
                     Some(server_end)
                 }
                 server => {
