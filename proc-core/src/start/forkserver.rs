@@ -475,6 +475,10 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         // parent still knows which process is its child.
                         let me = sys::getpid() as i32;
                         let _ = sys::write_all(pid_w.as_fd(), &me.to_le_bytes());
+                        // The child tells the keeper of itself, before it runs anything: the server
+                        // may be killed right after the fork, before it could. (On the same link,
+                        // so this comes before the server's `REAPED` for it.)
+                        tell_keeper(&mut keeper, STARTED, me as u32, &[status_w.as_fd()]);
                         sys::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
@@ -488,9 +492,8 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                     Ok(pid) => {
                         drop(child_ctl);
                         drop(boot_fds);
-                        // The child writes its pid itself.
+                        // The child writes its pid and tells the keeper of itself.
                         drop(pid_w);
-                        tell_keeper(&mut keeper, STARTED, pid, &[status_w.as_fd()]);
                         pending.insert(pid, status_w);
                     }
                     Err(e) => {
