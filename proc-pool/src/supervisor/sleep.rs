@@ -10,7 +10,7 @@ use proc_core::Process;
 use proc_queue::{wait, Waitable};
 
 use super::{Mode, Supervisor};
-use crate::sys::now_ns;
+use proc_os::monotonic_ns;
 
 /// How many times an idle supervisor yields before it sleeps.
 const SPIN_YIELDS: u32 = 64;
@@ -51,7 +51,7 @@ impl Supervisor {
             at(RECHECK);
         }
         if let Some(timeout) = self.config.timeout {
-            let now_ns = now_ns();
+            let now_ns = monotonic_ns();
             for (i, slot) in self.slots.iter().enumerate() {
                 match self.board.running(i) {
                     Some((_, started)) if slot.killed_for.is_none() => {

@@ -34,7 +34,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sys;
 
 /// The size of a frame's header.
 const HEADER: usize = 12;
@@ -78,7 +77,7 @@ const SCRATCH: usize = 8 << 10;
 ///
 /// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
 pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
-    if fds.len() > sys::MAX_FDS {
+    if fds.len() > proc_os::socket::MAX_FDS {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
     }
     let mut header = [0u8; HEADER];
@@ -92,7 +91,7 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> 
         frame[HEADER..total].copy_from_slice(body);
         let mut sent = 0;
         while sent < total {
-            match sys::send_bytes(sock, &frame[sent..total])? {
+            match proc_os::socket::send_bytes(sock, &frame[sent..total])? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => sent += n,
             }
@@ -107,7 +106,7 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> 
         let rest = &rest[..rest.len().min(MAX_CHUNK)];
         // The descriptors go with the first call, which always carries the header's first byte.
         let attached = if sent == 0 { &fds[..] } else { &[] };
-        let n = sys::send(sock, &[IoSlice::new(head), IoSlice::new(rest)], attached)?;
+        let n = proc_os::socket::send(sock, &[IoSlice::new(head), IoSlice::new(rest)], attached)?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -454,7 +453,7 @@ fn recv_within(
     with_fds: bool,
     deadline: Option<Instant>,
     pace: &mut Pace,
-) -> Result<sys::Received> {
+) -> Result<proc_os::socket::Received> {
     if let Some(got) = look_briefly(sock, buf, fds, with_fds, deadline)? {
         return Ok(got);
     }
@@ -464,12 +463,12 @@ fn recv_within(
         let far = deadline.is_none_or(|d| d.saturating_duration_since(Instant::now()) >= FAR);
         let got = if far && !sliced {
             if deadline.is_some() && !pace.slice_set {
-                sys::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
+                proc_os::socket::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
                 pace.slice_set = true;
             }
-            sys::recv(sock, buf, fds, with_fds, false)
+            proc_os::socket::recv(sock, buf, fds, with_fds, false)
         } else if !pace.quiet {
-            sys::recv(sock, buf, fds, with_fds, true)
+            proc_os::socket::recv(sock, buf, fds, with_fds, true)
         } else {
             Ok(None)
         };
@@ -477,22 +476,22 @@ fn recv_within(
             Ok(Some(got)) => return Ok(got),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(sys::Received { len: 0, fds_lost: false })
+                return Ok(proc_os::socket::Received { len: 0, fds_lost: false })
             }
             Err(e) => return Err(Error::Os(e)),
         }
         sliced |= far;
         pace.quiet = true;
-        let ready = sys::wait_readable(&[sock], deadline).map_err(Error::Os)?;
+        let ready = proc_os::fd::wait_readable(&[sock], deadline).map_err(Error::Os)?;
         if !ready.first().copied().unwrap_or(false) {
             return Err(Error::Timeout);
         }
-        match sys::recv(sock, buf, fds, with_fds, true) {
+        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(got),
             // Another receiver (in another process) took it: wait again.
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(sys::Received { len: 0, fds_lost: false })
+                return Ok(proc_os::socket::Received { len: 0, fds_lost: false })
             }
             Err(e) => return Err(Error::Os(e)),
         }
@@ -507,14 +506,14 @@ fn look_briefly(
     fds: &mut Vec<OwnedFd>,
     with_fds: bool,
     deadline: Option<Instant>,
-) -> Result<Option<sys::Received>> {
+) -> Result<Option<proc_os::socket::Received>> {
     let mut until = None;
     loop {
-        match sys::recv(sock, buf, fds, with_fds, true) {
+        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(Some(got)),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(Some(sys::Received { len: 0, fds_lost: false }))
+                return Ok(Some(proc_os::socket::Received { len: 0, fds_lost: false }))
             }
             Err(e) => return Err(Error::Os(e)),
         }

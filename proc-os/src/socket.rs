@@ -1,44 +1,31 @@
-//! The OS seam of proc-queue: Unix stream sockets that carry descriptors, and `poll`.
+//! Unix stream sockets that carry descriptors: close-on-exec, SIGPIPE-free pairs, `sendmsg` and
+//! `recvmsg` with `SCM_RIGHTS` (through nix, whose control-message encoding is checked), and the
+//! small calls around them (`shutdown`, socket options, a doorbell).
 //!
-//! Everything that differs between Linux and macOS is chosen here. `linux.rs` is the Linux backend;
-//! `unix.rs` is the portable backend that macOS uses, and that Linux uses too with the
-//! `force-portable` feature, so that Linux test runs cover the macOS code paths.
-//!
-//! | item | Linux | portable (macOS; Linux with `force-portable`) |
-//! |---|---|---|
-//! | `socketpair()` | `SOCK_CLOEXEC`, atomic | `FD_CLOEXEC` after creation; `SO_NOSIGPIPE` where the OS has it |
-//! | `SEND_FLAGS` | `MSG_NOSIGNAL` | `MSG_NOSIGNAL`, except where `SO_NOSIGPIPE` does that job (macOS) |
-//! | `RECV_FLAGS`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
-//! | `populate_write()` (spill chunks) | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
-//!
-//! Either way a send to a socket whose peer is gone fails with `EPIPE` instead of raising SIGPIPE,
-//! even in a host program that does not ignore SIGPIPE, and every descriptor this crate creates or
-//! receives is close-on-exec.
-//!
-//! The helpers below the backend selection are POSIX and shared by both: `sendmsg`/`recvmsg` with
-//! `SCM_RIGHTS` (through nix, whose control-message encoding is checked), `shutdown` and `poll`.
+//! Every descriptor made or received here is close-on-exec, and a send to a socket whose peer is
+//! gone fails with `EPIPE` instead of raising SIGPIPE, even in a host program that does not ignore
+//! SIGPIPE.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 
-cfg_if::cfg_if! {
-    if #[cfg(all(target_os = "linux", not(feature = "force-portable")))] {
-        #[path = "linux.rs"]
-        mod imp;
-    } else {
-        #[path = "unix.rs"]
-        mod imp;
-    }
-}
-
-pub(crate) use imp::{populate_write, received_fd, socketpair, RECV_FLAGS, SEND_FLAGS};
+use crate::fd::cvt;
+use crate::sys::{Backend, Os};
 
 /// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
-pub(crate) const MAX_FDS: usize = 253;
+pub const MAX_FDS: usize = 253;
+
+/// Flags for every send on a stream socket: `MSG_NOSIGNAL`, except where the socket's own
+/// `SO_NOSIGPIPE` does that job (macOS), where it is 0.
+pub const SEND_FLAGS: libc::c_int = <Os as Backend>::SEND_FLAGS;
+
+/// Flags for `recvmsg`: `MSG_CMSG_CLOEXEC` on Linux; 0 elsewhere, where [`received_fd`] sets
+/// close-on-exec after the call.
+pub const RECV_FLAGS: libc::c_int = <Os as Backend>::RECV_FLAGS;
 
 /// The bytes of control-message space that `MAX_FDS` descriptors take.
 const CMSG_BYTES: usize = {
@@ -51,19 +38,46 @@ const CMSG_BYTES: usize = {
 #[repr(C, align(8))]
 struct CmsgBuffer([u8; CMSG_BYTES]);
 
-/// Turns a `-1` return into the current `errno`.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+/// A connected pair of close-on-exec Unix stream sockets, on which sends never raise SIGPIPE
+/// (with [`SEND_FLAGS`] on Linux, `SO_NOSIGPIPE` on macOS).
+///
+/// # Errors
+///
+/// `socketpair` or `fcntl` failed (out of descriptors).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, b) = proc_os::socket::socketpair().unwrap();
+/// proc_os::socket::send_bytes(a.as_fd(), b"hi").unwrap();
+/// let mut buf = [0u8; 2];
+/// let got = proc_os::socket::recv(b.as_fd(), &mut buf, &mut Vec::new(), false, false).unwrap();
+/// assert_eq!(got.map(|r| r.len), Some(2));
+/// ```
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Os::socketpair()
+}
+
+/// Finishes a descriptor received by a `recvmsg` made with [`RECV_FLAGS`]: marks it close-on-exec
+/// where the flags could not (nothing to do on Linux).
+///
+/// # Errors
+///
+/// `fcntl` failed (`fd` is not open).
+pub fn received_fd(fd: RawFd) -> io::Result<()> {
+    Os::received_fd(fd)
 }
 
 /// Writes some of `bufs` to `sock` with one `sendmsg`, attaching `fds` (`SCM_RIGHTS`) when there
 /// are any, and returns how many bytes went. Blocks until at least one byte is written; `EINTR`
 /// (which means nothing was written) is retried.
-pub(crate) fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+///
+/// # Errors
+///
+/// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
@@ -79,7 +93,12 @@ pub(crate) fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd
 /// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
 /// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
 /// than a `sendmsg`, which copies in a message header and an I/O vector.
-pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+///
+/// # Errors
+///
+/// `send` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+#[inline]
+pub fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
         let n = unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
@@ -95,14 +114,14 @@ pub(crate) fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> 
     }
 }
 
-/// What one `recvmsg` produced.
+/// What one [`recv`] produced.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Received {
+pub struct Received {
     /// Bytes received; 0 means end of stream.
-    pub(crate) len: usize,
+    pub len: usize,
     /// Descriptors came with the bytes but the kernel could not hand them all over (the process is
     /// at its descriptor limit); the ones it did install cannot be recovered.
-    pub(crate) fds_lost: bool,
+    pub fds_lost: bool,
 }
 
 /// Receives into `buf` with one `recvmsg`, appending any descriptors that come along to `fds`
@@ -112,7 +131,11 @@ pub(crate) struct Received {
 ///
 /// Only when `with_fds` is set is there room for descriptors; without it any that arrive are
 /// closed by the kernel (and reported as lost).
-pub(crate) fn recv(
+///
+/// # Errors
+///
+/// `recvmsg` failed (`ECONNRESET`: the peer closed with unread data).
+pub fn recv(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
@@ -154,9 +177,32 @@ pub(crate) fn recv(
     }
 }
 
+/// Reads what `sock` holds without waiting: `Ok(None)` when nothing is there (or the call was
+/// interrupted), `Ok(Some(0))` at the end of the stream.
+///
+/// # Errors
+///
+/// `recv` failed.
+pub fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is writable for its length; MSG_DONTWAIT makes the call return at once.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if let Ok(n) = usize::try_from(n) {
+        return Ok(Some(n));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Sets the receive timeout (`SO_RCVTIMEO`) of `sock`, for every process that holds it: a blocking
 /// receive that waits that long fails with `EAGAIN`, which [`recv`] reports as nothing there.
-pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+///
+/// # Errors
+///
+/// `setsockopt` failed (`sock` is not a socket).
+pub fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         // Below a million: fits `suseconds_t` everywhere (`i64` on Linux, `i32` on macOS).
@@ -175,8 +221,41 @@ pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::R
     .map(drop)
 }
 
+/// Turns TCP (or any socket's) keepalive on, so that a peer whose machine vanished is noticed.
+///
+/// # Errors
+///
+/// `setsockopt` failed (`sock` is not a socket).
+pub fn set_keepalive(sock: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(sock, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
+}
+
+/// Sets an integer socket option.
+pub(crate) fn set_int_option(
+    sock: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Shuts down one direction of `sock` for every process that holds it.
-pub(crate) fn shutdown(sock: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
+///
+/// # Errors
+///
+/// `shutdown` failed (`sock` is not a connected socket).
+pub fn shutdown(sock: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
     let how = match how {
         Shutdown::Read => libc::SHUT_RD,
         Shutdown::Write => libc::SHUT_WR,
@@ -186,42 +265,8 @@ pub(crate) fn shutdown(sock: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
     cvt(unsafe { libc::shutdown(sock.as_raw_fd(), how) }).map(drop)
 }
 
-/// Waits until at least one of `fds` is readable (data, end of stream or an error is pending), or
-/// until `deadline` (`None`: no deadline; a deadline in the past: look once).
-///
-/// Returns one flag per descriptor; all are false only when the deadline passed, never earlier.
-/// `EINTR` is retried with the time that is left.
-pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-    let nfds = libc::nfds_t::try_from(pfds.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors to poll"))?;
-    loop {
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up, so that a wait never ends before its deadline.
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-            }
-        };
-        // SAFETY: `pfds` is a live, exclusively borrowed array of `nfds` pollfd structs.
-        match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), nfds, timeout) }) {
-            // The clock may disagree with poll's rounding by a little: wait out the rest.
-            Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
-            Ok(_) => {
-                let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
-                return Ok(pfds.iter().map(|p| p.revents & ready != 0).collect());
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Writes one byte to a doorbell socket without blocking; a full socket already rings.
-pub(crate) fn ring(bell: BorrowedFd<'_>) {
+pub fn ring(bell: BorrowedFd<'_>) {
     let byte = [1u8];
     // SAFETY: `byte` is a live one-byte buffer; MSG_DONTWAIT never blocks. Errors (EAGAIN: full,
     // so already readable) need no handling.
@@ -229,7 +274,7 @@ pub(crate) fn ring(bell: BorrowedFd<'_>) {
 }
 
 /// Reads whatever a doorbell socket holds, without blocking.
-pub(crate) fn drain(bell: BorrowedFd<'_>) {
+pub fn drain(bell: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
     loop {
         // SAFETY: `buf` is a live buffer of `buf.len()` bytes; MSG_DONTWAIT never blocks.
