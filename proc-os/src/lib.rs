@@ -10,6 +10,8 @@
 //! - [`Backoff`]: spin, yield, sleep.
 //! - [`socket`]: close-on-exec, SIGPIPE-free Unix stream sockets that carry descriptors
 //!   (`SCM_RIGHTS`); [`fd`]: `poll` with a deadline, close-on-exec, `EINTR` and `errno` handling.
+//! - [`frame`]: one message per frame (a 12-byte header, the body, descriptors beside it), the wire
+//!   format of proc-core's control sockets and proc-queue's connections.
 //! - [`signal_name`], [`monotonic_ns`], [`populate_write`].
 //!
 //! ```
@@ -46,6 +48,7 @@
 
 mod backoff;
 pub mod fd;
+pub mod frame;
 mod mem;
 mod process;
 mod signal;
