@@ -1,9 +1,13 @@
 //! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec, and
-//! waiting for readability with `poll`.
+//! waiting for readability with `poll` (nix's, over `BorrowedFd`s).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// Turns a `-1` return into the current `errno`.
 ///
@@ -62,14 +66,13 @@ pub fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 /// # Examples
 ///
 /// ```
-/// use std::os::fd::AsRawFd;
+/// use std::os::fd::AsFd;
 ///
 /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// proc_os::fd::set_cloexec(a.as_raw_fd()).unwrap();
+/// proc_os::fd::set_cloexec(a.as_fd()).unwrap();
 /// ```
-pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_SETFD takes an integer flag argument and touches no memory; a bad fd is an error.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop).map_err(io::Error::from)
 }
 
 /// Waits until at least one of `fds` is readable (data, end of stream or an error is pending), or
@@ -95,30 +98,26 @@ pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
 /// assert_eq!(proc_os::fd::wait_readable(&[a.as_fd()], None).unwrap(), [true]);
 /// ```
 pub fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-    let nfds = libc::nfds_t::try_from(pfds.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors to poll"))?;
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
     loop {
         let timeout = match deadline {
-            None => -1,
+            None => PollTimeout::NONE,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 // Round up, so that a wait never ends before its deadline.
                 let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        // SAFETY: `pfds` is a live, exclusively borrowed array of `nfds` pollfd structs.
-        match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), nfds, timeout) }) {
+        match poll(&mut pfds, timeout) {
             // The clock may disagree with poll's rounding by a little: wait out the rest.
             Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
             Ok(_) => {
-                let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
-                return Ok(pfds.iter().map(|p| p.revents & ready != 0).collect());
+                let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+                return Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| r.intersects(ready))).collect());
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -140,8 +139,8 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::R
 /// assert!(proc_os::fd::is_readable(a.as_fd()).unwrap());
 /// ```
 pub fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: `pfd` is one live pollfd struct; a zero timeout never blocks.
-    retry(|| cvt(unsafe { libc::poll(&mut pfd, 1, 0) }))?;
-    Ok(pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+    retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
+    let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+    Ok(pfd[0].revents().is_some_and(|r| r.intersects(ready)))
 }

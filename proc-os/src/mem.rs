@@ -1,5 +1,7 @@
 //! Memory and clock helpers that other processes must agree on.
 
+use nix::time::{clock_gettime, ClockId};
+
 use crate::sys::{Backend, Os};
 
 /// Maps the pages of `[ptr, ptr + len)` writable ahead of the writes: in one system call on Linux
@@ -24,11 +26,6 @@ pub unsafe fn populate_write(ptr: *mut u8, len: usize) {
 /// assert!(proc_os::monotonic_ns() >= a);
 /// ```
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on Linux and macOS.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    let Ok(ts) = clock_gettime(ClockId::CLOCK_MONOTONIC) else { return 0 };
+    (ts.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec() as u64)
 }

@@ -5,6 +5,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
 use crate::sys::{Backend, Os};
 
 /// The cached pid; 0 until first asked, and again in the child after every `fork`.
@@ -24,10 +28,9 @@ pub fn process_alive(pid: u32) -> bool {
     if raw <= 0 {
         return false;
     }
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let ret = unsafe { libc::kill(raw, 0) };
-    // EPERM: it exists but belongs to someone else.
-    let exists = ret == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // No signal: only checks for existence and permission. EPERM: it exists but belongs to someone
+    // else.
+    let exists = matches!(kill(Pid::from_raw(raw), None), Ok(()) | Err(Errno::EPERM));
     exists && !Os::is_zombie(pid)
 }
 

@@ -8,12 +8,13 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::time::TimeVal;
 
-use crate::fd::cvt;
 use crate::sys::{Backend, Os};
 
 /// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
@@ -66,7 +67,7 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// # Errors
 ///
 /// `fcntl` failed (`fd` is not open).
-pub fn received_fd(fd: RawFd) -> io::Result<()> {
+pub fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
     Os::received_fd(fd)
 }
 
@@ -92,7 +93,8 @@ pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) 
 
 /// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
 /// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
-/// than a `sendmsg`, which copies in a message header and an I/O vector.
+/// than a `sendmsg`, which copies in a message header and an I/O vector. (libc's `send` rather than
+/// nix's: this is a small message's whole path, and nix's wrapper is not inlined across crates.)
 ///
 /// # Errors
 ///
@@ -165,7 +167,7 @@ pub fn recv(
                         // SAFETY: the kernel has just installed `fd` in this process for this
                         // message; nothing else owns it.
                         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                        match received_fd(fd.as_raw_fd()) {
+                        match received_fd(fd.as_fd()) {
                             Ok(()) => fds.push(fd),
                             Err(_) => fds_lost = true,
                         }
@@ -184,15 +186,10 @@ pub fn recv(
 ///
 /// `recv` failed.
 pub fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: `buf` is writable for its length; MSG_DONTWAIT makes the call return at once.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if let Ok(n) = usize::try_from(n) {
-        return Ok(Some(n));
-    }
-    let e = io::Error::last_os_error();
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-        _ => Err(e),
+    match socket::recv(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -203,22 +200,12 @@ pub fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<us
 ///
 /// `setsockopt` failed (`sock` is not a socket).
 pub fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+    let tv = TimeVal::new(
+        libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         // Below a million: fits `suseconds_t` everywhere (`i64` on Linux, `i32` on macOS).
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: `tv` is a live timeval and the length passed is its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+        timeout.subsec_micros() as libc::suseconds_t,
+    );
+    socket::setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
 }
 
 /// Turns TCP (or any socket's) keepalive on, so that a peer whose machine vanished is noticed.
@@ -227,27 +214,7 @@ pub fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<(
 ///
 /// `setsockopt` failed (`sock` is not a socket).
 pub fn set_keepalive(sock: BorrowedFd<'_>) -> io::Result<()> {
-    set_int_option(sock, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
-}
-
-/// Sets an integer socket option.
-pub(crate) fn set_int_option(
-    sock: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and the length passed is its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    socket::setsockopt(&sock, sockopt::KeepAlive, &true).map_err(io::Error::from)
 }
 
 /// Shuts down one direction of `sock` for every process that holds it.
@@ -257,31 +224,26 @@ pub(crate) fn set_int_option(
 /// `shutdown` failed (`sock` is not a connected socket).
 pub fn shutdown(sock: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
     let how = match how {
-        Shutdown::Read => libc::SHUT_RD,
-        Shutdown::Write => libc::SHUT_WR,
-        Shutdown::Both => libc::SHUT_RDWR,
+        Shutdown::Read => socket::Shutdown::Read,
+        Shutdown::Write => socket::Shutdown::Write,
+        Shutdown::Both => socket::Shutdown::Both,
     };
-    // SAFETY: shutdown takes plain integers and touches no memory.
-    cvt(unsafe { libc::shutdown(sock.as_raw_fd(), how) }).map(drop)
+    socket::shutdown(sock.as_raw_fd(), how).map_err(io::Error::from)
 }
 
 /// Writes one byte to a doorbell socket without blocking; a full socket already rings.
 pub fn ring(bell: BorrowedFd<'_>) {
-    let byte = [1u8];
-    // SAFETY: `byte` is a live one-byte buffer; MSG_DONTWAIT never blocks. Errors (EAGAIN: full,
-    // so already readable) need no handling.
-    let _ = unsafe { libc::send(bell.as_raw_fd(), byte.as_ptr().cast(), 1, libc::MSG_DONTWAIT | SEND_FLAGS) };
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::from_bits_retain(SEND_FLAGS);
+    // Errors (EAGAIN: full, so already readable) need no handling.
+    let _ = socket::send(bell.as_raw_fd(), &[1u8], flags);
 }
 
 /// Reads whatever a doorbell socket holds, without blocking.
 pub fn drain(bell: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
-    loop {
-        // SAFETY: `buf` is a live buffer of `buf.len()` bytes; MSG_DONTWAIT never blocks.
-        let n =
-            unsafe { libc::recv(bell.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < buf.len() as isize {
-            return;
-        }
-    }
+    // A short read (or an error: EAGAIN, empty) means the socket is empty now.
+    while socket::recv(bell.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n == buf.len()) {}
 }
+
+#[cfg(test)]
+mod test;

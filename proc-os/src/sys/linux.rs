@@ -1,12 +1,15 @@
 //! The Linux backend: shared futexes, `/proc`, atomic close-on-exec flags and `MSG_NOSIGNAL`.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use nix::sys::mman::{madvise, MmapAdvise};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+
 use super::Backend;
-use crate::fd::cvt;
 
 /// The Linux backend.
 #[derive(Debug)]
@@ -57,25 +60,22 @@ impl Backend for Os {
         super::proc_state(pid).is_some_and(|c| c == 'Z' || c == 'X')
     }
 
+    /// `SOCK_CLOEXEC`: close-on-exec from the start.
     fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
-        cvt(unsafe {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
-        })?;
-        // SAFETY: both descriptors were just created and are owned by no one else.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+        nix::sys::socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(io::Error::from)
     }
 
     /// Nothing left to do: `MSG_CMSG_CLOEXEC` did it.
-    fn received_fd(_fd: RawFd) -> io::Result<()> {
+    fn received_fd(_fd: BorrowedFd<'_>) -> io::Result<()> {
         Ok(())
     }
 
     /// `MADV_POPULATE_WRITE` (Linux 5.14) maps the range in one system call instead of one page
     /// fault per page; a hint only (older kernels refuse it, and the writes then fault as usual).
     unsafe fn populate_write(ptr: *mut u8, len: usize) {
+        let Some(addr) = NonNull::new(ptr.cast()) else { return };
         // SAFETY: the caller keeps the range inside a live mapping; populating writes nothing to it.
-        let _ = unsafe { libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) };
+        let _ = unsafe { madvise(addr, len, MmapAdvise::MADV_POPULATE_WRITE) };
     }
 }

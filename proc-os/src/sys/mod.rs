@@ -18,7 +18,7 @@
 //! | `populate_write()` | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
 
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ pub(crate) trait Backend {
     fn socketpair() -> io::Result<(OwnedFd, OwnedFd)>;
 
     /// Finishes a descriptor received with `RECV_FLAGS` (makes it close-on-exec if still needed).
-    fn received_fd(fd: RawFd) -> io::Result<()>;
+    fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()>;
 
     /// Maps the pages of `[ptr, ptr + len)` writable ahead of the writes, where the OS can.
     ///

@@ -13,12 +13,14 @@
 //! send with `MSG_NOSIGNAL` elsewhere.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+
 use super::Backend;
-use crate::fd::{cvt, set_cloexec};
+use crate::fd::set_cloexec;
 use crate::Backoff;
 
 /// The portable backend.
@@ -85,21 +87,19 @@ impl Backend for Os {
         }
     }
 
+    /// `FD_CLOEXEC` after creation (no `SOCK_CLOEXEC` here), and `SO_NOSIGPIPE` where the OS has it.
     fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
-        cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) })?;
-        // SAFETY: both descriptors were just created and are owned by no one else.
-        let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let pair =
+            nix::sys::socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::empty())?;
         for fd in [&pair.0, &pair.1] {
-            set_cloexec(fd.as_raw_fd())?;
+            set_cloexec(fd.as_fd())?;
             no_sigpipe(fd.as_fd())?;
         }
         Ok(pair)
     }
 
     /// Marks the descriptor close-on-exec.
-    fn received_fd(fd: RawFd) -> io::Result<()> {
+    fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
         set_cloexec(fd)
     }
 
@@ -109,10 +109,23 @@ impl Backend for Os {
 
 /// Makes sends on a socket whose peer is gone fail with `EPIPE` instead of raising SIGPIPE. The
 /// option belongs to the socket, so it travels with it to other processes.
-fn no_sigpipe(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
     cfg_if::cfg_if! {
         if #[cfg(any(target_vendor = "apple", target_os = "freebsd"))] {
-            crate::socket::set_int_option(fd, libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)
+            use std::os::fd::AsRawFd;
+            // nix has no socket option for this one.
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is a live c_int and the length passed is its size.
+            crate::fd::cvt(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NOSIGPIPE,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })
+            .map(drop)
         } else {
             // No such option here; `SEND_FLAGS` carries `MSG_NOSIGNAL` instead.
             let _ = fd;
