@@ -28,11 +28,12 @@ impl Supervisor {
             // Nothing in flight: no reply is coming soon.
             return false;
         }
-        for _ in 0..SPIN_YIELDS {
+        let mut backoff = proc_os::Backoff::new(0, SPIN_YIELDS);
+        while !backoff.is_completed() {
             if !self.replies.empty() || self.shared.queued.load(Ordering::Relaxed) > 0 {
                 return true;
             }
-            std::thread::yield_now();
+            backoff.snooze();
         }
         false
     }
