@@ -59,7 +59,7 @@ impl Address {
             Address::Tcp(a) => {
                 let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
                 let _ = s.set_nodelay(true);
-                crate::sys::keepalive(&s);
+                crate::transport::keepalive(&s);
                 Ok(Stream::Tcp(s))
             }
         }
@@ -133,7 +133,7 @@ fn clients() -> MutexGuard<'static, (u32, HashMap<Address, Arc<Client>>)> {
         .get_or_init(|| Mutex::new((0, HashMap::new())))
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let pid = proc_sync::raw::pid();
+    let pid = proc_os::pid();
     if guard.0 != pid {
         // A forked child: its parent's connections and session are not its own.
         // Dropping them closes only this process's copies of the descriptors.
@@ -162,7 +162,7 @@ impl Client {
             address: address.clone(),
             key: key.clone(),
             session,
-            pid: proc_sync::raw::pid(),
+            pid: proc_os::pid(),
             idle: Mutex::new(Vec::new()),
             anchor: Mutex::new(None),
         });
@@ -214,7 +214,7 @@ impl Client {
     /// Whether this client belongs to this process (not a copy inherited through fork).
     pub(crate) fn is_local(&self) -> bool {
         // Cached, and refreshed after fork: no system call on a proxy call's path.
-        self.pid == proc_sync::raw::pid()
+        self.pid == proc_os::pid()
     }
 
     /// Sends a request and waits for the answer.

@@ -1,50 +1,14 @@
-//! The operating-system calls of proc-manager (the crate's one seam): socket options, a look at
-//! a connection's state, and the janitor that removes a server's socket directory after it.
+//! The operating-system calls that only proc-manager makes: the janitor that removes a server's
+//! socket directory after it (the shared ones are in `proc_os`).
 
-use std::net::TcpStream;
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Turns TCP keepalive on, so that a client whose machine vanished is noticed (its session
-/// ends, its locks are released).
-pub(crate) fn keepalive(stream: &TcpStream) {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!("cannot turn TCP keepalive on");
-    }
-}
-
-/// Reads what is there without waiting: `Ok(None)` when nothing is (`Ok(Some(0))` is the end).
-pub(crate) fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    // SAFETY: `buf` is writable for its length; MSG_DONTWAIT makes the call return at once.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n >= 0 {
-        return Ok(Some(n as usize));
-    }
-    let e = std::io::Error::last_os_error();
-    match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
-        _ => Err(e),
-    }
-}
-
-/// Whether the peer of a connection closed it. The client sends nothing while it waits for an
-/// answer, so a readable socket means its end (or garbage, which ends it too).
-pub(crate) fn peer_gone(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: `pfd` is one valid pollfd for a descriptor the caller keeps open; zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
-}
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, setsid, unlink, ForkResult, Pid};
 
 /// A process that removes a manager's socket and its directory once the server that started it
 /// has ended, however it ended: shut down, killed, or ended by proc-core when its owner died
@@ -56,7 +20,7 @@ pub(crate) fn peer_gone(fd: RawFd) -> bool {
 /// the directory and exits.
 #[derive(Debug)]
 pub(crate) struct Janitor {
-    pid: libc::pid_t,
+    pid: Pid,
     /// Keeps `link` out of children the server makes with a plain `fork` (they would hold the
     /// janitor, and with it the server's shutdown, until they exit). Dropped before `link`.
     release: Option<proc_core::handle::ReleaseOnFork>,
@@ -82,14 +46,11 @@ impl Janitor {
         let keep = theirs.as_raw_fd();
         // SAFETY: the child makes only async-signal-safe calls (setsid, signal, close, read,
         // unlink, rmdir, _exit) on data prepared before the fork, and never returns.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if pid == 0 {
+        let pid = match unsafe { fork() }? {
+            ForkResult::Parent { child } => child,
             // SAFETY: see above; `dir_c` and `socket_c` are NUL-terminated and live.
-            unsafe { janitor_main(keep, last_fd, socket_c.as_ptr(), dir_c.as_ptr()) }
-        }
+            ForkResult::Child => unsafe { janitor_main(keep, last_fd, &socket_c, &dir_c) },
+        };
         drop(theirs);
         let release = Some(proc_core::handle::ReleaseOnFork::new(std::os::fd::AsFd::as_fd(&ours)));
         Ok(Janitor { pid, release, link: Some(ours) })
@@ -101,14 +62,7 @@ impl Drop for Janitor {
     fn drop(&mut self) {
         drop(self.release.take());
         drop(self.link.take());
-        let mut status = 0;
-        loop {
-            // SAFETY: waits for our own child; `status` is a live c_int.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                break;
-            }
-        }
+        while waitpid(self.pid, None) == Err(Errno::EINTR) {}
     }
 }
 
@@ -116,21 +70,15 @@ impl Drop for Janitor {
 ///
 /// # Safety
 ///
-/// Called only in a child just made by `fork`, which it ends; `socket` and `dir` are
-/// NUL-terminated paths. It makes only async-signal-safe calls.
-unsafe fn janitor_main(
-    keep: RawFd,
-    last_fd: RawFd,
-    socket: *const libc::c_char,
-    dir: *const libc::c_char,
-) -> ! {
+/// Called only in a child just made by `fork`, which it ends. It makes only async-signal-safe
+/// calls (nix's wrappers of them allocate nothing: the paths are `CStr`s already).
+unsafe fn janitor_main(keep: RawFd, last_fd: RawFd, socket: &CStr, dir: &CStr) -> ! {
     // Out of the terminal's session and deaf to the signals aimed at the program, so that it
     // outlives a Ctrl-C or a closed terminal that ends the server.
-    // SAFETY: setsid takes no arguments; async-signal-safe.
-    unsafe { libc::setsid() };
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
-        // SAFETY: a valid signal number and SIG_IGN; async-signal-safe.
-        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    let _ = setsid();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGPIPE] {
+        // SAFETY: SIG_IGN runs no code of ours; async-signal-safe.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     for fd in (0..=last_fd).filter(|&fd| fd != keep) {
         // SAFETY: close takes a plain integer (a descriptor not open is EBADF); this process
@@ -141,28 +89,15 @@ unsafe fn janitor_main(
     loop {
         // SAFETY: reads at most one byte into `byte`, on this stack; async-signal-safe.
         let n = unsafe { libc::read(keep, (&raw mut byte).cast(), 1) };
-        // SAFETY: errno's location is valid for the calling thread.
-        if n == 0 || (n < 0 && unsafe { *errno() } != libc::EINTR) {
+        if n == 0 || (n < 0 && Errno::last() != Errno::EINTR) {
             break;
         }
     }
-    // SAFETY: the caller's NUL-terminated path; async-signal-safe.
-    unsafe { libc::unlink(socket) };
-    // SAFETY: as above.
-    unsafe { libc::rmdir(dir) };
+    let _ = unlink(socket);
+    // SAFETY: a NUL-terminated path; async-signal-safe (nix has no `rmdir`).
+    unsafe { libc::rmdir(dir.as_ptr()) };
     // SAFETY: ends this child without running anything of the server's; async-signal-safe.
     unsafe { libc::_exit(0) }
-}
-
-/// The calling thread's `errno`.
-fn errno() -> *mut libc::c_int {
-    #[cfg(target_os = "linux")]
-    // SAFETY: returns the calling thread's errno location; async-signal-safe.
-    let location = unsafe { libc::__errno_location() };
-    #[cfg(not(target_os = "linux"))]
-    // SAFETY: as above (macOS and the BSDs name it `__error`).
-    let location = unsafe { libc::__error() };
-    location
 }
 
 /// The highest descriptor open in this process (a guess from the limit when it cannot be listed).
@@ -173,11 +108,7 @@ fn highest_open_fd() -> RawFd {
     if let Some(fd) = listed {
         return fd;
     }
-    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
-    // SAFETY: `limit` is a live buffer for one rlimit struct that getrlimit fills.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) } == 0 {
-        // SAFETY: getrlimit succeeded, so it filled the struct.
-        let soft = unsafe { limit.assume_init() }.rlim_cur;
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
         return RawFd::try_from(soft.min(1 << 16)).unwrap_or(1 << 16) - 1;
     }
     1023

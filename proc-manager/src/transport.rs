@@ -12,6 +12,14 @@ use std::time::Duration;
 /// connecting and its side of the handshake.
 pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Turns TCP keepalive on, so that a client whose machine vanished is noticed (its session
+/// ends, its locks are released).
+pub(crate) fn keepalive(stream: &TcpStream) {
+    if proc_os::socket::set_keepalive(stream.as_fd()).is_err() {
+        tracing::debug!("cannot turn TCP keepalive on");
+    }
+}
+
 /// A stream to or from a manager: a Unix socket or TCP.
 #[derive(Debug)]
 pub(crate) enum Stream {

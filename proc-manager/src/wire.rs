@@ -75,17 +75,17 @@ impl<S: Read + Write> Framed<S> {
     /// for it for a little while before it sleeps.
     pub(crate) fn await_briefly(&mut self, budget: std::time::Duration) -> bool
     where
-        S: std::os::fd::AsRawFd,
+        S: std::os::fd::AsFd,
     {
         if self.end > self.start {
             return true;
         }
         self.start = 0;
         self.end = 0;
-        let fd = self.stream.as_raw_fd();
+        let fd = self.stream.as_fd();
         let mut started = None;
         loop {
-            match crate::sys::recv_nowait(fd, &mut self.buf) {
+            match proc_os::socket::recv_nowait(fd, &mut self.buf) {
                 Ok(Some(n)) => {
                     self.end = n;
                     return true;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proc_core::shm::Segment;
 
-use crate::sys::now_ns;
+use proc_os::monotonic_ns;
 use serde::{Deserialize, Serialize};
 
 /// No task: the worker is between tasks (or in its initializer).
@@ -60,7 +60,7 @@ impl Board {
     /// Posts that worker `slot` runs task `id` from now on.
     pub(crate) fn set_running(&self, slot: usize, id: u64) {
         if let (Some(started), Some(running)) = (self.word(slot, 1), self.word(slot, 0)) {
-            started.store(now_ns(), Ordering::Relaxed);
+            started.store(monotonic_ns(), Ordering::Relaxed);
             running.store(id, Ordering::Release);
         }
     }

@@ -73,7 +73,6 @@ mod opts;
 mod pool;
 mod result;
 mod supervisor;
-mod sys;
 mod worker;
 
 pub use error::{Cause, Error, Result};

@@ -73,7 +73,6 @@
 mod connection;
 mod error;
 mod queue;
-mod sys;
 mod wait;
 
 pub use connection::{pipe, pipe_one_way, Connection};

@@ -8,7 +8,6 @@ use proc_core::Sentinel;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::sys;
 
 /// Something [`wait`] can wait for: an object that is ready when a descriptor of its own is
 /// readable (data or end of stream for a connection, the exit for a process sentinel), or, for a
@@ -142,7 +141,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         } else {
             deadline
         };
-        let fired = sys::wait_readable(&fds, poll_until).map_err(Error::Os)?;
+        let fired = proc_os::fd::wait_readable(&fds, poll_until).map_err(Error::Os)?;
         let ready: Vec<usize> = objects
             .iter()
             .zip(armed.iter().zip(&fired))

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::OwnerDied;
 use crate::lock::{deadline, AcquireResult, Lock, RLock};
 use crate::region::Region;
-use crate::sys;
 
 const WAITING: usize = 0;
 const PERMITS: usize = 1;
@@ -206,7 +205,7 @@ impl Condition {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            sys::wait(seq, observed, deadline.map(|d| d - now));
+            proc_os::wait(seq, observed, deadline.map(|d| d - now));
         }
         let died = match &self.lock {
             Inner::Lock(l) => l.lock_blocking().err(),
@@ -341,7 +340,7 @@ impl ConditionGuard<'_> {
             let seq = region.word(SEQ);
             seq.fetch_add(1, Ordering::SeqCst);
             // Every sleeper is eligible now, so any k of them can take the k permits.
-            sys::wake(seq, k);
+            proc_os::wake(seq, k);
         }
         k
     }

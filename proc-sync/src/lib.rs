@@ -44,7 +44,6 @@ mod lock;
 pub mod raw;
 mod region;
 mod semaphore;
-mod sys;
 mod value;
 
 pub use barrier::Barrier;
@@ -57,7 +56,7 @@ pub use value::{Array, RawArray, RawValue, Value};
 /// The wait/wake mechanism in use: `"futex"`, `"os_sync_wait_on_address"`, `"__ulock_wait"` or
 /// `"polling"`.
 pub fn backend() -> &'static str {
-    sys::backend()
+    proc_os::wait_backend()
 }
 
 /// The README's example, compiled and run as a doctest.

@@ -1,5 +1,5 @@
-//! The wait/wake seam and process liveness, for the other crates of multiproc (queues, pools)
-//! that build their own shared-memory protocols on it.
+//! The wait/wake seam and process liveness, re-exported from [`proc_os`], the workspace's OS layer
+//! (the queue, pool and manager crates use `proc_os` directly).
 //!
 //! A word is any `AtomicU32` in memory shared between processes (a `MAP_SHARED` mapping such as
 //! a [`proc_core::shm::Segment`]): the calls use the shared (not process-private) form.
@@ -22,35 +22,5 @@
 //! assert!(proc_sync::raw::wait(&word, 0, None));
 //! ```
 
-use std::sync::atomic::AtomicU32;
-use std::time::Duration;
-
-use crate::sys;
-
-/// Sleeps while `word` holds `expected`, at most `timeout` (`None`: no limit). Returns false only
-/// when the timeout passed; true means "look again" (woken, changed, interrupted or spurious), so
-/// callers loop on their own condition.
-pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    sys::wait(word, expected, timeout)
-}
-
-/// Wakes up to `n` processes or threads sleeping in [`wait`] on `word`.
-pub fn wake(word: &AtomicU32, n: u32) {
-    sys::wake(word, n)
-}
-
-/// Wakes every process or thread sleeping in [`wait`] on `word`.
-pub fn wake_all(word: &AtomicU32) {
-    sys::wake_all(word)
-}
-
-/// Whether process `pid` is running; an ended process not yet reaped (a zombie) counts as dead.
-/// Costs system calls: check it on slow paths only.
-pub fn process_alive(pid: u32) -> bool {
-    sys::process_alive(pid)
-}
-
-/// This process' id, cached (no system call), correct after `fork`.
-pub fn pid() -> u32 {
-    sys::pid()
-}
+#[doc(inline)]
+pub use proc_os::{pid, process_alive, wait, wake, wake_all};

@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{OwnerDied, ReleaseError};
 use crate::lock::{deadline, AcquireResult, LIVENESS_CHECK};
 use crate::region::Region;
-use crate::sys;
 
 const VALUE: usize = 0;
 const WAITERS: usize = 1;
@@ -93,7 +92,7 @@ impl Semaphore {
             if expired || now >= next_check {
                 if let Some((slot, pid)) = self.dead_holder() {
                     let word = self.region.word(slot);
-                    let to = if guarded { sys::pid() } else { 0 };
+                    let to = if guarded { proc_os::pid() } else { 0 };
                     if word.compare_exchange(pid, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                         if guarded {
                             return Some(Taken { slot: Some(slot), died: Some(pid) });
@@ -110,7 +109,7 @@ impl Semaphore {
             }
             let until = deadline.map_or(next_check, |d| d.min(next_check));
             self.region.word(WAITERS).fetch_add(1, Ordering::SeqCst);
-            sys::wait(value, 0, Some(until.saturating_duration_since(now)));
+            proc_os::wait(value, 0, Some(until.saturating_duration_since(now)));
             self.region.word(WAITERS).fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -128,7 +127,7 @@ impl Semaphore {
 
     /// Records this process in a free holder slot, if one is left.
     fn record(&self) -> Option<usize> {
-        let me = sys::pid();
+        let me = proc_os::pid();
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find(|&i| {
             self.region.word(i).compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         })
@@ -138,7 +137,7 @@ impl Semaphore {
     fn dead_holder(&self) -> Option<(usize, u32)> {
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find_map(|i| {
             let pid = self.region.word(i).load(Ordering::Acquire);
-            (pid != 0 && !sys::process_alive(pid)).then_some((i, pid))
+            (pid != 0 && !proc_os::process_alive(pid)).then_some((i, pid))
         })
     }
 
@@ -147,7 +146,7 @@ impl Semaphore {
         let value = self.region.word(VALUE);
         value.fetch_add(1, Ordering::SeqCst);
         if self.region.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            sys::wake(value, 1);
+            proc_os::wake(value, 1);
         }
     }
 
@@ -236,7 +235,7 @@ impl Semaphore {
             }
         }
         if self.region.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            sys::wake(value, 1);
+            proc_os::wake(value, 1);
         }
         Ok(())
     }
@@ -400,7 +399,7 @@ impl Event {
     pub fn set(&self) {
         let flag = self.region.word(0);
         if flag.swap(1, Ordering::SeqCst) == 0 && self.region.word(1).load(Ordering::SeqCst) > 0 {
-            sys::wake_all(flag);
+            proc_os::wake_all(flag);
         }
     }
 
@@ -437,7 +436,7 @@ impl Event {
             // Count ourselves a waiter (word 1) so that `set` skips the wake-up when no one waits.
             let waiters = self.region.word(1);
             waiters.fetch_add(1, Ordering::SeqCst);
-            sys::wait(flag, 0, deadline.map(|d| d - now));
+            proc_os::wait(flag, 0, deadline.map(|d| d - now));
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }

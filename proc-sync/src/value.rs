@@ -23,7 +23,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::lock::Lock;
 use crate::region::Region;
-use crate::sys;
 
 const DATA: usize = 64;
 
@@ -470,7 +469,7 @@ impl<'a> Borrow<'a> {
     /// `with` of this thread on the same array is running.
     fn take(region: &'a Region, reentered: bool) -> Self {
         let borrower = &Header::of(region).borrower;
-        let me = sys::pid();
+        let me = proc_os::pid();
         // Only a thread holding the lock touches the mark. When the lock was just taken here, a
         // mark left over is stale (its process died inside `with`).
         assert!(
@@ -487,7 +486,7 @@ impl Borrow<'_> {
     /// thread, so that is an outer `with` of this thread.
     fn refuse_nested(region: &Region) {
         assert!(
-            Header::of(region).borrower.load(Ordering::Relaxed) != sys::pid(),
+            Header::of(region).borrower.load(Ordering::Relaxed) != proc_os::pid(),
             "Array::get, set or to_vec called inside `with` on the same array"
         );
     }

@@ -16,7 +16,7 @@ mod handshake;
 mod table;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -28,7 +28,6 @@ use self::table::{Table, Types};
 use crate::auth::AuthKey;
 use crate::error::Error;
 use crate::object::Abort;
-use crate::sys::peer_gone;
 use crate::transport::{Listener, Stream};
 use crate::wire::{self, Bytes, Method, ObjectId, Request, Response, SessionId, WireError};
 
@@ -137,12 +136,21 @@ impl Abort for ConnAbort<'_> {
     }
 }
 
+/// Whether the peer of a connection closed it. The client sends nothing while it waits for an
+/// answer, so a readable socket means its end (or garbage, which ends it too).
+fn peer_gone(fd: RawFd) -> bool {
+    // SAFETY: `fd` is the socket of the connection being served, which stays open while its
+    // requests run, and a `ConnAbort` holding it lives only that long.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    proc_os::fd::is_readable(fd).unwrap_or(false)
+}
+
 /// Authenticates a connection and serves its requests.
 fn serve_connection(core: &Core, stream: Stream, id: u64, listener: &Listener) {
     // Counted since `admit`; no longer once the handshake is over, whichever way.
     let handshaking = core.handshakes.counting(id);
     if let Stream::Tcp(s) = &stream {
-        crate::sys::keepalive(s);
+        crate::transport::keepalive(s);
     }
     let (mut framed, hello) = match core.handshakes.greet(stream, &core.key) {
         Ok(x) => x,

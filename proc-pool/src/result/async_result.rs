@@ -121,13 +121,14 @@ impl<R> Cell<R> {
 
     /// Waits until the state is not pending, or until `deadline`.
     fn wait_until(&self, deadline: Option<Instant>) -> MutexGuard<'_, Slot<R>> {
-        for _ in 0..SPIN_YIELDS {
+        let mut backoff = proc_os::Backoff::new(0, SPIN_YIELDS);
+        while !backoff.is_completed() {
             let slot = self.lock();
             if !matches!(slot.state, CellState::Pending) {
                 return slot;
             }
             drop(slot);
-            std::thread::yield_now();
+            backoff.snooze();
         }
         let mut slot = self.lock();
         slot.waiters += 1;

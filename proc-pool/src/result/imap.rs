@@ -169,16 +169,15 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                 return Some(Err(error));
             }
             let key = self.taken;
-            let mut spins = 0;
+            let mut backoff = proc_os::Backoff::new(0, SPIN_YIELDS);
             let mut a = self.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
             let got = loop {
                 if let Some(v) = a.done.remove(&key) {
                     break v;
                 }
-                if spins < SPIN_YIELDS {
-                    spins += 1;
+                if !backoff.is_completed() {
                     drop(a);
-                    std::thread::yield_now();
+                    backoff.snooze();
                     a = self.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
                     continue;
                 }

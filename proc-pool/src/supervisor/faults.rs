@@ -12,8 +12,8 @@ use proc_queue::{wait, GetError, Waitable};
 
 use super::{Done, Job, Supervisor};
 use crate::error::Error;
-use crate::sys::now_ns;
 use crate::worker::Order;
+use proc_os::monotonic_ns;
 
 /// How long to wait before trying again to start a worker.
 const RETRY_START: Duration = Duration::from_millis(100);
@@ -177,7 +177,7 @@ impl Supervisor {
     pub(super) fn check_deadlines(&mut self) {
         let Some(timeout) = self.config.timeout else { return };
         let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        let now = now_ns();
+        let now = monotonic_ns();
         for i in 0..self.slots.len() {
             let Some((id, started)) = self.board.running(i) else { continue };
             let slot = &mut self.slots[i];

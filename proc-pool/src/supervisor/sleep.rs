@@ -10,7 +10,7 @@ use proc_core::Process;
 use proc_queue::{wait, Waitable};
 
 use super::{Mode, Supervisor};
-use crate::sys::now_ns;
+use proc_os::monotonic_ns;
 
 /// How many times an idle supervisor yields before it sleeps.
 const SPIN_YIELDS: u32 = 64;
@@ -28,11 +28,12 @@ impl Supervisor {
             // Nothing in flight: no reply is coming soon.
             return false;
         }
-        for _ in 0..SPIN_YIELDS {
+        let mut backoff = proc_os::Backoff::new(0, SPIN_YIELDS);
+        while !backoff.is_completed() {
             if !self.replies.empty() || self.shared.queued.load(Ordering::Relaxed) > 0 {
                 return true;
             }
-            std::thread::yield_now();
+            backoff.snooze();
         }
         false
     }
@@ -51,7 +52,7 @@ impl Supervisor {
             at(RECHECK);
         }
         if let Some(timeout) = self.config.timeout {
-            let now_ns = now_ns();
+            let now_ns = monotonic_ns();
             for (i, slot) in self.slots.iter().enumerate() {
                 match self.board.running(i) {
                     Some((_, started)) if slot.killed_for.is_none() => {

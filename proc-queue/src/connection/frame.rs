@@ -1,10 +1,11 @@
 //! The wire format of a connection: one frame per message, descriptors beside the bytes.
 //!
-//! A frame is a 12-byte header, the body's length as a little-endian `u64` then the number of
-//! descriptors as a little-endian `u32` (the layout of proc-core's control sockets), followed by
-//! the body. A `u64` length represents any message a process can hold, 4 GiB and more; an empty
-//! body is a frame like any other. The descriptors travel as `SCM_RIGHTS` data of the `sendmsg`
-//! that carries the header, so the receiver gets them with the header's first bytes.
+//! The frame is [`proc_os::frame`]'s, the format of proc-core's control sockets too: a 12-byte
+//! header, the body's length as a little-endian `u64` then the number of descriptors as a
+//! little-endian `u32`, followed by the body. A `u64` length represents any message a process can
+//! hold, 4 GiB and more; an empty body is a frame like any other. The descriptors travel as
+//! `SCM_RIGHTS` data of the `sendmsg` that carries the header, so the receiver gets them with the
+//! header's first bytes. Sending is proc-os's [`send_frame`]; the reader below is this crate's own.
 //!
 //! The reader reads ahead: one `recvmsg` takes whatever the socket holds, up to 64 KiB, and the
 //! frames in it are served from that buffer one by one, so a small message costs one system call.
@@ -29,15 +30,13 @@
 //! timeout never desynchronizes the stream.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::sys;
+use proc_os::frame::HEADER;
 
-/// The size of a frame's header.
-const HEADER: usize = 12;
+use crate::error::{Error, Result};
 
 /// The size of the read-ahead buffer: the most one read takes beyond the frame it is reading.
 const READ_AHEAD: usize = 64 << 10;
@@ -57,9 +56,6 @@ const SLICE: Duration = Duration::from_millis(100);
 /// How long a receive looks for bytes without sleeping before it sleeps.
 const LOOK: Duration = Duration::from_micros(100);
 
-/// A body without descriptors up to this long is sent from one contiguous copy of the frame.
-const SMALL: usize = 500;
-
 /// The first allocation for a body, and the smallest growth step.
 const FIRST_CHUNK: usize = 64 << 10;
 
@@ -72,48 +68,14 @@ const KEEP: usize = 1 << 20;
 /// Stack space for reading (and dropping) a body too large to hold.
 const SCRATCH: usize = 8 << 10;
 
-/// Sends one frame, blocking until all of it is written.
+/// Sends one frame (proc-os's [`proc_os::frame::send_frame`]), blocking until all of it is written.
 ///
 /// # Errors
 ///
 /// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+#[inline]
 pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
-    if fds.len() > sys::MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
-    }
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-    let total = HEADER + body.len();
-    if fds.is_empty() && body.len() <= SMALL {
-        // One contiguous buffer and a plain `send`: the common small message costs the kernel less.
-        let mut frame = [0u8; HEADER + SMALL];
-        frame[..HEADER].copy_from_slice(&header);
-        frame[HEADER..total].copy_from_slice(body);
-        let mut sent = 0;
-        while sent < total {
-            match sys::send_bytes(sock, &frame[sent..total])? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => sent += n,
-            }
-        }
-        return Ok(());
-    }
-    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    let mut sent = 0;
-    while sent < total {
-        let (head, rest) =
-            if sent < HEADER { (&header[sent..], body) } else { (&[][..], &body[sent - HEADER..]) };
-        let rest = &rest[..rest.len().min(MAX_CHUNK)];
-        // The descriptors go with the first call, which always carries the header's first byte.
-        let attached = if sent == 0 { &fds[..] } else { &[] };
-        let n = sys::send(sock, &[IoSlice::new(head), IoSlice::new(rest)], attached)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        sent += n;
-    }
-    Ok(())
+    proc_os::frame::send_frame(sock, body, fds)
 }
 
 /// A received message: its body (in the connection's buffer) and its descriptors.
@@ -312,8 +274,7 @@ impl Incoming {
 
     /// The body length and the number of descriptors a whole header announces.
     fn header_fields(&self) -> (u64, usize) {
-        let [l0, l1, l2, l3, l4, l5, l6, l7, n0, n1, n2, n3] = self.header;
-        (u64::from_le_bytes([l0, l1, l2, l3, l4, l5, l6, l7]), u32::from_le_bytes([n0, n1, n2, n3]) as usize)
+        proc_os::frame::parse_header(&self.header)
     }
 
     /// Starts a new frame at the next byte to serve.
@@ -454,7 +415,7 @@ fn recv_within(
     with_fds: bool,
     deadline: Option<Instant>,
     pace: &mut Pace,
-) -> Result<sys::Received> {
+) -> Result<proc_os::socket::Received> {
     if let Some(got) = look_briefly(sock, buf, fds, with_fds, deadline)? {
         return Ok(got);
     }
@@ -464,12 +425,12 @@ fn recv_within(
         let far = deadline.is_none_or(|d| d.saturating_duration_since(Instant::now()) >= FAR);
         let got = if far && !sliced {
             if deadline.is_some() && !pace.slice_set {
-                sys::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
+                proc_os::socket::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
                 pace.slice_set = true;
             }
-            sys::recv(sock, buf, fds, with_fds, false)
+            proc_os::socket::recv(sock, buf, fds, with_fds, false)
         } else if !pace.quiet {
-            sys::recv(sock, buf, fds, with_fds, true)
+            proc_os::socket::recv(sock, buf, fds, with_fds, true)
         } else {
             Ok(None)
         };
@@ -477,22 +438,22 @@ fn recv_within(
             Ok(Some(got)) => return Ok(got),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(sys::Received { len: 0, fds_lost: false })
+                return Ok(proc_os::socket::Received { len: 0, fds_lost: false })
             }
             Err(e) => return Err(Error::Os(e)),
         }
         sliced |= far;
         pace.quiet = true;
-        let ready = sys::wait_readable(&[sock], deadline).map_err(Error::Os)?;
+        let ready = proc_os::fd::wait_readable(&[sock], deadline).map_err(Error::Os)?;
         if !ready.first().copied().unwrap_or(false) {
             return Err(Error::Timeout);
         }
-        match sys::recv(sock, buf, fds, with_fds, true) {
+        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(got),
             // Another receiver (in another process) took it: wait again.
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(sys::Received { len: 0, fds_lost: false })
+                return Ok(proc_os::socket::Received { len: 0, fds_lost: false })
             }
             Err(e) => return Err(Error::Os(e)),
         }
@@ -507,14 +468,14 @@ fn look_briefly(
     fds: &mut Vec<OwnedFd>,
     with_fds: bool,
     deadline: Option<Instant>,
-) -> Result<Option<sys::Received>> {
+) -> Result<Option<proc_os::socket::Received>> {
     let mut until = None;
     loop {
-        match sys::recv(sock, buf, fds, with_fds, true) {
+        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(Some(got)),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(Some(sys::Received { len: 0, fds_lost: false }))
+                return Ok(Some(proc_os::socket::Received { len: 0, fds_lost: false }))
             }
             Err(e) => return Err(Error::Os(e)),
         }

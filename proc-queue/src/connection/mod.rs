@@ -20,7 +20,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::turn::{Turn, TurnGuard};
 use crate::error::{Error, Result};
-use crate::sys;
 
 /// Makes a two-way pipe (Python's `Pipe()`): two connected ends that both send and receive
 /// messages of type `T`.
@@ -40,7 +39,7 @@ use crate::sys;
 ///
 /// [`Error::Os`]: the sockets could not be created (out of descriptors).
 pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
-    let (a, b) = sys::socketpair().map_err(Error::Os)?;
+    let (a, b) = proc_os::socket::socketpair().map_err(Error::Os)?;
     Ok((Connection::from_parts(a, true, true), Connection::from_parts(b, true, true)))
 }
 
@@ -66,9 +65,9 @@ pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
 ///
 /// [`Error::Os`]: the sockets could not be created (out of descriptors), or not shut down.
 pub fn pipe_one_way<T>() -> Result<(Connection<T>, Connection<T>)> {
-    let (rx, tx) = sys::socketpair().map_err(Error::Os)?;
-    sys::shutdown(rx.as_fd(), Shutdown::Write).map_err(Error::Os)?;
-    sys::shutdown(tx.as_fd(), Shutdown::Read).map_err(Error::Os)?;
+    let (rx, tx) = proc_os::socket::socketpair().map_err(Error::Os)?;
+    proc_os::socket::shutdown(rx.as_fd(), Shutdown::Write).map_err(Error::Os)?;
+    proc_os::socket::shutdown(tx.as_fd(), Shutdown::Read).map_err(Error::Os)?;
     Ok((Connection::from_parts(rx, true, false), Connection::from_parts(tx, false, true)))
 }
 
@@ -344,7 +343,8 @@ impl<T> Connection<T> {
         if self.has_data_read() {
             return Ok(true);
         }
-        let ready = sys::wait_readable(&[self.socket.as_fd()], deadline(timeout)).map_err(Error::Os)?;
+        let ready =
+            proc_os::fd::wait_readable(&[self.socket.as_fd()], deadline(timeout)).map_err(Error::Os)?;
         Ok(ready.first().copied().unwrap_or(false))
     }
 

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proc_core::shm::SharedMemory;
-use proc_sync::raw;
 
 use super::layout::{Mem, LINKING, OPEN, PID_MASK};
 use super::ring::{Claim, ClaimFail, Ring, MAX_CHAIN};
@@ -107,7 +106,7 @@ impl Ring {
     /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
     /// as large, up to MAX_RING) if none is, and seals `ring`.
     pub(super) fn grow(&self, ring: &Ring, idx: usize) -> proc_core::Result<()> {
-        let me = raw::pid() & PID_MASK;
+        let me = proc_os::pid() & PID_MASK;
         let next = &ring.header().next;
         loop {
             let cur = next.load(Ordering::Acquire);
@@ -115,7 +114,7 @@ impl Ring {
                 break;
             }
             if cur & LINKING != 0 {
-                if !raw::process_alive(cur & PID_MASK) {
+                if !proc_os::process_alive(cur & PID_MASK) {
                     let _ = next.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
                 }
                 std::thread::yield_now();

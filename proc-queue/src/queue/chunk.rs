@@ -43,7 +43,7 @@ impl Held {
         // SAFETY: `from` is a multiple of 4096 (it starts at 0 and only takes such values, or the
         // chunk's size, itself one), so page-aligned in the page-aligned mapping; `to` does not
         // pass the mapping's end.
-        unsafe { crate::sys::populate_write(self.shm.as_ptr().add(from), to - from) };
+        unsafe { proc_os::populate_write(self.shm.as_ptr().add(from), to - from) };
         self.populated = to;
     }
 }

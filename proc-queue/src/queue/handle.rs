@@ -466,7 +466,7 @@ impl<T> crate::Waitable for Queue<T> {
     }
 
     fn fired(&self) -> bool {
-        crate::sys::drain(self.ring.bell.0.as_fd());
+        proc_os::socket::drain(self.ring.bell.0.as_fd());
         self.ring.get_ready()
     }
 }

@@ -5,7 +5,6 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use proc_sync::raw;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::JoinError;
@@ -146,7 +145,7 @@ impl Ring {
             let done = &self.queue().done;
             done.fetch_add(1, Ordering::SeqCst);
             if self.queue().joiners.load(Ordering::SeqCst) > 0 {
-                raw::wake_all(done);
+                proc_os::wake_all(done);
             }
         }
         Ok(())
@@ -166,7 +165,7 @@ impl Ring {
             }
             let joiners = &self.queue().joiners;
             joiners.fetch_add(1, Ordering::SeqCst);
-            raw::wait(done, seen, deadline.map(|d| d - now));
+            proc_os::wait(done, seen, deadline.map(|d| d - now));
             joiners.fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -33,7 +33,7 @@
 //! message's place in it; the consumer reads it from there and counts it read (see [`spill`]).
 //!
 //! Blocked callers sleep on two wait words, `items` (bumped by every commit) and `space` (bumped
-//! by every release), through proc-sync's wait/wake seam, after a short spin. A sleeper first sets
+//! by every release), through proc-os's wait/wake seam, after a short spin. A sleeper first sets
 //! a flag next to the word; a signaller wakes only if it finds the flag set, and clears it, so the
 //! fast paths make no system call when nobody sleeps, and one wake-up serves a batch.
 //!

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use proc_core::shm::{Segment, SharedMemory};
-use proc_sync::raw;
 
 use super::chunk::Writer;
 use super::error::GetError;
@@ -96,7 +95,7 @@ impl Ring {
         let len = HEADER + stride * capacity as usize;
         let (seg, bell, root) = match root {
             None => {
-                let bell = crate::sys::socketpair().map_err(|e| {
+                let bell = proc_os::socket::socketpair().map_err(|e| {
                     proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
                 })?;
                 (Mem::Anon(Segment::new(len)?), bell, None)
@@ -258,7 +257,7 @@ impl Ring {
     /// Claims the next position for writing; `None` if the queue is full (after repairing a
     /// slot left by a dead reader, if `repair`).
     pub(super) fn claim_write(&self, repair: bool) -> Option<Claim> {
-        let me = raw::pid() & PID_MASK;
+        let me = proc_os::pid() & PID_MASK;
         let tail = self.tail();
         loop {
             let pos = tail.load(Ordering::Acquire);
@@ -285,7 +284,7 @@ impl Ring {
                 let _ = tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
             } else if tail.load(Ordering::Acquire) == pos {
                 // The previous lap's message is still there: full, unless its reader died.
-                if repair && state & READING != 0 && !raw::process_alive(state & PID_MASK) {
+                if repair && state & READING != 0 && !proc_os::process_alive(state & PID_MASK) {
                     self.free_dead_read(pos, cur);
                     continue;
                 }
@@ -333,7 +332,7 @@ impl Ring {
     /// Claims the next committed position for reading. `Err(Some(pid))`: empty, with the next
     /// slot being written by `pid`; `Err(None)`: empty.
     pub(super) fn claim_read(&self, repair: bool) -> Result<(Claim, bool), Option<u32>> {
-        let me = raw::pid() & PID_MASK;
+        let me = proc_os::pid() & PID_MASK;
         let head = self.head();
         loop {
             let pos = head.load(Ordering::Acquire);
@@ -360,7 +359,7 @@ impl Ring {
             } else if head.load(Ordering::Acquire) == pos {
                 if state & WRITING != 0 {
                     let writer = state & PID_MASK;
-                    if repair && !raw::process_alive(writer) {
+                    if repair && !proc_os::process_alive(writer) {
                         // A producer died mid-put: void its slot so that readers skip it.
                         if word
                             .compare_exchange(

@@ -5,8 +5,6 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use proc_sync::raw;
-
 use super::error::GetError;
 use super::layout::{OPEN, SHUT, SHUT_IMMEDIATE};
 use super::ring::{Claim, ClaimFail, Fail, Ring};
@@ -53,7 +51,7 @@ impl Ring {
         // `signal` fenced: a `wait` that armed the bell before our commit is seen here.
         let bell = &queue.bell;
         if bell.load(Ordering::Relaxed) != 0 && bell.swap(0, Ordering::SeqCst) != 0 {
-            crate::sys::ring(self.bell.1.as_fd());
+            proc_os::socket::ring(self.bell.1.as_fd());
         }
     }
 
@@ -78,7 +76,7 @@ impl Ring {
         std::sync::atomic::fence(Ordering::SeqCst);
         if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
             word.fetch_add(1, Ordering::SeqCst);
-            raw::wake_all(word);
+            proc_os::wake_all(word);
         }
     }
 
@@ -92,13 +90,8 @@ impl Ring {
         now: Instant,
         ready: impl Fn() -> bool,
     ) {
-        let spin = spins();
-        for i in 0..spin + YIELDS {
-            if i < spin {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        let mut backoff = proc_os::Backoff::new(spins(), YIELDS);
+        while backoff.snooze() {
             if ready() || word.load(Ordering::Relaxed) != seen {
                 return;
             }
@@ -111,7 +104,7 @@ impl Ring {
         if ready() {
             return;
         }
-        raw::wait(word, seen, Some(until.saturating_duration_since(now)));
+        proc_os::wait(word, seen, Some(until.saturating_duration_since(now)));
     }
 
     /// Takes the next message and decodes it with `decode`; waits until `deadline` for one.
@@ -225,14 +218,14 @@ impl Ring {
         }
         let items = &self.header().items.word;
         items.fetch_add(1, Ordering::SeqCst);
-        raw::wake_all(items);
-        crate::sys::ring(self.bell.1.as_fd());
+        proc_os::wake_all(items);
+        proc_os::socket::ring(self.bell.1.as_fd());
         let space = &self.header().space.word;
         space.fetch_add(1, Ordering::SeqCst);
-        raw::wake_all(space);
+        proc_os::wake_all(space);
         let done = &self.header().done;
         done.fetch_add(1, Ordering::SeqCst);
-        raw::wake_all(done);
+        proc_os::wake_all(done);
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::{send_frame, Incoming};
 use crate::error::Error;
-use crate::sys;
 
 /// A stream over a duplicate of `fd`, to write raw bytes.
 fn raw(fd: &OwnedFd) -> UnixStream {
@@ -28,7 +27,7 @@ fn body(incoming: &mut Incoming, sock: &OwnedFd) -> Vec<u8> {
 
 #[test]
 fn frames_keep_their_bounds() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     for m in [&b"a"[..], b"b", b"cd", b""] {
         send_frame(a.as_fd(), m, &[]).unwrap();
     }
@@ -45,8 +44,8 @@ fn frames_keep_their_bounds() {
 
 #[test]
 fn descriptors_travel_with_their_frame() {
-    let (a, b) = sys::socketpair().unwrap();
-    let (x, y) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let (x, y) = proc_os::socket::socketpair().unwrap();
     send_frame(a.as_fd(), b"plain", &[]).unwrap();
     send_frame(a.as_fd(), b"one", &[x]).unwrap();
     let mut incoming = Incoming::default();
@@ -64,7 +63,7 @@ fn descriptors_travel_with_their_frame() {
 
 #[test]
 fn a_deadline_keeps_the_part_received() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let mut w = raw(&a);
     w.write_all(&header(5, 0)[..7]).unwrap();
     let mut incoming = Incoming::default();
@@ -83,7 +82,7 @@ fn a_deadline_keeps_the_part_received() {
 
 #[test]
 fn the_end_of_the_stream_inside_a_frame_is_truncation() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let mut w = raw(&a);
     w.write_all(&header(100, 0)).unwrap();
     w.write_all(b"abc").unwrap();
@@ -96,8 +95,8 @@ fn the_end_of_the_stream_inside_a_frame_is_truncation() {
 
 #[test]
 fn a_frame_too_large_to_hold_is_read_away() {
-    let (a, b) = sys::socketpair().unwrap();
-    let (x, _y) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let (x, _y) = proc_os::socket::socketpair().unwrap();
     send_frame(a.as_fd(), &[7; 100_000], &[x]).unwrap();
     send_frame(a.as_fd(), b"next", &[]).unwrap();
     let mut incoming = Incoming::with_limit(10);
@@ -107,7 +106,7 @@ fn a_frame_too_large_to_hold_is_read_away() {
 
 #[test]
 fn a_frame_that_lost_its_descriptors_is_consumed() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let mut w = raw(&a);
     // The header announces a descriptor that never comes.
     w.write_all(&header(1, 1)).unwrap();
@@ -121,7 +120,7 @@ fn a_frame_that_lost_its_descriptors_is_consumed() {
 
 #[test]
 fn a_large_frame_arrives_in_pieces_under_deadlines() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let sent: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     let expected = sent.clone();
     let writer = std::thread::spawn(move || send_frame(a.as_fd(), &sent, &[]).unwrap());
@@ -134,7 +133,7 @@ fn a_large_frame_arrives_in_pieces_under_deadlines() {
 
 #[test]
 fn sending_to_a_closed_peer_is_a_broken_pipe() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     drop(b);
     // No SIGPIPE: the test binary would die of it if the flag or option were missing (the
     // harness ignores SIGPIPE, so this is checked for real in tests/pipe.rs).
@@ -149,12 +148,12 @@ fn inode(fd: &OwnedFd) -> u64 {
 
 /// Whether `sock` has nothing to read right now.
 fn drained(sock: &OwnedFd) -> bool {
-    !sys::wait_readable(&[sock.as_fd()], Some(Instant::now())).unwrap()[0]
+    !proc_os::fd::wait_readable(&[sock.as_fd()], Some(Instant::now())).unwrap()[0]
 }
 
 #[test]
 fn small_frames_sent_before_the_read_come_in_one_read() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let sent: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; usize::from(i % 7)]).collect();
     for m in &sent {
         send_frame(a.as_fd(), m, &[]).unwrap();
@@ -173,9 +172,9 @@ fn small_frames_sent_before_the_read_come_in_one_read() {
 
 #[test]
 fn descriptors_after_and_before_plain_frames_find_their_frame() {
-    let (a, b) = sys::socketpair().unwrap();
-    let (x, _x) = sys::socketpair().unwrap();
-    let (y, _y) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let (x, _x) = proc_os::socket::socketpair().unwrap();
+    let (y, _y) = proc_os::socket::socketpair().unwrap();
     let (ix, iy) = (inode(&x), inode(&y));
     for m in [&b"p1"[..], b"p2", b""] {
         send_frame(a.as_fd(), m, &[]).unwrap();
@@ -209,8 +208,8 @@ fn descriptors_after_and_before_plain_frames_find_their_frame() {
 
 #[test]
 fn descriptors_on_consecutive_frames_stay_apart() {
-    let (a, b) = sys::socketpair().unwrap();
-    let pairs: Vec<(OwnedFd, OwnedFd)> = (0..4).map(|_| sys::socketpair().unwrap()).collect();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let pairs: Vec<(OwnedFd, OwnedFd)> = (0..4).map(|_| proc_os::socket::socketpair().unwrap()).collect();
     let inodes: Vec<u64> = pairs.iter().map(|(x, _)| inode(x)).collect();
     send_frame(a.as_fd(), b"0", &[pairs[0].0.try_clone().unwrap()]).unwrap();
     send_frame(a.as_fd(), b"", &[pairs[1].0.try_clone().unwrap()]).unwrap();
@@ -230,8 +229,8 @@ fn descriptors_on_consecutive_frames_stay_apart() {
 
 #[test]
 fn descriptors_of_a_header_cut_by_the_end_of_the_buffer_find_their_frame() {
-    let (a, b) = sys::socketpair().unwrap();
-    let (x, _x) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let (x, _x) = proc_os::socket::socketpair().unwrap();
     let ix = inode(&x);
     // The first read fills the buffer with the first frame and 5 bytes of the second's header.
     let first = vec![1u8; super::READ_AHEAD - super::HEADER - 5];
@@ -251,7 +250,7 @@ fn descriptors_of_a_header_cut_by_the_end_of_the_buffer_find_their_frame() {
 
 #[test]
 fn a_large_body_after_small_frames_is_read_whole() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let large: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     let expected = large.clone();
     let writer = std::thread::spawn(move || {
@@ -268,7 +267,7 @@ fn a_large_body_after_small_frames_is_read_whole() {
 
 #[test]
 fn receives_outlast_the_socket_timeout_that_timed_receives_set() {
-    let (a, b) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
     let mut incoming = Incoming::default();
     // A timed receive with its deadline far away blocks in recvmsg, a slice at a time.
     let until = Instant::now() + super::FAR + super::SLICE * 10;
@@ -293,8 +292,8 @@ fn receives_outlast_the_socket_timeout_that_timed_receives_set() {
 
 #[test]
 fn after_a_large_body_the_next_header_is_read_alone() {
-    let (a, b) = sys::socketpair().unwrap();
-    let (x, _x) = sys::socketpair().unwrap();
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let (x, _x) = proc_os::socket::socketpair().unwrap();
     let ix = inode(&x);
     let large = vec![5u8; super::DIRECT];
     let writer = {

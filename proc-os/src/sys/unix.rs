@@ -1,84 +1,156 @@
-//! The portable backend: macOS' address waits, looked up at run time, else polling.
+//! The portable POSIX backend: the one macOS uses, and Linux with the `force-portable` feature.
 //!
-//! On macOS 14.4 and later `os_sync_wait_on_address_with_timeout` / `os_sync_wake_by_address_*`
-//! (with the shared flag) are the public API; before that the private but long-stable
-//! `__ulock_wait` / `__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED`. Both are looked up with
-//! `dlsym`, so one binary runs on every version. Elsewhere (and on Linux with `force-portable`,
-//! which is how CI covers this file) waiters poll the word with a bounded backoff and `wake` has
-//! nothing to do.
+//! Wait/wake: on macOS 14.4 and later `os_sync_wait_on_address_with_timeout` /
+//! `os_sync_wake_by_address_*` (with the shared flag) are the public API; before that the private
+//! but long-stable `__ulock_wait` / `__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED`. Both are
+//! looked up with `dlsym`, so one binary runs on every version. Elsewhere (and on Linux with
+//! `force-portable`, which is how CI covers this file) waiters poll the word with a bounded
+//! backoff and `wake` has nothing to do.
+//!
+//! Sockets: close-on-exec is set after the fact (not atomic: a thread that spawns a program with
+//! `std::process::Command` at that very moment could pass it the new descriptors; POSIX offers no
+//! way around that). SIGPIPE is avoided per socket with `SO_NOSIGPIPE` where the OS has it, and per
+//! send with `MSG_NOSIGNAL` elsewhere.
 
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+
+use super::Backend;
+use crate::fd::set_cloexec;
+use crate::Backoff;
+
+/// The portable backend.
+#[derive(Debug)]
+pub(crate) struct Os;
+
+impl Backend for Os {
+    const NAME: &'static str = "portable";
+
     #[cfg(target_vendor = "apple")]
-    if let Some(result) = apple::wait(word, expected, timeout) {
-        return result;
+    /// None: `SO_NOSIGPIPE` on the socket does the job.
+    const SEND_FLAGS: libc::c_int = 0;
+    #[cfg(not(target_vendor = "apple"))]
+    const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+    /// None: `received_fd` sets close-on-exec afterwards.
+    const RECV_FLAGS: libc::c_int = 0;
+
+    #[inline]
+    fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+        #[cfg(target_vendor = "apple")]
+        if let Some(result) = apple::wait(word, expected, timeout) {
+            return result;
+        }
+        poll_wait(word, expected, timeout)
     }
-    poll_wait(word, expected, timeout)
-}
 
-pub(super) fn wake(word: &AtomicU32, n: u32) {
-    #[cfg(target_vendor = "apple")]
-    apple::wake(word, n);
-    let _ = (word, n);
-}
-
-pub(super) fn backend() -> &'static str {
-    #[cfg(target_vendor = "apple")]
-    if let Some(name) = apple::name() {
-        return name;
+    #[inline]
+    fn wake(word: &AtomicU32, n: u32) {
+        #[cfg(target_vendor = "apple")]
+        apple::wake(word, n);
+        let _ = (word, n);
     }
-    "polling"
-}
 
-/// Whether `pid` is a zombie (ended, not reaped).
-pub(super) fn is_zombie(pid: u32) -> bool {
-    cfg_if::cfg_if! {
-        if #[cfg(target_vendor = "apple")] {
-            let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::uninit();
-            let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-            let Ok(pid) = libc::c_int::try_from(pid) else { return false };
-            // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
-            let n = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, info.as_mut_ptr().cast(), size) };
-            if n != size {
-                return false;
+    fn wait_backend() -> &'static str {
+        #[cfg(target_vendor = "apple")]
+        if let Some(name) = apple::name() {
+            return name;
+        }
+        "polling"
+    }
+
+    fn is_zombie(pid: u32) -> bool {
+        cfg_if::cfg_if! {
+            if #[cfg(target_vendor = "apple")] {
+                let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::uninit();
+                let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+                let Ok(pid) = libc::c_int::try_from(pid) else { return false };
+                // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+                let n = unsafe {
+                    libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, info.as_mut_ptr().cast(), size)
+                };
+                if n != size {
+                    return false;
+                }
+                // SAFETY: proc_pidinfo wrote all `size` bytes.
+                unsafe { info.assume_init() }.pbi_status == libc::SZOMB
+            } else if #[cfg(target_os = "linux")] {
+                super::proc_state(pid).is_some_and(|c| c == 'Z' || c == 'X')
+            } else {
+                let _ = pid;
+                false
             }
-            // SAFETY: proc_pidinfo wrote all `size` bytes.
-            unsafe { info.assume_init() }.pbi_status == libc::SZOMB
-        } else if #[cfg(target_os = "linux")] {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-                .is_some_and(|c| c == 'Z' || c == 'X')
+        }
+    }
+
+    /// `FD_CLOEXEC` after creation (no `SOCK_CLOEXEC` here), and `SO_NOSIGPIPE` where the OS has it.
+    fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+        let pair =
+            nix::sys::socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::empty())?;
+        for fd in [&pair.0, &pair.1] {
+            set_cloexec(fd.as_fd())?;
+            no_sigpipe(fd.as_fd())?;
+        }
+        Ok(pair)
+    }
+
+    /// Marks the descriptor close-on-exec.
+    fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
+        set_cloexec(fd)
+    }
+
+    /// Nothing: the writes fault the pages in.
+    unsafe fn populate_write(_ptr: *mut u8, _len: usize) {}
+}
+
+/// Makes sends on a socket whose peer is gone fail with `EPIPE` instead of raising SIGPIPE. The
+/// option belongs to the socket, so it travels with it to other processes.
+fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_vendor = "apple", target_os = "freebsd"))] {
+            use std::os::fd::AsRawFd;
+            // nix has no socket option for this one.
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is a live c_int and the length passed is its size.
+            crate::fd::cvt(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_NOSIGPIPE,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })
+            .map(drop)
         } else {
-            let _ = pid;
-            false
+            // No such option here; `SEND_FLAGS` carries `MSG_NOSIGNAL` instead.
+            let _ = fd;
+            Ok(())
         }
     }
 }
 
-/// Waits by looking at the word: spin briefly, then sleep with a growing pause (at most 1 ms, so
+/// Waits by looking at the word: yield 64 times, then sleep with a growing pause (at most 1 ms, so
 /// a change is seen within about a millisecond).
+#[cold]
 fn poll_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut pause = Duration::from_micros(20);
-    for round in 0u32.. {
+    let mut backoff = Backoff::new(0, 64);
+    loop {
         if word.load(Ordering::Acquire) != expected {
             return true;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        if round < 64 {
-            std::thread::yield_now();
-        } else {
-            let nap = deadline.map_or(pause, |d| pause.min(d.saturating_duration_since(Instant::now())));
-            std::thread::sleep(nap);
-            pause = (pause * 2).min(Duration::from_millis(1));
+        if !backoff.snooze() {
+            backoff.sleep(deadline);
         }
     }
-    true
 }
 
 #[cfg(target_vendor = "apple")]

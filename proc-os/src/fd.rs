@@ -1,0 +1,146 @@
+//! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec, and
+//! waiting for readability with `poll` (nix's, over `BorrowedFd`s).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Turns a `-1` return into the current `errno`.
+///
+/// # Errors
+///
+/// `ret` is `-1`: the error `errno` holds.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: getpid has no preconditions.
+/// let pid = proc_os::fd::cvt(unsafe { libc::getpid() }).unwrap();
+/// assert_eq!(pid as u32, std::process::id());
+/// ```
+#[inline]
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Calls `f` again for as long as it fails with `EINTR`.
+///
+/// # Errors
+///
+/// The first error of `f` that is not `EINTR`.
+///
+/// # Examples
+///
+/// ```
+/// let mut calls = 0;
+/// let n = proc_os::fd::retry(|| {
+///     calls += 1;
+///     if calls < 3 { Err(std::io::ErrorKind::Interrupted.into()) } else { Ok(calls) }
+/// })
+/// .unwrap();
+/// assert_eq!(n, 3);
+/// ```
+pub fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sets `FD_CLOEXEC` on `fd`.
+///
+/// # Errors
+///
+/// `fd` is not an open descriptor (`EBADF`).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// proc_os::fd::set_cloexec(a.as_fd()).unwrap();
+/// ```
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop).map_err(io::Error::from)
+}
+
+/// Waits until at least one of `fds` is readable (data, end of stream or an error is pending), or
+/// until `deadline` (`None`: no deadline; a deadline in the past: look once).
+///
+/// Returns one flag per descriptor; all are false only when the deadline passed, never earlier.
+/// `EINTR` is retried with the time that is left.
+///
+/// # Errors
+///
+/// `poll` failed (too many descriptors, or no memory).
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// use std::time::Instant;
+///
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// assert_eq!(proc_os::fd::wait_readable(&[a.as_fd()], Some(Instant::now())).unwrap(), [false]);
+/// b.write_all(b"x").unwrap();
+/// assert_eq!(proc_os::fd::wait_readable(&[a.as_fd()], None).unwrap(), [true]);
+/// ```
+pub fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up, so that a wait never ends before its deadline.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match poll(&mut pfds, timeout) {
+            // The clock may disagree with poll's rounding by a little: wait out the rest.
+            Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
+            Ok(_) => {
+                let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+                return Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| r.intersects(ready))).collect());
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether `fd` is readable (data, end of stream or an error is pending) right now; never blocks.
+///
+/// # Errors
+///
+/// `poll` failed.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// assert!(!proc_os::fd::is_readable(a.as_fd()).unwrap());
+/// drop(b);
+/// assert!(proc_os::fd::is_readable(a.as_fd()).unwrap());
+/// ```
+pub fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+    retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
+    let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+    Ok(pfd[0].revents().is_some_and(|r| r.intersects(ready)))
+}

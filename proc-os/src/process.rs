@@ -1,0 +1,109 @@
+//! Who is calling, and whether another process still runs: the cached pid, thread ids that never
+//! collide across processes, and liveness.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::sys::{Backend, Os};
+
+/// The cached pid; 0 until first asked, and again in the child after every `fork`.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// Whether process `pid` is running. A zombie (ended, not yet reaped) counts as dead. Costs system
+/// calls: check it on slow paths only.
+///
+/// # Examples
+///
+/// ```
+/// assert!(proc_os::process_alive(std::process::id()));
+/// assert!(!proc_os::process_alive(0));
+/// ```
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else { return false };
+    if raw <= 0 {
+        return false;
+    }
+    // No signal: only checks for existence and permission. EPERM: it exists but belongs to someone
+    // else.
+    let exists = matches!(kill(Pid::from_raw(raw), None), Ok(()) | Err(Errno::EPERM));
+    exists && !Os::is_zombie(pid)
+}
+
+/// This process' id, cached (a lock's fast path must not make a system call); refreshed in the
+/// child after every `fork`.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(proc_os::pid(), std::process::id());
+/// ```
+#[inline]
+pub fn pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => pid_slow(),
+        cached => cached,
+    }
+}
+
+/// Reads the pid and caches it; the first call registers the `fork` handler that forgets it.
+#[cold]
+fn pid_slow() -> u32 {
+    static ATFORK: Once = Once::new();
+    extern "C" fn forget() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: `forget` is a plain extern "C" function that only stores to an atomic, which is
+        // async-signal-safe, as an atfork child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// The id of the calling thread, unique within its process while it runs (never 0). A `const`
+/// thread-local without a destructor, so reading it is a plain load on the fast path.
+///
+/// # Examples
+///
+/// ```
+/// let here = proc_os::thread_id();
+/// assert_eq!(here, proc_os::thread_id());
+/// assert_ne!(here, std::thread::spawn(proc_os::thread_id).join().unwrap());
+/// ```
+#[inline]
+pub fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: Cell<u64> = const { Cell::new(0) };
+    }
+    ID.with(|id| match id.get() {
+        0 => {
+            let fresh = NEXT.fetch_add(1, Ordering::Relaxed);
+            id.set(fresh);
+            fresh
+        }
+        known => known,
+    })
+}
+
+/// The calling thread of this process as one word: the pid in the high half, the thread's id in
+/// the low half. Unlike [`thread_id`] alone it never matches a thread of another process (thread
+/// ids restart in every process, and a forked child keeps its parent's), so a word a dead process
+/// left behind is never mistaken for this thread.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(proc_os::thread_token() >> 32, u64::from(proc_os::pid()));
+/// ```
+#[inline]
+pub fn thread_token() -> u64 {
+    (u64::from(pid()) << 32) | (thread_id() & 0xffff_ffff)
+}

@@ -1,0 +1,249 @@
+//! Unix stream sockets that carry descriptors: close-on-exec, SIGPIPE-free pairs, `sendmsg` and
+//! `recvmsg` with `SCM_RIGHTS` (through nix, whose control-message encoding is checked), and the
+//! small calls around them (`shutdown`, socket options, a doorbell).
+//!
+//! Every descriptor made or received here is close-on-exec, and a send to a socket whose peer is
+//! gone fails with `EPIPE` instead of raising SIGPIPE, even in a host program that does not ignore
+//! SIGPIPE.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::time::TimeVal;
+
+use crate::sys::{Backend, Os};
+
+/// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
+
+/// Flags for every send on a stream socket: `MSG_NOSIGNAL`, except where the socket's own
+/// `SO_NOSIGPIPE` does that job (macOS), where it is 0.
+pub const SEND_FLAGS: libc::c_int = <Os as Backend>::SEND_FLAGS;
+
+/// Flags for `recvmsg`: `MSG_CMSG_CLOEXEC` on Linux; 0 elsewhere, where [`received_fd`] sets
+/// close-on-exec after the call.
+pub const RECV_FLAGS: libc::c_int = <Os as Backend>::RECV_FLAGS;
+
+/// The bytes of control-message space that `MAX_FDS` descriptors take.
+const CMSG_BYTES: usize = {
+    let payload = (MAX_FDS * std::mem::size_of::<RawFd>()) as libc::c_uint;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
+    (unsafe { libc::CMSG_SPACE(payload) }) as usize
+};
+
+/// Room for the control message of one receive, aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct CmsgBuffer([u8; CMSG_BYTES]);
+
+/// A connected pair of close-on-exec Unix stream sockets, on which sends never raise SIGPIPE
+/// (with [`SEND_FLAGS`] on Linux, `SO_NOSIGPIPE` on macOS).
+///
+/// # Errors
+///
+/// `socketpair` or `fcntl` failed (out of descriptors).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, b) = proc_os::socket::socketpair().unwrap();
+/// proc_os::socket::send_bytes(a.as_fd(), b"hi").unwrap();
+/// let mut buf = [0u8; 2];
+/// let got = proc_os::socket::recv(b.as_fd(), &mut buf, &mut Vec::new(), false, false).unwrap();
+/// assert_eq!(got.map(|r| r.len), Some(2));
+/// ```
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Os::socketpair()
+}
+
+/// Finishes a descriptor received by a `recvmsg` made with [`RECV_FLAGS`]: marks it close-on-exec
+/// where the flags could not (nothing to do on Linux).
+///
+/// # Errors
+///
+/// `fcntl` failed (`fd` is not open).
+pub fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Os::received_fd(fd)
+}
+
+/// Writes some of `bufs` to `sock` with one `sendmsg`, attaching `fds` (`SCM_RIGHTS`) when there
+/// are any, and returns how many bytes went. Blocks until at least one byte is written; `EINTR`
+/// (which means nothing was written) is retried.
+///
+/// # Errors
+///
+/// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    let flags = MsgFlags::from_bits_retain(SEND_FLAGS);
+    loop {
+        match socket::sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
+/// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
+/// than a `sendmsg`, which copies in a message header and an I/O vector. (libc's `send` rather than
+/// nix's: this is a small message's whole path, and nix's wrapper is not inlined across crates.)
+///
+/// # Errors
+///
+/// `send` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+#[inline]
+pub fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
+        let n = unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// What one [`recv`] produced.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Bytes received; 0 means end of stream.
+    pub len: usize,
+    /// Descriptors came with the bytes but the kernel could not hand them all over (the process is
+    /// at its descriptor limit); the ones it did install cannot be recovered.
+    pub fds_lost: bool,
+}
+
+/// Receives into `buf` with one `recvmsg`, appending any descriptors that come along to `fds`
+/// (close-on-exec). With `dontwait`, `Ok(None)` means nothing is there yet; without it, the call
+/// blocks until something is, or until the socket's receive timeout (see [`set_recv_timeout`])
+/// passes, which is `Ok(None)` too. `EINTR` is retried.
+///
+/// Only when `with_fds` is set is there room for descriptors; without it any that arrive are
+/// closed by the kernel (and reported as lost).
+///
+/// # Errors
+///
+/// `recvmsg` failed (`ECONNRESET`: the peer closed with unread data).
+pub fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    with_fds: bool,
+    dontwait: bool,
+) -> io::Result<Option<Received>> {
+    let mut flags = MsgFlags::from_bits_retain(RECV_FLAGS);
+    if dontwait {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    let mut space = CmsgBuffer([0; CMSG_BYTES]);
+    let mut iov = [IoSliceMut::new(buf)];
+    loop {
+        let cmsg = if with_fds { Some(&mut space.0[..]) } else { None };
+        let msg = match socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, cmsg, flags) {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds_lost = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        // nix refuses to walk truncated control data; then `fds_lost` is already set.
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(raw) = c {
+                    for fd in raw {
+                        // SAFETY: the kernel has just installed `fd` in this process for this
+                        // message; nothing else owns it.
+                        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                        match received_fd(fd.as_fd()) {
+                            Ok(()) => fds.push(fd),
+                            Err(_) => fds_lost = true,
+                        }
+                    }
+                }
+            }
+        }
+        return Ok(Some(Received { len: msg.bytes, fds_lost }));
+    }
+}
+
+/// Reads what `sock` holds without waiting: `Ok(None)` when nothing is there (or the call was
+/// interrupted), `Ok(Some(0))` at the end of the stream.
+///
+/// # Errors
+///
+/// `recv` failed.
+pub fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match socket::recv(sock.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the receive timeout (`SO_RCVTIMEO`) of `sock`, for every process that holds it: a blocking
+/// receive that waits that long fails with `EAGAIN`, which [`recv`] reports as nothing there.
+///
+/// # Errors
+///
+/// `setsockopt` failed (`sock` is not a socket).
+pub fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = TimeVal::new(
+        libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below a million: fits `suseconds_t` everywhere (`i64` on Linux, `i32` on macOS).
+        timeout.subsec_micros() as libc::suseconds_t,
+    );
+    socket::setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
+}
+
+/// Turns TCP (or any socket's) keepalive on, so that a peer whose machine vanished is noticed.
+///
+/// # Errors
+///
+/// `setsockopt` failed (`sock` is not a socket).
+pub fn set_keepalive(sock: BorrowedFd<'_>) -> io::Result<()> {
+    socket::setsockopt(&sock, sockopt::KeepAlive, &true).map_err(io::Error::from)
+}
+
+/// Shuts down one direction of `sock` for every process that holds it.
+///
+/// # Errors
+///
+/// `shutdown` failed (`sock` is not a connected socket).
+pub fn shutdown(sock: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
+    let how = match how {
+        Shutdown::Read => socket::Shutdown::Read,
+        Shutdown::Write => socket::Shutdown::Write,
+        Shutdown::Both => socket::Shutdown::Both,
+    };
+    socket::shutdown(sock.as_raw_fd(), how).map_err(io::Error::from)
+}
+
+/// Writes one byte to a doorbell socket without blocking; a full socket already rings.
+pub fn ring(bell: BorrowedFd<'_>) {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::from_bits_retain(SEND_FLAGS);
+    // Errors (EAGAIN: full, so already readable) need no handling.
+    let _ = socket::send(bell.as_raw_fd(), &[1u8], flags);
+}
+
+/// Reads whatever a doorbell socket holds, without blocking.
+pub fn drain(bell: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    // A short read (or an error: EAGAIN, empty) means the socket is empty now.
+    while socket::recv(bell.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n == buf.len()) {}
+}
+
+#[cfg(test)]
+mod test;

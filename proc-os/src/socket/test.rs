@@ -1,0 +1,68 @@
+//! The small socket calls, on socket pairs in one process.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use super::{
+    drain, recv, recv_nowait, ring, send_bytes, set_keepalive, set_recv_timeout, shutdown, socketpair,
+};
+use crate::fd::is_readable;
+
+#[test]
+fn a_doorbell_rings_and_drains() {
+    let (a, b) = socketpair().unwrap();
+    assert!(!is_readable(b.as_fd()).unwrap());
+    for _ in 0..100 {
+        ring(a.as_fd());
+    }
+    assert!(is_readable(b.as_fd()).unwrap());
+    drain(b.as_fd());
+    assert!(!is_readable(b.as_fd()).unwrap(), "drain left bytes behind");
+}
+
+#[test]
+fn recv_nowait_tells_nothing_from_the_end() {
+    let (a, b) = socketpair().unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(recv_nowait(b.as_fd(), &mut buf).unwrap(), None);
+    send_bytes(a.as_fd(), b"abc").unwrap();
+    assert_eq!(recv_nowait(b.as_fd(), &mut buf).unwrap(), Some(3));
+    drop(a);
+    assert_eq!(recv_nowait(b.as_fd(), &mut buf).unwrap(), Some(0));
+}
+
+#[test]
+fn a_receive_timeout_ends_a_blocking_receive_with_nothing() {
+    let (_a, b) = socketpair().unwrap();
+    set_recv_timeout(b.as_fd(), Duration::from_millis(20)).unwrap();
+    let started = Instant::now();
+    let got = recv(b.as_fd(), &mut [0u8; 4], &mut Vec::new(), true, false).unwrap();
+    assert!(got.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(15));
+}
+
+#[test]
+fn shutdown_ends_the_stream_for_the_peer() {
+    let (a, b) = socketpair().unwrap();
+    shutdown(a.as_fd(), Shutdown::Write).unwrap();
+    let got = recv(b.as_fd(), &mut [0u8; 4], &mut Vec::new(), false, false).unwrap().unwrap();
+    assert_eq!(got.len, 0);
+}
+
+#[test]
+fn a_send_to_a_closed_peer_is_an_error_not_a_signal() {
+    let (a, b) = socketpair().unwrap();
+    drop(b);
+    let e = send_bytes(a.as_fd(), b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn keepalive_on_tcp() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    set_keepalive(stream.as_fd()).unwrap();
+}

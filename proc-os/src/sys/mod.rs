@@ -1,0 +1,82 @@
+//! The backend seam: everything that differs between Linux and the portable POSIX backend.
+//!
+//! `linux.rs` is the Linux backend; `unix.rs` is the portable backend that macOS uses, and that
+//! Linux uses too with the `force-portable` feature, so that Linux test runs cover the macOS code
+//! paths. Each defines a unit struct `Os` that implements [`Backend`], so a backend that lacks an
+//! item, or gives it another signature, does not compile. Callers name `Os::item`, a static call
+//! (no trait objects anywhere).
+//!
+//! | item | Linux | portable (macOS; Linux with `force-portable`) |
+//! |---|---|---|
+//! | `NAME` | `"linux"` | `"portable"` |
+//! | `wait`, `wake` | `futex(FUTEX_WAIT/WAKE)`, shared (no private flag) | `os_sync_wait_on_address` (shared), else `__ulock_wait` (shared), else polling |
+//! | `wait_backend()` | `"futex"` | the mechanism found at run time |
+//! | `is_zombie(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
+//! | `socketpair()` | `SOCK_CLOEXEC`, atomic | `FD_CLOEXEC` after creation; `SO_NOSIGPIPE` where the OS has it |
+//! | `SEND_FLAGS` | `MSG_NOSIGNAL` | `MSG_NOSIGNAL`, except where `SO_NOSIGPIPE` does that job (macOS) |
+//! | `RECV_FLAGS`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
+//! | `populate_write()` | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+cfg_if::cfg_if! {
+    if #[cfg(all(target_os = "linux", not(feature = "force-portable")))] {
+        #[path = "linux.rs"]
+        mod imp;
+    } else {
+        #[path = "unix.rs"]
+        mod imp;
+    }
+}
+
+/// The backend of this build.
+pub(crate) use imp::Os;
+
+/// What every backend provides (see the table in the module docs).
+pub(crate) trait Backend {
+    /// The backend's name: `"linux"` or `"portable"`.
+    const NAME: &'static str;
+
+    /// Flags for every send on a stream socket: no SIGPIPE when the peer is gone.
+    const SEND_FLAGS: libc::c_int;
+
+    /// Flags for `recvmsg`: received descriptors close-on-exec, where that can be atomic.
+    const RECV_FLAGS: libc::c_int;
+
+    /// Waits while `word` holds `expected`, at most `timeout`. False only when the timeout passed.
+    fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool;
+
+    /// Wakes up to `n` waiters on `word` (`u32::MAX`: all).
+    fn wake(word: &AtomicU32, n: u32);
+
+    /// The wait/wake mechanism in use.
+    fn wait_backend() -> &'static str;
+
+    /// Whether `pid` is a zombie (ended, not reaped).
+    fn is_zombie(pid: u32) -> bool;
+
+    /// A connected pair of close-on-exec, SIGPIPE-free Unix stream sockets.
+    fn socketpair() -> io::Result<(OwnedFd, OwnedFd)>;
+
+    /// Finishes a descriptor received with `RECV_FLAGS` (makes it close-on-exec if still needed).
+    fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()>;
+
+    /// Maps the pages of `[ptr, ptr + len)` writable ahead of the writes, where the OS can.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is page-aligned and `[ptr, ptr + len)` lies inside one shared mapping of this process.
+    unsafe fn populate_write(ptr: *mut u8, len: usize);
+}
+
+/// The state letter in `/proc/<pid>/stat` (`R`, `S`, `Z`, ...), `None` if the process is unknown.
+#[cfg(target_os = "linux")]
+pub(crate) fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
