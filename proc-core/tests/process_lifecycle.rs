@@ -94,6 +94,11 @@ fn run_trait_is_the_subclass_form() {
 fn exit_codes_as_python() {
     let _s = serial();
     let _w = Watchdog::new("exit_codes_as_python", LIMIT);
+    // Children inherit an ignored SIGINT, as a program started in the background by a shell
+    // without job control has it (`nohup cmd &`, some CI runners): `interrupt` would then reach
+    // a child that ignores it. Start the children with the default action, as a terminal would.
+    // SAFETY: signal takes plain integers; SIG_DFL installs no handler.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     for m in methods() {
         let ctx = get_context(m);
         let p = ctx.process(exit_with, (0,)).start().unwrap();
