@@ -372,6 +372,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 
     /// Sends SIGINT (Python's `interrupt()`, as Ctrl-C). Does nothing if the process has ended.
     ///
+    /// A child inherits its parent's signal dispositions, as on Unix and in Python: in a program
+    /// that runs with SIGINT ignored (started in the background by a shell without job control,
+    /// `nohup cmd &`), SIGINT does not end a child unless its target restores the default action.
+    ///
     /// # Errors
     ///
     /// As [`terminate`](Self::terminate).
