@@ -471,3 +471,30 @@ fn a_bare_copy_of_a_child_cannot_report_for_it() {
         assert_eq!(p.join().unwrap(), "the original", "{m}");
     }
 }
+
+/// Whether this process ignores SIGINT.
+fn sigint_ignored() -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, a live sigaction.
+    assert_eq!(unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), old.as_mut_ptr()) }, 0);
+    // SAFETY: sigaction filled `old`.
+    unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
+/// A child takes the parent's SIGINT disposition as it is when the child starts, under every
+/// start method: a fork-server child not the one its server inherited when it was launched.
+#[test]
+fn children_take_the_parents_sigint_disposition_at_start() {
+    let _s = serial();
+    let _w = Watchdog::new("children_take_the_parents_sigint_disposition_at_start", LIMIT);
+    for m in methods() {
+        let ctx = get_context(m);
+        for ignored in [true, false, true, false] {
+            let handler = if ignored { libc::SIG_IGN } else { libc::SIG_DFL };
+            // SAFETY: signal takes plain integers; SIG_IGN and SIG_DFL install no handler.
+            unsafe { libc::signal(libc::SIGINT, handler) };
+            let p = ctx.process(sigint_ignored, ()).start().unwrap();
+            assert_eq!(p.join().unwrap(), ignored, "{m}");
+        }
+    }
+}

@@ -12,6 +12,11 @@ use crate::wire;
 /// What the parent sends a re-executed or fork-server child.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Bootstrap {
+    /// Whether the parent ignores SIGINT. The child takes that disposition, not the one a fork
+    /// server inherited when it was launched, as a spawned child takes the parent's. The first
+    /// field, so that the message's first byte is this bool (postcard: one byte, 0 or 1): a
+    /// fork-server child applies it before it unblocks SIGINT, before decoding the rest.
+    pub(crate) sigint_ignored: bool,
     pub(crate) entry: EntryPoint,
     pub(crate) name: String,
     pub(crate) ident: Vec<u32>,
@@ -58,5 +63,32 @@ pub(crate) fn report_error(report: &Report) -> Option<Error> {
             Some(Error::new(ErrorKind::Panicked { message: message.clone(), location: location.clone() }))
         }
         Report::Failed(m) => Some(Error::new(ErrorKind::ChildFailed(m.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// A fork-server child reads `sigint_ignored` as the message's first byte.
+    #[test]
+    fn the_first_byte_is_sigint_ignored() {
+        for ignored in [false, true] {
+            let boot = Bootstrap {
+                sigint_ignored: ignored,
+                entry: EntryPoint::from_parts(0, 0),
+                name: "n".into(),
+                ident: vec![1],
+                daemon: false,
+                parent_pid: 1,
+                parent_name: "p".into(),
+                args: vec![9; 3],
+                args_fds: 0,
+                has_alive: false,
+                has_tracker: false,
+            };
+            let bytes = crate::codec::to_vec(&boot).unwrap_or_default();
+            assert_eq!(bytes.first(), Some(&u8::from(ignored)));
+        }
     }
 }

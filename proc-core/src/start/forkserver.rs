@@ -486,6 +486,9 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
                         sys::close_fds_except(&keep);
+                        // SIGINT as the parent has it now (the bootstrap's first byte), not as
+                        // this server inherited it, before it is unblocked.
+                        sys::set_signal_ignored(libc::SIGINT, boot.first() == Some(&1));
                         let _ = sys::block_signal(libc::SIGINT, false);
                         sys::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }

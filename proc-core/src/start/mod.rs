@@ -169,6 +169,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         }
         let tracker = g.tracker.clone();
         let mut boot = Bootstrap {
+            sigint_ignored: sys::signal_is_ignored(libc::SIGINT),
             entry,
             name: identity.name.clone(),
             ident: identity.ident.clone(),

@@ -166,6 +166,15 @@ pub(crate) fn set_signal_ignored(signal: libc::c_int, ignored: bool) {
     unsafe { libc::signal(signal, handler) };
 }
 
+/// Whether `signal`'s disposition is "ignore" in this process.
+pub(crate) fn signal_is_ignored(signal: libc::c_int) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, a live sigaction.
+    let ret = unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: sigaction filled `old` (it succeeded).
+    ret == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 /// Sends `signal` to `pid`.
 pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // Pid 0 (and negative pids) would signal whole process groups.
