@@ -144,3 +144,29 @@ pub fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
     Ok(pfd[0].revents().is_some_and(|r| r.intersects(ready)))
 }
+
+/// Whether `poll` reports anything for `fd` right now: like [`is_readable`] (data, end of stream or
+/// an error is pending), and also when `fd` is not an open descriptor (`POLLNVAL`). Never blocks.
+///
+/// For multiproc's crates (proc-core's sentinels and fork-server socket, where a descriptor that
+/// is no longer valid means the peer is gone); not a stable API.
+///
+/// # Errors
+///
+/// `poll` failed.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// assert!(!proc_os::fd::is_ready(a.as_fd()).unwrap());
+/// drop(b);
+/// assert!(proc_os::fd::is_ready(a.as_fd()).unwrap());
+/// ```
+pub fn is_ready(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+    let n = retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
+    Ok(n > 0)
+}

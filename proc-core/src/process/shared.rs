@@ -26,7 +26,7 @@ impl Sentinel {
     ///
     /// `poll(2)` failed.
     pub fn is_ready(&self) -> Result<bool> {
-        sys::is_readable(self.0.as_fd()).map_err(|e| Error::io("cannot poll a process sentinel", e))
+        proc_os::fd::is_ready(self.0.as_fd()).map_err(|e| Error::io("cannot poll a process sentinel", e))
     }
 }
 
@@ -227,7 +227,7 @@ impl Shared {
             return Ok(self.try_reap_stray(st));
         }
         let ready =
-            sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+            proc_os::fd::is_ready(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
         let direct = self.direct();
         if !ready {
             if st.ctl_done && direct {
@@ -434,7 +434,7 @@ impl Shared {
             if ctl_open {
                 fds.push(self.ctl.as_fd());
             }
-            sys::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
+            proc_os::fd::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
         }
     }
 

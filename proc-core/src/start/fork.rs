@@ -35,7 +35,8 @@ pub(crate) fn start(
     // The child must not take the panic-hook lock (another thread may hold it at the fork): the
     // hook that records a panic for the report is installed here, once, and inherited.
     run::install_panic_hook();
-    let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
+    let (ctl, child_ctl) =
+        proc_os::socket::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
     let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let mut who = crate::globals::who_mut();
     let parent_name = who.name();

@@ -89,8 +89,8 @@ impl ForkServer {
     /// Starts a server; its first message gives it the resource tracker's pipe (if any), which
     /// its children then inherit instead of receiving it with every request.
     fn launch(tracker: Option<BorrowedFd<'_>>) -> Result<Self> {
-        let (sock, server_sock) =
-            sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
+        let (sock, server_sock) = proc_os::socket::socketpair()
+            .map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let launched = super::spawn::exec_role("forkserver", server_sock)?;
         let pid = read_server_pid(sock.as_fd());
         // The process started here forks the server (and its keeper) and exits at once, so that
@@ -113,7 +113,7 @@ impl ForkServer {
     /// Whether the server has exited (or is exiting): it writes nothing after its pid, so a
     /// readable socket means its end closed.
     fn is_gone(&self) -> bool {
-        sys::is_readable(self.sock.as_fd()).unwrap_or(true)
+        proc_os::fd::is_ready(self.sock.as_fd()).unwrap_or(true)
     }
 
     /// In a child made by fork: close the parent's connection without any other effect.
@@ -136,7 +136,7 @@ impl ForkServer {
         boot_fds: &[BorrowedFd<'_>],
     ) -> std::result::Result<Started, RequestError> {
         let local = |e| RequestError::Local(Error::io("cannot start a child through the fork server", e));
-        let (ctl, child_ctl) = sys::socketpair().map_err(local)?;
+        let (ctl, child_ctl) = proc_os::socket::socketpair().map_err(local)?;
         let (status, status_w) = sys::pipe().map_err(local)?;
         let (pid, pid_w) = sys::pipe().map_err(local)?;
         let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
@@ -163,7 +163,7 @@ fn read_server_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        if !sys::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
+        if !proc_os::fd::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
         match sys::read(sock, &mut pid[got..])? {
@@ -286,7 +286,7 @@ fn serve_role() -> io::Result<()> {
     }
     let keeper = match sys::become_subreaper() {
         Ok(()) => {
-            let (keeper_end, server_end) = sys::socketpair()?;
+            let (keeper_end, server_end) = proc_os::socket::socketpair()?;
             // SAFETY: this process is single-threaded (it runs a role, not the program's main).
             match unsafe { sys::fork() }? {
                 0 => {
@@ -422,7 +422,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
         if link_open {
             fds.push(link.as_fd());
         }
-        sys::wait_readable(&fds, None)?;
+        proc_os::fd::wait_readable(&fds, None)?;
         signal.drain();
     }
 }
@@ -442,7 +442,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
     };
     let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
     loop {
-        let ready = sys::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
+        let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
         if ready[1] {
             signal.drain();
         }
@@ -515,7 +515,7 @@ fn warm_up() {
     run::install_panic_hook();
     // The anchor's part of the target fingerprint is computed once and cached.
     let _ = fingerprint(warm_up as fn() as usize);
-    if let Ok((a, b)) = sys::socketpair() {
+    if let Ok((a, b)) = proc_os::socket::socketpair() {
         if let Ok((r, w)) = sys::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
             let _ = FrameReader::default().read(b.as_fd(), false);

@@ -32,7 +32,8 @@ pub(crate) fn exec_role(role: &str, stdin: OwnedFd) -> Result<u32> {
 
 /// Starts a spawned child; the caller sends it the bootstrap over `ctl`.
 pub(crate) fn start() -> Result<Started> {
-    let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
+    let (ctl, child_ctl) =
+        proc_os::socket::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
     let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let pid = exec_role("spawn", child_ctl)?;
     Ok(Started { pid: Pid::Known(pid), ctl, sentinel, watch: Watch::Direct, alive: Some(alive) })

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use super::{cvt, retry};
+use proc_os::fd::{cvt, retry};
 
 pub(crate) const BACKEND: &str = "linux";
 
@@ -13,15 +13,9 @@ pub(crate) const BACKEND: &str = "linux";
 /// nothing from the rest of the crate: `start` maps it to its `StartMethod`.
 pub(crate) const DEFAULT_START_METHOD: &str = "forkserver";
 
-/// Flag for `recvmsg` so that received descriptors are close-on-exec atomically.
-pub(crate) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
-
 /// `SO_RCVLOWAT` of the parent's end of a control socket: a child's result of less than this
 /// wakes the parent only when the child exits. Unix stream sockets buffer well over this on Linux.
 pub(crate) const RESULT_LOWAT: Option<usize> = Some(64 << 10);
-
-/// Flags for `send`: no SIGPIPE even if a user re-enabled it.
-pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 
 /// The running executable. `/proc/self/exe` opens the image this process runs even when the file was
 /// replaced or deleted on disk, so a re-executed child always runs the same binary.
@@ -85,17 +79,6 @@ pub(crate) fn thread_count() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/task").ok()?.count())
 }
 
-/// A connected pair of close-on-exec Unix stream sockets.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
-    cvt(unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
-    })?;
-    // SAFETY: both descriptors were just created and are owned by no one else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// A close-on-exec pipe: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -103,11 +86,6 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: both descriptors were just created and are owned by no one else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Finishes a descriptor received with `RECV_CLOEXEC`: nothing left to do on Linux.
-pub(crate) fn received_fd(_fd: RawFd) -> io::Result<()> {
-    Ok(())
 }
 
 /// Makes this process the child subreaper of its descendants: a descendant whose parent dies is

@@ -13,24 +13,24 @@
 //! | `anonymous_memory(len)` | sealed `memfd_create` | `shm_open` of a random name, unlinked at once |
 //! | `close_fds_except(keep)` | `close_range(2)` | close what `/dev/fd` lists |
 //! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, unknown elsewhere |
-//! | `socketpair()`, `pipe()` | atomic `SOCK_CLOEXEC` / `O_CLOEXEC` | create, then `FD_CLOEXEC` |
-//! | `RECV_CLOEXEC`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
-//! | `SEND_FLAGS` | `MSG_NOSIGNAL` | none (SIGPIPE is ignored) |
+//! | `pipe()` | atomic `O_CLOEXEC` | create, then `FD_CLOEXEC` |
 //! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers: a larger mark would never fire) |
 //! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` (the fork server's keeper) | unsupported (orphans go to init) |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //!
 //! The helpers below the backend selection are POSIX and shared by both.
 //!
+//! Sockets (`socketpair`, the send and receive flags), `poll` and the `errno` helpers are proc-os's
+//! ([`proc_os::socket`], [`proc_os::fd`]).
+//!
 //! This module is a leaf: it imports nothing from the rest of proc-core, so every other module can
 //! build on it without an import circle.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
-use std::time::Instant;
 
 cfg_if::cfg_if! {
     if #[cfg(all(target_os = "linux", not(feature = "force-portable")))] {
@@ -43,9 +43,10 @@ cfg_if::cfg_if! {
 }
 
 pub(crate) use imp::{
-    anonymous_memory, become_subreaper, close_fds_except, dup_onto, exe_path, pipe, received_fd, socketpair,
-    start_time, thread_count, BACKEND, DEFAULT_START_METHOD, RECV_CLOEXEC, RESULT_LOWAT, SEND_FLAGS,
+    anonymous_memory, become_subreaper, close_fds_except, dup_onto, exe_path, pipe, start_time, thread_count,
+    BACKEND, DEFAULT_START_METHOD, RESULT_LOWAT,
 };
+use proc_os::fd::{cvt, retry, set_cloexec};
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
 #[cfg(target_os = "linux")]
@@ -67,70 +68,12 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Turns a `-1` return into the current `errno`.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Calls `f` again for as long as it fails with `EINTR`.
-pub(crate) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
-}
-
-/// Sets `FD_CLOEXEC` on `fd`.
-pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_SETFD takes an integer flag argument and touches no memory; a bad fd is an error.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
-}
-
 /// Duplicates `fd` to a new descriptor numbered at least `min`, with `FD_CLOEXEC` set.
 pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory.
     let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
     // SAFETY: `new` was just returned by fcntl, so it is open and owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-/// Waits until at least one of `fds` is readable (or hung up), or until `deadline`.
-///
-/// Returns one flag per descriptor; all flags are false when the deadline passed. `EINTR` is retried
-/// with the time that is left.
-pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-    loop {
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up so that a wait never returns before its deadline.
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-            }
-        };
-        // SAFETY: `pfds` is a live, exclusively borrowed array of `pfds.len()` pollfd structs.
-        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-        match cvt(ret) {
-            Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
-            Ok(_) => {
-                return Ok(pfds
-                    .iter()
-                    .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
-                    .collect())
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Makes `poll` report socket `fd` readable only once `bytes` are queued (or at end of stream).
@@ -148,14 +91,6 @@ pub(crate) fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()>
         )
     })
     .map(drop)
-}
-
-/// Whether `fd` is readable (or hung up) right now.
-pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: `pfd` is one live pollfd struct; a zero timeout never blocks.
-    let n = retry(|| cvt(unsafe { libc::poll(&mut pfd, 1, 0) }))?;
-    Ok(n > 0)
 }
 
 /// Sets the disposition of `signal` to `SIG_IGN` or `SIG_DFL`.
@@ -505,7 +440,7 @@ pub(crate) fn shm_open(name: &std::ffi::CStr, create: bool) -> io::Result<OwnedF
     let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
     // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_cloexec(fd.as_raw_fd())?;
+    set_cloexec(fd.as_fd())?;
     Ok(fd)
 }
 

@@ -5,11 +5,13 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{cvt, random_u64, retry, set_cloexec};
+use proc_os::fd::{cvt, retry, set_cloexec};
+
+use super::random_u64;
 
 pub(crate) const BACKEND: &str = "portable";
 
@@ -18,15 +20,9 @@ pub(crate) const BACKEND: &str = "portable";
 /// name, so that `sys` needs nothing from the rest of the crate: `start` maps it to its `StartMethod`.
 pub(crate) const DEFAULT_START_METHOD: &str = "spawn";
 
-/// There is no atomic close-on-exec flag for `recvmsg` here; `received_fd` sets it afterwards.
-pub(crate) const RECV_CLOEXEC: libc::c_int = 0;
-
 /// No `SO_RCVLOWAT` on control sockets: macOS buffers only 8 KiB per Unix stream socket, so a
 /// larger mark would never be reached while the child blocks writing.
 pub(crate) const RESULT_LOWAT: Option<usize> = None;
-
-/// Flags for `send`: nothing extra (SIGPIPE is ignored in every multiproc process).
-pub(crate) const SEND_FLAGS: libc::c_int = 0;
 
 /// The running executable, as the OS reports it.
 pub(crate) fn exe_path() -> io::Result<PathBuf> {
@@ -55,7 +51,7 @@ pub(crate) fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: `cname` is a valid NUL-terminated string.
         unsafe { libc::shm_unlink(cname.as_ptr()) };
-        set_cloexec(fd.as_raw_fd())?;
+        set_cloexec(fd.as_fd())?;
         // SAFETY: ftruncate takes plain integers.
         retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }))?;
         return Ok(fd);
@@ -103,49 +99,6 @@ pub(crate) fn thread_count() -> Option<usize> {
     }
 }
 
-/// A connected pair of close-on-exec Unix stream sockets (with `SO_NOSIGPIPE` where the OS has it).
-///
-/// Unlike Linux' `SOCK_CLOEXEC`, setting close-on-exec after creation is not atomic: a thread of
-/// the program that spawns a process with `std::process::Command` at that very moment could pass
-/// it the new descriptors. macOS offers no way around this; multiproc's own starts are serialized.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two c_ints that socketpair fills.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: both descriptors were just created and are owned by no one else.
-    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    for fd in [&pair.0, &pair.1] {
-        set_cloexec(fd.as_raw_fd())?;
-        no_sigpipe(fd.as_raw_fd())?;
-    }
-    Ok(pair)
-}
-
-/// Makes writes to a socket whose peer is gone fail with EPIPE instead of raising SIGPIPE, for
-/// hosts that do not ignore SIGPIPE (a library loaded by Python or C).
-fn no_sigpipe(fd: RawFd) -> io::Result<()> {
-    cfg_if::cfg_if! {
-        if #[cfg(any(target_vendor = "apple", target_os = "freebsd"))] {
-            let on: libc::c_int = 1;
-            // SAFETY: `on` is a live c_int and the length passed is its size.
-            cvt(unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_NOSIGPIPE,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            })
-            .map(drop)
-        } else {
-            // Linux (with `force-portable`) has no such option; multiproc processes ignore SIGPIPE.
-            let _ = fd;
-            Ok(())
-        }
-    }
-}
-
 /// A close-on-exec pipe: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -153,14 +106,9 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
     // SAFETY: both descriptors were just created and are owned by no one else.
     let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_cloexec(pair.0.as_raw_fd())?;
-    set_cloexec(pair.1.as_raw_fd())?;
+    set_cloexec(pair.0.as_fd())?;
+    set_cloexec(pair.1.as_fd())?;
     Ok(pair)
-}
-
-/// Finishes a descriptor received by `recvmsg`: marks it close-on-exec.
-pub(crate) fn received_fd(fd: RawFd) -> io::Result<()> {
-    set_cloexec(fd)
 }
 
 /// No subreapers here: a process whose parent dies is reparented to init (launchd).
@@ -175,7 +123,9 @@ pub(crate) fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
     // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
     // caller owns `dst` (through an object that will close it).
     retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) }))?;
-    set_cloexec(dst)
+    // SAFETY: `dst` is open (dup2 just made it a copy of `src`) and the caller owns it for the
+    // duration of the call.
+    set_cloexec(unsafe { BorrowedFd::borrow_raw(dst) })
 }
 
 /// When process `pid` started (an opaque, comparable value), or `None` if it does not exist or
