@@ -1,8 +1,9 @@
-//! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec, and
-//! waiting for readability with `poll` (nix's, over `BorrowedFd`s).
+//! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec,
+//! waiting for readability with `poll` (nix's, over `BorrowedFd`s), and the plain POSIX calls on
+//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`).
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -169,4 +170,92 @@ pub fn is_ready(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
     let n = retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
     Ok(n > 0)
+}
+
+/// Duplicates `fd` to a new descriptor numbered at least `min`, with `FD_CLOEXEC` set.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `fcntl` failed (`EMFILE`: out of descriptors; `EINVAL`: `min` out of range).
+pub fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `new` was just returned by fcntl, so it is open and owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Opens `/dev/null` for reading and writing onto descriptor `target` (`dup2`, `EINTR` retried).
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `/dev/null` cannot be opened, or `dup2` failed (`EBADF`: `target` out of range).
+pub fn dev_null_onto(target: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    // SAFETY: dup2 takes plain integers; `null` stays open for the duration of the call.
+    retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
+}
+
+/// Reads into `buf`, retrying `EINTR`. `Ok(0)`: end of file.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `read` failed (`WouldBlock` on a non-blocking descriptor with nothing to read).
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// Writes all of `buf`, retrying `EINTR`.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `write` failed (`EPIPE` when the reader is gone).
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| {
+            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Closes a descriptor number that no Rust object will close (its owner is leaked); errors are
+/// ignored.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Safety
+///
+/// Nothing may use or close `fd` afterwards: its owning object must never be dropped.
+pub unsafe fn close_raw(fd: RawFd) {
+    // SAFETY: the caller guarantees that `fd` has no other user.
+    unsafe { libc::close(fd) };
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `fcntl` failed (`fd` is not open).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }

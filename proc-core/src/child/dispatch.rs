@@ -34,7 +34,7 @@ pub(crate) fn dispatch() {
     // Children of this child must not see the variable; the ones it starts set their own.
     std::env::remove_var(ROLE_ENV);
     // std's start-up would have ignored SIGPIPE before main; a child never reaches main.
-    sys::set_signal_ignored(libc::SIGPIPE, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
     let code = match role.to_str() {
         Some("spawn") => run::run_spawned(),
         Some("forkserver") => crate::start::forkserver::serve(),
@@ -46,5 +46,5 @@ pub(crate) fn dispatch() {
         }
     };
     run::flush_stdio();
-    sys::exit_now(code);
+    proc_os::child::exit_now(code);
 }

@@ -12,7 +12,9 @@ use crate::child::bootstrap::{report_error, Report};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::ReleaseOnFork;
 use crate::start::method::StartMethod;
-use crate::sys::{self, ExitStatus};
+use proc_os::child::ExitStatus;
+
+use crate::sys;
 use crate::wire::{FrameReader, Read};
 
 /// A descriptor that becomes readable when its process ends; see [`Process::sentinel`](super::Process::sentinel).
@@ -124,7 +126,7 @@ impl Shared {
         // A small result waits in the socket until the child has exited, so the parent wakes up
         // once per child; a large one wakes it in steps so the child never blocks for long.
         if let Some(lowat) = sys::RESULT_LOWAT {
-            if let Err(e) = sys::set_recv_lowat(ctl.as_fd(), lowat) {
+            if let Err(e) = proc_os::socket::set_recv_lowat(ctl.as_fd(), lowat) {
                 tracing::debug!(error = %e, "cannot set SO_RCVLOWAT on a control socket");
             }
         }
@@ -138,7 +140,7 @@ impl Shared {
             name,
             daemon,
             method,
-            owner_pid: sys::getpid(),
+            owner_pid: proc_os::getpid(),
             ctl_release: ReleaseOnFork::new(ctl.as_fd()),
             ctl,
             sentinel: Arc::new(sentinel),
@@ -149,7 +151,7 @@ impl Shared {
 
     /// The pid (0 if the fork server could not create the process).
     pub(crate) fn pid(&self) -> u32 {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             // A copy inherited by fork must not consume the pid pipe the real owner reads.
             return self.known_pid().unwrap_or(0);
         }
@@ -182,7 +184,7 @@ impl Shared {
     }
 
     fn check_owner(&self) -> Result<()> {
-        if self.owner_pid == sys::getpid() {
+        if self.owner_pid == proc_os::getpid() {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::ForeignProcess))
@@ -233,8 +235,8 @@ impl Shared {
             if st.ctl_done && direct {
                 // The child reported (or closed its control socket), so it is ending; but a
                 // descendant that kept a copy of its alive pipe keeps the sentinel quiet. Look.
-                st.status =
-                    sys::waitpid(self.pid(), false).map_err(|e| Error::io("cannot reap a child", e))?;
+                st.status = proc_os::child::waitpid(self.pid(), false)
+                    .map_err(|e| Error::io("cannot reap a child", e))?;
                 return Ok(st.status.is_some());
             }
             return Ok(false);
@@ -249,7 +251,8 @@ impl Shared {
                 let pid = self.pid();
                 let spins = if st.stale_sentinel { 1 } else { REAP_SPINS };
                 for _ in 0..spins {
-                    st.status = sys::waitpid(pid, false).map_err(|e| Error::io("cannot reap a child", e))?;
+                    st.status = proc_os::child::waitpid(pid, false)
+                        .map_err(|e| Error::io("cannot reap a child", e))?;
                     if st.status.is_some() {
                         break;
                     }
@@ -261,7 +264,7 @@ impl Shared {
             }
             Watch::Served => {
                 let mut code = [0u8; 4];
-                let n = sys::read(self.sentinel.as_fd(), &mut code)
+                let n = proc_os::fd::read(self.sentinel.as_fd(), &mut code)
                     .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
                     // A byte follows the code, so the sentinel stays readable from now on, as a
@@ -297,12 +300,12 @@ impl Shared {
         // Reparented (to init, or to the keeper if the server died before telling it of the child):
         // the child runs on while its control socket is open.
         self.pump_ctl(st);
-        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        if proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             self.stray_ended(st);
             return true;
         }
         let start_time = sys::start_time(pid);
-        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        if proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             // It ended meanwhile: the start time may be another process'.
             self.stray_ended(st);
             return true;
@@ -321,7 +324,7 @@ impl Shared {
     /// A stray orphan (see [`Stray`]): ended once its control socket closed.
     fn try_reap_stray(&self, st: &mut State) -> bool {
         self.pump_ctl(st);
-        if !sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        if !proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             return false;
         }
         self.stray_ended(st);
@@ -356,7 +359,7 @@ impl Shared {
 
     /// Whether the child is still running (reaping it if not). Errors read as "not running".
     pub(crate) fn poll_alive(&self) -> bool {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             return false;
         }
         let mut st = self.lock();
@@ -365,7 +368,7 @@ impl Shared {
     }
 
     pub(crate) fn exitcode(&self) -> Option<i32> {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             return None;
         }
         let mut st = self.lock();
@@ -388,7 +391,7 @@ impl Shared {
             return Ok(());
         }
         tracing::debug!(pid, signal = %crate::error::signal_name(signal), "signalling child process");
-        let sent = sys::kill(pid, signal);
+        let sent = proc_os::signal::kill(pid, signal);
         drop(st);
         if sent.is_ok() && (signal == libc::SIGTERM || signal == libc::SIGKILL) {
             // What it leaves behind, the resource tracker reports as terminated, not as leaked.

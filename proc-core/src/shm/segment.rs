@@ -56,7 +56,8 @@ impl Segment {
 
     fn map(fd: OwnedFd, len: usize) -> Result<Self> {
         // A length beyond the object would turn accesses past its end into SIGBUS.
-        let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;
+        let size =
+            proc_os::shm::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;
         if (len as u64) > size {
             return Err(Error::new(ErrorKind::OutOfBounds { offset: 0, len, size: size as usize }));
         }
@@ -73,7 +74,7 @@ impl Segment {
     ///
     /// Out of descriptors or address space.
     pub fn try_clone(&self) -> Result<Self> {
-        let fd = sys::dup_cloexec(self.fd.as_fd(), 3)
+        let fd = proc_os::fd::dup_cloexec(self.fd.as_fd(), 3)
             .map_err(|e| Error::io("cannot duplicate shared memory", e))?;
         Self::map(fd, self.len)
     }

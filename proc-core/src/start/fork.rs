@@ -51,7 +51,7 @@ pub(crate) fn start(
     // SAFETY: the child below only runs the target and exits. The process-wide state lock is held
     // by this thread, so its copy is consistent and the child can release it. Other threads'
     // locks are the documented risk of this start method (warned about above).
-    let pid = unsafe { sys::fork() }.map_err(|e| Error::io("cannot fork", e))?;
+    let pid = unsafe { proc_os::child::fork() }.map_err(|e| Error::io("cannot fork", e))?;
     drop((stdout, stderr));
     if pid == 0 {
         drop(ctl);
@@ -60,7 +60,7 @@ pub(crate) fn start(
         let ctl = Arc::new(child_ctl);
         let daemon = identity.daemon;
         who.identity = identity;
-        who.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
+        who.parent = Some(Parent { pid: proc_os::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
         g.set_alive(Some(alive));
         g.set_ctl(&ctl);
         drop(who);

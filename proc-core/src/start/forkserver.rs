@@ -58,7 +58,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
 use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
-use crate::sys::{self, AnyChild, ExitStatus};
+use proc_os::child::{AnyChild, ExitStatus};
+
+use crate::sys;
 use crate::wire::{self, FrameReader, Read};
 
 /// How long a new server may take to say its pid.
@@ -95,13 +97,13 @@ impl ForkServer {
         let pid = read_server_pid(sock.as_fd());
         // The process started here forks the server (and its keeper) and exits at once, so that
         // neither is this process' child: whichever dies is reaped by init, never left a zombie.
-        if let Err(e) = sys::waitpid(launched, true) {
+        if let Err(e) = proc_os::child::waitpid(launched, true) {
             tracing::debug!(pid = launched, error = %e, "cannot reap the fork server's launcher");
         }
         // On failure, closing the socket ends the server (if any); its keeper follows.
         let pid = pid.map_err(|e| Error::io("the fork server did not start", e))?;
         let server =
-            ForkServer { pid, owner: sys::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
+            ForkServer { pid, owner: proc_os::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             return Err(Error::io("cannot set up the fork server", e));
@@ -120,7 +122,7 @@ impl ForkServer {
     pub(crate) fn forget_in_child(self) {
         self.release.unlist();
         // SAFETY: the record is leaked right after, so nothing else closes this number.
-        unsafe { sys::close_raw(self.sock.as_raw_fd()) };
+        unsafe { proc_os::fd::close_raw(self.sock.as_raw_fd()) };
         std::mem::forget(self);
     }
 
@@ -166,7 +168,7 @@ fn read_server_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
         if !proc_os::fd::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
-        match sys::read(sock, &mut pid[got..])? {
+        match proc_os::fd::read(sock, &mut pid[got..])? {
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             n => got += n,
         }
@@ -180,7 +182,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        match sys::read(pipe, &mut pid[got..]) {
+        match proc_os::fd::read(pipe, &mut pid[got..]) {
             Ok(0) | Err(_) => return None,
             Ok(n) => got += n,
         }
@@ -198,7 +200,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
 /// `fork`, which belongs to the process that launched it. (A dead server is reaped by its keeper,
 /// or by init, at once: it is no child of this process.)
 pub(crate) fn drop_dead_server(g: &mut Globals) {
-    if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+    if g.forkserver.as_ref().is_some_and(|s| s.owner != proc_os::getpid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
         // at /dev/null); this process launches its own.
         if let Some(theirs) = g.forkserver.take() {
@@ -252,7 +254,7 @@ extern "C" fn on_sigchld(_: libc::c_int) {
     let fd = SIGCHLD_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         // A full pipe is fine: one pending byte is enough to wake the loop.
-        sys::write_byte_in_handler(fd);
+        proc_os::signal::write_byte_in_handler(fd);
     }
 }
 
@@ -270,31 +272,31 @@ pub(crate) fn serve() -> i32 {
 
 fn serve_role() -> io::Result<()> {
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
-    let sock = sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
-    sys::dev_null_onto(0)?;
+    let sock = proc_os::fd::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
+    proc_os::fd::dev_null_onto(0)?;
     // SIGINT is blocked, not ignored: a child inherits the mask and unblocks it once it has set
     // up, so an interrupt sent to a new child right away is delivered then instead of being lost.
     // The keeper inherits the mask too: a Ctrl-C meant for the program must not take it down.
-    sys::block_signal(libc::SIGINT, true)?;
+    proc_os::signal::block_signal(libc::SIGINT, true)?;
     // A status pipe or a link whose reader is gone is an error to ignore, not a reason to die.
-    sys::set_signal_ignored(libc::SIGPIPE, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
     // Detach: the process the parent started exits at once (the parent reaps it), and what it
     // forks is reparented to init, which reaps it when it dies.
     // SAFETY: this process is single-threaded (it runs a role, not the program's main).
-    if unsafe { sys::fork() }? != 0 {
-        sys::exit_now(0);
+    if unsafe { proc_os::child::fork() }? != 0 {
+        proc_os::child::exit_now(0);
     }
     let keeper = match sys::become_subreaper() {
         Ok(()) => {
             let (keeper_end, server_end) = proc_os::socket::socketpair()?;
             // SAFETY: this process is single-threaded (it runs a role, not the program's main).
-            match unsafe { sys::fork() }? {
+            match unsafe { proc_os::child::fork() }? {
                 0 => {
                     drop(keeper_end);
                     // Never wait on the keeper: a keeper that stopped reading (stopped by a signal,
                     // say) is let go at the first message that does not fit, and the server
                     // serves on without one.
-                    sys::set_nonblocking(server_end.as_fd())?;
+                    proc_os::fd::set_nonblocking(server_end.as_fd())?;
                     Some(server_end)
                 }
                 server => {
@@ -339,7 +341,7 @@ fn tell_keeper(keeper: &mut Option<OwnedFd>, tag: u8, pid: u32, fds: &[BorrowedF
 /// readable once the parent has read the code.
 fn report_status(pipe: &OwnedFd, status: ExitStatus) {
     let code = status.exitcode().to_le_bytes();
-    let _ = sys::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
+    let _ = proc_os::fd::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
 }
 
 /// Wakes a loop on `SIGCHLD`: the handler writes to a non-blocking pipe.
@@ -351,16 +353,16 @@ struct ChildSignal {
 impl ChildSignal {
     fn install() -> io::Result<Self> {
         let (read, write) = sys::pipe()?;
-        sys::set_nonblocking(read.as_fd())?;
-        sys::set_nonblocking(write.as_fd())?;
+        proc_os::fd::set_nonblocking(read.as_fd())?;
+        proc_os::fd::set_nonblocking(write.as_fd())?;
         SIGCHLD_FD.store(write.as_raw_fd(), Ordering::Relaxed);
-        sys::on_signal(libc::SIGCHLD, on_sigchld)?;
+        proc_os::signal::on_signal(libc::SIGCHLD, on_sigchld)?;
         Ok(ChildSignal { read, _write: write })
     }
 
     fn drain(&self) {
         let mut buf = [0u8; 64];
-        while matches!(sys::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
     }
 }
 
@@ -400,7 +402,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
             link_open = read_link(&mut children)?;
         }
         loop {
-            match sys::wait_any()? {
+            match proc_os::child::wait_any()? {
                 AnyChild::Ended(pid, _) if pid == server => {
                     tracing::debug!(pid, "the fork server ended");
                 }
@@ -430,7 +432,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
 /// The server proper: forks a child per request until its socket closes.
 fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
     // The parent learns the server's pid first (the process it started may be the keeper).
-    sys::write_all(sock.as_fd(), &sys::getpid().to_le_bytes())?;
+    proc_os::fd::write_all(sock.as_fd(), &proc_os::getpid().to_le_bytes())?;
     let signal = ChildSignal::install()?;
     warm_up();
 
@@ -447,7 +449,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
             signal.drain();
         }
         // Reap on every wake-up: cheap, and robust against a coalesced signal.
-        while let AnyChild::Ended(pid, status) = sys::wait_any()? {
+        while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
             if let Some(w) = pending.remove(&pid) {
                 report_status(&w, status);
                 drop(w);
@@ -469,25 +471,26 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                 let mut boot_fds: Vec<OwnedFd> = fds.collect();
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
-                match unsafe { sys::fork() } {
+                match unsafe { proc_os::child::fork() } {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
-                        let me = sys::getpid() as i32;
-                        let _ = sys::write_all(pid_w.as_fd(), &me.to_le_bytes());
+                        let me = proc_os::getpid() as i32;
+                        let _ = proc_os::fd::write_all(pid_w.as_fd(), &me.to_le_bytes());
                         // The child tells the keeper of itself, before it runs anything: the server
                         // may be killed right after the fork, before it could. (On the same link,
                         // so this comes before the server's `REAPED` for it.)
                         tell_keeper(&mut keeper, STARTED, me as u32, &[status_w.as_fd()]);
-                        sys::set_signal_ignored(libc::SIGCHLD, false);
+                        proc_os::signal::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
-                        let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
+                        let tracker =
+                            tracker.as_ref().and_then(|t| proc_os::fd::dup_cloexec(t.as_fd(), 3).ok());
                         boot_fds.extend(tracker);
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
                         sys::close_fds_except(&keep);
-                        let _ = sys::block_signal(libc::SIGINT, false);
-                        sys::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
+                        let _ = proc_os::signal::block_signal(libc::SIGINT, false);
+                        proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
                         drop(child_ctl);
@@ -499,7 +502,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                     Err(e) => {
                         // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
-                        let _ = sys::write_all(pid_w.as_fd(), &code.to_le_bytes());
+                        let _ = proc_os::fd::write_all(pid_w.as_fd(), &code.to_le_bytes());
                     }
                 }
             }
@@ -525,8 +528,8 @@ fn warm_up() {
     if let Ok((bytes, fds)) = crate::handle::serialize_with_fds(&()) {
         let _ = crate::handle::deserialize_with_fds::<()>(&bytes, fds);
     }
-    let _ = sys::block_signal(libc::SIGINT, true);
-    sys::set_signal_ignored(libc::SIGPIPE, true);
-    let _ = sys::getppid();
+    let _ = proc_os::signal::block_signal(libc::SIGINT, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
+    let _ = proc_os::getppid();
     run::flush_stdio();
 }

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proc_os::fd::{cvt, retry, set_cloexec};
 
-use super::random_u64;
-
 pub(crate) const BACKEND: &str = "portable";
 
 /// macOS cannot fork safely once system frameworks started threads, so Python (and we) default to
@@ -36,9 +34,9 @@ pub(crate) fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
     let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     for _ in 0..16 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let salt = random_u64();
+        let salt = proc_os::random_u64();
         // "/mpa" + 8 hex pid + 8 hex counter + 8 hex salt = 28 characters.
-        let name = format!("/mpa{:08x}{:08x}{:08x}", super::getpid(), n as u32, salt as u32);
+        let name = format!("/mpa{:08x}{:08x}{:08x}", proc_os::getpid(), n as u32, salt as u32);
         let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
         // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
