@@ -6,6 +6,7 @@
 use std::io;
 
 use crate::fd::{cvt, retry};
+use crate::sys::{Backend, Os};
 
 /// How a process ended, as Python's `exitcode` reports it.
 ///
@@ -154,4 +155,16 @@ pub fn exit_now(code: i32) -> ! {
 /// `setsid` failed (`EPERM`: the caller already leads a process group).
 pub fn new_session() -> io::Result<()> {
     nix::unistd::setsid().map(drop).map_err(io::Error::from)
+}
+
+/// Makes this process the child subreaper of its descendants (Linux' `PR_SET_CHILD_SUBREAPER`):
+/// a descendant whose parent dies is reparented to this process (the nearest living subreaper)
+/// instead of to init, so this process can still wait for it.
+///
+/// # Errors
+///
+/// `Unsupported` where the OS has no subreapers (macOS: orphans go to launchd), or `prctl`
+/// failed.
+pub fn become_subreaper() -> io::Result<()> {
+    Os::become_subreaper()
 }

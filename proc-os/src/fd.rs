@@ -10,6 +10,8 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::sys::{Backend, Os};
+
 /// Turns a `-1` return into the current `errno`.
 ///
 /// # Errors
@@ -258,4 +260,40 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
     // SAFETY: as above.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// A close-on-exec pipe: (read end, write end). Atomic on Linux (`pipe2(O_CLOEXEC)`); elsewhere
+/// close-on-exec is set after creation, so a program that another thread starts at that very moment
+/// could inherit the ends.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `pipe` or `fcntl` failed (out of descriptors).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Os::pipe()
+}
+
+/// Makes descriptor `dst` refer to what `src` refers to (closing what `dst` referred to),
+/// atomically, and close-on-exec: a descriptor number handed out to others (a sentinel) changes
+/// its meaning in place. On Linux (`dup3(O_CLOEXEC)`) no program started later inherits it;
+/// elsewhere (`dup2`, then `FD_CLOEXEC`) one that another thread starts in between could.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `dup3`/`dup2` or `fcntl` failed (`EBADF`: `dst` out of range).
+pub fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+    Os::dup_onto(src, dst)
+}
+
+/// Closes every descriptor from 3 up, except those in `keep` (`close_range(2)` on Linux; what
+/// `/dev/fd` lists elsewhere). Failures are ignored: the descriptors left open are inherited ones.
+///
+/// For multiproc's crates (a re-executed child's first step); not a stable API. Only call it
+/// before anything in the process opened descriptors of its own.
+pub fn close_fds_except(keep: &[RawFd]) {
+    Os::close_fds_except(keep)
 }

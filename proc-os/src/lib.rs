@@ -16,7 +16,8 @@
 //! - For multiproc's own crates (proc-core above all), not a stable API: [`child`] (`fork`,
 //!   `waitpid`, how a process ended), [`shm`] (POSIX shared-memory objects), [`signal`]
 //!   (dispositions, masks, handlers), the plain descriptor calls in [`fd`] and [`socket`], and
-//!   [`getpid`], [`getppid`], [`geteuid`], [`online_cpus`], [`random_u64`].
+//!   [`getpid`], [`getppid`], [`geteuid`], [`online_cpus`], [`random_u64`], [`exe_path`],
+//!   [`thread_count`], [`start_time`].
 //!
 //! ```
 //! use std::os::fd::AsFd;
@@ -65,7 +66,8 @@ mod wait;
 pub use backoff::Backoff;
 pub use mem::{monotonic_ns, populate_write};
 pub use process::{
-    geteuid, getpid, getppid, online_cpus, pid, process_alive, random_u64, thread_id, thread_token,
+    exe_path, geteuid, getpid, getppid, online_cpus, pid, process_alive, random_u64, start_time,
+    thread_count, thread_id, thread_token,
 };
 pub use signal::signal_name;
 pub use wait::{wait, wait_backend, wake, wake_all};

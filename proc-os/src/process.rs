@@ -3,6 +3,8 @@
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
@@ -153,4 +155,40 @@ pub fn random_u64() -> u64 {
         h.write_u128(t.as_nanos());
     }
     h.finish()
+}
+
+/// The running executable, as a path `exec` takes: `/proc/self/exe` on Linux (the image this
+/// process runs, even when the file was replaced or deleted on disk, so a re-executed child always
+/// runs the same binary); what the OS reports (`current_exe`) elsewhere.
+///
+/// # Errors
+///
+/// The OS cannot tell (never on Linux).
+pub fn exe_path() -> io::Result<PathBuf> {
+    Os::exe_path()
+}
+
+/// The number of threads of this process, `None` where the OS cannot tell.
+///
+/// # Examples
+///
+/// ```
+/// assert!(proc_os::thread_count().unwrap_or(1) >= 1);
+/// ```
+pub fn thread_count() -> Option<usize> {
+    Os::thread_count()
+}
+
+/// When process `pid` started, an opaque value that only compares to others of this function
+/// (clock ticks since boot on Linux, microseconds since the epoch on macOS): a pid reused by a
+/// later process gives another value. `None` if there is no such process or the OS cannot tell.
+///
+/// # Examples
+///
+/// ```
+/// let me = proc_os::pid();
+/// assert_eq!(proc_os::start_time(me), proc_os::start_time(me));
+/// ```
+pub fn start_time(pid: u32) -> Option<u64> {
+    Os::start_time(pid)
 }

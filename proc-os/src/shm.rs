@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::fd::{cvt, retry, set_cloexec};
+use crate::sys::{Backend, Os};
 
 /// Opens the POSIX shared-memory object `name` read-write, creating it (exclusively, mode 0600)
 /// if `create`; close-on-exec.
@@ -84,4 +85,17 @@ pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
     #[allow(clippy::useless_conversion)]
     let mode = u32::from(stat.st_mode) & 0o7777;
     Ok(FileInfo { size: u64::try_from(stat.st_size).unwrap_or(0), owner: stat.st_uid, mode })
+}
+
+/// Anonymous shared memory of `len` bytes, close-on-exec, that no process it is passed to can
+/// resize: on Linux a memfd whose size is then sealed (a process that shrank it under another's
+/// mapping would turn that one's accesses into SIGBUS); elsewhere a POSIX shared-memory object
+/// with a short random name, unlinked as soon as it is open.
+///
+/// # Errors
+///
+/// `len` does not fit an `off_t` (`InvalidInput`), or creating or sizing the memory failed (no
+/// memory, out of descriptors).
+pub fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
+    Os::anonymous_memory(len)
 }

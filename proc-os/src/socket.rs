@@ -29,6 +29,14 @@ pub const SEND_FLAGS: libc::c_int = <Os as Backend>::SEND_FLAGS;
 /// close-on-exec after the call.
 pub const RECV_FLAGS: libc::c_int = <Os as Backend>::RECV_FLAGS;
 
+/// `SO_RCVLOWAT` worth setting (with [`set_recv_lowat`]) on the reading end of a Unix stream
+/// socket that carries one result, so that a result smaller than this wakes the reader only at end
+/// of stream: 64 KiB on Linux, whose stream buffers are larger; `None` elsewhere (macOS buffers
+/// only 8 KiB, so a larger mark would never be reached while the writer blocks).
+///
+/// For multiproc's crates; not a stable API.
+pub const RESULT_LOWAT: Option<usize> = <Os as Backend>::RESULT_LOWAT;
+
 /// The bytes of control-message space that `MAX_FDS` descriptors take.
 const CMSG_BYTES: usize = {
     let payload = (MAX_FDS * std::mem::size_of::<RawFd>()) as libc::c_uint;

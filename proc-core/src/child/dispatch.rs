@@ -6,14 +6,13 @@
 
 use super::role::{self, DISPATCHER_ENV, ROLE_ENV};
 use super::run;
-use crate::sys;
 
 #[ctor::ctor(unsafe, priority = early)]
 fn close_inherited() {
     // A child gets its control socket on descriptor 0 and stdout/stderr on 1 and 2; anything else
     // it inherited (a descriptor the parent forgot to mark close-on-exec) is closed right away.
     if std::env::var_os(ROLE_ENV).is_some() && std::env::var_os(DISPATCHER_ENV).is_none_or(|v| v != "off") {
-        sys::close_fds_except(&[]);
+        proc_os::fd::close_fds_except(&[]);
     }
 }
 

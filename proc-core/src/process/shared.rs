@@ -14,7 +14,6 @@ use crate::handle::ReleaseOnFork;
 use crate::start::method::StartMethod;
 use proc_os::child::ExitStatus;
 
-use crate::sys;
 use crate::wire::{FrameReader, Read};
 
 /// A descriptor that becomes readable when its process ends; see [`Process::sentinel`](super::Process::sentinel).
@@ -125,7 +124,7 @@ impl Shared {
     ) -> Self {
         // A small result waits in the socket until the child has exited, so the parent wakes up
         // once per child; a large one wakes it in steps so the child never blocks for long.
-        if let Some(lowat) = sys::RESULT_LOWAT {
+        if let Some(lowat) = proc_os::socket::RESULT_LOWAT {
             if let Err(e) = proc_os::socket::set_recv_lowat(ctl.as_fd(), lowat) {
                 tracing::debug!(error = %e, "cannot set SO_RCVLOWAT on a control socket");
             }
@@ -304,7 +303,7 @@ impl Shared {
             self.stray_ended(st);
             return true;
         }
-        let start_time = sys::start_time(pid);
+        let start_time = proc_os::start_time(pid);
         if proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             // It ended meanwhile: the start time may be another process'.
             self.stray_ended(st);
@@ -313,7 +312,7 @@ impl Shared {
         tracing::debug!(pid, "a child of the dead fork server runs on as an orphan");
         st.stray = Some(Stray { start_time });
         // Its sentinel number now refers to the control socket, readable at the child's end.
-        if let Err(e) = sys::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
+        if let Err(e) = proc_os::fd::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
             // The sentinel stays readable for good: wait by polling instead.
             tracing::debug!(error = %e, "cannot make the control socket the sentinel");
             st.stale_sentinel = true;
@@ -350,7 +349,7 @@ impl Shared {
     /// Whether `pid` still names the child (for a stray orphan, whose pid init may recycle).
     fn still_the_child(&self, st: &State, pid: u32) -> bool {
         match st.stray {
-            Some(Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
+            Some(Stray { start_time: Some(t) }) => proc_os::start_time(pid) == Some(t),
             // Its start time could not be read: the pid may be another process' by now.
             Some(Stray { start_time: None }) => false,
             None => true,

@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{export_fd, import_fd};
-use crate::sys;
 
 /// A block of anonymous shared memory, zero-filled when created.
 ///
@@ -50,7 +49,8 @@ impl Segment {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize));
         }
-        let fd = sys::anonymous_memory(len).map_err(|e| Error::io("cannot create shared memory", e))?;
+        let fd =
+            proc_os::shm::anonymous_memory(len).map_err(|e| Error::io("cannot create shared memory", e))?;
         Self::map(fd, len)
     }
 

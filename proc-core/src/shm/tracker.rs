@@ -30,7 +30,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::globals;
-use crate::sys;
 
 /// Registers a segment this process created.
 pub(crate) fn register(name: &str) {
@@ -136,7 +135,7 @@ fn launch() -> std::io::Result<std::os::fd::OwnedFd> {
     if crate::child::role::ensure_ready().is_err() {
         return Err(std::io::Error::other("no child dispatcher in this binary"));
     }
-    let (r, w) = sys::pipe()?;
+    let (r, w) = proc_os::fd::pipe()?;
     let pid = crate::start::spawn::exec_role("tracker", r).map_err(std::io::Error::other)?;
     tracing::debug!(pid, "started the resource tracker");
     Ok(w)

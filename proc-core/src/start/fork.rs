@@ -14,7 +14,6 @@ use crate::child::run;
 use crate::error::{Error, Result};
 use crate::globals::{Globals, Identity, Parent};
 use crate::process::{JobRef, Pid, Watch};
-use crate::sys;
 
 pub(crate) fn start(
     mut g: MutexGuard<'static, Globals>,
@@ -22,7 +21,7 @@ pub(crate) fn start(
     job: JobRef,
 ) -> Result<(Started, MutexGuard<'static, Globals>)> {
     if !g.warned_fork {
-        if let Some(n) = sys::thread_count().filter(|&n| n > 1) {
+        if let Some(n) = proc_os::thread_count().filter(|&n| n > 1) {
             g.warned_fork = true;
             let message = format!(
                 "this process has {n} threads; forking it may deadlock the child \
@@ -37,7 +36,7 @@ pub(crate) fn start(
     run::install_panic_hook();
     let (ctl, child_ctl) =
         proc_os::socket::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
-    let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
+    let (sentinel, alive) = proc_os::fd::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let mut who = crate::globals::who_mut();
     let parent_name = who.name();
     // The stdio locks are held across fork too, so that the child does not inherit one held by

@@ -60,7 +60,6 @@ use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
 use proc_os::child::{AnyChild, ExitStatus};
 
-use crate::sys;
 use crate::wire::{self, FrameReader, Read};
 
 /// How long a new server may take to say its pid.
@@ -139,8 +138,8 @@ impl ForkServer {
     ) -> std::result::Result<Started, RequestError> {
         let local = |e| RequestError::Local(Error::io("cannot start a child through the fork server", e));
         let (ctl, child_ctl) = proc_os::socket::socketpair().map_err(local)?;
-        let (status, status_w) = sys::pipe().map_err(local)?;
-        let (pid, pid_w) = sys::pipe().map_err(local)?;
+        let (status, status_w) = proc_os::fd::pipe().map_err(local)?;
+        let (pid, pid_w) = proc_os::fd::pipe().map_err(local)?;
         let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
         match wire::send_frame(self.sock.as_fd(), boot, &fds) {
@@ -286,7 +285,7 @@ fn serve_role() -> io::Result<()> {
     if unsafe { proc_os::child::fork() }? != 0 {
         proc_os::child::exit_now(0);
     }
-    let keeper = match sys::become_subreaper() {
+    let keeper = match proc_os::child::become_subreaper() {
         Ok(()) => {
             let (keeper_end, server_end) = proc_os::socket::socketpair()?;
             // SAFETY: this process is single-threaded (it runs a role, not the program's main).
@@ -352,7 +351,7 @@ struct ChildSignal {
 
 impl ChildSignal {
     fn install() -> io::Result<Self> {
-        let (read, write) = sys::pipe()?;
+        let (read, write) = proc_os::fd::pipe()?;
         proc_os::fd::set_nonblocking(read.as_fd())?;
         proc_os::fd::set_nonblocking(write.as_fd())?;
         SIGCHLD_FD.store(write.as_raw_fd(), Ordering::Relaxed);
@@ -488,7 +487,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         boot_fds.extend(tracker);
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
-                        sys::close_fds_except(&keep);
+                        proc_os::fd::close_fds_except(&keep);
                         let _ = proc_os::signal::block_signal(libc::SIGINT, false);
                         proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
@@ -519,7 +518,7 @@ fn warm_up() {
     // The anchor's part of the target fingerprint is computed once and cached.
     let _ = fingerprint(warm_up as fn() as usize);
     if let Ok((a, b)) = proc_os::socket::socketpair() {
-        if let Ok((r, w)) = sys::pipe() {
+        if let Ok((r, w)) = proc_os::fd::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
             let _ = FrameReader::default().read(b.as_fd(), false);
         }
