@@ -277,10 +277,7 @@ fn untrusted(name: &str, owner: u32, mode: u32, euid: u32) -> String {
 
 /// The name of signal `n` (`SIGTERM`), or its number.
 pub(crate) fn signal_name(n: i32) -> String {
-    match nix::sys::signal::Signal::try_from(n) {
-        Ok(s) => s.as_str().to_owned(),
-        Err(_) => format!("signal {n}"),
-    }
+    proc_os::signal_name(n).map_or_else(|| format!("signal {n}"), str::to_owned)
 }
 
 impl fmt::Debug for Error {

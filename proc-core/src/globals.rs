@@ -22,7 +22,6 @@ use crate::handle::ReleaseOnFork;
 use crate::process::Shared;
 use crate::start::forkserver::ForkServer;
 use crate::start::method::StartMethod;
-use crate::sys;
 
 /// Who this process is, in Python's terms.
 #[derive(Clone, Debug)]
@@ -145,7 +144,7 @@ impl Globals {
         for child in std::mem::take(&mut self.children) {
             child.unlist_ctl();
             // SAFETY: the record is leaked below, so nothing else closes this number.
-            unsafe { sys::close_raw(child.ctl_raw()) };
+            unsafe { proc_os::fd::close_raw(child.ctl_raw()) };
             std::mem::forget(child);
         }
         if let Some(server) = self.forkserver.take() {
@@ -155,7 +154,7 @@ impl Globals {
         if let Some(parent) = who.parent.take() {
             if let Some(ctl) = parent.ctl {
                 // SAFETY: the Arc is leaked below, so nothing else closes this number.
-                unsafe { sys::close_raw(ctl.as_raw_fd()) };
+                unsafe { proc_os::fd::close_raw(ctl.as_raw_fd()) };
                 std::mem::forget(ctl);
             }
         }
@@ -193,14 +192,14 @@ pub(crate) fn register_atexit() {
             shutdown_children();
             crate::shm::tracker::purge_at_exit();
         }
-        sys::at_exit(at_exit);
+        proc_os::child::at_exit(at_exit);
     });
 }
 
 /// Python's exit rule: terminate daemon children, then wait for every child.
 pub(crate) fn shutdown_children() {
     let children = std::mem::take(&mut lock().children);
-    let me = sys::getpid();
+    let me = proc_os::getpid();
     for child in children.iter().filter(|c| c.daemon && c.owner_pid == me) {
         if child.poll_alive() {
             let _ = child.signal(libc::SIGTERM);

@@ -30,7 +30,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::child::entry::EntryPoint;
 use crate::error::{Error, ErrorKind, Result, HANDLE_OUTSIDE_START as OUTSIDE};
-use crate::sys;
 use crate::wire::MAX_FDS;
 
 thread_local! {
@@ -137,7 +136,7 @@ pub fn export_fd(fd: BorrowedFd<'_>) -> Result<u32> {
         if sink.len() >= MAX_FDS {
             return Err(Error::new(ErrorKind::TooManyHandles(sink.len() + 1)));
         }
-        let dup = sys::dup_cloexec(fd, 3).map_err(|e| Error::io("cannot duplicate a handle", e))?;
+        let dup = proc_os::fd::dup_cloexec(fd, 3).map_err(|e| Error::io("cannot duplicate a handle", e))?;
         sink.push(dup);
         Ok((sink.len() - 1) as u32)
     })

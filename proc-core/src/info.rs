@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::globals;
 use crate::process::{Sentinel, Shared};
-use crate::sys;
 
 /// The process running this code, as Python's `current_process()` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +50,7 @@ pub fn current_process() -> ProcessInfo {
     let who = globals::who();
     ProcessInfo {
         name: who.name(),
-        pid: sys::getpid(),
+        pid: proc_os::getpid(),
         ident: who.identity.ident.clone(),
         daemon: who.identity.daemon,
     }
@@ -78,7 +77,9 @@ impl ParentProcess {
 
     /// Whether the parent is still running (its end of the control socket is open).
     pub fn is_alive(&self) -> bool {
-        self.ctl.as_ref().is_some_and(|ctl| matches!(sys::peer_closed(ctl.as_fd(), false), Ok(false)))
+        self.ctl
+            .as_ref()
+            .is_some_and(|ctl| matches!(proc_os::socket::peer_closed(ctl.as_fd(), false), Ok(false)))
     }
 }
 
@@ -149,7 +150,7 @@ pub fn active_children() -> Vec<ActiveChild> {
 
 /// The number of CPUs in the system (Python's `cpu_count()`), at least 1.
 pub fn cpu_count() -> usize {
-    sys::online_cpus().unwrap_or(1)
+    proc_os::online_cpus().unwrap_or(1)
 }
 
 /// The number of CPUs this process may use: its CPU affinity and its cgroup CPU quota counted

@@ -74,7 +74,7 @@ pub fn init() {
 /// The name of the operating-system backend in use: `"linux"`, or `"portable"` (macOS, and Linux
 /// with the `force-portable` feature).
 pub fn backend() -> &'static str {
-    sys::BACKEND
+    proc_os::BACKEND
 }
 
 /// The README's example, compiled and run as a doctest.

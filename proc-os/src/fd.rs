@@ -1,13 +1,16 @@
-//! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec, and
-//! waiting for readability with `poll` (nix's, over `BorrowedFd`s).
+//! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec,
+//! waiting for readability with `poll` (nix's, over `BorrowedFd`s), and the plain POSIX calls on
+//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`).
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::sys::{Backend, Os};
 
 /// Turns a `-1` return into the current `errno`.
 ///
@@ -143,4 +146,154 @@ pub fn is_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
     retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
     let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
     Ok(pfd[0].revents().is_some_and(|r| r.intersects(ready)))
+}
+
+/// Whether `poll` reports anything for `fd` right now: like [`is_readable`] (data, end of stream or
+/// an error is pending), and also when `fd` is not an open descriptor (`POLLNVAL`). Never blocks.
+///
+/// For multiproc's crates (proc-core's sentinels and fork-server socket, where a descriptor that
+/// is no longer valid means the peer is gone); not a stable API.
+///
+/// # Errors
+///
+/// `poll` failed.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// assert!(!proc_os::fd::is_ready(a.as_fd()).unwrap());
+/// drop(b);
+/// assert!(proc_os::fd::is_ready(a.as_fd()).unwrap());
+/// ```
+pub fn is_ready(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLIN)];
+    let n = retry(|| poll(&mut pfd, PollTimeout::ZERO).map_err(io::Error::from))?;
+    Ok(n > 0)
+}
+
+/// Duplicates `fd` to a new descriptor numbered at least `min`, with `FD_CLOEXEC` set.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `fcntl` failed (`EMFILE`: out of descriptors; `EINVAL`: `min` out of range).
+pub fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `new` was just returned by fcntl, so it is open and owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Opens `/dev/null` for reading and writing onto descriptor `target` (`dup2`, `EINTR` retried).
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `/dev/null` cannot be opened, or `dup2` failed (`EBADF`: `target` out of range).
+pub fn dev_null_onto(target: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    // SAFETY: dup2 takes plain integers; `null` stays open for the duration of the call.
+    retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
+}
+
+/// Reads into `buf`, retrying `EINTR`. `Ok(0)`: end of file.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `read` failed (`WouldBlock` on a non-blocking descriptor with nothing to read).
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// Writes all of `buf`, retrying `EINTR`.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `write` failed (`EPIPE` when the reader is gone).
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| {
+            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Closes a descriptor number that no Rust object will close (its owner is leaked); errors are
+/// ignored.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Safety
+///
+/// Nothing may use or close `fd` afterwards: its owning object must never be dropped.
+pub unsafe fn close_raw(fd: RawFd) {
+    // SAFETY: the caller guarantees that `fd` has no other user.
+    unsafe { libc::close(fd) };
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `fcntl` failed (`fd` is not open).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// A close-on-exec pipe: (read end, write end). Atomic on Linux (`pipe2(O_CLOEXEC)`); elsewhere
+/// close-on-exec is set after creation, so a program that another thread starts at that very moment
+/// could inherit the ends.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `pipe` or `fcntl` failed (out of descriptors).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Os::pipe()
+}
+
+/// Makes descriptor `dst` refer to what `src` refers to (closing what `dst` referred to),
+/// atomically, and close-on-exec: a descriptor number handed out to others (a sentinel) changes
+/// its meaning in place. On Linux (`dup3(O_CLOEXEC)`) no program started later inherits it;
+/// elsewhere (`dup2`, then `FD_CLOEXEC`) one that another thread starts in between could.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `dup3`/`dup2` or `fcntl` failed (`EBADF`: `dst` out of range).
+pub fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+    Os::dup_onto(src, dst)
+}
+
+/// Closes every descriptor from 3 up, except those in `keep` (`close_range(2)` on Linux; what
+/// `/dev/fd` lists elsewhere). Failures are ignored: the descriptors left open are inherited ones.
+///
+/// For multiproc's crates (a re-executed child's first step); not a stable API. Only call it
+/// before anything in the process opened descriptors of its own.
+pub fn close_fds_except(keep: &[RawFd]) {
+    Os::close_fds_except(keep)
 }

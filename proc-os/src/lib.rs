@@ -13,6 +13,11 @@
 //! - [`frame`]: one message per frame (a 12-byte header, the body, descriptors beside it), the wire
 //!   format of proc-core's control sockets and proc-queue's connections.
 //! - [`signal_name`], [`monotonic_ns`], [`populate_write`].
+//! - For multiproc's own crates (proc-core above all), not a stable API: [`child`] (`fork`,
+//!   `waitpid`, how a process ended), [`shm`] (POSIX shared-memory objects), [`signal`]
+//!   (dispositions, masks, handlers), the plain descriptor calls in [`fd`] and [`socket`], and
+//!   [`getpid`], [`getppid`], [`geteuid`], [`online_cpus`], [`random_u64`], [`exe_path`],
+//!   [`thread_count`], [`start_time`].
 //!
 //! ```
 //! use std::os::fd::AsFd;
@@ -47,18 +52,23 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod backoff;
+pub mod child;
 pub mod fd;
 pub mod frame;
 mod mem;
 mod process;
-mod signal;
+pub mod shm;
+pub mod signal;
 pub mod socket;
 mod sys;
 mod wait;
 
 pub use backoff::Backoff;
 pub use mem::{monotonic_ns, populate_write};
-pub use process::{pid, process_alive, thread_id, thread_token};
+pub use process::{
+    exe_path, geteuid, getpid, getppid, online_cpus, pid, process_alive, random_u64, start_time,
+    thread_count, thread_id, thread_token,
+};
 pub use signal::signal_name;
 pub use wait::{wait, wait_backend, wake, wake_all};
 

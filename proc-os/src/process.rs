@@ -2,6 +2,9 @@
 //! collide across processes, and liveness.
 
 use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
@@ -106,4 +109,86 @@ pub fn thread_id() -> u64 {
 #[inline]
 pub fn thread_token() -> u64 {
     (u64::from(pid()) << 32) | (thread_id() & 0xffff_ffff)
+}
+
+/// This process' id, asked of the OS at every call (unlike [`pid`], which caches it).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(proc_os::getpid(), proc_os::pid());
+/// ```
+pub fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// The id of this process' parent.
+pub fn getppid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// The effective user id of this process.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The number of CPUs online in the system (Python's `os.cpu_count()`), `None` if the OS cannot
+/// tell.
+///
+/// # Examples
+///
+/// ```
+/// assert!(proc_os::online_cpus().unwrap_or(1) >= 1);
+/// ```
+pub fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf takes a plain integer name.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// A random number for names (of shared-memory objects, say); not for cryptography.
+pub fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
+/// The running executable, as a path `exec` takes: `/proc/self/exe` on Linux (the image this
+/// process runs, even when the file was replaced or deleted on disk, so a re-executed child always
+/// runs the same binary); what the OS reports (`current_exe`) elsewhere.
+///
+/// # Errors
+///
+/// The OS cannot tell (never on Linux).
+pub fn exe_path() -> io::Result<PathBuf> {
+    Os::exe_path()
+}
+
+/// The number of threads of this process, `None` where the OS cannot tell.
+///
+/// # Examples
+///
+/// ```
+/// assert!(proc_os::thread_count().unwrap_or(1) >= 1);
+/// ```
+pub fn thread_count() -> Option<usize> {
+    Os::thread_count()
+}
+
+/// When process `pid` started, an opaque value that only compares to others of this function
+/// (clock ticks since boot on Linux, microseconds since the epoch on macOS): a pid reused by a
+/// later process gives another value. `None` if there is no such process or the OS cannot tell.
+///
+/// # Examples
+///
+/// ```
+/// let me = proc_os::pid();
+/// assert_eq!(proc_os::start_time(me), proc_os::start_time(me));
+/// ```
+pub fn start_time(pid: u32) -> Option<u64> {
+    Os::start_time(pid)
 }

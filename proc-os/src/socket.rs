@@ -1,6 +1,6 @@
 //! Unix stream sockets that carry descriptors: close-on-exec, SIGPIPE-free pairs, `sendmsg` and
 //! `recvmsg` with `SCM_RIGHTS` (through nix, whose control-message encoding is checked), and the
-//! small calls around them (`shutdown`, socket options, a doorbell).
+//! small calls around them (`shutdown`, socket options, a doorbell, waiting for the peer's hang-up).
 //!
 //! Every descriptor made or received here is close-on-exec, and a send to a socket whose peer is
 //! gone fails with `EPIPE` instead of raising SIGPIPE, even in a host program that does not ignore
@@ -15,6 +15,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeVal;
 
+use crate::fd::{cvt, retry};
 use crate::sys::{Backend, Os};
 
 /// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
@@ -27,6 +28,14 @@ pub const SEND_FLAGS: libc::c_int = <Os as Backend>::SEND_FLAGS;
 /// Flags for `recvmsg`: `MSG_CMSG_CLOEXEC` on Linux; 0 elsewhere, where [`received_fd`] sets
 /// close-on-exec after the call.
 pub const RECV_FLAGS: libc::c_int = <Os as Backend>::RECV_FLAGS;
+
+/// `SO_RCVLOWAT` worth setting (with [`set_recv_lowat`]) on the reading end of a Unix stream
+/// socket that carries one result, so that a result smaller than this wakes the reader only at end
+/// of stream: 64 KiB on Linux, whose stream buffers are larger; `None` elsewhere (macOS buffers
+/// only 8 KiB, so a larger mark would never be reached while the writer blocks).
+///
+/// For multiproc's crates; not a stable API.
+pub const RESULT_LOWAT: Option<usize> = <Os as Backend>::RESULT_LOWAT;
 
 /// The bytes of control-message space that `MAX_FDS` descriptors take.
 const CMSG_BYTES: usize = {
@@ -243,6 +252,94 @@ pub fn drain(bell: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
     // A short read (or an error: EAGAIN, empty) means the socket is empty now.
     while socket::recv(bell.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n == buf.len()) {}
+}
+
+/// Makes `poll` report socket `fd` readable only once `bytes` are queued (or at end of stream)
+/// (`SO_RCVLOWAT`). Reads with `MSG_DONTWAIT` still return whatever is there.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `setsockopt` failed (`fd` is not a socket).
+pub fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live c_int and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Whether the peer of stream socket `fd` has closed its end. With `block`, waits until the peer
+/// closes or sends something; without, answers at once. Nothing is consumed.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `recv` failed (other than `EINTR`, retried, and `WouldBlock`, which is `false`): `ECONNRESET`,
+/// or `fd` is not a socket.
+pub fn peer_closed(fd: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
+    let flags = if block { libc::MSG_PEEK } else { libc::MSG_PEEK | libc::MSG_DONTWAIT };
+    let mut byte = [0u8; 1];
+    let n = retry(|| {
+        // SAFETY: `byte` is a live 1-byte buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, flags) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    });
+    match n {
+        Ok(n) => Ok(n == 0),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until the peer of stream socket `fd` closes its end (or the socket fails), reading and
+/// discarding whatever the peer sends meanwhile.
+///
+/// It reads rather than polling for `POLLHUP` alone: macOS registers a `poll` wait only for the
+/// events requested, so `events: 0` never wakes there, and a socket with unread data would keep
+/// `POLLIN` set forever. Reading to end of file behaves the same on every system.
+///
+/// For multiproc's crates; not a stable API.
+///
+/// # Errors
+///
+/// `recv` or `poll` failed (other than `EINTR`, retried): `ECONNRESET`, or `fd` is not a socket.
+pub fn wait_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match usize::try_from(n) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue,
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    // A non-blocking socket: wait until it is readable (data or end of file).
+                    io::ErrorKind::WouldBlock => {
+                        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                        // SAFETY: `pfd` is one live pollfd struct.
+                        match cvt(unsafe { libc::poll(&mut pfd, 1, -1) }) {
+                            Ok(_) => continue,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

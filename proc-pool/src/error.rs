@@ -188,23 +188,10 @@ fn at(location: Option<&str>) -> String {
 /// How a lost worker ended: by a signal (named), with an exit code, or neither known.
 fn lost(signal: Option<i32>, exit_code: Option<i32>) -> String {
     match (signal, exit_code) {
-        (Some(sig), _) => format!("was killed by signal {sig} ({})", signal_name(sig)),
+        (Some(sig), _) => {
+            format!("was killed by signal {sig} ({})", proc_os::signal_name(sig).unwrap_or("a signal"))
+        }
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_owned(),
-    }
-}
-
-/// The conventional name of signal `n`.
-fn signal_name(n: i32) -> &'static str {
-    match n {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGINT => "SIGINT",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        _ => "a signal",
     }
 }

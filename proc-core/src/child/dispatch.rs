@@ -6,14 +6,13 @@
 
 use super::role::{self, DISPATCHER_ENV, ROLE_ENV};
 use super::run;
-use crate::sys;
 
 #[ctor::ctor(unsafe, priority = early)]
 fn close_inherited() {
     // A child gets its control socket on descriptor 0 and stdout/stderr on 1 and 2; anything else
     // it inherited (a descriptor the parent forgot to mark close-on-exec) is closed right away.
     if std::env::var_os(ROLE_ENV).is_some() && std::env::var_os(DISPATCHER_ENV).is_none_or(|v| v != "off") {
-        sys::close_fds_except(&[]);
+        proc_os::fd::close_fds_except(&[]);
     }
 }
 
@@ -34,7 +33,7 @@ pub(crate) fn dispatch() {
     // Children of this child must not see the variable; the ones it starts set their own.
     std::env::remove_var(ROLE_ENV);
     // std's start-up would have ignored SIGPIPE before main; a child never reaches main.
-    sys::set_signal_ignored(libc::SIGPIPE, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
     let code = match role.to_str() {
         Some("spawn") => run::run_spawned(),
         Some("forkserver") => crate::start::forkserver::serve(),
@@ -46,5 +45,5 @@ pub(crate) fn dispatch() {
         }
     };
     run::flush_stdio();
-    sys::exit_now(code);
+    proc_os::child::exit_now(code);
 }

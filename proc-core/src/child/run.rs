@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::bootstrap::{send_report, Bootstrap, Report};
 use crate::globals::{self, Identity, Parent};
-use crate::sys;
 use crate::wire::{FrameReader, Read};
 
 /// The message and location of the last panic on this process, captured by our hook.
@@ -52,7 +51,7 @@ pub(crate) fn finish(ctl: &OwnedFd, report: Report, fds: Vec<OwnedFd>, code: i32
     drop(fds);
     globals::shutdown_children();
     flush_stdio();
-    sys::exit_now(code)
+    proc_os::child::exit_now(code)
 }
 
 pub(crate) fn flush_stdio() {
@@ -63,7 +62,7 @@ pub(crate) fn flush_stdio() {
 /// A spawned child: the control socket came in on descriptor 0.
 pub(crate) fn run_spawned() -> i32 {
     // SAFETY: dup on descriptor 0 takes plain integers; we own no Rust object for descriptor 0.
-    let ctl = match sys::dup_cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }, 3) {
+    let ctl = match proc_os::fd::dup_cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }, 3) {
         Ok(fd) => fd,
         Err(e) => {
             eprintln!("multiproc: child has no control socket: {e}");
@@ -71,7 +70,7 @@ pub(crate) fn run_spawned() -> i32 {
         }
     };
     // stdin of a child is /dev/null, as in Python.
-    let _ = sys::dev_null_onto(0);
+    let _ = proc_os::fd::dev_null_onto(0);
     run_bootstrapped(ctl)
 }
 
@@ -110,12 +109,12 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
 pub(crate) fn watch_parent(ctl: Arc<OwnedFd>) {
     let spawned = std::thread::Builder::new().name("multiproc-parent-watch".into()).spawn(move || {
         // Data from the parent would be a protocol error; then wait for the hang-up itself.
-        if let Ok(false) = sys::peer_closed(ctl.as_fd(), true) {
-            let _ = sys::wait_hangup(ctl.as_fd());
+        if let Ok(false) = proc_os::socket::peer_closed(ctl.as_fd(), true) {
+            let _ = proc_os::socket::wait_hangup(ctl.as_fd());
         }
         // The parent is gone: end as Python's daemons do when their parent ends.
         flush_stdio();
-        sys::exit_now(1);
+        proc_os::child::exit_now(1);
     });
     if let Err(e) = spawned {
         eprintln!("multiproc: cannot watch the parent of a daemon process: {e}");

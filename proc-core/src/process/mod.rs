@@ -15,7 +15,6 @@ use crate::child::entry::{EntryFn, EntryPoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::serialize_with_fds;
 use crate::start::{self, method::StartMethod};
-use crate::sys;
 use crate::target::{trampoline, Target};
 
 mod shared;
@@ -343,7 +342,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// A process that was started by another process (a copy inherited through fork) reads as not
     /// alive.
     pub fn is_alive(&self) -> bool {
-        self.shared.owner_pid == sys::getpid() && self.shared.poll_alive()
+        self.shared.owner_pid == proc_os::getpid() && self.shared.poll_alive()
     }
 
     /// Python's `exitcode`: `None` while running, `Some(n)` after `exit(n)` (0 when the target
@@ -390,7 +389,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     ///
     /// The process is still running: the error hands the process back.
     pub fn close(self) -> std::result::Result<(), CloseError<R>> {
-        if self.shared.owner_pid == sys::getpid() && self.shared.poll_alive() {
+        if self.shared.owner_pid == proc_os::getpid() && self.shared.poll_alive() {
             return Err(CloseError { process: self, error: Error::new(ErrorKind::StillRunning) });
         }
         crate::globals::lock().children.retain(|c| !Arc::ptr_eq(c, &self.shared));

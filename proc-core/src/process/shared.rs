@@ -12,7 +12,8 @@ use crate::child::bootstrap::{report_error, Report};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::ReleaseOnFork;
 use crate::start::method::StartMethod;
-use crate::sys::{self, ExitStatus};
+use proc_os::child::ExitStatus;
+
 use crate::wire::{FrameReader, Read};
 
 /// A descriptor that becomes readable when its process ends; see [`Process::sentinel`](super::Process::sentinel).
@@ -26,7 +27,7 @@ impl Sentinel {
     ///
     /// `poll(2)` failed.
     pub fn is_ready(&self) -> Result<bool> {
-        sys::is_readable(self.0.as_fd()).map_err(|e| Error::io("cannot poll a process sentinel", e))
+        proc_os::fd::is_ready(self.0.as_fd()).map_err(|e| Error::io("cannot poll a process sentinel", e))
     }
 }
 
@@ -123,8 +124,8 @@ impl Shared {
     ) -> Self {
         // A small result waits in the socket until the child has exited, so the parent wakes up
         // once per child; a large one wakes it in steps so the child never blocks for long.
-        if let Some(lowat) = sys::RESULT_LOWAT {
-            if let Err(e) = sys::set_recv_lowat(ctl.as_fd(), lowat) {
+        if let Some(lowat) = proc_os::socket::RESULT_LOWAT {
+            if let Err(e) = proc_os::socket::set_recv_lowat(ctl.as_fd(), lowat) {
                 tracing::debug!(error = %e, "cannot set SO_RCVLOWAT on a control socket");
             }
         }
@@ -138,7 +139,7 @@ impl Shared {
             name,
             daemon,
             method,
-            owner_pid: sys::getpid(),
+            owner_pid: proc_os::getpid(),
             ctl_release: ReleaseOnFork::new(ctl.as_fd()),
             ctl,
             sentinel: Arc::new(sentinel),
@@ -149,7 +150,7 @@ impl Shared {
 
     /// The pid (0 if the fork server could not create the process).
     pub(crate) fn pid(&self) -> u32 {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             // A copy inherited by fork must not consume the pid pipe the real owner reads.
             return self.known_pid().unwrap_or(0);
         }
@@ -182,7 +183,7 @@ impl Shared {
     }
 
     fn check_owner(&self) -> Result<()> {
-        if self.owner_pid == sys::getpid() {
+        if self.owner_pid == proc_os::getpid() {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::ForeignProcess))
@@ -227,14 +228,14 @@ impl Shared {
             return Ok(self.try_reap_stray(st));
         }
         let ready =
-            sys::is_readable(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+            proc_os::fd::is_ready(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
         let direct = self.direct();
         if !ready {
             if st.ctl_done && direct {
                 // The child reported (or closed its control socket), so it is ending; but a
                 // descendant that kept a copy of its alive pipe keeps the sentinel quiet. Look.
-                st.status =
-                    sys::waitpid(self.pid(), false).map_err(|e| Error::io("cannot reap a child", e))?;
+                st.status = proc_os::child::waitpid(self.pid(), false)
+                    .map_err(|e| Error::io("cannot reap a child", e))?;
                 return Ok(st.status.is_some());
             }
             return Ok(false);
@@ -249,7 +250,8 @@ impl Shared {
                 let pid = self.pid();
                 let spins = if st.stale_sentinel { 1 } else { REAP_SPINS };
                 for _ in 0..spins {
-                    st.status = sys::waitpid(pid, false).map_err(|e| Error::io("cannot reap a child", e))?;
+                    st.status = proc_os::child::waitpid(pid, false)
+                        .map_err(|e| Error::io("cannot reap a child", e))?;
                     if st.status.is_some() {
                         break;
                     }
@@ -261,7 +263,7 @@ impl Shared {
             }
             Watch::Served => {
                 let mut code = [0u8; 4];
-                let n = sys::read(self.sentinel.as_fd(), &mut code)
+                let n = proc_os::fd::read(self.sentinel.as_fd(), &mut code)
                     .map_err(|e| Error::io("cannot read a child's exit status", e))?;
                 if n == 4 {
                     // A byte follows the code, so the sentinel stays readable from now on, as a
@@ -297,12 +299,12 @@ impl Shared {
         // Reparented (to init, or to the keeper if the server died before telling it of the child):
         // the child runs on while its control socket is open.
         self.pump_ctl(st);
-        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        if proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             self.stray_ended(st);
             return true;
         }
-        let start_time = sys::start_time(pid);
-        if sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        let start_time = proc_os::start_time(pid);
+        if proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             // It ended meanwhile: the start time may be another process'.
             self.stray_ended(st);
             return true;
@@ -310,7 +312,7 @@ impl Shared {
         tracing::debug!(pid, "a child of the dead fork server runs on as an orphan");
         st.stray = Some(Stray { start_time });
         // Its sentinel number now refers to the control socket, readable at the child's end.
-        if let Err(e) = sys::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
+        if let Err(e) = proc_os::fd::dup_onto(self.ctl.as_fd(), self.sentinel.as_raw_fd()) {
             // The sentinel stays readable for good: wait by polling instead.
             tracing::debug!(error = %e, "cannot make the control socket the sentinel");
             st.stale_sentinel = true;
@@ -321,7 +323,7 @@ impl Shared {
     /// A stray orphan (see [`Stray`]): ended once its control socket closed.
     fn try_reap_stray(&self, st: &mut State) -> bool {
         self.pump_ctl(st);
-        if !sys::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
+        if !proc_os::socket::peer_closed(self.ctl.as_fd(), false).unwrap_or(true) {
             return false;
         }
         self.stray_ended(st);
@@ -347,7 +349,7 @@ impl Shared {
     /// Whether `pid` still names the child (for a stray orphan, whose pid init may recycle).
     fn still_the_child(&self, st: &State, pid: u32) -> bool {
         match st.stray {
-            Some(Stray { start_time: Some(t) }) => sys::start_time(pid) == Some(t),
+            Some(Stray { start_time: Some(t) }) => proc_os::start_time(pid) == Some(t),
             // Its start time could not be read: the pid may be another process' by now.
             Some(Stray { start_time: None }) => false,
             None => true,
@@ -356,7 +358,7 @@ impl Shared {
 
     /// Whether the child is still running (reaping it if not). Errors read as "not running".
     pub(crate) fn poll_alive(&self) -> bool {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             return false;
         }
         let mut st = self.lock();
@@ -365,7 +367,7 @@ impl Shared {
     }
 
     pub(crate) fn exitcode(&self) -> Option<i32> {
-        if self.owner_pid != sys::getpid() {
+        if self.owner_pid != proc_os::getpid() {
             return None;
         }
         let mut st = self.lock();
@@ -388,7 +390,7 @@ impl Shared {
             return Ok(());
         }
         tracing::debug!(pid, signal = %crate::error::signal_name(signal), "signalling child process");
-        let sent = sys::kill(pid, signal);
+        let sent = proc_os::signal::kill(pid, signal);
         drop(st);
         if sent.is_ok() && (signal == libc::SIGTERM || signal == libc::SIGKILL) {
             // What it leaves behind, the resource tracker reports as terminated, not as leaked.
@@ -434,7 +436,7 @@ impl Shared {
             if ctl_open {
                 fds.push(self.ctl.as_fd());
             }
-            sys::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
+            proc_os::fd::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
         }
     }
 

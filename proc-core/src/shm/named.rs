@@ -10,7 +10,6 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys;
 
 /// Longest name, leading `/` included: within macOS' limit of 31 characters.
 const MAX_NAME: usize = 30;
@@ -52,7 +51,7 @@ impl SharedMemory {
     /// `size` is zero; the system refuses (`ENOSPC`, `EMFILE`, ...).
     pub fn create(size: usize) -> Result<Self> {
         loop {
-            let name = format!("mp_{:016x}", sys::random_u64());
+            let name = format!("mp_{:016x}", proc_os::random_u64());
             match Self::create_named(&name, size) {
                 Err(e) if e.is_already_exists() => continue,
                 other => return other,
@@ -72,8 +71,9 @@ impl SharedMemory {
         }
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
-        let fd = sys::shm_open(&cname, true).map_err(|e| Error::io("cannot create shared memory", e))?;
-        let mapped = sys::set_len(fd.as_fd(), size).and_then(|()| map(&fd, size));
+        let fd =
+            proc_os::shm::shm_open(&cname, true).map_err(|e| Error::io("cannot create shared memory", e))?;
+        let mapped = proc_os::shm::set_len(fd.as_fd(), size).and_then(|()| map(&fd, size));
         match mapped {
             Ok(map) => {
                 super::tracker::register(&name);
@@ -81,7 +81,7 @@ impl SharedMemory {
                 Ok(SharedMemory { name, map, size })
             }
             Err(e) => {
-                let _ = sys::shm_unlink(&cname);
+                let _ = proc_os::shm::shm_unlink(&cname);
                 Err(Error::io("cannot create shared memory", e))
             }
         }
@@ -128,10 +128,12 @@ impl SharedMemory {
     fn open_with(name: &str, verify: bool) -> Result<Self> {
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
-        let fd = sys::shm_open(&cname, false).map_err(|e| Error::io("cannot open shared memory", e))?;
-        let info = sys::file_info(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
+        let fd =
+            proc_os::shm::shm_open(&cname, false).map_err(|e| Error::io("cannot open shared memory", e))?;
+        let info =
+            proc_os::shm::file_info(fd.as_fd()).map_err(|e| Error::io("cannot open shared memory", e))?;
         if verify {
-            let (owner, mode, euid) = (info.owner, info.mode, sys::geteuid());
+            let (owner, mode, euid) = (info.owner, info.mode, proc_os::geteuid());
             if owner != euid || mode & 0o022 != 0 {
                 return Err(Error::new(ErrorKind::UntrustedSegment { name, owner, mode, euid }));
             }
@@ -222,7 +224,7 @@ impl SharedMemory {
     /// The name was already removed ([`Error::is_not_found`]).
     pub fn unlink(&self) -> Result<()> {
         let cname = c_name(&self.name)?;
-        sys::shm_unlink(&cname).map_err(|e| Error::io("cannot unlink shared memory", e))?;
+        proc_os::shm::shm_unlink(&cname).map_err(|e| Error::io("cannot unlink shared memory", e))?;
         super::tracker::unregister(&self.name);
         tracing::debug!(name = %self.name, "unlinked shared memory");
         Ok(())

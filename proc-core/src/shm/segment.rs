@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{export_fd, import_fd};
-use crate::sys;
 
 /// A block of anonymous shared memory, zero-filled when created.
 ///
@@ -50,13 +49,15 @@ impl Segment {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize));
         }
-        let fd = sys::anonymous_memory(len).map_err(|e| Error::io("cannot create shared memory", e))?;
+        let fd =
+            proc_os::shm::anonymous_memory(len).map_err(|e| Error::io("cannot create shared memory", e))?;
         Self::map(fd, len)
     }
 
     fn map(fd: OwnedFd, len: usize) -> Result<Self> {
         // A length beyond the object would turn accesses past its end into SIGBUS.
-        let size = sys::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;
+        let size =
+            proc_os::shm::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;
         if (len as u64) > size {
             return Err(Error::new(ErrorKind::OutOfBounds { offset: 0, len, size: size as usize }));
         }
@@ -73,7 +74,7 @@ impl Segment {
     ///
     /// Out of descriptors or address space.
     pub fn try_clone(&self) -> Result<Self> {
-        let fd = sys::dup_cloexec(self.fd.as_fd(), 3)
+        let fd = proc_os::fd::dup_cloexec(self.fd.as_fd(), 3)
             .map_err(|e| Error::io("cannot duplicate shared memory", e))?;
         Self::map(fd, self.len)
     }

@@ -30,7 +30,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::globals;
-use crate::sys;
 
 /// Registers a segment this process created.
 pub(crate) fn register(name: &str) {
@@ -50,7 +49,7 @@ pub(crate) fn terminated(pid: u32) {
 /// A new group id for [`group_segment`] (random, never 0).
 #[doc(hidden)]
 pub fn new_group() -> u64 {
-    sys::random_u64().max(1)
+    proc_os::random_u64().max(1)
 }
 
 /// Puts segment `name`, which this process created, in `group`: [`purge_group`] unlinks it with
@@ -127,7 +126,7 @@ fn send_if_running(line: &str) {
 
 fn write_line(fd: Option<Arc<std::os::fd::OwnedFd>>, line: &str) {
     let Some(fd) = fd else { return };
-    if let Err(e) = sys::write_all(fd.as_fd(), line.as_bytes()) {
+    if let Err(e) = proc_os::fd::write_all(fd.as_fd(), line.as_bytes()) {
         tracing::warn!(error = %e, "the resource tracker is gone; segments may leak on a crash");
     }
 }
@@ -136,7 +135,7 @@ fn launch() -> std::io::Result<std::os::fd::OwnedFd> {
     if crate::child::role::ensure_ready().is_err() {
         return Err(std::io::Error::other("no child dispatcher in this binary"));
     }
-    let (r, w) = sys::pipe()?;
+    let (r, w) = proc_os::fd::pipe()?;
     let pid = crate::start::spawn::exec_role("tracker", r).map_err(std::io::Error::other)?;
     tracing::debug!(pid, "started the resource tracker");
     Ok(w)
@@ -219,7 +218,7 @@ impl Registry {
 
 fn unlink(name: &str) {
     if let Ok(cname) = std::ffi::CString::new(name) {
-        let _ = sys::shm_unlink(&cname);
+        let _ = proc_os::shm::shm_unlink(&cname);
     }
 }
 
@@ -227,16 +226,16 @@ fn unlink(name: &str) {
 pub(crate) fn serve() -> i32 {
     // Out of the program's session and process group: the terminal's hangup and the signals
     // aimed at the program's group do not reach it.
-    let _ = sys::new_session();
-    sys::set_signal_ignored(libc::SIGHUP, true);
-    sys::set_signal_ignored(libc::SIGINT, true);
-    sys::set_signal_ignored(libc::SIGTERM, true);
+    let _ = proc_os::child::new_session();
+    proc_os::signal::set_signal_ignored(libc::SIGHUP, true);
+    proc_os::signal::set_signal_ignored(libc::SIGINT, true);
+    proc_os::signal::set_signal_ignored(libc::SIGTERM, true);
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
-    let input = match sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3) {
+    let input = match proc_os::fd::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3) {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return 1,
     };
-    let _ = sys::dev_null_onto(0);
+    let _ = proc_os::fd::dev_null_onto(0);
     let mut registry = Registry::default();
     for line in BufReader::new(input).lines() {
         let Ok(line) = line else { break };

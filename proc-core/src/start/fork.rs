@@ -14,7 +14,6 @@ use crate::child::run;
 use crate::error::{Error, Result};
 use crate::globals::{Globals, Identity, Parent};
 use crate::process::{JobRef, Pid, Watch};
-use crate::sys;
 
 pub(crate) fn start(
     mut g: MutexGuard<'static, Globals>,
@@ -22,7 +21,7 @@ pub(crate) fn start(
     job: JobRef,
 ) -> Result<(Started, MutexGuard<'static, Globals>)> {
     if !g.warned_fork {
-        if let Some(n) = sys::thread_count().filter(|&n| n > 1) {
+        if let Some(n) = proc_os::thread_count().filter(|&n| n > 1) {
             g.warned_fork = true;
             let message = format!(
                 "this process has {n} threads; forking it may deadlock the child \
@@ -35,8 +34,9 @@ pub(crate) fn start(
     // The child must not take the panic-hook lock (another thread may hold it at the fork): the
     // hook that records a panic for the report is installed here, once, and inherited.
     run::install_panic_hook();
-    let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
-    let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
+    let (ctl, child_ctl) =
+        proc_os::socket::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
+    let (sentinel, alive) = proc_os::fd::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let mut who = crate::globals::who_mut();
     let parent_name = who.name();
     // The stdio locks are held across fork too, so that the child does not inherit one held by
@@ -50,7 +50,7 @@ pub(crate) fn start(
     // SAFETY: the child below only runs the target and exits. The process-wide state lock is held
     // by this thread, so its copy is consistent and the child can release it. Other threads'
     // locks are the documented risk of this start method (warned about above).
-    let pid = unsafe { sys::fork() }.map_err(|e| Error::io("cannot fork", e))?;
+    let pid = unsafe { proc_os::child::fork() }.map_err(|e| Error::io("cannot fork", e))?;
     drop((stdout, stderr));
     if pid == 0 {
         drop(ctl);
@@ -59,7 +59,7 @@ pub(crate) fn start(
         let ctl = Arc::new(child_ctl);
         let daemon = identity.daemon;
         who.identity = identity;
-        who.parent = Some(Parent { pid: sys::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
+        who.parent = Some(Parent { pid: proc_os::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
         g.set_alive(Some(alive));
         g.set_ctl(&ctl);
         drop(who);

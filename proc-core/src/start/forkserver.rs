@@ -58,7 +58,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
 use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
-use crate::sys::{self, AnyChild, ExitStatus};
+use proc_os::child::{AnyChild, ExitStatus};
+
 use crate::wire::{self, FrameReader, Read};
 
 /// How long a new server may take to say its pid.
@@ -89,19 +90,19 @@ impl ForkServer {
     /// Starts a server; its first message gives it the resource tracker's pipe (if any), which
     /// its children then inherit instead of receiving it with every request.
     fn launch(tracker: Option<BorrowedFd<'_>>) -> Result<Self> {
-        let (sock, server_sock) =
-            sys::socketpair().map_err(|e| Error::io("cannot create the fork server socket", e))?;
+        let (sock, server_sock) = proc_os::socket::socketpair()
+            .map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let launched = super::spawn::exec_role("forkserver", server_sock)?;
         let pid = read_server_pid(sock.as_fd());
         // The process started here forks the server (and its keeper) and exits at once, so that
         // neither is this process' child: whichever dies is reaped by init, never left a zombie.
-        if let Err(e) = sys::waitpid(launched, true) {
+        if let Err(e) = proc_os::child::waitpid(launched, true) {
             tracing::debug!(pid = launched, error = %e, "cannot reap the fork server's launcher");
         }
         // On failure, closing the socket ends the server (if any); its keeper follows.
         let pid = pid.map_err(|e| Error::io("the fork server did not start", e))?;
         let server =
-            ForkServer { pid, owner: sys::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
+            ForkServer { pid, owner: proc_os::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             return Err(Error::io("cannot set up the fork server", e));
@@ -113,14 +114,14 @@ impl ForkServer {
     /// Whether the server has exited (or is exiting): it writes nothing after its pid, so a
     /// readable socket means its end closed.
     fn is_gone(&self) -> bool {
-        sys::is_readable(self.sock.as_fd()).unwrap_or(true)
+        proc_os::fd::is_ready(self.sock.as_fd()).unwrap_or(true)
     }
 
     /// In a child made by fork: close the parent's connection without any other effect.
     pub(crate) fn forget_in_child(self) {
         self.release.unlist();
         // SAFETY: the record is leaked right after, so nothing else closes this number.
-        unsafe { sys::close_raw(self.sock.as_raw_fd()) };
+        unsafe { proc_os::fd::close_raw(self.sock.as_raw_fd()) };
         std::mem::forget(self);
     }
 
@@ -136,9 +137,9 @@ impl ForkServer {
         boot_fds: &[BorrowedFd<'_>],
     ) -> std::result::Result<Started, RequestError> {
         let local = |e| RequestError::Local(Error::io("cannot start a child through the fork server", e));
-        let (ctl, child_ctl) = sys::socketpair().map_err(local)?;
-        let (status, status_w) = sys::pipe().map_err(local)?;
-        let (pid, pid_w) = sys::pipe().map_err(local)?;
+        let (ctl, child_ctl) = proc_os::socket::socketpair().map_err(local)?;
+        let (status, status_w) = proc_os::fd::pipe().map_err(local)?;
+        let (pid, pid_w) = proc_os::fd::pipe().map_err(local)?;
         let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
         match wire::send_frame(self.sock.as_fd(), boot, &fds) {
@@ -163,10 +164,10 @@ fn read_server_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        if !sys::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
+        if !proc_os::fd::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
-        match sys::read(sock, &mut pid[got..])? {
+        match proc_os::fd::read(sock, &mut pid[got..])? {
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             n => got += n,
         }
@@ -180,7 +181,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     let mut pid = [0u8; 4];
     let mut got = 0;
     while got < 4 {
-        match sys::read(pipe, &mut pid[got..]) {
+        match proc_os::fd::read(pipe, &mut pid[got..]) {
             Ok(0) | Err(_) => return None,
             Ok(n) => got += n,
         }
@@ -198,7 +199,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
 /// `fork`, which belongs to the process that launched it. (A dead server is reaped by its keeper,
 /// or by init, at once: it is no child of this process.)
 pub(crate) fn drop_dead_server(g: &mut Globals) {
-    if g.forkserver.as_ref().is_some_and(|s| s.owner != sys::getpid()) {
+    if g.forkserver.as_ref().is_some_and(|s| s.owner != proc_os::getpid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
         // at /dev/null); this process launches its own.
         if let Some(theirs) = g.forkserver.take() {
@@ -252,7 +253,7 @@ extern "C" fn on_sigchld(_: libc::c_int) {
     let fd = SIGCHLD_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         // A full pipe is fine: one pending byte is enough to wake the loop.
-        sys::write_byte_in_handler(fd);
+        proc_os::signal::write_byte_in_handler(fd);
     }
 }
 
@@ -270,31 +271,31 @@ pub(crate) fn serve() -> i32 {
 
 fn serve_role() -> io::Result<()> {
     // SAFETY: we own no Rust object for descriptor 0; it is only duplicated.
-    let sock = sys::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
-    sys::dev_null_onto(0)?;
+    let sock = proc_os::fd::dup_cloexec(unsafe { BorrowedFd::borrow_raw(0) }, 3)?;
+    proc_os::fd::dev_null_onto(0)?;
     // SIGINT is blocked, not ignored: a child inherits the mask and unblocks it once it has set
     // up, so an interrupt sent to a new child right away is delivered then instead of being lost.
     // The keeper inherits the mask too: a Ctrl-C meant for the program must not take it down.
-    sys::block_signal(libc::SIGINT, true)?;
+    proc_os::signal::block_signal(libc::SIGINT, true)?;
     // A status pipe or a link whose reader is gone is an error to ignore, not a reason to die.
-    sys::set_signal_ignored(libc::SIGPIPE, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
     // Detach: the process the parent started exits at once (the parent reaps it), and what it
     // forks is reparented to init, which reaps it when it dies.
     // SAFETY: this process is single-threaded (it runs a role, not the program's main).
-    if unsafe { sys::fork() }? != 0 {
-        sys::exit_now(0);
+    if unsafe { proc_os::child::fork() }? != 0 {
+        proc_os::child::exit_now(0);
     }
-    let keeper = match sys::become_subreaper() {
+    let keeper = match proc_os::child::become_subreaper() {
         Ok(()) => {
-            let (keeper_end, server_end) = sys::socketpair()?;
+            let (keeper_end, server_end) = proc_os::socket::socketpair()?;
             // SAFETY: this process is single-threaded (it runs a role, not the program's main).
-            match unsafe { sys::fork() }? {
+            match unsafe { proc_os::child::fork() }? {
                 0 => {
                     drop(keeper_end);
                     // Never wait on the keeper: a keeper that stopped reading (stopped by a signal,
                     // say) is let go at the first message that does not fit, and the server
                     // serves on without one.
-                    sys::set_nonblocking(server_end.as_fd())?;
+                    proc_os::fd::set_nonblocking(server_end.as_fd())?;
                     Some(server_end)
                 }
                 server => {
@@ -339,7 +340,7 @@ fn tell_keeper(keeper: &mut Option<OwnedFd>, tag: u8, pid: u32, fds: &[BorrowedF
 /// readable once the parent has read the code.
 fn report_status(pipe: &OwnedFd, status: ExitStatus) {
     let code = status.exitcode().to_le_bytes();
-    let _ = sys::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
+    let _ = proc_os::fd::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
 }
 
 /// Wakes a loop on `SIGCHLD`: the handler writes to a non-blocking pipe.
@@ -350,17 +351,17 @@ struct ChildSignal {
 
 impl ChildSignal {
     fn install() -> io::Result<Self> {
-        let (read, write) = sys::pipe()?;
-        sys::set_nonblocking(read.as_fd())?;
-        sys::set_nonblocking(write.as_fd())?;
+        let (read, write) = proc_os::fd::pipe()?;
+        proc_os::fd::set_nonblocking(read.as_fd())?;
+        proc_os::fd::set_nonblocking(write.as_fd())?;
         SIGCHLD_FD.store(write.as_raw_fd(), Ordering::Relaxed);
-        sys::on_signal(libc::SIGCHLD, on_sigchld)?;
+        proc_os::signal::on_signal(libc::SIGCHLD, on_sigchld)?;
         Ok(ChildSignal { read, _write: write })
     }
 
     fn drain(&self) {
         let mut buf = [0u8; 64];
-        while matches!(sys::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
     }
 }
 
@@ -400,7 +401,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
             link_open = read_link(&mut children)?;
         }
         loop {
-            match sys::wait_any()? {
+            match proc_os::child::wait_any()? {
                 AnyChild::Ended(pid, _) if pid == server => {
                     tracing::debug!(pid, "the fork server ended");
                 }
@@ -422,7 +423,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
         if link_open {
             fds.push(link.as_fd());
         }
-        sys::wait_readable(&fds, None)?;
+        proc_os::fd::wait_readable(&fds, None)?;
         signal.drain();
     }
 }
@@ -430,7 +431,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
 /// The server proper: forks a child per request until its socket closes.
 fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
     // The parent learns the server's pid first (the process it started may be the keeper).
-    sys::write_all(sock.as_fd(), &sys::getpid().to_le_bytes())?;
+    proc_os::fd::write_all(sock.as_fd(), &proc_os::getpid().to_le_bytes())?;
     let signal = ChildSignal::install()?;
     warm_up();
 
@@ -442,12 +443,12 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
     };
     let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
     loop {
-        let ready = sys::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
+        let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
         if ready[1] {
             signal.drain();
         }
         // Reap on every wake-up: cheap, and robust against a coalesced signal.
-        while let AnyChild::Ended(pid, status) = sys::wait_any()? {
+        while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
             if let Some(w) = pending.remove(&pid) {
                 report_status(&w, status);
                 drop(w);
@@ -469,28 +470,29 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                 let mut boot_fds: Vec<OwnedFd> = fds.collect();
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
-                match unsafe { sys::fork() } {
+                match unsafe { proc_os::child::fork() } {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
-                        let me = sys::getpid() as i32;
-                        let _ = sys::write_all(pid_w.as_fd(), &me.to_le_bytes());
+                        let me = proc_os::getpid() as i32;
+                        let _ = proc_os::fd::write_all(pid_w.as_fd(), &me.to_le_bytes());
                         // The child tells the keeper of itself, before it runs anything: the server
                         // may be killed right after the fork, before it could. (On the same link,
                         // so this comes before the server's `REAPED` for it.)
                         tell_keeper(&mut keeper, STARTED, me as u32, &[status_w.as_fd()]);
-                        sys::set_signal_ignored(libc::SIGCHLD, false);
+                        proc_os::signal::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
-                        let tracker = tracker.as_ref().and_then(|t| sys::dup_cloexec(t.as_fd(), 3).ok());
+                        let tracker =
+                            tracker.as_ref().and_then(|t| proc_os::fd::dup_cloexec(t.as_fd(), 3).ok());
                         boot_fds.extend(tracker);
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
-                        sys::close_fds_except(&keep);
+                        proc_os::fd::close_fds_except(&keep);
                         // SIGINT as the parent has it now (the bootstrap's first byte), not as
                         // this server inherited it, before it is unblocked.
-                        sys::set_signal_ignored(libc::SIGINT, boot.first() == Some(&1));
-                        let _ = sys::block_signal(libc::SIGINT, false);
-                        sys::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
+                        proc_os::signal::set_signal_ignored(libc::SIGINT, boot.first() == Some(&1));
+                        let _ = proc_os::signal::block_signal(libc::SIGINT, false);
+                        proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
                         drop(child_ctl);
@@ -502,7 +504,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                     Err(e) => {
                         // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
-                        let _ = sys::write_all(pid_w.as_fd(), &code.to_le_bytes());
+                        let _ = proc_os::fd::write_all(pid_w.as_fd(), &code.to_le_bytes());
                     }
                 }
             }
@@ -518,8 +520,8 @@ fn warm_up() {
     run::install_panic_hook();
     // The anchor's part of the target fingerprint is computed once and cached.
     let _ = fingerprint(warm_up as fn() as usize);
-    if let Ok((a, b)) = sys::socketpair() {
-        if let Ok((r, w)) = sys::pipe() {
+    if let Ok((a, b)) = proc_os::socket::socketpair() {
+        if let Ok((r, w)) = proc_os::fd::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
             let _ = FrameReader::default().read(b.as_fd(), false);
         }
@@ -528,8 +530,8 @@ fn warm_up() {
     if let Ok((bytes, fds)) = crate::handle::serialize_with_fds(&()) {
         let _ = crate::handle::deserialize_with_fds::<()>(&bytes, fds);
     }
-    let _ = sys::block_signal(libc::SIGINT, true);
-    sys::set_signal_ignored(libc::SIGPIPE, true);
-    let _ = sys::getppid();
+    let _ = proc_os::signal::block_signal(libc::SIGINT, true);
+    proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
+    let _ = proc_os::getppid();
     run::flush_stdio();
 }

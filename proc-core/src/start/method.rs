@@ -7,7 +7,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::sys;
 
 /// How a child process is created, as Python's start methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,11 +24,13 @@ pub enum StartMethod {
 }
 
 impl StartMethod {
-    /// The platform's default: the OS backend names it (`sys` knows no `StartMethod`), and a name
-    /// that is no method fails the build here.
-    pub(crate) const DEFAULT: StartMethod = match StartMethod::from_name(sys::DEFAULT_START_METHOD) {
-        Some(method) => method,
-        None => panic!("sys::DEFAULT_START_METHOD names no start method"),
+    /// The platform's default, after proc-os's backend: Python 3.14 made the fork server the
+    /// default on Linux, and so do we. macOS cannot fork safely once system frameworks started
+    /// threads, so Python (and we) default to spawn there; the portable backend keeps that default
+    /// on Linux too (`force-portable`), so the tests cover it.
+    pub(crate) const DEFAULT: StartMethod = match proc_os::BACKEND.as_bytes() {
+        b"linux" => StartMethod::ForkServer,
+        _ => StartMethod::Spawn,
     };
 
     /// Python's name of the method: `"fork"`, `"spawn"` or `"forkserver"`.

@@ -20,7 +20,6 @@ use crate::child::role;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals;
 use crate::process::{JobRef, Pid, Process, ProcessBuilder, Run, Shared, Watch};
-use crate::sys;
 use crate::target::Target;
 use crate::wire;
 
@@ -169,12 +168,12 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         }
         let tracker = g.tracker.clone();
         let mut boot = Bootstrap {
-            sigint_ignored: sys::signal_is_ignored(libc::SIGINT),
+            sigint_ignored: proc_os::signal::signal_is_ignored(libc::SIGINT),
             entry,
             name: identity.name.clone(),
             ident: identity.ident.clone(),
             daemon: identity.daemon,
-            parent_pid: sys::getpid(),
+            parent_pid: proc_os::getpid(),
             parent_name: my_name,
             args,
             args_fds: args_fds.len() as u32,

@@ -14,11 +14,10 @@ use super::Started;
 use crate::child::role::ROLE_ENV;
 use crate::error::{Error, Result};
 use crate::process::{Pid, Watch};
-use crate::sys;
 
 /// Starts a child of `role` with `stdin` as its standard input; returns its pid.
 pub(crate) fn exec_role(role: &str, stdin: OwnedFd) -> Result<u32> {
-    let exe = sys::exe_path().map_err(|e| Error::io("cannot find the current executable", e))?;
+    let exe = proc_os::exe_path().map_err(|e| Error::io("cannot find the current executable", e))?;
     let arg0 = std::env::args_os().next().unwrap_or_else(|| exe.clone().into_os_string());
     let child = Command::new(&exe)
         .arg0(arg0)
@@ -32,8 +31,9 @@ pub(crate) fn exec_role(role: &str, stdin: OwnedFd) -> Result<u32> {
 
 /// Starts a spawned child; the caller sends it the bootstrap over `ctl`.
 pub(crate) fn start() -> Result<Started> {
-    let (ctl, child_ctl) = sys::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
-    let (sentinel, alive) = sys::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
+    let (ctl, child_ctl) =
+        proc_os::socket::socketpair().map_err(|e| Error::io("cannot create a control socket", e))?;
+    let (sentinel, alive) = proc_os::fd::pipe().map_err(|e| Error::io("cannot create a sentinel pipe", e))?;
     let pid = exec_role("spawn", child_ctl)?;
     Ok(Started { pid: Pid::Known(pid), ctl, sentinel, watch: Watch::Direct, alive: Some(alive) })
 }

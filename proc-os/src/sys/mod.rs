@@ -16,9 +16,19 @@
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | `MSG_NOSIGNAL`, except where `SO_NOSIGPIPE` does that job (macOS) |
 //! | `RECV_FLAGS`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
 //! | `populate_write()` | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
+//! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers on macOS: a larger mark would never fire) |
+//! | `exe_path()` | `/proc/self/exe` (the running image, even if replaced on disk) | `current_exe()` |
+//! | `anonymous_memory(len)` | sealed `memfd_create` | `shm_open` of a random name, unlinked at once |
+//! | `close_fds_except(keep)` | `close_range(2)` | close what `/dev/fd` lists |
+//! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, `/proc` on Linux |
+//! | `pipe()` | `pipe2(O_CLOEXEC)`, atomic | `FD_CLOEXEC` after creation |
+//! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
+//! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
+//! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -70,13 +80,55 @@ pub(crate) trait Backend {
     ///
     /// `ptr` is page-aligned and `[ptr, ptr + len)` lies inside one shared mapping of this process.
     unsafe fn populate_write(ptr: *mut u8, len: usize);
+
+    /// `SO_RCVLOWAT` worth setting on the reading end of a Unix stream socket that carries one
+    /// result: `None` where stream buffers are too small for a mark to ever be reached.
+    const RESULT_LOWAT: Option<usize>;
+
+    /// The running executable, as a path that `exec` can take.
+    fn exe_path() -> io::Result<PathBuf>;
+
+    /// Anonymous shared memory of `len` bytes that no process it is passed to can resize.
+    fn anonymous_memory(len: usize) -> io::Result<OwnedFd>;
+
+    /// Closes every descriptor from 3 up, except `keep`.
+    fn close_fds_except(keep: &[RawFd]);
+
+    /// The number of threads of this process, where the OS can tell.
+    fn thread_count() -> Option<usize>;
+
+    /// A close-on-exec pipe: (read end, write end).
+    fn pipe() -> io::Result<(OwnedFd, OwnedFd)>;
+
+    /// Makes this process the child subreaper of its descendants, where the OS has them.
+    fn become_subreaper() -> io::Result<()>;
+
+    /// Makes `dst` refer to what `src` refers to, close-on-exec.
+    fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()>;
+
+    /// When process `pid` started (an opaque, comparable value), `None` if unknown.
+    fn start_time(pid: u32) -> Option<u64>;
+}
+
+/// Runs `f` on the fields of `/proc/<pid>/stat` that follow the command name (from field 3, the
+/// state, on); `None` if the process is unknown.
+#[cfg(target_os = "linux")]
+fn with_proc_stat<T>(pid: u32, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: the fields follow its end.
+    let (_, rest) = stat.rsplit_once(')')?;
+    f(rest)
 }
 
 /// The state letter in `/proc/<pid>/stat` (`R`, `S`, `Z`, ...), `None` if the process is unknown.
 #[cfg(target_os = "linux")]
 pub(crate) fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the command name, which is in parentheses and may contain spaces.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
+    with_proc_stat(pid, |rest| rest.trim_start().chars().next())
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+#[cfg(target_os = "linux")]
+pub(crate) fn proc_start_time(pid: u32) -> Option<u64> {
+    // `rest` starts with field 3; the start time is field 22.
+    with_proc_stat(pid, |rest| rest.split_whitespace().nth(19)?.parse().ok())
 }

@@ -12,15 +12,17 @@
 //! way around that). SIGPIPE is avoided per socket with `SO_NOSIGPIPE` where the OS has it, and per
 //! send with `MSG_NOSIGNAL` elsewhere.
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 
 use super::Backend;
-use crate::fd::set_cloexec;
+use crate::fd::{cvt, retry, set_cloexec};
 use crate::Backoff;
 
 /// The portable backend.
@@ -38,6 +40,10 @@ impl Backend for Os {
 
     /// None: `received_fd` sets close-on-exec afterwards.
     const RECV_FLAGS: libc::c_int = 0;
+
+    /// None: macOS buffers only 8 KiB per Unix stream socket, so a larger mark would never be
+    /// reached while the writer blocks.
+    const RESULT_LOWAT: Option<usize> = None;
 
     #[inline]
     fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
@@ -105,6 +111,135 @@ impl Backend for Os {
 
     /// Nothing: the writes fault the pages in.
     unsafe fn populate_write(_ptr: *mut u8, _len: usize) {}
+
+    /// What the OS reports (`current_exe`).
+    fn exe_path() -> io::Result<PathBuf> {
+        std::env::current_exe()
+    }
+
+    /// A POSIX shared-memory object with a short random name, unlinked as soon as it is open,
+    /// sized once. The name is at most 30 characters, within macOS' `PSHMNAMLEN` of 31.
+    fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        for _ in 0..16 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let salt = crate::random_u64();
+            // "/mpa" + 8 hex pid + 8 hex counter + 8 hex salt = 28 characters.
+            let name = format!("/mpa{:08x}{:08x}{:08x}", crate::getpid(), n as u32, salt as u32);
+            let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+            // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
+            let fd = match cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600 as libc::c_uint) }) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: `cname` is a valid NUL-terminated string.
+            unsafe { libc::shm_unlink(cname.as_ptr()) };
+            set_cloexec(fd.as_fd())?;
+            // SAFETY: ftruncate takes plain integers.
+            retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }))?;
+            return Ok(fd);
+        }
+        Err(io::Error::from(io::ErrorKind::AlreadyExists))
+    }
+
+    /// Closes what `/dev/fd` lists.
+    fn close_fds_except(keep: &[RawFd]) {
+        let Ok(dir) = std::fs::read_dir("/dev/fd") else { return };
+        // Collect first: the directory listing itself holds a descriptor until it is dropped.
+        let fds: Vec<RawFd> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= 3 && !keep.contains(&fd))
+            .collect();
+        for fd in fds {
+            // SAFETY: closing a descriptor number touches no memory; this runs before anything
+            // else in the process uses these inherited descriptors. The listing's own (now
+            // closed) descriptor gives EBADF, which is ignored.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// `proc_pidinfo` on macOS, `/proc/self/task` on Linux, unknown elsewhere.
+    fn thread_count() -> Option<usize> {
+        cfg_if::cfg_if! {
+            if #[cfg(target_os = "macos")] {
+                let mut info = std::mem::MaybeUninit::<libc::proc_taskinfo>::uninit();
+                let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+                // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+                let n = unsafe {
+                    libc::proc_pidinfo(libc::getpid(), libc::PROC_PIDTASKINFO, 0, info.as_mut_ptr().cast(), size)
+                };
+                if n != size {
+                    return None;
+                }
+                // SAFETY: proc_pidinfo wrote all `size` bytes.
+                let info = unsafe { info.assume_init() };
+                usize::try_from(info.pti_threadnum).ok()
+            } else if #[cfg(target_os = "linux")] {
+                Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+            } else {
+                None
+            }
+        }
+    }
+
+    /// `pipe`, then `FD_CLOEXEC` on both ends (not atomic, as for `socketpair`).
+    fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a live array of two c_ints that pipe fills.
+        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+        // SAFETY: both descriptors were just created and are owned by no one else.
+        let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        set_cloexec(pair.0.as_fd())?;
+        set_cloexec(pair.1.as_fd())?;
+        Ok(pair)
+    }
+
+    /// No subreapers here: a process whose parent dies is reparented to init (launchd).
+    fn become_subreaper() -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// `dup2`, then close-on-exec (`dup2` clears it; there is no `dup3` here, so a program
+    /// started by another thread in between could inherit it).
+    fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
+        // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
+        // caller owns `dst` (through an object that will close it).
+        retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) }))?;
+        // SAFETY: `dst` is open (dup2 just made it a copy of `src`) and the caller owns it for
+        // the duration of the call.
+        set_cloexec(unsafe { BorrowedFd::borrow_raw(dst) })
+    }
+
+    /// `proc_pidinfo` on macOS (microseconds since the epoch), `/proc` on Linux.
+    fn start_time(pid: u32) -> Option<u64> {
+        cfg_if::cfg_if! {
+            if #[cfg(target_os = "macos")] {
+                let pid = libc::c_int::try_from(pid).ok()?;
+                let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::uninit();
+                let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+                // SAFETY: `info` is a live buffer of exactly `size` bytes that proc_pidinfo fills.
+                let n = unsafe {
+                    libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, info.as_mut_ptr().cast(), size)
+                };
+                if n != size {
+                    return None;
+                }
+                // SAFETY: proc_pidinfo wrote all `size` bytes.
+                let info = unsafe { info.assume_init() };
+                Some(info.pbi_start_tvsec.wrapping_mul(1_000_000).wrapping_add(info.pbi_start_tvusec))
+            } else if #[cfg(target_os = "linux")] {
+                super::proc_start_time(pid)
+            } else {
+                let _ = pid;
+                None
+            }
+        }
+    }
 }
 
 /// Makes sends on a socket whose peer is gone fail with `EPIPE` instead of raising SIGPIPE. The
@@ -116,7 +251,7 @@ fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
             // nix has no socket option for this one.
             let on: libc::c_int = 1;
             // SAFETY: `on` is a live c_int and the length passed is its size.
-            crate::fd::cvt(unsafe {
+            cvt(unsafe {
                 libc::setsockopt(
                     fd.as_raw_fd(),
                     libc::SOL_SOCKET,
