@@ -1,6 +1,6 @@
 //! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec,
 //! waiting for readability with `poll` (nix's, over `BorrowedFd`s), and the plain POSIX calls on
-//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`).
+//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`; nix's too).
 
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
