@@ -45,6 +45,9 @@ impl ExitStatus {
         }
     }
 
+    // libc's wait macros, not nix's `WaitStatus`: that one names the signal with nix's `Signal`,
+    // which lacks the real-time signals, so a child they killed would be reaped and then reported
+    // as an error.
     fn from_raw(status: libc::c_int) -> Option<Self> {
         if libc::WIFEXITED(status) {
             Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
@@ -70,6 +73,7 @@ pub fn waitpid(pid: u32, block: bool) -> io::Result<Option<ExitStatus>> {
     let flags = if block { 0 } else { libc::WNOHANG };
     loop {
         let mut status = 0;
+        // libc, not nix: see `ExitStatus::from_raw`.
         // SAFETY: `status` is a live c_int that waitpid writes through.
         let ret = retry(|| cvt(unsafe { libc::waitpid(pid, &mut status, flags) }))?;
         if ret == 0 {
@@ -101,6 +105,7 @@ pub enum AnyChild {
 pub fn wait_any() -> io::Result<AnyChild> {
     loop {
         let mut status = 0;
+        // libc, not nix: see `ExitStatus::from_raw`.
         // SAFETY: `status` is a live c_int that waitpid writes through.
         let ret = retry(|| cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }));
         match ret {
@@ -129,13 +134,16 @@ pub fn wait_any() -> io::Result<AnyChild> {
 /// `malloc` usable after `fork` as an extension; other allocators may not.
 pub unsafe fn fork() -> io::Result<u32> {
     // SAFETY: the caller upholds the contract above.
-    let pid = cvt(unsafe { libc::fork() })?;
-    Ok(pid as u32)
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw() as u32),
+        nix::unistd::ForkResult::Child => Ok(0),
+    }
 }
 
 /// Registers `f` to run at normal process exit (`atexit`); a registration the C library refuses
 /// (no memory) is ignored.
 pub fn at_exit(f: extern "C" fn()) {
+    // libc: nix has no `atexit`.
     // SAFETY: `f` is a plain extern "C" function that lives for the whole program.
     unsafe { libc::atexit(f) };
 }
@@ -143,6 +151,7 @@ pub fn at_exit(f: extern "C" fn()) {
 /// Immediately ends the calling process without running destructors or `atexit` handlers
 /// (`_exit`); async-signal-safe, so a forked child may call it.
 pub fn exit_now(code: i32) -> ! {
+    // libc: nix has no `_exit`.
     // SAFETY: _exit never returns and is async-signal-safe.
     unsafe { libc::_exit(code) }
 }

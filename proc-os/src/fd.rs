@@ -1,13 +1,13 @@
 //! Descriptor basics: turning a `-1` return into `io::Error`, retrying `EINTR`, close-on-exec,
 //! waiting for readability with `poll` (nix's, over `BorrowedFd`s), and the plain POSIX calls on
-//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`).
+//! descriptors that proc-core makes (`dup`, `read`, `write`, `O_NONBLOCK`; nix's too).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::sys::{Backend, Os};
@@ -182,8 +182,7 @@ pub fn is_ready(fd: BorrowedFd<'_>) -> io::Result<bool> {
 ///
 /// `fcntl` failed (`EMFILE`: out of descriptors; `EINVAL`: `min` out of range).
 pub fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument and touches no memory.
-    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(min))?;
     // SAFETY: `new` was just returned by fcntl, so it is open and owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -197,8 +196,14 @@ pub fn dup_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
 /// `/dev/null` cannot be opened, or `dup2` failed (`EBADF`: `target` out of range).
 pub fn dev_null_onto(target: RawFd) -> io::Result<()> {
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-    // SAFETY: dup2 takes plain integers; `null` stays open for the duration of the call.
-    retry(|| cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })).map(drop)
+    retry(|| {
+        // SAFETY: `null` stays open for the duration of the call; `target` is a number no Rust
+        // object here owns, so the returned owner is released again, not closed.
+        unsafe { nix::unistd::dup2_raw(&null, target) }.map_err(io::Error::from)
+    })
+    .map(|fd| {
+        let _ = fd.into_raw_fd();
+    })
 }
 
 /// Reads into `buf`, retrying `EINTR`. `Ok(0)`: end of file.
@@ -209,11 +214,7 @@ pub fn dev_null_onto(target: RawFd) -> io::Result<()> {
 ///
 /// `read` failed (`WouldBlock` on a non-blocking descriptor with nothing to read).
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    })
+    retry(|| nix::unistd::read(fd, buf).map_err(io::Error::from))
 }
 
 /// Writes all of `buf`, retrying `EINTR`.
@@ -225,11 +226,7 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `write` failed (`EPIPE` when the reader is gone).
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = retry(|| {
-            // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
-            let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-            usize::try_from(n).map_err(|_| io::Error::last_os_error())
-        })?;
+        let n = retry(|| nix::unistd::write(fd, buf).map_err(io::Error::from))?;
         buf = &buf[n..];
     }
     Ok(())
@@ -244,8 +241,8 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 ///
 /// Nothing may use or close `fd` afterwards: its owning object must never be dropped.
 pub unsafe fn close_raw(fd: RawFd) {
-    // SAFETY: the caller guarantees that `fd` has no other user.
-    unsafe { libc::close(fd) };
+    // The caller guarantees that `fd` has no other user.
+    let _ = nix::unistd::close(fd);
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
@@ -256,10 +253,8 @@ pub unsafe fn close_raw(fd: RawFd) {
 ///
 /// `fcntl` failed (`fd` is not open).
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL take integer arguments and touch no memory.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop).map_err(io::Error::from)
 }
 
 /// A close-on-exec pipe: (read end, write end). Atomic on Linux (`pipe2(O_CLOEXEC)`); elsewhere

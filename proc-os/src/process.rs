@@ -61,6 +61,7 @@ fn pid_slow() -> u32 {
         PID.store(0, Ordering::Relaxed);
     }
     ATFORK.call_once(|| {
+        // libc: nix has no `pthread_atfork`.
         // SAFETY: `forget` is a plain extern "C" function that only stores to an atomic, which is
         // async-signal-safe, as an atfork child handler must be.
         unsafe { libc::pthread_atfork(None, None, Some(forget)) };
@@ -129,8 +130,7 @@ pub fn getppid() -> u32 {
 
 /// The effective user id of this process.
 pub fn geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// The number of CPUs online in the system (Python's `os.cpu_count()`), `None` if the OS cannot
@@ -142,6 +142,7 @@ pub fn geteuid() -> u32 {
 /// assert!(proc_os::online_cpus().unwrap_or(1) >= 1);
 /// ```
 pub fn online_cpus() -> Option<usize> {
+    // libc: nix names `_SC_NPROCESSORS_ONLN` on Linux only.
     // SAFETY: sysconf takes a plain integer name.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).ok().filter(|&n| n > 0)

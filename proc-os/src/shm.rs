@@ -5,9 +5,12 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::fd::{cvt, retry, set_cloexec};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::fd::{retry, set_cloexec};
 use crate::sys::{Backend, Os};
 
 /// Opens the POSIX shared-memory object `name` read-write, creating it (exclusively, mode 0600)
@@ -18,12 +21,8 @@ use crate::sys::{Backend, Os};
 /// `shm_open` failed: `AlreadyExists` when `create` and the name is taken, `NotFound` when not
 /// `create` and there is no such object, `PermissionDenied`; or `fcntl` failed.
 pub fn shm_open(name: &CStr, create: bool) -> io::Result<OwnedFd> {
-    let flags = if create { libc::O_CREAT | libc::O_EXCL | libc::O_RDWR } else { libc::O_RDWR };
-    // SAFETY: `name` is a valid NUL-terminated string; flags and mode are plain integers (the
-    // mode is passed as an unsigned int, as the variadic C declaration expects).
-    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
-    // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = if create { OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR } else { OFlag::O_RDWR };
+    let fd = nix::sys::mman::shm_open(name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?;
     set_cloexec(fd.as_fd())?;
     Ok(fd)
 }
@@ -34,8 +33,7 @@ pub fn shm_open(name: &CStr, create: bool) -> io::Result<OwnedFd> {
 ///
 /// `shm_unlink` failed: `NotFound` when there is no such object, `PermissionDenied`.
 pub fn shm_unlink(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is a valid NUL-terminated string.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+    nix::sys::mman::shm_unlink(name).map_err(io::Error::from)
 }
 
 /// Sets the size of the file or shared-memory object `fd` (`ftruncate`, `EINTR` retried).
@@ -46,8 +44,7 @@ pub fn shm_unlink(name: &CStr) -> io::Result<()> {
 /// sealed or not writable).
 pub fn set_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: ftruncate takes plain integers.
-    retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })).map(drop)
+    retry(|| nix::unistd::ftruncate(fd, len).map_err(io::Error::from))
 }
 
 /// The size of the file or shared-memory object `fd`.
@@ -76,11 +73,7 @@ pub struct FileInfo {
 ///
 /// `fstat` failed (`fd` is not open).
 pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `stat` is a live buffer for one stat struct that fstat fills.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the struct.
-    let stat = unsafe { stat.assume_init() };
+    let stat = nix::sys::stat::fstat(fd)?;
     // `mode_t` is a u32 on Linux and a u16 on macOS.
     #[allow(clippy::useless_conversion)]
     let mode = u32::from(stat.st_mode) & 0o7777;

@@ -1,9 +1,10 @@
 //! Signals: names, dispositions, masks, handlers and sending them.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
-use crate::fd::cvt;
+use nix::sys::signal::{self as nsig, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
 
 /// The conventional name of signal `n` (`"SIGTERM"`), or `None` for a number that names no
 /// signal on this system.
@@ -15,7 +16,7 @@ use crate::fd::cvt;
 /// assert_eq!(proc_os::signal_name(-1), None);
 /// ```
 pub fn signal_name(n: i32) -> Option<&'static str> {
-    nix::sys::signal::Signal::try_from(n).ok().map(nix::sys::signal::Signal::as_str)
+    Signal::try_from(n).ok().map(Signal::as_str)
 }
 
 /// Sets the disposition of `signal` to `SIG_IGN` (`ignored`) or `SIG_DFL`. An invalid signal
@@ -23,16 +24,19 @@ pub fn signal_name(n: i32) -> Option<&'static str> {
 ///
 /// For multiproc's crates; not a stable API.
 pub fn set_signal_ignored(signal: libc::c_int, ignored: bool) {
-    let handler = if ignored { libc::SIG_IGN } else { libc::SIG_DFL };
+    let Ok(signal) = Signal::try_from(signal) else { return };
+    let handler = if ignored { SigHandler::SigIgn } else { SigHandler::SigDfl };
     // SAFETY: installing SIG_IGN or SIG_DFL runs no code of ours in signal context; the
     // previous disposition is not needed.
-    unsafe { libc::signal(signal, handler) };
+    let _ = unsafe { nsig::signal(signal, handler) };
 }
 
 /// Whether `signal`'s disposition is "ignore" in this process (false if the number is invalid).
 ///
 /// For multiproc's crates; not a stable API.
 pub fn signal_is_ignored(signal: libc::c_int) -> bool {
+    // libc: nix's `sigaction` always installs a new action; reading the current one alone (a null
+    // new action) it does not offer.
     let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: a null new action only reads the current one into `old`, a live sigaction.
     let ret = unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) };
@@ -54,8 +58,9 @@ pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill takes plain integers.
-    cvt(unsafe { libc::kill(pid, signal) }).map(drop)
+    // A number that names no signal is EINVAL, as `kill` itself reports it.
+    let signal = Signal::try_from(signal)?;
+    nsig::kill(Pid::from_raw(pid), signal).map_err(io::Error::from)
 }
 
 /// Blocks or unblocks `signal` for the calling thread.
@@ -66,20 +71,10 @@ pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
 ///
 /// `pthread_sigmask` failed (`EINVAL`).
 pub fn block_signal(signal: libc::c_int, block: bool) -> io::Result<()> {
-    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
-    // SAFETY: `set` is a live sigset_t that sigemptyset initializes before sigaddset and
-    // pthread_sigmask read it; the old mask is not needed.
-    let ret = unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        libc::sigaddset(set.as_mut_ptr(), signal);
-        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(ret))
-    }
+    let mut set = SigSet::empty();
+    set.add(Signal::try_from(signal)?);
+    let how = if block { SigmaskHow::SIG_BLOCK } else { SigmaskHow::SIG_UNBLOCK };
+    nsig::pthread_sigmask(how, Some(&set), None).map_err(io::Error::from)
 }
 
 /// Installs `handler` for `signal`, with `SA_RESTART` (and `SA_NOCLDSTOP` for SIGCHLD).
@@ -93,16 +88,14 @@ pub fn block_signal(signal: libc::c_int, block: bool) -> io::Result<()> {
 ///
 /// `sigaction` failed (`EINVAL`: no such signal, or one that cannot be caught).
 pub fn on_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
-    // SAFETY: an all-zero sigaction is a valid "no flags, empty mask" value to fill in.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = handler as libc::sighandler_t;
-    action.sa_flags = libc::SA_RESTART | if signal == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
-    // SAFETY: `action.sa_mask` is a live sigset_t; `action` is fully initialized; the caller's
-    // handler is async-signal-safe.
-    unsafe {
-        libc::sigemptyset(&mut action.sa_mask);
-        cvt(libc::sigaction(signal, &action, std::ptr::null_mut())).map(drop)
+    let signal = Signal::try_from(signal)?;
+    let mut flags = SaFlags::SA_RESTART;
+    if signal == Signal::SIGCHLD {
+        flags |= SaFlags::SA_NOCLDSTOP;
     }
+    let action = SigAction::new(SigHandler::Handler(handler), flags, SigSet::empty());
+    // SAFETY: the caller's handler is async-signal-safe; the previous action is not needed.
+    unsafe { nsig::sigaction(signal, &action) }.map(drop).map_err(io::Error::from)
 }
 
 /// Writes one byte to `fd` from a signal handler: async-signal-safe, errors ignored, `errno`
@@ -110,9 +103,14 @@ pub fn on_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io
 ///
 /// For multiproc's crates; not a stable API.
 pub fn write_byte_in_handler(fd: RawFd) {
+    if fd < 0 {
+        return;
+    }
     let saved = nix::errno::Errno::last_raw();
-    let byte = 1u8;
-    // SAFETY: write is async-signal-safe; `byte` is a live 1-byte buffer.
-    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    // SAFETY: `fd` is not -1; the handler's owner keeps it open while the handler is installed
+    // (were it closed, write would only fail with EBADF).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    // nix's `write` is `write(2)` plus a read of errno: async-signal-safe, no allocation.
+    let _ = nix::unistd::write(fd, &[1u8]);
     nix::errno::Errno::set_raw(saved);
 }

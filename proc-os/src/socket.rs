@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeVal;
 
@@ -40,6 +41,7 @@ pub const RESULT_LOWAT: Option<usize> = <Os as Backend>::RESULT_LOWAT;
 /// The bytes of control-message space that `MAX_FDS` descriptors take.
 const CMSG_BYTES: usize = {
     let payload = (MAX_FDS * std::mem::size_of::<RawFd>()) as libc::c_uint;
+    // libc: nix's `cmsg_space!` is not usable in a constant.
     // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
     (unsafe { libc::CMSG_SPACE(payload) }) as usize
 };
@@ -264,6 +266,7 @@ pub fn drain(bell: BorrowedFd<'_>) {
 /// `setsockopt` failed (`fd` is not a socket).
 pub fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // libc: nix has no socket option for `SO_RCVLOWAT`.
     // SAFETY: `value` is a live c_int and the length passed is its size.
     cvt(unsafe {
         libc::setsockopt(
@@ -287,13 +290,9 @@ pub fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
 /// `recv` failed (other than `EINTR`, retried, and `WouldBlock`, which is `false`): `ECONNRESET`,
 /// or `fd` is not a socket.
 pub fn peer_closed(fd: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
-    let flags = if block { libc::MSG_PEEK } else { libc::MSG_PEEK | libc::MSG_DONTWAIT };
+    let flags = if block { MsgFlags::MSG_PEEK } else { MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT };
     let mut byte = [0u8; 1];
-    let n = retry(|| {
-        // SAFETY: `byte` is a live 1-byte buffer.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, flags) };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    });
+    let n = retry(|| socket::recv(fd.as_raw_fd(), &mut byte, flags).map_err(io::Error::from));
     match n {
         Ok(n) => Ok(n == 0),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
@@ -316,28 +315,15 @@ pub fn peer_closed(fd: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
 pub fn wait_hangup(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut buf = [0u8; 256];
     loop {
-        // SAFETY: `buf` is a live buffer of `buf.len()` bytes.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        match usize::try_from(n) {
+        match socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
             Ok(0) => return Ok(()),
-            Ok(_) => continue,
-            Err(_) => {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    // A non-blocking socket: wait until it is readable (data or end of file).
-                    io::ErrorKind::WouldBlock => {
-                        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                        // SAFETY: `pfd` is one live pollfd struct.
-                        match cvt(unsafe { libc::poll(&mut pfd, 1, -1) }) {
-                            Ok(_) => continue,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    _ => return Err(e),
-                }
-            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            // A non-blocking socket: wait until it is readable (data or end of file).
+            Err(Errno::EAGAIN) => match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -3,17 +3,19 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::{madvise, MmapAdvise};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 
 use super::Backend;
-use crate::fd::{cvt, retry};
+use crate::fd::retry;
 
 /// The Linux backend.
 #[derive(Debug)]
@@ -96,16 +98,10 @@ impl Backend for Os {
     fn anonymous_memory(len: usize) -> io::Result<OwnedFd> {
         const NAME: &CStr = c"multiproc";
         let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: NAME is a valid NUL-terminated string; the flags are plain integers.
-        let fd =
-            cvt(unsafe { libc::memfd_create(NAME.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
-        // SAFETY: `fd` was just returned by memfd_create and is owned by no one else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ftruncate takes plain integers.
-        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-        // SAFETY: F_ADD_SEALS takes an integer argument and touches no memory.
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+        let fd = memfd_create(NAME, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        nix::unistd::ftruncate(&fd, size)?;
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
         Ok(fd)
     }
 
@@ -130,25 +126,25 @@ impl Backend for Os {
 
     /// `pipe2(O_CLOEXEC)`: close-on-exec from the start.
     fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a live array of two c_ints that pipe2 fills.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-        // SAFETY: both descriptors were just created and are owned by no one else.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
     }
 
     /// `PR_SET_CHILD_SUBREAPER`: a descendant whose parent dies is reparented to this process
     /// (the nearest living subreaper) instead of to init, so this process can still wait for it.
     fn become_subreaper() -> io::Result<()> {
-        // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and touches no memory.
-        cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) }).map(drop)
+        nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
     }
 
     /// `dup3(O_CLOEXEC)`: atomic, so no program started meanwhile inherits `dst`.
     fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
-        // SAFETY: dup3 takes plain integers; `src` is open for the duration of the call, and the
-        // caller owns `dst` (through an object that will close it).
-        retry(|| cvt(unsafe { libc::dup3(src.as_raw_fd(), dst, libc::O_CLOEXEC) })).map(drop)
+        retry(|| {
+            // SAFETY: `src` is open for the duration of the call, and the caller owns `dst`
+            // (through an object that will close it): the returned owner is released again.
+            unsafe { nix::unistd::dup3_raw(src, dst, OFlag::O_CLOEXEC) }.map_err(io::Error::from)
+        })
+        .map(|fd| {
+            let _ = fd.into_raw_fd();
+        })
     }
 
     /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot.
@@ -159,6 +155,7 @@ impl Backend for Os {
 
 /// Closes descriptors `first..=last`.
 fn close_range(first: RawFd, last: RawFd) {
+    // libc: nix has no `close_range`.
     // SAFETY: close_range takes plain integers and only closes descriptors.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0) };
     if ret == 0 {
@@ -171,8 +168,8 @@ fn close_range(first: RawFd, last: RawFd) {
         .filter(|fd| (first..=last).contains(fd))
         .collect();
     for fd in fds {
-        // SAFETY: closing a descriptor number touches no memory; this runs before anything else in
-        // the process uses these inherited descriptors.
-        unsafe { libc::close(fd) };
+        // Closing a number that no Rust object owns: this runs before anything else in the process
+        // uses these inherited descriptors.
+        let _ = nix::unistd::close(fd);
     }
 }

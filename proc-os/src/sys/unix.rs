@@ -14,15 +14,18 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode;
 
 use super::Backend;
-use crate::fd::{cvt, retry, set_cloexec};
+use crate::fd::{retry, set_cloexec};
 use crate::Backoff;
 
 /// The portable backend.
@@ -128,20 +131,15 @@ impl Backend for Os {
             // "/mpa" + 8 hex pid + 8 hex counter + 8 hex salt = 28 characters.
             let name = format!("/mpa{:08x}{:08x}{:08x}", crate::getpid(), n as u32, salt as u32);
             let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-            // SAFETY: `cname` is a valid NUL-terminated string; flags and mode are plain integers.
-            let fd = match cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600 as libc::c_uint) }) {
+            let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
+            let fd = match nix::sys::mman::shm_open(cname.as_c_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR) {
                 Ok(fd) => fd,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(e.into()),
             };
-            // SAFETY: `fd` was just returned by shm_open and is owned by no one else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: `cname` is a valid NUL-terminated string.
-            unsafe { libc::shm_unlink(cname.as_ptr()) };
+            let _ = nix::sys::mman::shm_unlink(cname.as_c_str());
             set_cloexec(fd.as_fd())?;
-            // SAFETY: ftruncate takes plain integers.
-            retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }))?;
+            retry(|| nix::unistd::ftruncate(&fd, size).map_err(io::Error::from))?;
             return Ok(fd);
         }
         Err(io::Error::from(io::ErrorKind::AlreadyExists))
@@ -156,10 +154,10 @@ impl Backend for Os {
             .filter(|&fd| fd >= 3 && !keep.contains(&fd))
             .collect();
         for fd in fds {
-            // SAFETY: closing a descriptor number touches no memory; this runs before anything
-            // else in the process uses these inherited descriptors. The listing's own (now
-            // closed) descriptor gives EBADF, which is ignored.
-            unsafe { libc::close(fd) };
+            // Closing a number that no Rust object owns: this runs before anything else in the
+            // process uses these inherited descriptors. The listing's own (now closed) descriptor
+            // gives EBADF, which is ignored.
+            let _ = nix::unistd::close(fd);
         }
     }
 
@@ -189,11 +187,7 @@ impl Backend for Os {
 
     /// `pipe`, then `FD_CLOEXEC` on both ends (not atomic, as for `socketpair`).
     fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a live array of two c_ints that pipe fills.
-        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-        // SAFETY: both descriptors were just created and are owned by no one else.
-        let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let pair = nix::unistd::pipe()?;
         set_cloexec(pair.0.as_fd())?;
         set_cloexec(pair.1.as_fd())?;
         Ok(pair)
@@ -207,9 +201,12 @@ impl Backend for Os {
     /// `dup2`, then close-on-exec (`dup2` clears it; there is no `dup3` here, so a program
     /// started by another thread in between could inherit it).
     fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {
-        // SAFETY: dup2 takes plain integers; `src` is open for the duration of the call, and the
-        // caller owns `dst` (through an object that will close it).
-        retry(|| cvt(unsafe { libc::dup2(src.as_raw_fd(), dst) }))?;
+        retry(|| {
+            // SAFETY: `src` is open for the duration of the call, and the caller owns `dst`
+            // (through an object that will close it): the returned owner is released again.
+            unsafe { nix::unistd::dup2_raw(src, dst) }.map_err(io::Error::from)
+        })
+        .map(IntoRawFd::into_raw_fd)?;
         // SAFETY: `dst` is open (dup2 just made it a copy of `src`) and the caller owns it for
         // the duration of the call.
         set_cloexec(unsafe { BorrowedFd::borrow_raw(dst) })
@@ -248,7 +245,9 @@ fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
     cfg_if::cfg_if! {
         if #[cfg(any(target_vendor = "apple", target_os = "freebsd"))] {
             use std::os::fd::AsRawFd;
-            // nix has no socket option for this one.
+
+            use crate::fd::cvt;
+            // libc: nix has no socket option for this one.
             let on: libc::c_int = 1;
             // SAFETY: `on` is a live c_int and the length passed is its size.
             cvt(unsafe {
