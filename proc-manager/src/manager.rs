@@ -41,6 +41,7 @@ use crate::wire::{Bytes, Kind, Request, Response, DEFAULT_MAX_FRAME};
 /// # Ok::<(), proc_manager::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a manager builder does nothing until `start`, `start_tcp` or `serve` is called"]
 pub struct Builder {
     authkey: Option<AuthKey>,
     registry: Registry,

@@ -106,6 +106,7 @@ where
 /// A process not started yet: set its options, then [`start`](Self::start) it.
 ///
 /// Made by [`Process::new`], [`Process::from_run`] or a [`Context`](crate::Context).
+#[must_use = "a process builder does nothing until `start` is called"]
 pub struct ProcessBuilder<R> {
     job: Box<dyn Job>,
     name: Option<String>,
