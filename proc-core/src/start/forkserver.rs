@@ -20,17 +20,18 @@
 //! dead server.
 //!
 //! A server that dies (killed by someone) while its children run must not take their state with
-//! it. On Linux the process the parent starts is a *keeper*, not the server: it makes itself a
-//! child subreaper, forks the server, and does nothing else but wait. The server tells it of each
-//! child it forks (pid and a copy of the status pipe's write end) and of each it reaps. When the
+//! it. On Linux what the parent's process forks is a *keeper*, not the server: it makes itself a
+//! child subreaper, forks the server, and does nothing else but wait. Each child the server forks
+//! tells it of itself (pid and a copy of the status pipe's write end) before it runs anything, and
+//! the server tells it of each child it reaps, on the same link. When the
 //! server dies, its running children are reparented to the keeper, which reaps them as they end
 //! and writes their real exit codes to their status pipes: the parent sees nothing of the
 //! server's death but a new server at the next start, and the children can still be signalled by
 //! pid (they stay unreaped until they end). The parent itself is no subreaper, so descendants
 //! that other code of the program orphans (a daemon started with `Command`) go to init as usual.
 //! The keeper ends once the server has ended and it has no child left. If the keeper and the
-//! server both die (or the server dies between a fork and telling the keeper), the status pipe
-//! closes without a code and the parent falls back to what the portable backend does.
+//! server both die, the status pipe closes without a code and the parent falls back to what the
+//! portable backend does.
 //!
 //! Elsewhere (the portable backend) there is no keeper and the orphans go to init: the parent
 //! keeps identifying such a child by pid and start time, so it can still signal it, and sees its
@@ -316,8 +317,8 @@ fn serve_role() -> io::Result<()> {
     serve_inner(sock, keeper)
 }
 
-/// A message from the server to its keeper: a tag and a pid. `STARTED` comes with the child's
-/// status pipe (its write end).
+/// A message to the keeper on its link: a tag and a pid. A child sends `STARTED` with its status
+/// pipe (the write end) before it runs anything; the server sends `REAPED` once it reaped it.
 const STARTED: u8 = 1;
 const REAPED: u8 = 2;
 
