@@ -53,6 +53,13 @@ pub use proc_pool as pool;
 /// Locks, semaphores, events, conditions, barriers and shared values (the `proc-sync` crate).
 pub use proc_sync as sync;
 
+/// The cluster pool: a [`Pool`] whose workers run on the hosts of an MPI job (the `proc-mpi`
+/// crate; feature `mpi`).
+#[cfg(feature = "mpi")]
+pub use proc_mpi as mpi;
+#[cfg(feature = "mpi")]
+pub use proc_mpi::Cluster;
+
 pub use error::{Error, QueueError, Result};
 pub use proc_core::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,

@@ -95,6 +95,27 @@ pub enum Error {
     /// An invalid setting (zero processes, a `maxtasksperchild` of zero, a chunk size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The task failed on another host of a cluster pool (proc-mpi): `error` is what happened
+    /// there (a panic, a lost worker, a timeout, ...), as this enum says it.
+    #[error("on {host} (rank {rank}): {error}")]
+    Remote {
+        /// The host's name (its MPI processor name).
+        host: String,
+        /// The node agent's MPI rank.
+        rank: u32,
+        /// The error on that host.
+        error: Box<Error>,
+    },
+    /// The node agent of a cluster pool (proc-mpi) that held the task was lost: its host or its
+    /// link failed. Only MPI libraries that let a job outlive a rank report this; MPICH ends the
+    /// whole job instead.
+    #[error("the node agent on {host} (rank {rank}) was lost with the task")]
+    AgentLost {
+        /// The host's name.
+        host: String,
+        /// The node agent's MPI rank.
+        rank: u32,
+    },
     /// Starting a worker or a thread, or creating a queue, failed; or a task or its result was
     /// lost in transit.
     #[error("{message}")]
@@ -108,14 +129,39 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the task's worker was lost ([`WorkerLost`](Error::WorkerLost)).
+    /// Whether the task's worker was lost ([`WorkerLost`](Error::WorkerLost)), on this host or
+    /// another.
     pub fn is_worker_lost(&self) -> bool {
-        matches!(self, Error::WorkerLost { .. })
+        matches!(self.on_host(), Error::WorkerLost { .. })
     }
 
-    /// Whether the task panicked ([`Panicked`](Error::Panicked)).
+    /// Whether the task panicked ([`Panicked`](Error::Panicked)), on this host or another.
     pub fn is_panic(&self) -> bool {
-        matches!(self, Error::Panicked { .. })
+        matches!(self.on_host(), Error::Panicked { .. })
+    }
+
+    /// Whether the task ran past the pool's task timeout ([`TaskTimeout`](Error::TaskTimeout)),
+    /// on this host or another.
+    pub fn is_task_timeout(&self) -> bool {
+        matches!(self.on_host(), Error::TaskTimeout(_))
+    }
+
+    /// The error as it happened on its host: the `error` of a [`Remote`](Error::Remote) one,
+    /// else `self`.
+    pub fn on_host(&self) -> &Error {
+        match self {
+            Error::Remote { error, .. } => error.on_host(),
+            e => e,
+        }
+    }
+
+    /// The host a cluster pool's task failed on ([`Remote`](Error::Remote) and
+    /// [`AgentLost`](Error::AgentLost)); `None` for a local pool's errors.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Error::Remote { host, .. } | Error::AgentLost { host, .. } => Some(host),
+            _ => None,
+        }
     }
 
     /// Whether a wait for the result timed out ([`Timeout`](Error::Timeout)); not the task's

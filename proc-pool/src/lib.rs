@@ -71,6 +71,8 @@ mod board;
 mod error;
 mod opts;
 mod pool;
+#[doc(hidden)]
+pub mod remote;
 mod result;
 mod supervisor;
 mod worker;

@@ -205,6 +205,15 @@ impl<A: Serialize + Send> InitArgs for Typed<A> {
     }
 }
 
+/// Arguments another process encoded: sent on as they are.
+struct Encoded(Vec<u8>);
+
+impl InitArgs for Encoded {
+    fn encode(&self) -> Result<Vec<u8>, proc_core::codec::Error> {
+        Ok(self.0.clone())
+    }
+}
+
 impl Init {
     /// The initializer `F` with its arguments.
     pub(crate) fn new<F, A>(args: A) -> Self
@@ -217,6 +226,25 @@ impl Init {
             payload: Payload::Typed(Arc::new(Typed(Mutex::new(args)))),
             failure: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// An initializer another process encoded ([`crate::remote::EncodedInit`]).
+    pub(crate) fn encoded(init: crate::remote::EncodedInit) -> Self {
+        Init {
+            func: init.func,
+            payload: Payload::Typed(Arc::new(Encoded(init.args))),
+            failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The initializer as plain bytes, for another host: a handle among its arguments fails (its
+    /// descriptors cannot travel there).
+    pub(crate) fn encode_plain(&self) -> Result<crate::remote::EncodedInit, String> {
+        let args = match &self.payload {
+            Payload::Typed(args) => args.encode().map_err(|e| e.to_string())?,
+            Payload::Decoded(_) => return Err("a worker's initializer cannot be sent on".into()),
+        };
+        Ok(crate::remote::EncodedInit { func: self.func, args })
     }
 
     /// Why the arguments did not serialize at the last start, if they did not.

@@ -11,12 +11,14 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use proc_core::handle::CodeAddr;
 use proc_core::{StartMethod, Target};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::supervisor::{Callback, Config, Mode, Shared, Supervisor};
+use crate::remote::{EncodedInit, Engine, Link, Settings};
+use crate::supervisor::{Callback, Config, Job, Mode, Shared, Supervisor};
 use crate::worker::Init;
 
 /// Fails the build when the task function `$f` is not zero-sized, with a message that says what to
@@ -207,36 +209,85 @@ impl Builder {
             timeout: self.timeout,
             prefetch: self.prefetch,
         };
-        let shared =
-            Arc::new(Shared::new().map_err(|e| Error::os_in("cannot create the pool's doorbell", e))?);
-        let (tx, rx) = mpsc::channel::<Callback>();
-        let supervisor = Supervisor::new(shared.clone(), config.clone(), tx)?;
-        let pids = Arc::new(Mutex::new(supervisor.pids()));
-        let finished = Arc::new(Finished { count: Mutex::new(0), changed: Condvar::new() });
-        let guard = Finishing(finished.clone());
-        let callbacks = std::thread::Builder::new()
-            .name("pool-callbacks".into())
-            .spawn(move || {
-                let _guard = guard;
-                for work in rx {
-                    work();
-                }
-            })
-            .map_err(|e| Error::os_in("cannot start the pool's callback thread", e))?;
-        let pids2 = pids.clone();
-        let supervisor = std::thread::Builder::new()
-            .name("pool-supervisor".into())
-            .spawn({
-                let guard = Finishing(finished.clone());
-                move || {
-                    let _guard = guard;
-                    supervisor.run(pids2);
-                }
-            })
-            .map_err(|e| Error::os_in("cannot start the pool's supervisor thread", e))?;
-        Ok(Pool { shared, threads: Mutex::new(Some((supervisor, callbacks))), finished, processes, pids })
+        Pool::start(processes, "pool-supervisor", move |shared, callbacks| {
+            let supervisor = Supervisor::new(shared, config, callbacks)?;
+            let pids = supervisor.pids();
+            let run: RunLoop = Box::new(move |pids| supervisor.run(pids));
+            Ok((pids, run))
+        })
+    }
+
+    /// The options as an engine that runs tasks elsewhere needs them (proc-mpi; not a stable
+    /// API), checked as [`build`](Self::build) checks them, with the initializer encoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] as [`build`](Self::build); [`Error::Arguments`] when the
+    /// initializer's arguments do not serialize as plain bytes (a handle among them cannot travel
+    /// to another host).
+    #[doc(hidden)]
+    pub fn settings(&self) -> Result<Settings> {
+        if self.processes == Some(0) {
+            return Err(Error::InvalidArgument("a pool needs at least one process".into()));
+        }
+        if self.max_tasks == Some(0) {
+            return Err(Error::InvalidArgument("maxtasksperchild must be at least 1".into()));
+        }
+        if self.prefetch == 0 || self.prefetch > 1 << 16 {
+            return Err(Error::InvalidArgument("prefetch must be between 1 and 65536".into()));
+        }
+        let init = match &self.init {
+            Some(init) => Some(init.encode_plain().map_err(|e| Error::Arguments {
+                message: format!("the initializer's arguments: {e}"),
+                source: None,
+            })?),
+            None => None,
+        };
+        Ok(Settings {
+            processes: self.processes,
+            init,
+            max_tasks: self.max_tasks,
+            start_method: self.method,
+            timeout: self.timeout,
+            prefetch: self.prefetch,
+        })
+    }
+
+    /// An initializer another process encoded ([`settings`](Self::settings)), for a node agent's
+    /// pool (proc-mpi; not a stable API).
+    #[doc(hidden)]
+    pub fn encoded_initializer(mut self, init: EncodedInit) -> Self {
+        self.init = Some(Init::encoded(init));
+        self
+    }
+
+    /// A pool whose tasks `engine` runs, on a thread of its own, in place of the supervisor and
+    /// its workers (proc-mpi; not a stable API). `processes` is what
+    /// [`Pool::processes`] reports, and sizes `imap`'s window.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for zero processes; [`Error::Os`] when the pool's threads
+    /// cannot be started.
+    #[doc(hidden)]
+    pub fn build_with(self, processes: usize, engine: Box<dyn Engine>) -> Result<Pool> {
+        if processes == 0 {
+            return Err(Error::InvalidArgument("a pool needs at least one process".into()));
+        }
+        Pool::start(processes, "pool-engine", move |shared, callbacks| {
+            let link = Link::new(shared, callbacks);
+            let run: RunLoop = Box::new(move |_| engine.run(link));
+            Ok((Vec::new(), run))
+        })
     }
 }
+
+/// What runs a pool's tasks, ready to start on the pool's thread: the pids of the workers it
+/// started, and its loop, which keeps the list of pids up to date.
+type Runner = (Vec<u32>, RunLoop);
+
+/// The loop that runs a pool's tasks, given the list of worker pids to keep up to date.
+type RunLoop = Box<dyn FnOnce(Arc<Mutex<Vec<u32>>>) + Send>;
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`) that survives its workers.
 ///
@@ -356,6 +407,60 @@ pub struct Stats {
 }
 
 impl Pool {
+    /// Starts the callback thread and, on a thread named `name`, what `make` returns, which runs
+    /// the tasks (the supervisor, or an engine).
+    fn start(
+        processes: usize,
+        name: &str,
+        make: impl FnOnce(Arc<Shared>, mpsc::Sender<Callback>) -> Result<Runner>,
+    ) -> Result<Pool> {
+        let shared =
+            Arc::new(Shared::new().map_err(|e| Error::os_in("cannot create the pool's doorbell", e))?);
+        let (tx, rx) = mpsc::channel::<Callback>();
+        let (pids, run) = make(shared.clone(), tx)?;
+        let pids = Arc::new(Mutex::new(pids));
+        let finished = Arc::new(Finished { count: Mutex::new(0), changed: Condvar::new() });
+        let guard = Finishing(finished.clone());
+        let callbacks = std::thread::Builder::new()
+            .name("pool-callbacks".into())
+            .spawn(move || {
+                let _guard = guard;
+                for work in rx {
+                    work();
+                }
+            })
+            .map_err(|e| Error::os_in("cannot start the pool's callback thread", e))?;
+        let pids2 = pids.clone();
+        let runner = std::thread::Builder::new()
+            .name(name.into())
+            .spawn({
+                let guard = Finishing(finished.clone());
+                move || {
+                    let _guard = guard;
+                    run(pids2);
+                }
+            })
+            .map_err(|e| Error::os_in(&format!("cannot start the pool's {name} thread"), e))?;
+        Ok(Pool { shared, threads: Mutex::new(Some((runner, callbacks))), finished, processes, pids })
+    }
+
+    /// Submits one task whose function (`func`, a trampoline of a pool's tasks) and encoded chunk
+    /// came from another process of the same binary; `done` gets the encoded results or the
+    /// error, on the pool's thread (proc-mpi's node agents; not a stable API).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close` or `terminate`; the initializer's error when it failed.
+    #[doc(hidden)]
+    pub fn submit_raw(
+        &self,
+        func: CodeAddr,
+        args: Vec<u8>,
+        done: impl FnOnce(Result<Vec<u8>, Error>) + Send + 'static,
+    ) -> Result<()> {
+        self.shared.submit([Job { func, args, done: Box::new(move |outcome, _| done(outcome)) }], false)
+    }
+
     /// A pool of `processes` workers (Python's `Pool(processes)`).
     ///
     /// # Errors

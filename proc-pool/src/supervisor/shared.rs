@@ -26,7 +26,7 @@ pub(crate) struct Shared {
     pub(super) bell_in: UnixStream,
     next_id: AtomicU64,
     /// Jobs in the backlog (a hint the supervisor reads without the lock).
-    pub(super) queued: AtomicUsize,
+    pub(crate) queued: AtomicUsize,
     pub(crate) counters: Counters,
     /// `IMap`s whose input is not exhausted: they may still submit after `close`. One entry per
     /// `IMap`, the thread that owns it (an `IMap` is not `Send`).
@@ -146,6 +146,25 @@ impl Shared {
             // A full bell is rung already.
             let _ = (&self.bell_out).write(&[1]);
         }
+    }
+
+    /// Sleeps until the bell rings (a submission, a change of mode) or `timeout` passed: how an
+    /// engine that runs the tasks elsewhere ([`crate::remote::Engine`]) waits.
+    pub(crate) fn sleep_on_bell(&self, timeout: std::time::Duration) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        let nothing_new = {
+            let state = self.lock();
+            state.backlog.is_empty() && state.mode == Mode::Running
+        };
+        if nothing_new {
+            use std::os::fd::AsFd;
+            let deadline = std::time::Instant::now().checked_add(timeout);
+            if proc_os::fd::wait_readable(&[self.bell_in.as_fd()], deadline).is_err() {
+                std::thread::sleep(timeout);
+            }
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+        self.silence();
     }
 
     /// Empties the doorbell (the supervisor is awake).

@@ -1,0 +1,152 @@
+//! A node agent: every rank but 0. It runs no user code itself: for each cluster pool (a session)
+//! it starts a local [`Pool`] with the pool's options, submits the tasks the front end sends to it
+//! as they came (function and encoded chunk), and sends back each outcome. A task that panics,
+//! whose worker is killed or runs past its timeout fails alone, in the local pool: the rank never
+//! runs a task and never dies with one.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use proc_core::handle::CodeAddr;
+use proc_pool::{Error, Pool};
+
+use crate::pace::Pace;
+use crate::transport::{LinkError, Transport};
+use crate::wire::{self, Down, Hello, Open, Up};
+
+/// What identifies this build: the place and fingerprint of this function, the same in every
+/// process of one binary and different in another build of it.
+pub(crate) fn build_id() -> CodeAddr {
+    CodeAddr::of(build_id as fn() -> CodeAddr as usize)
+}
+
+/// Outcomes of the local pool's tasks, from its supervisor thread to the agent's loop.
+type Outcomes = mpsc::Receiver<(u64, proc_pool::Result<Vec<u8>>)>;
+
+fn send(t: &mut dyn Transport, to: u32, message: &Up) -> Result<(), LinkError> {
+    let bytes = wire::encode(message).map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
+    t.send(to, bytes)
+}
+
+/// Serves the front end (rank 0) until it says [`Down::Exit`]. Returns an error when the link to
+/// it fails.
+pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
+    let hello = Hello { host: t.host(), cpus: proc_core::process_cpu_count() as u32, build: build_id() };
+    send(t, 0, &Up::Hello(hello))?;
+    let (tx, rx) = mpsc::channel();
+    let mut pool: Option<Pool> = None;
+    let mut pace = Pace::new();
+    loop {
+        let mut progress = false;
+        while let Some((from, bytes)) = t.try_recv()? {
+            progress = true;
+            let message = match wire::decode::<Down>(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(from, error = %e, "a message the node agent cannot read");
+                    continue;
+                }
+            };
+            match message {
+                Down::Open(open) => {
+                    stop(pool.take(), false, &rx);
+                    let reply = match open_pool(&open) {
+                        Ok(p) => {
+                            let workers = p.processes() as u32;
+                            pool = Some(p);
+                            Up::Opened { workers }
+                        }
+                        Err(e) => Up::Failed((&e).into()),
+                    };
+                    send(t, from, &reply)?;
+                }
+                Down::Task { id, func, args } => {
+                    let submitted = match &pool {
+                        Some(p) => {
+                            let tx = tx.clone();
+                            p.submit_raw(func, args, move |outcome| {
+                                let _ = tx.send((id, outcome));
+                            })
+                        }
+                        None => Err(Error::Closed),
+                    };
+                    if let Err(e) = submitted {
+                        send(t, from, &Up::Done { id, outcome: Err((&e).into()) })?;
+                    }
+                }
+                Down::Close => {
+                    stop(pool.take(), true, &rx);
+                    send(t, from, &Up::Closed)?;
+                }
+                Down::Terminate => {
+                    stop(pool.take(), false, &rx);
+                    send(t, from, &Up::Closed)?;
+                }
+                Down::Exit => {
+                    stop(pool.take(), false, &rx);
+                    return Ok(());
+                }
+            }
+        }
+        while let Ok((id, outcome)) = rx.try_recv() {
+            progress = true;
+            report(t, id, outcome)?;
+        }
+        t.flush()?;
+        if progress {
+            pace.reset();
+        } else if let Some(pause) = pace.next() {
+            // A local outcome ends the pause at once; a message waits for the next look.
+            if let Ok((id, outcome)) = rx.recv_timeout(pause) {
+                pace.reset();
+                report(t, id, outcome)?;
+            }
+        }
+    }
+}
+
+/// Sends a task's outcome to the front end.
+fn report(t: &mut dyn Transport, id: u64, outcome: proc_pool::Result<Vec<u8>>) -> Result<(), LinkError> {
+    let outcome = outcome.map(serde_bytes::ByteBuf::from).map_err(|e| (&e).into());
+    send(t, 0, &Up::Done { id, outcome })
+}
+
+/// Stops a session's pool: `close` (every task is done) or `terminate`, then `join`; drops the
+/// outcomes left (the front end has settled those tasks).
+fn stop(pool: Option<Pool>, close: bool, outcomes: &Outcomes) {
+    if let Some(pool) = pool {
+        if close {
+            pool.close();
+        } else {
+            pool.terminate();
+        }
+        if !matches!(pool.join_timeout(Duration::from_secs(30)), Ok(true)) {
+            tracing::warn!("a node agent's pool did not stop in 30 s; terminating it");
+            pool.terminate();
+            let _ = pool.join();
+        }
+    }
+    while outcomes.try_recv().is_ok() {}
+}
+
+/// Starts the local pool of a session.
+fn open_pool(open: &Open) -> proc_pool::Result<Pool> {
+    let mut b = Pool::builder().prefetch(open.prefetch);
+    if let Some(n) = open.processes {
+        b = b.processes(n);
+    }
+    if let Some(init) = &open.init {
+        b = b.encoded_initializer(init.clone());
+    }
+    if let Some(n) = open.max_tasks {
+        b = b.maxtasksperchild(n);
+    }
+    if let Some(m) = &open.start_method {
+        let method = m.parse().map_err(|_| Error::InvalidArgument(format!("unknown start method {m:?}")))?;
+        b = b.start_method(method);
+    }
+    if let Some(t) = open.timeout {
+        b = b.task_timeout(t);
+    }
+    b.build()
+}

@@ -1,0 +1,56 @@
+//! An in-process job for tests (not a stable API): node agents on threads, each with a real local
+//! pool of worker processes, linked to the front end by channels instead of MPI. It runs the
+//! front end's and the agents' logic as an MPI job does, in the default build and on macOS.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::local::Local;
+use crate::world::World;
+use crate::{Builder, Pool, Result};
+
+/// Node agents on threads of this process, and rank 0's world linked to them.
+#[derive(Debug)]
+pub struct LocalJob {
+    world: Arc<World>,
+    agents: Vec<JoinHandle<()>>,
+}
+
+impl LocalJob {
+    /// A job of rank 0 and `agents` node agents, named `host-1`, `host-2`, ...
+    pub fn start(agents: u32) -> LocalJob {
+        let mut ends = Local::job(agents + 1, |r| format!("host-{r}")).into_iter();
+        let front = ends.next().expect("a job has rank 0");
+        let agents = ends
+            .map(|mut end| {
+                std::thread::Builder::new()
+                    .name(format!("agent-{}", crate::transport::Transport::rank(&end)))
+                    .spawn(move || {
+                        if let Err(e) = crate::agent::serve(&mut end) {
+                            eprintln!("test agent: {e}");
+                        }
+                    })
+                    .expect("a thread for a test agent")
+            })
+            .collect();
+        LocalJob { world: World::new(Box::new(front)), agents }
+    }
+
+    /// Builds a cluster pool on this job.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn pool(&self, builder: Builder) -> Result<Pool> {
+        builder.build_in(&self.world)
+    }
+}
+
+impl Drop for LocalJob {
+    fn drop(&mut self) {
+        self.world.end();
+        for a in self.agents.drain(..) {
+            let _ = a.join();
+        }
+    }
+}
