@@ -1,0 +1,47 @@
+//! The cluster pool's logic on an in-process job: node agents on threads of the test, each with a
+//! real local pool of worker processes, linked to the front end by channels instead of MPI (the
+//! default build has no MPI; `mpi.rs` runs the same scenarios under `mpiexec`).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use proc_mpi::testing::LocalJob;
+use test_support::{serial, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn the_pool_api_runs_end_to_end_on_two_agents() {
+    let _g = serial();
+    let _w = Watchdog::new("local_job_api", LIMIT);
+    let job = LocalJob::start(2);
+    common::api(&|b| job.pool(b), 2, true);
+}
+
+#[test]
+fn a_task_past_its_timeout_fails_alone() {
+    let _g = serial();
+    let _w = Watchdog::new("local_job_timeout", LIMIT);
+    let job = LocalJob::start(2);
+    common::timeout(&|b| job.pool(b), true);
+}
+
+#[test]
+fn pools_run_one_after_another_and_terminate_fails_what_is_left() {
+    let _g = serial();
+    let _w = Watchdog::new("local_job_sessions", LIMIT);
+    let job = LocalJob::start(2);
+    common::sessions(&|b| job.pool(b), true);
+}
+
+#[test]
+fn without_a_launcher_a_cluster_pool_is_a_local_pool() {
+    let _g = serial();
+    let _w = Watchdog::new("local_fallback", LIMIT);
+    assert_eq!(proc_mpi::Cluster::rank(), None);
+    common::api(&|b| b.build(), 1, false);
+    common::timeout(&|b| b.build(), false);
+}
