@@ -12,33 +12,33 @@ use proc_mpi::{Builder, Cluster, Error, Pool, Result};
 use proc_pool::Opts;
 
 /// Builds a pool on the scenario's job.
-pub type Make<'a> = &'a dyn Fn(Builder) -> Result<Pool>;
+pub(crate) type Make<'a> = &'a dyn Fn(Builder) -> Result<Pool>;
 
-pub fn square(x: u64) -> u64 {
+pub(crate) fn square(x: u64) -> u64 {
     x * x
 }
 
-pub fn add(a: u64, b: u64) -> u64 {
+pub(crate) fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-pub fn fails_on_odd(x: u64) -> u64 {
+pub(crate) fn fails_on_odd(x: u64) -> u64 {
     assert!(x % 2 == 0, "odd input {x}");
     x
 }
 
-pub fn kill_self() -> u64 {
+pub(crate) fn kill_self() -> u64 {
     // SAFETY: kill with this process' own pid and a valid signal.
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     unreachable!("SIGKILL ends the process")
 }
 
-pub fn sleep_for(secs: u64) -> u64 {
+pub(crate) fn sleep_for(secs: u64) -> u64 {
     std::thread::sleep(Duration::from_secs(secs));
     secs
 }
 
-pub fn forever() -> u64 {
+pub(crate) fn forever() -> u64 {
     loop {
         std::thread::park();
     }
@@ -46,17 +46,17 @@ pub fn forever() -> u64 {
 
 static INITIALIZED: AtomicU32 = AtomicU32::new(0);
 
-pub fn init(value: u32) {
+pub(crate) fn init(value: u32) {
     INITIALIZED.store(value, Ordering::SeqCst);
 }
 
-pub fn read_init(_: u64) -> u32 {
+pub(crate) fn read_init(_: u64) -> u32 {
     INITIALIZED.load(Ordering::SeqCst)
 }
 
 /// The API end to end: results in order, imap laziness, callbacks, the initializer, a task that
 /// panics and one that SIGKILLs its worker, each failing alone with its host's name.
-pub fn api(make: Make<'_>, agents: usize, remote: bool) {
+pub(crate) fn api(make: Make<'_>, agents: usize, remote: bool) {
     let pool = make(Cluster::builder().processes_per_host(2).initializer(init, (7,))).unwrap();
     assert_eq!(pool.processes(), 2 * agents);
     let expected: Vec<u64> = (0..200).map(|i| i * i).collect();
@@ -128,7 +128,7 @@ pub fn api(make: Make<'_>, agents: usize, remote: bool) {
 }
 
 /// A task past the task timeout fails alone with `TaskTimeout`; the pool goes on.
-pub fn timeout(make: Make<'_>, remote: bool) {
+pub(crate) fn timeout(make: Make<'_>, remote: bool) {
     let pool =
         make(Cluster::builder().processes_per_host(1).task_timeout(Duration::from_millis(300))).unwrap();
     let err = pool.apply(sleep_for, (60,)).unwrap_err();
@@ -141,7 +141,7 @@ pub fn timeout(make: Make<'_>, remote: bool) {
 
 /// `terminate` fails what is not done; a second pool runs after the first, and only one at a
 /// time.
-pub fn sessions(make: Make<'_>, remote: bool) {
+pub(crate) fn sessions(make: Make<'_>, remote: bool) {
     let pool = make(Cluster::builder().processes_per_host(1)).unwrap();
     let stuck = pool.apply_async(forever, ()).unwrap();
     assert_eq!(pool.apply(square, (3,)).unwrap(), 9);
