@@ -11,8 +11,8 @@ use proc_core::handle::CodeAddr;
 use proc_pool::{Error, Pool};
 
 use crate::pace::Pace;
-use crate::transport::{LinkError, Transport};
-use crate::wire::{self, Down, Hello, Open, Up};
+use crate::transport::{LinkError, Transport, BATCH_BYTES, MAX_MESSAGE};
+use crate::wire::{self, DoneMsg, Down, Hello, Open, TaskMsg, Up, WireError};
 
 /// What identifies this build: the place and fingerprint of this function, the same in every
 /// process of one binary and different in another build of it.
@@ -60,18 +60,24 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                     };
                     send(t, from, &reply)?;
                 }
-                Down::Task { id, func, args } => {
-                    let submitted = match &pool {
-                        Some(p) => {
-                            let tx = tx.clone();
-                            p.submit_raw(func, args, move |outcome| {
-                                let _ = tx.send((id, outcome));
-                            })
+                Down::Tasks(tasks) => {
+                    let mut refused = Vec::new();
+                    for TaskMsg { id, func, args } in tasks {
+                        let submitted = match &pool {
+                            Some(p) => {
+                                let tx = tx.clone();
+                                p.submit_raw(func, args, move |outcome| {
+                                    let _ = tx.send((id, outcome));
+                                })
+                            }
+                            None => Err(Error::Closed),
+                        };
+                        if let Err(e) = submitted {
+                            refused.push(DoneMsg { id, outcome: Err((&e).into()) });
                         }
-                        None => Err(Error::Closed),
-                    };
-                    if let Err(e) = submitted {
-                        send(t, from, &Up::Done { id, outcome: Err((&e).into()) })?;
+                    }
+                    if !refused.is_empty() {
+                        send(t, from, &Up::Done(refused))?;
                     }
                 }
                 Down::Close => {
@@ -88,27 +94,48 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                 }
             }
         }
-        while let Ok((id, outcome)) = rx.try_recv() {
-            progress = true;
-            report(t, id, outcome)?;
-        }
+        progress |= report(t, &rx, None)?;
         t.flush()?;
         if progress {
             pace.reset();
         } else if let Some(pause) = pace.next() {
             // A local outcome ends the pause at once; a message waits for the next look.
-            if let Ok((id, outcome)) = rx.recv_timeout(pause) {
+            if report(t, &rx, Some(pause))? {
                 pace.reset();
-                report(t, id, outcome)?;
             }
         }
     }
 }
 
-/// Sends a task's outcome to the front end.
-fn report(t: &mut dyn Transport, id: u64, outcome: proc_pool::Result<Vec<u8>>) -> Result<(), LinkError> {
-    let outcome = outcome.map(serde_bytes::ByteBuf::from).map_err(|e| (&e).into());
-    send(t, 0, &Up::Done { id, outcome })
+/// Sends the front end every outcome there is, in one message, waiting up to `wait` for the
+/// first. True if there was one.
+fn report(t: &mut dyn Transport, outcomes: &Outcomes, wait: Option<Duration>) -> Result<bool, LinkError> {
+    let first = match wait {
+        Some(d) => outcomes.recv_timeout(d).ok(),
+        None => outcomes.try_recv().ok(),
+    };
+    let Some(first) = first else { return Ok(false) };
+    let mut batch: Vec<DoneMsg> = Vec::new();
+    let mut bytes = 0usize;
+    for (id, outcome) in std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok())) {
+        let outcome = match outcome {
+            Ok(r) if r.len() > MAX_MESSAGE - 1024 => Err(WireError::Return(format!(
+                "the result is {} bytes, more than one MPI message carries",
+                r.len()
+            ))),
+            Ok(r) => Ok(serde_bytes::ByteBuf::from(r)),
+            Err(e) => Err((&e).into()),
+        };
+        let len = outcome.as_ref().map_or(64, |r| r.len() + 16);
+        if bytes + len > BATCH_BYTES && !batch.is_empty() {
+            send(t, 0, &Up::Done(std::mem::take(&mut batch)))?;
+            bytes = 0;
+        }
+        bytes += len;
+        batch.push(DoneMsg { id, outcome });
+    }
+    send(t, 0, &Up::Done(batch))?;
+    Ok(true)
 }
 
 /// Stops a session's pool: `close` (every task is done) or `terminate`, then `join`; drops the

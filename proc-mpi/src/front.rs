@@ -13,8 +13,8 @@ use proc_pool::remote::{Engine, Link, State, Task};
 use proc_pool::Error;
 
 use crate::pace::{Pace, MAX};
-use crate::transport::{LinkError, Transport, MAX_MESSAGE};
-use crate::wire::{self, Down, Up};
+use crate::transport::{LinkError, Transport, BATCH_BYTES, MAX_MESSAGE};
+use crate::wire::{self, DoneMsg, Down, TaskMsg, Up};
 use crate::world::World;
 
 /// A node agent in a session.
@@ -69,9 +69,10 @@ impl Front {
         self.agents.iter().flatten().map(|a| a.inflight.len()).sum()
     }
 
-    /// Sends pending tasks to the agents with room, the one with the most room first. True if
-    /// it sent any.
+    /// Sends pending tasks to the agents with room, each to the one with the most room, in one
+    /// message per agent. True if it sent any.
     fn dispatch(&mut self, link: &Link) -> bool {
+        let mut batches: HashMap<u32, (Vec<TaskMsg>, usize)> = HashMap::new();
         let mut any = false;
         while !self.pending.is_empty() {
             let best = self
@@ -84,33 +85,44 @@ impl Front {
             let Some(rank) = best else { break };
             let Some(mut task) = self.pending.pop_front() else { break };
             any = true;
+            if task.args.len() > MAX_MESSAGE - 1024 {
+                let message = format!(
+                    "the task is {} bytes, more than the 2 GiB one MPI message carries",
+                    task.args.len()
+                );
+                link.finish(task, Err(Error::Arguments { message, source: None }));
+                continue;
+            }
             let args = std::mem::take(&mut task.args);
-            let bytes = match wire::encode(&Down::Task { id: task.id, func: task.func, args }) {
-                Ok(b) if b.len() <= MAX_MESSAGE => b,
-                Ok(b) => {
-                    let message =
-                        format!("the task is {} bytes, more than the 2 GiB one MPI message carries", b.len());
-                    link.finish(task, Err(Error::Arguments { message, source: None }));
-                    continue;
-                }
-                Err(e) => {
-                    link.finish(task, Err(Error::Arguments { message: e.to_string(), source: None }));
-                    continue;
-                }
-            };
-            match self.t().send(rank, bytes) {
-                Ok(()) => {
-                    if let Some(a) = self.agents[rank as usize].as_mut() {
-                        a.inflight.insert(task.id, task);
-                    }
-                }
-                Err(e) => {
-                    self.pending.push_front(task);
-                    self.lose(link, rank, &e);
-                }
+            let batch = batches.entry(rank).or_default();
+            if batch.1 + args.len() > BATCH_BYTES && !batch.0.is_empty() {
+                let full = std::mem::take(&mut batch.0);
+                batch.1 = 0;
+                self.send_tasks(link, rank, full);
+            }
+            let batch = batches.entry(rank).or_default();
+            batch.1 += args.len() + 32;
+            batch.0.push(TaskMsg { id: task.id, func: task.func, args });
+            if let Some(a) = self.agents[rank as usize].as_mut() {
+                a.inflight.insert(task.id, task);
+            }
+        }
+        for (rank, (tasks, _)) in batches {
+            if !tasks.is_empty() {
+                self.send_tasks(link, rank, tasks);
             }
         }
         any
+    }
+
+    /// Sends tasks (already counted in flight) to `rank`; a failure loses the agent.
+    fn send_tasks(&mut self, link: &Link, rank: u32, tasks: Vec<TaskMsg>) {
+        let sent = wire::encode(&Down::Tasks(tasks))
+            .map_err(|e| LinkError { rank: Some(rank), message: e.to_string() })
+            .and_then(|bytes| self.t().send(rank, bytes));
+        if let Err(e) = sent {
+            self.lose(link, rank, &e);
+        }
     }
 
     /// Takes every message that has arrived. True if there was one.
@@ -132,15 +144,18 @@ impl Front {
             any = true;
             let (from, bytes) = message;
             match wire::decode::<Up>(&bytes) {
-                Ok(Up::Done { id, outcome }) => {
+                Ok(Up::Done(done)) => {
                     let Some(Some(agent)) = self.agents.get_mut(from as usize) else { continue };
-                    let Some(task) = agent.inflight.remove(&id) else { continue };
-                    let outcome = outcome.map(serde_bytes::ByteBuf::into_vec).map_err(|e| Error::Remote {
-                        host: agent.host.clone(),
-                        rank: agent.rank,
-                        error: Box::new(e.into()),
-                    });
-                    link.finish(task, outcome);
+                    for DoneMsg { id, outcome } in done {
+                        let Some(task) = agent.inflight.remove(&id) else { continue };
+                        let outcome =
+                            outcome.map(serde_bytes::ByteBuf::into_vec).map_err(|e| Error::Remote {
+                                host: agent.host.clone(),
+                                rank: agent.rank,
+                                error: Box::new(e.into()),
+                            });
+                        link.finish(task, outcome);
+                    }
                 }
                 Ok(other) => tracing::debug!(from, ?other, "a message out of place; ignored"),
                 Err(e) => tracing::error!(from, error = %e, "a message the front end cannot read"),

@@ -43,3 +43,6 @@ pub(crate) trait Transport: Send {
 
 /// The largest message: MPI counts bytes in a C `int`.
 pub(crate) const MAX_MESSAGE: usize = i32::MAX as usize;
+
+/// Messages carry several tasks or outcomes; one stops growing past this many bytes.
+pub(crate) const BATCH_BYTES: usize = 16 << 20;

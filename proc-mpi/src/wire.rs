@@ -12,19 +12,30 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum Down {
     /// Start a local pool for a new cluster pool (a session).
     Open(Open),
-    /// Run a task on the local pool.
-    Task {
-        id: u64,
-        func: CodeAddr,
-        #[serde(with = "serde_bytes")]
-        args: Vec<u8>,
-    },
+    /// Run these tasks on the local pool (every task the front end had for this agent at once).
+    Tasks(Vec<TaskMsg>),
     /// Every task is done: stop the local pool (`close` + `join`), then say [`Up::Closed`].
     Close,
     /// Stop the local pool now (`terminate` + `join`), then say [`Up::Closed`].
     Terminate,
     /// The program ends: leave MPI and exit.
     Exit,
+}
+
+/// A task: the trampoline of its function and its encoded chunk.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) id: u64,
+    pub(crate) func: CodeAddr,
+    #[serde(with = "serde_bytes")]
+    pub(crate) args: Vec<u8>,
+}
+
+/// A task's outcome: its encoded results, or its error.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DoneMsg {
+    pub(crate) id: u64,
+    pub(crate) outcome: Result<serde_bytes::ByteBuf, WireError>,
 }
 
 /// A cluster pool's options, for each agent's local pool.
@@ -49,8 +60,8 @@ pub(crate) enum Up {
     Opened { workers: u32 },
     /// The local pool could not be started.
     Failed(WireError),
-    /// A task's outcome: its encoded results, or its error.
-    Done { id: u64, outcome: Result<serde_bytes::ByteBuf, WireError> },
+    /// Outcomes of tasks (every one the agent had at once).
+    Done(Vec<DoneMsg>),
     /// The local pool has stopped.
     Closed,
 }
@@ -151,9 +162,12 @@ mod test {
 
     #[test]
     fn a_truncated_message_is_an_error() {
-        let bytes =
-            encode(&Down::Task { id: 1, func: CodeAddr::of(errors as fn() as usize), args: vec![1; 64] })
-                .unwrap();
+        let bytes = encode(&Down::Tasks(vec![TaskMsg {
+            id: 1,
+            func: CodeAddr::of(errors as fn() as usize),
+            args: vec![1; 64],
+        }]))
+        .unwrap();
         for cut in 0..bytes.len() {
             assert!(decode::<Down>(&bytes[..cut]).is_err(), "cut at {cut}");
         }
