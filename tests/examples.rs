@@ -78,3 +78,27 @@ fn tour_runs_every_demo() {
         assert_eq!(stdout.matches(&format!("end hello {i}\n")).count(), 1, "{stdout}");
     }
 }
+
+/// The cluster example under `mpiexec -n 3` (rank 0 and two node agents), and without a launcher
+/// (a local pool): the same program and the same results.
+#[cfg(feature = "mpi")]
+#[test]
+fn cluster_map_runs_across_node_agents_and_alone() {
+    let exe = example("cluster_map");
+    assert!(exe.exists(), "{} was not built (run `cargo test --features mpi`)", exe.display());
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run the cluster example");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let mpi = run(Command::new("timeout").args(["-s", "KILL", "120", "mpiexec", "-n", "3"]).arg(&exe));
+    assert!(mpi.contains("rank 0 of an MPI job: 4 workers across the node agents"), "{mpi}");
+    let alone = run(Command::new("timeout").args(["-s", "KILL", "120"]).arg(&exe));
+    assert!(alone.contains("no MPI launcher: a local pool of 2 workers"), "{alone}");
+    let checksum = |text: &str| {
+        text.lines().find(|l| l.contains("checksum")).map(|l| l.split("checksum").nth(1).map(str::to_owned))
+    };
+    assert_eq!(checksum(&mpi), checksum(&alone), "{mpi}\n{alone}");
+    assert!(checksum(&mpi).is_some(), "{mpi}");
+}

@@ -5,7 +5,7 @@
 //! runs a task and never dies with one.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proc_core::handle::CodeAddr;
 use proc_pool::{Error, Pool};
@@ -21,7 +21,7 @@ pub(crate) fn build_id() -> CodeAddr {
 }
 
 /// Outcomes of the local pool's tasks, from its supervisor thread to the agent's loop.
-type Outcomes = mpsc::Receiver<(u64, proc_pool::Result<Vec<u8>>)>;
+type Outcomes = mpsc::Receiver<(u64, proc_pool::Result<Vec<u8>>, Duration)>;
 
 fn send(t: &mut dyn Transport, to: u32, message: &Up) -> Result<(), LinkError> {
     let bytes = wire::encode(message).map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
@@ -66,14 +66,15 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                         let submitted = match &pool {
                             Some(p) => {
                                 let tx = tx.clone();
+                                let submitted = Instant::now();
                                 p.submit_raw(func, args, move |outcome| {
-                                    let _ = tx.send((id, outcome));
+                                    let _ = tx.send((id, outcome, submitted.elapsed()));
                                 })
                             }
                             None => Err(Error::Closed),
                         };
                         if let Err(e) = submitted {
-                            refused.push(DoneMsg { id, outcome: Err((&e).into()) });
+                            refused.push(DoneMsg { id, ran_us: 0, outcome: Err((&e).into()) });
                         }
                     }
                     if !refused.is_empty() {
@@ -94,13 +95,13 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                 }
             }
         }
-        progress |= report(t, &rx, None)?;
+        progress |= report(t, &rx, None, &mut pace)?;
         t.flush()?;
         if progress {
             pace.reset();
         } else if let Some(pause) = pace.next() {
             // A local outcome ends the pause at once; a message waits for the next look.
-            if report(t, &rx, Some(pause))? {
+            if report(t, &rx, Some(pause), &mut pace)? {
                 pace.reset();
             }
         }
@@ -109,7 +110,12 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
 
 /// Sends the front end every outcome there is, in one message, waiting up to `wait` for the
 /// first. True if there was one.
-fn report(t: &mut dyn Transport, outcomes: &Outcomes, wait: Option<Duration>) -> Result<bool, LinkError> {
+fn report(
+    t: &mut dyn Transport,
+    outcomes: &Outcomes,
+    wait: Option<Duration>,
+    pace: &mut Pace,
+) -> Result<bool, LinkError> {
     let first = match wait {
         Some(d) => outcomes.recv_timeout(d).ok(),
         None => outcomes.try_recv().ok(),
@@ -117,7 +123,8 @@ fn report(t: &mut dyn Transport, outcomes: &Outcomes, wait: Option<Duration>) ->
     let Some(first) = first else { return Ok(false) };
     let mut batch: Vec<DoneMsg> = Vec::new();
     let mut bytes = 0usize;
-    for (id, outcome) in std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok())) {
+    for (id, outcome, ran) in std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok())) {
+        pace.observe(ran);
         let outcome = match outcome {
             Ok(r) if r.len() > MAX_MESSAGE - 1024 => Err(WireError::Return(format!(
                 "the result is {} bytes, more than one MPI message carries",
@@ -132,7 +139,7 @@ fn report(t: &mut dyn Transport, outcomes: &Outcomes, wait: Option<Duration>) ->
             bytes = 0;
         }
         bytes += len;
-        batch.push(DoneMsg { id, outcome });
+        batch.push(DoneMsg { id, ran_us: ran.as_micros() as u64, outcome });
     }
     send(t, 0, &Up::Done(batch))?;
     Ok(true)

@@ -21,8 +21,14 @@ use crate::world::World;
 pub(crate) struct Agent {
     pub(crate) rank: u32,
     pub(crate) host: String,
-    /// How many tasks it may hold.
+    /// How many tasks it may hold now: from `base`, doubled (up to 64 times) each time it ran
+    /// out of tasks while more were waiting (short tasks: the round trip, not the work, is what
+    /// a bigger window hides), and back to `base` when its outcomes come seldom (long tasks: a
+    /// small window keeps a slow host from hoarding them).
     pub(crate) capacity: usize,
+    base: usize,
+    /// When its last outcomes came.
+    last_done: Instant,
     /// Its tasks, by id.
     inflight: HashMap<u64, Task>,
     /// Its link failed: it gets no more tasks.
@@ -31,9 +37,31 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn new(rank: u32, host: String, capacity: usize) -> Self {
-        Agent { rank, host, capacity, inflight: HashMap::new(), lost: false }
+        Agent {
+            rank,
+            host,
+            capacity,
+            base: capacity,
+            last_done: Instant::now(),
+            inflight: HashMap::new(),
+            lost: false,
+        }
+    }
+
+    /// Adapts the window after outcomes came; `starved`: it holds no task while some wait.
+    fn adapt(&mut self, starved: bool) {
+        let now = Instant::now();
+        if now.duration_since(self.last_done) > SLOW {
+            self.capacity = self.base;
+        } else if starved {
+            self.capacity = (self.capacity * 2).min(self.base * 64);
+        }
+        self.last_done = now;
     }
 }
+
+/// Outcomes further apart than this mean long tasks: the window goes back to its base.
+const SLOW: Duration = Duration::from_millis(2);
 
 /// How long the agents have to stop their pools.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
@@ -45,6 +73,8 @@ pub(crate) struct Front {
     /// Indexed by rank; `None` for rank 0 and the agents left out of this session.
     agents: Vec<Option<Agent>>,
     pending: VecDeque<Task>,
+    /// How the engine polls (it learns the tasks' run times from their outcomes).
+    pace: Pace,
 }
 
 impl Front {
@@ -57,7 +87,13 @@ impl Front {
                 by_rank[r] = Some(a);
             }
         }
-        Front { transport: Some(transport), world, agents: by_rank, pending: VecDeque::new() }
+        Front {
+            transport: Some(transport),
+            world,
+            agents: by_rank,
+            pending: VecDeque::new(),
+            pace: Pace::new(),
+        }
     }
 
     fn t(&mut self) -> &mut dyn Transport {
@@ -145,8 +181,10 @@ impl Front {
             let (from, bytes) = message;
             match wire::decode::<Up>(&bytes) {
                 Ok(Up::Done(done)) => {
+                    let waiting = !self.pending.is_empty() || link.submitted();
                     let Some(Some(agent)) = self.agents.get_mut(from as usize) else { continue };
-                    for DoneMsg { id, outcome } in done {
+                    for DoneMsg { id, ran_us, outcome } in done {
+                        self.pace.observe(Duration::from_micros(ran_us));
                         let Some(task) = agent.inflight.remove(&id) else { continue };
                         let outcome =
                             outcome.map(serde_bytes::ByteBuf::into_vec).map_err(|e| Error::Remote {
@@ -156,6 +194,7 @@ impl Front {
                             });
                         link.finish(task, outcome);
                     }
+                    agent.adapt(waiting && agent.inflight.is_empty());
                 }
                 Ok(other) => tracing::debug!(from, ?other, "a message out of place; ignored"),
                 Err(e) => tracing::error!(from, error = %e, "a message the front end cannot read"),
@@ -243,7 +282,6 @@ impl Front {
 
 impl Engine for Front {
     fn run(mut self: Box<Self>, link: Link) {
-        let mut pace = Pace::new();
         loop {
             let state = link.take(&mut self.pending);
             if state == State::Terminating {
@@ -265,15 +303,15 @@ impl Engine for Front {
                 break;
             }
             if progress || link.submitted() {
-                pace.reset();
+                self.pace.reset();
                 continue;
             }
             if idle {
                 // Nothing in flight, so no message is coming: sleep until a submission or a
                 // change of mode rings the pool's bell.
                 link.sleep(Duration::from_millis(100));
-                pace.reset();
-            } else if let Some(pause) = pace.next() {
+                self.pace.reset();
+            } else if let Some(pause) = self.pace.next() {
                 if pause < MAX {
                     std::thread::sleep(pause);
                 } else {

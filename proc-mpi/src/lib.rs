@@ -292,3 +292,8 @@ fn warm_up() {
 
 #[doc(hidden)]
 pub mod testing;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

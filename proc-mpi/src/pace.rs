@@ -1,13 +1,18 @@
 //! How the MPI threads wait without a busy core: MPI has no descriptor to sleep on, so a thread
-//! with work in flight polls. Right after something happened it stays hot, yielding the CPU
-//! between looks, for [`HOT`]; then it sleeps 20 µs, doubling up to 1 ms (mpi4py's futures poll
-//! with a 1 ms back-off by default). So a stream of short tasks is seen at once, and a wait for
-//! long tasks costs a look per millisecond.
+//! with work in flight polls. While tasks are short (their run on the hosts, a moving average,
+//! under [`SHORT`]) it stays hot after each thing that happened, yielding the CPU between looks,
+//! for [`HOT`]: a stream of short tasks, or one task at a time, is seen at once. Then, or at once
+//! while tasks are long, it sleeps 20 µs, doubling up to 1 ms (mpi4py's futures poll with a 1 ms
+//! back-off by default): a wait for long tasks costs a look per millisecond and takes no CPU from
+//! the workers beside it. The average is of the tasks' run times, not of the gaps between
+//! messages, which the polling itself stretches.
 
 use std::time::{Duration, Instant};
 
-/// How long a poller stays hot after something happened.
+/// How long a poller stays hot after something happened, while tasks are short.
 const HOT: Duration = Duration::from_micros(300);
+/// Tasks that run longer than this (on average) are long.
+const SHORT: Duration = Duration::from_micros(500);
 const FIRST: Duration = Duration::from_micros(20);
 /// The longest pause: a message waits at most about this long to be seen.
 pub(crate) const MAX: Duration = Duration::from_millis(1);
@@ -16,12 +21,14 @@ pub(crate) const MAX: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 pub(crate) struct Pace {
     last: Instant,
+    /// A moving average of the tasks' run times.
+    service: Duration,
     pause: Duration,
 }
 
 impl Pace {
     pub(crate) fn new() -> Self {
-        Pace { last: Instant::now(), pause: FIRST }
+        Pace { last: Instant::now(), service: Duration::ZERO, pause: FIRST }
     }
 
     /// Something happened: poll eagerly again.
@@ -30,10 +37,15 @@ impl Pace {
         self.pause = FIRST;
     }
 
+    /// A task ran this long on its host.
+    pub(crate) fn observe(&mut self, ran: Duration) {
+        self.service = (self.service * 7 + ran.min(Duration::from_secs(1))) / 8;
+    }
+
     /// Nothing happened: `None` after a yield of the CPU, or the pause to sleep now (the caller
     /// sleeps it, in a wait of its own that something else may end early).
     pub(crate) fn next(&mut self) -> Option<Duration> {
-        if self.last.elapsed() < HOT {
+        if self.service < SHORT && self.last.elapsed() < HOT {
             std::thread::yield_now();
             return None;
         }

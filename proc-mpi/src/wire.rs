@@ -35,6 +35,9 @@ pub(crate) struct TaskMsg {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DoneMsg {
     pub(crate) id: u64,
+    /// How long the task took on its host, in microseconds (from its submission to the local
+    /// pool to its outcome).
+    pub(crate) ran_us: u64,
     pub(crate) outcome: Result<serde_bytes::ByteBuf, WireError>,
 }
 

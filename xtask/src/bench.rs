@@ -19,6 +19,7 @@ mod tables;
 
 use tables::{BenchFile, Target, Unit, BENCH_FILES};
 
+mod mpi;
 #[cfg(test)]
 mod test;
 
@@ -27,8 +28,11 @@ const PORTABLE: &str = "multiproc/force-portable";
 pub(crate) fn bench(only: &[String]) -> Result<()> {
     let files: Vec<&BenchFile> =
         BENCH_FILES.iter().filter(|f| only.is_empty() || only.iter().any(|o| o == f.name)).collect();
-    if files.is_empty() {
-        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).collect();
+    // The cluster pool's figures: asked for by name, or with every file where MPI is installed.
+    let with_mpi = only.iter().any(|o| o == "mpi")
+        || only.is_empty() && Command::new("mpiexec").arg("--version").output().is_ok();
+    if files.is_empty() && !with_mpi {
+        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).chain(["mpi"]).collect();
         bail!("no such benchmark file; known: {}", names.join(", "));
     }
     // Criterion writes under cargo's target directory, wherever `CARGO_TARGET_DIR` or a config
@@ -67,6 +71,9 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     }
     if !has_python {
         writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
+    }
+    if with_mpi {
+        mpi::bench(&mut md)?;
     }
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;

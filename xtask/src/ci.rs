@@ -30,7 +30,52 @@ pub(crate) fn ci() -> Result<()> {
     run("cargo", &["test", "--workspace"], &[])?;
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
+    mpi()?;
     no_shared_memory_left()
+}
+
+/// The features that link MPI, for every package that has one.
+const MPI_FEATURES: &str = "proc-mpi/mpi,multiproc/mpi,multiproc-benches/mpi";
+
+/// The cluster pool on a real MPI library (proc-mpi's `mpi` feature, which the workspace's
+/// default build leaves off): lints, docs, proc-mpi's tests (`mpiexec -n 3` jobs) and the cluster
+/// example's. Skipped with a note where `mpiexec` is missing, unless `MULTIPROC_CI_MPI=required`
+/// (`.ci/run`, which installs MPICH).
+fn mpi() -> Result<()> {
+    let required = std::env::var("MULTIPROC_CI_MPI").is_ok_and(|v| v == "required");
+    if !has_program("mpiexec") {
+        if required {
+            bail!("MULTIPROC_CI_MPI=required, but mpiexec is not installed");
+        }
+        eprintln!("ci: skipping the MPI checks: mpiexec not found (Debian: apt-get install mpich libmpich-dev libclang-dev)");
+        return Ok(());
+    }
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "-p",
+            "proc-mpi",
+            "-p",
+            "multiproc",
+            "-p",
+            "multiproc-benches",
+            "--all-targets",
+            "--features",
+            MPI_FEATURES,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    run(
+        "cargo",
+        &["doc", "-p", "proc-mpi", "--features", "mpi", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    run("cargo", &["test", "-p", "proc-mpi", "--features", "mpi"], &[])?;
+    run("cargo", &["test", "-p", "multiproc", "--features", "mpi", "--test", "examples", "cluster_map"], &[])
 }
 
 /// The Apple target that `check-macos` compiles for.

@@ -11,7 +11,8 @@
 //! - `floor`, under `mpiexec -n 3` with `MULTIPROC_MPI=off` (no agents: raw MPI in `main`):
 //!   `floor_rtt`, a round trip between ranks 0 and 1 of messages the size of a task and of its
 //!   reply; `floor_farm`, a dynamic task farm of the same messages on 2 workers (rank 0 keeps 4
-//!   tasks in flight per worker), per task.
+//!   tasks in flight per worker), per task. Receivers poll (`MPI_Iprobe`) and yield the CPU
+//!   between looks, so that pinned to one CPU the ranks take turns.
 //!
 //! `MULTIPROC_BENCH_SECONDS` sets the time per measurement (default 1).
 
@@ -143,6 +144,7 @@ fn floor() {
         let rtt = measure(|n| {
             for _ in 0..n {
                 peer.send(&task[..]);
+                wait_for(&peer);
                 let _ = peer.receive_into(&mut buf[..reply.len()]);
             }
         });
@@ -159,6 +161,7 @@ fn floor() {
                 }
             }
             while done < n {
+                wait_for(&world.any_process());
                 let status = world.any_process().receive_into(&mut buf[..reply.len()]);
                 let w = status.source_rank() as usize;
                 done += 1;
@@ -177,12 +180,21 @@ fn floor() {
     } else {
         let root = world.process_at_rank(0);
         loop {
+            wait_for(&root);
             let status = root.receive_into(&mut buf[..]);
             if status.count(u8::equivalent_datatype()) == 1 {
                 break;
             }
             root.send(&reply[..]);
         }
+    }
+}
+
+/// Polls for a message from `source`, yielding the CPU between looks: MPI's blocking receive
+/// spins without yielding, which pinned to one CPU starves the sender.
+fn wait_for(source: &impl mpi::point_to_point::Source) {
+    while source.immediate_probe().is_none() {
+        std::thread::yield_now();
     }
 }
 
