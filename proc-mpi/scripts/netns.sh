@@ -32,11 +32,11 @@ check() {
     fi
     if ! ip -n "$probe" link add mp-probe type bridge 2>/dev/null; then
         ip netns del "$probe" 2>/dev/null
-        skip "cannot create a bridge inside a network namespace (no bridge support?)"
+        skip "cannot create a bridge in a network namespace (no CAP_NET_ADMIN, or no bridge support?)"
     fi
     if ! ip -n "$probe" link add mp-pa type veth peer name mp-pb 2>/dev/null; then
         ip netns del "$probe" 2>/dev/null
-        skip "cannot create veth pairs (no veth support?)"
+        skip "cannot create veth pairs (no CAP_NET_ADMIN, or no veth support?)"
     fi
     ip netns del "$probe"
 }
