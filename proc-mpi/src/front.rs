@@ -291,6 +291,10 @@ impl Engine for Front {
             }
             let mut progress = self.dispatch(&link);
             progress |= self.receive(&link);
+            for rank in self.t().lost_peers() {
+                let gone = LinkError { rank: Some(rank), message: "the rank is gone".into() };
+                self.lose(&link, rank, &gone);
+            }
             if let Err(e) = self.t().flush() {
                 match e.rank {
                     Some(rank) => self.lose(&link, rank, &e),

@@ -9,6 +9,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use mpi::ffi;
 
@@ -104,20 +105,51 @@ impl Mpi {
         Ok(Mpi { rank: rank as u32, size: size as u32, host, sends: Vec::new() })
     }
 
-    /// Waits (a bounded time) for the queued sends, then leaves MPI (`MPI_Finalize`).
+    /// Leaves the job: waits (a bounded time) for the queued sends, then meets every rank in
+    /// `MPI_Barrier` (all of them end together, after their last message) and calls
+    /// `MPI_Finalize`, giving up after [`FINALIZE_WITHIN`].
+    ///
+    /// The bound is for MPICH 4.0 over TCP (UCX's `tcp` transport), whose finalize can hang for
+    /// ever: it closes every connection before its last PMI barrier, and a close waits for an
+    /// acknowledgement from a rank that may already wait in that barrier. Past the barrier every
+    /// message of the job has arrived, so the process may then end without finalizing; the
+    /// launcher still sees its exit status. With `MULTIPROC_MPI_FINALIZE=skip` every rank leaves
+    /// right after the barrier, without `MPI_Finalize` (Hydra then ends the job cleanly; a rank
+    /// that gives up in the middle of a finalize can make it fail).
     pub(crate) fn finalize(&mut self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !matches!(self.flush(), Ok(true) | Err(_)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_micros(100));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(self.flush(), Ok(true) | Err(_)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
         }
-        // SAFETY: MPI is initialized and not finalized (this value exists); no other thread calls
-        // MPI (it is SERIALIZED, and this owner is the only one).
-        let code = unsafe { ffi::MPI_Finalize() };
-        if code != 0 {
-            tracing::warn!(code, "MPI_Finalize failed");
+        let skip = std::env::var_os(FINALIZE_ENV).is_some_and(|v| v == "skip");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let leave = move || {
+            // SAFETY: MPI is initialized and not finalized; no other thread calls MPI now (the
+            // owner of this value waits for this thread, and the value is never used again).
+            let barrier = unsafe { ffi::MPI_Barrier(ffi::RSMPI_COMM_WORLD) };
+            // SAFETY: as above.
+            let code = if skip { 0 } else { unsafe { ffi::MPI_Finalize() } };
+            let _ = tx.send((barrier, code));
+        };
+        if std::thread::Builder::new().name("mpi-finalize".into()).spawn(leave).is_err() {
+            tracing::warn!("cannot start a thread to leave MPI; leaving without MPI_Finalize");
+            return;
+        }
+        match rx.recv_timeout(FINALIZE_WITHIN) {
+            Ok((0, 0)) => {}
+            Ok((barrier, code)) => tracing::warn!(barrier, code, "leaving MPI failed"),
+            Err(_) => {
+                tracing::warn!("MPI_Finalize did not return within {FINALIZE_WITHIN:?}; exiting without it")
+            }
         }
     }
 }
+
+/// `skip`: leave after the final barrier without `MPI_Finalize` (see [`Mpi::finalize`]).
+const FINALIZE_ENV: &str = "MULTIPROC_MPI_FINALIZE";
+
+/// How long leaving MPI may take (see [`Mpi::finalize`]).
+const FINALIZE_WITHIN: Duration = Duration::from_secs(5);
 
 impl Transport for Mpi {
     fn rank(&self) -> u32 {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::local::Local;
+use crate::local::{Cutter, Local};
 use crate::world::World;
 use crate::{Builder, Pool, Result};
 
@@ -14,12 +14,14 @@ use crate::{Builder, Pool, Result};
 pub struct LocalJob {
     world: Arc<World>,
     agents: Vec<JoinHandle<()>>,
+    cutter: Cutter,
 }
 
 impl LocalJob {
     /// A job of rank 0 and `agents` node agents, named `host-1`, `host-2`, ...
     pub fn start(agents: u32) -> LocalJob {
-        let mut ends = Local::job(agents + 1, |r| format!("host-{r}")).into_iter();
+        let (ends, cutter) = Local::job(agents + 1, |r| format!("host-{r}"));
+        let mut ends = ends.into_iter();
         let front = ends.next().expect("a job has rank 0");
         let agents = ends
             .map(|mut end| {
@@ -33,7 +35,13 @@ impl LocalJob {
                     .expect("a thread for a test agent")
             })
             .collect();
-        LocalJob { world: World::new(Box::new(front)), agents }
+        LocalJob { world: World::new(Box::new(front)), agents, cutter }
+    }
+
+    /// Cuts agent `rank` off, as a lost host: it stops (terminating its pool) and its end of
+    /// the job goes away.
+    pub fn lose_agent(&self, rank: u32) {
+        self.cutter.cut(rank);
     }
 
     /// Builds a cluster pool on this job.

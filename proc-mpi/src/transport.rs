@@ -39,6 +39,11 @@ pub(crate) trait Transport: Send {
     fn flush(&mut self) -> Result<bool, LinkError>;
     /// Leaves the job, after the queued sends went (a bounded wait).
     fn close(self: Box<Self>) {}
+    /// Ranks known to be gone. MPICH cannot tell (its launcher ends the job when a rank dies), so
+    /// for MPI this is empty; the in-process job knows.
+    fn lost_peers(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// The largest message: MPI counts bytes in a C `int`.

@@ -45,3 +45,31 @@ fn without_a_launcher_a_cluster_pool_is_a_local_pool() {
     common::api(&|b| b.build(), 1, false);
     common::timeout(&|b| b.build(), false);
 }
+
+#[test]
+fn a_lost_agent_fails_its_tasks_naming_its_host_and_the_pool_goes_on() {
+    let _g = serial();
+    let _w = Watchdog::new("local_job_agent_lost", LIMIT);
+    let job = LocalJob::start(2);
+    let pool = job.pool(proc_mpi::Cluster::builder().processes_per_host(2)).unwrap();
+    // One task that never ends on each agent (each goes to the agent with the most room).
+    let stuck: Vec<_> = (0..2).map(|_| pool.apply_async(common::forever, ()).unwrap()).collect();
+    assert_eq!(pool.apply(common::square, (5,)).unwrap(), 25);
+    job.lose_agent(1);
+    let mut lost = 0;
+    for r in &stuck {
+        match r.get_timeout(Duration::from_secs(5)) {
+            Err(proc_mpi::Error::AgentLost { host, rank }) => {
+                assert_eq!((host.as_str(), rank), ("host-1", 1));
+                lost += 1;
+            }
+            Err(proc_mpi::Error::Timeout) => {}
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(lost, 1, "exactly the lost agent's task fails");
+    // The other agent goes on.
+    assert_eq!(pool.map(common::square, 0..20).unwrap(), (0..20).map(|i| i * i).collect::<Vec<u64>>());
+    pool.terminate();
+    pool.join().unwrap();
+}

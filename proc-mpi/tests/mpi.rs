@@ -48,16 +48,39 @@ fn run_job(scenario: &str, ranks: u32, extra_env: &[(&str, &str)]) -> String {
     run_job_expecting(scenario, ranks, extra_env, true)
 }
 
+/// Another test binary of this crate built with it (so it links MPI too): as a rank, it is a node
+/// agent of another build.
+fn other_build() -> Option<std::path::PathBuf> {
+    let dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Built with the `mpi` feature (another build may be there from a plain `cargo test`).
+            name.starts_with("local_job-")
+                && !name.contains('.')
+                && std::fs::read(e.path()).is_ok_and(|b| b.windows(15).any(|w| w == b"MPI_Init_thread"))
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
 /// As [`run_job`]; `succeeds`: whether the job is to succeed (else the launcher ends it).
 fn run_job_expecting(scenario: &str, ranks: u32, extra_env: &[(&str, &str)], succeeds: bool) -> String {
     let exe = std::env::current_exe().unwrap();
     let tag = format!("{}-{scenario}", std::process::id());
     let shm_before = shm_names();
+    let other_build = other_build();
     let mut cmd = Command::new("timeout");
     cmd.args(["-s", "KILL", "240", "mpiexec", "-n", &ranks.to_string()])
         .arg(&exe)
         .args(["--ignored", "--exact", scenario, "--nocapture", "--test-threads", "1"])
         .env(TAG, &tag);
+    if let Some(other) = other_build.filter(|_| scenario == "scenario_foreign") {
+        // MPMD: one more rank runs another binary (another build of an agent).
+        cmd.args([":", "-n", "1"]).arg(other);
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -204,5 +227,109 @@ fn scenario_agent_killed() {
         let err = outcome.unwrap_err();
         assert!(matches!(err, proc_mpi::Error::AgentLost { .. }), "{err:?}");
         std::process::exit(3);
+    }
+}
+
+#[test]
+fn an_agent_of_another_build_gets_no_tasks() {
+    let _g = serial();
+    let _w = Watchdog::new("mpi_foreign", LIMIT);
+    assert!(other_build().is_some(), "the local_job test binary is built alongside, with the mpi feature");
+    // Ranks 0 and 1 run this binary; rank 2 runs the local_job test binary.
+    run_job("scenario_foreign", 2, &[]);
+}
+
+#[test]
+#[ignore = "run by an_agent_of_another_build_gets_no_tasks under mpiexec"]
+fn scenario_foreign() {
+    if in_job() {
+        let pool = proc_mpi::Cluster::builder().processes_per_host(2).build().unwrap();
+        // Only rank 1's pool: rank 2 runs another build.
+        assert_eq!(pool.processes(), 2);
+        let hosts: Vec<Result<u64, proc_mpi::Error>> = pool.imap(common::square, 0..50).collect();
+        assert!(hosts.iter().all(Result::is_ok));
+        pool.close();
+        pool.join().unwrap();
+    }
+}
+
+/// Pids of this job's processes, by tag, with the hostname each sees (its UTS namespace's).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+fn host_of(_: u32) -> String {
+    hostname()
+}
+
+/// Tears the namespaces down, also when the test fails.
+struct Namespaces(std::path::PathBuf);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        let _ = Command::new(self.0.join("netns.sh")).arg("down").status();
+    }
+}
+
+#[test]
+fn the_pool_runs_across_three_hosts_over_tcp() {
+    let _g = serial();
+    let _w = Watchdog::new("mpi_hosts", LIMIT);
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let up = Command::new(scripts.join("netns.sh")).args(["up", "3"]).output().unwrap();
+    let _down = Namespaces(scripts.clone());
+    if up.status.code() == Some(77) {
+        eprintln!("skipping: cannot make network namespaces here: {}", String::from_utf8_lossy(&up.stderr));
+        return;
+    }
+    assert!(up.status.success(), "netns.sh up 3: {}", String::from_utf8_lossy(&up.stderr));
+    let exe = std::env::current_exe().unwrap();
+    let launcher = scripts.join("netns-launcher.sh");
+    let tag = format!("{}-hosts", std::process::id());
+    let shm_before = shm_names();
+    // mpiexec on node0 (10.77.0.10), one rank per host; ranks talk TCP over the veths.
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", "240"])
+        .arg(&launcher)
+        .arg("node0")
+        .args(["mpiexec", "-launcher", "ssh", "-launcher-exec"])
+        .arg(&launcher)
+        .args(["-iface", "eth0", "-hosts", "10.77.0.10,10.77.0.11,10.77.0.12", "-ppn", "1", "-n", "3"])
+        .arg(&exe)
+        .args(["--ignored", "--exact", "scenario_hosts", "--nocapture", "--test-threads", "1"])
+        .env(TAG, &tag)
+        .env("UCX_TLS", "tcp,self")
+        .env("UCX_NET_DEVICES", "eth0")
+        // MPICH 4.0's finalize over TCP can hang: leave after the final barrier.
+        .env("MULTIPROC_MPI_FINALIZE", "skip")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the job failed ({}):\n{text}", out.status);
+    assert!(text.contains("test result: ok. 1 passed"), "{text}");
+    assert!(text.contains("tasks ran on [\"node1\", \"node2\"]"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tagged(&tag).is_empty() {
+        assert!(Instant::now() < deadline, "processes of the job left behind: {:?}", tagged(&tag));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let new: Vec<String> = shm_names().difference(&shm_before).cloned().collect();
+    assert!(new.is_empty(), "shared memory left behind: {new:?}");
+}
+
+#[test]
+#[ignore = "run by the_pool_runs_across_three_hosts_over_tcp under mpiexec"]
+fn scenario_hosts() {
+    if in_job() {
+        assert_eq!(hostname(), "node0");
+        common::api(&|b| b.build(), 2, true);
+        let pool = proc_mpi::Cluster::builder().processes_per_host(2).build().unwrap();
+        let hosts: BTreeSet<String> =
+            pool.map_with(host_of, 0..64, proc_pool::Opts::new().chunksize(1)).unwrap().into_iter().collect();
+        println!("tasks ran on {:?}", hosts.iter().collect::<Vec<_>>());
+        let err = pool.apply(common::fails_on_odd, (1,)).unwrap_err();
+        assert!(err.host().is_some_and(|h| h == "node1" || h == "node2"), "{err}");
+        pool.close();
+        pool.join().unwrap();
     }
 }
