@@ -38,3 +38,14 @@ fn reexports() {
     assert!(matches!(e, Err(multiproc::Error::Queue(multiproc::QueueError::Get(_)))));
     let _: multiproc::sync::Result<()> = Err(multiproc::sync::ReleaseError::NotHeld.into());
 }
+
+/// The cluster pool's paths (feature `mpi`): without a launcher it is a local pool.
+#[cfg(feature = "mpi")]
+#[test]
+fn cluster_reexports() {
+    assert_eq!(multiproc::Cluster::rank(), None);
+    let pool: multiproc::Pool = multiproc::mpi::Cluster::builder().processes_per_host(1).build().unwrap();
+    assert_eq!(pool.apply(|x: u8| x + 1, (1,)).unwrap(), 2);
+    let r: multiproc::Result<multiproc::Pool> = multiproc::Cluster::pool().map_err(Into::into);
+    assert!(r.is_ok());
+}

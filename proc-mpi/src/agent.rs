@@ -20,6 +20,11 @@ pub(crate) fn build_id() -> CodeAddr {
     CodeAddr::of(build_id as fn() -> CodeAddr as usize)
 }
 
+/// The longest an agent sleeps while its tasks are long: an outcome of its pool wakes it at once,
+/// and the front end sends it tasks in answer to outcomes, so only a new submission may wait
+/// this long (while the agent's pool is busy with older tasks).
+const LONG_PAUSE: Duration = Duration::from_millis(8);
+
 /// Outcomes of the local pool's tasks, from its supervisor thread to the agent's loop.
 type Outcomes = mpsc::Receiver<(u64, proc_pool::Result<Vec<u8>>, Duration)>;
 
@@ -35,7 +40,9 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
     send(t, 0, &Up::Hello(hello))?;
     let (tx, rx) = mpsc::channel();
     let mut pool: Option<Pool> = None;
-    let mut pace = Pace::new();
+    // Tasks submitted to the local pool and not reported yet.
+    let mut running = 0usize;
+    let mut pace = Pace::with_long_pause(LONG_PAUSE);
     loop {
         let mut progress = false;
         while let Some((from, bytes)) = t.try_recv()? {
@@ -50,6 +57,7 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
             match message {
                 Down::Open(open) => {
                     stop(pool.take(), false, &rx);
+                    running = 0;
                     let reply = match open_pool(&open) {
                         Ok(p) => {
                             let workers = p.processes() as u32;
@@ -73,8 +81,9 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                             }
                             None => Err(Error::Closed),
                         };
-                        if let Err(e) = submitted {
-                            refused.push(DoneMsg { id, ran_us: 0, outcome: Err((&e).into()) });
+                        match submitted {
+                            Ok(()) => running += 1,
+                            Err(e) => refused.push(DoneMsg { id, ran_us: 0, outcome: Err((&e).into()) }),
                         }
                     }
                     if !refused.is_empty() {
@@ -83,10 +92,12 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                 }
                 Down::Close => {
                     stop(pool.take(), true, &rx);
+                    running = 0;
                     send(t, from, &Up::Closed)?;
                 }
                 Down::Terminate => {
                     stop(pool.take(), false, &rx);
+                    running = 0;
                     send(t, from, &Up::Closed)?;
                 }
                 Down::Exit => {
@@ -95,13 +106,20 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                 }
             }
         }
-        progress |= report(t, &rx, None, &mut pace)?;
+        let reported = report(t, &rx, None, &mut pace)?;
+        running = running.saturating_sub(reported);
+        progress |= reported > 0;
         t.flush()?;
         if progress {
             pace.reset();
         } else if let Some(pause) = pace.next() {
-            // A local outcome ends the pause at once; a message waits for the next look.
-            if report(t, &rx, Some(pause), &mut pace)? {
+            // A local outcome ends the pause at once; a message waits for the next look, so
+            // with nothing running here (new work can only come from the front end) the pause
+            // is short.
+            let pause = if running == 0 { pause.min(crate::pace::MAX) } else { pause };
+            let reported = report(t, &rx, Some(pause), &mut pace)?;
+            if reported > 0 {
+                running = running.saturating_sub(reported);
                 pace.reset();
             }
         }
@@ -109,22 +127,24 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
 }
 
 /// Sends the front end every outcome there is, in one message, waiting up to `wait` for the
-/// first. True if there was one.
+/// first. Returns how many there were.
 fn report(
     t: &mut dyn Transport,
     outcomes: &Outcomes,
     wait: Option<Duration>,
     pace: &mut Pace,
-) -> Result<bool, LinkError> {
+) -> Result<usize, LinkError> {
     let first = match wait {
         Some(d) => outcomes.recv_timeout(d).ok(),
         None => outcomes.try_recv().ok(),
     };
-    let Some(first) = first else { return Ok(false) };
+    let Some(first) = first else { return Ok(0) };
+    let mut count = 0;
     let mut batch: Vec<DoneMsg> = Vec::new();
     let mut bytes = 0usize;
     for (id, outcome, ran) in std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok())) {
         pace.observe(ran);
+        count += 1;
         let outcome = match outcome {
             Ok(r) if r.len() > MAX_MESSAGE - 1024 => Err(WireError::Return(format!(
                 "the result is {} bytes, more than one MPI message carries",
@@ -142,7 +162,7 @@ fn report(
         batch.push(DoneMsg { id, ran_us: ran.as_micros() as u64, outcome });
     }
     send(t, 0, &Up::Done(batch))?;
-    Ok(true)
+    Ok(count)
 }
 
 /// Stops a session's pool: `close` (every task is done) or `terminate`, then `join`; drops the

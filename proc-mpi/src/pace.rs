@@ -24,17 +24,32 @@ pub(crate) struct Pace {
     /// A moving average of the tasks' run times.
     service: Duration,
     pause: Duration,
+    /// The longest pause while tasks are long.
+    long_max: Duration,
 }
 
 impl Pace {
+    /// A poller that pauses at most 1 ms.
     pub(crate) fn new() -> Self {
-        Pace { last: Instant::now(), service: Duration::ZERO, pause: FIRST }
+        Pace::with_long_pause(MAX)
     }
 
-    /// Something happened: poll eagerly again.
+    /// A poller that pauses up to `long_max` while tasks are long (for one that something else
+    /// wakes when it matters: a node agent wakes at once for its local pool's outcomes, and its
+    /// front end sends it work only in answer to them).
+    pub(crate) fn with_long_pause(long_max: Duration) -> Self {
+        Pace { last: Instant::now(), service: Duration::ZERO, pause: FIRST, long_max: long_max.max(MAX) }
+    }
+
+    fn long(&self) -> bool {
+        self.service >= SHORT
+    }
+
+    /// Something happened: poll eagerly again (while tasks are long, from a quarter of their run
+    /// time, at most 1 ms: their answers take about that long).
     pub(crate) fn reset(&mut self) {
         self.last = Instant::now();
-        self.pause = FIRST;
+        self.pause = if self.long() { (self.service / 4).clamp(FIRST, MAX) } else { FIRST };
     }
 
     /// A task ran this long on its host.
@@ -45,12 +60,12 @@ impl Pace {
     /// Nothing happened: `None` after a yield of the CPU, or the pause to sleep now (the caller
     /// sleeps it, in a wait of its own that something else may end early).
     pub(crate) fn next(&mut self) -> Option<Duration> {
-        if self.service < SHORT && self.last.elapsed() < HOT {
+        if !self.long() && self.last.elapsed() < HOT {
             std::thread::yield_now();
             return None;
         }
         let pause = self.pause;
-        self.pause = (self.pause * 2).min(MAX);
+        self.pause = (self.pause * 2).min(if self.long() { self.long_max } else { MAX });
         Some(pause)
     }
 }

@@ -89,6 +89,8 @@ impl World {
         };
         self.lock().hellos = Some(hellos);
         let processes = agents.iter().map(|(_, workers)| *workers).sum::<usize>();
+        // Per worker: the task it runs and those its local pool holds ahead (at least one); the
+        // window grows while tasks are short.
         let window = open.prefetch.max(2);
         let agents = agents.into_iter().map(|(a, workers)| Agent::new(a.0, a.1, workers * window)).collect();
         tracing::debug!(processes, "cluster pool started");

@@ -18,7 +18,15 @@ impl Supervisor {
                     any = true;
                     self.on_reply(reply);
                 }
-                Err(GetError::Empty) => return any,
+                Err(GetError::Empty) => {
+                    if any {
+                        let now = std::time::Instant::now();
+                        let gap = now.duration_since(self.last_reply).min(std::time::Duration::from_secs(1));
+                        self.reply_gap = (self.reply_gap * 7 + gap) / 8;
+                        self.last_reply = now;
+                    }
+                    return any;
+                }
                 Err(e) => {
                     // A reply lost in transit (no memory to map it): its task fails when the
                     // next reply of the same worker comes, or as an orphan if the worker ends.

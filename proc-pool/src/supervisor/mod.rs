@@ -93,6 +93,10 @@ pub(crate) struct Supervisor {
     callbacks: mpsc::Sender<Callback>,
     /// The last time worker sentinels were looked at.
     checked: Instant,
+    /// When the last reply came, and a moving average of the gaps between replies: an idle
+    /// supervisor spins only while replies come often.
+    last_reply: Instant,
+    reply_gap: Duration,
     /// Round-robin start for dispatch.
     turn: usize,
     /// Workers started so far (for names).
@@ -144,6 +148,8 @@ impl Supervisor {
             orphans: Vec::new(),
             callbacks,
             checked: Instant::now(),
+            last_reply: Instant::now(),
+            reply_gap: Duration::ZERO,
             turn: 0,
             started: 0,
             start_failures: 0,

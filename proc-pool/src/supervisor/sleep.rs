@@ -12,6 +12,9 @@ use proc_queue::{wait, Waitable};
 use super::{Mode, Supervisor};
 use proc_os::monotonic_ns;
 
+/// Replies further apart than this (on average) are not worth spinning for.
+const SPIN_WORTH: Duration = Duration::from_micros(500);
+
 /// How many times an idle supervisor yields before it sleeps.
 const SPIN_YIELDS: u32 = 64;
 
@@ -26,6 +29,11 @@ impl Supervisor {
     pub(super) fn idle_spin(&self) -> bool {
         if self.given.is_empty() && self.pending.is_empty() {
             // Nothing in flight: no reply is coming soon.
+            return false;
+        }
+        if self.reply_gap > SPIN_WORTH {
+            // Replies come seldom (long tasks): the yields would only take turns from the
+            // workers.
             return false;
         }
         let mut backoff = proc_os::Backoff::new(0, SPIN_YIELDS);
