@@ -12,7 +12,7 @@ use proc_pool::{Error, Pool};
 
 use crate::pace::Pace;
 use crate::transport::{LinkError, Transport, BATCH_BYTES, MAX_MESSAGE};
-use crate::wire::{self, DoneMsg, Down, Hello, Open, TaskMsg, Up, WireError};
+use crate::wire::{self, DoneMsg, Down, Hello, Open, Payload, TaskMsg, Up, WireError};
 
 /// What identifies this build: the place and fingerprint of this function, the same in every
 /// process of one binary and different in another build of it.
@@ -29,8 +29,16 @@ const LONG_PAUSE: Duration = Duration::from_millis(8);
 type Outcomes = mpsc::Receiver<(u64, proc_pool::Result<Vec<u8>>, Duration)>;
 
 fn send(t: &mut dyn Transport, to: u32, message: &Up) -> Result<(), LinkError> {
-    let bytes = wire::encode(message).map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
-    t.send(to, bytes)
+    send_parts(t, to, message, Vec::new())
+}
+
+/// Sends `message`, then `parts` (the payloads it names [`Payload::Part`](wire::Payload::Part)).
+fn send_parts(t: &mut dyn Transport, to: u32, message: &Up, parts: Vec<Vec<u8>>) -> Result<(), LinkError> {
+    let head = wire::encode(message).map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
+    let mut all = Vec::with_capacity(1 + parts.len());
+    all.push(head);
+    all.extend(parts);
+    t.send(to, all)
 }
 
 /// Serves the front end (rank 0) until it says [`Down::Exit`]. Returns an error when the link to
@@ -45,9 +53,11 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
     let mut pace = Pace::with_long_pause(LONG_PAUSE);
     loop {
         let mut progress = false;
-        while let Some((from, bytes)) = t.try_recv()? {
+        while let Some((from, parts)) = t.try_recv()? {
             progress = true;
-            let message = match wire::decode::<Down>(&bytes) {
+            let mut parts = parts.into_iter();
+            let head = parts.next().unwrap_or_default();
+            let message = match wire::decode::<Down>(&head) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(from, error = %e, "a message the node agent cannot read");
@@ -71,6 +81,14 @@ pub(crate) fn serve(t: &mut dyn Transport) -> Result<(), LinkError> {
                 Down::Tasks(tasks) => {
                     let mut refused = Vec::new();
                     for TaskMsg { id, func, args } in tasks {
+                        let Some(args) = args.take(&mut parts) else {
+                            let e = Error::Arguments {
+                                message: "a task's bytes were missing".into(),
+                                source: None,
+                            };
+                            refused.push(DoneMsg { id, ran_us: 0, outcome: Err((&e).into()) });
+                            continue;
+                        };
                         let submitted = match &pool {
                             Some(p) => {
                                 let tx = tx.clone();
@@ -141,6 +159,7 @@ fn report(
     let Some(first) = first else { return Ok(0) };
     let mut count = 0;
     let mut batch: Vec<DoneMsg> = Vec::new();
+    let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut bytes = 0usize;
     for (id, outcome, ran) in std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok())) {
         pace.observe(ran);
@@ -150,18 +169,19 @@ fn report(
                 "the result is {} bytes, more than one MPI message carries",
                 r.len()
             ))),
-            Ok(r) => Ok(serde_bytes::ByteBuf::from(r)),
+            Ok(r) => Ok(Payload::put(r, &mut parts)),
             Err(e) => Err((&e).into()),
         };
-        let len = outcome.as_ref().map_or(64, |r| r.len() + 16);
-        if bytes + len > BATCH_BYTES && !batch.is_empty() {
-            send(t, 0, &Up::Done(std::mem::take(&mut batch)))?;
+        bytes += outcome.as_ref().map_or(64, |p| p.inline_len() + 16);
+        batch.push(DoneMsg { id, ran_us: ran.as_micros() as u64, outcome });
+        if bytes > BATCH_BYTES {
+            send_parts(t, 0, &Up::Done(std::mem::take(&mut batch)), std::mem::take(&mut parts))?;
             bytes = 0;
         }
-        bytes += len;
-        batch.push(DoneMsg { id, ran_us: ran.as_micros() as u64, outcome });
     }
-    send(t, 0, &Up::Done(batch))?;
+    if !batch.is_empty() {
+        send_parts(t, 0, &Up::Done(batch), parts)?;
+    }
     Ok(count)
 }
 

@@ -14,7 +14,7 @@ use proc_pool::Error;
 
 use crate::pace::{Pace, MAX};
 use crate::transport::{LinkError, Transport, BATCH_BYTES, MAX_MESSAGE};
-use crate::wire::{self, DoneMsg, Down, TaskMsg, Up};
+use crate::wire::{self, DoneMsg, Down, Payload, TaskMsg, Up};
 use crate::world::World;
 
 /// A node agent in a session.
@@ -66,6 +66,10 @@ const SLOW: Duration = Duration::from_millis(2);
 /// How long the agents have to stop their pools.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
+/// Tasks bound for one agent: their messages, the parts those name, and the message's bytes so
+/// far.
+type Batch = (Vec<TaskMsg>, Vec<Vec<u8>>, usize);
+
 /// The engine of a cluster pool.
 pub(crate) struct Front {
     transport: Option<Box<dyn Transport>>,
@@ -108,7 +112,8 @@ impl Front {
     /// Sends pending tasks to the agents with room, each to the one with the most room, in one
     /// message per agent. True if it sent any.
     fn dispatch(&mut self, link: &Link) -> bool {
-        let mut batches: HashMap<u32, (Vec<TaskMsg>, usize)> = HashMap::new();
+        // Per agent: the tasks, the parts they name, and the bytes of the message so far.
+        let mut batches: HashMap<u32, Batch> = HashMap::new();
         let mut any = false;
         while !self.pending.is_empty() {
             let best = self
@@ -129,33 +134,39 @@ impl Front {
                 link.finish(task, Err(Error::Arguments { message, source: None }));
                 continue;
             }
-            let args = std::mem::take(&mut task.args);
             let batch = batches.entry(rank).or_default();
-            if batch.1 + args.len() > BATCH_BYTES && !batch.0.is_empty() {
-                let full = std::mem::take(&mut batch.0);
-                batch.1 = 0;
-                self.send_tasks(link, rank, full);
-            }
-            let batch = batches.entry(rank).or_default();
-            batch.1 += args.len() + 32;
+            let args = Payload::put(std::mem::take(&mut task.args), &mut batch.1);
+            batch.2 += args.inline_len() + 32;
             batch.0.push(TaskMsg { id: task.id, func: task.func, args });
+            let full = batch.2 > BATCH_BYTES;
             if let Some(a) = self.agents[rank as usize].as_mut() {
                 a.inflight.insert(task.id, task);
             }
+            if full {
+                if let Some((tasks, parts, _)) = batches.remove(&rank) {
+                    self.send_tasks(link, rank, tasks, parts);
+                }
+            }
         }
-        for (rank, (tasks, _)) in batches {
+        for (rank, (tasks, parts, _)) in batches {
             if !tasks.is_empty() {
-                self.send_tasks(link, rank, tasks);
+                self.send_tasks(link, rank, tasks, parts);
             }
         }
         any
     }
 
-    /// Sends tasks (already counted in flight) to `rank`; a failure loses the agent.
-    fn send_tasks(&mut self, link: &Link, rank: u32, tasks: Vec<TaskMsg>) {
+    /// Sends tasks (already counted in flight) and the parts they name to `rank`; a failure
+    /// loses the agent.
+    fn send_tasks(&mut self, link: &Link, rank: u32, tasks: Vec<TaskMsg>, parts: Vec<Vec<u8>>) {
         let sent = wire::encode(&Down::Tasks(tasks))
             .map_err(|e| LinkError { rank: Some(rank), message: e.to_string() })
-            .and_then(|bytes| self.t().send(rank, bytes));
+            .and_then(|head| {
+                let mut all = Vec::with_capacity(1 + parts.len());
+                all.push(head);
+                all.extend(parts);
+                self.t().send(rank, all)
+            });
         if let Err(e) = sent {
             self.lose(link, rank, &e);
         }
@@ -178,20 +189,27 @@ impl Front {
                 }
             };
             any = true;
-            let (from, bytes) = message;
-            match wire::decode::<Up>(&bytes) {
+            let (from, parts) = message;
+            let mut parts = parts.into_iter();
+            let head = parts.next().unwrap_or_default();
+            match wire::decode::<Up>(&head) {
                 Ok(Up::Done(done)) => {
                     let waiting = !self.pending.is_empty() || link.submitted();
                     let Some(Some(agent)) = self.agents.get_mut(from as usize) else { continue };
                     for DoneMsg { id, ran_us, outcome } in done {
                         self.pace.observe(Duration::from_micros(ran_us));
                         let Some(task) = agent.inflight.remove(&id) else { continue };
-                        let outcome =
-                            outcome.map(serde_bytes::ByteBuf::into_vec).map_err(|e| Error::Remote {
+                        let outcome = match outcome {
+                            Ok(payload) => payload.take(&mut parts).ok_or_else(|| Error::Os {
+                                message: "a task's result was missing from its message".into(),
+                                source: None,
+                            }),
+                            Err(e) => Err(Error::Remote {
                                 host: agent.host.clone(),
                                 rank: agent.rank,
                                 error: Box::new(e.into()),
-                            });
+                            }),
+                        };
                         link.finish(task, outcome);
                     }
                     agent.adapt(waiting && agent.inflight.is_empty());
@@ -248,7 +266,7 @@ impl Front {
         let mut waiting: Vec<u32> = Vec::new();
         let ranks: Vec<u32> = self.agents.iter().flatten().filter(|a| !a.lost).map(|a| a.rank).collect();
         for rank in ranks {
-            if self.t().send(rank, bytes.clone()).is_ok() {
+            if self.t().send(rank, vec![bytes.clone()]).is_ok() {
                 waiting.push(rank);
             }
         }
@@ -257,9 +275,9 @@ impl Front {
         while !waiting.is_empty() && Instant::now() < deadline {
             let _ = self.t().flush();
             match self.t().try_recv() {
-                Ok(Some((from, bytes))) => {
+                Ok(Some((from, parts))) => {
                     pace.reset();
-                    if matches!(wire::decode::<Up>(&bytes), Ok(Up::Closed)) {
+                    if matches!(parts.first().map(|h| wire::decode::<Up>(h)), Some(Ok(Up::Closed))) {
                         waiting.retain(|&r| r != from);
                     }
                 }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 
-use crate::transport::{LinkError, Transport};
+use crate::transport::{LinkError, Message, Transport};
 
 /// One rank's end of an in-process job.
 pub(crate) struct Local {
     rank: u32,
     host: String,
-    peers: Vec<Sender<(u32, Vec<u8>)>>,
-    inbox: Receiver<(u32, Vec<u8>)>,
+    peers: Vec<Sender<(u32, Vec<Vec<u8>>)>>,
+    inbox: Receiver<(u32, Vec<Vec<u8>>)>,
     /// Per rank: whether its end still exists (cleared when it is dropped).
     alive: Arc<Vec<AtomicBool>>,
     /// Per rank: its link is cut (a test's stand-in for a lost host).
@@ -75,16 +75,16 @@ impl Transport for Local {
         self.host.clone()
     }
 
-    fn send(&mut self, to: u32, bytes: Vec<u8>) -> Result<(), LinkError> {
+    fn send(&mut self, to: u32, parts: Vec<Vec<u8>>) -> Result<(), LinkError> {
         let peer = self
             .peers
             .get(to as usize)
             .ok_or_else(|| LinkError { rank: Some(to), message: "no such rank".into() })?;
-        peer.send((self.rank, bytes))
+        peer.send((self.rank, parts))
             .map_err(|_| LinkError { rank: Some(to), message: "the rank is gone".into() })
     }
 
-    fn try_recv(&mut self) -> Result<Option<(u32, Vec<u8>)>, LinkError> {
+    fn try_recv(&mut self) -> Result<Option<Message>, LinkError> {
         if self.cut.get(self.rank as usize).is_some_and(|c| c.load(Ordering::SeqCst)) {
             return Err(LinkError { rank: None, message: "the link was cut".into() });
         }

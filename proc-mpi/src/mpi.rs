@@ -7,13 +7,14 @@
 //! MPI is initialized with `MPI_THREAD_SERIALIZED`: one thread at a time calls it (the world is
 //! behind a mutex, and a session's engine takes it out while it runs).
 
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use mpi::ffi;
 
-use crate::transport::{LinkError, Transport, MAX_MESSAGE};
+use crate::transport::{LinkError, Message, Transport, HEAD, MAX_MESSAGE};
 
 /// The one tag of multiproc's messages.
 const TAG: c_int = 0x6d70;
@@ -25,6 +26,9 @@ pub(crate) struct Mpi {
     host: String,
     /// Sends not completed yet, with the buffers they read from.
     sends: Vec<(ffi::MPI_Request, Vec<u8>, u32)>,
+    /// Per sender, a message whose later parts have not all arrived: its parts so far, and how
+    /// many are to come.
+    partial: HashMap<u32, (Vec<Vec<u8>>, u32)>,
 }
 
 // SAFETY: an `MPI_Request` is a handle (an integer in MPICH, a pointer to the library's request
@@ -102,7 +106,7 @@ impl Mpi {
         } else {
             format!("rank {rank}")
         };
-        Ok(Mpi { rank: rank as u32, size: size as u32, host, sends: Vec::new() })
+        Ok(Mpi { rank: rank as u32, size: size as u32, host, sends: Vec::new(), partial: HashMap::new() })
     }
 
     /// Leaves the job: waits (a bounded time) for the queued sends, then meets every rank in
@@ -145,36 +149,13 @@ impl Mpi {
     }
 }
 
-/// `skip`: leave after the final barrier without `MPI_Finalize` (see [`Mpi::finalize`]).
-const FINALIZE_ENV: &str = "MULTIPROC_MPI_FINALIZE";
-
-/// How long leaving MPI may take (see [`Mpi::finalize`]).
-const FINALIZE_WITHIN: Duration = Duration::from_secs(5);
-
-impl Transport for Mpi {
-    fn rank(&self) -> u32 {
-        self.rank
-    }
-
-    fn size(&self) -> u32 {
-        self.size
-    }
-
-    fn host(&self) -> String {
-        self.host.clone()
-    }
-
-    fn send(&mut self, to: u32, bytes: Vec<u8>) -> Result<(), LinkError> {
-        if bytes.len() > MAX_MESSAGE {
-            return Err(LinkError {
-                rank: Some(to),
-                message: format!("a message of {} bytes is over MPI's limit", bytes.len()),
-            });
-        }
+impl Mpi {
+    /// Starts sending one MPI message; its buffer is kept until the send completes.
+    fn isend(&mut self, to: u32, bytes: Vec<u8>) -> Result<(), LinkError> {
         // SAFETY: reading the library's constant.
         let mut request = unsafe { ffi::RSMPI_REQUEST_NULL };
         // SAFETY: `bytes` stays alive and unmoved (its heap buffer) in `self.sends` until
-        // MPI_Test reports the send complete; count fits a C int (checked above).
+        // MPI_Test reports the send complete; its length fits a C int (checked by `send`).
         let code = unsafe {
             ffi::MPI_Isend(
                 bytes.as_ptr().cast::<c_void>(),
@@ -191,7 +172,8 @@ impl Transport for Mpi {
         Ok(())
     }
 
-    fn try_recv(&mut self) -> Result<Option<(u32, Vec<u8>)>, LinkError> {
+    /// The next MPI message that has arrived, received straight into a buffer of its size.
+    fn recv_one(&mut self) -> Result<Option<(u32, Vec<u8>)>, LinkError> {
         let mut flag: c_int = 0;
         let mut status = zeroed_status();
         // SAFETY: MPI is initialized; valid out-pointers.
@@ -222,6 +204,70 @@ impl Transport for Mpi {
         };
         check(code, "MPI_Recv", Some(from as u32))?;
         Ok(Some((from as u32, buf)))
+    }
+}
+
+/// `skip`: leave after the final barrier without `MPI_Finalize` (see [`Mpi::finalize`]).
+const FINALIZE_ENV: &str = "MULTIPROC_MPI_FINALIZE";
+
+/// How long leaving MPI may take (see [`Mpi::finalize`]).
+const FINALIZE_WITHIN: Duration = Duration::from_secs(5);
+
+impl Transport for Mpi {
+    fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    fn size(&self) -> u32 {
+        self.size
+    }
+
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    fn send(&mut self, to: u32, mut parts: Vec<Vec<u8>>) -> Result<(), LinkError> {
+        let more = u32::try_from(parts.len().saturating_sub(1))
+            .map_err(|_| LinkError { rank: Some(to), message: "too many parts".into() })?;
+        match parts.first_mut() {
+            Some(first) if first.len() >= HEAD => first[..HEAD].copy_from_slice(&more.to_le_bytes()),
+            _ => return Err(LinkError { rank: Some(to), message: "a message without its head".into() }),
+        }
+        if let Some(big) = parts.iter().find(|p| p.len() > MAX_MESSAGE) {
+            return Err(LinkError {
+                rank: Some(to),
+                message: format!("a message of {} bytes is over MPI's limit", big.len()),
+            });
+        }
+        for bytes in parts {
+            self.isend(to, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn try_recv(&mut self) -> Result<Option<Message>, LinkError> {
+        while let Some((from, bytes)) = self.recv_one()? {
+            if let Some((parts, left)) = self.partial.get_mut(&from) {
+                parts.push(bytes);
+                *left -= 1;
+                if *left == 0 {
+                    let parts = self.partial.remove(&from).map(|(p, _)| p).unwrap_or_default();
+                    return Ok(Some((from, parts)));
+                }
+                continue;
+            }
+            let more = match bytes.get(..HEAD) {
+                Some(head) => u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+                None => {
+                    return Err(LinkError { rank: Some(from), message: "a message without its head".into() })
+                }
+            };
+            if more == 0 {
+                return Ok(Some((from, vec![bytes])));
+            }
+            self.partial.insert(from, (vec![bytes], more));
+        }
+        Ok(None)
     }
 
     fn close(mut self: Box<Self>) {

@@ -24,6 +24,11 @@ impl fmt::Display for LinkError {
 
 /// Byte messages between the ranks of one job. Never blocks: sends are queued and moved on by
 /// [`flush`](Transport::flush), receives return `None` when nothing has arrived.
+///
+/// A message is one or more parts: the first (which starts with [`HEAD`] bytes the transport
+/// owns) says what it is, the others are large payloads that travel as they are, never copied
+/// into the first (over MPI, as messages of their own right after it: MPI keeps the order of the
+/// messages between two ranks).
 pub(crate) trait Transport: Send {
     /// This process' rank.
     fn rank(&self) -> u32;
@@ -31,10 +36,10 @@ pub(crate) trait Transport: Send {
     fn size(&self) -> u32;
     /// This host's name.
     fn host(&self) -> String;
-    /// Queues `bytes` for rank `to`.
-    fn send(&mut self, to: u32, bytes: Vec<u8>) -> Result<(), LinkError>;
-    /// The next message that has arrived, with its sender's rank.
-    fn try_recv(&mut self) -> Result<Option<(u32, Vec<u8>)>, LinkError>;
+    /// Queues a message for rank `to`.
+    fn send(&mut self, to: u32, parts: Vec<Vec<u8>>) -> Result<(), LinkError>;
+    /// The next whole message that has arrived, with its sender's rank.
+    fn try_recv(&mut self) -> Result<Option<Message>, LinkError>;
     /// Moves queued sends on. True when none is left.
     fn flush(&mut self) -> Result<bool, LinkError>;
     /// Leaves the job, after the queued sends went (a bounded wait).
@@ -51,3 +56,10 @@ pub(crate) const MAX_MESSAGE: usize = i32::MAX as usize;
 
 /// Messages carry several tasks or outcomes; one stops growing past this many bytes.
 pub(crate) const BATCH_BYTES: usize = 16 << 20;
+
+/// A message that arrived: its sender's rank and its parts.
+pub(crate) type Message = (u32, Vec<Vec<u8>>);
+
+/// Bytes at the start of a message's first part that belong to the transport (the MPI one writes
+/// the number of parts that follow there).
+pub(crate) const HEAD: usize = 4;

@@ -7,6 +7,8 @@ use proc_core::handle::CodeAddr;
 use proc_pool::remote::EncodedInit;
 use serde::{Deserialize, Serialize};
 
+use crate::transport::HEAD;
+
 /// From the front end to an agent.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Down {
@@ -27,8 +29,48 @@ pub(crate) enum Down {
 pub(crate) struct TaskMsg {
     pub(crate) id: u64,
     pub(crate) func: CodeAddr,
-    #[serde(with = "serde_bytes")]
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Payload,
+}
+
+/// Bytes a message carries: in it, or (large ones) as the next of its parts, so that they travel
+/// without a copy into the message.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Payload {
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The next part of the message.
+    Part,
+}
+
+/// Payloads larger than this travel as parts of their own.
+const INLINE_MAX: usize = 64 << 10;
+
+impl Payload {
+    /// `bytes` in a message: large ones go to `parts`.
+    pub(crate) fn put(bytes: Vec<u8>, parts: &mut Vec<Vec<u8>>) -> Payload {
+        if bytes.len() > INLINE_MAX {
+            parts.push(bytes);
+            Payload::Part
+        } else {
+            Payload::Inline(bytes)
+        }
+    }
+
+    /// The bytes, taking the next of the message's `parts` for a [`Payload::Part`]. `None` when
+    /// the message has no part left (it is malformed).
+    pub(crate) fn take(self, parts: &mut impl Iterator<Item = Vec<u8>>) -> Option<Vec<u8>> {
+        match self {
+            Payload::Inline(bytes) => Some(bytes),
+            Payload::Part => parts.next(),
+        }
+    }
+
+    /// Bytes it adds to the message it is in.
+    pub(crate) fn inline_len(&self) -> usize {
+        match self {
+            Payload::Inline(bytes) => bytes.len(),
+            Payload::Part => 0,
+        }
+    }
 }
 
 /// A task's outcome: its encoded results, or its error.
@@ -38,7 +80,7 @@ pub(crate) struct DoneMsg {
     /// How long the task took on its host, in microseconds (from its submission to the local
     /// pool to its outcome).
     pub(crate) ran_us: u64,
-    pub(crate) outcome: Result<serde_bytes::ByteBuf, WireError>,
+    pub(crate) outcome: Result<Payload, WireError>,
 }
 
 /// A cluster pool's options, for each agent's local pool.
@@ -136,14 +178,14 @@ impl From<WireError> for proc_pool::Error {
     }
 }
 
-/// Encodes a message.
+/// Encodes a message as the first part of a transport message (after the transport's head).
 pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, proc_core::codec::Error> {
-    proc_core::codec::to_vec(message)
+    proc_core::codec::to_extend(message, vec![0; HEAD])
 }
 
-/// Decodes a message.
+/// Decodes a message from the first part of a transport message.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, proc_core::codec::Error> {
-    proc_core::codec::from_bytes(bytes)
+    proc_core::codec::from_bytes(bytes.get(HEAD..).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -168,10 +210,10 @@ mod test {
         let bytes = encode(&Down::Tasks(vec![TaskMsg {
             id: 1,
             func: CodeAddr::of(errors as fn() as usize),
-            args: vec![1; 64],
+            args: Payload::Inline(vec![1; 64]),
         }]))
         .unwrap();
-        for cut in 0..bytes.len() {
+        for cut in HEAD..bytes.len() {
             assert!(decode::<Down>(&bytes[..cut]).is_err(), "cut at {cut}");
         }
     }

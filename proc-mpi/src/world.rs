@@ -118,7 +118,7 @@ impl World {
         drop(inner);
         if let Ok(bytes) = wire::encode(&Down::Exit) {
             for rank in 1..t.size() {
-                let _ = t.send(rank, bytes.clone());
+                let _ = t.send(rank, vec![bytes.clone()]);
             }
         }
         t.close();
@@ -174,7 +174,8 @@ fn handshake(
     let bytes = wire::encode(&Down::Open(open.clone())).map_err(|e| os(&e.to_string()))?;
     let mut waiting: Vec<u32> = Vec::new();
     for (rank, _) in &ours {
-        t.send(*rank, bytes.clone()).map_err(|e| os(&format!("cannot start the node agents' pools: {e}")))?;
+        t.send(*rank, vec![bytes.clone()])
+            .map_err(|e| os(&format!("cannot start the node agents' pools: {e}")))?;
         waiting.push(*rank);
     }
     let mut started = Vec::new();
@@ -218,9 +219,9 @@ fn receive(
     loop {
         let _ = t.flush();
         match t.try_recv().map_err(|e| os(&e.to_string()))? {
-            Some((from, bytes)) => {
+            Some((from, parts)) => {
                 pace.reset();
-                match wire::decode::<Up>(&bytes) {
+                match wire::decode::<Up>(parts.first().map_or(&[][..], Vec::as_slice)) {
                     Ok(m) => return Ok(Some((from, m))),
                     Err(e) => tracing::error!(from, error = %e, "a message the front end cannot read"),
                 }

@@ -1,6 +1,6 @@
-//! The seam for a pool whose tasks run elsewhere: proc-mpi's cluster pool is a [`Pool`] whose
+//! The seam for a pool whose tasks run elsewhere: proc-mpi's cluster pool is a [`Pool`](crate::Pool) whose
 //! supervisor is an [`Engine`] that sends tasks to node agents on other hosts, and each agent runs
-//! them on a local pool through [`Pool::submit_raw`].
+//! them on a local pool through [`Pool::submit_raw`](crate::Pool::submit_raw).
 //!
 //! This module is public for proc-mpi only (hidden from the docs): it is not a stable API.
 //!
