@@ -198,9 +198,12 @@ impl Front {
                     let Some(Some(agent)) = self.agents.get_mut(from as usize) else { continue };
                     for DoneMsg { id, ran_us, outcome } in done {
                         self.pace.observe(Duration::from_micros(ran_us));
+                        // The payload first: a part is taken even for a task no longer here, so
+                        // that the next outcomes get their own parts.
+                        let outcome = outcome.map(|payload| payload.take(&mut parts));
                         let Some(task) = agent.inflight.remove(&id) else { continue };
                         let outcome = match outcome {
-                            Ok(payload) => payload.take(&mut parts).ok_or_else(|| Error::Os {
+                            Ok(bytes) => bytes.ok_or_else(|| Error::Os {
                                 message: "a task's result was missing from its message".into(),
                                 source: None,
                             }),

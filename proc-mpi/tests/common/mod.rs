@@ -71,9 +71,13 @@ pub(crate) fn api(make: Make<'_>, agents: usize, remote: bool) {
     assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
     assert_eq!(pool.apply_async(square, (12,)).unwrap().get().unwrap(), 144);
     // Large chunks and results travel beside their messages, several to a message.
-    let blobs: Vec<Vec<u8>> = (0..12u32).map(|i| (0..100_000 + i).map(|j| (j % 251) as u8).collect()).collect();
+    let blobs: Vec<Vec<u8>> =
+        (0..12u32).map(|i| (0..100_000 + i).map(|j| (j % 251) as u8).collect()).collect();
     let reversed = pool.map_with(reverse, blobs.clone(), Opts::new().chunksize(1)).unwrap();
-    assert_eq!(reversed, blobs.iter().map(|b| b.iter().rev().copied().collect::<Vec<u8>>()).collect::<Vec<_>>());
+    assert_eq!(
+        reversed,
+        blobs.iter().map(|b| b.iter().rev().copied().collect::<Vec<u8>>()).collect::<Vec<_>>()
+    );
 
     // The initializer ran in every worker of every host.
     assert!(pool.map_with(read_init, 0..64, Opts::new().chunksize(1)).unwrap().iter().all(|&v| v == 7));
