@@ -75,6 +75,8 @@ fn mpi() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     run("cargo", &["test", "-p", "proc-mpi", "--features", "mpi"], &[])?;
+    // `--test` alone builds no example: build the one the test runs first.
+    run("cargo", &["build", "-p", "multiproc", "--features", "mpi", "--example", "cluster_map"], &[])?;
     run("cargo", &["test", "-p", "multiproc", "--features", "mpi", "--test", "examples", "cluster_map"], &[])
 }
 
