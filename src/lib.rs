@@ -22,6 +22,7 @@
 //! | [`manager`](mod@manager) | `proc-manager` | `Manager` and typed proxies, local or over TCP |
 //! | [`pool`] | `proc-pool` | `Pool`, `AsyncResult`, lazy `imap`, crash isolation |
 //! | [`sync`] | `proc-sync` | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` |
+//! | `mpi` (feature `mpi`) | `proc-mpi` | `Cluster`: the same `Pool` across the hosts of an MPI job |
 //!
 //! The items people reach for first are also at the top level, under Python's names.
 //!
