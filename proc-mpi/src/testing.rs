@@ -19,23 +19,25 @@ pub struct LocalJob {
 
 impl LocalJob {
     /// A job of rank 0 and `agents` node agents, named `host-1`, `host-2`, ...
-    pub fn start(agents: u32) -> LocalJob {
+    ///
+    /// # Errors
+    ///
+    /// When an agent's thread cannot be started (the agents started are stopped).
+    pub fn start(agents: u32) -> std::io::Result<LocalJob> {
         let (ends, cutter) = Local::job(agents + 1, |r| format!("host-{r}"));
         let mut ends = ends.into_iter();
-        let front = ends.next().expect("a job has rank 0");
-        let agents = ends
-            .map(|mut end| {
-                std::thread::Builder::new()
-                    .name(format!("agent-{}", crate::transport::Transport::rank(&end)))
-                    .spawn(move || {
-                        if let Err(e) = crate::agent::serve(&mut end) {
-                            eprintln!("test agent: {e}");
-                        }
-                    })
-                    .expect("a thread for a test agent")
-            })
-            .collect();
-        LocalJob { world: World::new(Box::new(front)), agents, cutter }
+        let Some(front) = ends.next() else { return Err(std::io::ErrorKind::InvalidInput.into()) };
+        let mut job = LocalJob { world: World::new(Box::new(front)), agents: Vec::new(), cutter };
+        for mut end in ends {
+            let rank = crate::transport::Transport::rank(&end);
+            let agent = std::thread::Builder::new().name(format!("agent-{rank}")).spawn(move || {
+                if let Err(e) = crate::agent::serve(&mut end) {
+                    eprintln!("test agent: {e}");
+                }
+            })?;
+            job.agents.push(agent);
+        }
+        Ok(job)
     }
 
     /// Cuts agent `rank` off, as a lost host: it stops (terminating its pool) and its end of

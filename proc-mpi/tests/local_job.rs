@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn the_pool_api_runs_end_to_end_on_two_agents() {
     let _g = serial();
     let _w = Watchdog::new("local_job_api", LIMIT);
-    let job = LocalJob::start(2);
+    let job = LocalJob::start(2).unwrap();
     common::api(&|b| job.pool(b), 2, true);
 }
 
@@ -25,7 +25,7 @@ fn the_pool_api_runs_end_to_end_on_two_agents() {
 fn a_task_past_its_timeout_fails_alone() {
     let _g = serial();
     let _w = Watchdog::new("local_job_timeout", LIMIT);
-    let job = LocalJob::start(2);
+    let job = LocalJob::start(2).unwrap();
     common::timeout(&|b| job.pool(b), true);
 }
 
@@ -33,7 +33,7 @@ fn a_task_past_its_timeout_fails_alone() {
 fn pools_run_one_after_another_and_terminate_fails_what_is_left() {
     let _g = serial();
     let _w = Watchdog::new("local_job_sessions", LIMIT);
-    let job = LocalJob::start(2);
+    let job = LocalJob::start(2).unwrap();
     common::sessions(&|b| job.pool(b), true);
 }
 
@@ -50,7 +50,7 @@ fn without_a_launcher_a_cluster_pool_is_a_local_pool() {
 fn a_lost_agent_fails_its_tasks_naming_its_host_and_the_pool_goes_on() {
     let _g = serial();
     let _w = Watchdog::new("local_job_agent_lost", LIMIT);
-    let job = LocalJob::start(2);
+    let job = LocalJob::start(2).unwrap();
     let pool = job.pool(proc_mpi::Cluster::builder().processes_per_host(2)).unwrap();
     // One task that never ends on each agent (each goes to the agent with the most room).
     let stuck: Vec<_> = (0..2).map(|_| pool.apply_async(common::forever, ()).unwrap()).collect();
