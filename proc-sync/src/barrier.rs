@@ -118,7 +118,13 @@ impl TryFrom<Parts> for Barrier {
                 p.region.len()
             ));
         }
-        Ok(Barrier { cond: p.cond, region: p.region, parties: p.parties, action: p.action, timeout: p.timeout })
+        Ok(Barrier {
+            cond: p.cond,
+            region: p.region,
+            parties: p.parties,
+            action: p.action,
+            timeout: p.timeout,
+        })
     }
 }
 
