@@ -111,7 +111,7 @@ impl TryFrom<Parts> for Barrier {
         if p.parties == 0 {
             return Err("a barrier handle with no parties".to_owned());
         }
-        if !region_bytes(p.parties).is_some_and(|bytes| bytes <= p.region.len()) {
+        if region_bytes(p.parties).is_none_or(|bytes| bytes > p.region.len()) {
             return Err(format!(
                 "a barrier of {} parties does not fit its memory ({} bytes)",
                 p.parties,

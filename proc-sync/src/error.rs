@@ -114,10 +114,10 @@ pub enum BarrierError {
     /// wait (one that dies waiting gives [`PartyDied`](Self::PartyDied)).
     #[error("the barrier is broken")]
     Broken,
-    /// A party of the round died while waiting (within about
-    /// [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) of the death, every waiter of the round gets
-    /// this); the barrier is broken, and later waits get this too until a
-    /// [`reset`](crate::Barrier::reset).
+    /// A party of the round died while waiting: within about
+    /// [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) of the death, every waiter of the round gets this
+    /// (one still asleep when a [`reset`](crate::Barrier::reset) comes gets `Broken`). The barrier
+    /// is broken, and later waits get this too until a reset.
     #[error("process {pid}, a party of the barrier, died while waiting; the barrier is broken")]
     PartyDied {
         /// The pid of the party that died.
