@@ -1,5 +1,17 @@
 //! `Barrier`: Python's `threading.Barrier` state machine (filling, draining, resetting, broken)
-//! over a [`Condition`] and two shared words.
+//! over a [`Condition`] and shared words: the count of parties in the round, the state, the pid of
+//! a party whose death broke the barrier, and one slot per party holding the pid of a process
+//! waiting in the current round.
+//!
+//! Every word is read and written under the condition's lock. A party records its pid in a free
+//! slot when it arrives (as it takes its index from COUNT) and clears it when it leaves the wait
+//! (released, timed out or broken), so `COUNT` is the number of recorded slots. A waiter sleeps in
+//! slices of [`LIVENESS_CHECK`]; after each one it checks the recorded pids of the others. A dead
+//! one's slots are cleared and counted out on its behalf; if the round was still filling, the
+//! barrier breaks with that pid in DEAD, so that every waiter reports it. A lock taken over from
+//! a holder that died first recounts `COUNT` from the slots (the holder may have died between the
+//! two stores), then treats the holder as a dead party if it had a slot, or else breaks the
+//! barrier (what it was doing is unknown).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -10,16 +22,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::{Condition, ConditionGuard};
 use crate::error::BarrierError;
-use crate::lock::{deadline, Lock};
+use crate::lock::{deadline, Lock, LIVENESS_CHECK};
 use crate::region::Region;
 
+/// The number of parties in the current round (recorded in a slot), as a `u32` index.
 const COUNT: usize = 0;
+/// FILLING, DRAINING, RESETTING or BROKEN.
 const STATE: usize = 1;
+/// The pid of the party whose death broke the barrier; 0 unless a death did.
+const DEAD: usize = 2;
+/// The first of `parties` slots, each 0 or the pid of a party in the current round.
+const FIRST_SLOT: usize = 3;
 
 const FILLING: u32 = 0;
 const DRAINING: u32 = 1;
 const RESETTING: u32 = 2;
 const BROKEN: u32 = 3;
+
+/// The bytes of the region of a barrier for `parties` parties (`None`: more than memory holds).
+fn region_bytes(parties: u32) -> Option<usize> {
+    usize::try_from(parties).ok()?.checked_add(FIRST_SLOT)?.checked_mul(4)
+}
 
 /// A barrier for a fixed number of parties, shared between processes, as Python's
 /// `multiprocessing.Barrier`.
@@ -30,8 +53,14 @@ const BROKEN: u32 = 3;
 /// an [`abort`](Self::abort), a panicking action or a party that dies holding the barrier's lock
 /// breaks it for every party until [`reset`](Self::reset).
 ///
-/// A party that dies while waiting is not detected: the others wait for it until their timeout,
-/// so give the barrier (or the waits) a timeout where a party may die.
+/// A party that dies while waiting breaks it too: each waiting party checks the pids of the others
+/// in its round once per [`LIVENESS_CHECK`] of waiting, so within about that time of the death
+/// (a wait without a timeout included), every waiter gets [`BarrierError::PartyDied`] naming the
+/// dead process, and so does every later wait until a reset. A party counts from its arrival: if
+/// the last party arrives before the death is noticed, the round passes. A party that dies between
+/// rounds (not waiting) breaks nothing; the next round waits for `parties` parties as always, so
+/// one must take its place. As for a [`Lock`]'s owner, a dead party whose pid was reused by a new
+/// process looks alive; pids are reused only after the whole pid space cycled.
 ///
 /// # Examples
 ///
@@ -54,12 +83,49 @@ const BROKEN: u32 = 3;
 /// assert_eq!(indices, [0, 1, 2]);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "Parts")]
 pub struct Barrier {
     cond: Condition,
     region: Region,
     parties: u32,
     action: Option<StaticFn>,
     timeout: Option<Duration>,
+}
+
+/// A decoded [`Barrier`] handle before its region is checked against its party count.
+#[derive(Deserialize)]
+#[serde(rename = "Barrier")]
+struct Parts {
+    cond: Condition,
+    region: Region,
+    parties: u32,
+    action: Option<StaticFn>,
+    timeout: Option<Duration>,
+}
+
+impl TryFrom<Parts> for Barrier {
+    type Error = String;
+
+    /// Refuses a handle whose region has no room for a slot per party (or no party).
+    fn try_from(p: Parts) -> Result<Self, String> {
+        if p.parties == 0 {
+            return Err("a barrier handle with no parties".to_owned());
+        }
+        if region_bytes(p.parties).is_none_or(|bytes| bytes > p.region.len()) {
+            return Err(format!(
+                "a barrier of {} parties does not fit its memory ({} bytes)",
+                p.parties,
+                p.region.len()
+            ));
+        }
+        Ok(Barrier {
+            cond: p.cond,
+            region: p.region,
+            parties: p.parties,
+            action: p.action,
+            timeout: p.timeout,
+        })
+    }
 }
 
 impl Barrier {
@@ -73,9 +139,12 @@ impl Barrier {
         if parties == 0 {
             return Err(BarrierError::NoParties);
         }
+        let bytes = region_bytes(parties).ok_or_else(|| {
+            proc_core::Error::invalid_argument(format!("a barrier of {parties} parties: too many to address"))
+        })?;
         Ok(Barrier {
             cond: Condition::with_lock(Lock::new()?)?,
-            region: Region::new(8)?,
+            region: Region::new(bytes)?,
             parties,
             action: None,
             timeout: None,
@@ -104,8 +173,10 @@ impl Barrier {
     /// # Errors
     ///
     /// [`BarrierError::Broken`] if the barrier is or becomes broken (the timeout passed, which
-    /// breaks it; another party aborted, reset it or timed out); [`BarrierError::ActionPanicked`]
-    /// in the party whose action panicked (the others get `Broken`).
+    /// breaks it; another party aborted, reset it or timed out); [`BarrierError::PartyDied`] if a
+    /// party died waiting in this round (or broke the barrier so in an earlier round, and no reset
+    /// came since); [`BarrierError::ActionPanicked`] in the party whose action panicked (the
+    /// others get `Broken`).
     pub fn wait(&self) -> Result<u32, BarrierError> {
         self.wait_until(self.timeout.map(deadline))
     }
@@ -122,13 +193,16 @@ impl Barrier {
     /// Breaks the barrier: waiting and later parties get [`BarrierError::Broken`] until a reset.
     pub fn abort(&self) {
         let mut g = self.lock();
+        self.region.word(DEAD).store(0, Ordering::SeqCst);
         self.break_it(&mut g);
     }
 
     /// Returns the barrier to its initial state; parties waiting now get
-    /// [`BarrierError::Broken`].
+    /// [`BarrierError::Broken`]. The slots of parties that died waiting are cleared first.
     pub fn reset(&self) {
         let mut g = self.lock();
+        self.check_parties(&mut g);
+        self.region.word(DEAD).store(0, Ordering::SeqCst);
         if self.count() > 0 {
             match self.state() {
                 FILLING | BROKEN => self.set_state(RESETTING),
@@ -145,7 +219,8 @@ impl Barrier {
         self.state() == BROKEN
     }
 
-    /// The number of parties waiting in the current round (a snapshot).
+    /// The number of parties waiting in the current round (a snapshot); one that died counts
+    /// until a waiter notices.
     pub fn n_waiting(&self) -> u32 {
         if self.state() == FILLING {
             self.count()
@@ -176,14 +251,118 @@ impl Barrier {
         g.notify_all();
     }
 
-    /// Takes the lock; a holder that died breaks the barrier (what it was doing is unknown).
+    /// The error of a wait that found the barrier broken (or reset): the dead party, if a death
+    /// broke it.
+    fn broken_error(&self) -> BarrierError {
+        match self.region.word(DEAD).load(Ordering::SeqCst) {
+            0 => BarrierError::Broken,
+            pid => BarrierError::PartyDied { pid },
+        }
+    }
+
+    /// The slot indices.
+    fn slots(&self) -> std::ops::Range<usize> {
+        FIRST_SLOT..FIRST_SLOT + self.parties as usize
+    }
+
+    /// Takes the lock; a holder that died is dealt with first (see [`holder_died`]).
+    ///
+    /// [`holder_died`]: Self::holder_died
     fn lock(&self) -> ConditionGuard<'_> {
         match self.cond.acquire() {
             Ok(g) => g,
             Err(died) => {
+                let pid = died.pid();
                 let mut g = died.into_guard();
-                self.break_it(&mut g);
+                self.holder_died(&mut g, pid);
                 g
+            }
+        }
+    }
+
+    /// The lock was taken over from `pid`, which died holding it. It may have died between
+    /// recording itself and counting itself in, or the other way round, so `COUNT` is recounted
+    /// from the slots. A holder with a slot was a party of the round: it is dealt with as any dead
+    /// party. Else what it was doing is unknown, and the barrier breaks.
+    fn holder_died(&self, g: &mut ConditionGuard<'_>, pid: u32) {
+        let recorded = self.slots().filter(|&i| self.region.word(i).load(Ordering::SeqCst) != 0).count();
+        // At most `parties`, a u32.
+        self.region.word(COUNT).store(u32::try_from(recorded).unwrap_or(u32::MAX), Ordering::SeqCst);
+        if self.slots().any(|i| self.region.word(i).load(Ordering::SeqCst) == pid) {
+            self.party_died(g, pid);
+        } else {
+            self.break_it(g);
+        }
+        // It may have died before waking the others.
+        g.notify_all();
+    }
+
+    /// Checks the pids recorded for the current round (but this process'), under the lock.
+    fn check_parties(&self, g: &mut ConditionGuard<'_>) {
+        let me = proc_os::pid();
+        for i in self.slots() {
+            let pid = self.region.word(i).load(Ordering::SeqCst);
+            if pid != 0 && pid != me && !proc_os::process_alive(pid) {
+                self.party_died(g, pid);
+            }
+        }
+    }
+
+    /// Process `pid`, a party of the current round, died: its slots are cleared and counted out
+    /// on its behalf. If the round was filling, it breaks the barrier; if it was draining or being
+    /// reset, it only leaves (the last party out lets the next round in).
+    fn party_died(&self, g: &mut ConditionGuard<'_>, pid: u32) {
+        for i in self.slots() {
+            if self.region.word(i).load(Ordering::SeqCst) == pid {
+                self.region.word(i).store(0, Ordering::SeqCst);
+                // Every slot is counted, so COUNT > 0 here.
+                self.region.word(COUNT).fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        match self.state() {
+            FILLING => {
+                self.region.word(DEAD).store(pid, Ordering::SeqCst);
+                self.break_it(g);
+            }
+            DRAINING | RESETTING if self.count() == 0 => {
+                self.set_state(FILLING);
+                g.notify_all();
+            }
+            _ => {}
+        }
+    }
+
+    /// Records this process in a free slot; `None` if none is free (cannot happen: a round has at
+    /// most `parties` parties, and a party leaves its slot as it leaves the round).
+    fn record(&self) -> Option<usize> {
+        let me = proc_os::pid();
+        self.slots().find(|&i| {
+            self.region.word(i).compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        })
+    }
+
+    /// Waits, with the lock held, until `blocked` is false (true) or `deadline` passes (false),
+    /// checking the other parties once per [`LIVENESS_CHECK`] of waiting.
+    fn wait_while(
+        &self,
+        g: &mut ConditionGuard<'_>,
+        blocked: impl Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        loop {
+            let slice = Instant::now() + LIVENESS_CHECK;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            match g.cond_wait_for(|| !blocked(), Some(until)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(died) => self.holder_died(g, died.pid()),
+            }
+            self.check_parties(g);
+            if !blocked() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
             }
         }
     }
@@ -191,18 +370,21 @@ impl Barrier {
     fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
         let mut g = self.lock();
         // Wait for the previous round to drain or a reset to finish.
-        let entered =
-            g.cond_wait_for(|| !matches!(self.state(), DRAINING | RESETTING), deadline).unwrap_or(false);
-        if !entered {
+        if !self.wait_while(&mut g, || matches!(self.state(), DRAINING | RESETTING), deadline) {
             self.break_it(&mut g);
             return Err(BarrierError::Broken);
         }
         if self.state() == BROKEN {
-            return Err(BarrierError::Broken);
+            return Err(self.broken_error());
         }
         let index = self.region.word(COUNT).fetch_add(1, Ordering::SeqCst);
+        let slot = self.record();
         let result =
             if index + 1 == self.parties { self.release(&mut g) } else { self.wait_round(&mut g, deadline) };
+        // Leave the round: the slot first, as `holder_died` recounts from the slots.
+        if let Some(slot) = slot {
+            self.region.word(slot).store(0, Ordering::SeqCst);
+        }
         if self.region.word(COUNT).fetch_sub(1, Ordering::SeqCst) == 1
             && matches!(self.state(), DRAINING | RESETTING)
         {
@@ -232,13 +414,14 @@ impl Barrier {
     }
 
     fn wait_round(&self, g: &mut ConditionGuard<'_>, deadline: Option<Instant>) -> Result<(), BarrierError> {
-        match g.cond_wait_for(|| self.state() != FILLING, deadline) {
-            Ok(true) if self.state() == DRAINING => Ok(()),
-            Ok(true) => Err(BarrierError::Broken),
-            Ok(false) | Err(_) => {
-                self.break_it(g);
-                Err(BarrierError::Broken)
-            }
+        if !self.wait_while(g, || self.state() == FILLING, deadline) {
+            // Timed out, the round still filling.
+            self.break_it(g);
+            return Err(BarrierError::Broken);
+        }
+        match self.state() {
+            DRAINING => Ok(()),
+            _ => Err(self.broken_error()),
         }
     }
 }

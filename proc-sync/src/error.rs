@@ -110,9 +110,19 @@ pub enum ReleaseError {
 #[non_exhaustive]
 pub enum BarrierError {
     /// The barrier is broken: a party timed out or aborted, the barrier was reset while this party
-    /// waited, the action panicked in another party, or a party died holding its lock.
+    /// waited, the action panicked in another party, or a process died holding its lock outside a
+    /// wait (one that dies waiting gives [`PartyDied`](Self::PartyDied)).
     #[error("the barrier is broken")]
     Broken,
+    /// A party of the round died while waiting: within about
+    /// [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) of the death, every waiter of the round gets this
+    /// (one still asleep when a [`reset`](crate::Barrier::reset) comes gets `Broken`). The barrier
+    /// is broken, and later waits get this too until a reset.
+    #[error("process {pid}, a party of the barrier, died while waiting; the barrier is broken")]
+    PartyDied {
+        /// The pid of the party that died.
+        pid: u32,
+    },
     /// The action panicked in this party (with this message); the barrier is broken.
     #[error("the barrier's action panicked: {0}")]
     ActionPanicked(String),
