@@ -239,8 +239,14 @@ impl<'de> Deserialize<'de> for Fd {
 ///
 /// Drop the guard before the descriptor is closed (declare it before the descriptor's owner in a
 /// struct): a number still listed after its close could be taken by an unrelated descriptor, which
-/// a forked child would then lose. Best effort: at most 1024 descriptors of a process are listed at
-/// once; the rest live on in forked children as descriptors do.
+/// a forked child would then lose.
+///
+/// The list grows with the process's descriptor limit (`RLIMIT_NOFILE`'s soft limit when the list
+/// needs room, rounded up to a multiple of 1024), so every descriptor a process can have open fits,
+/// up to 2^20 (1,048,576) of them: a process whose soft limit is higher and that lists more than
+/// that, or one that lists a descriptor twice and so fills the list before its limit, has the rest
+/// live on in forked children as descriptors do. Raising the limit later lets the list grow further
+/// when it next needs room; it never shrinks, and a dropped guard's place is reused.
 ///
 /// ```
 /// use std::os::fd::AsFd;
@@ -266,6 +272,13 @@ impl ReleaseOnFork {
     pub fn new(fd: BorrowedFd<'_>) -> Self {
         let fd = fd.as_raw_fd();
         ReleaseOnFork { slot: crate::sys::release_on_fork(fd), fd }
+    }
+
+    /// The guard's place in the list (`None`: the list was full), for tests that check that places
+    /// are reused.
+    #[doc(hidden)]
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
     }
 
     /// Unlists the descriptor now (the guard's drop then does nothing more).
