@@ -26,19 +26,46 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::OwnerDied;
-use crate::lock::{deadline, AcquireResult, Lock, RLock};
+use crate::lock::{deadline, AcquireResult, Lock, RLock, LIVENESS_CHECK};
 use crate::region::Region;
 
+/// Waits in progress without a slot that no notification has reached.
 const WAITING: usize = 0;
+/// Notifications not yet taken by a wait without a slot.
 const PERMITS: usize = 1;
+/// The next ticket.
 const TICKET: usize = 2;
+/// The ticket count at the last notify that gave permits.
 const LIMIT: usize = 3;
+/// Changes on every notify that gives permits; waits without a slot sleep on it.
 const SEQ: usize = 4;
-const WORDS: usize = 5;
+/// The first slot; each is [`SLOT_WORDS`] words: [`PID`], [`SLOT_TICKET`], [`STATE`], [`NOTE`].
+const FIRST_SLOT: usize = 5;
+/// How many waits in progress have a slot recording their pid; a wait that finds none free is
+/// counted in `WAITING` instead (see the module docs).
+const WAITER_SLOTS: usize = 128;
+const SLOT_WORDS: usize = 4;
+/// Slot word: the waiting process' pid; 0 for a free slot. Written last when a wait registers,
+/// and cleared (a single store) when it leaves.
+const PID: usize = 0;
+/// Slot word: the wait's ticket.
+const SLOT_TICKET: usize = 1;
+/// Slot word: 0 while the wait is not notified, [`NOTIFIED`] once a notify chose it. The wait
+/// sleeps on it.
+const STATE: usize = 2;
+/// Slot word: the ticket count at the notify that chose the wait (who else may take it over).
+const NOTE: usize = 3;
+const NOTIFIED: u32 = 1;
+const WORDS: usize = FIRST_SLOT + WAITER_SLOTS * SLOT_WORDS;
 
 /// Whether `ticket` was issued before `limit` (wrapping: tickets are compared within 2^31).
 fn before(ticket: u32, limit: u32) -> bool {
     (limit.wrapping_sub(ticket) as i32) > 0
+}
+
+/// The index of word `word` of slot `slot`.
+fn slot_word(slot: usize, word: usize) -> usize {
+    FIRST_SLOT + slot * SLOT_WORDS + word
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -138,9 +165,99 @@ impl Condition {
         }
     }
 
-    /// The number of waits in progress that no notification has reached yet (a snapshot).
+    /// The number of waits in progress that no notification has reached yet (a snapshot). A
+    /// waiter that died counts until a `notify` (or another waiter) finds it dead.
     pub fn waiting(&self) -> u32 {
-        self.region.word(WAITING).load(Ordering::SeqCst)
+        let recorded = (0..WAITER_SLOTS)
+            .filter(|&i| {
+                self.word(i, PID).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
+            })
+            .count();
+        // At most WAITER_SLOTS.
+        let recorded = u32::try_from(recorded).unwrap_or(u32::MAX);
+        self.region.word(WAITING).load(Ordering::SeqCst).saturating_add(recorded)
+    }
+
+    /// Word `word` of slot `slot`.
+    fn word(&self, slot: usize, word: usize) -> &std::sync::atomic::AtomicU32 {
+        self.region.word(slot_word(slot, word))
+    }
+
+    /// Records a wait with `ticket` in a free slot, under the lock; `None` if none is free.
+    fn record(&self, ticket: u32) -> Option<usize> {
+        let slot = (0..WAITER_SLOTS).find(|&i| self.word(i, PID).load(Ordering::SeqCst) == 0)?;
+        self.word(slot, SLOT_TICKET).store(ticket, Ordering::SeqCst);
+        self.word(slot, STATE).store(0, Ordering::SeqCst);
+        // Last: the slot is in use once its pid is set, and every other word of it is valid then.
+        self.word(slot, PID).store(proc_os::pid(), Ordering::SeqCst);
+        Some(slot)
+    }
+
+    /// Whether `pid` runs (this process does, without a system call).
+    fn alive(pid: u32) -> bool {
+        pid == proc_os::pid() || proc_os::process_alive(pid)
+    }
+
+    /// Whether some slot holds a notification that a dead process was chosen for (a look without
+    /// the lock: a hint that [`reclaim`](Self::reclaim) has work).
+    fn stranded(&self) -> bool {
+        (0..WAITER_SLOTS).any(|i| {
+            let pid = self.word(i, PID).load(Ordering::SeqCst);
+            pid != 0 && self.word(i, STATE).load(Ordering::SeqCst) != 0 && !Self::alive(pid)
+        })
+    }
+
+    /// Under the lock: frees the slots of notified waiters that died before their wait ended,
+    /// passing each one's notification to the oldest live waiter not yet notified that registered
+    /// before that notify, if there is one. (Dead waiters not notified are freed as
+    /// [`choose_live`](Self::choose_live) meets them.)
+    fn reclaim(&self) {
+        for i in 0..WAITER_SLOTS {
+            let pid = self.word(i, PID).load(Ordering::SeqCst);
+            if pid == 0 || self.word(i, STATE).load(Ordering::SeqCst) == 0 || Self::alive(pid) {
+                continue;
+            }
+            let note = self.word(i, NOTE).load(Ordering::SeqCst);
+            self.choose_live(1, note, |ticket| before(ticket, note));
+            self.word(i, PID).store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Under the lock: notifies up to `n` live waiters not yet notified whose ticket passes
+    /// `eligible`, oldest first, for a notify at ticket count `note`; frees the slots of the dead
+    /// ones met on the way (not notified, they only leave). How many it notified.
+    fn choose_live(&self, n: u32, note: u32, eligible: impl Fn(u32) -> bool) -> u32 {
+        let next = self.region.word(TICKET).load(Ordering::SeqCst);
+        let mut waiters: Vec<(u32, usize)> = (0..WAITER_SLOTS)
+            .filter(|&i| {
+                self.word(i, PID).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
+            })
+            .map(|i| (self.word(i, SLOT_TICKET).load(Ordering::SeqCst), i))
+            .filter(|&(ticket, _)| eligible(ticket))
+            .collect();
+        // The oldest is the furthest behind the next ticket.
+        waiters.sort_unstable_by_key(|&(ticket, _)| std::cmp::Reverse(next.wrapping_sub(ticket)));
+        let mut chosen = 0;
+        for (_, i) in waiters {
+            if chosen == n {
+                break;
+            }
+            if Self::alive(self.word(i, PID).load(Ordering::SeqCst)) {
+                self.choose(i, note);
+                chosen += 1;
+            } else {
+                self.word(i, PID).store(0, Ordering::SeqCst);
+            }
+        }
+        chosen
+    }
+
+    /// Under the lock: notifies the wait in slot `slot`, chosen by a notify at ticket count `note`.
+    fn choose(&self, slot: usize, note: u32) {
+        self.word(slot, NOTE).store(note, Ordering::SeqCst);
+        let state = self.word(slot, STATE);
+        state.store(NOTIFIED, Ordering::SeqCst);
+        proc_os::wake_all(state);
     }
 
     fn guard(&self) -> ConditionGuard<'_> {
@@ -172,57 +289,126 @@ impl Condition {
         };
     }
 
+    /// Takes the lock until `deadline` (`None`: no limit); as [`lock_until`](Self::lock_until).
+    fn lock_by(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
+        match deadline {
+            Some(d) => self.lock_until(d),
+            None => Some(self.lock_blocking()),
+        }
+    }
+
     /// One wait, the lock held on entry and on return: whether it was notified, and the pid of a
     /// lock owner that died meanwhile.
     fn wait_once(&self, deadline: Option<Instant>) -> (bool, Option<u32>) {
         let waiting = self.region.word(WAITING);
         let permits = self.region.word(PERMITS);
         let limit = self.region.word(LIMIT);
-        let seq = self.region.word(SEQ);
-        // Under the lock: register and take a ticket.
+        // Under the lock: take a ticket and register, in a slot if one is free.
         let ticket = self.region.word(TICKET).fetch_add(1, Ordering::SeqCst);
-        waiting.fetch_add(1, Ordering::SeqCst);
+        let slot = self.record(ticket);
+        if slot.is_none() {
+            waiting.fetch_add(1, Ordering::SeqCst);
+        }
         let depth = match &self.lock {
             Inner::Lock(l) => l.release().map(|()| 1),
             Inner::RLock(l) => l.release_save(),
         };
         // The guard proves this thread holds the lock, so the release cannot fail.
         debug_assert!(depth.is_ok(), "condition wait without holding its lock");
-        let mut notified = false;
+        let mut died = None;
+        let mut notified = match slot {
+            Some(slot) => {
+                self.sleep_in_slot(slot, deadline, &mut died);
+                false
+            }
+            None => self.sleep_for_permit(ticket, deadline),
+        };
+        let retaken = match &self.lock {
+            Inner::Lock(l) => l.lock_blocking().err(),
+            Inner::RLock(l) => l.acquire_restore(depth.unwrap_or(1)).err(),
+        };
+        // Under the lock again (no notify can run now).
+        match slot {
+            Some(slot) => {
+                // Notified if a notify chose this wait, even one that came after the deadline.
+                notified = self.word(slot, STATE).load(Ordering::SeqCst) != 0;
+                self.word(slot, PID).store(0, Ordering::SeqCst);
+            }
+            None if !notified => {
+                // Take a permit left for an eligible wait, or leave the count of waiters.
+                let p = permits.load(Ordering::SeqCst);
+                if before(ticket, limit.load(Ordering::SeqCst)) && p > 0 {
+                    permits.fetch_sub(1, Ordering::SeqCst);
+                    notified = true;
+                } else {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            None => {}
+        }
+        (notified, retaken.or(died))
+    }
+
+    /// Sleeps, the lock released, until a notify chooses the wait in `slot` or `deadline` passes.
+    /// Once per [`LIVENESS_CHECK`] it looks for a notification stranded on a dead waiter, and if
+    /// there is one, takes the lock to pass it on (perhaps to this wait); a lock owner that died
+    /// meanwhile goes to `died`.
+    fn sleep_in_slot(&self, slot: usize, deadline: Option<Instant>, died: &mut Option<u32>) {
+        let state = self.word(slot, STATE);
+        let mut next_check = Instant::now() + LIVENESS_CHECK;
+        loop {
+            if state.load(Ordering::SeqCst) != 0 {
+                return;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return;
+            }
+            if now >= next_check {
+                if self.stranded() {
+                    match self.lock_by(deadline) {
+                        // The deadline passed; the caller takes the lock and finishes.
+                        None => return,
+                        Some(taken) => {
+                            if let Err(pid) = taken {
+                                *died = Some(pid);
+                            }
+                            self.reclaim();
+                            self.unlock();
+                        }
+                    }
+                }
+                next_check = Instant::now() + LIVENESS_CHECK;
+                continue;
+            }
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
+            proc_os::wait(state, 0, Some(until.saturating_duration_since(now)));
+        }
+    }
+
+    /// Sleeps, the lock released, until the wait with `ticket` (without a slot) is eligible and
+    /// takes a permit (true) or `deadline` passes (false).
+    fn sleep_for_permit(&self, ticket: u32, deadline: Option<Instant>) -> bool {
+        let permits = self.region.word(PERMITS);
+        let limit = self.region.word(LIMIT);
+        let seq = self.region.word(SEQ);
         loop {
             let observed = seq.load(Ordering::SeqCst);
             if before(ticket, limit.load(Ordering::SeqCst)) {
                 let p = permits.load(Ordering::SeqCst);
                 if p > 0 {
                     if permits.compare_exchange(p, p - 1, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-                        notified = true;
-                        break;
+                        return true;
                     }
                     continue;
                 }
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                break;
+                return false;
             }
             proc_os::wait(seq, observed, deadline.map(|d| d - now));
         }
-        let died = match &self.lock {
-            Inner::Lock(l) => l.lock_blocking().err(),
-            Inner::RLock(l) => l.acquire_restore(depth.unwrap_or(1)).err(),
-        };
-        if !notified {
-            // Under the lock again (no notify can run now): take a permit left for an eligible
-            // wait, or leave the count of waiters.
-            let p = permits.load(Ordering::SeqCst);
-            if before(ticket, limit.load(Ordering::SeqCst)) && p > 0 {
-                permits.fetch_sub(1, Ordering::SeqCst);
-                notified = true;
-            } else {
-                waiting.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        (notified, died)
     }
 
     pub(crate) fn wait_for_until(
@@ -328,21 +514,27 @@ impl ConditionGuard<'_> {
         self.cond.wait_for_until(predicate, deadline)
     }
 
-    /// Wakes up to `n` waiters; returns how many it woke (those waiting now, at most `n`).
+    /// Wakes up to `n` live waiters; returns how many it woke (those waiting now, at most `n`).
+    /// Waiters that died waiting are not counted and get nothing.
     pub fn notify(&mut self, n: u32) -> u32 {
-        let region = &self.cond.region;
+        let cond = self.cond;
+        let region = &cond.region;
+        let next = region.word(TICKET).load(Ordering::SeqCst);
+        cond.reclaim();
+        let chosen = cond.choose_live(n, next, |_| true);
+        // The rest to waits without a slot, as permits.
         let waiting = region.word(WAITING);
-        let k = waiting.load(Ordering::SeqCst).min(n);
+        let k = waiting.load(Ordering::SeqCst).min(n - chosen);
         if k > 0 {
             waiting.fetch_sub(k, Ordering::SeqCst);
             region.word(PERMITS).fetch_add(k, Ordering::SeqCst);
-            region.word(LIMIT).store(region.word(TICKET).load(Ordering::SeqCst), Ordering::SeqCst);
+            region.word(LIMIT).store(next, Ordering::SeqCst);
             let seq = region.word(SEQ);
             seq.fetch_add(1, Ordering::SeqCst);
-            // Every sleeper is eligible now, so any k of them can take the k permits.
+            // Every sleeper without a slot is eligible now, so any k of them can take the permits.
             proc_os::wake(seq, k);
         }
-        k
+        chosen + k
     }
 
     /// Wakes every waiter; returns how many.
