@@ -170,7 +170,8 @@ impl Condition {
     pub fn waiting(&self) -> u32 {
         let recorded = (0..WAITER_SLOTS)
             .filter(|&i| {
-                self.word(i, PID).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
+                self.word(i, PID).load(Ordering::SeqCst) != 0
+                    && self.word(i, STATE).load(Ordering::SeqCst) == 0
             })
             .count();
         // At most WAITER_SLOTS.
@@ -230,7 +231,8 @@ impl Condition {
         let next = self.region.word(TICKET).load(Ordering::SeqCst);
         let mut waiters: Vec<(u32, usize)> = (0..WAITER_SLOTS)
             .filter(|&i| {
-                self.word(i, PID).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
+                self.word(i, PID).load(Ordering::SeqCst) != 0
+                    && self.word(i, STATE).load(Ordering::SeqCst) == 0
             })
             .map(|i| (self.word(i, SLOT_TICKET).load(Ordering::SeqCst), i))
             .filter(|&(ticket, _)| eligible(ticket))
