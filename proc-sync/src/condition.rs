@@ -1,22 +1,45 @@
-//! `Condition`: waiters and notifications counted in shared words next to a `Lock` or `RLock`.
+//! `Condition`: waiters and notifications recorded in shared memory next to a `Lock` or `RLock`.
 //!
-//! `WAITING` counts the waits in progress that no notification has reached; `PERMITS` counts
-//! notifications not yet taken. Every wait takes a ticket from `TICKET` when it registers (under
-//! the lock); `LIMIT` is the ticket count at the last `notify`, so a wait is *eligible* for a
-//! permit only if it registered before some notify (`ticket < LIMIT`). `SEQ` changes on every
-//! notify and is the word waiters sleep on.
+//! Every wait takes a ticket from `TICKET` when it registers (under the lock) and records itself in
+//! one of `WAITER_SLOTS` (128) slots: its pid, its ticket, a `STATE` word (0, or `NOTIFIED` once a
+//! notify chose it) that it sleeps on, and `NOTE`, the ticket count at the notify that chose it. The
+//! pid is written last when a wait registers and cleared when it leaves, each a single store under
+//! the lock, so a process that dies anywhere leaves either a whole slot or none.
 //!
-//! `wait` registers (`WAITING += 1`, a ticket), releases the lock, and sleeps until it is eligible
-//! and can take a permit. `notify(n)` (under the lock) moves `k = min(n, WAITING)` from `WAITING`
-//! to `PERMITS`, makes every registered wait eligible, bumps `SEQ` and wakes `k` sleepers, so
-//! exactly `k` waits end as notified, and none of them is a wait that began after the notify.
-//! A wait that times out takes the lock back and then, still under it, takes a permit if it is
-//! eligible and one is left (and reports itself notified), or else leaves `WAITING`.
+//! `notify(n)` (under the lock) chooses up to `n` recorded waits not yet notified, oldest ticket
+//! first, checking that each one's process is alive: a dead one's slot is freed (it only leaves),
+//! a live one is marked `NOTIFIED` (with `NOTE`) and woken. So its notifications go to live waits,
+//! never to one that began after it, and it returns how many it chose. A wait that times out takes
+//! the lock back and reports itself notified if a notify chose it meanwhile; either way it frees
+//! its slot.
 //!
-//! Invariants: `WAITING + PERMITS` is the number of waits in progress, and `PERMITS` never
-//! exceeds the number of eligible waits in progress, so no permit is stranded and no
-//! notification is lost or counted twice. Which eligible wait takes a given permit is not
-//! specified.
+//! A waiter chosen by a notify may die before its wait ends (the notification then reached a
+//! process that will never act on it). Such a notification is passed on: every sleeping waiter
+//! looks at the slots once per [`LIVENESS_CHECK`] (loads only, and a liveness check for notified
+//! slots only), and if one is notified but its process is dead, takes the lock and hands the
+//! notification to the oldest live waiter not yet notified whose ticket is below that slot's
+//! `NOTE` (it registered before that notify), then frees the slot; `notify` does the same first.
+//! If no such waiter is left, the notification is dropped: nobody is owed it.
+//!
+//! A wait that finds every slot taken (more than `WAITER_SLOTS` waits at once) falls back to
+//! counting: `WAITING` counts such waits that no notification has reached, `PERMITS` the
+//! notifications left for them, `LIMIT` is the ticket count at the last notify that gave permits
+//! (such a wait is *eligible* only if `ticket < LIMIT`), and `SEQ` changes on every such notify
+//! and is the word these waits sleep on. A notify that chose fewer than `n` recorded waits moves
+//! `k = min(n - chosen, WAITING)` from `WAITING` to `PERMITS`, makes every unrecorded wait eligible,
+//! bumps `SEQ` and wakes `k` of them; an eligible wait takes a permit by compare-and-swap, or, when
+//! it times out, under the lock again. A process that dies in such a wait is not seen: it counts as
+//! a waiter, a notify may give it a permit, and a permit it was owed stays with it.
+//!
+//! Invariants: each recorded wait is notified at most once and ends as notified exactly when a
+//! notify (or a hand-over) chose it, so no notification is lost or counted twice; a notification
+//! chosen for a waiter that died before its wait ended goes, within about a [`LIVENESS_CHECK`], to
+//! a live recorded waiter that registered before that notify if one is asleep, so none is stranded
+//! on a dead waiter while an eligible live one sleeps. For unrecorded waits, `WAITING + PERMITS` is
+//! the number of them in progress and `PERMITS` never exceeds the number of eligible ones, dead ones
+//! included. Which eligible wait takes a given permit is not specified. A process that dies inside
+//! `notify` itself (holding the lock) may leave part of that notify undone, as any lock holder
+//! that dies leaves its data.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -80,9 +103,14 @@ enum Inner {
 /// [`acquire`](Self::acquire) gives a [`ConditionGuard`]; waiting and notifying are methods of the
 /// guard, so they can only be called with the lock held (Python raises `RuntimeError` otherwise).
 ///
-/// A process that dies while waiting still counts as a waiter: a later `notify(1)` may be spent on
-/// it. Use [`notify_all`](ConditionGuard::notify_all) or `wait_for` with a timeout where that
-/// matters.
+/// A process that dies while waiting absorbs no notification: `notify(n)` checks that the waiters
+/// it chooses are alive and returns how many live ones it woke, and a waiter that dies after a
+/// notify chose it, before its wait returned, has that notification passed to a live waiter that
+/// was already waiting at that notify (the sleeping waiters look for such a death once per
+/// [`LIVENESS_CHECK`]). This holds for up to 128 waits at once: beyond that, the extra waits are
+/// counted rather than recorded, and one that dies still counts as a waiter, as a notification may
+/// be spent on it. As for a [`Lock`]'s owner, a dead waiter whose pid was reused by a new process
+/// looks alive; pids are reused only after the whole pid space cycled.
 ///
 /// # Examples
 ///
@@ -104,9 +132,34 @@ enum Inner {
 /// p.join().unwrap();
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "Parts")]
 pub struct Condition {
     lock: Inner,
     region: Region,
+}
+
+/// A decoded [`Condition`] handle before its region is checked against the layout.
+#[derive(Deserialize)]
+#[serde(rename = "Condition")]
+struct Parts {
+    lock: Inner,
+    region: Region,
+}
+
+impl TryFrom<Parts> for Condition {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the words and slots.
+    fn try_from(p: Parts) -> Result<Self, String> {
+        if p.region.len() < WORDS * 4 {
+            return Err(format!(
+                "a condition's memory is {} bytes, shorter than its {} bytes of state",
+                p.region.len(),
+                WORDS * 4
+            ));
+        }
+        Ok(Condition { lock: p.lock, region: p.region })
+    }
 }
 
 impl Condition {
@@ -166,7 +219,7 @@ impl Condition {
     }
 
     /// The number of waits in progress that no notification has reached yet (a snapshot). A
-    /// waiter that died counts until a `notify` (or another waiter) finds it dead.
+    /// waiter that died counts until a `notify` finds it dead.
     pub fn waiting(&self) -> u32 {
         let recorded = (0..WAITER_SLOTS)
             .filter(|&i| {

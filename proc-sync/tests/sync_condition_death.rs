@@ -1,6 +1,6 @@
 //! `Condition` waiters that die: killed while waiting they are not counted and absorb no
 //! notification; one killed after a notify chose it passes the notification to a live waiter that
-//! registered before that notify.
+//! registered before that notify. A decoded handle is checked against the memory its state needs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -138,4 +138,26 @@ fn a_notified_waiter_that_dies_passes_its_notification_on() {
     c_done.acquire();
     assert!(c.join().unwrap());
     assert_eq!(a_done.get_value(), 0);
+}
+
+/// The wire form of a `Condition`'s lock.
+#[derive(serde::Serialize)]
+#[allow(dead_code)]
+enum Inner {
+    Lock(proc_sync::Lock),
+    RLock(RLock),
+}
+
+#[test]
+fn a_handle_whose_memory_is_too_short_is_refused() {
+    use proc_core::handle::{deserialize_with_fds, serialize_with_fds};
+    use proc_core::shm::Segment;
+    let decode = |wire: &(Inner, Segment)| -> proc_core::Result<Condition> {
+        let (bytes, fds) = serialize_with_fds(wire)?;
+        deserialize_with_fds(&bytes, fds)
+    };
+    let whole = decode(&(Inner::RLock(RLock::new().unwrap()), Segment::new(4096).unwrap())).unwrap();
+    assert_eq!(whole.acquire().unwrap().notify(1), 0);
+    // The five counting words alone: no room for the waiters' slots.
+    assert!(decode(&(Inner::RLock(RLock::new().unwrap()), Segment::new(20).unwrap())).is_err());
 }
