@@ -77,21 +77,22 @@ fn a_getter_killed_asleep_costs_one_spare_wake_up() {
 fn a_getter_killed_asleep_is_answered_by_the_next_commit_alone() {
     let _s = serial();
     let _w = Watchdog::new("a_getter_killed_asleep_is_answered_by_the_next_commit_alone", LIMIT);
-    let q = Queue::<u32>::new(2).unwrap();
-    let p = until_asleep(Process::new(get_forever, (q.clone(),)).start().unwrap(), &q, |q| {
-        q.announced_sleepers().0
-    });
-    p.kill().unwrap();
-    let _ = p.join();
-    assert_eq!(q.announced_sleepers(), (true, false));
-    // With no live sleeper the first put clears the stale flag (its one spare wake-up finds
-    // nobody), and the queue works on without timeouts.
-    q.put(1).unwrap();
-    assert_eq!(q.announced_sleepers(), (false, false));
-    q.put(2).unwrap();
-    assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.get().unwrap(), 2);
-    assert_eq!(q.announced_sleepers(), (false, false));
+    // Bounded, and unbounded (whose producer reads the flag to tell whether a consumer is about).
+    for q in [Queue::<u32>::new(2).unwrap(), Queue::<u32>::unbounded().unwrap()] {
+        let p = Process::new(get_forever, (q.clone(),)).start().unwrap();
+        let p = until_asleep(p, &q, |q| q.announced_sleepers().0);
+        p.kill().unwrap();
+        let _ = p.join();
+        assert_eq!(q.announced_sleepers(), (true, false));
+        // With no live sleeper the first put clears the stale flag (its one spare wake-up finds
+        // nobody), and the queue works on without timeouts.
+        q.put(1).unwrap();
+        assert_eq!(q.announced_sleepers(), (false, false));
+        q.put(2).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        assert_eq!(q.announced_sleepers(), (false, false));
+    }
 }
 
 #[test]
