@@ -219,7 +219,8 @@ impl Ring {
     /// Whether a consumer of this unbounded queue (this is ring 0) is about: one has read from
     /// `ring` (so it reached this ring, and will be back), or one is asleep waiting for items (the
     /// commits just made woke it). Without one, a full ring grows at once: a producer that fills a
-    /// queue before anyone reads is never held up.
+    /// queue before anyone reads is never held up. A flag a getter killed asleep left set never
+    /// counts here: the ring filled through commits, and the first of them cleared it.
     pub(super) fn consumer_about(&self, ring: &Ring) -> bool {
         ring.head().load(Ordering::Relaxed) != 0 || self.queue().items.sleepers.load(Ordering::Relaxed) != 0
     }

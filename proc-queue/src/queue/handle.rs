@@ -206,6 +206,17 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Whether a getter and whether a putter has announced a sleep that no commit or release has
+    /// answered yet (the `sleepers` flags of the `items` and `space` words; see the module `wake`).
+    /// For tests, which wait on it until a process blocked in `get` or `put` is about to sleep or
+    /// asleep, and check what a process killed there leaves.
+    #[doc(hidden)]
+    pub fn announced_sleepers(&self) -> (bool, bool) {
+        let getters = self.ring.queue().items.sleepers.load(Ordering::SeqCst) != 0;
+        let putters = self.ring.header().space.sleepers.load(Ordering::SeqCst) != 0;
+        (getters, putters)
+    }
+
     /// Says that this process will use the queue no more (Python's `close()`): later `put`s and
     /// `get`s through any handle of it in this process fail with `Closed`. Items already put stay
     /// in the queue for the other processes.

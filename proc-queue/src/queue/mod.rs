@@ -23,6 +23,11 @@
 //!   message is ever read, and the queue goes on.
 //! - a consumer killed while reading leaves `READING | pid`: a producer that finds the slot full
 //!   and that pid dead frees it. Only that message is lost.
+//! - a getter or putter killed while blocked (asleep, or about to sleep) holds no slot; it leaves
+//!   only its announced sleep (the sleeper flag, below) set. The next commit (for a getter) or
+//!   release (for a putter) answers it as it answers a live sleeper: it clears the flag and makes
+//!   one wake-up that finds nobody, and the queue is as before. A live caller that sleeps
+//!   meanwhile announces on the same flag and is woken by that commit as usual.
 //!
 //! Liveness is checked only on slow paths: after a wait slice of [`LIVENESS_CHECK`] without
 //! progress, and by the non-blocking forms before they give up.
@@ -35,7 +40,10 @@
 //! Blocked callers sleep on two wait words, `items` (bumped by every commit) and `space` (bumped
 //! by every release), through proc-os's wait/wake seam, after a short spin. A sleeper first sets
 //! a flag next to the word; a signaller wakes only if it finds the flag set, and clears it, so the
-//! fast paths make no system call when nobody sleeps, and one wake-up serves a batch.
+//! fast paths make no system call when nobody sleeps, and one wake-up serves a batch. The only
+//! other reader of a flag is an unbounded queue's producer, which takes a set `items` flag for a
+//! consumer about (see `chain`); a dead getter's flag cannot hold it up, as its ring fills only
+//! through commits, and the first of them cleared the flag.
 //!
 //! # Files
 //!

@@ -69,7 +69,9 @@ impl Ring {
 
     /// After a commit or release (already stored): if someone announced a sleep, clears the
     /// announcement, bumps `word` and wakes every sleeper on it. With nobody asleep this is a fence
-    /// and a load, and one wake-up serves a whole batch.
+    /// and a load, and one wake-up serves a whole batch. A flag left set by a process killed while
+    /// asleep (or about to sleep) costs the next call one wake-up that finds nobody, then it is
+    /// clear: it never makes a live sleeper miss its wake-up, since `sleep` sets it afresh.
     pub(super) fn signal(word: &AtomicU32, sleepers: &AtomicU32) {
         // Pairs with the fence in `sleep`: either the sleeper's re-check sees our store, or we see
         // its announcement.
