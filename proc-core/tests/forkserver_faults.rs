@@ -17,6 +17,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+#[cfg(target_os = "linux")]
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use test_support::kill_and_wait;
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// How long a start or a join may take once the server is dead, before the test calls it hung.
+#[cfg(target_os = "linux")]
 const PROMPT: Duration = Duration::from_secs(30);
 
 /// How a child ends once released.
@@ -133,6 +135,7 @@ fn no_zombies() {
 
 /// Runs `f` on a thread and returns its result, failing the test (instead of hanging it) if `f`
 /// takes longer than `PROMPT`.
+#[cfg(target_os = "linux")]
 fn promptly<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
