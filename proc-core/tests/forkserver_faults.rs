@@ -14,16 +14,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 #[cfg(target_os = "linux")]
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::forkserver::{adopts, start, Child, End};
+#[cfg(target_os = "linux")]
+use common::forkserver::{state_and_parent, zombie_children};
 use common::{serial, Watchdog};
-use proc_core::handle::Fd;
-use proc_core::{get_context, Process, StartMethod};
+use proc_core::{get_context, StartMethod};
 use test_support::kill_and_wait;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -32,88 +32,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 #[cfg(target_os = "linux")]
 const PROMPT: Duration = Duration::from_secs(30);
 
-/// How a child ends once released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-enum End {
-    Return(u32),
-    Exit(i32),
-}
-
-/// Says it runs (one byte on `ready`), waits for a byte on `release` (or its end), then ends as `end` says.
-fn wait_then_end(ready: Fd, release: Fd, end: End) -> u32 {
-    std::fs::File::from(ready.into_owned()).write_all(&[1]).unwrap();
-    let mut byte = [0u8; 1];
-    let _ = std::fs::File::from(release.into_owned()).read(&mut byte);
-    match end {
-        End::Return(v) => v,
-        End::Exit(code) => std::process::exit(code),
-    }
-}
-
-struct Child {
-    process: Process<u32>,
-    release: std::fs::File,
-    end: End,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if std::thread::panicking() && self.process.exitcode().is_none() {
-            // A failed test must not leave a child running forever.
-            let _ = self.process.kill();
-        }
-    }
-}
-
-/// Starts a fork-server child that blocks until released, and waits until it runs.
-fn start(end: End) -> Child {
-    let (mut ready_r, ready_w) = UnixStream::pair().unwrap();
-    let (release_r, release_w) = UnixStream::pair().unwrap();
-    let args = (Fd::from(OwnedFd::from(ready_w)), Fd::from(OwnedFd::from(release_r)), end);
-    let process = get_context(StartMethod::ForkServer).process(wait_then_end, args).start().unwrap();
-    let mut byte = [0u8; 1];
-    ready_r.read_exact(&mut byte).unwrap();
-    Child { process, release: std::fs::File::from(OwnedFd::from(release_w)), end }
-}
-
 /// Starts a trivial fork-server child and checks its value and exit code.
 fn start_and_join(x: u32) {
     let p = get_context(StartMethod::ForkServer).process(|x: u32| x + 1, (x,)).start().unwrap();
     assert_eq!(p.join().unwrap(), x + 1);
     assert_eq!(p.exitcode(), Some(0));
-}
-
-/// Whether this backend gives the fork server a keeper that reaps the server's orphans (Linux
-/// without `force-portable`), so their real exit codes are known.
-fn adopts() -> bool {
-    proc_core::backend() == "linux"
-}
-
-/// The state and parent of process `pid` from `/proc/<pid>/stat`, or `None` once it is gone.
-#[cfg(target_os = "linux")]
-fn state_and_parent(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let parent = fields.next()?.parse().ok()?;
-    Some((state, parent))
-}
-
-/// The children of this process that are zombies (Linux: read from `/proc`).
-#[cfg(target_os = "linux")]
-fn zombie_children() -> Vec<u32> {
-    let mut zombies = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let children = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let pid = pid.parse().unwrap();
-            if matches!(state_and_parent(pid), Some(('Z', _))) {
-                zombies.push(pid);
-            }
-        }
-    }
-    zombies
 }
 
 /// Checks that `pid` (a dead server, or a child of one) is no child of this process: not left a
@@ -211,6 +134,7 @@ fn a_server_killed_while_its_children_run_loses_no_status() {
                 assert_eq!(e.exit_code(), Some(code), "{e}");
                 assert_eq!(child.process.exitcode(), Some(code));
             }
+            End::Wait => unreachable!("every child here is released"),
         }
         assert!(!child.process.is_alive());
         assert!(child.process.sentinel().is_ready().unwrap());

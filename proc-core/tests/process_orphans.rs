@@ -7,103 +7,23 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::time::Duration;
 
+use common::forkserver::{adopts, start, End};
+#[cfg(target_os = "linux")]
+use common::forkserver::{parent_of, zombie_children};
 use common::{serial, Watchdog};
-use proc_core::handle::Fd;
-use proc_core::{get_context, Process, StartMethod};
+use proc_core::{get_context, StartMethod};
 use test_support::kill_and_wait;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// How a child ends once released.
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
-enum End {
-    Return(u32),
-    Exit(i32),
-    /// Never released: terminated by the parent.
-    Wait,
-}
-
-/// Says it runs (one byte on `ready`), waits for a byte on `release` (or its end), then ends as `end` says.
-fn wait_then_end(ready: Fd, release: Fd, end: End) -> u32 {
-    std::fs::File::from(ready.into_owned()).write_all(&[1]).unwrap();
-    let mut byte = [0u8; 1];
-    let _ = std::fs::File::from(release.into_owned()).read(&mut byte);
-    match end {
-        End::Return(v) => v,
-        End::Exit(code) => std::process::exit(code),
-        End::Wait => loop {
-            std::thread::park();
-        },
-    }
-}
-
-struct Child {
-    process: Process<u32>,
-    release: std::fs::File,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if std::thread::panicking() && self.process.exitcode().is_none() {
-            // A failed test must not leave a child running forever (before the fix, the API could
-            // not reach it). It is not reaped yet, so its pid is still its own.
-            // SAFETY: kill takes plain integers.
-            unsafe { libc::kill(self.process.pid() as i32, libc::SIGKILL) };
-        }
-    }
-}
-
-fn start(end: End) -> Child {
-    let (mut ready_r, ready_w) = UnixStream::pair().unwrap();
-    let (release_r, release_w) = UnixStream::pair().unwrap();
-    let args = (Fd::from(OwnedFd::from(ready_w)), Fd::from(OwnedFd::from(release_r)), end);
-    let process = get_context(StartMethod::ForkServer).process(wait_then_end, args).start().unwrap();
-    let mut byte = [0u8; 1];
-    ready_r.read_exact(&mut byte).unwrap();
-    Child { process, release: std::fs::File::from(OwnedFd::from(release_w)) }
-}
 
 /// Kills this process' fork server and waits until it is dead.
 fn kill_fork_server() -> u32 {
     let server = proc_core::fork_server_pid().unwrap();
     kill_and_wait(server);
     server
-}
-
-/// The parent of process `pid` (Linux: read from `/proc`).
-#[cfg(target_os = "linux")]
-fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(')').unwrap();
-    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// The children of this process that are zombies (Linux: read from `/proc`).
-#[cfg(target_os = "linux")]
-fn zombie_children() -> Vec<u32> {
-    let mut zombies = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let children = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-            if state == Some("Z") {
-                zombies.push(pid.parse().unwrap());
-            }
-        }
-    }
-    zombies
-}
-
-/// Whether this backend gives the fork server a keeper that reaps the server's orphans (Linux
-/// without `force-portable`), so their real exit codes are known.
-fn adopts() -> bool {
-    proc_core::backend() == "linux"
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod forkserver;
+
 pub use test_support::{serial, Watchdog};
 
 /// Runs one `#[ignore]`d helper test of this binary in a fresh process.
