@@ -10,19 +10,13 @@ use proc_core::handle::{deserialize_with_fds, serialize_with_fds, StaticFn};
 use proc_core::shm::Segment;
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_sync::{Barrier, BarrierError, Condition, Event, LIVENESS_CHECK};
-use test_support::{serial, spawn_until_asleep, Watchdog};
+use test_support::{serial, spawn_until_asleep, until, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// How long a waiter may take to notice a death: the check runs once per `LIVENESS_CHECK`; the
 /// rest is room for a loaded machine.
 const NOTICED_WITHIN: Duration = Duration::from_secs(10);
-
-fn until(mut f: impl FnMut() -> bool) {
-    while !f() {
-        std::thread::yield_now();
-    }
-}
 
 /// One wait, without a timeout; the error as its message (a child's result travels back).
 fn wait_once(barrier: Barrier) -> Result<u32, String> {

@@ -7,16 +7,9 @@ use std::time::{Duration, Instant};
 
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_sync::{Barrier, BarrierError, Condition, Lock, RLock, Semaphore, Value};
-use test_support::{serial, Watchdog};
+use test_support::{serial, until, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Spins (yielding) until `f` holds: waiting for a state another process reaches, not a sleep.
-fn until(mut f: impl FnMut() -> bool) {
-    while !f() {
-        std::thread::yield_now();
-    }
-}
 
 /// Waits once (with a generous bound), then reports through `done`; whether it was notified.
 fn wait_then_report(cond: Condition, done: Semaphore) -> bool {

@@ -8,19 +8,13 @@ use std::time::Duration;
 
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_sync::{Condition, RLock, Semaphore};
-use test_support::{serial, Watchdog};
+use test_support::{serial, until, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// How long a waiter may take to notice a notification stranded on a dead one: the check runs
 /// once per `LIVENESS_CHECK`; the rest is room for a loaded machine.
 const NOTICED_WITHIN: Duration = Duration::from_secs(10);
-
-fn until(mut f: impl FnMut() -> bool) {
-    while !f() {
-        std::thread::yield_now();
-    }
-}
 
 /// Waits once (with a bound far beyond the test's), then reports through `done`; whether it was
 /// notified.

@@ -161,6 +161,14 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Spins (yielding the CPU) until `f` holds: waiting for a state another process reaches (a
+/// waiter counted, a lock taken), not a sleep. Bound it with a [`Watchdog`].
+pub fn until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        std::thread::yield_now();
+    }
+}
+
 /// Kills process `pid` (not necessarily this process' child: a fork server or its keeper) with
 /// SIGKILL and waits until it is dead, without reaping it.
 ///
