@@ -34,11 +34,9 @@ fn send(t: &mut dyn Transport, to: u32, message: &Up) -> Result<(), LinkError> {
 
 /// Sends `message`, then `parts` (the payloads it names [`Payload::Part`](wire::Payload::Part)).
 fn send_parts(t: &mut dyn Transport, to: u32, message: &Up, parts: Vec<Vec<u8>>) -> Result<(), LinkError> {
-    let head = wire::encode(message).map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
-    let mut all = Vec::with_capacity(1 + parts.len());
-    all.push(head);
-    all.extend(parts);
-    t.send(to, all)
+    let message = wire::encode_parts(message, parts)
+        .map_err(|e| LinkError { rank: Some(to), message: e.to_string() })?;
+    t.send(to, message)
 }
 
 /// Serves the front end (rank 0) until it says [`Down::Exit`]. Returns an error when the link to

@@ -159,14 +159,9 @@ impl Front {
     /// Sends tasks (already counted in flight) and the parts they name to `rank`; a failure
     /// loses the agent.
     fn send_tasks(&mut self, link: &Link, rank: u32, tasks: Vec<TaskMsg>, parts: Vec<Vec<u8>>) {
-        let sent = wire::encode(&Down::Tasks(tasks))
+        let sent = wire::encode_parts(&Down::Tasks(tasks), parts)
             .map_err(|e| LinkError { rank: Some(rank), message: e.to_string() })
-            .and_then(|head| {
-                let mut all = Vec::with_capacity(1 + parts.len());
-                all.push(head);
-                all.extend(parts);
-                self.t().send(rank, all)
-            });
+            .and_then(|message| self.t().send(rank, message));
         if let Err(e) = sent {
             self.lose(link, rank, &e);
         }
@@ -275,20 +270,11 @@ impl Front {
         }
         let deadline = Instant::now() + STOP_WITHIN;
         let mut pace = Pace::new();
-        while !waiting.is_empty() && Instant::now() < deadline {
-            let _ = self.t().flush();
-            match self.t().try_recv() {
-                Ok(Some((from, parts))) => {
-                    pace.reset();
-                    if matches!(parts.first().map(|h| wire::decode::<Up>(h)), Some(Ok(Up::Closed))) {
-                        waiting.retain(|&r| r != from);
-                    }
-                }
-                Ok(None) => {
-                    if let Some(pause) = pace.next() {
-                        std::thread::sleep(pause);
-                    }
-                }
+        while !waiting.is_empty() {
+            match crate::world::receive(self.t(), &mut pace, deadline) {
+                Ok(Some((from, Up::Closed))) => waiting.retain(|&r| r != from),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "the cluster pool cannot receive while stopping");
                     break;

@@ -183,6 +183,18 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, proc_core::co
     proc_core::codec::to_extend(message, vec![0; HEAD])
 }
 
+/// Encodes a message as a transport message: its first part, then `parts` (the payloads it
+/// names [`Payload::Part`]).
+pub(crate) fn encode_parts<T: Serialize>(
+    message: &T,
+    parts: Vec<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, proc_core::codec::Error> {
+    let mut all = Vec::with_capacity(1 + parts.len());
+    all.push(encode(message)?);
+    all.extend(parts);
+    Ok(all)
+}
+
 /// Decodes a message from the first part of a transport message.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, proc_core::codec::Error> {
     proc_core::codec::from_bytes(bytes.get(HEAD..).unwrap_or_default())

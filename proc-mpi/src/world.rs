@@ -210,8 +210,8 @@ fn handshake(
     Ok((hellos, started))
 }
 
-/// The next message, polling until `deadline`; `None` when it passed.
-fn receive(
+/// The next message from an agent, polling until `deadline`; `None` when it passed.
+pub(crate) fn receive(
     t: &mut dyn Transport,
     pace: &mut Pace,
     deadline: Instant,

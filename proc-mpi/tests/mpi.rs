@@ -22,6 +22,8 @@ const LIMIT: Duration = Duration::from_secs(300);
 /// Marks the job's processes (their environment), to find any left behind.
 const TAG: &str = "MULTIPROC_MPI_TEST_TAG";
 
+/// Every name in `/dev/shm`: not only multiproc's (`test_support::shm_names` lists `mp_*` only),
+/// so that what MPI itself makes there is checked too.
 fn shm_names() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
         .map(|d| d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect())
@@ -94,20 +96,25 @@ fn run_job_expecting(scenario: &str, ranks: u32, extra_env: &[(&str, &str)], suc
         // Ended by the launcher, not by `timeout` (which kills with SIGKILL: no exit code).
         assert!(out.status.code().is_some_and(|c| c != 0), "{scenario}: {}:\n{text}", out.status);
     }
-    // Every process of the job ends with it: the ranks when mpiexec returns, their pools' workers
-    // and fork servers as they see their parent gone (a bounded wait for those exits).
+    nothing_left(&tag, &shm_before);
+    text
+}
+
+/// Checks that every process of the job tagged `tag` ends (the ranks when mpiexec returns, their
+/// pools' workers and fork servers as they see their parent gone: a bounded wait for those exits,
+/// looking every 50 ms) and that no `/dev/shm` name was added since `shm_before`.
+fn nothing_left(tag: &str, shm_before: &BTreeSet<String>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let left = tagged(&tag);
+        let left = tagged(tag);
         if left.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "processes of the job left behind: {left:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let new: Vec<String> = shm_names().difference(&shm_before).cloned().collect();
+    let new: Vec<String> = shm_names().difference(shm_before).cloned().collect();
     assert!(new.is_empty(), "shared memory left behind: {new:?}");
-    text
 }
 
 /// Whether this is rank 0 of an MPI job (the scenarios run only there).
@@ -308,13 +315,7 @@ fn the_pool_runs_across_three_hosts_over_tcp() {
     assert!(out.status.success(), "the job failed ({}):\n{text}", out.status);
     assert!(text.contains("test result: ok. 1 passed"), "{text}");
     assert!(text.contains("tasks ran on [\"node1\", \"node2\"]"), "{text}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !tagged(&tag).is_empty() {
-        assert!(Instant::now() < deadline, "processes of the job left behind: {:?}", tagged(&tag));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let new: Vec<String> = shm_names().difference(&shm_before).cloned().collect();
-    assert!(new.is_empty(), "shared memory left behind: {new:?}");
+    nothing_left(&tag, &shm_before);
 }
 
 #[test]
