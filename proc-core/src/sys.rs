@@ -152,17 +152,11 @@ fn grow(index: usize, fd: RawFd) -> Option<usize> {
 /// How many descriptors this process may have open: `RLIMIT_NOFILE`'s soft limit, at most
 /// [`MAX_SLOTS`] (and the first chunk's size if it cannot be read).
 fn descriptor_limit() -> usize {
-    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
-    // SAFETY: getrlimit writes the limit into `limit`, a live rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) } != 0 {
-        return CHUNK;
+    match proc_os::open_files_limit() {
+        Ok(Some(soft)) => usize::try_from(soft).map_or(MAX_SLOTS, |soft| soft.min(MAX_SLOTS)),
+        Ok(None) => MAX_SLOTS,
+        Err(_) => CHUNK,
     }
-    // SAFETY: getrlimit succeeded, so it filled `limit`.
-    let soft = unsafe { limit.assume_init() }.rlim_cur;
-    if soft == libc::RLIM_INFINITY {
-        return MAX_SLOTS;
-    }
-    usize::try_from(soft).map_or(MAX_SLOTS, |soft| soft.min(MAX_SLOTS))
 }
 
 /// Runs in every child made by `fork`, with one thread: each listed descriptor becomes

@@ -66,8 +66,8 @@ mod wait;
 pub use backoff::Backoff;
 pub use mem::{monotonic_ns, populate_write};
 pub use process::{
-    exe_path, geteuid, getpid, getppid, online_cpus, pid, process_alive, random_u64, start_time,
-    thread_count, thread_id, thread_token,
+    exe_path, geteuid, getpid, getppid, online_cpus, open_files_limit, pid, process_alive, random_u64,
+    start_time, thread_count, thread_id, thread_token,
 };
 pub use signal::signal_name;
 pub use wait::{wait, wait_backend, wake, wake_all};

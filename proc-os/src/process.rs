@@ -133,6 +133,25 @@ pub fn geteuid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// How many descriptors this process may have open: `RLIMIT_NOFILE`'s soft limit, `None` when
+/// there is none (`RLIM_INFINITY`).
+///
+/// # Errors
+///
+/// When the limit cannot be read (`getrlimit` failed).
+///
+/// # Examples
+///
+/// ```
+/// assert!(proc_os::open_files_limit()?.is_none_or(|n| n > 2));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn open_files_limit() -> io::Result<Option<u64>> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok((soft != RLIM_INFINITY).then_some(soft))
+}
+
 /// The number of CPUs online in the system (Python's `os.cpu_count()`), `None` if the OS cannot
 /// tell.
 ///
