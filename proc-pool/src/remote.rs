@@ -164,9 +164,4 @@ impl Link {
     pub fn sleep(&self, timeout: Duration) {
         self.shared.sleep_on_bell(timeout);
     }
-
-    /// Counts workers started elsewhere (for [`crate::Stats::workers_replaced`]).
-    pub fn count_started(&self, n: u64) {
-        self.shared.counters.workers_started.fetch_add(n, Ordering::Relaxed);
-    }
 }
