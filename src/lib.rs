@@ -62,6 +62,11 @@ pub use proc_mpi as mpi;
 pub use proc_mpi::Cluster;
 
 pub use error::{Error, QueueError, Result};
+/// `#[serde(with = "multiproc::serde_bytes")]` gives a `Vec<u8>` field [`ByteBuf`]'s encoding.
+pub use proc_core::serde_bytes;
+/// Bytes that travel in one copy: use it (not `Vec<u8>`) for binary payloads (from `proc-core`;
+/// see [Bytes](proc_core#bytes)).
+pub use proc_core::ByteBuf;
 pub use proc_core::{
     active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,
     parent_process, process_cpu_count, set_start_method, Context, Process, ProcessBuilder, Run, StartMethod,

@@ -79,6 +79,21 @@ fn tour_runs_every_demo() {
     }
 }
 
+/// The bytes example: frames of `ByteBuf` through a queue, replies through a pipe.
+#[test]
+fn bytes_example_round_trips_frames() {
+    let exe = example("bytes");
+    if !exe.exists() {
+        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
+        return;
+    }
+    let out = Command::new(exe).output().expect("run the bytes example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("frame 7: 1048576 bytes back, first byte 0xff\n"), "{stdout}");
+    assert!(stdout.contains("8 frames of 1024 KiB, checksum 1063256064\n"), "{stdout}");
+}
+
 /// The cluster example under `mpiexec -n 3` (rank 0 and two node agents), and without a launcher
 /// (a local pool): the same program and the same results.
 #[cfg(feature = "mpi")]

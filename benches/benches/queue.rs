@@ -16,7 +16,9 @@
 //!   size (the messages spill to a segment each), for 64 KiB also `queue_slot128k` (slots of
 //!   128 KiB: in the ring), and a `pipe` (`send_bytes`/`recv_bytes_into`); next to
 //!   `floor_byte_ring` (a 2 MiB byte ring, memcpy in and memcpy out: two copies) and
-//!   `floor_memcpy` (one copy in one process).
+//!   `floor_memcpy` (one copy in one process). `queue_vec` and `queue_bytebuf` put the user's own
+//!   payload types through the same queue: a `Vec<u8>` (serialized element by element) and a
+//!   `multiproc::ByteBuf` (one copy), each cloned for every put.
 //! - `backlog_4k_<pin>`, `backlog_64k_<pin>`, `backlog_1m_<pin>`: byte messages in rounds of a backlog
 //!   (4000 messages, at most 256 MiB), each round by a fresh producer child, through an unbounded
 //!   `queue`, a `bounded_queue` (`maxsize` = the backlog), a `simple_queue` and a `joinable_queue`
@@ -41,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use multiproc::queue::{pipe, Connection, JoinableQueue, Queue, SimpleQueue};
-use multiproc::Process;
+use multiproc::{ByteBuf, Process};
 use multiproc_benches::{
     floor_byte_ring, floor_memcpy, floor_socketpair_pingpong, floor_socketpair_pingpong_polling,
     floor_spsc_ring, group_name, join_bounded, pin_if_asked, Gate, BOUND,
@@ -254,6 +256,28 @@ fn queue_bytes(q: &Queue<Blob>, n: u64, len: usize) -> Duration {
     )
 }
 
+/// `n` messages of `len` bytes through `q` as the user's own type `T` (a `Vec<u8>` or a
+/// `ByteBuf`), which the producer clones for each `put` (a `put` takes its item by value).
+fn queue_owned_bytes<T>(q: &Queue<T>, n: u64, len: usize) -> Duration
+where
+    T: Serialize + serde::de::DeserializeOwned + From<Vec<u8>> + AsRef<[u8]> + Clone + 'static,
+{
+    let producer_q = q.clone();
+    one_to_one(
+        n,
+        move |n| {
+            let message = T::from((0..len).map(|i| i as u8).collect());
+            (0..n).all(|_| producer_q.put(message.clone()).is_ok())
+        },
+        |n| {
+            for _ in 0..n {
+                let got = q.get_timeout(BOUND).expect("get");
+                assert_eq!(got.as_ref().len(), len);
+            }
+        },
+    )
+}
+
 /// `n` messages of `len` bytes through a pipe, `send_bytes` → `recv_bytes_into`.
 fn pipe_bytes(n: u64, len: usize) -> Duration {
     let (rx, tx): (Connection<()>, Connection<()>) = pipe().expect("pipe");
@@ -282,6 +306,12 @@ fn bytes(c: &mut Criterion, name: &str, len: usize, with_big_slots: bool) {
     group.bench_function("floor_memcpy", |b| b.iter_custom(|n| floor_memcpy(n, len)));
     let q = Queue::<Blob>::new(4).expect("queue");
     group.bench_function("queue", |b| b.iter_custom(|n| queue_bytes(&q, n, len)));
+    // What a user's own payload costs: a bare `Vec<u8>` (serde writes it element by element)
+    // next to `multiproc::ByteBuf` (one copy), each cloned for every put.
+    let q = Queue::<Vec<u8>>::new(4).expect("queue");
+    group.bench_function("queue_vec", |b| b.iter_custom(|n| queue_owned_bytes(&q, n, len)));
+    let q = Queue::<ByteBuf>::new(4).expect("queue");
+    group.bench_function("queue_bytebuf", |b| b.iter_custom(|n| queue_owned_bytes(&q, n, len)));
     if with_big_slots {
         let q = Queue::<Blob>::builder().maxsize(4).slot_size(128 << 10).build().expect("queue");
         group.bench_function("queue_slot128k", |b| b.iter_custom(|n| queue_bytes(&q, n, len)));

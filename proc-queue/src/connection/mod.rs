@@ -78,7 +78,9 @@ pub fn pipe_one_way<T>() -> Result<(Connection<T>, Connection<T>)> {
 /// more is fine) and never merged or split: each `send` is one `recv`, an empty message included.
 /// A value that contains handles (a [`proc_sync`](https://docs.rs/proc-sync) lock or value, a
 /// shared-memory segment, another `Connection`) takes their descriptors along, so the receiving
-/// process gets working handles, even one that was already running.
+/// process gets working handles, even one that was already running. For binary payloads send a
+/// [`ByteBuf`](proc_core::ByteBuf) (or use [`send_bytes`](Connection::send_bytes)), not a bare
+/// `Vec<u8>`, which serde writes one element at a time (see [Bytes](proc_core#bytes)).
 ///
 /// A `Connection` is itself a handle. Pass it to a child as (part of) a start argument, under
 /// every start method; serialized anywhere else (to JSON, to a file) it refuses, like every

@@ -116,6 +116,10 @@ impl<T> QueueBuilder<T> {
 /// Cloning gives another handle on the same queue; passing it as a start argument gives the
 /// child one (under every start method).
 ///
+/// For binary payloads use [`ByteBuf`](proc_core::ByteBuf) (or a `Vec<u8>` field marked
+/// `#[serde(with = "proc_core::serde_bytes")]`), not a bare `Vec<u8>`: serde writes a `Vec<u8>`
+/// one element at a time, a `ByteBuf` in one copy (see [Bytes](proc_core#bytes)).
+///
 /// # Examples
 ///
 /// ```
