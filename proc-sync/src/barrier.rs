@@ -176,7 +176,9 @@ impl Barrier {
     /// breaks it; another party aborted, reset it or timed out); [`BarrierError::PartyDied`] if a
     /// party died waiting in this round (or broke the barrier so in an earlier round, and no reset
     /// came since); [`BarrierError::ActionPanicked`] in the party whose action panicked (the
-    /// others get `Broken`).
+    /// others get `Broken`); [`BarrierError::Timeout`] if the timeout passed before this party
+    /// could even take the barrier's lock (another process held it all along), which leaves the
+    /// barrier as it was.
     pub fn wait(&self) -> Result<u32, BarrierError> {
         self.wait_until(self.timeout.map(deadline))
     }
@@ -191,6 +193,7 @@ impl Barrier {
     }
 
     /// Breaks the barrier: waiting and later parties get [`BarrierError::Broken`] until a reset.
+    /// Takes the barrier's lock, for as long as another process holds it (as Python's does).
     pub fn abort(&self) {
         let mut g = self.lock();
         self.region.word(DEAD).store(0, Ordering::SeqCst);
@@ -198,7 +201,8 @@ impl Barrier {
     }
 
     /// Returns the barrier to its initial state; parties waiting now get
-    /// [`BarrierError::Broken`]. The slots of parties that died waiting are cleared first.
+    /// [`BarrierError::Broken`]. The slots of parties that died waiting are cleared first. Takes
+    /// the barrier's lock, for as long as another process holds it (as Python's does).
     pub fn reset(&self) {
         let mut g = self.lock();
         self.check_parties(&mut g);
@@ -276,6 +280,19 @@ impl Barrier {
                 let mut g = died.into_guard();
                 self.holder_died(&mut g, pid);
                 g
+            }
+        }
+    }
+
+    /// As [`lock`](Self::lock), giving up at `deadline`.
+    fn lock_until(&self, deadline: Instant) -> Option<ConditionGuard<'_>> {
+        match self.cond.acquire_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(g) => g,
+            Err(died) => {
+                let pid = died.pid();
+                let mut g = died.into_guard()?;
+                self.holder_died(&mut g, pid);
+                Some(g)
             }
         }
     }
@@ -368,7 +385,12 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, BarrierError> {
-        let mut g = self.lock();
+        let mut g = match deadline {
+            None => self.lock(),
+            // A timed wait keeps its deadline also while another process holds the lock (one
+            // stopped or stuck while holding it): it gives up without having touched the barrier.
+            Some(deadline) => self.lock_until(deadline).ok_or(BarrierError::Timeout)?,
+        };
         // Wait for the previous round to drain or a reset to finish.
         if !self.wait_while(&mut g, || matches!(self.state(), DRAINING | RESETTING), deadline) {
             self.break_it(&mut g);
@@ -379,8 +401,9 @@ impl Barrier {
         }
         let index = self.region.word(COUNT).fetch_add(1, Ordering::SeqCst);
         let slot = self.record();
-        let result =
-            if index + 1 == self.parties { self.release(&mut g) } else { self.wait_round(&mut g, deadline) };
+        // (`checked_add`: COUNT is memory other processes write; a bad one must not panic.)
+        let last = index.checked_add(1) == Some(self.parties);
+        let result = if last { self.release(&mut g) } else { self.wait_round(&mut g, deadline) };
         // Leave the round: the slot first, as `holder_died` recounts from the slots.
         if let Some(slot) = slot {
             self.region.word(slot).store(0, Ordering::SeqCst);

@@ -123,6 +123,11 @@ pub enum BarrierError {
         /// The pid of the party that died.
         pid: u32,
     },
+    /// A timed wait's deadline passed before it could take the barrier's lock: another process
+    /// held the lock all along (one stopped by a signal while holding it, say). This party did not
+    /// join the round, and the barrier is unchanged (not broken).
+    #[error("timed out waiting for the barrier's lock; the barrier is unchanged")]
+    Timeout,
     /// The action panicked in this party (with this message); the barrier is broken.
     #[error("the barrier's action panicked: {0}")]
     ActionPanicked(String),

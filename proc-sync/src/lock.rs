@@ -127,6 +127,9 @@ const STATE: usize = 0;
 const ACQUIRER: usize = 1;
 /// The bytes of a [`Lock`]'s region.
 const LOCK_BYTES: usize = 16;
+/// The bytes of an [`RLock`]'s region: the lock word, the owning thread's token (two words) and
+/// the depth.
+const RLOCK_BYTES: usize = 16;
 
 /// A lock shared between processes, as Python's `multiprocessing.Lock`.
 ///
@@ -154,7 +157,13 @@ const LOCK_BYTES: usize = 16;
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Lock {
+    #[serde(deserialize_with = "lock_region")]
     region: Region,
+}
+
+/// Decodes the region of a handle, refusing one too short for the state.
+fn lock_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
+    Region::deserialize_at_least(deserializer, LOCK_BYTES)
 }
 
 impl Lock {
@@ -370,7 +379,13 @@ impl fmt::Debug for LockGuard<'_> {
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RLock {
+    #[serde(deserialize_with = "rlock_region")]
     region: Region,
+}
+
+/// Decodes the region of a handle, refusing one too short for the state.
+fn rlock_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
+    Region::deserialize_at_least(deserializer, RLOCK_BYTES)
 }
 
 impl RLock {
@@ -380,7 +395,7 @@ impl RLock {
     ///
     /// The shared memory for it cannot be created.
     pub fn new() -> proc_core::Result<Self> {
-        Ok(RLock { region: Region::new(16)? })
+        Ok(RLock { region: Region::new(RLOCK_BYTES)? })
     }
 
     fn owned_by_me(&self) -> bool {

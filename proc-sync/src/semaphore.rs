@@ -33,6 +33,12 @@ const UNBOUNDED: u32 = u32::MAX;
 /// beyond these work as usual but are not recovered if their holder dies.
 pub const HOLDER_SLOTS: usize = 64;
 
+/// The bytes of a semaphore's region: its words, then the holder slots.
+const SEMAPHORE_BYTES: usize = (FIRST_SLOT + HOLDER_SLOTS) * 4;
+
+/// The bytes of an [`Event`]'s region: the flag and the count of waiters.
+const EVENT_BYTES: usize = 8;
+
 /// A permit taken: the holder slot it was recorded in, and the pid of a dead holder whose permit
 /// it is.
 struct Taken {
@@ -55,7 +61,13 @@ struct Taken {
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Semaphore {
+    #[serde(deserialize_with = "semaphore_region")]
     region: Region,
+}
+
+/// Decodes the region of a handle, refusing one too short for the state.
+fn semaphore_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
+    Region::deserialize_at_least(deserializer, SEMAPHORE_BYTES)
 }
 
 impl Semaphore {
@@ -69,7 +81,7 @@ impl Semaphore {
     }
 
     fn with_max(value: u32, max: u32) -> proc_core::Result<Self> {
-        let region = Region::new((FIRST_SLOT + HOLDER_SLOTS) * 4)?;
+        let region = Region::new(SEMAPHORE_BYTES)?;
         region.word(VALUE).store(value, Ordering::Relaxed);
         region.word(MAX).store(max, Ordering::Relaxed);
         Ok(Semaphore { region })
@@ -382,7 +394,13 @@ impl fmt::Debug for BoundedSemaphore {
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Event {
+    #[serde(deserialize_with = "event_region")]
     region: Region,
+}
+
+/// Decodes the region of a handle, refusing one too short for the state.
+fn event_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
+    Region::deserialize_at_least(deserializer, EVENT_BYTES)
 }
 
 impl Event {
@@ -392,7 +410,7 @@ impl Event {
     ///
     /// The shared memory for it cannot be created.
     pub fn new() -> proc_core::Result<Self> {
-        Ok(Event { region: Region::new(8)? })
+        Ok(Event { region: Region::new(EVENT_BYTES)? })
     }
 
     /// Sets the flag and wakes every waiter.

@@ -280,6 +280,11 @@ impl Ring {
                     return Some(Claim { pos });
                 }
             } else if d >= 0 {
+                if self.beyond_a_lap(d) && tail.load(Ordering::Acquire) == pos {
+                    // The slot is laps ahead of the tail, which no process can make: the ring's
+                    // words were overwritten. Chasing the slot would take up to 2^31 steps.
+                    return None;
+                }
                 // Claimed or committed at this lap: help the tail along.
                 let _ = tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
             } else if tail.load(Ordering::Acquire) == pos {
@@ -291,6 +296,14 @@ impl Ring {
                 return None;
             }
         }
+    }
+
+    /// Whether a slot's sequence is `d` past the one a position expects and so more than a lap
+    /// ahead of it. A position whose slot is that far ahead was claimed by nobody since the slot
+    /// got there: a stale position (the tail or head moved on meanwhile), or, if the tail or head
+    /// still says it, words that some process overwrote.
+    fn beyond_a_lap(&self, d: i32) -> bool {
+        i64::from(d) > 2 * i64::from(self.capacity) + 1
     }
 
     /// Frees a slot whose reader died mid-read (its message is lost).
@@ -355,6 +368,10 @@ impl Ring {
                     return Ok((Claim { pos }, state == VOID));
                 }
             } else if d >= 0 {
+                if self.beyond_a_lap(d) && head.load(Ordering::Acquire) == pos {
+                    // As in `claim_write`: overwritten words; the ring reads as empty.
+                    return Err(None);
+                }
                 let _ = head.compare_exchange(pos, next, Ordering::AcqRel, Ordering::Relaxed);
             } else if head.load(Ordering::Acquire) == pos {
                 if state & WRITING != 0 {
