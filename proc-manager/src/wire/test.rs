@@ -312,6 +312,24 @@ proptest! {
         prop_assert!(matches!(end, Error::Protocol(_)), "{end:?}");
     }
 
+    /// Values of the wrong type in well-formed frames (an answer where a request belongs, a
+    /// request where an answer does, a hello either way): a value or a protocol error, within the
+    /// bounds.
+    #[test]
+    fn values_of_the_wrong_type_are_values_or_an_error(requests in prop::collection::vec(request(), 1..4), responses in prop::collection::vec(response(), 1..4), session in any::<u128>(), pid in any::<u32>()) {
+        let hello = frames(&[super::Hello { session, pid }]);
+        for (bytes, as_request) in [(frames(&responses), true), (frames(&requests), false), (hello.clone(), true), (hello, false)] {
+            let (largest_bound, growth_bound) = bounds(bytes.len());
+            let ((_, end), largest, growth) = if as_request {
+                measure(|| read_all::<Request>(&bytes, DEFAULT_MAX_FRAME))
+            } else {
+                measure(|| read_all::<Response>(&bytes, DEFAULT_MAX_FRAME))
+            };
+            prop_assert!(matches!(end, Error::Connection(_) | Error::Protocol(_)), "{end:?}");
+            prop_assert!(largest <= largest_bound && growth <= growth_bound, "{largest} {growth}");
+        }
+    }
+
     /// Answers nested `depth` levels deep: one level decodes, more are refused, whatever the
     /// depth, and no deeper than the first nested level is read.
     #[test]
