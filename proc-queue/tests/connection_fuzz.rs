@@ -299,6 +299,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// A connection end decoded from garbage, with a descriptor that is no socket beside it
+    /// (`/dev/null`): an error, or a connection whose receives and sends fail; never a panic, and
+    /// the descriptor closed with it.
+    #[test]
+    fn a_connection_end_from_garbage_fails_cleanly(bytes in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..12),
+        (0u32..2, any::<bool>(), any::<bool>()).prop_map(|v| proc_core::codec::to_vec(&v).unwrap()),
+    ]) {
+        let _serial = serial();
+        let before = open_fds();
+        {
+            let null = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+            let decoded = proc_core::handle::deserialize_with_fds::<Connection<u8>>(&bytes, vec![null]);
+            // Index 0 is there, any other is missing; bytes after the value are ignored.
+            let valid = bytes.len() >= 3 && bytes[0] == 0 && bytes[1] <= 1 && bytes[2] <= 1;
+            prop_assert_eq!(decoded.is_ok(), valid, "{:?}", bytes);
+            if let Ok(c) = decoded {
+                prop_assert!(c.recv_timeout(Duration::ZERO).is_err());
+                prop_assert!(c.send(&1).is_err());
+            }
+        }
+        prop_assert_eq!(open_fds(), before, "a descriptor was leaked");
+    }
+}
+
 /// Regression: a frame whose header announces no descriptors but whose read brought one was
 /// accepted, and the descriptor stayed open until a later header or the connection's end. Now the
 /// frame is refused, the descriptor is closed at once, and the next frame reads as sent.
