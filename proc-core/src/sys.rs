@@ -1,5 +1,6 @@
 //! proc-core's own OS calls: the table of descriptors that children made by a plain `fork` let go
-//! of (see `handle::ReleaseOnFork`), and its `pthread_atfork` handler.
+//! of (see `handle::ReleaseOnFork`), its `pthread_atfork` handler, and [`in_image_of`], which
+//! tells whether an address a peer named lies in this program's code before it is read.
 //!
 //! Every other OS call, and everything that differs between Linux and macOS, is proc-os's (one OS
 //! layer for the workspace).
@@ -29,6 +30,7 @@
 //! slot further on, or grows the table by one chunk within the limit), or into a chunk that just
 //! filled up (the search goes on to the next); never to a wrong slot.
 
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
@@ -191,4 +193,34 @@ extern "C" fn release_in_child() {
         // SAFETY: closes the descriptor opened above.
         unsafe { libc::close(null) };
     }
+}
+
+/// Whether `addr` lies in the loaded image (the executable or shared object, as `dladdr` finds it)
+/// that holds `anchor`, at or after the image's start: a part of the program's mapped, readable
+/// segments, so reading from `addr` to the end of its page cannot fault. An address computed from
+/// bytes another process wrote (an entry point's offset) is checked here before it is read.
+///
+/// `dladdr` answers only for an address inside a loaded segment (glibc checks each `PT_LOAD`;
+/// dyld each segment), and the image's start is its header, above the unmapped `__PAGEZERO` of a
+/// macOS executable.
+pub(crate) fn in_image_of(addr: usize, anchor: usize) -> bool {
+    match (image_base(addr), image_base(anchor)) {
+        (Some(base), Some(anchor_base)) => base == anchor_base && addr >= base,
+        _ => false,
+    }
+}
+
+/// The start of the loaded image that holds `addr`, if one does.
+fn image_base(addr: usize) -> Option<usize> {
+    let mut info = MaybeUninit::<libc::Dl_info>::uninit();
+    // libc: nix has no `dladdr`.
+    // SAFETY: dladdr only looks `addr` up in the loader's tables (it never reads memory there) and
+    // writes `info`, a live out-parameter of the right type.
+    let found = unsafe { libc::dladdr(std::ptr::without_provenance(addr), info.as_mut_ptr()) };
+    if found == 0 {
+        return None;
+    }
+    // SAFETY: dladdr returned nonzero, so it filled `info`.
+    let info = unsafe { info.assume_init() };
+    Some(info.dli_fbase as usize).filter(|&base| base != 0)
 }

@@ -4,12 +4,15 @@
 //! value (a value followed by more bytes is refused). Lengths above the limit are refused before
 //! anything is allocated. Stored values are opaque bytes to the server
 //! (the proxies' types live in the clients), so nothing a client sends can make the server run
-//! code, and no request nests: decoding is bounded by the frame's size.
+//! code, and no request nests: decoding is bounded by the frame's size. The one recursive type,
+//! `Response` (a `Moved` answer wraps the answer proper), refuses a `Moved` inside a `Moved`
+//! before reading it, so no answer nests deeper than two levels either.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -404,9 +407,34 @@ pub(crate) enum Response {
     /// caller's session, which drops them once it has taken its own.
     Moved {
         ids: Vec<ObjectId>,
+        #[serde(deserialize_with = "unnested")]
         inner: Box<Response>,
     },
     Err(WireError),
+}
+
+thread_local! {
+    /// Whether this thread is decoding the answer inside a `Response::Moved`.
+    static IN_MOVED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Decodes the answer inside a `Response::Moved`, refusing another `Moved` there before reading
+/// it. The server never nests them, and `Response` is the one recursive type on the wire: without
+/// this, a frame of nothing but nested `Moved`s (two bytes a level) would recurse once per level
+/// and overflow the client's stack long before the frame limit.
+fn unnested<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Box<Response>, D::Error> {
+    /// Clears the mark however the inner decoding ends.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            IN_MOVED.with(|m| m.set(false));
+        }
+    }
+    if IN_MOVED.with(|m| m.replace(true)) {
+        return Err(D::Error::custom("a moved answer inside a moved answer"));
+    }
+    let _clear = Clear;
+    Response::deserialize(deserializer).map(Box::new)
 }
 
 /// An error as the server reports it.
@@ -444,3 +472,6 @@ impl From<WireError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod test;

@@ -68,7 +68,87 @@ pub(crate) fn report_error(report: &Report) -> Option<Error> {
 
 #[cfg(test)]
 mod test {
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
     use super::*;
+
+    prop_compose! {
+        fn bootstrap()(
+            sigint_ignored in any::<bool>(),
+            offset in any::<i64>(),
+            fingerprint in any::<u64>(),
+            name in ".{0,30}",
+            ident in prop::collection::vec(any::<u32>(), 0..6),
+            daemon in any::<bool>(),
+            parent_pid in any::<u32>(),
+            parent_name in ".{0,30}",
+            args in prop::collection::vec(any::<u8>(), 0..200),
+            args_fds in any::<u32>(),
+            has_alive in any::<bool>(),
+            has_tracker in any::<bool>(),
+        ) -> Bootstrap {
+            Bootstrap {
+                sigint_ignored,
+                entry: EntryPoint::from_parts(offset, fingerprint),
+                name,
+                ident,
+                daemon,
+                parent_pid,
+                parent_name,
+                args,
+                args_fds,
+                has_alive,
+                has_tracker,
+            }
+        }
+    }
+
+    fn report() -> impl Strategy<Value = Report> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200).prop_map(Report::Returned),
+            (".{0,40}", proptest::option::of(".{0,40}"))
+                .prop_map(|(message, location)| Report::Panicked { message, location }),
+            ".{0,40}".prop_map(Report::Failed),
+        ]
+    }
+
+    /// The fields that say something, for comparing a decoded bootstrap with the one sent.
+    fn fields(b: &Bootstrap) -> String {
+        format!("{b:?}")
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: 256, failure_persistence: None, ..Config::default() })]
+
+        /// Bootstrap and report messages come back as they were sent; every strict prefix is an
+        /// error (a child or parent cut off mid-message is told so, not handed a short value).
+        #[test]
+        fn messages_round_trip_and_prefixes_fail(boot in bootstrap(), report in report()) {
+            let bytes = crate::codec::to_vec(&boot).unwrap_or_default();
+            let back: Bootstrap = crate::codec::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(fields(&back), fields(&boot));
+            for cut in 0..bytes.len() {
+                prop_assert!(crate::codec::from_bytes::<Bootstrap>(&bytes[..cut]).is_err());
+            }
+            let bytes = crate::codec::to_vec(&report).unwrap_or_default();
+            let back: Report = crate::codec::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(format!("{back:?}"), format!("{report:?}"));
+            for cut in 0..bytes.len() {
+                prop_assert!(crate::codec::from_bytes::<Report>(&bytes[..cut]).is_err());
+            }
+        }
+
+        /// Arbitrary bytes as either message: a value or an error, never a panic; a decoded
+        /// bootstrap's entry point from garbage resolves to an error, never a fault.
+        #[test]
+        fn arbitrary_bytes_are_a_value_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(boot) = crate::codec::from_bytes::<Bootstrap>(&bytes) {
+                let _ = boot.entry.resolve();
+            }
+            let _ = crate::codec::from_bytes::<Report>(&bytes);
+        }
+    }
 
     /// A fork-server child reads `sigint_ignored` as the message's first byte.
     #[test]

@@ -41,8 +41,16 @@ impl EntryPoint {
     }
 
     /// The address in this process, once the code there is checked to be the same.
+    ///
+    /// The offset comes from bytes another process wrote, so the address is checked to lie in this
+    /// binary's loaded image before its code is read: a garbled offset is an error, not a fault.
     pub(crate) fn resolve_addr(self) -> std::result::Result<usize, String> {
         let addr = (anchor() as i64).wrapping_add(self.offset) as usize;
+        if !crate::sys::in_image_of(addr, anchor()) {
+            return Err("the target's address lies outside this binary's code (a different binary, or \
+                        garbled bytes)"
+                .into());
+        }
         if fingerprint(addr) != self.fingerprint {
             return Err(
                 "the child runs a different binary than its parent (target fingerprint mismatch)".into()
@@ -61,7 +69,8 @@ impl EntryPoint {
 }
 
 /// Fingerprints code: the bytes from `addr` to the end of its 4 KiB block, and the whole 4 KiB
-/// block of the anchor (cached). Within one binary both are identical in every process; a
+/// block of the anchor (cached). `addr` is a function of this binary, or an address checked with
+/// `sys::in_image_of` (the block then lies in a mapped, readable segment). Within one binary both are identical in every process; a
 /// different binary at the same path (macOS re-executes the path, which may have been rebuilt)
 /// almost surely differs in at least one of them.
 pub(crate) fn fingerprint(addr: usize) -> u64 {
@@ -84,7 +93,8 @@ fn anchor() -> usize {
 
 fn hash_code(start: usize, len: usize) -> u64 {
     // SAFETY: `start..start + len` lies within one 4 KiB block that holds code of this binary (a
-    // function's first byte, or the anchor function's block). Code is mapped readable on Linux and
+    // function's first byte, the anchor function's block, or an address `resolve_addr` checked to
+    // lie in this binary's loaded segments). Code is mapped readable on Linux and
     // macOS, and mappings are whole pages of at least 4 KiB, so the block is mapped.
     let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
     // FNV-1a over 8-byte words: cheap, and good enough to tell different code apart.

@@ -55,6 +55,11 @@ impl Segment {
     }
 
     fn map(fd: OwnedFd, len: usize) -> Result<Self> {
+        // A segment has at least one byte (`is_empty` is always false): a length of zero can only
+        // come from garbled bytes.
+        if len == 0 {
+            return Err(Error::new(ErrorKind::ZeroSize));
+        }
         // A length beyond the object would turn accesses past its end into SIGBUS.
         let size =
             proc_os::shm::file_size(fd.as_fd()).map_err(|e| Error::io("cannot inspect shared memory", e))?;

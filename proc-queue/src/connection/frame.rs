@@ -24,7 +24,9 @@
 //! header announces descriptors, and, when every whole header starting in it announces none, to the
 //! frame whose header that read left incomplete. Descriptors that no frame claims (a sender that
 //! broke the format) are closed; a frame that does not get the number it announces is reported as
-//! having lost its descriptors.
+//! having lost its descriptors. Descriptors that no frame claimed are closed at the latest when
+//! the frame that was read past them ends, and that frame is refused (`InvalidData`): it arrived
+//! with descriptors it did not announce, in its header's read or its body's.
 //!
 //! A read stopped by its deadline keeps what it got in [`Incoming`] and resumes there, so a
 //! timeout never desynchronizes the stream.
@@ -185,7 +187,8 @@ impl Incoming {
     /// - [`Error::Truncated`]: the stream ended inside a frame; the part is dropped.
     /// - [`Error::Timeout`]: the deadline passed; the part received is kept for the next call.
     /// - [`Error::TooLarge`]: the frame was read and dropped.
-    /// - [`Error::Os`]: a system call failed, or the frame (consumed) lost its descriptors.
+    /// - [`Error::Os`]: a system call failed, or the frame (consumed) lost its descriptors or
+    ///   came with descriptors that no frame announced (closed).
     pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Message<'_>> {
         loop {
             if self.header_len < HEADER {
@@ -368,8 +371,25 @@ impl Incoming {
         let fds = std::mem::take(&mut self.fds);
         let announced = self.header_fields().1;
         let fds_lost = std::mem::take(&mut self.fds_lost) || fds.len() != announced;
+        // Descriptors of reads served to the end that no frame claimed can be no later frame's
+        // either (a frame claims only those of the read its header starts in): the sender broke
+        // the format (descriptors with a header that announces none, or with a body). They are
+        // closed now, not kept until the next header, and the frame they came with is refused.
+        let mut stray = false;
+        while self.unclaimed.front().is_some_and(|batch| batch.end <= self.offset) {
+            if let Some(batch) = self.unclaimed.pop_front() {
+                tracing::warn!(count = batch.fds.len(), "closing descriptors that came with no message");
+                stray = true;
+            }
+        }
         if std::mem::take(&mut self.skipping) {
             return Err(Error::TooLarge(self.len));
+        }
+        if stray {
+            return Err(Error::Os(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "handles came with a message that did not announce them (the sender broke the format)",
+            )));
         }
         if fds_lost {
             return Err(Error::Os(io::Error::new(
