@@ -1,0 +1,188 @@
+//! A lock whose owner died and whose pid went to another process is taken over all the same: pid
+//! reuse forced in a fresh pid namespace with `ns_last_pid` (Linux, as root; skipped elsewhere).
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proc_core::{get_all_start_methods, get_context, StartMethod};
+use proc_sync::{Event, Lock, RLock};
+use serde::{Deserialize, Serialize};
+use test_support::{serial, until, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// How long a waiter may wait for a lock whose owner died: far beyond a liveness check.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The scenario that runs as pid 1 of a fresh pid namespace.
+const SCENARIO: &str = "pid_reuse_in_a_fresh_pid_namespace";
+
+#[test]
+fn a_reused_pid_does_not_keep_a_dead_owner_alive() {
+    let _s = serial();
+    let _w = Watchdog::new("a_reused_pid_does_not_keep_a_dead_owner_alive", LIMIT);
+    if !cfg!(target_os = "linux") {
+        println!("skipped: forcing pid reuse needs Linux pid namespaces");
+        return;
+    }
+    if proc_os::geteuid() != 0 {
+        println!("skipped: forcing pid reuse needs root (a pid namespace and ns_last_pid)");
+        return;
+    }
+    let probe = Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        println!("skipped: `unshare --pid --fork --mount-proc` does not work here");
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1", SCENARIO])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the scenario failed: {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains(&format!("test {SCENARIO} ... ok")), "the scenario did not run:\n{stdout}");
+}
+
+/// A `Lock` or an `RLock`, passed to children as one argument.
+#[derive(Clone, Serialize, Deserialize)]
+enum AnyLock {
+    Lock(Lock),
+    RLock(RLock),
+}
+
+impl AnyLock {
+    /// Tries for at most `timeout`, keeping the lock if taken: `Ok(true)` taken, `Ok(false)` timed
+    /// out, `Err(pid)` taken over from `pid`, which died holding it.
+    fn take(&self, timeout: Duration) -> Result<bool, u32> {
+        match self {
+            AnyLock::Lock(l) => match l.acquire_timeout(timeout) {
+                Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
+                Err(e) => {
+                    let pid = e.pid();
+                    e.into_guard().map(|g| g.leak());
+                    Err(pid)
+                }
+            },
+            AnyLock::RLock(l) => match l.acquire_timeout(timeout) {
+                Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
+                Err(e) => {
+                    let pid = e.pid();
+                    e.into_guard().map(|g| g.leak());
+                    Err(pid)
+                }
+            },
+        }
+    }
+
+    fn release(&self) {
+        match self {
+            AnyLock::Lock(l) => l.release().unwrap(),
+            AnyLock::RLock(l) => l.release().unwrap(),
+        }
+    }
+
+    fn locked(&self) -> bool {
+        match self {
+            AnyLock::Lock(l) => l.locked(),
+            AnyLock::RLock(l) => l.locked(),
+        }
+    }
+}
+
+/// Takes the lock, says so, and once told to, dies holding it.
+fn hold_then_die(lock: AnyLock, held: Event, go: Event) {
+    assert_eq!(lock.take(Duration::ZERO), Ok(true));
+    held.set();
+    go.wait();
+    // SAFETY: SIGKILL to ourselves; nothing after it runs.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+/// Runs as the process that got the dead owner's pid: takes the lock over from its own pid.
+fn take_over_from_my_own_pid(lock: AnyLock, dead: u32) {
+    assert_eq!(proc_os::pid(), dead, "this process got the dead owner's pid");
+    let before = Instant::now();
+    assert_eq!(lock.take(PATIENCE), Err(dead), "after {:?}", before.elapsed());
+    lock.release();
+}
+
+/// Starts a holder with `method`, lets it die holding `lock` and waits until its pid is free:
+/// the pid and the holder's start time.
+fn owner_dies(method: StartMethod, lock: &AnyLock) -> (u32, u64) {
+    let (held, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let owner =
+        get_context(method).process(hold_then_die, (lock.clone(), held.clone(), go.clone())).start().unwrap();
+    held.wait();
+    let pid = owner.pid();
+    let start = proc_os::start_time(pid).expect("this /proc tells start times");
+    go.set();
+    assert_eq!(owner.join().unwrap_err().signal(), Some(libc::SIGKILL));
+    // Reaped (by us or by the fork server): its /proc entry goes with it.
+    until(|| proc_os::start_time(pid).is_none());
+    assert!(lock.locked(), "the dead owner still holds the lock");
+    // Start times count clock ticks: the next process must start in a later tick than the dead
+    // one, or nothing tells them apart. Probes (whose pids do not matter yet) show the clock.
+    loop {
+        let mut probe = blocked_child();
+        let probe_start = proc_os::start_time(probe.id()).unwrap();
+        drop(probe.stdin.take());
+        probe.wait().unwrap();
+        if probe_start > start {
+            break;
+        }
+    }
+    (pid, start)
+}
+
+/// A child that runs until its stdin closes: `cat`, reading a pipe nobody writes.
+fn blocked_child() -> Child {
+    Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap()
+}
+
+/// Makes `pid` the next pid of this (fresh) pid namespace, in which no other process forks.
+fn next_pid_is(pid: u32) {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+}
+
+#[test]
+#[ignore = "helper: run in a fresh pid namespace by a_reused_pid_does_not_keep_a_dead_owner_alive"]
+fn pid_reuse_in_a_fresh_pid_namespace() {
+    let _w = Watchdog::new(SCENARIO, LIMIT);
+    assert_eq!(
+        proc_os::getpid(),
+        1,
+        "run as pid 1 of a fresh pid namespace (`unshare --pid --fork --mount-proc`)"
+    );
+    for method in get_all_start_methods() {
+        for lock in [AnyLock::Lock(Lock::new().unwrap()), AnyLock::RLock(RLock::new().unwrap())] {
+            // Another process gets the dead owner's pid and lives on; a waiter here must take over.
+            let (dead, start) = owner_dies(method, &lock);
+            next_pid_is(dead);
+            let mut newcomer = blocked_child();
+            assert_eq!(newcomer.id(), dead, "{method}: the newcomer got the dead owner's pid");
+            assert!(proc_os::process_alive(dead));
+            assert_ne!(proc_os::start_time(dead), Some(start));
+            let before = Instant::now();
+            assert_eq!(lock.take(PATIENCE), Err(dead), "{method}: after {:?}", before.elapsed());
+            assert!(proc_os::process_alive(dead), "{method}: the newcomer still runs");
+            lock.release();
+            drop(newcomer.stdin.take());
+            newcomer.wait().unwrap();
+
+            // The process that gets the dead owner's pid wants the lock itself: the lock word
+            // names its own pid, and must not pass for its own.
+            let (dead, _) = owner_dies(method, &lock);
+            next_pid_is(dead);
+            let newcomer =
+                get_context(method).process(take_over_from_my_own_pid, (lock.clone(), dead)).start().unwrap();
+            assert_eq!(newcomer.pid(), dead, "{method}: the newcomer got the dead owner's pid");
+            newcomer.join().unwrap();
+            assert!(!lock.locked(), "{method}");
+        }
+    }
+}
