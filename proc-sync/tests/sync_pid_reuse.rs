@@ -64,7 +64,9 @@ impl AnyLock {
                 Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
                 Err(e) => {
                     let pid = e.pid();
-                    e.into_guard().map(|g| g.leak());
+                    if let Some(g) = e.into_guard() {
+                        g.leak();
+                    }
                     Err(pid)
                 }
             },
@@ -72,7 +74,9 @@ impl AnyLock {
                 Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
                 Err(e) => {
                     let pid = e.pid();
-                    e.into_guard().map(|g| g.leak());
+                    if let Some(g) = e.into_guard() {
+                        g.leak();
+                    }
                     Err(pid)
                 }
             },
