@@ -246,7 +246,7 @@ impl TryFrom<LockParts> for RLock {
 }
 
 /// Checks that a decoded `what`'s region holds its `bytes` of state.
-fn check_len(what: &str, region: &Region, bytes: usize) -> Result<(), String> {
+pub(crate) fn check_len(what: &str, region: &Region, bytes: usize) -> Result<(), String> {
     if region.len() < bytes {
         return Err(format!(
             "a {what}'s memory is {} bytes, shorter than its {bytes} bytes of state",

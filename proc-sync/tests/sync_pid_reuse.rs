@@ -1,5 +1,6 @@
-//! A lock whose owner died and whose pid went to another process is taken over all the same: pid
-//! reuse forced in a fresh pid namespace with `ns_last_pid` (Linux, as root; skipped elsewhere).
+//! A lock (or a semaphore permit) whose owner died and whose pid went to another process is taken
+//! over all the same: pid reuse forced in a fresh pid namespace with `ns_last_pid` (Linux, as root;
+//! skipped elsewhere).
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proc_core::{get_all_start_methods, get_context, StartMethod};
-use proc_sync::{Event, Lock, RLock};
+use proc_sync::{AcquireResult, Event, Lock, RLock, Semaphore};
 use serde::{Deserialize, Serialize};
 use test_support::{serial, until, Watchdog};
 
@@ -48,45 +49,37 @@ fn a_reused_pid_does_not_keep_a_dead_owner_alive() {
     assert!(stdout.contains(&format!("test {SCENARIO} ... ok")), "the scenario did not run:\n{stdout}");
 }
 
-/// A `Lock` or an `RLock`, passed to children as one argument.
+/// A `Lock`, an `RLock` or a `Semaphore`'s guarded permit, passed to children as one argument.
 #[derive(Clone, Serialize, Deserialize)]
 enum AnyLock {
     Lock(Lock),
     RLock(RLock),
+    Semaphore(Semaphore),
 }
 
 impl AnyLock {
-    /// Tries for at most `timeout`, keeping the lock if taken: `Ok(true)` taken, `Ok(false)` timed
-    /// out, `Err(pid)` taken over from `pid`, which died holding it.
-    fn take(&self, timeout: Duration) -> Result<bool, u32> {
-        match self {
-            AnyLock::Lock(l) => match l.acquire_timeout(timeout) {
-                Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
+    /// Tries for at most `timeout` and, if taken, runs `then` before letting go: `Ok(true)` taken,
+    /// `Ok(false)` timed out, `Err(pid)` taken over from `pid`, which died holding it.
+    fn take(&self, timeout: Duration, then: impl FnOnce()) -> Result<bool, u32> {
+        fn hold<G>(taken: AcquireResult<Option<G>>, then: impl FnOnce()) -> Result<bool, u32> {
+            match taken {
+                Ok(None) => Ok(false),
+                Ok(Some(_guard)) => {
+                    then();
+                    Ok(true)
+                }
                 Err(e) => {
                     let pid = e.pid();
-                    if let Some(g) = e.into_guard() {
-                        g.leak();
-                    }
+                    let _guard = e.into_guard();
+                    then();
                     Err(pid)
                 }
-            },
-            AnyLock::RLock(l) => match l.acquire_timeout(timeout) {
-                Ok(g) => Ok(g.map(|g| g.leak()).is_some()),
-                Err(e) => {
-                    let pid = e.pid();
-                    if let Some(g) = e.into_guard() {
-                        g.leak();
-                    }
-                    Err(pid)
-                }
-            },
+            }
         }
-    }
-
-    fn release(&self) {
         match self {
-            AnyLock::Lock(l) => l.release().unwrap(),
-            AnyLock::RLock(l) => l.release().unwrap(),
+            AnyLock::Lock(l) => hold(l.acquire_timeout(timeout), then),
+            AnyLock::RLock(l) => hold(l.acquire_timeout(timeout), then),
+            AnyLock::Semaphore(s) => hold(s.acquire_guard_timeout(timeout), then),
         }
     }
 
@@ -94,25 +87,27 @@ impl AnyLock {
         match self {
             AnyLock::Lock(l) => l.locked(),
             AnyLock::RLock(l) => l.locked(),
+            AnyLock::Semaphore(s) => s.get_value() == 0,
         }
     }
 }
 
 /// Takes the lock, says so, and once told to, dies holding it.
 fn hold_then_die(lock: AnyLock, held: Event, go: Event) {
-    assert_eq!(lock.take(Duration::ZERO), Ok(true));
-    held.set();
-    go.wait();
-    // SAFETY: SIGKILL to ourselves; nothing after it runs.
-    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    let taken = lock.take(Duration::ZERO, || {
+        held.set();
+        go.wait();
+        // SAFETY: SIGKILL to ourselves; nothing after it runs.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    });
+    panic!("the lock was not taken: {taken:?}");
 }
 
 /// Runs as the process that got the dead owner's pid: takes the lock over from its own pid.
 fn take_over_from_my_own_pid(lock: AnyLock, dead: u32) {
     assert_eq!(proc_os::pid(), dead, "this process got the dead owner's pid");
     let before = Instant::now();
-    assert_eq!(lock.take(PATIENCE), Err(dead), "after {:?}", before.elapsed());
-    lock.release();
+    assert_eq!(lock.take(PATIENCE, || ()), Err(dead), "after {:?}", before.elapsed());
 }
 
 /// Starts a holder with `method`, lets it die holding `lock` and waits until its pid is free:
@@ -163,7 +158,12 @@ fn pid_reuse_in_a_fresh_pid_namespace() {
         "run as pid 1 of a fresh pid namespace (`unshare --pid --fork --mount-proc`)"
     );
     for method in get_all_start_methods() {
-        for lock in [AnyLock::Lock(Lock::new().unwrap()), AnyLock::RLock(RLock::new().unwrap())] {
+        let locks = [
+            AnyLock::Lock(Lock::new().unwrap()),
+            AnyLock::RLock(RLock::new().unwrap()),
+            AnyLock::Semaphore(Semaphore::new(1).unwrap()),
+        ];
+        for lock in locks {
             // Another process gets the dead owner's pid and lives on; a waiter here must take over.
             let (dead, start) = owner_dies(method, &lock);
             next_pid_is(dead);
@@ -172,9 +172,9 @@ fn pid_reuse_in_a_fresh_pid_namespace() {
             assert!(proc_os::process_alive(dead));
             assert_ne!(proc_os::start_time(dead), Some(start));
             let before = Instant::now();
-            assert_eq!(lock.take(PATIENCE), Err(dead), "{method}: after {:?}", before.elapsed());
+            assert_eq!(lock.take(PATIENCE, || ()), Err(dead), "{method}: after {:?}", before.elapsed());
             assert!(proc_os::process_alive(dead), "{method}: the newcomer still runs");
-            lock.release();
+            assert!(!lock.locked(), "{method}");
             drop(newcomer.stdin.take());
             newcomer.wait().unwrap();
 
