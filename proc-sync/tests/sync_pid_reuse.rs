@@ -1,14 +1,14 @@
 //! A lock (or a semaphore permit) whose owner died and whose pid went to another process is taken
-//! over all the same: pid reuse forced in a fresh pid namespace with `ns_last_pid` (Linux, as root;
-//! skipped elsewhere).
+//! over all the same, and a barrier party or condition waiter that died so is seen dead: pid reuse
+//! forced in a fresh pid namespace with `ns_last_pid` (Linux, as root; skipped elsewhere).
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use proc_core::{get_all_start_methods, get_context, StartMethod};
-use proc_sync::{AcquireResult, Event, Lock, RLock, Semaphore};
+use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
+use proc_sync::{AcquireResult, Barrier, BarrierError, Condition, Event, Lock, RLock, Semaphore};
 use serde::{Deserialize, Serialize};
 use test_support::{serial, until, Watchdog};
 
@@ -121,9 +121,16 @@ fn owner_dies(method: StartMethod, lock: &AnyLock) -> (u32, u64) {
     let start = proc_os::start_time(pid).expect("this /proc tells start times");
     go.set();
     assert_eq!(owner.join().unwrap_err().signal(), Some(libc::SIGKILL));
+    assert!(lock.locked(), "the dead owner still holds the lock");
+    pid_freed(pid, start);
+    (pid, start)
+}
+
+/// Waits until process `pid`, which started at `start` and was killed, is reaped and its pid free,
+/// and until a process started now would start in a later tick of the start-time clock.
+fn pid_freed(pid: u32, start: u64) {
     // Reaped (by us or by the fork server): its /proc entry goes with it.
     until(|| proc_os::start_time(pid).is_none());
-    assert!(lock.locked(), "the dead owner still holds the lock");
     // Start times count clock ticks: the next process must start in a later tick than the dead
     // one, or nothing tells them apart. Probes (whose pids do not matter yet) show the clock.
     loop {
@@ -135,7 +142,33 @@ fn owner_dies(method: StartMethod, lock: &AnyLock) -> (u32, u64) {
             break;
         }
     }
-    (pid, start)
+}
+
+/// Waits until `waiting` says that process `p` waits, kills it and waits until its pid is free:
+/// its pid.
+fn dies_waiting(p: Process<()>, waiting: impl Fn() -> bool) -> u32 {
+    until(waiting);
+    let pid = p.pid();
+    let start = proc_os::start_time(pid).unwrap();
+    // SAFETY: kill takes plain integers; the process is our child (or the fork server's), not yet
+    // reaped, so the pid is still its own.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    assert_eq!(p.join().unwrap_err().signal(), Some(libc::SIGKILL));
+    pid_freed(pid, start);
+    pid
+}
+
+/// Waits at `barrier` (until killed).
+fn wait_at(barrier: Barrier) {
+    let _ = barrier.wait();
+    unreachable!("the barrier let one party of three through");
+}
+
+/// Waits on `cond` (until killed).
+fn wait_on(cond: Condition) {
+    let mut g = cond.acquire().unwrap();
+    let _ = g.wait();
+    unreachable!("nobody notifies");
 }
 
 /// A child that runs until its stdin closes: `cat`, reading a pipe nobody writes.
@@ -188,5 +221,37 @@ fn pid_reuse_in_a_fresh_pid_namespace() {
             newcomer.join().unwrap();
             assert!(!lock.locked(), "{method}");
         }
+
+        // A barrier party dies waiting; a process gets its pid; a waiting party hears of the death.
+        let barrier = Barrier::new(3).unwrap();
+        let party = get_context(method).process(wait_at, (barrier.clone(),)).start().unwrap();
+        let dead = dies_waiting(party, || barrier.n_waiting() == 1);
+        next_pid_is(dead);
+        let mut newcomer = blocked_child();
+        assert_eq!(newcomer.id(), dead, "{method}: the newcomer got the dead party's pid");
+        let before = Instant::now();
+        let waited = barrier.wait_timeout(PATIENCE);
+        assert!(
+            matches!(waited, Err(BarrierError::PartyDied { pid }) if pid == dead),
+            "{method}: {waited:?} after {:?}",
+            before.elapsed()
+        );
+        drop(newcomer.stdin.take());
+        newcomer.wait().unwrap();
+
+        // A condition waiter dies; a process gets its pid; a notify does not count it as woken.
+        let cond = Condition::new().unwrap();
+        let waiter = get_context(method).process(wait_on, (cond.clone(),)).start().unwrap();
+        let dead = dies_waiting(waiter, || cond.waiting() == 1);
+        next_pid_is(dead);
+        let mut newcomer = blocked_child();
+        assert_eq!(newcomer.id(), dead, "{method}: the newcomer got the dead waiter's pid");
+        // It may have died holding the lock, between recording itself and sleeping.
+        let mut g = cond.acquire().unwrap_or_else(|died| died.into_guard());
+        assert_eq!(g.notify(1), 0, "{method}: a notify chose the dead waiter");
+        assert_eq!(cond.waiting(), 0, "{method}: the dead waiter's slot is free");
+        drop(g);
+        drop(newcomer.stdin.take());
+        newcomer.wait().unwrap();
     }
 }
