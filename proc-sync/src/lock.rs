@@ -13,12 +13,16 @@
 //! its start time), which the new owner stores right after its compare-and-swap (a cached value:
 //! no system call) and clears before its release swap. A waiter whose owner pid is alive also
 //! compares that token: same pid, another start time means the owner died and its pid went to
-//! another process, and the word is taken over as from a dead owner (the compare-and-swap on
-//! the word fails if it changed hands meanwhile). Left to the pid alone: a token of 0 (the owner
-//! is between its compare-and-swap and its store, a few instructions) or of another pid (a stale
-//! one a dead owner left until the new owner's store); a process that got the dead owner's pid
-//! within the same tick of the start-time clock (1/100 s on Linux, 1 µs on macOS); and systems
-//! where start times cannot be read (then the waiter waits for the new process, as before).
+//! another process, and the word is taken over as from a dead owner: the waiter claims the
+//! takeover by a compare-and-swap of the token (its own for the dead one's), then swaps the word
+//! (which fails if it changed hands meanwhile). The claim matters when the taker is the process
+//! that got the dead owner's pid: the word's value is then the same before and after. Left to the
+//! pid alone: a token of 0 (the owner is between its compare-and-swap and its store, a few
+//! instructions) or of another pid (a stale one a dead owner left until the new owner's store, or
+//! a claim in progress: a claimer that dies between its two swaps leaves the word to the pid
+//! alone); a process that got the dead owner's pid within the same tick of the start-time clock
+//! (1/100 s on Linux, 1 µs on macOS); and systems where start times cannot be read (then the
+//! waiter waits for the new process, as before).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -98,19 +102,35 @@ fn acquire_word(
             let token = region.word64(owner_token);
             let seen = token.load(Ordering::Relaxed);
             if !owner_alive(owner, seen) {
-                if owner == me && seen != 0 {
-                    // This process got the dead owner's pid, and the word will say `me` both before
-                    // and after the takeover: replace the dead owner's token first, or another
-                    // waiter could take the word from this live process before the store that
-                    // follows the compare-and-swap. (If the token changed, someone else wrote it:
-                    // look again.)
-                    let mine = proc_os::current_process_token();
-                    if token.compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-                        continue;
+                // When the token decided (it names the owner's pid), the takeover is claimed on it
+                // first: a process that got the dead owner's pid leaves the word's value as it was
+                // when it takes over, so a compare-and-swap on the word alone could succeed for a
+                // second waiter that looked before, and the lock would have two owners.
+                let mine = proc_os::current_process_token();
+                let claim = seen != 0 && seen >> 32 == u64::from(owner);
+                if claim && token.compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed).is_err()
+                {
+                    continue;
+                }
+                let mut expected = cur;
+                loop {
+                    // Release: a waiter that sees the new word sees the claim too.
+                    match word.compare_exchange(expected, me | WAITERS, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => return Some(Err(owner)),
+                        // Only the waiters bit changed, and no release cleared the claim: still the
+                        // dead owner's word.
+                        Err(now)
+                            if claim && now & !WAITERS == owner && token.load(Ordering::Relaxed) == mine =>
+                        {
+                            expected = now;
+                        }
+                        Err(_) => break,
                     }
                 }
-                if word.compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Some(Err(owner));
+                if claim {
+                    // The word changed hands: the new owner stores its token. Until then, the pid
+                    // alone (0 never makes a live owner look dead).
+                    let _ = token.compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 continue;
             }
