@@ -6,7 +6,9 @@
 //!   futexes on Linux; `os_sync_wait_on_address` or `__ulock_wait` on macOS, looked up at run time;
 //!   polling as the last resort).
 //! - Who runs: [`pid`] (cached, right after `fork`), [`thread_id`], [`thread_token`], and whether
-//!   another process does: [`process_alive`].
+//!   another process does: [`process_alive`]; a process by pid *and* start time, so that a reused
+//!   pid does not pass for a dead process: [`current_process_token`] (cached), [`process_token`],
+//!   [`process_token_alive`], [`process_alive_since`].
 //! - [`Backoff`]: spin, yield, sleep.
 //! - [`socket`]: close-on-exec, SIGPIPE-free Unix stream sockets that carry descriptors
 //!   (`SCM_RIGHTS`); [`fd`]: `poll` with a deadline, close-on-exec, `EINTR` and `errno` handling.
@@ -66,8 +68,9 @@ mod wait;
 pub use backoff::Backoff;
 pub use mem::{monotonic_ns, populate_write};
 pub use process::{
-    exe_path, geteuid, getpid, getppid, online_cpus, open_files_limit, pid, process_alive, random_u64,
-    start_time, thread_count, thread_id, thread_token,
+    current_process_token, exe_path, geteuid, getpid, getppid, online_cpus, open_files_limit, pid,
+    process_alive, process_alive_since, process_token, process_token_alive, random_u64, start_time,
+    thread_count, thread_id, thread_token,
 };
 pub use signal::signal_name;
 pub use wait::{wait, wait_backend, wake, wake_all};

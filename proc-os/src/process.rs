@@ -17,6 +17,10 @@ use crate::sys::{Backend, Os};
 /// The cached pid; 0 until first asked, and again in the child after every `fork`.
 static PID: AtomicU32 = AtomicU32::new(0);
 
+/// The cached [`current_process_token`]; its high half is the pid it was computed for, so a forked
+/// child (another pid) sees that it is not its own.
+static TOKEN: AtomicU64 = AtomicU64::new(0);
+
 /// Whether process `pid` is running. A zombie (ended, not yet reaped) counts as dead. Costs system
 /// calls: check it on slow paths only.
 ///
@@ -201,7 +205,10 @@ pub fn thread_count() -> Option<usize> {
 
 /// When process `pid` started, an opaque value that only compares to others of this function
 /// (clock ticks since boot on Linux, microseconds since the epoch on macOS): a pid reused by a
-/// later process gives another value. `None` if there is no such process or the OS cannot tell.
+/// later process gives another value, unless both started within one tick of the clock it is
+/// read from (1/100 s on Linux, whose `/proc` counts clock ticks; 1 µs on macOS). `None` if there
+/// is no such process or the OS cannot tell (on Linux: no `/proc`, or a `/proc` mounted for
+/// another pid namespace).
 ///
 /// # Examples
 ///
@@ -212,3 +219,101 @@ pub fn thread_count() -> Option<usize> {
 pub fn start_time(pid: u32) -> Option<u64> {
     Os::start_time(pid)
 }
+
+/// Whether process `pid` runs (as [`process_alive`] says) and is the one that started at `start`,
+/// a value [`start_time`] gave: a later process that got the same pid is not. Where the OS cannot
+/// tell start times, the pid alone counts. A snapshot; costs system calls.
+///
+/// # Examples
+///
+/// ```
+/// let me = proc_os::pid();
+/// let start = proc_os::start_time(me).unwrap_or(0);
+/// assert!(proc_os::process_alive_since(me, start));
+/// if proc_os::start_time(me).is_some() {
+///     assert!(!proc_os::process_alive_since(me, start + 1));
+/// }
+/// ```
+pub fn process_alive_since(pid: u32, start: u64) -> bool {
+    // The start time after the liveness check: if the pid ended and was reused in between, the
+    // start time is the newcomer's and does not match.
+    process_alive(pid) && start_time(pid).is_none_or(|t| t == start)
+}
+
+/// Process `pid` as one word that a later process given the same pid does not share: the pid in
+/// the high half, its [`start_time`] folded to 32 bits in the low half (so two processes share
+/// a token only if they had the same pid and their start times fold alike, a 1 in 2^32 chance).
+/// `None` if there is no such process or the OS cannot tell when it started.
+///
+/// # Examples
+///
+/// ```
+/// let me = proc_os::pid();
+/// if let Some(token) = proc_os::process_token(me) {
+///     assert_eq!(token, proc_os::current_process_token());
+///     assert_eq!(token >> 32, u64::from(me));
+/// }
+/// ```
+pub fn process_token(pid: u32) -> Option<u64> {
+    start_time(pid).map(|start| token(pid, start))
+}
+
+/// This process' [`process_token`], cached, so that a lock's fast path can record its owner
+/// without a system call; a forked child computes its own. Where the OS cannot tell the start
+/// time, the low half is 0 (the pid alone: see [`process_token_alive`]). Never 0.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(proc_os::current_process_token() >> 32, u64::from(proc_os::pid()));
+/// assert!(proc_os::process_token_alive(proc_os::current_process_token()));
+/// ```
+#[inline]
+pub fn current_process_token() -> u64 {
+    let token = TOKEN.load(Ordering::Relaxed);
+    // The pid in the high half keys the cache: after a `fork` the child's pid differs.
+    if token != 0 && token >> 32 == u64::from(pid()) {
+        token
+    } else {
+        current_process_token_slow()
+    }
+}
+
+/// Computes this process' token and caches it.
+#[cold]
+fn current_process_token_slow() -> u64 {
+    let me = pid();
+    let token = process_token(me).unwrap_or(u64::from(me) << 32);
+    TOKEN.store(token, Ordering::Relaxed);
+    token
+}
+
+/// Whether the process that `token` names (a [`process_token`] or [`current_process_token`]) still
+/// runs: its pid is alive and not a zombie, and, unless the token's low half is 0 (start time
+/// unknown when it was made), that pid's process started when the token says, so a process that
+/// got the pid later does not pass. Where the OS cannot tell start times now, the pid alone
+/// counts. A snapshot; costs system calls.
+///
+/// # Examples
+///
+/// ```
+/// let me = proc_os::current_process_token();
+/// assert!(proc_os::process_token_alive(me));
+/// if me as u32 > 1 {
+///     // The same pid with another start time: a process that had this pid before.
+///     assert!(!proc_os::process_token_alive(me ^ 1));
+/// }
+/// ```
+pub fn process_token_alive(token: u64) -> bool {
+    let pid = (token >> 32) as u32;
+    // As in `process_alive_since`: the token is read after the liveness check.
+    process_alive(pid) && (token as u32 == 0 || process_token(pid).is_none_or(|t| t == token))
+}
+
+/// `pid` and a start time as a token.
+fn token(pid: u32, start: u64) -> u64 {
+    (u64::from(pid) << 32) | u64::from((start ^ (start >> 32)) as u32)
+}
+
+#[cfg(test)]
+mod test;

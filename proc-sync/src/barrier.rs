@@ -1,13 +1,14 @@
 //! `Barrier`: Python's `threading.Barrier` state machine (filling, draining, resetting, broken)
 //! over a [`Condition`] and shared words: the count of parties in the round, the state, the pid of
-//! a party whose death broke the barrier, and one slot per party holding the pid of a process
-//! waiting in the current round.
+//! a party whose death broke the barrier, and one 64-bit slot per party holding the
+//! [token](proc_os::current_process_token) (pid and start time) of a process waiting in the
+//! current round.
 //!
-//! Every word is read and written under the condition's lock. A party records its pid in a free
+//! Every word is read and written under the condition's lock. A party records its token in a free
 //! slot when it arrives (as it takes its index from COUNT) and clears it when it leaves the wait
 //! (released, timed out or broken), so `COUNT` is the number of recorded slots. A waiter sleeps in
-//! slices of [`LIVENESS_CHECK`]; after each one it checks the recorded pids of the others. A dead
-//! one's slots are cleared and counted out on its behalf; if the round was still filling, the
+//! slices of [`LIVENESS_CHECK`]; after each one it checks the recorded tokens of the others (so a
+//! dead party whose pid went to a new process is still seen dead). A dead one's slots are cleared and counted out on its behalf; if the round was still filling, the
 //! barrier breaks with that pid in DEAD, so that every waiter reports it. A lock taken over from
 //! a holder that died first recounts `COUNT` from the slots (the holder may have died between the
 //! two stores), then treats the holder as a dead party if it had a slot, or else breaks the
@@ -31,8 +32,9 @@ const COUNT: usize = 0;
 const STATE: usize = 1;
 /// The pid of the party whose death broke the barrier; 0 unless a death did.
 const DEAD: usize = 2;
-/// The first of `parties` slots, each 0 or the pid of a party in the current round.
-const FIRST_SLOT: usize = 3;
+/// The first of `parties` slots (in `u64`s, after the `u32` words above and one spare), each 0 or
+/// the process token of a party in the current round.
+const FIRST_SLOT: usize = 2;
 
 const FILLING: u32 = 0;
 const DRAINING: u32 = 1;
@@ -41,7 +43,7 @@ const BROKEN: u32 = 3;
 
 /// The bytes of the region of a barrier for `parties` parties (`None`: more than memory holds).
 fn region_bytes(parties: u32) -> Option<usize> {
-    usize::try_from(parties).ok()?.checked_add(FIRST_SLOT)?.checked_mul(4)
+    usize::try_from(parties).ok()?.checked_add(FIRST_SLOT)?.checked_mul(8)
 }
 
 /// A barrier for a fixed number of parties, shared between processes, as Python's
@@ -59,8 +61,8 @@ fn region_bytes(parties: u32) -> Option<usize> {
 /// dead process, and so does every later wait until a reset. A party counts from its arrival: if
 /// the last party arrives before the death is noticed, the round passes. A party that dies between
 /// rounds (not waiting) breaks nothing; the next round waits for `parties` parties as always, so
-/// one must take its place. As for a [`Lock`]'s owner, a dead party whose pid was reused by a new
-/// process looks alive; pids are reused only after the whole pid space cycled.
+/// one must take its place. Parties are recorded by pid and start time, so a dead party whose pid
+/// went to a new process is not taken for that process (as for a [`Lock`]'s owner).
 ///
 /// # Examples
 ///
@@ -302,36 +304,42 @@ impl Barrier {
     /// from the slots. A holder with a slot was a party of the round: it is dealt with as any dead
     /// party. Else what it was doing is unknown, and the barrier breaks.
     fn holder_died(&self, g: &mut ConditionGuard<'_>, pid: u32) {
-        let recorded = self.slots().filter(|&i| self.region.word(i).load(Ordering::SeqCst) != 0).count();
+        let recorded = self.slots().filter(|&i| self.region.word64(i).load(Ordering::SeqCst) != 0).count();
         // At most `parties`, a u32.
         self.region.word(COUNT).store(u32::try_from(recorded).unwrap_or(u32::MAX), Ordering::SeqCst);
-        if self.slots().any(|i| self.region.word(i).load(Ordering::SeqCst) == pid) {
-            self.party_died(g, pid);
-        } else {
-            self.break_it(g);
+        // Its slot: one of its pid whose process is gone (a live one with that pid is another
+        // process that got the pid since).
+        let slot = self.slots().map(|i| self.region.word64(i).load(Ordering::SeqCst)).find(|&token| {
+            token != 0 && token >> 32 == u64::from(pid) && !proc_os::process_token_alive(token)
+        });
+        match slot {
+            Some(token) => self.party_died(g, token),
+            None => self.break_it(g),
         }
         // It may have died before waking the others.
         g.notify_all();
     }
 
-    /// Checks the pids recorded for the current round (but this process'), under the lock.
+    /// Checks the processes recorded for the current round (but this one), under the lock.
     fn check_parties(&self, g: &mut ConditionGuard<'_>) {
-        let me = proc_os::pid();
+        let me = proc_os::current_process_token();
         for i in self.slots() {
-            let pid = self.region.word(i).load(Ordering::SeqCst);
-            if pid != 0 && pid != me && !proc_os::process_alive(pid) {
-                self.party_died(g, pid);
+            let token = self.region.word64(i).load(Ordering::SeqCst);
+            if token != 0 && token != me && !proc_os::process_token_alive(token) {
+                self.party_died(g, token);
             }
         }
     }
 
-    /// Process `pid`, a party of the current round, died: its slots are cleared and counted out
-    /// on its behalf. If the round was filling, it breaks the barrier; if it was draining or being
-    /// reset, it only leaves (the last party out lets the next round in).
-    fn party_died(&self, g: &mut ConditionGuard<'_>, pid: u32) {
+    /// The process of `token`, a party of the current round, died: its slots are cleared and
+    /// counted out on its behalf. If the round was filling, it breaks the barrier (its pid in
+    /// DEAD); if it was draining or being reset, it only leaves (the last party out lets the next
+    /// round in).
+    fn party_died(&self, g: &mut ConditionGuard<'_>, token: u64) {
+        let pid = (token >> 32) as u32;
         for i in self.slots() {
-            if self.region.word(i).load(Ordering::SeqCst) == pid {
-                self.region.word(i).store(0, Ordering::SeqCst);
+            if self.region.word64(i).load(Ordering::SeqCst) == token {
+                self.region.word64(i).store(0, Ordering::SeqCst);
                 // Every slot is counted, so COUNT > 0 here.
                 self.region.word(COUNT).fetch_sub(1, Ordering::SeqCst);
             }
@@ -352,9 +360,9 @@ impl Barrier {
     /// Records this process in a free slot; `None` if none is free (cannot happen: a round has at
     /// most `parties` parties, and a party leaves its slot as it leaves the round).
     fn record(&self) -> Option<usize> {
-        let me = proc_os::pid();
+        let me = proc_os::current_process_token();
         self.slots().find(|&i| {
-            self.region.word(i).compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            self.region.word64(i).compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         })
     }
 
@@ -406,7 +414,7 @@ impl Barrier {
         let result = if last { self.release(&mut g) } else { self.wait_round(&mut g, deadline) };
         // Leave the round: the slot first, as `holder_died` recounts from the slots.
         if let Some(slot) = slot {
-            self.region.word(slot).store(0, Ordering::SeqCst);
+            self.region.word64(slot).store(0, Ordering::SeqCst);
         }
         if self.region.word(COUNT).fetch_sub(1, Ordering::SeqCst) == 1
             && matches!(self.state(), DRAINING | RESETTING)

@@ -1,10 +1,12 @@
 //! `Condition`: waiters and notifications recorded in shared memory next to a `Lock` or `RLock`.
 //!
 //! Every wait takes a ticket from `TICKET` when it registers (under the lock) and records itself in
-//! one of `WAITER_SLOTS` (128) slots: its pid, its ticket, a `STATE` word (0, or `NOTIFIED` once a
-//! notify chose it) that it sleeps on, and `NOTE`, the ticket count at the notify that chose it. The
-//! pid is written last when a wait registers and cleared when it leaves, each a single store under
-//! the lock, so a process that dies anywhere leaves either a whole slot or none.
+//! one of `WAITER_SLOTS` (128) slots: its process' [token](proc_os::current_process_token) (pid and
+//! start time, so that a process that later gets a dead waiter's pid does not pass for it), its
+//! ticket, a `STATE` word (0, or `NOTIFIED` once a notify chose it) that it sleeps on, and `NOTE`,
+//! the ticket count at the notify that chose it. The token is written last when a wait registers
+//! and cleared when it leaves, each a single store under the lock, so a process that dies anywhere
+//! leaves either a whole slot or none.
 //!
 //! `notify(n)` (under the lock) chooses up to `n` recorded waits not yet notified, oldest ticket
 //! first, checking that each one's process is alive: a dead one's slot is freed (it only leaves),
@@ -62,22 +64,25 @@ const TICKET: usize = 2;
 const LIMIT: usize = 3;
 /// Changes on every notify that gives permits; waits without a slot sleep on it.
 const SEQ: usize = 4;
-/// The first slot; each is [`SLOT_WORDS`] words: [`PID`], [`SLOT_TICKET`], [`STATE`], [`NOTE`].
-const FIRST_SLOT: usize = 5;
-/// How many waits in progress have a slot recording their pid; a wait that finds none free is
+/// The first slot; each is [`SLOT_WORDS`] words: [`OWNER`] (two), [`SLOT_TICKET`], [`STATE`],
+/// [`NOTE`] and one spare.
+const FIRST_SLOT: usize = 6;
+/// How many waits in progress have a slot recording their process; a wait that finds none free is
 /// counted in `WAITING` instead (see the module docs).
 const WAITER_SLOTS: usize = 128;
-const SLOT_WORDS: usize = 4;
-/// Slot word: the waiting process' pid; 0 for a free slot. Written last when a wait registers,
-/// and cleared (a single store) when it leaves.
-const PID: usize = 0;
+const SLOT_WORDS: usize = 6;
+/// Slot words (one 64-bit word): the waiting process' token; 0 for a free slot. Written last when
+/// a wait registers, and cleared (a single store) when it leaves.
+const OWNER: usize = 0;
 /// Slot word: the wait's ticket.
-const SLOT_TICKET: usize = 1;
+const SLOT_TICKET: usize = 2;
 /// Slot word: 0 while the wait is not notified, [`NOTIFIED`] once a notify chose it. The wait
 /// sleeps on it.
-const STATE: usize = 2;
+const STATE: usize = 3;
 /// Slot word: the ticket count at the notify that chose the wait (who else may take it over).
-const NOTE: usize = 3;
+const NOTE: usize = 4;
+// Every slot's token is 8-byte aligned in the (page-aligned) region.
+const _: () = assert!(FIRST_SLOT % 2 == 0 && SLOT_WORDS % 2 == 0 && OWNER % 2 == 0);
 const NOTIFIED: u32 = 1;
 const WORDS: usize = FIRST_SLOT + WAITER_SLOTS * SLOT_WORDS;
 
@@ -109,8 +114,8 @@ enum Inner {
 /// was already waiting at that notify (the sleeping waiters look for such a death once per
 /// [`LIVENESS_CHECK`]). This holds for up to 128 waits at once: beyond that, the extra waits are
 /// counted rather than recorded, and one that dies still counts as a waiter, as a notification may
-/// be spent on it. As for a [`Lock`]'s owner, a dead waiter whose pid was reused by a new process
-/// looks alive; pids are reused only after the whole pid space cycled.
+/// be spent on it. A waiter is recorded by its pid and start time, so a dead waiter whose pid went
+/// to a new process is not taken for that process (as for a [`Lock`]'s owner).
 ///
 /// # Examples
 ///
@@ -223,8 +228,7 @@ impl Condition {
     pub fn waiting(&self) -> u32 {
         let recorded = (0..WAITER_SLOTS)
             .filter(|&i| {
-                self.word(i, PID).load(Ordering::SeqCst) != 0
-                    && self.word(i, STATE).load(Ordering::SeqCst) == 0
+                self.owner(i).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
             })
             .count();
         // At most WAITER_SLOTS.
@@ -237,27 +241,32 @@ impl Condition {
         self.region.word(slot_word(slot, word))
     }
 
+    /// The token word of slot `slot`.
+    fn owner(&self, slot: usize) -> &std::sync::atomic::AtomicU64 {
+        self.region.word64(slot_word(slot, OWNER) / 2)
+    }
+
     /// Records a wait with `ticket` in a free slot, under the lock; `None` if none is free.
     fn record(&self, ticket: u32) -> Option<usize> {
-        let slot = (0..WAITER_SLOTS).find(|&i| self.word(i, PID).load(Ordering::SeqCst) == 0)?;
+        let slot = (0..WAITER_SLOTS).find(|&i| self.owner(i).load(Ordering::SeqCst) == 0)?;
         self.word(slot, SLOT_TICKET).store(ticket, Ordering::SeqCst);
         self.word(slot, STATE).store(0, Ordering::SeqCst);
-        // Last: the slot is in use once its pid is set, and every other word of it is valid then.
-        self.word(slot, PID).store(proc_os::pid(), Ordering::SeqCst);
+        // Last: the slot is in use once its token is set, and every other word of it is valid then.
+        self.owner(slot).store(proc_os::current_process_token(), Ordering::SeqCst);
         Some(slot)
     }
 
-    /// Whether `pid` runs (this process does, without a system call).
-    fn alive(pid: u32) -> bool {
-        pid == proc_os::pid() || proc_os::process_alive(pid)
+    /// Whether the process of `token` runs (this process does, without a system call).
+    fn alive(token: u64) -> bool {
+        token == proc_os::current_process_token() || proc_os::process_token_alive(token)
     }
 
     /// Whether some slot holds a notification that a dead process was chosen for (a look without
     /// the lock: a hint that [`reclaim`](Self::reclaim) has work).
     fn stranded(&self) -> bool {
         (0..WAITER_SLOTS).any(|i| {
-            let pid = self.word(i, PID).load(Ordering::SeqCst);
-            pid != 0 && self.word(i, STATE).load(Ordering::SeqCst) != 0 && !Self::alive(pid)
+            let token = self.owner(i).load(Ordering::SeqCst);
+            token != 0 && self.word(i, STATE).load(Ordering::SeqCst) != 0 && !Self::alive(token)
         })
     }
 
@@ -267,13 +276,13 @@ impl Condition {
     /// [`choose_live`](Self::choose_live) meets them.)
     fn reclaim(&self) {
         for i in 0..WAITER_SLOTS {
-            let pid = self.word(i, PID).load(Ordering::SeqCst);
-            if pid == 0 || self.word(i, STATE).load(Ordering::SeqCst) == 0 || Self::alive(pid) {
+            let token = self.owner(i).load(Ordering::SeqCst);
+            if token == 0 || self.word(i, STATE).load(Ordering::SeqCst) == 0 || Self::alive(token) {
                 continue;
             }
             let note = self.word(i, NOTE).load(Ordering::SeqCst);
             self.choose_live(1, note, |ticket| before(ticket, note));
-            self.word(i, PID).store(0, Ordering::SeqCst);
+            self.owner(i).store(0, Ordering::SeqCst);
         }
     }
 
@@ -284,8 +293,7 @@ impl Condition {
         let next = self.region.word(TICKET).load(Ordering::SeqCst);
         let mut waiters: Vec<(u32, usize)> = (0..WAITER_SLOTS)
             .filter(|&i| {
-                self.word(i, PID).load(Ordering::SeqCst) != 0
-                    && self.word(i, STATE).load(Ordering::SeqCst) == 0
+                self.owner(i).load(Ordering::SeqCst) != 0 && self.word(i, STATE).load(Ordering::SeqCst) == 0
             })
             .map(|i| (self.word(i, SLOT_TICKET).load(Ordering::SeqCst), i))
             .filter(|&(ticket, _)| eligible(ticket))
@@ -297,11 +305,11 @@ impl Condition {
             if chosen == n {
                 break;
             }
-            if Self::alive(self.word(i, PID).load(Ordering::SeqCst)) {
+            if Self::alive(self.owner(i).load(Ordering::SeqCst)) {
                 self.choose(i, note);
                 chosen += 1;
             } else {
-                self.word(i, PID).store(0, Ordering::SeqCst);
+                self.owner(i).store(0, Ordering::SeqCst);
             }
         }
         chosen
@@ -387,7 +395,7 @@ impl Condition {
             Some(slot) => {
                 // Notified if a notify chose this wait, even one that came after the deadline.
                 notified = self.word(slot, STATE).load(Ordering::SeqCst) != 0;
-                self.word(slot, PID).store(0, Ordering::SeqCst);
+                self.owner(slot).store(0, Ordering::SeqCst);
             }
             None if !notified => {
                 // Take a permit left for an eligible wait, or leave the count of waiters.

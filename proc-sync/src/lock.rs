@@ -8,12 +8,25 @@
 //! by compare-and-swap and reported as [`OwnerDied`]. Release swaps in 0 and wakes one waiter if
 //! the bit was set. The owner is a process: as in Python, any thread of it may release.
 //!
-//! Pid reuse can make a dead owner look alive (a new process got its pid); the waiter then waits
-//! for that process. Pids are reused only after the whole pid space cycled.
+//! A pid alone cannot tell a dead owner from a new process that got its pid. So next to the word
+//! a 64-bit word holds the owner's [process token](proc_os::current_process_token) (its pid and
+//! its start time), which the new owner stores right after its compare-and-swap (a cached value:
+//! no system call) and clears before its release swap. A waiter whose owner pid is alive also
+//! compares that token: same pid, another start time means the owner died and its pid went to
+//! another process, and the word is taken over as from a dead owner: the waiter claims the
+//! takeover by a compare-and-swap of the token (its own for the dead one's), then swaps the word
+//! (which fails if it changed hands meanwhile). The claim matters when the taker is the process
+//! that got the dead owner's pid: the word's value is then the same before and after. Left to the
+//! pid alone: a token of 0 (the owner is between its compare-and-swap and its store, a few
+//! instructions) or of another pid (a stale one a dead owner left until the new owner's store, or
+//! a claim in progress: a claimer that dies between its two swaps leaves the word to the pid
+//! alone); a process that got the dead owner's pid within the same tick of the start-time clock
+//! (1/100 s on Linux, 1 µs on macOS); and systems where start times cannot be read (then the
+//! waiter waits for the new process, as before).
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,10 +45,24 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 /// The result of an acquire: a guard, or a guard with the news that the previous owner died.
 pub type AcquireResult<G> = Result<G, OwnerDied<G>>;
 
-/// The raw lock protocol on one word, shared by `Lock`, `RLock` and `Value`.
+/// The raw lock protocol on one word (`index`, in `u32`s), shared by `Lock`, `RLock` and `Value`,
+/// recording the owner's process token in the 64-bit word `owner` (in `u64`s).
 pub(crate) fn raw_acquire(
     region: &Region,
     index: usize,
+    owner: usize,
+    deadline: Option<Instant>,
+) -> Option<Result<(), u32>> {
+    let taken = acquire_word(region, index, owner, deadline)?;
+    region.word64(owner).store(proc_os::current_process_token(), Ordering::Relaxed);
+    Some(taken)
+}
+
+/// [`raw_acquire`] but for the token store.
+fn acquire_word(
+    region: &Region,
+    index: usize,
+    owner_token: usize,
     deadline: Option<Instant>,
 ) -> Option<Result<(), u32>> {
     let word = region.word(index);
@@ -69,9 +96,41 @@ pub(crate) fn raw_acquire(
         let expired = deadline.is_some_and(|d| now >= d);
         if expired || now >= next_check {
             let owner = cur & !WAITERS;
-            if !proc_os::process_alive(owner) {
-                if word.compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Some(Err(owner));
+            // The load of `cur` is relaxed: synchronize with the release that made the word hold
+            // it, so that the token read is no older than that owner's store or clear.
+            fence(Ordering::Acquire);
+            let token = region.word64(owner_token);
+            let seen = token.load(Ordering::Relaxed);
+            if !owner_alive(owner, seen) {
+                // When the token decided (it names the owner's pid), the takeover is claimed on it
+                // first: a process that got the dead owner's pid leaves the word's value as it was
+                // when it takes over, so a compare-and-swap on the word alone could succeed for a
+                // second waiter that looked before, and the lock would have two owners.
+                let mine = proc_os::current_process_token();
+                let claim = seen != 0 && seen >> 32 == u64::from(owner);
+                if claim && token.compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed).is_err()
+                {
+                    continue;
+                }
+                let mut expected = cur;
+                loop {
+                    // Release: a waiter that sees the new word sees the claim too.
+                    match word.compare_exchange(expected, me | WAITERS, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => return Some(Err(owner)),
+                        // Only the waiters bit changed, and no release cleared the claim: still the
+                        // dead owner's word.
+                        Err(now)
+                            if claim && now & !WAITERS == owner && token.load(Ordering::Relaxed) == mine =>
+                        {
+                            expected = now;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if claim {
+                    // The word changed hands: the new owner stores its token. Until then, the pid
+                    // alone (0 never makes a live owner look dead).
+                    let _ = token.compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -90,20 +149,35 @@ pub(crate) fn raw_acquire(
     }
 }
 
+/// Whether the process that owns a word holding `owner` is alive, given the token read from the
+/// word beside it: the token decides when it names the same pid (see the module docs), else the
+/// pid alone.
+fn owner_alive(owner: u32, token: u64) -> bool {
+    if token != 0 && token >> 32 == u64::from(owner) {
+        proc_os::process_token_alive(token)
+    } else {
+        proc_os::process_alive(owner)
+    }
+}
+
 /// [`raw_acquire`] without a deadline: it returns only once the word is ours, so a caller never
 /// has to invent a guard for a "timed out" that cannot happen (a guard built for no lock would
 /// release someone else's lock when dropped).
-pub(crate) fn raw_acquire_blocking(region: &Region, index: usize) -> Result<(), u32> {
+pub(crate) fn raw_acquire_blocking(region: &Region, index: usize, owner: usize) -> Result<(), u32> {
     loop {
-        if let Some(taken) = raw_acquire(region, index, None) {
+        if let Some(taken) = raw_acquire(region, index, owner, None) {
             return taken;
         }
     }
 }
 
-/// Releases the word; `Err` if it was free.
+/// Releases the word, clearing the owner's token (in the 64-bit word `owner`) first; `Err` if it
+/// was free.
 #[inline]
-pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseError> {
+pub(crate) fn raw_release(region: &Region, index: usize, owner: usize) -> Result<(), ReleaseError> {
+    // Before the word is free: once it is, a new owner stores its own token, which this store must
+    // not erase.
+    region.word64(owner).store(0, Ordering::Relaxed);
     let word = region.word(index);
     let prev = word.swap(0, Ordering::Release);
     if prev == 0 {
@@ -125,11 +199,15 @@ const STATE: usize = 0;
 /// The 64-bit word (index in `u64`s) recording the thread that acquired a [`Lock`]
 /// (`proc_os::thread_token`), 0 while it is free.
 const ACQUIRER: usize = 1;
+/// The 64-bit word (index in `u64`s) holding the owner's process token, 0 while it is free.
+const LOCK_OWNER: usize = 2;
 /// The bytes of a [`Lock`]'s region.
-const LOCK_BYTES: usize = 16;
-/// The bytes of an [`RLock`]'s region: the lock word, the owning thread's token (two words) and
-/// the depth.
-const RLOCK_BYTES: usize = 16;
+const LOCK_BYTES: usize = 24;
+
+/// The 64-bit word (index in `u64`s) holding an [`RLock`]'s owner's process token.
+const RLOCK_OWNER: usize = 2;
+/// The bytes of an [`RLock`]'s region.
+const RLOCK_BYTES: usize = 24;
 
 /// A lock shared between processes, as Python's `multiprocessing.Lock`.
 ///
@@ -156,14 +234,46 @@ const RLOCK_BYTES: usize = 16;
 /// assert!(!lock.locked());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "LockParts")]
 pub struct Lock {
-    #[serde(deserialize_with = "lock_region")]
     region: Region,
 }
 
-/// Decodes the region of a handle, refusing one too short for the state.
-fn lock_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
-    Region::deserialize_at_least(deserializer, LOCK_BYTES)
+/// A decoded [`Lock`] or [`RLock`] handle before its region is checked against the layout.
+#[derive(Deserialize)]
+struct LockParts {
+    region: Region,
+}
+
+impl TryFrom<LockParts> for Lock {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the lock's words.
+    fn try_from(p: LockParts) -> Result<Self, String> {
+        check_len("lock", &p.region, LOCK_BYTES)?;
+        Ok(Lock { region: p.region })
+    }
+}
+
+impl TryFrom<LockParts> for RLock {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the lock's words.
+    fn try_from(p: LockParts) -> Result<Self, String> {
+        check_len("reentrant lock", &p.region, RLOCK_BYTES)?;
+        Ok(RLock { region: p.region })
+    }
+}
+
+/// Checks that a decoded `what`'s region holds its `bytes` of state.
+pub(crate) fn check_len(what: &str, region: &Region, bytes: usize) -> Result<(), String> {
+    if region.len() < bytes {
+        return Err(format!(
+            "a {what}'s memory is {} bytes, shorter than its {bytes} bytes of state",
+            region.len()
+        ));
+    }
+    Ok(())
 }
 
 impl Lock {
@@ -230,7 +340,7 @@ impl Lock {
         // Forget the acquiring thread before the lock is free: once it is, a new owner writes its
         // own, which this store must not erase.
         self.region.word64(ACQUIRER).store(0, Ordering::Relaxed);
-        raw_release(&self.region, STATE)
+        raw_release(&self.region, STATE, LOCK_OWNER)
     }
 
     /// Releases the lock that a guard of this thread holds (no check that it is held: the guard
@@ -238,20 +348,20 @@ impl Lock {
     fn unlock_held(&self) {
         // As in `release`: forget the acquirer before the lock word goes to 0.
         self.region.word64(ACQUIRER).store(0, Ordering::Relaxed);
-        let _ = raw_release(&self.region, STATE);
+        let _ = raw_release(&self.region, STATE, LOCK_OWNER);
     }
 
     /// Takes the lock without a guard (`None`: the deadline passed; `Err(pid)`: its owner died
     /// holding it, and it is ours), recording the calling thread as the acquirer.
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
-        let taken = raw_acquire(&self.region, STATE, deadline)?;
+        let taken = raw_acquire(&self.region, STATE, LOCK_OWNER, deadline)?;
         self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
         Some(taken)
     }
 
     /// As [`lock_until`](Self::lock_until) without a deadline.
     pub(crate) fn lock_blocking(&self) -> Result<(), u32> {
-        let taken = raw_acquire_blocking(&self.region, STATE);
+        let taken = raw_acquire_blocking(&self.region, STATE, LOCK_OWNER);
         self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
         taken
     }
@@ -270,15 +380,14 @@ impl Lock {
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 {
             if word.compare_exchange(0, proc_os::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                let token = proc_os::current_process_token();
+                self.region.word64(LOCK_OWNER).store(token, Ordering::Relaxed);
                 return true;
             }
-        } else if cur & !WAITERS == proc_os::pid()
-            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == proc_os::thread_token()
-        {
-            // Only this thread writes its token (see `held_by_current_thread`).
+        } else if self.held_by_current_thread() {
             return false;
         }
-        if raw_acquire_blocking(&self.region, STATE).is_err() {
+        if raw_acquire_blocking(&self.region, STATE, LOCK_OWNER).is_err() {
             // Taken over from a holder that died: forget its thread. A process that later gets
             // the dead one's pid could have a thread with the same token, which would then pass
             // for the holder of a lock another of its threads took here.
@@ -291,21 +400,23 @@ impl Lock {
     /// is already clear: every release clears it, and a takeover from a dead holder too.
     #[inline]
     pub(crate) fn unlock_unrecorded(&self) {
-        let _ = raw_release(&self.region, STATE);
+        let _ = raw_release(&self.region, STATE, LOCK_OWNER);
     }
 
     /// Whether the calling thread acquired the lock and it has not been released since.
     ///
     /// Only the acquiring thread writes its own token, and every release clears it before the
     /// lock word goes to 0, so a thread sees its token here only while its acquire stands (a guard
-    /// cannot move to another thread: [`LockGuard`] is not `Send`). Costs one load when the lock
-    /// is free.
+    /// cannot move to another thread: [`LockGuard`] is not `Send`). The owner's process token
+    /// must be this process' too: a dead holder's thread token (pid and thread id) can match a
+    /// thread of a later process given its pid. Costs one load when the lock is free.
     #[inline]
     pub(crate) fn held_by_current_thread(&self) -> bool {
         let word = self.region.word(STATE).load(Ordering::Relaxed);
         word != 0
             && word & !WAITERS == proc_os::pid()
             && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == proc_os::thread_token()
+            && self.region.word64(LOCK_OWNER).load(Ordering::Relaxed) == proc_os::current_process_token()
     }
 }
 
@@ -362,7 +473,8 @@ impl fmt::Debug for LockGuard<'_> {
 /// A reentrant lock shared between processes, as Python's `multiprocessing.RLock`: the owning
 /// thread of the owning process may acquire it again; it is free after as many releases.
 ///
-/// Words: 0 the lock word (owner pid), 1–2 the owner thread, 3 the depth.
+/// Words: 0 the lock word (owner pid), 1–2 the owner thread, 3 the depth (`u32`s); then the
+/// owner's process token (the third `u64`).
 ///
 /// # Examples
 ///
@@ -378,14 +490,9 @@ impl fmt::Debug for LockGuard<'_> {
 /// assert!(!lock.locked());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "LockParts")]
 pub struct RLock {
-    #[serde(deserialize_with = "rlock_region")]
     region: Region,
-}
-
-/// Decodes the region of a handle, refusing one too short for the state.
-fn rlock_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
-    Region::deserialize_at_least(deserializer, RLOCK_BYTES)
 }
 
 impl RLock {
@@ -398,11 +505,14 @@ impl RLock {
         Ok(RLock { region: Region::new(RLOCK_BYTES)? })
     }
 
+    /// Whether the calling thread owns the lock: its pid and thread id, and this process' token
+    /// (a dead owner's pid and thread id can match a thread of a later process given its pid).
     fn owned_by_me(&self) -> bool {
         let tid = proc_os::thread_id();
         self.region.word(0).load(Ordering::Relaxed) & !WAITERS == proc_os::pid()
             && self.region.word(1).load(Ordering::Relaxed) == tid as u32
             && self.region.word(2).load(Ordering::Relaxed) == (tid >> 32) as u32
+            && self.region.word64(RLOCK_OWNER).load(Ordering::Relaxed) == proc_os::current_process_token()
     }
 
     fn take(&self) {
@@ -429,7 +539,7 @@ impl RLock {
         if self.reenter() {
             return Some(Ok(()));
         }
-        let taken = raw_acquire(&self.region, 0, deadline)?;
+        let taken = raw_acquire(&self.region, 0, RLOCK_OWNER, deadline)?;
         self.take();
         Some(taken)
     }
@@ -439,7 +549,7 @@ impl RLock {
         if self.reenter() {
             return Ok(());
         }
-        let taken = raw_acquire_blocking(&self.region, 0);
+        let taken = raw_acquire_blocking(&self.region, 0, RLOCK_OWNER);
         self.take();
         taken
     }
@@ -490,7 +600,7 @@ impl RLock {
         if d == 1 {
             self.region.word(1).store(0, Ordering::Relaxed);
             self.region.word(2).store(0, Ordering::Relaxed);
-            raw_release(&self.region, 0)?;
+            raw_release(&self.region, 0, RLOCK_OWNER)?;
         }
         Ok(())
     }
@@ -509,14 +619,14 @@ impl RLock {
         let depth = self.region.word(3).swap(0, Ordering::Relaxed);
         self.region.word(1).store(0, Ordering::Relaxed);
         self.region.word(2).store(0, Ordering::Relaxed);
-        raw_release(&self.region, 0)?;
+        raw_release(&self.region, 0, RLOCK_OWNER)?;
         Ok(depth)
     }
 
     /// Takes the lock back at `depth` after a condition wait; `Err(pid)` if its owner meanwhile
     /// died holding it (it is ours all the same).
     pub(crate) fn acquire_restore(&self, depth: u32) -> Result<(), u32> {
-        let r = raw_acquire_blocking(&self.region, 0);
+        let r = raw_acquire_blocking(&self.region, 0, RLOCK_OWNER);
         self.take();
         self.region.word(3).store(depth, Ordering::Relaxed);
         r

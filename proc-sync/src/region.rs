@@ -49,23 +49,6 @@ impl Region {
         unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(index * 8).cast()) }
     }
 
-    /// Decodes a region for a primitive whose state takes `len` bytes: a handle whose length was
-    /// changed on the way, or that names smaller memory, is refused here rather than found out
-    /// by an access past the mapping.
-    pub(crate) fn deserialize_at_least<'de, D: Deserializer<'de>>(
-        deserializer: D,
-        len: usize,
-    ) -> Result<Self, D::Error> {
-        let region = Region::deserialize(deserializer)?;
-        if region.len() < len {
-            return Err(serde::de::Error::custom(format!(
-                "a handle's shared memory is {} bytes, shorter than its {len} bytes of state",
-                region.len()
-            )));
-        }
-        Ok(region)
-    }
-
     /// The start of the region.
     pub(crate) fn ptr(&self) -> *mut u8 {
         self.seg.as_ptr()

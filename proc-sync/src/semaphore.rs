@@ -6,9 +6,10 @@
 //! Release increments and wakes one waiter if any is counted.
 //!
 //! Holder death: a permit taken with [`Semaphore::acquire_guard`] is recorded in one of
-//! [`HOLDER_SLOTS`] slots (the holder's pid) until the guard drops. A waiter checks the slots once
-//! per [`LIVENESS_CHECK`] of waiting (and before a timed wait gives up); a slot whose process died
-//! is taken over by compare-and-swap. A guard acquirer inherits the dead holder's permit and gets
+//! [`HOLDER_SLOTS`] 64-bit slots (the holder's [process token](proc_os::current_process_token):
+//! its pid and start time, so that a process that later gets its pid does not pass for it) until
+//! the guard drops. A waiter checks the slots once per [`LIVENESS_CHECK`] of waiting (and before a
+//! timed wait gives up); a slot whose process died is taken over by compare-and-swap. A guard acquirer inherits the dead holder's permit and gets
 //! [`OwnerDied`]; a plain acquirer returns the permit to the semaphore and takes a permit as usual.
 //! Plain `acquire`/`release` stay Python's bare counter (a permit may be released by any process),
 //! so they cannot be tracked.
@@ -20,21 +21,21 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OwnerDied, ReleaseError};
-use crate::lock::{deadline, AcquireResult, LIVENESS_CHECK};
+use crate::lock::{check_len, deadline, AcquireResult, LIVENESS_CHECK};
 use crate::region::Region;
 
 const VALUE: usize = 0;
 const WAITERS: usize = 1;
 const MAX: usize = 2;
-const FIRST_SLOT: usize = 4;
+/// The first holder slot, in `u64`s (after the `u32` words above and one spare).
+const FIRST_SLOT: usize = 2;
+/// The bytes of a semaphore's region.
+const SEMAPHORE_BYTES: usize = (FIRST_SLOT + HOLDER_SLOTS) * 8;
 const UNBOUNDED: u32 = u32::MAX;
 
 /// How many guarded permits of one semaphore are tracked for holder death at a time; guards
 /// beyond these work as usual but are not recovered if their holder dies.
 pub const HOLDER_SLOTS: usize = 64;
-
-/// The bytes of a semaphore's region: its words, then the holder slots.
-const SEMAPHORE_BYTES: usize = (FIRST_SLOT + HOLDER_SLOTS) * 4;
 
 /// The bytes of an [`Event`]'s region: the flag and the count of waiters.
 const EVENT_BYTES: usize = 8;
@@ -60,14 +61,25 @@ struct Taken {
 /// assert_eq!(sem.get_value(), 2);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "SemaphoreParts")]
 pub struct Semaphore {
-    #[serde(deserialize_with = "semaphore_region")]
     region: Region,
 }
 
-/// Decodes the region of a handle, refusing one too short for the state.
-fn semaphore_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
-    Region::deserialize_at_least(deserializer, SEMAPHORE_BYTES)
+/// A decoded [`Semaphore`] handle before its region is checked against the layout.
+#[derive(Deserialize)]
+struct SemaphoreParts {
+    region: Region,
+}
+
+impl TryFrom<SemaphoreParts> for Semaphore {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the words and slots.
+    fn try_from(p: SemaphoreParts) -> Result<Self, String> {
+        check_len("semaphore", &p.region, SEMAPHORE_BYTES)?;
+        Ok(Semaphore { region: p.region })
+    }
 }
 
 impl Semaphore {
@@ -102,12 +114,12 @@ impl Semaphore {
             let now = Instant::now();
             let expired = deadline.is_some_and(|d| now >= d);
             if expired || now >= next_check {
-                if let Some((slot, pid)) = self.dead_holder() {
-                    let word = self.region.word(slot);
-                    let to = if guarded { proc_os::pid() } else { 0 };
-                    if word.compare_exchange(pid, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if let Some((slot, token)) = self.dead_holder() {
+                    let word = self.region.word64(slot);
+                    let to = if guarded { proc_os::current_process_token() } else { 0 };
+                    if word.compare_exchange(token, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                         if guarded {
-                            return Some(Taken { slot: Some(slot), died: Some(pid) });
+                            return Some(Taken { slot: Some(slot), died: Some((token >> 32) as u32) });
                         }
                         // Give the dead holder's permit back, then compete for it as usual.
                         self.put_back();
@@ -139,17 +151,17 @@ impl Semaphore {
 
     /// Records this process in a free holder slot, if one is left.
     fn record(&self) -> Option<usize> {
-        let me = proc_os::pid();
+        let me = proc_os::current_process_token();
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find(|&i| {
-            self.region.word(i).compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            self.region.word64(i).compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         })
     }
 
-    /// A holder slot whose process died, and that pid.
-    fn dead_holder(&self) -> Option<(usize, u32)> {
+    /// A holder slot whose process died, and that process' token.
+    fn dead_holder(&self) -> Option<(usize, u64)> {
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find_map(|i| {
-            let pid = self.region.word(i).load(Ordering::Acquire);
-            (pid != 0 && !proc_os::process_alive(pid)).then_some((i, pid))
+            let token = self.region.word64(i).load(Ordering::Acquire);
+            (token != 0 && !proc_os::process_token_alive(token)).then_some((i, token))
         })
     }
 
@@ -284,7 +296,7 @@ pub struct SemaphoreGuard<'a> {
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            self.sem.region.word(slot).store(0, Ordering::Release);
+            self.sem.region.word64(slot).store(0, Ordering::Release);
         }
         self.sem.put_back();
     }
@@ -393,14 +405,25 @@ impl fmt::Debug for BoundedSemaphore {
 /// event.wait();
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "EventParts")]
 pub struct Event {
-    #[serde(deserialize_with = "event_region")]
     region: Region,
 }
 
-/// Decodes the region of a handle, refusing one too short for the state.
-fn event_region<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
-    Region::deserialize_at_least(deserializer, EVENT_BYTES)
+/// A decoded [`Event`] handle before its region is checked against the layout.
+#[derive(Deserialize)]
+struct EventParts {
+    region: Region,
+}
+
+impl TryFrom<EventParts> for Event {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the flag and the count of waiters.
+    fn try_from(p: EventParts) -> Result<Self, String> {
+        check_len("event", &p.region, EVENT_BYTES)?;
+        Ok(Event { region: p.region })
+    }
 }
 
 impl Event {

@@ -286,22 +286,25 @@ proptest! {
 }
 
 /// A timed barrier wait keeps its deadline while another (live) process holds the barrier's lock:
-/// here every word of the barrier's memory names this process, the lock word included. (It used
-/// to wait for the lock without a deadline, and so for ever.)
+/// here the barrier's memory names this process everywhere: its pid in the first two 32-bit
+/// words (the lock word among them), its process token in every 64-bit word after them (the
+/// owner's token among them). (The wait used to take the lock without a deadline, so for ever.)
 #[test]
 fn a_timed_barrier_wait_gives_up_on_a_held_lock() {
     let _serial = serial();
     let _dog = Watchdog::new("a_timed_barrier_wait_gives_up_on_a_held_lock", Duration::from_secs(30));
     let barrier = Barrier::new(2).unwrap();
     let (_, fds) = serialize_with_fds(&barrier).unwrap();
-    let me = std::process::id();
+    let pid = u64::from(std::process::id());
+    let token = proc_os::current_process_token();
     for fd in &fds {
         let file = std::fs::File::from(fd.try_clone().unwrap());
         let Ok(map) = memmap2::MmapOptions::new().map_raw(&file) else { continue };
-        for i in 0..(map.len() / 4).min(64) {
-            // SAFETY: word `i` is inside the page-aligned mapping, which lives until the end of
-            // this loop's body; nothing else touches the barrier meanwhile.
-            unsafe { map.as_mut_ptr().cast::<u32>().add(i).write_volatile(me) };
+        for i in 0..(map.len() / 8).min(64) {
+            let value = if i == 0 { pid | pid << 32 } else { token };
+            // SAFETY: 64-bit word `i` is inside the page-aligned mapping, which lives until the end
+            // of this loop's body; nothing else touches the barrier meanwhile.
+            unsafe { map.as_mut_ptr().cast::<u64>().add(i).write_volatile(value) };
         }
     }
     let got = barrier.wait_timeout(Duration::from_millis(20));

@@ -1,11 +1,11 @@
-//! Value and array handles are checked against their memory when decoded: a mismatched type,
-//! length or region is a decoding error, never an out-of-bounds slice.
+//! Value and array handles (and lock and semaphore handles) are checked against their memory when
+//! decoded: a mismatched type, length or region is a decoding error, never an out-of-bounds slice.
 
 #![allow(clippy::unwrap_used)]
 
 use proc_core::handle::{deserialize_with_fds, serialize_with_fds};
 use proc_core::shm::Segment;
-use proc_sync::{Array, RawArray, RawValue, Value};
+use proc_sync::{Array, BoundedSemaphore, Lock, RLock, RawArray, RawValue, Semaphore, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -73,4 +73,37 @@ fn memory_that_is_not_a_shared_value_is_refused() {
         let wire = ((Segment::new(len).unwrap(), 1u64), Segment::new(16).unwrap());
         assert!(reencode::<_, Array<u8>>(&wire).is_err(), "{len}-byte segment accepted as an Array");
     }
+}
+
+#[test]
+fn a_lock_whose_memory_is_too_short_is_refused() {
+    // 16 bytes: the layout before the owner's process token; 4: the least a region has.
+    for len in [4, 16, 23] {
+        let short = Segment::new(len).unwrap();
+        assert!(reencode::<_, Lock>(&short).is_err(), "a lock of {len} bytes accepted");
+        assert!(reencode::<_, RLock>(&short).is_err(), "a reentrant lock of {len} bytes accepted");
+        // A value's wire form: its memory, then its lock's.
+        let data: Segment = reencode(&RawValue::new(7u8).unwrap()).unwrap();
+        assert!(reencode::<_, Value<u8>>(&(data, short)).is_err(), "a value's lock of {len} bytes accepted");
+    }
+    let lock: Lock = reencode(&Lock::new().unwrap()).unwrap();
+    drop(lock.acquire().unwrap());
+    let rlock: RLock = reencode(&RLock::new().unwrap()).unwrap();
+    drop(rlock.acquire().unwrap());
+    let data: Segment = reencode(&RawValue::new(7u8).unwrap()).unwrap();
+    let lock: Segment = reencode(&Lock::new().unwrap()).unwrap();
+    assert_eq!(reencode::<_, Value<u8>>(&(data, lock)).unwrap().get(), 7);
+}
+
+#[test]
+fn a_semaphore_whose_memory_is_too_short_is_refused() {
+    // 272 bytes: the layout with 32-bit holder slots.
+    for len in [4, 272, 527] {
+        let short = Segment::new(len).unwrap();
+        assert!(reencode::<_, Semaphore>(&short).is_err(), "a semaphore of {len} bytes accepted");
+        assert!(reencode::<_, BoundedSemaphore>(&short).is_err(), "a bounded one of {len} bytes accepted");
+    }
+    let sem: Semaphore = reencode(&Semaphore::new(1).unwrap()).unwrap();
+    drop(sem.acquire_guard().unwrap());
+    assert_eq!(sem.get_value(), 1);
 }

@@ -111,9 +111,16 @@ pub(crate) trait Backend {
 }
 
 /// Runs `f` on the fields of `/proc/<pid>/stat` that follow the command name (from field 3, the
-/// state, on); `None` if the process is unknown.
+/// state, on); `None` if the process is unknown, or `/proc` belongs to another pid namespace.
 #[cfg(target_os = "linux")]
 fn with_proc_stat<T>(pid: u32, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    // A `/proc` mounted for another pid namespace (the host's, seen from inside `unshare --pid`
+    // without a fresh mount, say) names other processes by these numbers: believe it only when its
+    // `self` is this process.
+    let own = std::fs::read_link("/proc/self").ok()?;
+    if own.as_os_str().to_str()? != std::process::id().to_string() {
+        return None;
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: the fields follow its end.
     let (_, rest) = stat.rsplit_once(')')?;
