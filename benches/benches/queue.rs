@@ -18,7 +18,8 @@
 //!   `floor_byte_ring` (a 2 MiB byte ring, memcpy in and memcpy out: two copies) and
 //!   `floor_memcpy` (one copy in one process). `queue_vec` and `queue_bytebuf` put the user's own
 //!   payload types through the same queue: a `Vec<u8>` (serialized element by element) and a
-//!   `multiproc::ByteBuf` (one copy), each cloned for every put.
+//!   `multiproc::ByteBuf` (one copy), each cloned for every put. `pipe_typed` sends the same
+//!   bytes as typed messages, `send(&ByteBuf)` → `recv()`, next to `pipe`'s raw bytes.
 //! - `backlog_4k_<pin>`, `backlog_64k_<pin>`, `backlog_1m_<pin>`: byte messages in rounds of a backlog
 //!   (4000 messages, at most 256 MiB), each round by a fresh producer child, through an unbounded
 //!   `queue`, a `bounded_queue` (`maxsize` = the backlog), a `simple_queue` and a `joinable_queue`
@@ -297,6 +298,24 @@ fn pipe_bytes(n: u64, len: usize) -> Duration {
     )
 }
 
+/// `n` messages of `len` bytes through a pipe as typed messages: `send(&ByteBuf)` → `recv()`.
+fn pipe_typed_bytes(n: u64, len: usize) -> Duration {
+    let (rx, tx): (Connection<ByteBuf>, Connection<ByteBuf>) = pipe().expect("pipe");
+    one_to_one(
+        n,
+        move |n| {
+            let message = ByteBuf::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            (0..n).all(|_| tx.send(&message).is_ok())
+        },
+        |n| {
+            for _ in 0..n {
+                assert!(rx.poll(BOUND).expect("poll"), "the pipe's producer stopped");
+                assert_eq!(rx.recv().expect("recv").len(), len);
+            }
+        },
+    )
+}
+
 fn bytes(c: &mut Criterion, name: &str, len: usize, with_big_slots: bool) {
     pin_if_asked();
     let mut group = c.benchmark_group(group_name(name));
@@ -317,6 +336,7 @@ fn bytes(c: &mut Criterion, name: &str, len: usize, with_big_slots: bool) {
         group.bench_function("queue_slot128k", |b| b.iter_custom(|n| queue_bytes(&q, n, len)));
     }
     group.bench_function("pipe", |b| b.iter_custom(|n| pipe_bytes(n, len)));
+    group.bench_function("pipe_typed", |b| b.iter_custom(|n| pipe_typed_bytes(n, len)));
     group.finish();
 }
 

@@ -115,6 +115,20 @@ const ROWS: &[Row] = &[
         target: None,
     },
     Row {
+        label: "64 KiB, 1 → 1, Pipe typed (send(&ByteBuf) → recv)",
+        scenario: "bytes_64k",
+        function: "pipe_typed",
+        floor: "pipe",
+        python: "bytes_64k_pipe",
+        unit: Unit::Bytes(65536.0),
+        target: Some(Target {
+            max_ratio: 1.25,
+            min_per_sec: 0.0,
+            min_python_speedup: 0.0,
+            text: "≥ 80% of send_bytes' bytes/s (≤ 1.25×)",
+        }),
+    },
+    Row {
         label: "64 KiB, memcpy (one copy, one process)",
         scenario: "bytes_64k",
         function: "floor_memcpy",
@@ -163,6 +177,20 @@ const ROWS: &[Row] = &[
         python: "bytes_4m_pipe",
         unit: Unit::Bytes(4194304.0),
         target: None,
+    },
+    Row {
+        label: "4 MiB, 1 → 1, Pipe typed (send(&ByteBuf) → recv)",
+        scenario: "bytes_4m",
+        function: "pipe_typed",
+        floor: "pipe",
+        python: "bytes_4m_pipe",
+        unit: Unit::Bytes(4194304.0),
+        target: Some(Target {
+            max_ratio: 1.25,
+            min_per_sec: 0.0,
+            min_python_speedup: 0.0,
+            text: "≥ 80% of send_bytes' bytes/s (≤ 1.25×)",
+        }),
     },
     Row {
         label: "4 MiB, memcpy (one copy, one process)",

@@ -46,15 +46,27 @@ thread_local! {
 /// Serialization errors of `value`, a descriptor that cannot be duplicated, or more than 253
 /// descriptors.
 pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut bytes = Vec::new();
+    let fds = serialize_with_fds_into(value, &mut bytes)?;
+    Ok((bytes, fds))
+}
+
+/// As [`serialize_with_fds`], into `buf` (its bytes replaced, its allocation kept): for a sender
+/// that reuses one buffer for many messages. On error `buf` holds part of the value.
+///
+/// # Errors
+///
+/// As [`serialize_with_fds`].
+pub fn serialize_with_fds_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
     let mut guard = SinkGuard { saved: Some(SINK.with(|s| s.borrow_mut().replace(Vec::new()))) };
-    let bytes = crate::codec::to_vec(value);
+    let done = crate::codec::to_vec_into(value, buf);
     let fds = guard.restore();
-    let bytes = bytes.map_err(|source| match source.custom_message() {
+    done.map_err(|source| match source.custom_message() {
         // export_fd refuses the handle after the last one that fits.
         Some(_) if fds.len() >= MAX_FDS => Error::new(ErrorKind::TooManyHandles(fds.len() + 1)),
         _ => Error::new(ErrorKind::Serialize { what: "value", source }),
     })?;
-    Ok((bytes, fds))
+    Ok(fds)
 }
 
 /// Puts the outer side table back, even if a `Serialize` implementation panicked.

@@ -104,6 +104,50 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(&ser::Capture(value)).map_err(Error::from_postcard)
 }
 
+/// Serializes `value` into `buf`, replacing what it held and keeping its allocation: for a
+/// sender that reuses one buffer for many messages (no allocation, no page faults per message).
+/// On error `buf` holds part of the value.
+///
+/// # Errors
+///
+/// The value's own serialization error, with its message.
+///
+/// # Examples
+///
+/// ```
+/// let mut buf = Vec::with_capacity(64);
+/// proc_core::codec::to_vec_into(&(7u8, "seven"), &mut buf).unwrap();
+/// assert_eq!(buf, proc_core::codec::to_vec(&(7u8, "seven")).unwrap());
+/// ```
+#[inline]
+pub fn to_vec_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    postcard::serialize_with_flavor(&ser::Capture(value), IntoVec(buf)).map_err(Error::from_postcard)
+}
+
+/// postcard's output into a borrowed vector, extended slice by slice.
+struct IntoVec<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for IntoVec<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Serializes `value` onto the end of `writer` and hands it back (postcard's `to_extend`).
 ///
 /// # Errors

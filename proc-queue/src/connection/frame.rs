@@ -65,7 +65,7 @@ const FIRST_CHUNK: usize = 64 << 10;
 const MAX_CHUNK: usize = 1 << 30;
 
 /// A body buffer larger than this is not kept for the next message.
-const KEEP: usize = 1 << 20;
+const KEEP: usize = 16 << 20;
 
 /// Stack space for reading (and dropping) a body too large to hold.
 const SCRATCH: usize = 8 << 10;
@@ -98,8 +98,10 @@ pub(crate) struct Incoming {
     len: u64,
     /// Bytes of the body received so far.
     received: u64,
-    /// The body: the bytes received, then zeroes where the next receive lands (never past the
-    /// frame). The allocation is reused for the next message, up to `KEEP` bytes.
+    /// The body: the bytes received, then bytes (zeroes, or an earlier message's) where the next
+    /// receive lands. Its length can exceed the frame's until the frame ends, when it is cut to
+    /// the frame's; the allocation and its initialized bytes are reused for the next message (up
+    /// to `KEEP` bytes), so a stream of large messages neither reallocates nor zeroes the buffer.
     body: Vec<u8>,
     /// The body is larger than this process can hold; it is read and dropped.
     skipping: bool,
@@ -254,7 +256,8 @@ impl Incoming {
                     self.skipping = true;
                     continue;
                 }
-                let end = self.body.len().min(filled + MAX_CHUNK);
+                // Never past the frame: the buffer may be longer than this body (see `body`).
+                let end = self.body.len().min(filled + MAX_CHUNK).min(self.len as usize);
                 recv_within(
                     sock,
                     &mut self.body[filled..end],
@@ -282,7 +285,7 @@ impl Incoming {
 
     /// Starts a new frame at the next byte to serve.
     fn begin(&mut self) {
-        self.body.clear();
+        // Not cleared: the bytes stay initialized for the next body (see `body`).
         if self.body.capacity() > KEEP {
             self.body = Vec::new();
         }
@@ -385,6 +388,8 @@ impl Incoming {
         if std::mem::take(&mut self.skipping) {
             return Err(Error::TooLarge(self.len));
         }
+        // Not skipping: the body's length fits in a usize.
+        self.body.truncate(self.len as usize);
         if stray {
             return Err(Error::Os(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use proc_core::handle::{deserialize_with_fds, export_fd, import_fd, serialize_with_fds};
+use proc_core::handle::{deserialize_with_fds, export_fd, import_fd, serialize_with_fds_into};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -82,6 +82,12 @@ pub fn pipe_one_way<T>() -> Result<(Connection<T>, Connection<T>)> {
 /// [`ByteBuf`](proc_core::ByteBuf) (or use [`send_bytes`](Connection::send_bytes)), not a bare
 /// `Vec<u8>`, which serde writes one element at a time (see [Bytes](proc_core#bytes)).
 ///
+/// Buffers are reused: a thread serializes every message it sends into one buffer of its own,
+/// and an end receives every message into one buffer, each kept for the next message while it
+/// is at most 16 MiB. So a stream of large messages costs no allocation or page fault in the
+/// connection, whatever the process did before; a process that once sent or received a large
+/// message keeps up to that much memory per sending thread and per receiving end.
+///
 /// A `Connection` is itself a handle. Pass it to a child as (part of) a start argument, under
 /// every start method; serialized anywhere else (to JSON, to a file) it refuses, like every
 /// handle. An end that holds data it has received but not yet returned refuses too (a receive
@@ -132,6 +138,14 @@ pub struct Connection<T> {
     _message: PhantomData<fn(T) -> T>,
 }
 
+/// The largest send buffer a thread keeps for its next message.
+const KEEP_SEND_BUFFER: usize = 16 << 20;
+
+thread_local! {
+    /// This thread's buffer for serializing messages (see [`Connection::send`]).
+    static SEND_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl<T> Connection<T> {
     fn from_parts(socket: OwnedFd, readable: bool, writable: bool) -> Self {
         Connection {
@@ -176,8 +190,18 @@ impl<T> Connection<T> {
         T: Serialize,
     {
         self.check_writable()?;
-        let (bytes, fds) = serialize_with_fds(value).map_err(Error::Serialize)?;
-        self.send_frame(&bytes, &fds)
+        // The thread's send buffer, taken out for this send (a `Serialize` that sends on another
+        // connection gets a fresh one) and put back after: a stream of large messages is
+        // serialized into the same memory each time, not into a new allocation that the
+        // allocator maps, faults in and unmaps again.
+        let mut bytes = SEND_BUFFER.take();
+        let sent = serialize_with_fds_into(value, &mut bytes)
+            .map_err(Error::Serialize)
+            .and_then(|fds| self.send_frame(&bytes, &fds));
+        if bytes.capacity() <= KEEP_SEND_BUFFER {
+            SEND_BUFFER.set(bytes);
+        }
+        sent
     }
 
     /// Sends `bytes` as one message, as they are (Python's `send_bytes`). The other end takes it

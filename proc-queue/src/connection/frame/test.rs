@@ -315,3 +315,23 @@ fn after_a_large_body_the_next_header_is_read_alone() {
     drop(writer.join().unwrap());
     assert!(matches!(incoming.read(b.as_fd(), None), Err(Error::Disconnected)));
 }
+
+/// The body buffer is reused: a large body after a larger one lands in memory that already holds
+/// bytes, and neither it nor a small body after it takes any of them, nor reads past its frame.
+#[test]
+fn a_reused_body_buffer_keeps_each_frame_to_its_own_bytes() {
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let sizes = [300 << 10, 100 << 10, 3, 0, 200 << 10, 70 << 10, 17];
+    let writer = std::thread::spawn(move || {
+        for (i, &n) in sizes.iter().enumerate() {
+            let m: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+            send_frame(a.as_fd(), &m, &[]).unwrap();
+        }
+    });
+    let mut incoming = Incoming::default();
+    for (i, &n) in sizes.iter().enumerate() {
+        let expected: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+        assert_eq!(body(&mut incoming, &b), expected, "frame {i} of {n} bytes");
+    }
+    writer.join().unwrap();
+}
