@@ -107,6 +107,68 @@ fn crashed_creator_leaks_nothing() {
     assert!(SharedMemory::open(&name).unwrap_err().is_not_found());
 }
 
+#[test]
+#[ignore = "helper: run by a_name_that_is_not_ours_or_gone_is_left_alone"]
+fn helper_collide_then_lose_one_and_crash() {
+    // Someone else's segment: creating it again fails, and it must survive this program.
+    let theirs = std::env::var("MPT_SHM_THEIRS").unwrap();
+    assert!(SharedMemory::create_named(&theirs, 4096).unwrap_err().is_already_exists());
+    // A segment of ours that disappears behind the library's back (as one whose creator was
+    // killed between registering and creating it never appears): nothing to report at the end.
+    let gone = std::env::var("MPT_SHM_GONE").unwrap();
+    let _shm = SharedMemory::create_named(&gone, 4096).unwrap();
+    let cname = std::ffi::CString::new(format!("/{gone}")).unwrap();
+    // SAFETY: a valid NUL-terminated name; shm_unlink only removes the name.
+    assert_eq!(unsafe { libc::shm_unlink(cname.as_ptr()) }, 0);
+    std::process::abort();
+}
+
+/// A name is registered with the tracker before the segment is created (so a creator killed in
+/// between leaves nothing): a creation that fails because the name exists unregisters it again,
+/// and a registered name that does not exist at the end is no leak to report.
+#[test]
+fn a_name_that_is_not_ours_or_gone_is_left_alone() {
+    let _s = serial();
+    let _w = Watchdog::new("a_name_that_is_not_ours_or_gone_is_left_alone", LIMIT);
+    let theirs = SharedMemory::create_named(&unique("theirs"), 4096).unwrap();
+    let gone = unique("gone");
+    let out = run_helper(
+        "helper_collide_then_lose_one_and_crash",
+        &[("MPT_SHM_THEIRS", theirs.name()), ("MPT_SHM_GONE", &gone)],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("unlinked leaked shared memory"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The other program's segment is still there.
+    assert_eq!(SharedMemory::open(theirs.name()).unwrap().size(), 4096);
+    theirs.unlink().unwrap();
+}
+
+#[test]
+#[ignore = "helper: run by a_directory_left_by_a_crash_is_removed_at_the_end"]
+fn helper_make_dir_and_crash() {
+    let dir = std::path::PathBuf::from(std::env::var("MPT_DIR").unwrap());
+    proc_core::shm::remove_dir_at_end(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("manager.sock"), b"").unwrap();
+    std::process::abort();
+}
+
+/// A directory registered with the tracker (a manager's socket directory, which its janitor
+/// would have removed had it started) goes at the program's end, its file with it.
+#[test]
+fn a_directory_left_by_a_crash_is_removed_at_the_end() {
+    let _s = serial();
+    let _w = Watchdog::new("a_directory_left_by_a_crash_is_removed_at_the_end", LIMIT);
+    let dir = std::env::temp_dir().join(unique("dir"));
+    let out = run_helper("helper_make_dir_and_crash", &[("MPT_DIR", dir.to_str().unwrap())]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("removed leaked directory {}", dir.display())), "{stderr}");
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
 /// Creates a segment, says so through `ready`, and waits to be terminated.
 fn create_and_wait(name: String, ready: proc_core::handle::Fd) {
     let shm = SharedMemory::create_named(&name, 4096).unwrap();

@@ -133,6 +133,10 @@ impl Builder {
             std::process::id(),
             u32::from_le_bytes(auth::random()?)
         ));
+        // The server's janitor removes the directory however the server ends, but only once it
+        // runs: the resource tracker removes it at the program's end should this process be killed
+        // before (registered first, so that no moment leaves it unknown).
+        proc_core::shm::remove_dir_at_end(&dir);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)

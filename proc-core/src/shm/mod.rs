@@ -36,4 +36,4 @@ pub(crate) mod tracker;
 pub use named::SharedMemory;
 pub use segment::Segment;
 #[doc(hidden)]
-pub use tracker::{group_segment, new_group, purge_group, purge_group_at_exit};
+pub use tracker::{group_segment, new_group, purge_group, purge_group_at_exit, remove_dir_at_end};

@@ -71,17 +71,28 @@ impl SharedMemory {
         }
         let name = posix_name(name)?;
         let cname = c_name(&name)?;
-        let fd =
-            proc_os::shm::shm_open(&cname, true).map_err(|e| Error::io("cannot create shared memory", e))?;
+        // Registered before it exists (write-ahead): a process killed right after creating it
+        // leaves a segment the tracker knows, and unlinks at the program's end. (Registered after,
+        // a kill in between left it in /dev/shm until reboot.) A name that never came to exist is
+        // unlinked in vain, silently.
+        super::tracker::register(&name);
+        let fd = match proc_os::shm::shm_open(&cname, true) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Not ours (it existed already) or never made: the tracker must not unlink it.
+                super::tracker::unregister(&name);
+                return Err(Error::io("cannot create shared memory", e));
+            }
+        };
         let mapped = proc_os::shm::set_len(fd.as_fd(), size).and_then(|()| map(&fd, size));
         match mapped {
             Ok(map) => {
-                super::tracker::register(&name);
                 tracing::debug!(name = %name, size, "created shared memory");
                 Ok(SharedMemory { name, map, size })
             }
             Err(e) => {
                 let _ = proc_os::shm::shm_unlink(&cname);
+                super::tracker::unregister(&name);
                 Err(Error::io("cannot create shared memory", e))
             }
         }

@@ -15,6 +15,12 @@
 //!   pool that terminates its workers) thus releases even the segments only they knew.
 //! - `T <pid>`: multiproc terminated process `pid` (`Process::terminate` or `kill`), so a segment
 //!   it leaves was not leaked by a creator that exited on its own, and the warning says so.
+//! - `D <path>`: a directory a multiproc crate made for the program (a manager's socket): removed
+//!   with its files at the end if still there (registered before it is made, so that a process
+//!   killed while setting it up leaves nothing).
+//!
+//! A segment is registered before it is created, for the same reason; so a registered name may
+//! never have come to exist, and only names that the tracker does unlink are warned about.
 //!
 //! When every process holding the pipe has exited, the tracker reads end-of-file, unlinks the names
 //! still registered, warns on stderr (naming the creator and what became of it), and exits. It
@@ -58,6 +64,19 @@ pub fn new_group() -> u64 {
 pub fn group_segment(name: &str, group: u64) {
     let name = name.trim_start_matches('/');
     send_if_running(&format!("G /{name} {group}\n"));
+}
+
+/// Has the tracker remove directory `path` (its files, then itself; nothing below a
+/// subdirectory) once the whole program has ended, if it is still there: for a directory that a
+/// multiproc crate makes and a process of its own normally removes (a manager's socket
+/// directory), which a process killed at the wrong moment would leave. Call it before making the
+/// directory. A path with a line break is not registered.
+#[doc(hidden)]
+pub fn remove_dir_at_end(path: &std::path::Path) {
+    match path.to_str() {
+        Some(p) if !p.contains('\n') && path.is_absolute() => send(&format!("D {p}\n")),
+        _ => tracing::debug!(path = %path.display(), "not registered with the resource tracker"),
+    }
 }
 
 /// Has the tracker unlink every segment of `group` still registered, whoever created it: the
@@ -153,6 +172,8 @@ struct Segment {
 struct Registry {
     live: HashMap<String, Segment>,
     terminated: HashSet<u32>,
+    /// Directories to remove at the end (`D`).
+    dirs: Vec<std::path::PathBuf>,
 }
 
 impl Registry {
@@ -189,7 +210,13 @@ impl Registry {
                     .collect();
                 for name in names {
                     self.live.remove(&name);
-                    unlink(&name);
+                    let _ = unlink(&name);
+                }
+            }
+            "D" => {
+                let dir = std::path::PathBuf::from(rest);
+                if dir.is_absolute() && !self.dirs.contains(&dir) {
+                    self.dirs.push(dir);
                 }
             }
             "T" => {
@@ -216,10 +243,23 @@ impl Registry {
     }
 }
 
-fn unlink(name: &str) {
-    if let Ok(cname) = std::ffi::CString::new(name) {
-        let _ = proc_os::shm::shm_unlink(&cname);
+/// Unlinks `name`; false if there was nothing to unlink (a name registered ahead of a creation
+/// that never happened, or one unlinked by someone else).
+fn unlink(name: &str) -> bool {
+    std::ffi::CString::new(name).is_ok_and(|cname| proc_os::shm::shm_unlink(&cname).is_ok())
+}
+
+/// Removes directory `dir`'s files, then `dir` (not what lies below a subdirectory); false if
+/// it was not there.
+fn remove_dir(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
+    let _ = std::fs::remove_dir(dir);
+    true
 }
 
 /// The tracker role.
@@ -242,15 +282,19 @@ pub(crate) fn serve() -> i32 {
         registry.apply(&line);
     }
     // Unlink everything first: the warnings may not reach a terminal that is gone.
+    let dirs_left: Vec<_> = registry.dirs.iter().filter(|d| remove_dir(d)).cloned().collect();
     let mut left: Vec<(String, Segment)> = registry.live.drain().collect();
     left.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, _) in &left {
-        unlink(name);
-    }
+    // Only what was there is reported: a name registered ahead of its creation may never have
+    // come to exist (its creator killed in between).
+    left.retain(|(name, _)| unlink(name));
     let mut stderr = std::io::stderr().lock();
     for (name, segment) in &left {
         let why = registry.why(segment);
         let _ = writeln!(stderr, "multiproc: resource tracker: unlinked leaked shared memory {name} ({why})");
+    }
+    for dir in dirs_left {
+        let _ = writeln!(stderr, "multiproc: resource tracker: removed leaked directory {}", dir.display());
     }
     0
 }

@@ -48,3 +48,15 @@ fn groups_are_purged_and_warnings_name_what_happened() {
     assert!(!r.live.contains_key("/mpt tracker g"));
     assert!(!r.live.contains_key("/mpt"));
 }
+
+#[test]
+fn directories_are_registered_once_and_only_absolute_ones() {
+    let mut r = Registry::default();
+    for line in
+        ["D /tmp/multiproc-manager-1-ab", "D /tmp/multiproc-manager-1-ab", "D relative/dir", "D /tmp/a b"]
+    {
+        r.apply(line);
+    }
+    let dirs: Vec<_> = r.dirs.iter().map(|d| d.to_str().unwrap()).collect();
+    assert_eq!(dirs, ["/tmp/multiproc-manager-1-ab", "/tmp/a b"]);
+}
