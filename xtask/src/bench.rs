@@ -31,8 +31,10 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     // The cluster pool's figures: asked for by name, or with every file where MPI is installed.
     let with_mpi = only.iter().any(|o| o == "mpi")
         || only.is_empty() && Command::new("mpiexec").arg("--version").output().is_ok();
-    if files.is_empty() && !with_mpi {
-        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).chain(["mpi"]).collect();
+    // Memory and descriptors (figures, not timings): by name, or with every file.
+    let with_memory = only.is_empty() || only.iter().any(|o| o == "memory");
+    if files.is_empty() && !with_mpi && !with_memory {
+        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).chain(["mpi", "memory"]).collect();
         bail!("no such benchmark file; known: {}", names.join(", "));
     }
     // Criterion writes under cargo's target directory, wherever `CARGO_TARGET_DIR` or a config
@@ -75,6 +77,9 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     if with_mpi {
         mpi::bench(&mut md)?;
     }
+    if with_memory {
+        memory(&mut md)?;
+    }
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
@@ -88,6 +93,20 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
             missing.join("\n  ")
         );
     }
+    Ok(())
+}
+
+/// `benches/src/bin/memory.rs`: resident memory of each kind of child next to a raw forked one,
+/// an unbounded queue through a 1 GiB burst, descriptors per primitive. Its table as it prints it.
+fn memory(md: &mut String) -> Result<()> {
+    run("cargo", &["build", "--release", "-p", "multiproc-benches", "--bin", "memory"], &[])?;
+    let exe = target_dir()?.join("release/memory");
+    let out = Command::new(&exe).current_dir(root()).output()?;
+    if !out.status.success() {
+        bail!("{} failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    writeln!(md, "\n## Memory and descriptors (`benches/src/bin/memory.rs`)\n")?;
+    md.push_str(&String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 
