@@ -106,7 +106,7 @@ impl Ring {
     /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
     /// as large, up to MAX_RING) if none is, and seals `ring`.
     pub(super) fn grow(&self, ring: &Ring, idx: usize) -> proc_core::Result<()> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let next = &ring.header().next;
         loop {
             let cur = next.load(Ordering::Acquire);
@@ -114,7 +114,7 @@ impl Ring {
                 break;
             }
             if cur & LINKING != 0 {
-                if !proc_os::process_alive(cur & PID_MASK) {
+                if !crate::loom::process_alive(cur & PID_MASK) {
                     let _ = next.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
                 }
                 std::thread::yield_now();

@@ -63,6 +63,8 @@ mod error;
 mod handle;
 mod joinable;
 mod layout;
+#[cfg(all(test, loom))]
+mod model;
 mod ring;
 mod simple;
 mod spill;
