@@ -41,7 +41,7 @@ impl Msg {
 }
 
 fn check(from: u32, seq: u32) -> u64 {
-    (u64::from(from) << 32 | u64::from(seq)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    (u64::from(from) << 32 | u64::from(seq)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555_5555_5555_5555
 }
 
 fn ring(capacity: u32) -> Arc<Ring> {
@@ -253,6 +253,7 @@ fn a_producer_dies_at_any_step() {
             let theirs: Vec<u32> = got.iter().filter(|m| m.from == 3).map(|m| m.seq).collect();
             assert_eq!(theirs, sent, "the live producer's messages, once each: {got:?}");
             let dead: Vec<u32> = got.iter().filter(|m| m.from == 2).map(|m| m.seq).collect();
+            assert_eq!(got.len(), theirs.len() + dead.len(), "no other message: {got:?}");
             assert!(dead.windows(2).all(|w| w[0] < w[1]), "the dead one's in order, once each: {got:?}");
             let extra = dead.iter().filter(|seq| !returned.contains(seq)).count();
             assert!(
