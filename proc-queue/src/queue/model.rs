@@ -1,20 +1,23 @@
 //! Model checks of the ring protocol (`ring`): loom runs the real claim → write → commit and
 //! claim → take → release code, and the repairs of a dead writer's and a dead reader's slot, on a
 //! heap copy of a ring (see `crate::loom`), through every interleaving of a few model processes
-//! (threads) and, for a process that dies, at every one of its steps.
+//! (threads) within a preemption bound and, for a process that dies, at every one of its steps.
 //!
-//! Run them with
+//! Run them with (about 1.5 minutes on two cores)
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
-//!     cargo test -p proc-queue --release --lib queue::model
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p proc-queue --release --lib queue::model
 //! ```
+//!
+//! (`LOOM_MAX_PREEMPTIONS` overrides the bounds set here; `MODEL_TRACE=1` with `--nocapture`
+//! prints the time each death step took.)
 //!
 //! A put here is the ring part of `Queue::put`: `claim_write` with the repair of dead readers,
 //! the message written into the slot, `commit`; a get is `claim_read` with the repair of dead
-//! writers, skipping voids, then `take`. Where the real calls would sleep (`wake`), a model
-//! process yields. Not modelled: the blocking loops and their clocks (`wake`), spilled messages,
-//! the growth of an unbounded queue's chain, the task count of a `JoinableQueue`.
+//! writers, skipping voids, then `take`. Where the real calls would wait, a model process yields
+//! and tries once more, then gives up: unbounded spin loops make loom's search explode. Not
+//! modelled: the blocking loops and their clocks (`wake`), spilled messages, the growth of an
+//! unbounded queue's chain, the task count of a `JoinableQueue`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
