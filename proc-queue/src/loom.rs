@@ -1,5 +1,6 @@
 //! The seam between the queue's protocol and what it runs on: the atomics of a ring's shared
-//! memory, and the process calls the protocol makes (`pid`, `process_alive`, `wait`, `wake_all`).
+//! memory, and the process calls the protocol makes (`pid`, `process_alive`, `wait`, `wake_all`,
+//! `yield_now`).
 //!
 //! In a normal build these are std's atomics and proc-os's functions, re-exported: the seam costs
 //! nothing. Under `--cfg loom` (the model checks in `queue::model`) they become model versions:
@@ -11,7 +12,8 @@
 //! - a model process is a loom thread with a small pid of its own ([`set_pid`]); `process_alive`
 //!   says whether it has been marked dead ([`mark_dead`]), through a loom atomic, so that seeing a
 //!   process dead orders after everything it did, as the kernel's reaping does;
-//! - `wait` yields (a spurious wake-up, which the real seam allows), `wake_all` does nothing;
+//! - `wait` yields (a spurious wake-up, which the real seam allows), `wake_all` does nothing,
+//!   `yield_now` is loom's;
 //! - every slot gets a loom cell that stands for its data bytes ([`Access`]): a read of a message
 //!   not ordered after its writing (a torn message) fails the model.
 
@@ -19,6 +21,8 @@
 pub(crate) use proc_os::{pid, process_alive, wait, wake_all};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
 
 #[cfg(loom)]
 pub(crate) use model::*;
@@ -92,6 +96,10 @@ mod model {
     }
 
     pub(crate) fn wake_all(_word: &AtomicU32) {}
+
+    pub(crate) fn yield_now() {
+        ::loom::thread::yield_now();
+    }
 
     pub(crate) fn fence(order: Ordering) {
         step();

@@ -270,7 +270,7 @@ pub(super) enum Mem {
     Named(SharedMemory),
     /// Heap memory holding a header and slots of loom atomics, for the model checks.
     #[cfg(loom)]
-    Heap(Heap),
+    Heap(std::sync::Arc<Heap>),
 }
 
 impl Mem {
@@ -292,6 +292,26 @@ impl Mem {
         }
     }
 
+    /// The name others open this memory by (a later ring of a chain); `None` for ring 0.
+    pub(super) fn name(&self) -> Option<&str> {
+        match self {
+            Mem::Anon(_) => None,
+            Mem::Named(s) => Some(s.name()),
+            #[cfg(loom)]
+            Mem::Heap(h) => h.name.as_deref(),
+        }
+    }
+
+    /// Opens a later ring's memory by the name ring 0's chain links.
+    pub(super) fn open(name: &str) -> proc_core::Result<Mem> {
+        #[cfg(loom)]
+        return Heap::open(name)
+            .map(Mem::Heap)
+            .ok_or_else(|| proc_core::Error::invalid_argument(format!("no model ring named {name}")));
+        #[cfg(not(loom))]
+        SharedMemory::open(name).map(Mem::Named)
+    }
+
     /// The header at the start of this memory, if the memory is long enough and aligned for
     /// one (a mapping is page-aligned). Checked once, when a ring maps the memory.
     pub(super) fn header(&self) -> Option<Mapped<Header>> {
@@ -308,12 +328,21 @@ pub(super) struct Heap {
     layout: std::alloc::Layout,
     capacity: usize,
     stride: usize,
+    /// A later ring's name: one letter, as a model's names hold one byte (see `NAME_CELLS`).
+    name: Option<String>,
+}
+
+#[cfg(loom)]
+::loom::lazy_static! {
+    /// The named rings of the model's execution, as the system's named shared memory.
+    static ref NAMED: std::sync::Mutex<Vec<std::sync::Arc<Heap>>> = std::sync::Mutex::new(Vec::new());
 }
 
 #[cfg(loom)]
 impl Heap {
-    pub(super) fn new(capacity: usize, stride: usize) -> Self {
-        let len = HEADER + capacity * stride;
+    /// `len` bytes: a header, then `capacity` slots of `stride` bytes.
+    pub(super) fn new(len: usize, capacity: usize, stride: usize) -> Self {
+        assert!(len >= HEADER + capacity * stride, "room for a model ring's slots");
         let layout =
             std::alloc::Layout::from_size_align(len, align_of::<Header>()).expect("a model ring's layout");
         // SAFETY: `layout` is not empty (it holds a header).
@@ -326,7 +355,22 @@ impl Heap {
             // 64, as is `HEADER`).
             unsafe { ptr.as_ptr().add(HEADER + i * stride).cast::<Slot>().write(slot) };
         }
-        Heap { ptr, layout, capacity, stride }
+        Heap { ptr, layout, capacity, stride, name: None }
+    }
+
+    /// A new later ring, which others open by its name.
+    pub(super) fn named(len: usize, capacity: usize, stride: usize) -> std::sync::Arc<Self> {
+        let mut named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut heap = Heap::new(len, capacity, stride);
+        heap.name = Some(char::from(b'a' + named.len() as u8).to_string());
+        let heap = std::sync::Arc::new(heap);
+        named.push(std::sync::Arc::clone(&heap));
+        heap
+    }
+
+    fn open(name: &str) -> Option<std::sync::Arc<Self>> {
+        let named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        named.iter().find(|h| h.name.as_deref() == Some(name)).cloned()
     }
 }
 

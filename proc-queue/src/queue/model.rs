@@ -26,6 +26,8 @@ use std::sync::{Arc, Once};
 use loom::thread;
 use serde::{Deserialize, Serialize};
 
+use super::handle::Queue;
+use super::layout::Mem;
 use super::ring::Ring;
 use crate::loom::{mark_dead, set_budget, set_pid, Killed};
 
@@ -326,4 +328,54 @@ fn a_consumer_dies_at_any_step() {
             }
         });
     }
+}
+
+/// An unbounded queue grows under a producer and a consumer, each a process with its own handle
+/// (its own reading and writing ring): ring 0 of one slot fills, the producer links a ring of two,
+/// seals ring 0 and goes on there; the consumer drains ring 0 and moves on. Every message is
+/// delivered exactly once, untorn, in order, across the rings. This one goes through the public
+/// `put_nowait` and `get_nowait` of `Queue` (their zero timeouts never read a clock twice).
+#[test]
+fn an_unbounded_queue_grows_its_chain() {
+    static GREW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    explore(PREEMPTIONS, || {
+        let ring = Ring::new(1, 0, 1 << 10, None).expect("a model ring");
+        ring.header().unbounded.store(1, std::sync::atomic::Ordering::Relaxed);
+        let handle = |ring: &Ring| {
+            let Mem::Heap(heap) = &*ring.seg else { unreachable!("a model ring is on the heap") };
+            let bell = ring.bell_dup().expect("a doorbell");
+            Queue::<Msg>::from_ring(Ring::attach(Mem::Heap(Arc::clone(heap)), bell, None).expect("attached"))
+        };
+        let (producer, consumer) = (handle(&ring), handle(&ring));
+        let main = Queue::<Msg>::from_ring(ring);
+        let producer = thread::spawn(move || {
+            process(2, None, || {
+                for seq in 0..3 {
+                    producer.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
+                }
+            })
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            process(3, None, || {
+                for i in 0..3 {
+                    if i > 0 {
+                        thread::yield_now();
+                    }
+                    got.extend(consumer.get_nowait().ok());
+                }
+            });
+            got
+        });
+        producer.join().expect("the producer");
+        let mut got = consumer.join().expect("the consumer");
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        let seqs: Vec<u32> = got.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [0, 1, 2], "every message once, in order: {got:?}");
+        assert!(got.iter().all(|m| m.from == 2 && m.check == check(m.from, m.seq)), "untorn: {got:?}");
+        if main.ring.ring_at(1).is_ok_and(|next| next.is_some()) {
+            GREW.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    assert!(GREW.load(Ordering::Relaxed) > 0, "the chain grew in some executions");
 }

@@ -101,7 +101,7 @@ impl Ring {
                 let bell = proc_os::socket::socketpair().map_err(|e| {
                     proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
                 })?;
-                (Mem::Heap(super::layout::Heap::new(capacity as usize, stride)), bell, None)
+                (Mem::Heap(Arc::new(super::layout::Heap::new(len, capacity as usize, stride))), bell, None)
             }
             #[cfg(not(loom))]
             None => {
@@ -110,6 +110,11 @@ impl Ring {
                 })?;
                 (Mem::Anon(proc_core::shm::Segment::new(len)?), bell, None)
             }
+            #[cfg(loom)]
+            Some((root, bell)) => {
+                (Mem::Heap(super::layout::Heap::named(len, capacity as usize, stride)), bell, Some(root))
+            }
+            #[cfg(not(loom))]
             Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
         };
         let mut ring = Ring::map(seg, bell, root)?;
