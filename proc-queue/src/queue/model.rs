@@ -330,6 +330,27 @@ fn a_consumer_dies_at_any_step() {
     }
 }
 
+/// Handles on a model ring 0 for the processes of a model: each has its own (its own reading and
+/// writing ring, and mapped chain).
+fn handles(ring: Ring, n: usize) -> Vec<Queue<Msg>> {
+    let Mem::Heap(heap) = &*ring.seg else { unreachable!("a model ring is on the heap") };
+    let mut all: Vec<Queue<Msg>> = (1..n)
+        .map(|_| {
+            let bell = ring.bell_dup().expect("a doorbell");
+            Queue::from_ring(Ring::attach(Mem::Heap(Arc::clone(heap)), bell, None).expect("attached"))
+        })
+        .collect();
+    all.insert(0, Queue::from_ring(ring));
+    all
+}
+
+/// A ring 0 of one slot for an unbounded queue.
+fn unbounded() -> Ring {
+    let ring = Ring::new(1, 0, 1 << 10, None).expect("a model ring");
+    ring.header().unbounded.store(1, std::sync::atomic::Ordering::Relaxed);
+    ring
+}
+
 /// An unbounded queue grows under a producer and a consumer, each a process with its own handle
 /// (its own reading and writing ring): ring 0 of one slot fills, the producer links a ring of two,
 /// seals ring 0 and goes on there; the consumer drains ring 0 and moves on. Every message is
@@ -339,15 +360,9 @@ fn a_consumer_dies_at_any_step() {
 fn an_unbounded_queue_grows_its_chain() {
     static GREW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     explore(PREEMPTIONS, || {
-        let ring = Ring::new(1, 0, 1 << 10, None).expect("a model ring");
-        ring.header().unbounded.store(1, std::sync::atomic::Ordering::Relaxed);
-        let handle = |ring: &Ring| {
-            let Mem::Heap(heap) = &*ring.seg else { unreachable!("a model ring is on the heap") };
-            let bell = ring.bell_dup().expect("a doorbell");
-            Queue::<Msg>::from_ring(Ring::attach(Mem::Heap(Arc::clone(heap)), bell, None).expect("attached"))
-        };
-        let (producer, consumer) = (handle(&ring), handle(&ring));
-        let main = Queue::<Msg>::from_ring(ring);
+        let mut handles = handles(unbounded(), 3);
+        let (consumer, producer, main) =
+            (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
         let producer = thread::spawn(move || {
             process(2, None, || {
                 for seq in 0..3 {
@@ -378,4 +393,57 @@ fn an_unbounded_queue_grows_its_chain() {
         }
     });
     assert!(GREW.load(Ordering::Relaxed) > 0, "the chain grew in some executions");
+}
+
+/// A producer of an unbounded queue killed at any step, growing the chain or not, beside a live
+/// producer: the live one's messages are delivered exactly once, in order; of the dead one's,
+/// every put that returned and at most the one in flight; a link left half made by the dead one
+/// (`LINKING | pid`) is taken over; the queue goes on.
+#[test]
+fn an_unbounded_producer_dies_at_any_step() {
+    at_every_step(PREEMPTIONS, |budget, killed| {
+        let mut handles = handles(unbounded(), 3);
+        let (other, mortal, main) =
+            (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
+        let mortal = thread::spawn(move || {
+            let mut returned = Vec::new();
+            let died = process(2, Some(budget), || {
+                for seq in 0..2 {
+                    mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
+                    returned.push(seq);
+                }
+            });
+            (died, returned)
+        });
+        let other = thread::spawn(move || {
+            process(3, None, || {
+                other.put_nowait(Msg::new(3, 0)).expect("an unbounded queue takes every put")
+            });
+        });
+        let (died, returned) = mortal.join().expect("the mortal producer");
+        other.join().expect("the other producer");
+        if died {
+            killed.store(true, Ordering::Relaxed);
+        }
+        let mut got: Vec<Msg> = std::iter::from_fn(|| main.get_nowait().ok()).collect();
+        assert_eq!(
+            got.iter().filter(|m| m.from == 3).count(),
+            1,
+            "the live producer's message, once: {got:?}"
+        );
+        let dead: Vec<u32> = got.iter().filter(|m| m.from == 2).map(|m| m.seq).collect();
+        assert_eq!(got.len(), 1 + dead.len(), "no other message: {got:?}");
+        assert!(dead.windows(2).all(|w| w[0] < w[1]), "the dead one's in order, once each: {got:?}");
+        let extra = dead.iter().filter(|seq| !returned.contains(seq)).count();
+        assert!(
+            returned.iter().all(|seq| dead.contains(seq)) && extra <= usize::from(died),
+            "none lost but the one in flight: {returned:?} returned, {got:?}"
+        );
+        got.clear();
+        for seq in 0..3 {
+            main.put_nowait(Msg::new(1, seq)).expect("the queue goes on");
+        }
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        assert_eq!(got, (0..3).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
+    });
 }
