@@ -3,7 +3,7 @@
 //! heap copy of a ring (see `crate::loom`), through every interleaving of a few model processes
 //! (threads) within a preemption bound and, for a process that dies, at every one of its steps.
 //!
-//! Run them with (about 1.5 minutes on two cores)
+//! Run them with (about 2.5 minutes on two cores)
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p proc-queue --release --lib queue::model
@@ -15,9 +15,10 @@
 //! A put here is the ring part of `Queue::put`: `claim_write` with the repair of dead readers,
 //! the message written into the slot, `commit`; a get is `claim_read` with the repair of dead
 //! writers, skipping voids, then `take`. Where the real calls would wait, a model process yields
-//! and tries once more, then gives up: unbounded spin loops make loom's search explode. Not
-//! modelled: the blocking loops and their clocks (`wake`), spilled messages, the growth of an
-//! unbounded queue's chain, the task count of a `JoinableQueue`.
+//! and tries once more, then gives up: unbounded spin loops make loom's search explode. The
+//! unbounded models go through `Queue::put_nowait` and `get_nowait` (the chain's growth, its seal,
+//! readers moving on). Not modelled: the blocking loops and their clocks (`wake`), spilled
+//! messages, the task count of a `JoinableQueue`, `shutdown`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
