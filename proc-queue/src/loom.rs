@@ -7,14 +7,14 @@
 //!
 //! - the atomics wrap loom's, so that loom explores every interleaving and every weak-memory
 //!   outcome of the real protocol code, and each operation first counts one *step* of the calling
-//!   model thread: a thread given a budget of `k` steps dies (panics with [`Killed`], which the
+//!   model thread: a thread given a budget of `k` steps dies (panics with `Killed`, which the
 //!   model catches) just before its `k`-th operation on shared memory — a process killed there;
-//! - a model process is a loom thread with a small pid of its own ([`set_pid`]); `process_alive`
-//!   says whether it has been marked dead ([`mark_dead`]), through a loom atomic, so that seeing a
+//! - a model process is a loom thread with a small pid of its own (`set_pid`); `process_alive`
+//!   says whether it has been marked dead (`mark_dead`), through a loom atomic, so that seeing a
 //!   process dead orders after everything it did, as the kernel's reaping does;
 //! - `wait` yields (a spurious wake-up, which the real seam allows), `wake_all` does nothing,
 //!   `yield_now` is loom's;
-//! - every slot gets a loom cell that stands for its data bytes ([`Access`]): a read of a message
+//! - every slot gets a loom cell that stands for its data bytes (`Access`): a read of a message
 //!   not ordered after its writing (a torn message) fails the model.
 
 #[cfg(not(loom))]
