@@ -95,20 +95,16 @@ impl Ring {
         let stride = (SLOT_DATA + slot_size).next_multiple_of(64);
         let len = HEADER + stride * capacity as usize;
         let (seg, bell, root) = match root {
-            // The model checks' rings live on the heap (see `crate::loom`).
-            #[cfg(loom)]
             None => {
                 let bell = proc_os::socket::socketpair().map_err(|e| {
                     proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
                 })?;
-                (Mem::Heap(Arc::new(super::layout::Heap::new(len, capacity as usize, stride))), bell, None)
-            }
-            #[cfg(not(loom))]
-            None => {
-                let bell = proc_os::socket::socketpair().map_err(|e| {
-                    proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
-                })?;
-                (Mem::Anon(proc_core::shm::Segment::new(len)?), bell, None)
+                #[cfg(not(loom))]
+                let mem = Mem::Anon(proc_core::shm::Segment::new(len)?);
+                // The model checks' rings live on the heap (see `crate::loom`).
+                #[cfg(loom)]
+                let mem = Mem::Heap(Arc::new(super::layout::Heap::new(len, capacity as usize, stride)));
+                (mem, bell, None)
             }
             #[cfg(loom)]
             Some((root, bell)) => {
