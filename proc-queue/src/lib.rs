@@ -72,6 +72,7 @@
 
 mod connection;
 mod error;
+mod loom;
 mod queue;
 mod wait;
 

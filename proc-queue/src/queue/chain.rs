@@ -14,7 +14,11 @@ use super::ring::{Claim, ClaimFail, Ring, MAX_CHAIN};
 /// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
 /// is about, before it grows the queue by a ring: enough for a consumer on the same CPU to run,
 /// few enough that `put` never waits long.
+/// (One in the model checks: each try multiplies what loom explores.)
+#[cfg(not(loom))]
 const GROW_YIELDS: u32 = 8;
+#[cfg(loom)]
+const GROW_YIELDS: u32 = 1;
 
 /// A message at least this large makes `put` yield its CPU a little for a consumer first, while
 /// the queue holds messages (see `Ring::make_way`): larger than a core's cache, and long to copy
@@ -84,8 +88,7 @@ impl Ring {
             }
         };
         let Some(name) = link else { return Ok(None) };
-        let shm = SharedMemory::open(&name)?;
-        let ring = Ring::attach(Mem::Named(shm), self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
+        let ring = Ring::attach(Mem::open(&name)?, self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
         // Another thread of this process may have mapped it meanwhile: either copy will do.
         let _ = slot.set(Box::new(ring));
         Ok(slot.get().map(|r| &**r))
@@ -106,7 +109,7 @@ impl Ring {
     /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
     /// as large, up to MAX_RING) if none is, and seals `ring`.
     pub(super) fn grow(&self, ring: &Ring, idx: usize) -> proc_core::Result<()> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let next = &ring.header().next;
         loop {
             let cur = next.load(Ordering::Acquire);
@@ -114,10 +117,10 @@ impl Ring {
                 break;
             }
             if cur & LINKING != 0 {
-                if !proc_os::process_alive(cur & PID_MASK) {
+                if !crate::loom::process_alive(cur & PID_MASK) {
                     let _ = next.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
                 }
-                std::thread::yield_now();
+                crate::loom::yield_now();
                 continue;
             }
             if next.compare_exchange(0, LINKING | me, Ordering::AcqRel, Ordering::Relaxed).is_err() {
@@ -134,9 +137,9 @@ impl Ring {
                     return Err(e);
                 }
             };
-            let Mem::Named(shm) = &*new.seg else { unreachable!("a later ring is named") };
+            let Some(name) = new.seg.name() else { unreachable!("a later ring is named") };
             // We hold the link (`LINKING | pid`): no one else writes the name.
-            let len = ring.header().next_name.write(shm.name().as_bytes());
+            let len = ring.header().next_name.write(name.as_bytes());
             next.store(len as u32, Ordering::Release);
             tracing::debug!(capacity, ring = idx + 1, "an unbounded queue grew a ring");
             if let Some(slot) = self.chain.get(idx) {
@@ -206,7 +209,7 @@ impl Ring {
                     Some(claim) => return Ok((later, claim)),
                     None if yields < GROW_YIELDS && self.consumer_about(ring) => {
                         yields += 1;
-                        std::thread::yield_now();
+                        crate::loom::yield_now();
                         continue;
                     }
                     None => self.grow(ring, idx).map_err(ClaimFail::Os)?,
@@ -241,7 +244,7 @@ impl Ring {
             if self.count_all() == 0 || !self.consumer_about(self) {
                 return;
             }
-            std::thread::yield_now();
+            crate::loom::yield_now();
         }
     }
 

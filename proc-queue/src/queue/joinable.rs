@@ -145,7 +145,7 @@ impl Ring {
             let done = &self.queue().done;
             done.fetch_add(1, Ordering::SeqCst);
             if self.queue().joiners.load(Ordering::SeqCst) > 0 {
-                proc_os::wake_all(done);
+                crate::loom::wake_all(done);
             }
         }
         Ok(())
@@ -165,7 +165,7 @@ impl Ring {
             }
             let joiners = &self.queue().joiners;
             joiners.fetch_add(1, Ordering::SeqCst);
-            proc_os::wait(done, seen, deadline.map(|d| d - now));
+            crate::loom::wait(done, seen, deadline.map(|d| d - now));
             joiners.fetch_sub(1, Ordering::SeqCst);
         }
     }

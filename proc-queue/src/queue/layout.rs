@@ -16,14 +16,20 @@
 use std::mem::{align_of, offset_of, size_of};
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
 use proc_core::shm::{Segment, SharedMemory};
 
+use crate::loom::{AtomicU32, AtomicU64, AtomicU8};
+
 pub(super) const MAGIC: u32 = 0x6d70_7175; // "mpqu"
 
-/// The entries of the spill free list (see `spill`).
+/// The entries of the spill free list (see `spill`). One in the model checks (see `crate::loom`),
+/// which do not spill and whose every atomic costs time.
+#[cfg(not(loom))]
 pub(super) const SPILL_ENTRIES: usize = 64;
+#[cfg(loom)]
+pub(super) const SPILL_ENTRIES: usize = 1;
 
 /// The longest segment name the header holds (a link to the next ring, a free-list entry).
 pub(super) const NAME_MAX: usize = 32;
@@ -33,6 +39,7 @@ pub(super) const NAME_MAX: usize = 32;
 /// process works in; the geometry, positions, `space` and the link to the next ring are each
 /// ring's own.
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 pub(super) struct Header {
     // One line: the geometry (written before `magic` is published, then read only) and words
     // seldom written.
@@ -81,6 +88,7 @@ pub(super) const HEADER: usize = size_of::<Header>();
 
 /// A wait word and, next to it, the flag a sleeper sets before it sleeps on the word (see `wake`).
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 pub(super) struct WaitWord {
     pub(super) word: AtomicU32,
     pub(super) sleepers: AtomicU32,
@@ -89,6 +97,7 @@ pub(super) struct WaitWord {
 /// An entry of the spill free list: a state word (`EMPTY`, `FREE`, `BUSY | pid`, `HELD | pid`;
 /// see `spill`), the chunk's name and its size.
 #[repr(C, align(64))]
+#[cfg_attr(loom, derive(Default))]
 pub(super) struct SpillEntry {
     pub(super) state: AtomicU32,
     pub(super) name_len: AtomicU32,
@@ -99,6 +108,7 @@ pub(super) struct SpillEntry {
 /// A 64-byte cache line of its own, for a word one side writes while the other reads its
 /// neighbours.
 #[repr(C, align(64))]
+#[cfg_attr(loom, derive(Default))]
 pub(super) struct Line<T>(T);
 
 impl<T> Deref for Line<T> {
@@ -112,12 +122,20 @@ impl<T> Deref for Line<T> {
 /// Up to [`NAME_MAX`] bytes of a segment's name, written before its length is published with
 /// `Release` and read after that length is loaded with `Acquire`.
 #[repr(C)]
-pub(super) struct Name([AtomicU8; NAME_MAX]);
+#[cfg_attr(loom, derive(Default))]
+pub(super) struct Name([AtomicU8; NAME_CELLS]);
+
+/// The bytes a [`Name`] holds: one in the model checks, which link no rings and spill nothing,
+/// and whose every atomic costs time (a loom fence visits them all).
+#[cfg(not(loom))]
+const NAME_CELLS: usize = NAME_MAX;
+#[cfg(loom)]
+const NAME_CELLS: usize = 1;
 
 impl Name {
     /// Writes (up to [`NAME_MAX`] bytes of) `name`; how many bytes it wrote.
     pub(super) fn write(&self, name: &[u8]) -> usize {
-        let len = name.len().min(NAME_MAX);
+        let len = name.len().min(NAME_CELLS);
         for (cell, &byte) in self.0.iter().zip(&name[..len]) {
             cell.store(byte, Ordering::Relaxed);
         }
@@ -138,6 +156,9 @@ pub(super) struct Slot {
     pub(super) ctl: AtomicU64,
     /// The message's length, or a spill record's name length with [`SPILLED`].
     pub(super) len: AtomicU64,
+    /// The data bytes, as the model checks see them (see `crate::loom`).
+    #[cfg(loom)]
+    pub(super) data: crate::loom::Access,
 }
 
 /// Where a slot's data starts.
@@ -159,7 +180,9 @@ pub(super) const SPILL_OFFSET_AT: usize = offset_of!(SpillRecord, offset);
 /// Every slot has room for a spill record.
 pub(super) const SPILL_RECORD: usize = size_of::<SpillRecord>();
 
-// The byte layout, pinned: it is what every process of the queue reads.
+// The byte layout, pinned: it is what every process of the queue reads. (The model checks' atomics
+// are larger: there the memory is a heap copy that only threads read.)
+#[cfg(not(loom))]
 const _: () = {
     assert!(offset_of!(Header, magic) == 0);
     assert!(offset_of!(Header, capacity) == 4);
@@ -245,6 +268,9 @@ pub(super) fn full_seq(pos: u64) -> u32 {
 pub(super) enum Mem {
     Anon(Segment),
     Named(SharedMemory),
+    /// Heap memory holding a header and slots of loom atomics, for the model checks.
+    #[cfg(loom)]
+    Heap(std::sync::Arc<Heap>),
 }
 
 impl Mem {
@@ -252,6 +278,8 @@ impl Mem {
         match self {
             Mem::Anon(s) => s.as_ptr(),
             Mem::Named(s) => s.as_ptr(),
+            #[cfg(loom)]
+            Mem::Heap(h) => h.ptr.as_ptr(),
         }
     }
 
@@ -259,7 +287,29 @@ impl Mem {
         match self {
             Mem::Anon(s) => s.len(),
             Mem::Named(s) => s.size(),
+            #[cfg(loom)]
+            Mem::Heap(h) => h.layout.size(),
         }
+    }
+
+    /// The name others open this memory by (a later ring of a chain); `None` for ring 0.
+    pub(super) fn name(&self) -> Option<&str> {
+        match self {
+            Mem::Anon(_) => None,
+            Mem::Named(s) => Some(s.name()),
+            #[cfg(loom)]
+            Mem::Heap(h) => h.name.as_deref(),
+        }
+    }
+
+    /// Opens a later ring's memory by the name ring 0's chain links.
+    pub(super) fn open(name: &str) -> proc_core::Result<Mem> {
+        #[cfg(loom)]
+        return Heap::open(name)
+            .map(Mem::Heap)
+            .ok_or_else(|| proc_core::Error::invalid_argument(format!("no model ring named {name}")));
+        #[cfg(not(loom))]
+        SharedMemory::open(name).map(Mem::Named)
     }
 
     /// The header at the start of this memory, if the memory is long enough and aligned for
@@ -269,6 +319,82 @@ impl Mem {
         (self.len() >= HEADER && ptr.as_ptr().is_aligned()).then_some(Mapped(ptr))
     }
 }
+
+/// A ring's memory in the model checks: a header and `capacity` slots of `stride` bytes, on the
+/// heap, built in place (loom's atomics must be made, not found in zeroed memory).
+#[cfg(loom)]
+pub(super) struct Heap {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+    capacity: usize,
+    stride: usize,
+    /// A later ring's name: one letter, as a model's names hold one byte (see `NAME_CELLS`).
+    name: Option<String>,
+}
+
+#[cfg(loom)]
+::loom::lazy_static! {
+    /// The named rings of the model's execution, as the system's named shared memory.
+    static ref NAMED: std::sync::Mutex<Vec<std::sync::Arc<Heap>>> = std::sync::Mutex::new(Vec::new());
+}
+
+#[cfg(loom)]
+impl Heap {
+    /// `len` bytes: a header, then `capacity` slots of `stride` bytes.
+    pub(super) fn new(len: usize, capacity: usize, stride: usize) -> Self {
+        assert!(len >= HEADER + capacity * stride, "room for a model ring's slots");
+        let layout =
+            std::alloc::Layout::from_size_align(len, align_of::<Header>()).expect("a model ring's layout");
+        // SAFETY: `layout` is not empty (it holds a header).
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).expect("memory for a model ring");
+        // SAFETY: the allocation is `HEADER` bytes or more and aligned for a header.
+        unsafe { ptr.cast::<Header>().as_ptr().write(Header::default()) };
+        for i in 0..capacity {
+            let slot = Slot { ctl: AtomicU64::new(0), len: AtomicU64::new(0), data: Default::default() };
+            // SAFETY: slot `i` lies inside the allocation, aligned (the stride is a multiple of
+            // 64, as is `HEADER`).
+            unsafe { ptr.as_ptr().add(HEADER + i * stride).cast::<Slot>().write(slot) };
+        }
+        Heap { ptr, layout, capacity, stride, name: None }
+    }
+
+    /// A new later ring, which others open by its name.
+    pub(super) fn named(len: usize, capacity: usize, stride: usize) -> std::sync::Arc<Self> {
+        let mut named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut heap = Heap::new(len, capacity, stride);
+        heap.name = Some(char::from(b'a' + named.len() as u8).to_string());
+        let heap = std::sync::Arc::new(heap);
+        named.push(std::sync::Arc::clone(&heap));
+        heap
+    }
+
+    fn open(name: &str) -> Option<std::sync::Arc<Self>> {
+        let named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        named.iter().find(|h| h.name.as_deref() == Some(name)).cloned()
+    }
+}
+
+#[cfg(loom)]
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // SAFETY: `new` wrote a header and `capacity` slots there, which nothing uses any more.
+        unsafe {
+            std::ptr::drop_in_place(self.ptr.cast::<Header>().as_ptr());
+            for i in 0..self.capacity {
+                std::ptr::drop_in_place(self.ptr.as_ptr().add(HEADER + i * self.stride).cast::<Slot>());
+            }
+            std::alloc::dealloc(self.ptr.as_ptr(), self.layout);
+        }
+    }
+}
+
+// SAFETY: the memory is atomics (and the bytes a claimed slot's holder alone touches), as a
+// shared segment's.
+#[cfg(loom)]
+unsafe impl Send for Heap {}
+// SAFETY: as for `Send`.
+#[cfg(loom)]
+unsafe impl Sync for Heap {}
 
 /// A pointer into a queue's shared memory, checked when the memory was mapped; the ring that
 /// holds it keeps that memory mapped.

@@ -56,6 +56,11 @@
 //! - `error`: `PutError`, `GetError`, `JoinError`.
 //! - `handle`: `Queue<T>` and `QueueBuilder`; `simple`: `SimpleQueue<T>`; `joinable`:
 //!   `JoinableQueue<T>`.
+//! - `model` (under `--cfg loom`): model checks of the ring protocol and of the chain's growth, a
+//!   process killed at any step.
+//!
+//! The shared words are reached through `crate::loom`: std's atomics and proc-os's calls, or, in
+//! the model checks, loom's and model versions.
 
 mod chain;
 mod chunk;
@@ -63,6 +68,8 @@ mod error;
 mod handle;
 mod joinable;
 mod layout;
+#[cfg(all(test, loom))]
+mod model;
 mod ring;
 mod simple;
 mod spill;

@@ -7,10 +7,10 @@
 //! blocks and import this one; this file imports none of them (calling their methods needs no import).
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use proc_core::shm::{Segment, SharedMemory};
+use proc_core::shm::SharedMemory;
 
 use super::chunk::Writer;
 use super::error::GetError;
@@ -18,6 +18,7 @@ use super::layout::{
     ctl, dist, free_seq, full_seq, group_segment, split, Header, Mapped, Mem, Slot, HEADER, IDLE, MAGIC,
     PID_MASK, READING, SLOT_DATA, SPILLED, SPILL_RECORD, VOID, WRITING,
 };
+use crate::loom::{pid, process_alive, AtomicU64};
 
 /// The most rings an unbounded queue links (the first 8 doublings reach the largest ring).
 pub(super) const MAX_CHAIN: usize = 64;
@@ -52,7 +53,7 @@ pub(super) struct Ring {
     pub(super) closed: AtomicBool,
     /// The reads of the whole queue that this process saw at its last large `put` (see
     /// `Ring::make_way`).
-    pub(super) way_reads: AtomicU64,
+    pub(super) way_reads: std::sync::atomic::AtomicU64,
 }
 
 /// Why a ring could not give a message.
@@ -98,8 +99,18 @@ impl Ring {
                 let bell = proc_os::socket::socketpair().map_err(|e| {
                     proc_core::Error::invalid_argument(format!("cannot create a queue's doorbell: {e}"))
                 })?;
-                (Mem::Anon(Segment::new(len)?), bell, None)
+                #[cfg(not(loom))]
+                let mem = Mem::Anon(proc_core::shm::Segment::new(len)?);
+                // The model checks' rings live on the heap (see `crate::loom`).
+                #[cfg(loom)]
+                let mem = Mem::Heap(Arc::new(super::layout::Heap::new(len, capacity as usize, stride)));
+                (mem, bell, None)
             }
+            #[cfg(loom)]
+            Some((root, bell)) => {
+                (Mem::Heap(super::layout::Heap::named(len, capacity as usize, stride)), bell, Some(root))
+            }
+            #[cfg(not(loom))]
             Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
         };
         let mut ring = Ring::map(seg, bell, root)?;
@@ -112,7 +123,7 @@ impl Ring {
         ring.max_message = max_message;
         let header = ring.header();
         header.attached.store(1, Ordering::Relaxed);
-        if ring.root.is_none() {
+        if ring.root.is_none() && !cfg!(loom) {
             header.group.store(proc_core::shm::new_group(), Ordering::Relaxed);
         }
         header.capacity.store(capacity, Ordering::Relaxed);
@@ -191,7 +202,7 @@ impl Ring {
             stride: 64,
             max_message: 0,
             closed: AtomicBool::new(false),
-            way_reads: AtomicU64::new(0),
+            way_reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -234,6 +245,8 @@ impl Ring {
 
     /// The data bytes of a slot this process has claimed.
     pub(super) fn slot_data(&self, claim: &Claim) -> *mut u8 {
+        #[cfg(loom)]
+        self.slot(claim.pos).data.touch();
         // SAFETY: a slot's `slot_size` data bytes follow its words, inside its `stride`.
         unsafe { self.slot_ptr(claim.pos).add(SLOT_DATA) }
     }
@@ -257,7 +270,7 @@ impl Ring {
     /// Claims the next position for writing; `None` if the queue is full (after repairing a
     /// slot left by a dead reader, if `repair`).
     pub(super) fn claim_write(&self, repair: bool) -> Option<Claim> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = pid() & PID_MASK;
         let tail = self.tail();
         loop {
             let pos = tail.load(Ordering::Acquire);
@@ -289,7 +302,7 @@ impl Ring {
                 let _ = tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
             } else if tail.load(Ordering::Acquire) == pos {
                 // The previous lap's message is still there: full, unless its reader died.
-                if repair && state & READING != 0 && !proc_os::process_alive(state & PID_MASK) {
+                if repair && state & READING != 0 && !process_alive(state & PID_MASK) {
                     self.free_dead_read(pos, cur);
                     continue;
                 }
@@ -345,7 +358,7 @@ impl Ring {
     /// Claims the next committed position for reading. `Err(Some(pid))`: empty, with the next
     /// slot being written by `pid`; `Err(None)`: empty.
     pub(super) fn claim_read(&self, repair: bool) -> Result<(Claim, bool), Option<u32>> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = pid() & PID_MASK;
         let head = self.head();
         loop {
             let pos = head.load(Ordering::Acquire);
@@ -376,7 +389,7 @@ impl Ring {
             } else if head.load(Ordering::Acquire) == pos {
                 if state & WRITING != 0 {
                     let writer = state & PID_MASK;
-                    if repair && !proc_os::process_alive(writer) {
+                    if repair && !process_alive(writer) {
                         // A producer died mid-put: void its slot so that readers skip it.
                         if word
                             .compare_exchange(
@@ -470,6 +483,11 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        #[cfg(loom)]
+        if let Mem::Heap(_) = *self.seg {
+            // A model ring: no chunks, named rings or tracker group to let go of.
+            return;
+        }
         if self.root.is_none() && self.capacity != 0 {
             self.let_go_of_chunk();
         }
@@ -492,7 +510,7 @@ impl Drop for Ring {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     #![allow(clippy::unwrap_used)]
 

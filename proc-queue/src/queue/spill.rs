@@ -122,7 +122,7 @@ impl Ring {
     /// Reserves `size` bytes in this process' chunk, counted unread, letting the chunk go and
     /// taking another when it has no room (this is ring 0).
     fn reserve(&self, size: usize) -> proc_core::Result<Spill> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let need = size.next_multiple_of(64);
         let mut guard = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let writer = &mut *guard;
@@ -177,20 +177,20 @@ impl Ring {
     /// A chunk of at least `need` bytes for this process to hold: a free one, or a new one of
     /// `want` bytes; with the entry it is held by (`HELD | pid`), if one was free.
     fn take_chunk(&self, need: usize, want: usize) -> proc_core::Result<(Arc<SharedMemory>, Option<usize>)> {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let mut spare = None;
         let mut unlinked_one = false;
         for entry in 0..SPILL_ENTRIES {
             let word = &self.entry(entry).state;
             let st = word.load(Ordering::Acquire);
             let owner = st & PID_MASK;
-            if st & ENTRY_BUSY != 0 && owner != me && !proc_os::process_alive(owner) {
+            if st & ENTRY_BUSY != 0 && owner != me && !crate::loom::process_alive(owner) {
                 // Its taker died between two steps: the entry is lost, and its chunk goes to the
                 // resource tracker at the end of the program.
                 let _ = word.compare_exchange(st, ENTRY_EMPTY, Ordering::AcqRel, Ordering::Relaxed);
                 continue;
             }
-            let dead_holder = st & ENTRY_HELD != 0 && owner != me && !proc_os::process_alive(owner);
+            let dead_holder = st & ENTRY_HELD != 0 && owner != me && !crate::loom::process_alive(owner);
             if st != ENTRY_FREE && st != ENTRY_EMPTY && !dead_holder {
                 continue;
             }
@@ -261,7 +261,7 @@ impl Ring {
             self.entry(spare).state.store(ENTRY_EMPTY, Ordering::Release);
         }
         if let Ok((_, Some(entry))) = &r {
-            self.entry(*entry).state.store(ENTRY_HELD | (proc_os::pid() & PID_MASK), Ordering::Release);
+            self.entry(*entry).state.store(ENTRY_HELD | (crate::loom::pid() & PID_MASK), Ordering::Release);
         }
         r
     }
@@ -272,7 +272,7 @@ impl Ring {
         let len = entry.name.write(shm.name().as_bytes());
         entry.name_len.store(len as u32, Ordering::Relaxed);
         entry.size.store(shm.size() as u64, Ordering::Relaxed);
-        entry.state.store(ENTRY_HELD | (proc_os::pid() & PID_MASK), Ordering::Release);
+        entry.state.store(ENTRY_HELD | (crate::loom::pid() & PID_MASK), Ordering::Release);
     }
 
     /// This process stops writing into `held`: its entry is emptied, and the chunk goes to the free
@@ -287,7 +287,7 @@ impl Ring {
 
     /// Lets go of this process' chunk, if it holds one (its handle on the queue goes).
     pub(super) fn let_go_of_chunk(&self) {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let held = match self.writer.lock() {
             Ok(mut writer) => writer.held.take(),
             Err(poisoned) => poisoned.into_inner().held.take(),
@@ -375,7 +375,7 @@ impl Ring {
     /// Offers a chunk nobody uses any more for reuse; unlinks it if the free list is full, if it
     /// would keep more than [`RETAIN_MAX`] bytes, or if the chunk is too large to keep.
     fn recycle_spill(&self, shm: &Arc<SharedMemory>) {
-        let me = proc_os::pid() & PID_MASK;
+        let me = crate::loom::pid() & PID_MASK;
         let kept: u64 = (0..SPILL_ENTRIES)
             .filter(|&entry| self.entry(entry).state.load(Ordering::Acquire) == ENTRY_FREE)
             .map(|entry| self.entry(entry).size.load(Ordering::Relaxed))

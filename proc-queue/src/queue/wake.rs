@@ -2,12 +2,13 @@
 //! the doorbell that `wait` watches, and how long a call may wait.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::error::GetError;
 use super::layout::{OPEN, SHUT, SHUT_IMMEDIATE};
 use super::ring::{Claim, ClaimFail, Fail, Ring};
+use crate::loom::{fence, wait, wake_all, AtomicU32};
 
 /// How many times a blocked call looks (with a CPU pause) before it yields, in a process that may
 /// run on more than one CPU (see [`spins`]).
@@ -27,7 +28,7 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 /// queue call keeps spinning.
 fn spins() -> u32 {
     // 0: not known yet; 1: no spinning; 2: spinning.
-    static KNOWN: AtomicU32 = AtomicU32::new(0);
+    static KNOWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     match KNOWN.load(Ordering::Relaxed) {
         1 => 0,
         2 => SPIN,
@@ -63,7 +64,7 @@ impl Ring {
     /// Arms the doorbell for `wait`; whether a message (or a shutdown) is there already.
     pub(super) fn arm(&self) -> bool {
         self.header().bell.store(1, Ordering::SeqCst);
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         self.get_ready()
     }
 
@@ -75,10 +76,10 @@ impl Ring {
     pub(super) fn signal(word: &AtomicU32, sleepers: &AtomicU32) {
         // Pairs with the fence in `sleep`: either the sleeper's re-check sees our store, or we see
         // its announcement.
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
             word.fetch_add(1, Ordering::SeqCst);
-            proc_os::wake_all(word);
+            wake_all(word);
         }
     }
 
@@ -102,11 +103,11 @@ impl Ring {
         // made after it sees the announcement and bumps `word` (the kernel compares it with
         // `seen`, so a wake-up before we sleep is not lost).
         sleepers.store(1, Ordering::SeqCst);
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if ready() {
             return;
         }
-        proc_os::wait(word, seen, Some(until.saturating_duration_since(now)));
+        wait(word, seen, Some(until.saturating_duration_since(now)));
     }
 
     /// Takes the next message and decodes it with `decode`; waits until `deadline` for one.
@@ -220,14 +221,14 @@ impl Ring {
         }
         let items = &self.header().items.word;
         items.fetch_add(1, Ordering::SeqCst);
-        proc_os::wake_all(items);
+        wake_all(items);
         proc_os::socket::ring(self.bell.1.as_fd());
         let space = &self.header().space.word;
         space.fetch_add(1, Ordering::SeqCst);
-        proc_os::wake_all(space);
+        wake_all(space);
         let done = &self.header().done;
         done.fetch_add(1, Ordering::SeqCst);
-        proc_os::wake_all(done);
+        wake_all(done);
     }
 }
 
