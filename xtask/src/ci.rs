@@ -31,7 +31,16 @@ pub(crate) fn ci() -> Result<()> {
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
     mpi()?;
+    loom()?;
     no_shared_memory_left()
+}
+
+/// The loom model checks of the shared-memory protocols (`--cfg loom`, release, a target directory
+/// of their own so that the ordinary build's artifacts stay): the queue ring's models, and
+/// proc-sync's where it has them. Each model's bounds are set in its code to fit a few minutes.
+fn loom() -> Result<()> {
+    let envs = [("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")];
+    run("cargo", &["test", "-p", "proc-queue", "--release", "--lib", "queue::model"], &envs)
 }
 
 /// The features that link MPI, for every package that has one.
