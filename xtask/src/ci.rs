@@ -1,5 +1,5 @@
-//! `cargo xtask ci` and `cargo xtask check-macos`: the one list of checks, and the clippy run for
-//! macOS from a Linux host.
+//! `cargo xtask ci` and `cargo xtask check-macos`: the one list of checks (the one-minute soak
+//! last), and the clippy run for macOS from a Linux host.
 
 use std::process::Command;
 
@@ -31,7 +31,10 @@ pub(crate) fn ci() -> Result<()> {
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
     mpi()?;
-    no_shared_memory_left()
+    no_shared_memory_left()?;
+    // The one-minute soak under chaos (RELIABILITY.md), after the tests: it fails on any message
+    // or task not accounted for and on anything left behind.
+    crate::soak::soak(&[])
 }
 
 /// The features that link MPI, for every package that has one.
