@@ -552,6 +552,7 @@ fn run(seed: u64, params: Params, dir: PathBuf, marker: String) -> multiproc::Re
         }
     }
 
+    inject(&round);
     say("phase", "account");
     account_messages(&round, &producers, tally_kills);
     account_manager(&round, &clients, &dict, &mqueue, &counter);
@@ -615,6 +616,65 @@ fn run(seed: u64, params: Params, dir: PathBuf, marker: String) -> multiproc::Re
     }
     say("phase", "end");
     Ok(())
+}
+
+/// The variable that plants one fault in every round (`lost`, `duplicate`, `fd`, `shm`,
+/// `orphan`), so that a check that could not fail shows: each must make the soak fail.
+pub(crate) const INJECT: &str = "MULTIPROC_SOAK_INJECT";
+
+fn inject(round: &Round) {
+    let Ok(what) = std::env::var(INJECT) else { return };
+    match what.as_str() {
+        // A message that the first producer put, taken off the consumer's record.
+        "lost" | "duplicate" => {
+            let file = round.path("d0");
+            let mut out = open(&file);
+            let Some(first) = round.roster.lock().ok().and_then(|r| {
+                r.iter().find(|m| m.kind == Kind::Producer && m.queue == 0 && !m.killed).map(|m| m.id)
+            }) else {
+                return;
+            };
+            if what == "duplicate" {
+                log(&mut out, &format!("{first} 0\n"));
+            } else {
+                // Forget every consumer record of message 0 of that producer.
+                let roster = round.roster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for m in roster.iter().filter(|m| m.kind == Kind::Consumer && m.queue == 0) {
+                    let path = round.path(&member_file(m));
+                    let kept: String = lines(Path::new(&path))
+                        .into_iter()
+                        .filter(|l| *l != format!("{first} 0"))
+                        .map(|l| l + "\n")
+                        .collect();
+                    let _ = std::fs::write(&path, kept);
+                }
+                let kept: String = lines(Path::new(&file))
+                    .into_iter()
+                    .filter(|l| *l != format!("{first} 0"))
+                    .map(|l| l + "\n")
+                    .collect();
+                let _ = std::fs::write(&file, kept);
+            }
+        }
+        "fd" => {
+            if let Ok(f) = File::open("/dev/null") {
+                std::mem::forget(f);
+            }
+        }
+        "shm" => {
+            // SAFETY: shm_open takes a NUL-terminated name and plain integers.
+            let fd =
+                unsafe { libc::shm_open(c"/mp_soak_injected".as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+            if fd >= 0 {
+                // SAFETY: `fd` was just opened here and is closed once.
+                unsafe { libc::close(fd) };
+            }
+        }
+        "orphan" => {
+            let _ = std::process::Command::new("sleep").arg("600").spawn();
+        }
+        _ => {}
+    }
 }
 
 fn member_file(m: &Member) -> String {
