@@ -31,11 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::probe;
 use crate::rng::{fnv, Rng};
 
-/// How long any participant waits for anything before it calls it a hang.
-const WAIT: Duration = Duration::from_secs(20);
+/// How long any participant waits for anything before it calls it a hang (generous: the machine
+/// may be busy with other work, and a consumer idles while the pool's stream ends).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// How long the round parent waits for a participant to end, once it should.
-const JOIN: Duration = Duration::from_secs(60);
+const JOIN: Duration = Duration::from_secs(90);
 
 /// A queue message.
 #[derive(Debug, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use crate::round::Params;
 const PARENT_KILL_CHANCE: f64 = 0.15;
 
 /// A round that runs longer than this is a hang: killed, and reported with its last phase.
-const ROUND_LIMIT: Duration = Duration::from_secs(180);
+const ROUND_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long what a round leaves may take to go once its parent is gone (daemons see their
 /// parent's end, the resource tracker unlinks, the manager's janitor removes its directory).
