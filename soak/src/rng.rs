@@ -39,3 +39,23 @@ pub(crate) fn round_seed(seed: u64, round: u64) -> u64 {
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_rounds() {
+        assert_eq!(round_seed(7, 3), round_seed(7, 3));
+        assert_ne!(round_seed(7, 3), round_seed(7, 4));
+        assert_ne!(round_seed(7, 3), round_seed(8, 3));
+    }
+
+    #[test]
+    fn range_stays_within_its_bounds_and_reaches_both() {
+        let mut rng = Rng::new(1);
+        let drawn: Vec<u64> = (0..1000).map(|_| rng.range(3, 5)).collect();
+        assert!(drawn.iter().all(|n| (3..=5).contains(n)));
+        assert!(drawn.contains(&3) && drawn.contains(&5));
+    }
+}

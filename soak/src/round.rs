@@ -805,3 +805,26 @@ fn account_manager(
     say("stat", &format!("client_iterations {done}"));
     say("stat", &format!("lock_owner_died {owner_died}"));
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_by_a_kill_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("soak-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p1");
+        std::fs::write(&path, "0\n1\n2").unwrap();
+        assert_eq!(lines(&path), ["0", "1"]);
+        std::fs::write(&path, "0\n1\n").unwrap();
+        assert_eq!(lines(&path), ["0", "1"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_byte_changes_the_checksum() {
+        assert_ne!(checksum(1, 2, b"abc"), checksum(1, 2, b"abd"));
+        assert_ne!(checksum(1, 2, b"abc"), checksum(2, 1, b"abc"));
+    }
+}
