@@ -37,6 +37,7 @@ pub(crate) struct Options {
 #[derive(Default)]
 struct Totals {
     rounds: u64,
+    accounted: u64,
     parent_kills: u64,
     stats: BTreeMap<String, u64>,
     methods: BTreeMap<&'static str, u64>,
@@ -126,6 +127,9 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
         *totals.methods.entry(method).or_default() += 1;
         if outcome.parent_killed {
             totals.parent_kills += 1;
+        }
+        if outcome.phase == "end" {
+            totals.accounted += 1;
         }
         let before = totals.violations.len();
         for line in &outcome.lines {
@@ -352,6 +356,16 @@ fn after(
             .unwrap_or_default();
         totals.violations.push(format!("{name}: files left in its TMPDIR: {}", names.join(" ")));
     }
+    // The orchestrator's only children are the round parents, reaped as they end: anything here
+    // is a zombie or a stray (a marker scan cannot see zombies, whose environment is gone).
+    let children: Vec<String> =
+        probe::children().into_iter().filter_map(probe::stat).map(|s| s.to_string()).collect();
+    if !children.is_empty() {
+        *totals.leaks.entry("zombies").or_default() += children.len() as u64;
+        totals
+            .violations
+            .push(format!("{name}: the orchestrator has children left: {}", children.join(", ")));
+    }
     let fds = probe::fd_count();
     if fds > fds_baseline {
         *totals.leaks.entry("orchestrator fds").or_default() += 1;
@@ -377,7 +391,8 @@ fn summary(totals: &Totals, opts: &Options, elapsed: Duration) {
     println!("|---|---:|");
     let methods: Vec<String> = totals.methods.iter().map(|(m, n)| format!("{m} {n}")).collect();
     println!("| rounds | {} ({}) |", totals.rounds, methods.join(", "));
-    println!("| whole round parents killed | {} |", totals.parent_kills);
+    println!("| rounds accounted to their end | {} |", totals.accounted);
+    println!("| whole round parents killed (leaks checked, nothing accounted) | {} |", totals.parent_kills);
     println!(
         "| participants killed | {kills} (producers {}, consumers {}, pool workers {}, manager clients {}) |",
         stat("kills_producer"),
