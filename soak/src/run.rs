@@ -164,6 +164,15 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
             ));
         }
         after(&mut totals, &name, &marker, &tmp, &shm_baseline, fds_baseline);
+        // What the resource tracker had to unlink at the round program's end (it says so on
+        // stderr): expected after a whole-parent kill; otherwise worth a look, not a failure.
+        let unlinked = tracker_lines(&stderr_log, &marker);
+        let key = if outcome.parent_killed {
+            "tracker_unlinked_parent_killed"
+        } else {
+            "tracker_unlinked_otherwise"
+        };
+        *totals.stats.entry(key.to_string()).or_default() += unlinked;
         let clean = totals.violations.len() == before;
         println!(
             "soak: {name}: {}{}",
@@ -174,6 +183,9 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
                 format!("{} violation(s)", totals.violations.len() - before)
             }
         );
+        for v in &totals.violations[before..] {
+            println!("soak:   {v}");
+        }
         if clean {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -187,6 +199,19 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
     } else {
         1
     }
+}
+
+/// The resource tracker's "unlinked leaked shared memory" lines in the log section of `marker`.
+fn tracker_lines(log: &Path, marker: &str) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let header = format!("== {marker}: ");
+    let Some(start) = text.rfind(&header) else { return 0 };
+    text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("== "))
+        .filter(|l| l.contains("resource tracker: unlinked"))
+        .count() as u64
 }
 
 /// Re-runs this command in a user and mount namespace of its own with a private `/dev/shm`, so
@@ -243,6 +268,10 @@ fn child(
         phase: "start".into(),
     };
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(stderr_log);
+    let stderr = stderr.and_then(|mut f| {
+        std::io::Write::write_all(&mut f, format!("== {marker}: soak {}\n", args.join(" ")).as_bytes())?;
+        Ok(f)
+    });
     let mut cmd = Command::new(exe);
     cmd.args(args).env(MARKER, marker).env("TMPDIR", tmp).stdout(Stdio::piped());
     if let Ok(f) = stderr {
@@ -415,6 +444,11 @@ fn summary(totals: &Totals, opts: &Options, elapsed: Duration) {
     );
     println!("| manager client iterations (lock, dict, queue) | {} |", stat("client_iterations"));
     println!("| shared-memory Lock taken over with OwnerDied | {} |", stat("lock_owner_died"));
+    println!(
+        "| segments the resource tracker unlinked at a round's end (parent killed / otherwise) | {} / {} |",
+        stat("tracker_unlinked_parent_killed"),
+        stat("tracker_unlinked_otherwise")
+    );
     let leak_text: Vec<String> = totals.leaks.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("| leaks (orphans, zombies, shm, tmp, fds) | {leaks} {} |", leak_text.join(", "));
     println!("| violations | {} |", totals.violations.len());
