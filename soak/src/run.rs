@@ -32,6 +32,8 @@ pub(crate) struct Options {
     pub(crate) seed: u64,
     pub(crate) cycles: u64,
     pub(crate) isolate: bool,
+    /// Known library defects fail the run too.
+    pub(crate) strict: bool,
 }
 
 #[derive(Default)]
@@ -42,6 +44,9 @@ struct Totals {
     stats: BTreeMap<String, u64>,
     methods: BTreeMap<&'static str, u64>,
     violations: Vec<String>,
+    /// Findings of known library defects (RELIABILITY.md), reported without failing the run
+    /// unless `--strict`.
+    known: Vec<String>,
     cycles: Vec<String>,
     leaks: BTreeMap<&'static str, u64>,
 }
@@ -103,7 +108,7 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
         if !outcome.status_ok {
             totals.violations.push(format!("{method} cycles: {}", outcome.status));
         }
-        after(&mut totals, &format!("{method} cycles"), &marker, &tmp, &shm_baseline, fds_baseline);
+        after(&mut totals, &format!("{method} cycles"), &marker, false, &tmp, &shm_baseline, fds_baseline);
         let _ = std::fs::remove_dir(&tmp);
     }
 
@@ -132,6 +137,7 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
             totals.accounted += 1;
         }
         let before = totals.violations.len();
+        let known_before = totals.known.len();
         for line in &outcome.lines {
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next(), words.next()) {
@@ -163,7 +169,7 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
                 "{name}: something still held the round's stdout {SETTLE:?} after its parent ended"
             ));
         }
-        after(&mut totals, &name, &marker, &tmp, &shm_baseline, fds_baseline);
+        after(&mut totals, &name, &marker, outcome.parent_killed, &tmp, &shm_baseline, fds_baseline);
         // What the resource tracker had to unlink at the round program's end (it says so on
         // stderr): expected after a whole-parent kill; otherwise worth a look, not a failure.
         let unlinked = tracker_lines(&stderr_log, &marker);
@@ -186,6 +192,9 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
         for v in &totals.violations[before..] {
             println!("soak:   {v}");
         }
+        for k in &totals.known[known_before..] {
+            println!("soak:   known: {k}");
+        }
         if clean {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -193,7 +202,8 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
     }
 
     summary(&totals, opts, started.elapsed());
-    if totals.violations.is_empty() {
+    let failed = !totals.violations.is_empty() || (opts.strict && !totals.known.is_empty());
+    if !failed {
         let _ = std::fs::remove_dir_all(&work);
         0
     } else {
@@ -339,10 +349,12 @@ fn child(
 }
 
 /// The checks from outside, once a round's (or cycle phase's) parent is gone.
+#[allow(clippy::too_many_arguments)]
 fn after(
     totals: &mut Totals,
     name: &str,
     marker: &str,
+    parent_killed: bool,
     tmp: &Path,
     shm_baseline: &std::collections::BTreeSet<String>,
     fds_baseline: usize,
@@ -372,18 +384,36 @@ fn after(
         }
     }
     if !shm.is_empty() {
-        *totals.leaks.entry("shm").or_default() += shm.len() as u64;
-        totals.violations.push(format!("{name}: shared memory left in /dev/shm: {}", shm.join(" ")));
+        let text = format!("{name}: shared memory left in /dev/shm: {}", shm.join(" "));
+        if parent_killed {
+            // TODO: known defect 2 in RELIABILITY.md (a segment created but not yet registered
+            // with the resource tracker when its creator died); a failure again once fixed.
+            *totals.leaks.entry("known: shm after a parent kill").or_default() += shm.len() as u64;
+            totals.known.push(format!("{text} (known defect 2)"));
+        } else {
+            *totals.leaks.entry("shm").or_default() += shm.len() as u64;
+            totals.violations.push(text);
+        }
         for n in &shm {
             let _ = std::fs::remove_file(Path::new("/dev/shm").join(n));
         }
     }
     if !tmp_clean {
-        *totals.leaks.entry("tmp").or_default() += 1;
         let names: Vec<String> = std::fs::read_dir(tmp)
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
-        totals.violations.push(format!("{name}: files left in its TMPDIR: {}", names.join(" ")));
+        let text = format!("{name}: files left in its TMPDIR: {}", names.join(" "));
+        if parent_killed && names.iter().all(|n| n.starts_with("multiproc-manager-")) {
+            // TODO: known defect 1 in RELIABILITY.md (the manager's socket directory, when its
+            // owner dies before the server has started its janitor); a failure again once fixed.
+            *totals.leaks.entry("known: manager directory after a parent kill").or_default() += 1;
+            totals.known.push(format!("{text} (known defect 1)"));
+        } else {
+            *totals.leaks.entry("tmp").or_default() += 1;
+            totals.violations.push(text);
+        }
+        let _ = std::fs::remove_dir_all(tmp);
+        let _ = std::fs::create_dir_all(tmp);
     }
     // The orchestrator's only children are the round parents, reaped as they end: anything here
     // is a zombie or a stray (a marker scan cannot see zombies, whose environment is gone).
@@ -452,11 +482,19 @@ fn summary(totals: &Totals, opts: &Options, elapsed: Duration) {
     let leak_text: Vec<String> = totals.leaks.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("| leaks (orphans, zombies, shm, tmp, fds) | {leaks} {} |", leak_text.join(", "));
     println!("| violations | {} |", totals.violations.len());
+    println!(
+        "| known library defects seen (not failing{}) | {} |",
+        if opts.strict { "; --strict: failing" } else { "" },
+        totals.known.len()
+    );
     for c in &totals.cycles {
         println!("| cycles | {c} |");
     }
     println!();
     for v in &totals.violations {
         println!("VIOLATION {v}");
+    }
+    for k in &totals.known {
+        println!("KNOWN {k}");
     }
 }
