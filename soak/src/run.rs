@@ -143,7 +143,9 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
         for line in &outcome.lines {
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next(), words.next()) {
-                (Some("SOAK"), Some("stat"), Some(rest)) => {
+                // Figures count only from rounds that reached their end: a round parent killed
+                // halfway through its report would count messages put but not delivered.
+                (Some("SOAK"), Some("stat"), Some(rest)) if outcome.phase == "end" => {
                     if let Some((key, n)) = rest.split_once(' ') {
                         *totals.stats.entry(key.to_string()).or_default() += n.parse::<u64>().unwrap_or(0);
                     }
@@ -464,8 +466,15 @@ fn summary(totals: &Totals, opts: &Options, elapsed: Duration) {
         stat("kills_worker"),
         stat("kills_client")
     );
-    println!("| messages put (accounted rounds) | {} |", stat("messages_put"));
-    println!("| messages delivered | {} |", stat("messages_delivered"));
+    println!(
+        "| messages put (in the rounds accounted to their end, as every figure below) | {} |",
+        stat("messages_put")
+    );
+    let (put, delivered) = (stat("messages_put"), stat("messages_delivered"));
+    let (lost, in_flight) = (stat("messages_lost_with_consumer"), stat("messages_in_flight_delivered"));
+    let balance =
+        if put + in_flight == delivered + lost { "put − lost + in flight" } else { "DOES NOT BALANCE" };
+    println!("| messages delivered | {delivered} ({balance}) |");
     println!("| lost with a killed consumer | {} |", stat("messages_lost_with_consumer"));
     println!(
         "| a killed producer's message in flight, delivered | {} |",
