@@ -2,7 +2,8 @@
 //!
 //! - `ci`: formatting, clippy (both OS backends), docs with warnings denied, the macOS check
 //!   below, then the tests on the default backend and on the portable one, then a look for
-//!   shared memory the tests left behind. `.ci/run` installs what it needs and runs this.
+//!   shared memory the tests left behind, then the one-minute soak. `.ci/run` installs what it
+//!   needs and runs this.
 //! - `check-macos`: on a Linux host, `cargo clippy -D warnings` of every target for
 //!   `aarch64-apple-darwin` (both OS backends' features), so a Linux-only item outside a Linux
 //!   cfg gate, or a lint only macOS code trips, fails here instead of on the macOS runner. It
@@ -12,13 +13,19 @@
 //!   `sync`, `queue`), free and pinned to one CPU, the synchronization ones on both proc-sync backends, side
 //!   by side with Python's multiprocessing and the raw floors; prints one markdown table per file
 //!   and writes them to `target/bench/report.md`.
+//! - `soak [--minutes N] [--seed S] [--cycles N]`: the soak under chaos (the `multiproc-soak`
+//!   crate in `soak/`, built in release mode): workloads on queues, a pool and a manager while
+//!   participants and whole round parents are SIGKILLed; fails on any message or task not
+//!   accounted for, lock stuck, process or shared memory left, descriptors or memory growing.
+//!   One minute by default (the profile `ci` runs); RELIABILITY.md holds a 30-minute run.
 //!
 //! This file only dispatches: `ci.rs` holds `ci` and `check-macos`, `bench.rs` the benchmark runs
 //! and the report, whose tables (which benchmark makes which row) sit next to the benchmarks in
-//! `benches/tables/`; `tidy.rs` holds the repository rules, checked as tests.
+//! `benches/tables/`; `soak.rs` builds and runs the soak; `tidy.rs` holds the repository rules, checked as tests.
 
 mod bench;
 mod ci;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
@@ -33,10 +40,12 @@ fn main() -> Result<()> {
         Some("ci") => ci::ci(),
         Some("check-macos") => ci::check_macos(),
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("soak") => soak::soak(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci | cargo xtask check-macos | cargo xtask bench \
-                 [process_start|sync|queue|pool|manager]..."
+                 [process_start|sync|queue|pool|manager]... | cargo xtask soak [--minutes N] [--seed S] \
+                 [--cycles N]"
             );
             std::process::exit(2);
         }
