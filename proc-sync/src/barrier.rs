@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proc_core::handle::StaticFn;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use crate::condition::{Condition, ConditionGuard};
 use crate::error::BarrierError;
 use crate::lock::{deadline, Lock, LIVENESS_CHECK};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 /// The number of parties in the current round (recorded in a slot), as a `u32` index.
 const COUNT: usize = 0;
@@ -299,10 +300,10 @@ impl Barrier {
 
     /// Checks the pids recorded for the current round (but this process'), under the lock.
     fn check_parties(&self, g: &mut ConditionGuard<'_>) {
-        let me = proc_os::pid();
+        let me = shim::pid();
         for i in self.slots() {
             let pid = self.region.word(i).load(Ordering::SeqCst);
-            if pid != 0 && pid != me && !proc_os::process_alive(pid) {
+            if pid != 0 && pid != me && !shim::process_alive(pid) {
                 self.party_died(g, pid);
             }
         }
@@ -335,7 +336,7 @@ impl Barrier {
     /// Records this process in a free slot; `None` if none is free (cannot happen: a round has at
     /// most `parties` parties, and a party leaves its slot as it leaves the round).
     fn record(&self) -> Option<usize> {
-        let me = proc_os::pid();
+        let me = shim::pid();
         self.slots().find(|&i| {
             self.region.word(i).compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         })

@@ -44,13 +44,14 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::OwnerDied;
 use crate::lock::{deadline, AcquireResult, Lock, RLock, LIVENESS_CHECK};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 /// Waits in progress without a slot that no notification has reached.
 const WAITING: usize = 0;
@@ -66,7 +67,8 @@ const SEQ: usize = 4;
 const FIRST_SLOT: usize = 5;
 /// How many waits in progress have a slot recording their pid; a wait that finds none free is
 /// counted in `WAITING` instead (see the module docs).
-const WAITER_SLOTS: usize = 128;
+/// (2 in the loom models, to keep their state space small.)
+const WAITER_SLOTS: usize = if cfg!(proc_sync_loom) { 2 } else { 128 };
 const SLOT_WORDS: usize = 4;
 /// Slot word: the waiting process' pid; 0 for a free slot. Written last when a wait registers,
 /// and cleared (a single store) when it leaves.
@@ -233,7 +235,7 @@ impl Condition {
     }
 
     /// Word `word` of slot `slot`.
-    fn word(&self, slot: usize, word: usize) -> &std::sync::atomic::AtomicU32 {
+    fn word(&self, slot: usize, word: usize) -> &shim::AtomicU32 {
         self.region.word(slot_word(slot, word))
     }
 
@@ -243,13 +245,13 @@ impl Condition {
         self.word(slot, SLOT_TICKET).store(ticket, Ordering::SeqCst);
         self.word(slot, STATE).store(0, Ordering::SeqCst);
         // Last: the slot is in use once its pid is set, and every other word of it is valid then.
-        self.word(slot, PID).store(proc_os::pid(), Ordering::SeqCst);
+        self.word(slot, PID).store(shim::pid(), Ordering::SeqCst);
         Some(slot)
     }
 
     /// Whether `pid` runs (this process does, without a system call).
     fn alive(pid: u32) -> bool {
-        pid == proc_os::pid() || proc_os::process_alive(pid)
+        pid == shim::pid() || shim::process_alive(pid)
     }
 
     /// Whether some slot holds a notification that a dead process was chosen for (a look without
@@ -312,7 +314,7 @@ impl Condition {
         self.word(slot, NOTE).store(note, Ordering::SeqCst);
         let state = self.word(slot, STATE);
         state.store(NOTIFIED, Ordering::SeqCst);
-        proc_os::wake_all(state);
+        shim::wake_all(state);
     }
 
     fn guard(&self) -> ConditionGuard<'_> {
@@ -437,7 +439,7 @@ impl Condition {
                 continue;
             }
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            proc_os::wait(state, 0, Some(until.saturating_duration_since(now)));
+            shim::wait(state, 0, Some(until.saturating_duration_since(now)));
         }
     }
 
@@ -462,7 +464,7 @@ impl Condition {
             if deadline.is_some_and(|d| now >= d) {
                 return false;
             }
-            proc_os::wait(seq, observed, deadline.map(|d| d - now));
+            shim::wait(seq, observed, deadline.map(|d| d - now));
         }
     }
 
@@ -587,7 +589,7 @@ impl ConditionGuard<'_> {
             let seq = region.word(SEQ);
             seq.fetch_add(1, Ordering::SeqCst);
             // Every sleeper without a slot is eligible now, so any k of them can take the permits.
-            proc_os::wake(seq, k);
+            shim::wake(seq, k);
         }
         chosen + k
     }

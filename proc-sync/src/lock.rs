@@ -14,12 +14,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OwnerDied, ReleaseError};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 const WAITERS: u32 = 1 << 31;
 
@@ -39,13 +40,13 @@ pub(crate) fn raw_acquire(
     deadline: Option<Instant>,
 ) -> Option<Result<(), u32>> {
     let word = region.word(index);
-    let me = proc_os::pid();
+    let me = shim::pid();
     if word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
         return Some(Ok(()));
     }
     // A short spin first: a holder on another CPU often releases within a few hundred ns, and
     // sleeping costs a wake-up of tens of µs.
-    let mut backoff = proc_os::Backoff::new(SPIN, 0);
+    let mut backoff = shim::Backoff::new(SPIN, 0);
     while backoff.snooze() {
         if word.load(Ordering::Relaxed) == 0
             && word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
@@ -69,7 +70,7 @@ pub(crate) fn raw_acquire(
         let expired = deadline.is_some_and(|d| now >= d);
         if expired || now >= next_check {
             let owner = cur & !WAITERS;
-            if !proc_os::process_alive(owner) {
+            if !shim::process_alive(owner) {
                 if word.compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     return Some(Err(owner));
                 }
@@ -86,7 +87,7 @@ pub(crate) fn raw_acquire(
             continue;
         }
         let until = deadline.map_or(next_check, |d| d.min(next_check));
-        proc_os::wait(word, cur | WAITERS, Some(until.saturating_duration_since(now)));
+        shim::wait(word, cur | WAITERS, Some(until.saturating_duration_since(now)));
     }
 }
 
@@ -110,7 +111,7 @@ pub(crate) fn raw_release(region: &Region, index: usize) -> Result<(), ReleaseEr
         return Err(ReleaseError::NotHeld);
     }
     if prev & WAITERS != 0 {
-        proc_os::wake(word, 1);
+        shim::wake(word, 1);
     }
     Ok(())
 }
@@ -236,14 +237,14 @@ impl Lock {
     /// holding it, and it is ours), recording the calling thread as the acquirer.
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
         let taken = raw_acquire(&self.region, STATE, deadline)?;
-        self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
+        self.region.word64(ACQUIRER).store(shim::thread_token(), Ordering::Relaxed);
         Some(taken)
     }
 
     /// As [`lock_until`](Self::lock_until) without a deadline.
     pub(crate) fn lock_blocking(&self) -> Result<(), u32> {
         let taken = raw_acquire_blocking(&self.region, STATE);
-        self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
+        self.region.word64(ACQUIRER).store(shim::thread_token(), Ordering::Relaxed);
         taken
     }
 
@@ -260,11 +261,11 @@ impl Lock {
         // one that succeeds.
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 {
-            if word.compare_exchange(0, proc_os::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if word.compare_exchange(0, shim::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
                 return true;
             }
-        } else if cur & !WAITERS == proc_os::pid()
-            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == proc_os::thread_token()
+        } else if cur & !WAITERS == shim::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == shim::thread_token()
         {
             // Only this thread writes its token (see `held_by_current_thread`).
             return false;
@@ -295,8 +296,8 @@ impl Lock {
     pub(crate) fn held_by_current_thread(&self) -> bool {
         let word = self.region.word(STATE).load(Ordering::Relaxed);
         word != 0
-            && word & !WAITERS == proc_os::pid()
-            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == proc_os::thread_token()
+            && word & !WAITERS == shim::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == shim::thread_token()
     }
 }
 
@@ -384,14 +385,14 @@ impl RLock {
     }
 
     fn owned_by_me(&self) -> bool {
-        let tid = proc_os::thread_id();
-        self.region.word(0).load(Ordering::Relaxed) & !WAITERS == proc_os::pid()
+        let tid = shim::thread_id();
+        self.region.word(0).load(Ordering::Relaxed) & !WAITERS == shim::pid()
             && self.region.word(1).load(Ordering::Relaxed) == tid as u32
             && self.region.word(2).load(Ordering::Relaxed) == (tid >> 32) as u32
     }
 
     fn take(&self) {
-        let tid = proc_os::thread_id();
+        let tid = shim::thread_id();
         self.region.word(1).store(tid as u32, Ordering::Relaxed);
         self.region.word(2).store((tid >> 32) as u32, Ordering::Relaxed);
         self.region.word(3).store(1, Ordering::Relaxed);

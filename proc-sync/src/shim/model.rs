@@ -1,0 +1,449 @@
+//! The loom model of the world the primitives run in (built with `--cfg proc_sync_loom` only).
+//!
+//! - Shared memory: a [`Region`](crate::region::Region) is a heap block of loom atomics with the
+//!   accessors of the real one (`word`, `word64`); the 32-bit and 64-bit words are separate arrays,
+//!   which is exact as long as no primitive reads one byte range both ways (none does).
+//! - Processes: each model thread is one process, with the pid given to [`spawn`] (1 for a thread
+//!   that was not spawned through it). [`process_alive`] is false once the process died, and the
+//!   death is released to whoever sees it (as the kernel's bookkeeping is a full barrier).
+//! - Death at any step: a process spawned with a budget of `k` dies just before its `k`-th
+//!   shared-memory operation. From then on it performs no operation (its destructors still run,
+//!   as the unwinding goes by, but each of their operations is a no-op that reads 0), as a killed
+//!   process writes nothing more; then it is marked dead. A model runs every budget in turn, so the
+//!   process stops at every step of its run.
+//! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value;
+//!   else it sleeps until a wake on that word picks it, so a lost wake-up is a hang, which loom
+//!   reports. A wait with a timeout (the real code's slices of [`LIVENESS_CHECK`]) also ends when
+//!   a process died that its thread has not seen dead yet at a liveness check: the real timeout
+//!   would pass and the next check would see the death. Waits that see nothing new sleep on, as
+//!   a timeout followed by a check that finds nothing changes nothing.
+//! - Time: each process has a clock that moves only when a timed wait ends that way, by its
+//!   timeout; so the liveness check that the real code makes once per slice of sleep comes right
+//!   after it, and a deadline passes after a known number of such ends.
+//!
+//! [`LIVENESS_CHECK`]: crate::LIVENESS_CHECK
+//! - The spin before sleeping ([`Backoff`]) is skipped: it repeats the loads and compare-and-swaps
+//!   that the loop after it makes.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::ops::{Add, Sub};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Once, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The panic payload that stops a process whose budget ran out.
+struct Died;
+
+/// What the model knows of the calling thread's process.
+struct Me {
+    pid: u32,
+    /// Operations left before death (`None`: it does not die).
+    budget: Option<usize>,
+    /// It died: its operations do nothing.
+    dead: bool,
+    /// Shared-memory operations made.
+    ops: usize,
+    /// Its clock.
+    clock: Duration,
+    /// The processes it has seen dead (a bit per pid) when it last checked one's liveness.
+    seen: u64,
+}
+
+loom::thread_local! {
+    static ME: RefCell<Me> =
+        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO, seen: 0 });
+}
+
+loom::lazy_static! {
+    /// Bit `pid` is set once that process died (pids 1 to 63).
+    static ref DEAD: loom::sync::atomic::AtomicU64 = loom::sync::atomic::AtomicU64::new(0);
+    /// The waits in progress.
+    static ref FUTEX: Futex = Futex {
+        state: loom::sync::Mutex::new(Sleepers { next: 0, asleep: Vec::new() }),
+        woken: loom::sync::Condvar::new(),
+    };
+}
+
+/// Counts one shared-memory operation of the calling process; false if it is dead (the operation
+/// must do nothing). Dies (unwinds with [`Died`]) if its budget is spent.
+fn step() -> bool {
+    let die = ME.with(|me| {
+        let mut me = me.borrow_mut();
+        if me.dead {
+            return None;
+        }
+        if me.budget == Some(0) {
+            me.dead = true;
+            return Some(true);
+        }
+        if let Some(b) = &mut me.budget {
+            *b -= 1;
+        }
+        me.ops += 1;
+        Some(false)
+    });
+    match die {
+        None => false,
+        Some(true) => panic::panic_any(Died),
+        Some(false) => true,
+    }
+}
+
+macro_rules! atomic {
+    ($name:ident, $loom:ty, $int:ty) => {
+        /// A word of a model region: loom's atomic, each operation a step of the calling process.
+        pub(crate) struct $name($loom);
+
+        impl $name {
+            pub(crate) fn new(v: $int) -> Self {
+                $name(<$loom>::new(v))
+            }
+
+            pub(crate) fn load(&self, order: Ordering) -> $int {
+                if step() {
+                    self.0.load(order)
+                } else {
+                    0
+                }
+            }
+
+            pub(crate) fn store(&self, v: $int, order: Ordering) {
+                if step() {
+                    self.0.store(v, order);
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn swap(&self, v: $int, order: Ordering) -> $int {
+                if step() {
+                    self.0.swap(v, order)
+                } else {
+                    0
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn compare_exchange(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                if step() {
+                    self.0.compare_exchange(current, new, success, failure)
+                } else {
+                    Err(!current)
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn compare_exchange_weak(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                if step() {
+                    self.0.compare_exchange_weak(current, new, success, failure)
+                } else {
+                    Err(!current)
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn fetch_add(&self, v: $int, order: Ordering) -> $int {
+                if step() {
+                    self.0.fetch_add(v, order)
+                } else {
+                    0
+                }
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
+                if step() {
+                    self.0.fetch_sub(v, order)
+                } else {
+                    0
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    };
+}
+
+atomic!(AtomicU32, loom::sync::atomic::AtomicU32, u32);
+atomic!(AtomicU64, loom::sync::atomic::AtomicU64, u64);
+
+/// A primitive's state words on the heap, shared by the model threads that clone it.
+#[derive(Clone)]
+pub(crate) struct Region {
+    heap: Arc<Heap>,
+}
+
+struct Heap {
+    words: Box<[AtomicU32]>,
+    words64: Box<[AtomicU64]>,
+    len: usize,
+}
+
+impl Region {
+    /// A zeroed region of `len` bytes (rounded up to 8).
+    pub(crate) fn new(len: usize) -> proc_core::Result<Self> {
+        let len = len.max(4).div_ceil(8) * 8;
+        let words = (0..len / 4).map(|_| AtomicU32::new(0)).collect();
+        let words64 = (0..len / 8).map(|_| AtomicU64::new(0)).collect();
+        Ok(Region { heap: Arc::new(Heap { words, words64, len }) })
+    }
+
+    /// The `index`-th 32-bit word.
+    pub(crate) fn word(&self, index: usize) -> &AtomicU32 {
+        &self.heap.words[index]
+    }
+
+    /// The 64-bit word at byte `8 * index`.
+    pub(crate) fn word64(&self, index: usize) -> &AtomicU64 {
+        &self.heap.words64[index]
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region").field("len", &self.heap.len).finish()
+    }
+}
+
+impl Serialize for Region {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a model region cannot leave its process"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Region {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("a model region cannot leave its process"))
+    }
+}
+
+/// An instant of the calling process' model clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instant(Duration);
+
+impl Instant {
+    pub(crate) fn now() -> Self {
+        Instant(ME.with(|me| me.borrow().clock))
+    }
+
+    pub(crate) fn checked_add(self, d: Duration) -> Option<Self> {
+        self.0.checked_add(d).map(Instant)
+    }
+
+    pub(crate) fn saturating_duration_since(self, earlier: Self) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0 + d)
+    }
+}
+
+impl Sub for Instant {
+    type Output = Duration;
+
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+/// The spin before a sleep: none in the model (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Backoff;
+
+impl Backoff {
+    pub(crate) fn new(_spins: u32, _yields: u32) -> Self {
+        Backoff
+    }
+
+    pub(crate) fn snooze(&mut self) -> bool {
+        false
+    }
+}
+
+/// The calling process' pid.
+pub(crate) fn pid() -> u32 {
+    ME.with(|me| me.borrow().pid)
+}
+
+/// One thread per process: the thread is named by its pid.
+pub(crate) fn thread_id() -> u64 {
+    u64::from(pid())
+}
+
+/// As [`thread_id`] (never 0).
+pub(crate) fn thread_token() -> u64 {
+    u64::from(pid())
+}
+
+/// Whether process `pid` has not died; the caller has now seen every death so far.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let dead = DEAD.load(Ordering::SeqCst);
+    ME.with(|me| me.borrow_mut().seen |= dead);
+    !is_dead(dead, pid)
+}
+
+fn is_dead(dead: u64, pid: u32) -> bool {
+    (1..64).contains(&pid) && dead & (1 << pid) != 0
+}
+
+/// A futex: `wait` returns at once (true) if `word` does not hold `expected`; else it sleeps until
+/// a `wake` on `word` picks it (true) or, with a timeout, until some process died that the calling
+/// one has not yet seen die (false: the timeout passed, and the clock moved by it).
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    // The look at the word is this wait's step: a process may die there, but not while it holds
+    // the sleepers (loom's mutex does not survive a panic inside it).
+    if !step() {
+        return true;
+    }
+    let mut state = sleepers();
+    if word.0.load(Ordering::SeqCst) != expected {
+        return true;
+    }
+    let id = state.next;
+    state.next += 1;
+    state.asleep.push((addr(word), id));
+    loop {
+        if !state.asleep.iter().any(|&(_, i)| i == id) {
+            return true;
+        }
+        if let Some(t) = timeout {
+            if unseen_death() {
+                state.asleep.retain(|&(_, i)| i != id);
+                ME.with(|me| me.borrow_mut().clock += t);
+                return false;
+            }
+        }
+        state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// Wakes up to `n` waits on `word`.
+pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    let mut state = sleepers();
+    let mut left = n;
+    state.asleep.retain(|&(a, _)| {
+        if a == addr(word) && left > 0 {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    FUTEX.woken.notify_all();
+}
+
+/// Wakes every wait on `word`.
+pub(crate) fn wake_all(word: &AtomicU32) {
+    wake(word, u32::MAX);
+}
+
+fn addr(word: &AtomicU32) -> usize {
+    std::ptr::from_ref(word) as usize
+}
+
+/// Whether some process died since the calling one last checked a process' liveness (which the
+/// real code does once per timed-out slice of sleep).
+fn unseen_death() -> bool {
+    let dead = DEAD.load(Ordering::SeqCst);
+    ME.with(|me| dead & !me.borrow().seen != 0)
+}
+
+/// The futex's sleepers: (word, id) of each wait that no wake picked yet.
+struct Sleepers {
+    next: u64,
+    asleep: Vec<(usize, u64)>,
+}
+
+/// The sleepers, locked (no process dies while it holds them).
+fn sleepers() -> loom::sync::MutexGuard<'static, Sleepers> {
+    FUTEX.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Futex {
+    state: loom::sync::Mutex<Sleepers>,
+    woken: loom::sync::Condvar,
+}
+
+/// Runs `f` in the calling model thread as process `pid` (2 to 63), which dies just before its
+/// `budget`-th shared-memory operation if it has not finished by then (`None`: it does not die).
+/// Returns `f`'s result, or `None` if the process died; a panic that is not a death goes on.
+pub fn run_as<T>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T) -> Option<T> {
+    assert!((2..64).contains(&pid), "model pids are 2 to 63");
+    quiet_deaths();
+    ME.with(|me| {
+        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO, seen: 0 };
+    });
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(payload) if payload.is::<Died>() => {
+            // Its death is news to every timed wait (see `wait`).
+            let _sleepers = sleepers();
+            DEAD.fetch_or(1 << pid, Ordering::SeqCst);
+            FUTEX.woken.notify_all();
+            None
+        }
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// [`run_as`] in a new model thread.
+pub fn spawn<T: 'static>(
+    pid: u32,
+    budget: Option<usize>,
+    f: impl FnOnce() -> T + 'static,
+) -> loom::thread::JoinHandle<Option<T>> {
+    loom::thread::spawn(move || run_as(pid, budget, f))
+}
+
+/// Whether process `pid` has not died (as the primitives see it).
+pub fn alive(pid: u32) -> bool {
+    !is_dead(DEAD.load(Ordering::SeqCst), pid)
+}
+
+/// The shared-memory operations the calling process has made so far.
+pub fn ops() -> usize {
+    ME.with(|me| me.borrow().ops)
+}
+
+/// Keeps the panic hook quiet about deaths (a model runs thousands); other panics are reported
+/// as before.
+fn quiet_deaths() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Died>() {
+                previous(info);
+            }
+        }));
+    });
+}

@@ -1,0 +1,144 @@
+//! Loom models of the protocols that live in shared memory, run on the crate's own code (the seam
+//! in `src/shim.rs` gives it loom's atomics, heap-backed regions and model processes that can die
+//! at any step; see `src/shim/model.rs`).
+//!
+//! ```text
+//! RUSTFLAGS="--cfg proc_sync_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p proc-sync --release --test loom
+//! ```
+//!
+//! Each model runs once per budget `k` of the dying process (it stops just before its `k`-th
+//! shared-memory operation), from 0 until a budget at which it no longer dies in any interleaving,
+//! so that it stops at every step of its run. A process that never gets what the protocol owes it
+//! spins in the model's waits until loom's branch limit fails the model: that is the check that
+//! nobody is stuck.
+#![cfg(proc_sync_loom)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use loom::cell::UnsafeCell;
+use proc_sync::{model, Lock};
+
+/// Whether the dying process died in some interleaving of the current budget.
+static DIED: AtomicBool = AtomicBool::new(false);
+
+/// The most budgets a model runs (a bound that a run never reaches is an error).
+const MAX_BUDGET: usize = 200;
+
+/// Runs `f` under loom (preemptions bounded by `LOOM_MAX_PREEMPTIONS`, 2 if unset).
+fn check(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        builder.max_branches = 20_000;
+    }
+    builder.check(f);
+}
+
+/// Runs `model(k)` for every budget `k` from 0 until the dying process survives every
+/// interleaving; returns how many budgets ran.
+fn every_budget(name: &str, model: impl Fn(usize)) -> usize {
+    for k in 0..MAX_BUDGET {
+        DIED.store(false, Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        model(k);
+        if std::env::var_os("LOOM_VERBOSE_BUDGETS").is_some() {
+            eprintln!("{name}: budget {k} in {:?}", t.elapsed());
+        }
+        if !DIED.load(Ordering::SeqCst) {
+            eprintln!("{name}: {} budgets", k + 1);
+            return k + 1;
+        }
+    }
+    panic!("{name}: the dying process still dies at budget {MAX_BUDGET}");
+}
+
+/// Notes a death for [`every_budget`].
+fn note<T>(outcome: Option<T>) -> Option<T> {
+    if outcome.is_none() {
+        DIED.store(true, Ordering::SeqCst);
+    }
+    outcome
+}
+
+/// Data a lock protects: loom fails the model if two threads touch it without the lock ordering
+/// them.
+struct Guarded(UnsafeCell<u32>);
+
+// SAFETY: the models only touch it under the lock, which is what loom checks.
+unsafe impl Sync for Guarded {}
+
+impl Guarded {
+    fn bump(&self) {
+        // SAFETY: called with the lock held; loom reports a concurrent access.
+        self.0.with_mut(|p| unsafe { *p += 1 });
+    }
+}
+
+/// One critical section: takes the lock, bumps the data, releases. Whether it took the lock over
+/// from a dead owner (always pid 2 in these models). `holding` is set while the guard lives, from
+/// the acquire's return until the release's last operation.
+fn critical(lock: &Lock, data: &Guarded, holding: &AtomicBool) -> bool {
+    let (guard, took_over) = match lock.acquire() {
+        Ok(g) => (g, false),
+        Err(died) => {
+            assert_eq!(died.pid(), 2, "a takeover from a live owner");
+            (died.into_guard(), true)
+        }
+    };
+    holding.store(true, Ordering::SeqCst);
+    data.bump();
+    drop(guard);
+    holding.store(false, Ordering::SeqCst);
+    took_over
+}
+
+/// Lock: process 2 takes the lock once and dies at step `k`; `survivors` other processes take it
+/// once each, then the model's main thread takes it.
+///
+/// Invariants: mutual exclusion (loom checks the data), no takeover from a live owner, at most one
+/// takeover in all, exactly one if process 2 died holding the lock, and everyone gets the lock.
+fn lock_model(survivors: u32, k: usize) {
+    check(move || {
+        let lock = Lock::new().unwrap();
+        let data = Arc::new(Guarded(UnsafeCell::new(0)));
+        let holding = Arc::new(AtomicBool::new(false));
+        let dying = {
+            let (lock, data, holding) = (lock.clone(), data.clone(), holding.clone());
+            model::spawn(2, Some(k), move || critical(&lock, &data, &holding))
+        };
+        let others: Vec<_> = (0..survivors)
+            .map(|i| {
+                let (lock, data) = (lock.clone(), data.clone());
+                model::spawn(3 + i, None, move || critical(&lock, &data, &AtomicBool::new(false)))
+            })
+            .collect();
+        let mut takeovers = 0;
+        let died = note(dying.join().unwrap()).is_none();
+        for o in others {
+            takeovers += u32::from(o.join().unwrap().unwrap());
+        }
+        let died_holding = died && holding.load(Ordering::SeqCst);
+        takeovers += u32::from(critical(&lock, &data, &AtomicBool::new(false)));
+        assert!(takeovers <= 1, "the lock was taken over {takeovers} times");
+        assert!(!died_holding || takeovers == 1, "a lock held by a dead owner was not taken over");
+        assert!(died || takeovers == 0, "a takeover while the owner lives");
+        assert!(!lock.locked());
+    });
+}
+
+#[test]
+fn lock_owner_dies_one_survivor() {
+    every_budget("lock, 1 survivor", |k| lock_model(1, k));
+}
+
+#[test]
+fn lock_owner_dies_two_survivors() {
+    every_budget("lock, 2 survivors", |k| lock_model(2, k));
+}
+
+#[allow(dead_code)]
+static UNUSED: AtomicUsize = AtomicUsize::new(0);
