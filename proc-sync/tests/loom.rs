@@ -14,11 +14,12 @@
 //! nobody is stuck.
 #![cfg(proc_sync_loom)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use loom::cell::UnsafeCell;
-use proc_sync::{model, Lock};
+use proc_sync::{model, BoundedSemaphore, Lock};
 
 /// Whether the dying process died in some interleaving of the current budget.
 static DIED: AtomicBool = AtomicBool::new(false);
@@ -140,5 +141,86 @@ fn lock_owner_dies_two_survivors() {
     every_budget("lock, 2 survivors", |k| lock_model(2, k));
 }
 
-#[allow(dead_code)]
-static UNUSED: AtomicUsize = AtomicUsize::new(0);
+/// Semaphore: a `BoundedSemaphore` of 2. Process 2 takes a guarded permit and dies at step `k`;
+/// process 3 takes a guarded permit, process 4 a plain one (released with the bounded check);
+/// then the model's main thread takes both permits without waiting.
+///
+/// Invariants: at most 2 holders at once; a dead holder's recorded permit is recovered exactly
+/// once (by a waiter or by the main thread), never counted twice: the value never exceeds 2 and
+/// the plain release never finds it full; the main thread gets both permits unless process 2 died
+/// in the instant between taking its permit and recording it, or between clearing its record
+/// and returning it (the loss the docs own to); and everyone gets a permit.
+fn semaphore_model(k: usize) {
+    check(move || {
+        let sem = BoundedSemaphore::new(2).unwrap();
+        let inside = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let enter = |inside: &loom::sync::atomic::AtomicU32| {
+            assert!(inside.fetch_add(1, Ordering::SeqCst) < 2, "three holders of two permits");
+            inside.fetch_sub(1, Ordering::SeqCst);
+        };
+        let holding = Arc::new(AtomicBool::new(false));
+        let dying = {
+            let (sem, inside, holding) = (sem.clone(), inside.clone(), holding.clone());
+            model::spawn(2, Some(k), move || {
+                let guard = sem.acquire_guard().expect("nobody died before process 2");
+                holding.store(true, Ordering::SeqCst);
+                enter(&inside);
+                holding.store(false, Ordering::SeqCst);
+                drop(guard);
+            })
+        };
+        let guarded = {
+            let (sem, inside) = (sem.clone(), inside.clone());
+            model::spawn(3, None, move || {
+                let (guard, took_over) = match sem.acquire_guard() {
+                    Ok(g) => (g, false),
+                    Err(died) => {
+                        assert_eq!(died.pid(), 2, "a permit taken over from a live holder");
+                        (died.into_guard(), true)
+                    }
+                };
+                enter(&inside);
+                drop(guard);
+                took_over
+            })
+        };
+        let plain = {
+            let (sem, inside) = (sem.clone(), inside.clone());
+            model::spawn(4, None, move || {
+                sem.acquire();
+                enter(&inside);
+                sem.release().expect("a permit counted twice: the semaphore was full");
+            })
+        };
+        let died = note(dying.join().unwrap()).is_none();
+        let died_holding = died && holding.load(Ordering::SeqCst);
+        let mut takeovers = u32::from(guarded.join().unwrap().unwrap());
+        plain.join().unwrap().unwrap();
+        assert!(sem.get_value() <= 2, "a permit counted twice");
+        let mut guards = Vec::new();
+        for _ in 0..2 {
+            match sem.acquire_guard_timeout(Duration::ZERO) {
+                Ok(Some(g)) => guards.push(g),
+                Ok(None) => {}
+                Err(died) => {
+                    assert_eq!(died.pid(), 2);
+                    takeovers += 1;
+                    guards.extend(died.into_guard());
+                }
+            }
+        }
+        assert!(takeovers <= 1, "a dead holder's permit recovered {takeovers} times");
+        assert!(!died_holding || takeovers == 1, "a dead holder's recorded permit was not recovered");
+        assert!(died || takeovers == 0, "a permit taken over from a live holder");
+        assert!(died || guards.len() == 2, "a permit lost without a death");
+        assert!(!died_holding || guards.len() == 2, "a recorded permit lost");
+        let n = guards.len();
+        drop(guards);
+        assert_eq!(sem.get_value() as usize, n, "a permit counted twice");
+    });
+}
+
+#[test]
+fn semaphore_holder_dies() {
+    every_budget("semaphore", semaphore_model);
+}

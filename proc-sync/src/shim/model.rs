@@ -13,10 +13,10 @@
 //!   process stops at every step of its run.
 //! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value;
 //!   else it sleeps until a wake on that word picks it, so a lost wake-up is a hang, which loom
-//!   reports. A wait with a timeout (the real code's slices of [`LIVENESS_CHECK`]) also ends when
-//!   a process died that its thread has not seen dead yet at a liveness check: the real timeout
-//!   would pass and the next check would see the death. Waits that see nothing new sleep on, as
-//!   a timeout followed by a check that finds nothing changes nothing.
+//!   reports. A wait with a timeout (the real code's slices of [`LIVENESS_CHECK`]) also ends, once
+//!   per death, when a process died since the thread's last timed wait ended so: the real timeout
+//!   would pass and the liveness check after it would see the death. Otherwise it sleeps on, as
+//!   a timeout followed by a check that finds nothing new changes nothing.
 //! - Time: each process has a clock that moves only when a timed wait ends that way, by its
 //!   timeout; so the liveness check that the real code makes once per slice of sleep comes right
 //!   after it, and a deadline passes after a known number of such ends.
@@ -49,7 +49,7 @@ struct Me {
     ops: usize,
     /// Its clock.
     clock: Duration,
-    /// The processes it has seen dead (a bit per pid) when it last checked one's liveness.
+    /// The processes (a bit per pid) that had died when its last timed wait ended for a death.
     seen: u64,
 }
 
@@ -93,6 +93,21 @@ fn step() -> bool {
     }
 }
 
+/// Runs one operation; a `SeqCst` one between two `SeqCst` fences. Loom models `SeqCst` accesses
+/// as acquire/release only (a store buffer may delay them), but `SeqCst` fences fully: with them
+/// around it, a `SeqCst` operation is ordered as C++ promises (the waiter counts' protocols,
+/// Dekker-style, rely on it).
+fn sc<T>(order: Ordering, op: impl FnOnce() -> T) -> T {
+    if order == Ordering::SeqCst {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+    let v = op();
+    if order == Ordering::SeqCst {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+    v
+}
+
 macro_rules! atomic {
     ($name:ident, $loom:ty, $int:ty) => {
         /// A word of a model region: loom's atomic, each operation a step of the calling process.
@@ -105,7 +120,7 @@ macro_rules! atomic {
 
             pub(crate) fn load(&self, order: Ordering) -> $int {
                 if step() {
-                    self.0.load(order)
+                    sc(order, || self.0.load(order))
                 } else {
                     0
                 }
@@ -113,14 +128,14 @@ macro_rules! atomic {
 
             pub(crate) fn store(&self, v: $int, order: Ordering) {
                 if step() {
-                    self.0.store(v, order);
+                    sc(order, || self.0.store(v, order));
                 }
             }
 
             #[allow(dead_code)]
             pub(crate) fn swap(&self, v: $int, order: Ordering) -> $int {
                 if step() {
-                    self.0.swap(v, order)
+                    sc(order, || self.0.swap(v, order))
                 } else {
                     0
                 }
@@ -135,7 +150,7 @@ macro_rules! atomic {
                 failure: Ordering,
             ) -> Result<$int, $int> {
                 if step() {
-                    self.0.compare_exchange(current, new, success, failure)
+                    sc(success, || self.0.compare_exchange(current, new, success, failure))
                 } else {
                     Err(!current)
                 }
@@ -150,7 +165,7 @@ macro_rules! atomic {
                 failure: Ordering,
             ) -> Result<$int, $int> {
                 if step() {
-                    self.0.compare_exchange_weak(current, new, success, failure)
+                    sc(success, || self.0.compare_exchange_weak(current, new, success, failure))
                 } else {
                     Err(!current)
                 }
@@ -159,7 +174,7 @@ macro_rules! atomic {
             #[allow(dead_code)]
             pub(crate) fn fetch_add(&self, v: $int, order: Ordering) -> $int {
                 if step() {
-                    self.0.fetch_add(v, order)
+                    sc(order, || self.0.fetch_add(v, order))
                 } else {
                     0
                 }
@@ -168,7 +183,7 @@ macro_rules! atomic {
             #[allow(dead_code)]
             pub(crate) fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
                 if step() {
-                    self.0.fetch_sub(v, order)
+                    sc(order, || self.0.fetch_sub(v, order))
                 } else {
                     0
                 }
@@ -304,11 +319,9 @@ pub(crate) fn thread_token() -> u64 {
     u64::from(pid())
 }
 
-/// Whether process `pid` has not died; the caller has now seen every death so far.
+/// Whether process `pid` has not died.
 pub(crate) fn process_alive(pid: u32) -> bool {
-    let dead = DEAD.load(Ordering::SeqCst);
-    ME.with(|me| me.borrow_mut().seen |= dead);
-    !is_dead(dead, pid)
+    !is_dead(DEAD.load(Ordering::SeqCst), pid)
 }
 
 fn is_dead(dead: u64, pid: u32) -> bool {
@@ -316,8 +329,8 @@ fn is_dead(dead: u64, pid: u32) -> bool {
 }
 
 /// A futex: `wait` returns at once (true) if `word` does not hold `expected`; else it sleeps until
-/// a `wake` on `word` picks it (true) or, with a timeout, until some process died that the calling
-/// one has not yet seen die (false: the timeout passed, and the clock moved by it).
+/// a `wake` on `word` picks it (true) or, with a timeout, until some process died since the
+/// calling one's last timed wait ended so (false: the timeout passed, and the clock moved by it).
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // The look at the word is this wait's step: a process may die there, but not while it holds
     // the sleepers (loom's mutex does not survive a panic inside it).
@@ -325,7 +338,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
         return true;
     }
     let mut state = sleepers();
-    if word.0.load(Ordering::SeqCst) != expected {
+    // The kernel compares the word's current value: a read-modify-write reads the latest.
+    if sc(Ordering::SeqCst, || word.0.fetch_add(0, Ordering::SeqCst)) != expected {
         return true;
     }
     let id = state.next;
@@ -336,9 +350,18 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
             return true;
         }
         if let Some(t) = timeout {
-            if unseen_death() {
+            let dead = DEAD.load(Ordering::SeqCst);
+            let news = ME.with(|me| {
+                let mut me = me.borrow_mut();
+                let news = dead & !me.seen != 0;
+                if news {
+                    me.seen |= dead;
+                    me.clock += t;
+                }
+                news
+            });
+            if news {
                 state.asleep.retain(|&(_, i)| i != id);
-                ME.with(|me| me.borrow_mut().clock += t);
                 return false;
             }
         }
@@ -368,13 +391,6 @@ pub(crate) fn wake_all(word: &AtomicU32) {
 
 fn addr(word: &AtomicU32) -> usize {
     std::ptr::from_ref(word) as usize
-}
-
-/// Whether some process died since the calling one last checked a process' liveness (which the
-/// real code does once per timed-out slice of sleep).
-fn unseen_death() -> bool {
-    let dead = DEAD.load(Ordering::SeqCst);
-    ME.with(|me| dead & !me.borrow().seen != 0)
 }
 
 /// The futex's sleepers: (word, id) of each wait that no wake picked yet.
