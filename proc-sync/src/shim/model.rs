@@ -440,6 +440,13 @@ pub fn spawn<T: 'static>(
     loom::thread::spawn(move || run_as(pid, budget, f))
 }
 
+/// Sets the calling process' budget from here: it dies just before its `budget`-th shared-memory
+/// operation from now (`None`: it does not die). For a model that makes a process die at a
+/// chosen point of its run.
+pub fn set_budget(budget: Option<usize>) {
+    ME.with(|me| me.borrow_mut().budget = budget);
+}
+
 /// Whether process `pid` has not died (as the primitives see it).
 pub fn alive(pid: u32) -> bool {
     !is_dead(DEAD.load(Ordering::SeqCst), pid)
