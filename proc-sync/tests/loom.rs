@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom::cell::UnsafeCell;
-use proc_sync::{model, BoundedSemaphore, Lock};
+use proc_sync::{model, BoundedSemaphore, Condition, ConditionGuard, Lock};
 
 /// Whether the dying process died in some interleaving of the current budget.
 static DIED: AtomicBool = AtomicBool::new(false);
@@ -42,7 +42,8 @@ fn check(f: impl Fn() + Sync + Send + 'static) {
 /// Runs `model(k)` for every budget `k` from 0 until the dying process survives every
 /// interleaving; returns how many budgets ran.
 fn every_budget(name: &str, model: impl Fn(usize)) -> usize {
-    for k in 0..MAX_BUDGET {
+    let start: usize = std::env::var("LOOM_FIRST_BUDGET").map_or(0, |v| v.parse().unwrap());
+    for k in start..MAX_BUDGET {
         DIED.store(false, Ordering::SeqCst);
         let t = std::time::Instant::now();
         model(k);
@@ -297,4 +298,83 @@ fn semaphore_recovery_is_counted_once() {
 #[test]
 fn semaphore_holder_dies() {
     every_budget("semaphore", semaphore_model);
+}
+
+/// Tokens that the condition's lock protects (loom checks that it does).
+struct Tokens(UnsafeCell<u32>);
+
+// SAFETY: the models only touch it under the condition's lock, which is what loom checks.
+unsafe impl Sync for Tokens {}
+
+impl Tokens {
+    fn get(&self) -> u32 {
+        // SAFETY: called with the lock held; loom reports a concurrent access.
+        self.0.with(|p| unsafe { *p })
+    }
+
+    fn add(&self, n: i32) {
+        // SAFETY: as for `get`.
+        self.0.with_mut(|p| unsafe { *p = p.read().checked_add_signed(n).expect("a token taken twice") });
+    }
+}
+
+/// Takes the condition's lock, a dead holder's included.
+fn lock(cond: &Condition) -> ConditionGuard<'_> {
+    cond.acquire().unwrap_or_else(|died| died.into_guard())
+}
+
+/// Waits (Python's `with cond: cond.wait_for(lambda: tokens > 0)`) for a token and takes it,
+/// noting it in `took` (before any step after the take).
+fn take_token(cond: &Condition, tokens: &Tokens, took: &AtomicBool) {
+    let mut guard = lock(cond);
+    while tokens.get() == 0 {
+        // A lock holder that died meanwhile: the lock is held again all the same.
+        let _ = guard.wait();
+    }
+    tokens.add(-1);
+    took.store(true, Ordering::SeqCst);
+}
+
+/// Condition: processes 2 (dying at step `k`) and 3 each wait for a token (`wait` in a predicate
+/// loop, Python's `wait_for`); process 4 twice puts a token and calls `notify(1)`.
+///
+/// Invariants: the tokens are only touched under the lock (loom checks), none is taken twice, and
+/// process 3 gets one: a notification chosen for process 2 that died before its wait ended is
+/// passed on, so no waiter is left asleep with a token (and its notification) available; at the
+/// end the tokens left are the ones nobody took.
+fn condition_model(k: usize) {
+    check(move || {
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let tokens = Arc::new(Tokens(UnsafeCell::new(0)));
+        let took = Arc::new(AtomicBool::new(false));
+        let dying = {
+            let (cond, tokens, took) = (cond.clone(), tokens.clone(), took.clone());
+            model::spawn(2, Some(k), move || take_token(&cond, &tokens, &took))
+        };
+        let waiter = {
+            let (cond, tokens) = (cond.clone(), tokens.clone());
+            model::spawn(3, None, move || take_token(&cond, &tokens, &AtomicBool::new(false)))
+        };
+        let notifier = {
+            let (cond, tokens) = (cond.clone(), tokens.clone());
+            model::spawn(4, None, move || {
+                for _ in 0..2 {
+                    let mut guard = lock(&cond);
+                    tokens.add(1);
+                    guard.notify(1);
+                }
+            })
+        };
+        note(dying.join().unwrap());
+        waiter.join().unwrap().unwrap();
+        notifier.join().unwrap().unwrap();
+        let _guard = lock(&cond);
+        let left = if took.load(Ordering::SeqCst) { 0 } else { 1 };
+        assert_eq!(tokens.get(), left, "tokens lost or taken twice");
+    });
+}
+
+#[test]
+fn condition_waiter_dies() {
+    every_budget("condition", condition_model);
 }

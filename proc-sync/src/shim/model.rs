@@ -14,9 +14,11 @@
 //! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value;
 //!   else it sleeps until a wake on that word picks it, so a lost wake-up is a hang, which loom
 //!   reports. A wait with a timeout (the real code's slices of [`LIVENESS_CHECK`]) also ends, once
-//!   per death, when a process died since the thread's last timed wait ended so: the real timeout
-//!   would pass and the liveness check after it would see the death. Otherwise it sleeps on, as
-//!   a timeout followed by a check that finds nothing new changes nothing.
+//!   per death and word, when a process died since the thread's last timed wait on that word ended
+//!   so: the real timeout would pass and the liveness check after it would see the death.
+//!   Otherwise it sleeps on, as a timeout followed by a check that finds nothing new changes
+//!   nothing. (Once per death and word, not once per death: a thread that saw a death while
+//!   waiting on one word, then waits on another, the lock of a dead owner say, checks again.)
 //! - Time: each process has a clock that moves only when a timed wait ends that way, by its
 //!   timeout; so the liveness check that the real code makes once per slice of sleep comes right
 //!   after it, and a deadline passes after a known number of such ends.
@@ -49,13 +51,14 @@ struct Me {
     ops: usize,
     /// Its clock.
     clock: Duration,
-    /// The processes (a bit per pid) that had died when its last timed wait ended for a death.
-    seen: u64,
+    /// For each word it made a timed wait on, the processes (a bit per pid) that had died when its
+    /// last timed wait on that word ended for a death.
+    seen: Vec<(usize, u64)>,
 }
 
 loom::thread_local! {
     static ME: RefCell<Me> =
-        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO, seen: 0 });
+        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO, seen: Vec::new() });
 }
 
 loom::lazy_static! {
@@ -128,7 +131,9 @@ macro_rules! atomic {
 
             pub(crate) fn store(&self, v: $int, order: Ordering) {
                 if step() {
-                    sc(order, || self.0.store(v, order));
+                    // A swap, not a store: loom orders a plain store only partly against the
+                    // other writes (an RMW could read around it), which real coherence forbids.
+                    sc(order, || self.0.swap(v, order));
                 }
             }
 
@@ -330,7 +335,8 @@ fn is_dead(dead: u64, pid: u32) -> bool {
 
 /// A futex: `wait` returns at once (true) if `word` does not hold `expected`; else it sleeps until
 /// a `wake` on `word` picks it (true) or, with a timeout, until some process died since the
-/// calling one's last timed wait ended so (false: the timeout passed, and the clock moved by it).
+/// calling one's last timed wait on `word` ended so (false: the timeout passed, and the clock
+/// moved by it).
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // The look at the word is this wait's step: a process may die there, but not while it holds
     // the sleepers (loom's mutex does not survive a panic inside it).
@@ -351,11 +357,19 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
         }
         if let Some(t) = timeout {
             let dead = DEAD.load(Ordering::SeqCst);
+            let here = addr(word);
             let news = ME.with(|me| {
                 let mut me = me.borrow_mut();
-                let news = dead & !me.seen != 0;
+                let seen = match me.seen.iter().position(|&(a, _)| a == here) {
+                    Some(i) => &mut me.seen[i].1,
+                    None => {
+                        me.seen.push((here, 0));
+                        &mut me.seen.last_mut().expect("just pushed").1
+                    }
+                };
+                let news = dead & !*seen != 0;
+                *seen |= dead;
                 if news {
-                    me.seen |= dead;
                     me.clock += t;
                 }
                 news
@@ -416,7 +430,7 @@ pub fn run_as<T>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T) -> Opti
     assert!((2..64).contains(&pid), "model pids are 2 to 63");
     quiet_deaths();
     ME.with(|me| {
-        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO, seen: 0 };
+        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO, seen: Vec::new() };
     });
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Some(v),
