@@ -11,19 +11,17 @@
 //!   as the unwinding goes by, but each of their operations is a no-op that reads 0), as a killed
 //!   process writes nothing more; then it is marked dead. A model runs every budget in turn, so the
 //!   process stops at every step of its run.
-//! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value;
-//!   else it sleeps until a wake on that word picks it, so a lost wake-up is a hang, which loom
-//!   reports. A wait with a timeout (the real code's slices of [`LIVENESS_CHECK`]) also ends, once
-//!   per death and word, when a process died since the thread's last timed wait on that word ended
-//!   so: the real timeout would pass and the liveness check after it would see the death.
-//!   Otherwise it sleeps on, as a timeout followed by a check that finds nothing new changes
-//!   nothing. (Once per death and word, not once per death: a thread that saw a death while
-//!   waiting on one word, then waits on another, the lock of a dead owner say, checks again.)
-//! - Time: each process has a clock that moves only when a timed wait ends that way, by its
-//!   timeout; so the liveness check that the real code makes once per slice of sleep comes right
-//!   after it, and a deadline passes after a known number of such ends.
-//!
-//! [`LIVENESS_CHECK`]: crate::LIVENESS_CHECK
+//! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value
+//!   (read as its latest value, as the kernel does); else it sleeps until a wake on that word
+//!   picks it. So a lost wake-up is a hang, which loom reports (as a deadlock, or as a model that
+//!   exceeds its branches).
+//! - Time: it passes only when every running process sleeps and some wait has a timeout (the real
+//!   code's slices of [`LIVENESS_CHECK`], or a deadline): then every timed wait in progress times
+//!   out, and its process' clock moves by its timeout. So the liveness checks that the real code
+//!   makes once per slice run whenever nothing else can happen, which is when a dead process
+//!   matters; and a deadline passes after a known number of such ticks. (Timeouts firing earlier
+//!   would be real behaviours too; the model leaves them out, and with them the state space they
+//!   would add.) A state where timeouts change nothing loops until loom's branch limit: stuck.
 //! - The spin before sleeping ([`Backoff`]) is skipped: it repeats the loads and compare-and-swaps
 //!   that the loop after it makes.
 
@@ -51,14 +49,11 @@ struct Me {
     ops: usize,
     /// Its clock.
     clock: Duration,
-    /// For each word it made a timed wait on, the processes (a bit per pid) that had died when its
-    /// last timed wait on that word ended for a death.
-    seen: Vec<(usize, u64)>,
 }
 
 loom::thread_local! {
     static ME: RefCell<Me> =
-        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO, seen: Vec::new() });
+        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO });
 }
 
 loom::lazy_static! {
@@ -66,7 +61,7 @@ loom::lazy_static! {
     static ref DEAD: loom::sync::atomic::AtomicU64 = loom::sync::atomic::AtomicU64::new(0);
     /// The waits in progress.
     static ref FUTEX: Futex = Futex {
-        state: loom::sync::Mutex::new(Sleepers { next: 0, asleep: Vec::new() }),
+        state: loom::sync::Mutex::new(Sleepers { next: 0, asleep: Vec::new(), running: 1, tick: 0 }),
         woken: loom::sync::Condvar::new(),
     };
 }
@@ -334,9 +329,8 @@ fn is_dead(dead: u64, pid: u32) -> bool {
 }
 
 /// A futex: `wait` returns at once (true) if `word` does not hold `expected`; else it sleeps until
-/// a `wake` on `word` picks it (true) or, with a timeout, until some process died since the
-/// calling one's last timed wait on `word` ended so (false: the timeout passed, and the clock
-/// moved by it).
+/// a `wake` on `word` picks it (true) or, with a timeout, until time passes (false: the timeout
+/// passed, and the clock moved by it; see the module docs).
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // The look at the word is this wait's step: a process may die there, but not while it holds
     // the sleepers (loom's mutex does not survive a panic inside it).
@@ -350,32 +344,17 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
     }
     let id = state.next;
     state.next += 1;
-    state.asleep.push((addr(word), id));
+    state.asleep.push(Sleeper { word: addr(word), id, timed: timeout.is_some() });
+    let tick = state.tick;
+    state.pass_time_if_idle();
     loop {
-        if !state.asleep.iter().any(|&(_, i)| i == id) {
+        if !state.asleep.iter().any(|s| s.id == id) {
             return true;
         }
         if let Some(t) = timeout {
-            let dead = DEAD.load(Ordering::SeqCst);
-            let here = addr(word);
-            let news = ME.with(|me| {
-                let mut me = me.borrow_mut();
-                let seen = match me.seen.iter().position(|&(a, _)| a == here) {
-                    Some(i) => &mut me.seen[i].1,
-                    None => {
-                        me.seen.push((here, 0));
-                        &mut me.seen.last_mut().expect("just pushed").1
-                    }
-                };
-                let news = dead & !*seen != 0;
-                *seen |= dead;
-                if news {
-                    me.clock += t;
-                }
-                news
-            });
-            if news {
-                state.asleep.retain(|&(_, i)| i != id);
+            if state.tick != tick {
+                state.asleep.retain(|s| s.id != id);
+                ME.with(|me| me.borrow_mut().clock += t);
                 return false;
             }
         }
@@ -387,8 +366,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 pub(crate) fn wake(word: &AtomicU32, n: u32) {
     let mut state = sleepers();
     let mut left = n;
-    state.asleep.retain(|&(a, _)| {
-        if a == addr(word) && left > 0 {
+    state.asleep.retain(|s| {
+        if s.word == addr(word) && left > 0 {
             left -= 1;
             false
         } else {
@@ -407,10 +386,35 @@ fn addr(word: &AtomicU32) -> usize {
     std::ptr::from_ref(word) as usize
 }
 
-/// The futex's sleepers: (word, id) of each wait that no wake picked yet.
+/// A wait in progress.
+struct Sleeper {
+    /// The word it sleeps on.
+    word: usize,
+    id: u64,
+    /// Whether it has a timeout.
+    timed: bool,
+}
+
+/// The futex's state: the waits that no wake picked yet, and the model's time.
 struct Sleepers {
     next: u64,
-    asleep: Vec<(usize, u64)>,
+    asleep: Vec<Sleeper>,
+    /// The threads running (not asleep or about to be): the model's main thread and the
+    /// processes spawned by [`spawn`] that have not ended (or died).
+    running: usize,
+    /// Changes each time the timeouts pass.
+    tick: u64,
+}
+
+impl Sleepers {
+    /// Once every running process sleeps, and some with a timeout, time passes: every timed wait
+    /// in progress times out.
+    fn pass_time_if_idle(&mut self) {
+        if self.asleep.len() >= self.running && self.asleep.iter().any(|s| s.timed) {
+            self.tick += 1;
+            FUTEX.woken.notify_all();
+        }
+    }
 }
 
 /// The sleepers, locked (no process dies while it holds them).
@@ -423,35 +427,43 @@ struct Futex {
     woken: loom::sync::Condvar,
 }
 
-/// Runs `f` in the calling model thread as process `pid` (2 to 63), which dies just before its
-/// `budget`-th shared-memory operation if it has not finished by then (`None`: it does not die).
-/// Returns `f`'s result, or `None` if the process died; a panic that is not a death goes on.
-pub fn run_as<T>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T) -> Option<T> {
+/// Runs `f` in the calling model thread as process `pid` (2 to 63), counted as running already,
+/// which dies just before its `budget`-th shared-memory operation if it has not finished by then
+/// (`None`: it does not die). Returns `f`'s result, or `None` if the process died; a panic that
+/// is not a death goes on.
+fn run<T>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T, ended: &Signal) -> Option<T> {
     assert!((2..64).contains(&pid), "model pids are 2 to 63");
     quiet_deaths();
     ME.with(|me| {
-        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO, seen: Vec::new() };
+        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO };
     });
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    let mut state = sleepers();
+    if matches!(&outcome, Err(payload) if payload.is::<Died>()) {
+        DEAD.fetch_or(1 << pid, Ordering::SeqCst);
+    }
+    // Its joiner runs from now, before time may pass.
+    ended.set_locked(&mut state);
+    state.running -= 1;
+    state.pass_time_if_idle();
+    drop(state);
+    match outcome {
         Ok(v) => Some(v),
-        Err(payload) if payload.is::<Died>() => {
-            // Its death is news to every timed wait (see `wait`).
-            let _sleepers = sleepers();
-            DEAD.fetch_or(1 << pid, Ordering::SeqCst);
-            FUTEX.woken.notify_all();
-            None
-        }
+        Err(payload) if payload.is::<Died>() => None,
         Err(payload) => panic::resume_unwind(payload),
     }
 }
 
-/// [`run_as`] in a new model thread.
-pub fn spawn<T: 'static>(
-    pid: u32,
-    budget: Option<usize>,
-    f: impl FnOnce() -> T + 'static,
-) -> loom::thread::JoinHandle<Option<T>> {
-    loom::thread::spawn(move || run_as(pid, budget, f))
+/// Runs `f` in a new model thread as process `pid` (2 to 63), which dies just before its
+/// `budget`-th shared-memory operation if it has not finished by then (`None`: it does not die).
+/// Its [`join`] gives `f`'s result, or `None` if the process died.
+pub fn spawn<T: 'static>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T + 'static) -> Process<T> {
+    // Running from now: time does not pass while it has yet to start.
+    sleepers().running += 1;
+    let ended = Arc::new(Signal::default());
+    let signal = ended.clone();
+    let handle = loom::thread::spawn(move || run(pid, budget, f, &signal));
+    Process { handle, ended }
 }
 
 /// Sets the calling process' budget from here: it dies just before its `budget`-th shared-memory
@@ -461,14 +473,71 @@ pub fn set_budget(budget: Option<usize>) {
     ME.with(|me| me.borrow_mut().budget = budget);
 }
 
+/// Waits for a process spawned by [`spawn`]: `None` if it died.
+///
+/// # Panics
+///
+/// If the process panicked other than by dying: the model failed.
+pub fn join<T>(process: Process<T>) -> Option<T> {
+    process.ended.wait();
+    match process.handle.join() {
+        Ok(v) => v,
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// A process spawned by [`spawn`], to [`join`].
+#[derive(Debug)]
+pub struct Process<T> {
+    handle: loom::thread::JoinHandle<Option<T>>,
+    ended: Arc<Signal>,
+}
+
+/// A flag of the model's harness that threads can wait for: set once, never cleared. Its
+/// operations are not steps of a process (none dies there), and a thread waiting for it sleeps
+/// as in a futex wait without a timeout (time passes when every running thread sleeps).
+#[derive(Debug)]
+pub struct Signal {
+    word: AtomicU32,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal { word: AtomicU32::new(0) }
+    }
+}
+
+impl Signal {
+    /// Sets the flag and wakes its waiters.
+    pub fn set(&self) {
+        self.set_locked(&mut sleepers());
+    }
+
+    fn set_locked(&self, state: &mut Sleepers) {
+        self.word.0.swap(1, Ordering::SeqCst);
+        state.asleep.retain(|s| s.word != addr(&self.word));
+        FUTEX.woken.notify_all();
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        let mut state = sleepers();
+        if self.word.0.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        let id = state.next;
+        state.next += 1;
+        state.asleep.push(Sleeper { word: addr(&self.word), id, timed: false });
+        state.pass_time_if_idle();
+        while state.asleep.iter().any(|s| s.id == id) {
+            state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 /// Whether process `pid` has not died (as the primitives see it).
 pub fn alive(pid: u32) -> bool {
     !is_dead(DEAD.load(Ordering::SeqCst), pid)
-}
-
-/// The shared-memory operations the calling process has made so far.
-pub fn ops() -> usize {
-    ME.with(|me| me.borrow().ops)
 }
 
 /// Keeps the panic hook quiet about deaths (a model runs thousands); other panics are reported
