@@ -15,13 +15,13 @@
 //!   (read as its latest value, as the kernel does); else it sleeps until a wake on that word
 //!   picks it. So a lost wake-up is a hang, which loom reports (as a deadlock, or as a model that
 //!   exceeds its branches).
-//! - Time: it passes only when every running process sleeps and some wait has a timeout (the real
-//!   code's slices of [`LIVENESS_CHECK`], or a deadline): then every timed wait in progress times
-//!   out, and its process' clock moves by its timeout. So the liveness checks that the real code
-//!   makes once per slice run whenever nothing else can happen, which is when a dead process
-//!   matters; and a deadline passes after a known number of such ticks. (Timeouts firing earlier
-//!   would be real behaviours too; the model leaves them out, and with them the state space they
-//!   would add.) A state where timeouts change nothing loops until loom's branch limit: stuck.
+//! - Time: a timed wait (the real code's slices of [`LIVENESS_CHECK`], or a deadline) times out,
+//!   moving its process' clock by its timeout, in two cases: when every running thread sleeps
+//!   (time passes for all), and, once per death and word, when a process died since the thread's
+//!   last timed wait on that word ended so (a timeout may fire at any time; after a death is when
+//!   it matters). So the liveness checks that the real code makes once per slice run whenever
+//!   nothing else can happen, and early after a death; a deadline passes after a known number of
+//!   timeouts. A state where timeouts change nothing loops until loom's branch limit: stuck.
 //! - The spin before sleeping ([`Backoff`]) is skipped: it repeats the loads and compare-and-swaps
 //!   that the loop after it makes.
 
@@ -45,15 +45,16 @@ struct Me {
     budget: Option<usize>,
     /// It died: its operations do nothing.
     dead: bool,
-    /// Shared-memory operations made.
-    ops: usize,
     /// Its clock.
     clock: Duration,
+    /// For each word it made a timed wait on, the processes (a bit per pid) that had died when a
+    /// timed wait of its on that word last ended for a death.
+    seen: Vec<(usize, u64)>,
 }
 
 loom::thread_local! {
     static ME: RefCell<Me> =
-        RefCell::new(Me { pid: 1, budget: None, dead: false, ops: 0, clock: Duration::ZERO });
+        RefCell::new(Me { pid: 1, budget: None, dead: false, clock: Duration::ZERO, seen: Vec::new() });
 }
 
 loom::lazy_static! {
@@ -81,7 +82,6 @@ fn step() -> bool {
         if let Some(b) = &mut me.budget {
             *b -= 1;
         }
-        me.ops += 1;
         Some(false)
     });
     match die {
@@ -352,7 +352,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
             return true;
         }
         if let Some(t) = timeout {
-            if state.tick != tick {
+            if state.tick != tick || death_news(addr(word)) {
                 state.asleep.retain(|s| s.id != id);
                 ME.with(|me| me.borrow_mut().clock += t);
                 return false;
@@ -360,6 +360,25 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
         }
         state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
     }
+}
+
+/// Whether some process died since the calling thread's last timed wait on `word` ended for a
+/// death (then this one ends: a timeout may fire at any time, and after a death it matters).
+fn death_news(word: usize) -> bool {
+    let dead = DEAD.load(Ordering::SeqCst);
+    ME.with(|me| {
+        let mut me = me.borrow_mut();
+        let seen = match me.seen.iter().position(|&(w, _)| w == word) {
+            Some(i) => &mut me.seen[i].1,
+            None => {
+                me.seen.push((word, 0));
+                &mut me.seen.last_mut().expect("just pushed").1
+            }
+        };
+        let news = dead & !*seen != 0;
+        *seen |= dead;
+        news
+    })
 }
 
 /// Wakes up to `n` waits on `word`.
@@ -435,7 +454,7 @@ fn run<T>(pid: u32, budget: Option<usize>, f: impl FnOnce() -> T, ended: &Signal
     assert!((2..64).contains(&pid), "model pids are 2 to 63");
     quiet_deaths();
     ME.with(|me| {
-        *me.borrow_mut() = Me { pid, budget, dead: false, ops: 0, clock: Duration::ZERO };
+        *me.borrow_mut() = Me { pid, budget, dead: false, clock: Duration::ZERO, seen: Vec::new() };
     });
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     let mut state = sleepers();
