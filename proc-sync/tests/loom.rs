@@ -396,7 +396,8 @@ fn condition_handover_model(k: usize) {
     check(move || {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         // Set once each waiter waits (or process 2 died).
-        let (dying_waits, waiter_waits) = (Arc::new(model::Signal::default()), Arc::new(model::Signal::default()));
+        let (dying_waits, waiter_waits) =
+            (Arc::new(model::Signal::default()), Arc::new(model::Signal::default()));
         let dying = {
             let (cond, waits) = (cond.clone(), dying_waits.clone());
             model::spawn(2, Some(k), move || {
