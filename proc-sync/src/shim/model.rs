@@ -13,8 +13,9 @@
 //!   process stops at every step of its run.
 //! - Wait and wake: a futex. A wait returns at once if the word does not hold the expected value
 //!   (read as its latest value, as the kernel does); else it sleeps until a wake on that word
-//!   picks it. So a lost wake-up is a hang, which loom reports (as a deadlock, or as a model that
-//!   exceeds its branches).
+//!   picks it, or, with a timeout, until it times out (below). So a lost wake-up before an untimed
+//!   wait is a hang, which loom reports (as a deadlock, or as a model that exceeds its branches);
+//!   before a timed one it costs a timeout, as in reality.
 //! - Time: a timed wait (the real code's slices of [`LIVENESS_CHECK`], or a deadline) times out,
 //!   moving its process' clock by its timeout, in two cases: when every running thread sleeps
 //!   (time passes for all), and, once per death and word, when a process died since the thread's
