@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proc_core::handle::StaticFn;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,7 @@ use crate::condition::{Condition, ConditionGuard};
 use crate::error::BarrierError;
 use crate::lock::{deadline, Lock, LIVENESS_CHECK};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 /// The number of parties in the current round (recorded in a slot), as a `u32` index.
 const COUNT: usize = 0;
@@ -309,9 +310,10 @@ impl Barrier {
         self.region.word(COUNT).store(u32::try_from(recorded).unwrap_or(u32::MAX), Ordering::SeqCst);
         // Its slot: one of its pid whose process is gone (a live one with that pid is another
         // process that got the pid since).
-        let slot = self.slots().map(|i| self.region.word64(i).load(Ordering::SeqCst)).find(|&token| {
-            token != 0 && token >> 32 == u64::from(pid) && !proc_os::process_token_alive(token)
-        });
+        let slot = self
+            .slots()
+            .map(|i| self.region.word64(i).load(Ordering::SeqCst))
+            .find(|&token| token != 0 && token >> 32 == u64::from(pid) && !shim::process_token_alive(token));
         match slot {
             Some(token) => self.party_died(g, token),
             None => self.break_it(g),
@@ -322,10 +324,10 @@ impl Barrier {
 
     /// Checks the processes recorded for the current round (but this one), under the lock.
     fn check_parties(&self, g: &mut ConditionGuard<'_>) {
-        let me = proc_os::current_process_token();
+        let me = shim::current_process_token();
         for i in self.slots() {
             let token = self.region.word64(i).load(Ordering::SeqCst);
-            if token != 0 && token != me && !proc_os::process_token_alive(token) {
+            if token != 0 && token != me && !shim::process_token_alive(token) {
                 self.party_died(g, token);
             }
         }
@@ -360,7 +362,7 @@ impl Barrier {
     /// Records this process in a free slot; `None` if none is free (cannot happen: a round has at
     /// most `parties` parties, and a party leaves its slot as it leaves the round).
     fn record(&self) -> Option<usize> {
-        let me = proc_os::current_process_token();
+        let me = shim::current_process_token();
         self.slots().find(|&i| {
             self.region.word64(i).compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         })

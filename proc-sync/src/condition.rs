@@ -46,13 +46,14 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::OwnerDied;
 use crate::lock::{deadline, AcquireResult, Lock, RLock, LIVENESS_CHECK};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 /// Waits in progress without a slot that no notification has reached.
 const WAITING: usize = 0;
@@ -237,12 +238,12 @@ impl Condition {
     }
 
     /// Word `word` of slot `slot`.
-    fn word(&self, slot: usize, word: usize) -> &std::sync::atomic::AtomicU32 {
+    fn word(&self, slot: usize, word: usize) -> &shim::AtomicU32 {
         self.region.word(slot_word(slot, word))
     }
 
     /// The token word of slot `slot`.
-    fn owner(&self, slot: usize) -> &std::sync::atomic::AtomicU64 {
+    fn owner(&self, slot: usize) -> &shim::AtomicU64 {
         self.region.word64(slot_word(slot, OWNER) / 2)
     }
 
@@ -252,13 +253,13 @@ impl Condition {
         self.word(slot, SLOT_TICKET).store(ticket, Ordering::SeqCst);
         self.word(slot, STATE).store(0, Ordering::SeqCst);
         // Last: the slot is in use once its token is set, and every other word of it is valid then.
-        self.owner(slot).store(proc_os::current_process_token(), Ordering::SeqCst);
+        self.owner(slot).store(shim::current_process_token(), Ordering::SeqCst);
         Some(slot)
     }
 
     /// Whether the process of `token` runs (this process does, without a system call).
     fn alive(token: u64) -> bool {
-        token == proc_os::current_process_token() || proc_os::process_token_alive(token)
+        token == shim::current_process_token() || shim::process_token_alive(token)
     }
 
     /// Whether some slot holds a notification that a dead process was chosen for (a look without
@@ -320,7 +321,7 @@ impl Condition {
         self.word(slot, NOTE).store(note, Ordering::SeqCst);
         let state = self.word(slot, STATE);
         state.store(NOTIFIED, Ordering::SeqCst);
-        proc_os::wake_all(state);
+        shim::wake_all(state);
     }
 
     fn guard(&self) -> ConditionGuard<'_> {
@@ -445,7 +446,7 @@ impl Condition {
                 continue;
             }
             let until = deadline.map_or(next_check, |d| d.min(next_check));
-            proc_os::wait(state, 0, Some(until.saturating_duration_since(now)));
+            shim::wait(state, 0, Some(until.saturating_duration_since(now)));
         }
     }
 
@@ -470,7 +471,7 @@ impl Condition {
             if deadline.is_some_and(|d| now >= d) {
                 return false;
             }
-            proc_os::wait(seq, observed, deadline.map(|d| d - now));
+            shim::wait(seq, observed, deadline.map(|d| d - now));
         }
     }
 
@@ -595,7 +596,7 @@ impl ConditionGuard<'_> {
             let seq = region.word(SEQ);
             seq.fetch_add(1, Ordering::SeqCst);
             // Every sleeper without a slot is eligible now, so any k of them can take the permits.
-            proc_os::wake(seq, k);
+            shim::wake(seq, k);
         }
         chosen + k
     }

@@ -36,14 +36,25 @@
 //! torn), but a multi-word update may be half done. Check or repair it before relying on it.
 #![warn(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
+// The loom models leave out `Value` and `Array` (raw bytes in shared memory), and with them the
+// lock's helpers that only they use.
+#![cfg_attr(proc_sync_loom, allow(dead_code))]
 
 mod barrier;
 mod condition;
 mod error;
 mod lock;
 pub mod raw;
+#[cfg(not(proc_sync_loom))]
 mod region;
+/// Under the loom models, a region is a heap block of loom atomics.
+#[cfg(proc_sync_loom)]
+mod region {
+    pub(crate) use crate::shim::model::Region;
+}
 mod semaphore;
+mod shim;
+#[cfg(not(proc_sync_loom))]
 mod value;
 
 pub use barrier::Barrier;
@@ -51,6 +62,9 @@ pub use condition::{Condition, ConditionGuard};
 pub use error::{BarrierError, Error, OwnerDied, ReleaseError, Result};
 pub use lock::{AcquireResult, Lock, LockGuard, RLock, RLockGuard, LIVENESS_CHECK};
 pub use semaphore::{BoundedSemaphore, Event, Semaphore, SemaphoreGuard, HOLDER_SLOTS};
+#[cfg(proc_sync_loom)]
+pub use shim::model;
+#[cfg(not(proc_sync_loom))]
 pub use value::{Array, RawArray, RawValue, Value};
 
 /// The wait/wake mechanism in use: `"futex"`, `"os_sync_wait_on_address"`, `"__ulock_wait"` or

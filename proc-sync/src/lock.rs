@@ -27,12 +27,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OwnerDied, ReleaseError};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 const WAITERS: u32 = 1 << 31;
 
@@ -54,7 +55,7 @@ pub(crate) fn raw_acquire(
     deadline: Option<Instant>,
 ) -> Option<Result<(), u32>> {
     let taken = acquire_word(region, index, owner, deadline)?;
-    region.word64(owner).store(proc_os::current_process_token(), Ordering::Relaxed);
+    region.word64(owner).store(shim::current_process_token(), Ordering::Relaxed);
     Some(taken)
 }
 
@@ -66,13 +67,13 @@ fn acquire_word(
     deadline: Option<Instant>,
 ) -> Option<Result<(), u32>> {
     let word = region.word(index);
-    let me = proc_os::pid();
+    let me = shim::pid();
     if word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
         return Some(Ok(()));
     }
     // A short spin first: a holder on another CPU often releases within a few hundred ns, and
     // sleeping costs a wake-up of tens of µs.
-    let mut backoff = proc_os::Backoff::new(SPIN, 0);
+    let mut backoff = shim::Backoff::new(SPIN, 0);
     while backoff.snooze() {
         if word.load(Ordering::Relaxed) == 0
             && word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
@@ -106,7 +107,7 @@ fn acquire_word(
                 // first: a process that got the dead owner's pid leaves the word's value as it was
                 // when it takes over, so a compare-and-swap on the word alone could succeed for a
                 // second waiter that looked before, and the lock would have two owners.
-                let mine = proc_os::current_process_token();
+                let mine = shim::current_process_token();
                 let claim = seen != 0 && seen >> 32 == u64::from(owner);
                 if claim && token.compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed).is_err()
                 {
@@ -145,7 +146,7 @@ fn acquire_word(
             continue;
         }
         let until = deadline.map_or(next_check, |d| d.min(next_check));
-        proc_os::wait(word, cur | WAITERS, Some(until.saturating_duration_since(now)));
+        shim::wait(word, cur | WAITERS, Some(until.saturating_duration_since(now)));
     }
 }
 
@@ -154,9 +155,9 @@ fn acquire_word(
 /// pid alone.
 fn owner_alive(owner: u32, token: u64) -> bool {
     if token != 0 && token >> 32 == u64::from(owner) {
-        proc_os::process_token_alive(token)
+        shim::process_token_alive(token)
     } else {
-        proc_os::process_alive(owner)
+        shim::process_alive(owner)
     }
 }
 
@@ -184,7 +185,7 @@ pub(crate) fn raw_release(region: &Region, index: usize, owner: usize) -> Result
         return Err(ReleaseError::NotHeld);
     }
     if prev & WAITERS != 0 {
-        proc_os::wake(word, 1);
+        shim::wake(word, 1);
     }
     Ok(())
 }
@@ -355,14 +356,14 @@ impl Lock {
     /// holding it, and it is ours), recording the calling thread as the acquirer.
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<Result<(), u32>> {
         let taken = raw_acquire(&self.region, STATE, LOCK_OWNER, deadline)?;
-        self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
+        self.region.word64(ACQUIRER).store(shim::thread_token(), Ordering::Relaxed);
         Some(taken)
     }
 
     /// As [`lock_until`](Self::lock_until) without a deadline.
     pub(crate) fn lock_blocking(&self) -> Result<(), u32> {
         let taken = raw_acquire_blocking(&self.region, STATE, LOCK_OWNER);
-        self.region.word64(ACQUIRER).store(proc_os::thread_token(), Ordering::Relaxed);
+        self.region.word64(ACQUIRER).store(shim::thread_token(), Ordering::Relaxed);
         taken
     }
 
@@ -379,8 +380,8 @@ impl Lock {
         // one that succeeds.
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 {
-            if word.compare_exchange(0, proc_os::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                let token = proc_os::current_process_token();
+            if word.compare_exchange(0, shim::pid(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                let token = shim::current_process_token();
                 self.region.word64(LOCK_OWNER).store(token, Ordering::Relaxed);
                 return true;
             }
@@ -414,9 +415,9 @@ impl Lock {
     pub(crate) fn held_by_current_thread(&self) -> bool {
         let word = self.region.word(STATE).load(Ordering::Relaxed);
         word != 0
-            && word & !WAITERS == proc_os::pid()
-            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == proc_os::thread_token()
-            && self.region.word64(LOCK_OWNER).load(Ordering::Relaxed) == proc_os::current_process_token()
+            && word & !WAITERS == shim::pid()
+            && self.region.word64(ACQUIRER).load(Ordering::Relaxed) == shim::thread_token()
+            && self.region.word64(LOCK_OWNER).load(Ordering::Relaxed) == shim::current_process_token()
     }
 }
 
@@ -508,15 +509,15 @@ impl RLock {
     /// Whether the calling thread owns the lock: its pid and thread id, and this process' token
     /// (a dead owner's pid and thread id can match a thread of a later process given its pid).
     fn owned_by_me(&self) -> bool {
-        let tid = proc_os::thread_id();
-        self.region.word(0).load(Ordering::Relaxed) & !WAITERS == proc_os::pid()
+        let tid = shim::thread_id();
+        self.region.word(0).load(Ordering::Relaxed) & !WAITERS == shim::pid()
             && self.region.word(1).load(Ordering::Relaxed) == tid as u32
             && self.region.word(2).load(Ordering::Relaxed) == (tid >> 32) as u32
-            && self.region.word64(RLOCK_OWNER).load(Ordering::Relaxed) == proc_os::current_process_token()
+            && self.region.word64(RLOCK_OWNER).load(Ordering::Relaxed) == shim::current_process_token()
     }
 
     fn take(&self) {
-        let tid = proc_os::thread_id();
+        let tid = shim::thread_id();
         self.region.word(1).store(tid as u32, Ordering::Relaxed);
         self.region.word(2).store((tid >> 32) as u32, Ordering::Relaxed);
         self.region.word(3).store(1, Ordering::Relaxed);

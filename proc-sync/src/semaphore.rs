@@ -16,13 +16,14 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OwnerDied, ReleaseError};
 use crate::lock::{check_len, deadline, AcquireResult, LIVENESS_CHECK};
 use crate::region::Region;
+use crate::shim::{self, Instant};
 
 const VALUE: usize = 0;
 const WAITERS: usize = 1;
@@ -35,7 +36,11 @@ const UNBOUNDED: u32 = u32::MAX;
 
 /// How many guarded permits of one semaphore are tracked for holder death at a time; guards
 /// beyond these work as usual but are not recovered if their holder dies.
+#[cfg(not(proc_sync_loom))]
 pub const HOLDER_SLOTS: usize = 64;
+/// How many guarded permits are tracked: 2 in the loom models, to keep their state space small.
+#[cfg(proc_sync_loom)]
+pub const HOLDER_SLOTS: usize = 2;
 
 /// The bytes of an [`Event`]'s region: the flag and the count of waiters.
 const EVENT_BYTES: usize = 8;
@@ -116,7 +121,7 @@ impl Semaphore {
             if expired || now >= next_check {
                 if let Some((slot, token)) = self.dead_holder() {
                     let word = self.region.word64(slot);
-                    let to = if guarded { proc_os::current_process_token() } else { 0 };
+                    let to = if guarded { shim::current_process_token() } else { 0 };
                     if word.compare_exchange(token, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                         if guarded {
                             return Some(Taken { slot: Some(slot), died: Some((token >> 32) as u32) });
@@ -133,7 +138,7 @@ impl Semaphore {
             }
             let until = deadline.map_or(next_check, |d| d.min(next_check));
             self.region.word(WAITERS).fetch_add(1, Ordering::SeqCst);
-            proc_os::wait(value, 0, Some(until.saturating_duration_since(now)));
+            shim::wait(value, 0, Some(until.saturating_duration_since(now)));
             self.region.word(WAITERS).fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -151,7 +156,7 @@ impl Semaphore {
 
     /// Records this process in a free holder slot, if one is left.
     fn record(&self) -> Option<usize> {
-        let me = proc_os::current_process_token();
+        let me = shim::current_process_token();
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find(|&i| {
             self.region.word64(i).compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         })
@@ -161,7 +166,7 @@ impl Semaphore {
     fn dead_holder(&self) -> Option<(usize, u64)> {
         (FIRST_SLOT..FIRST_SLOT + HOLDER_SLOTS).find_map(|i| {
             let token = self.region.word64(i).load(Ordering::Acquire);
-            (token != 0 && !proc_os::process_token_alive(token)).then_some((i, token))
+            (token != 0 && !shim::process_token_alive(token)).then_some((i, token))
         })
     }
 
@@ -170,7 +175,7 @@ impl Semaphore {
         let value = self.region.word(VALUE);
         value.fetch_add(1, Ordering::SeqCst);
         if self.region.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            proc_os::wake(value, 1);
+            shim::wake(value, 1);
         }
     }
 
@@ -259,7 +264,7 @@ impl Semaphore {
             }
         }
         if self.region.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            proc_os::wake(value, 1);
+            shim::wake(value, 1);
         }
         Ok(())
     }
@@ -440,7 +445,7 @@ impl Event {
     pub fn set(&self) {
         let flag = self.region.word(0);
         if flag.swap(1, Ordering::SeqCst) == 0 && self.region.word(1).load(Ordering::SeqCst) > 0 {
-            proc_os::wake_all(flag);
+            shim::wake_all(flag);
         }
     }
 
@@ -477,7 +482,7 @@ impl Event {
             // Count ourselves a waiter (word 1) so that `set` skips the wake-up when no one waits.
             let waiters = self.region.word(1);
             waiters.fetch_add(1, Ordering::SeqCst);
-            proc_os::wait(flag, 0, deadline.map(|d| d - now));
+            shim::wait(flag, 0, deadline.map(|d| d - now));
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }

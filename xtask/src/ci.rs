@@ -43,12 +43,15 @@ pub(crate) fn ci() -> Result<()> {
     }
 }
 
-/// The loom model checks of the shared-memory protocols (`--cfg loom`, release, a target directory
-/// of their own so that the ordinary build's artifacts stay): the queue ring's models, and
-/// proc-sync's where it has them. Each model's bounds are set in its code to fit a few minutes.
+/// The loom model checks of the shared-memory protocols (release, each cfg in a target directory of
+/// its own, so that no build undoes another's): the queue ring's models (`--cfg loom`) and
+/// proc-sync's (`--cfg proc_sync_loom`, a cfg of its own: under proc-queue's models proc-sync runs
+/// as usual). Each model's bounds are set in its code to fit a few minutes.
 fn loom() -> Result<()> {
     let envs = [("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")];
-    run("cargo", &["test", "-p", "proc-queue", "--release", "--lib", "queue::model"], &envs)
+    run("cargo", &["test", "-p", "proc-queue", "--release", "--lib", "queue::model"], &envs)?;
+    let envs = [("RUSTFLAGS", "--cfg proc_sync_loom"), ("CARGO_TARGET_DIR", "target/loom-sync")];
+    run("cargo", &["test", "-p", "proc-sync", "--release", "--test", "loom"], &envs)
 }
 
 /// The features that link MPI, for every package that has one.
