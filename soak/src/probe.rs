@@ -99,6 +99,8 @@ pub(crate) fn shm_names() -> BTreeSet<String> {
 
 /// Sends SIGKILL to `pid` if, and only if, it carries marker `value`: a pidfd pins the process
 /// between the check and the signal, so a recycled pid is never hit. Returns whether it was sent.
+/// (Linux's pidfd calls; the whole module is Linux-only, said again here where they are used.)
+#[cfg(target_os = "linux")]
 pub(crate) fn kill_marked(pid: u32, value: &str) -> bool {
     let Ok(raw) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
