@@ -14,8 +14,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::os::fd::OwnedFd;
 
 use proc_core::codec;
@@ -24,71 +22,10 @@ use proc_core::shm::{Segment, SharedMemory};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde::{Deserialize, Serialize};
-use test_support::serial;
-
-/// Counts the allocations of each thread: the largest single one and the live bytes.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK_LIVE: Cell<isize> = const { Cell::new(0) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_alloc(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-    let _ = LIVE.try_with(|live| {
-        live.set(live.get() + size as isize);
-        let _ = PEAK_LIVE.try_with(|p| p.set(p.get().max(live.get())));
-    });
-}
-
-fn note_free(size: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get() - size as isize));
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counting touches only
-// `const` thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: the caller's contract is `System.alloc`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_free(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_free(layout.size());
-        note_alloc(new_size);
-        // SAFETY: as for `alloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use test_support::{alloc::measure, serial};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// What `f` allocated on this thread: the largest single allocation and the peak growth of the
-/// live bytes.
-fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    LARGEST.with(|l| l.set(0));
-    let base = LIVE.with(Cell::get);
-    PEAK_LIVE.with(|p| p.set(base));
-    let out = f();
-    let growth = PEAK_LIVE.with(Cell::get) - base;
-    (out, LARGEST.with(Cell::get), growth.max(0) as usize)
-}
+static ALLOC: test_support::alloc::Counting = test_support::alloc::Counting;
 
 /// serde's cautious preallocation for a sequence whose length comes from the bytes.
 const CAUTIOUS: usize = 1 << 20;

@@ -6,6 +6,8 @@
 //! part of a published API.
 #![warn(missing_docs)]
 
+pub mod alloc;
+
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
