@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::authenticated;
 use proc_core::Process;
 use proc_manager::{Address, Error, Lock, Manager, Queue, Value};
 use proc_queue::Queue as LocalQueue;
@@ -85,36 +88,6 @@ fn garbage_oversized_and_slow_handshakes_cost_only_their_connection() {
     assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
 
     assert_eq!(v.get().unwrap(), 1);
-}
-
-/// Authenticates a raw connection by hand (the client's side of the handshake).
-fn authenticated(path: &std::path::Path, key: &[u8]) -> UnixStream {
-    use hmac::{Hmac, Mac};
-    let mac = |msg: &[u8]| {
-        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        m.update(msg);
-        m.finalize().into_bytes().to_vec()
-    };
-    let mut s = UnixStream::connect(path).unwrap();
-    let mut challenge = [0u8; 40];
-    s.read_exact(&mut challenge).unwrap();
-    s.write_all(&mac(&challenge[8..])).unwrap();
-    let mut verdict = [0u8; 8];
-    s.read_exact(&mut verdict).unwrap();
-    assert_eq!(&verdict, b"#WELCOM#");
-    let nonce = [7u8; 32];
-    let mut ours = b"#CHALNG#".to_vec();
-    ours.extend_from_slice(&nonce);
-    s.write_all(&ours).unwrap();
-    let mut digest = [0u8; 32];
-    s.read_exact(&mut digest).unwrap();
-    assert_eq!(digest.to_vec(), mac(&nonce));
-    s.write_all(b"#WELCOM#").unwrap();
-    // Hello: a session id (u128, varint) and a pid (u32, varint), nothing more.
-    let hello = [2u8, 1];
-    s.write_all(&(hello.len() as u32).to_le_bytes()).unwrap();
-    s.write_all(&hello).unwrap();
-    s
 }
 
 #[test]
