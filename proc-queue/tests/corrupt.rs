@@ -15,70 +15,14 @@ use std::time::Duration;
 use proc_core::handle::{deserialize_with_fds, serialize_with_fds};
 use proc_queue::Queue;
 use proptest::prelude::*;
+use test_support::scribble::{config, scribble, writes};
 use test_support::{run_helper, serial, shm_names, Watchdog};
-
-/// A word to write: extremes that a length or count check must survive, and anything.
-fn word() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        Just(0u64),
-        Just(1),
-        Just(u64::from(u32::MAX)),
-        Just(1 << 31),
-        Just(1 << 30),
-        Just(u64::MAX),
-        Just(1 << 63),
-        any::<u32>().prop_map(u64::from),
-        any::<u64>(),
-    ]
-}
-
-/// One write: where (an index into the words that hold something, or into all words), what,
-/// and whether 4 or 8 bytes.
-#[derive(Clone, Debug)]
-struct Write {
-    at: prop::sample::Index,
-    live: bool,
-    value: u64,
-    wide: bool,
-}
-
-/// Up to `n` writes, most of them onto words that hold state, the rest anywhere.
-fn writes(n: usize) -> impl Strategy<Value = Vec<Write>> {
-    let one = (any::<prop::sample::Index>(), prop::bool::weighted(0.8), word(), any::<bool>())
-        .prop_map(|(at, live, value, wide)| Write { at, live, value, wide });
-    prop::collection::vec(one, 1..=n)
-}
 
 /// The handle's shared memory among its descriptors (the others are the doorbell's sockets).
 fn memory(fds: &[OwnedFd]) -> BorrowedFd<'_> {
     let file = |fd: &OwnedFd| std::fs::File::from(fd.try_clone().unwrap());
     let found = fds.iter().find(|fd| file(fd).metadata().is_ok_and(|m| m.is_file()));
     found.expect("a handle's memory descriptor").as_fd()
-}
-
-/// Applies `writes` to the shared memory behind `fd` (a queue's ring, mapped a second time).
-fn scribble(fd: BorrowedFd<'_>, writes: &[Write]) {
-    let file = std::fs::File::from(fd.try_clone_to_owned().unwrap());
-    let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
-    let words = map.len() / 4;
-    let base = map.as_mut_ptr();
-    // SAFETY: the mapping is page-aligned and a whole number of pages long, so it holds `words`
-    // aligned u32s, and it lives until the end of this function; nothing else in this process
-    // touches the memory while the test reads it.
-    let read = |i: usize| unsafe { base.cast::<u32>().add(i).read_volatile() };
-    let live: Vec<usize> = (0..words).filter(|&i| read(i) != 0).collect();
-    for w in writes {
-        let word = if w.live && !live.is_empty() { live[w.at.index(live.len())] } else { w.at.index(words) };
-        // SAFETY: as for `read`: `word` is below `words`, and `word / 2` below `words / 2`, the
-        // number of aligned u64s the mapping holds.
-        unsafe {
-            if w.wide {
-                base.cast::<u64>().add(word / 2).write_volatile(w.value);
-            } else {
-                base.cast::<u32>().add(word).write_volatile(w.value as u32);
-            }
-        }
-    }
 }
 
 /// Every operation once or a few times; their results do not matter, only that they return.
@@ -113,19 +57,6 @@ fn decode_and_use(q: &Queue<String>, bytes: &[u8], fds: Vec<OwnedFd>) {
         exercise(&copy);
     }
     exercise(q);
-}
-
-/// `cases` cases from a fixed seed, so that a run in CI is repeatable; set `PROPTEST_RNG_SEED`
-/// (and `PROPTEST_CASES`) to explore further.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0x6d70_7175);
-    }
-    if let Some(cases) = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()) {
-        config.cases = cases;
-    }
-    config
 }
 
 proptest! {

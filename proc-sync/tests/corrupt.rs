@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use proc_core::handle::{deserialize_with_fds, serialize_with_fds};
@@ -19,69 +19,15 @@ use proc_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock,
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use test_support::scribble::{config, scribble, writes, Write};
 use test_support::{serial, Watchdog};
 
 const SHORT: Duration = Duration::from_millis(1);
 
-/// A word to write: extremes that a count or length check must survive, pids, and anything.
-fn word() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        Just(0u64),
-        Just(1),
-        Just(u64::from(u32::MAX)),
-        Just(1 << 31),
-        Just(u64::from(std::process::id())),
-        Just(u64::from(std::process::id()) | 1 << 31),
-        Just(u64::MAX),
-        any::<u32>().prop_map(u64::from),
-        any::<u64>(),
-    ]
-}
-
-/// One write: where (an index into the words that hold something, or into all words), what,
-/// and whether 4 or 8 bytes.
-#[derive(Clone, Debug)]
-struct Write {
-    at: prop::sample::Index,
-    live: bool,
-    value: u64,
-    wide: bool,
-}
-
-fn writes(n: usize) -> impl Strategy<Value = Vec<Write>> {
-    let one = (any::<prop::sample::Index>(), prop::bool::weighted(0.8), word(), any::<bool>())
-        .prop_map(|(at, live, value, wide)| Write { at, live, value, wide });
-    prop::collection::vec(one, 1..=n)
-}
-
-/// Applies `writes` to the shared memory behind every descriptor of a handle (a second mapping).
-fn scribble(fds: &[OwnedFd], writes: &[Write]) {
+/// Applies `writes` to the shared memory behind every descriptor of a handle.
+fn scribble_all(fds: &[OwnedFd], writes: &[Write]) {
     for fd in fds {
-        scribble_one(fd.as_fd(), writes);
-    }
-}
-
-fn scribble_one(fd: BorrowedFd<'_>, writes: &[Write]) {
-    let file = std::fs::File::from(fd.try_clone_to_owned().unwrap());
-    let Ok(map) = memmap2::MmapOptions::new().map_raw(&file) else { return };
-    let words = map.len() / 4;
-    let base = map.as_mut_ptr();
-    // SAFETY: the mapping is page-aligned and a whole number of pages long, so it holds `words`
-    // aligned u32s, and it lives until the end of this function; nothing else in this process
-    // touches the memory while the test reads it.
-    let read = |i: usize| unsafe { base.cast::<u32>().add(i).read_volatile() };
-    let live: Vec<usize> = (0..words).filter(|&i| read(i) != 0).collect();
-    for w in writes {
-        let word = if w.live && !live.is_empty() { live[w.at.index(live.len())] } else { w.at.index(words) };
-        // SAFETY: as for `read`: `word` is below `words`, and `word / 2` below `words / 2`, the
-        // number of aligned u64s the mapping holds.
-        unsafe {
-            if w.wide {
-                base.cast::<u64>().add(word / 2).write_volatile(w.value);
-            } else {
-                base.cast::<u32>().add(word).write_volatile(w.value as u32);
-            }
-        }
+        scribble(fd.as_fd(), writes);
     }
 }
 
@@ -237,19 +183,6 @@ fn run(kind: Kind, mangle: impl FnOnce(&mut Vec<u8>, &[OwnedFd])) {
     }
 }
 
-/// `cases` cases from a fixed seed, so that a run in CI is repeatable; set `PROPTEST_RNG_SEED`
-/// (and `PROPTEST_CASES`) to explore further.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0x6d70_7175);
-    }
-    if let Some(cases) = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()) {
-        config.cases = cases;
-    }
-    config
-}
-
 proptest! {
     #![proptest_config(config(512))]
 
@@ -258,7 +191,7 @@ proptest! {
     fn scribbled_state_is_refused_or_survived(kind in kind(), w in writes(6)) {
         let _serial = serial();
         let _dog = Watchdog::new("scribbled_state_is_refused_or_survived", Duration::from_secs(60));
-        run(kind, |_, fds| scribble(fds, &w));
+        run(kind, |_, fds| scribble_all(fds, &w));
     }
 
     /// The handle's own bytes (descriptor indexes, lengths, counts) are mutated or cut.

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod scribble;
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
