@@ -157,14 +157,7 @@ impl TryFrom<Parts> for Condition {
 
     /// Refuses a handle whose region is too short for the words and slots.
     fn try_from(p: Parts) -> Result<Self, String> {
-        if p.region.len() < WORDS * 4 {
-            return Err(format!(
-                "a condition's memory is {} bytes, shorter than its {} bytes of state",
-                p.region.len(),
-                WORDS * 4
-            ));
-        }
-        Ok(Condition { lock: p.lock, region: p.region })
+        Ok(Condition { lock: p.lock, region: crate::lock::checked(p.region, "condition", WORDS * 4)? })
     }
 }
 

@@ -235,46 +235,52 @@ const RLOCK_BYTES: usize = 24;
 /// assert!(!lock.locked());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "LockParts")]
+#[serde(try_from = "RegionParts")]
 pub struct Lock {
     region: Region,
 }
 
-/// A decoded [`Lock`] or [`RLock`] handle before its region is checked against the layout.
+/// A decoded handle of a primitive whose state is one region (a [`Lock`], an [`RLock`], a
+/// `Semaphore`, an `Event`), before the region is checked against the primitive's layout.
 #[derive(Deserialize)]
-struct LockParts {
+pub(crate) struct RegionParts {
     region: Region,
 }
 
-impl TryFrom<LockParts> for Lock {
-    type Error = String;
-
-    /// Refuses a handle whose region is too short for the lock's words.
-    fn try_from(p: LockParts) -> Result<Self, String> {
-        check_len("lock", &p.region, LOCK_BYTES)?;
-        Ok(Lock { region: p.region })
+impl RegionParts {
+    /// The region, if it holds a decoded `what`'s `bytes` of state.
+    pub(crate) fn checked(self, what: &str, bytes: usize) -> Result<Region, String> {
+        checked(self.region, what, bytes)
     }
 }
 
-impl TryFrom<LockParts> for RLock {
-    type Error = String;
-
-    /// Refuses a handle whose region is too short for the lock's words.
-    fn try_from(p: LockParts) -> Result<Self, String> {
-        check_len("reentrant lock", &p.region, RLOCK_BYTES)?;
-        Ok(RLock { region: p.region })
-    }
-}
-
-/// Checks that a decoded `what`'s region holds its `bytes` of state.
-pub(crate) fn check_len(what: &str, region: &Region, bytes: usize) -> Result<(), String> {
+/// `region`, if it holds a decoded `what`'s `bytes` of state.
+pub(crate) fn checked(region: Region, what: &str, bytes: usize) -> Result<Region, String> {
     if region.len() < bytes {
         return Err(format!(
             "a {what}'s memory is {} bytes, shorter than its {bytes} bytes of state",
             region.len()
         ));
     }
-    Ok(())
+    Ok(region)
+}
+
+impl TryFrom<RegionParts> for Lock {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the lock's words.
+    fn try_from(p: RegionParts) -> Result<Self, String> {
+        Ok(Lock { region: p.checked("lock", LOCK_BYTES)? })
+    }
+}
+
+impl TryFrom<RegionParts> for RLock {
+    type Error = String;
+
+    /// Refuses a handle whose region is too short for the lock's words.
+    fn try_from(p: RegionParts) -> Result<Self, String> {
+        Ok(RLock { region: p.checked("reentrant lock", RLOCK_BYTES)? })
+    }
 }
 
 impl Lock {
@@ -491,7 +497,7 @@ impl fmt::Debug for LockGuard<'_> {
 /// assert!(!lock.locked());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "LockParts")]
+#[serde(try_from = "RegionParts")]
 pub struct RLock {
     region: Region,
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OwnerDied, ReleaseError};
-use crate::lock::{check_len, deadline, AcquireResult, LIVENESS_CHECK};
+use crate::lock::{deadline, AcquireResult, RegionParts, LIVENESS_CHECK};
 use crate::region::Region;
 use crate::shim::{self, Instant};
 
@@ -66,24 +66,17 @@ struct Taken {
 /// assert_eq!(sem.get_value(), 2);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "SemaphoreParts")]
+#[serde(try_from = "RegionParts")]
 pub struct Semaphore {
     region: Region,
 }
 
-/// A decoded [`Semaphore`] handle before its region is checked against the layout.
-#[derive(Deserialize)]
-struct SemaphoreParts {
-    region: Region,
-}
-
-impl TryFrom<SemaphoreParts> for Semaphore {
+impl TryFrom<RegionParts> for Semaphore {
     type Error = String;
 
     /// Refuses a handle whose region is too short for the words and slots.
-    fn try_from(p: SemaphoreParts) -> Result<Self, String> {
-        check_len("semaphore", &p.region, SEMAPHORE_BYTES)?;
-        Ok(Semaphore { region: p.region })
+    fn try_from(p: RegionParts) -> Result<Self, String> {
+        Ok(Semaphore { region: p.checked("semaphore", SEMAPHORE_BYTES)? })
     }
 }
 
@@ -410,24 +403,17 @@ impl fmt::Debug for BoundedSemaphore {
 /// event.wait();
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "EventParts")]
+#[serde(try_from = "RegionParts")]
 pub struct Event {
     region: Region,
 }
 
-/// A decoded [`Event`] handle before its region is checked against the layout.
-#[derive(Deserialize)]
-struct EventParts {
-    region: Region,
-}
-
-impl TryFrom<EventParts> for Event {
+impl TryFrom<RegionParts> for Event {
     type Error = String;
 
     /// Refuses a handle whose region is too short for the flag and the count of waiters.
-    fn try_from(p: EventParts) -> Result<Self, String> {
-        check_len("event", &p.region, EVENT_BYTES)?;
-        Ok(Event { region: p.region })
+    fn try_from(p: RegionParts) -> Result<Self, String> {
+        Ok(Event { region: p.checked("event", EVENT_BYTES)? })
     }
 }
 
