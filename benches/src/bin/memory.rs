@@ -12,7 +12,6 @@
 //!   `Lock`s a process can make under a limit of 256 descriptors (macOS's default).
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use multiproc::sync::{Event, Lock, Value};
 use multiproc::{ByteBuf, Pool, Process, Queue, StartMethod};
@@ -47,8 +46,10 @@ fn shm_bytes() -> u64 {
         .sum()
 }
 
-fn wait_event(e: Event) {
-    e.wait();
+/// An idle child: says it is ready, then blocks until `go`.
+fn wait_event(ready: Event, go: Event) {
+    ready.set();
+    go.wait();
 }
 
 fn pid_of_worker() -> u32 {
@@ -85,17 +86,22 @@ fn main() {
 
     // The floor: a raw fork of this process, blocked in read(2).
     let (r, w) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-    // SAFETY: the child only blocks in read(2) and exits with _exit; no allocation, no locks.
+    // SAFETY: the child only writes and reads one byte and exits with _exit; no allocation, no
+    // locks.
     let raw = unsafe { libc::fork() };
     if raw == 0 {
         let mut b = [0u8; 1];
-        // SAFETY: reading one byte into a valid buffer, then leaving without running destructors.
+        // SAFETY: writing and reading one byte from valid buffers, then leaving without running
+        // destructors.
         unsafe {
+            libc::write(r.as_raw_fd(), b.as_ptr().cast(), 1);
             libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
             libc::_exit(0);
         }
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Its byte says it is about to block in read(2).
+    let mut ready = [0u8; 1];
+    std::io::Read::read_exact(&mut &w, &mut ready).expect("the forked child's byte");
     let (raw_rss, raw_pss) = rss_pss(raw as u32);
     // The child holds a copy of `w` too: it needs a byte, not an end of stream.
     let _ = std::io::Write::write_all(&mut &w, b"x");
@@ -107,9 +113,10 @@ fn main() {
     for (name, method) in
         [("fork-server child", StartMethod::ForkServer), ("spawned child", StartMethod::Spawn)]
     {
-        let e = Event::new().expect("event");
-        let p = Process::new(wait_event, (e.clone(),)).start_method(method).start().expect("start");
-        std::thread::sleep(Duration::from_millis(300));
+        let (ready, e) = (Event::new().expect("event"), Event::new().expect("event"));
+        let p =
+            Process::new(wait_event, (ready.clone(), e.clone())).start_method(method).start().expect("start");
+        ready.wait();
         let (rss, pss) = rss_pss(p.pid());
         row(&mut out, &format!("idle {name}, RSS / PSS"), format!("{rss} / {pss} KiB"), &floor);
         if method == StartMethod::ForkServer {
@@ -123,8 +130,8 @@ fn main() {
     }
 
     let pool = Pool::new(1).expect("pool");
+    // Idle once its task has returned.
     let worker = pool.apply(pid_of_worker, ()).expect("apply");
-    std::thread::sleep(Duration::from_millis(200));
     let (rss, pss) = rss_pss(worker);
     row(&mut out, "idle pool worker, RSS / PSS", format!("{rss} / {pss} KiB"), &floor);
     drop(pool);
