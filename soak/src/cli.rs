@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{cycles, probe, round, run};
 
-const USAGE: &str = "usage: soak run [--minutes N] [--seed S] [--cycles N] [--no-isolate] [--strict]
+const USAGE: &str = "usage: soak run [--minutes N] [--seed S] [--cycles N] [--no-isolate]
        soak round --seed S --dir D
        soak cycles --method spawn|forkserver|fork --count N";
 
@@ -34,15 +34,10 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
     let role = args.first().map_or("run", String::as_str);
     let mut flags = std::collections::BTreeMap::new();
     let mut no_isolate = false;
-    let mut strict = false;
     let mut rest = args.iter().skip(usize::from(!args.is_empty() && !args[0].starts_with("--")));
     while let Some(flag) = rest.next() {
         if flag == "--no-isolate" {
             no_isolate = true;
-            continue;
-        }
-        if flag == "--strict" {
-            strict = true;
             continue;
         }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -50,7 +45,7 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
     }
     let get = |k: &str| flags.get(k).map(String::as_str);
     match role {
-        "run" | "--minutes" | "--seed" | "--cycles" | "--no-isolate" | "--strict" => {
+        "run" | "--minutes" | "--seed" | "--cycles" | "--no-isolate" => {
             let minutes: f64 = match get("minutes") {
                 Some(m) => m.parse().map_err(|e| format!("--minutes {m}: {e}"))?,
                 None => 1.0,
@@ -65,7 +60,7 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
                 None if minutes >= 10.0 => 10_000,
                 None => 1_000,
             };
-            let opts = run::Options { minutes, seed, cycles, isolate: !no_isolate, strict };
+            let opts = run::Options { minutes, seed, cycles, isolate: !no_isolate };
             // What the isolated copy runs: the same, with the seed fixed.
             let again = vec![
                 "run".to_string(),
@@ -76,7 +71,6 @@ fn dispatch(args: &[String]) -> Result<i32, String> {
                 "--cycles".into(),
                 cycles.to_string(),
             ];
-            let again = if strict { [again, vec!["--strict".to_string()]].concat() } else { again };
             Ok(run::main(&opts, &again))
         }
         "round" => {

@@ -32,8 +32,6 @@ pub(crate) struct Options {
     pub(crate) seed: u64,
     pub(crate) cycles: u64,
     pub(crate) isolate: bool,
-    /// Known library defects fail the run too.
-    pub(crate) strict: bool,
 }
 
 #[derive(Default)]
@@ -44,9 +42,6 @@ struct Totals {
     stats: BTreeMap<String, u64>,
     methods: BTreeMap<&'static str, u64>,
     violations: Vec<String>,
-    /// Findings of known library defects (RELIABILITY.md), reported without failing the run
-    /// unless `--strict`.
-    known: Vec<String>,
     cycles: Vec<String>,
     leaks: BTreeMap<&'static str, u64>,
 }
@@ -137,7 +132,6 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
             totals.accounted += 1;
         }
         let before = totals.violations.len();
-        let known_before = totals.known.len();
         for line in &outcome.lines {
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next(), words.next()) {
@@ -194,9 +188,6 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
         for v in &totals.violations[before..] {
             println!("soak:   {v}");
         }
-        for k in &totals.known[known_before..] {
-            println!("soak:   known: {k}");
-        }
         if clean {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -204,7 +195,7 @@ pub(crate) fn main(opts: &Options, args: &[String]) -> i32 {
     }
 
     summary(&totals, opts, started.elapsed());
-    let failed = !totals.violations.is_empty() || (opts.strict && !totals.known.is_empty());
+    let failed = !totals.violations.is_empty();
     if !failed {
         let _ = std::fs::remove_dir_all(&work);
         0
@@ -390,8 +381,8 @@ fn after(
         // program has ended, so what is left here was never registered: its creator died
         // between creating and registering it (a participant SIGKILLed, or a daemon ending with
         // its killed parent).
-        // Was known defect 2 (RELIABILITY.md), fixed: proc-core registers a name before it
-        // creates the segment.
+        // (What RELIABILITY.md's finding 2 was, fixed: proc-core registers a name before it
+        // creates the segment.)
         *totals.leaks.entry("shm").or_default() += shm.len() as u64;
         totals.violations.push(text);
         for n in &shm {
@@ -403,8 +394,8 @@ fn after(
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let text = format!("{name}: files left in its TMPDIR: {}", names.join(" "));
-        // Was known defect 1 (RELIABILITY.md), fixed: the manager registers its socket
-        // directory with the resource tracker before it makes it.
+        // (What RELIABILITY.md's finding 1 was, fixed: the manager registers its socket
+        // directory with the resource tracker before it makes it.)
         *totals.leaks.entry("tmp").or_default() += 1;
         totals.violations.push(text);
         let _ = std::fs::remove_dir_all(tmp);
@@ -484,18 +475,11 @@ fn summary(totals: &Totals, opts: &Options, elapsed: Duration) {
     let leak_text: Vec<String> = totals.leaks.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("| leaks (orphans, zombies, shm, tmp, fds) | {leaks} {} |", leak_text.join(", "));
     println!("| violations | {} |", totals.violations.len());
-    println!(
-        "| known library defects seen (they fail the run only under --strict) | {} |",
-        totals.known.len()
-    );
     for c in &totals.cycles {
         println!("| cycles | {c} |");
     }
     println!();
     for v in &totals.violations {
         println!("VIOLATION {v}");
-    }
-    for k in &totals.known {
-        println!("KNOWN {k}");
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask soak [--minutes N] [--seed S] [--cycles N] [--strict]`: builds the soak (the
+//! `cargo xtask soak [--minutes N] [--seed S] [--cycles N]`: builds the soak (the
 //! `multiproc-soak` crate, `soak/`) in release mode and runs it; it prints a summary table and
 //! fails if it found anything. RELIABILITY.md describes the checks and holds a long run's figures.
 
