@@ -33,8 +33,10 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
         || only.is_empty() && Command::new("mpiexec").arg("--version").output().is_ok();
     // Memory and descriptors (figures, not timings): by name, or with every file.
     let with_memory = only.is_empty() || only.iter().any(|o| o == "memory");
-    if files.is_empty() && !with_mpi && !with_memory {
-        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).chain(["mpi", "memory"]).collect();
+    // What waiting costs in CPU (figures, not timings): by name, or with every file.
+    let with_spin = only.is_empty() || only.iter().any(|o| o == "spin");
+    if files.is_empty() && !with_mpi && !with_memory && !with_spin {
+        let names: Vec<_> = BENCH_FILES.iter().map(|f| f.name).chain(["mpi", "memory", "spin"]).collect();
         bail!("no such benchmark file; known: {}", names.join(", "));
     }
     // Criterion writes under cargo's target directory, wherever `CARGO_TARGET_DIR` or a config
@@ -80,6 +82,9 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     if with_memory {
         memory(&mut md)?;
     }
+    if with_spin {
+        spin(&mut md)?;
+    }
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
@@ -107,6 +112,27 @@ fn memory(md: &mut String) -> Result<()> {
     }
     writeln!(md, "\n## Memory and descriptors (`benches/src/bin/memory.rs`)\n")?;
     md.push_str(&String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
+
+/// `benches/src/bin/spin.rs`, on each backend: the CPU time of a round trip next to its floor's,
+/// free and pinned, and the share of a CPU a process uses while it waits with nothing to come.
+fn spin(md: &mut String) -> Result<()> {
+    writeln!(md, "\n## What waiting costs in CPU (`benches/src/bin/spin.rs`)")?;
+    for (backend, features) in [("futex", None), ("polling", Some(PORTABLE))] {
+        let mut args = vec!["build", "--release", "-p", "multiproc-benches", "--bin", "spin"];
+        if let Some(features) = features {
+            args.extend(["--features", features]);
+        }
+        run("cargo", &args, &[])?;
+        let exe = target_dir()?.join("release/spin");
+        let out = Command::new(&exe).current_dir(root()).output()?;
+        if !out.status.success() {
+            bail!("{} failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        writeln!(md, "\n### {backend} backend\n")?;
+        md.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
     Ok(())
 }
 

@@ -269,7 +269,8 @@ fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Waits by looking at the word: yield 64 times, then sleep with a growing pause (at most 1 ms, so
-/// a change is seen within about a millisecond).
+/// a change is seen within about a millisecond; after about 100 ms of waiting, at most 4 ms, so an
+/// idle waiter stays under 1 % of a CPU).
 #[cold]
 fn poll_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
