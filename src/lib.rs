@@ -31,6 +31,14 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+// Processes, shared memory and descriptor passing are built on `fork`, POSIX shared memory and Unix
+// sockets: Linux and macOS are supported (and tested); Windows has none of them.
+#[cfg(not(unix))]
+compile_error!(
+    "multiproc supports Linux and macOS only: it needs fork, POSIX shared memory and Unix domain sockets, \
+     which Windows does not have"
+);
+
 mod error;
 
 /// Processes: targets, start methods, lifecycle, handles (the `proc-core` crate).

@@ -196,7 +196,7 @@ impl SharedMap {
 
     /// The 64-bit atomic at byte `offset` (8-aligned, inside the mapping).
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len, "word at {offset} outside the mapping");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "word at {offset} outside the mapping");
         // SAFETY: aligned (the mapping is page-aligned, `offset` 8-aligned) and inside the
         // mapping, which lives as long as `self`; shared words are only accessed atomically.
         unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast()) }

@@ -421,6 +421,11 @@ impl Manager {
     }
 
     /// A new shared dict.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
         &self,
     ) -> Result<Dict<K, V>> {
@@ -428,11 +433,21 @@ impl Manager {
     }
 
     /// A new shared list.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<List<T>> {
         self.create(Kind::List, None, List::from_handle)
     }
 
     /// A new namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn namespace(&self) -> Result<Namespace> {
         self.create(Kind::Namespace, None, Namespace::from_handle)
     }
@@ -466,41 +481,123 @@ impl Manager {
     }
 
     /// A new queue of at most `maxsize` values (0: unbounded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn queue<T: Serialize + DeserializeOwned>(&self, maxsize: u32) -> Result<Queue<T>> {
         self.create(Kind::Queue { maxsize, joinable: false }, None, Queue::from_handle)
     }
 
     /// A new joinable queue (`task_done`, `join`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let jobs = manager.joinable_queue::<u32>(0)?;
+    /// jobs.put(7)?;
+    /// let worker = {
+    ///     let jobs = jobs.clone();
+    ///     std::thread::spawn(move || -> proc_manager::Result<u32> {
+    ///         let job = jobs.get()?;
+    ///         jobs.task_done()?;
+    ///         Ok(job * 6)
+    ///     })
+    /// };
+    /// jobs.join()?; // returns once every job put is done
+    /// assert_eq!(worker.join().unwrap()?, 42);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self, maxsize: u32) -> Result<Queue<T>> {
         self.create(Kind::Queue { maxsize, joinable: true }, None, Queue::from_handle)
     }
 
     /// A new lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn lock(&self) -> Result<Lock> {
         self.create(Kind::Lock, None, Lock::from_handle)
     }
 
-    /// A new reentrant lock.
+    /// A new reentrant lock: its holder may take it again, and releases it as often.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// let outer = lock.acquire()?;
+    /// let inner = lock.acquire()?; // the same holder: no deadlock
+    /// drop((inner, outer));
+    /// assert!(lock.try_acquire()?.is_some());
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn rlock(&self) -> Result<Lock> {
         self.create(Kind::RLock, None, Lock::from_handle)
     }
 
     /// A new semaphore with `value` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn semaphore(&self, value: u32) -> Result<Semaphore> {
         self.create(Kind::Semaphore { value, bounded: false }, None, Semaphore::from_handle)
     }
 
     /// A new bounded semaphore: releasing past `value` is an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let sem = manager.bounded_semaphore(1)?;
+    /// assert!(matches!(sem.release(), Err(proc_manager::Error::NotHeld)));
+    /// sem.acquire()?;
+    /// sem.release()?;
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn bounded_semaphore(&self, value: u32) -> Result<Semaphore> {
         self.create(Kind::Semaphore { value, bounded: true }, None, Semaphore::from_handle)
     }
 
     /// A new event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn event(&self) -> Result<Event> {
         self.create(Kind::Event, None, Event::from_handle)
     }
 
     /// A new condition over `lock` (a lock of this manager).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down; [`Error::NoSuchObject`] when `lock` is not a lock of this manager.
     pub fn condition(&self, lock: &Lock) -> Result<Condition> {
         self.create(Kind::Condition { lock: lock.object_id() }, None, Condition::from_handle)
     }
@@ -531,6 +628,11 @@ impl Manager {
 
     /// Publishes an object under `name`, for clients that [`lookup`](Self::lookup) it (Python's
     /// `register('get_queue', callable=lambda: queue)`). The name keeps the object alive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down; [`Error::NoSuchObject`] when `object` is not an object of this manager.
     pub fn publish(&self, name: &str, object: &impl AsObject) -> Result<()> {
         match self.client.call(&Request::Publish { name: name.to_string(), object: object.object_id() })? {
             Response::Ok => Ok(()),
@@ -559,6 +661,11 @@ impl Manager {
 
     /// How many objects the server keeps now (Python's `_number_of_objects`): for tests and
     /// leak hunting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down.
     pub fn number_of_objects(&self) -> Result<usize> {
         match self.client.call(&Request::CountObjects)? {
             Response::Count(n) => Ok(n as usize),

@@ -53,6 +53,14 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+// Processes, shared memory and descriptor passing are built on `fork`, POSIX shared memory and Unix
+// sockets: Linux and macOS are supported (and tested); Windows has none of them.
+#[cfg(not(unix))]
+compile_error!(
+    "proc-os supports Linux and macOS only: it needs fork, POSIX shared memory and Unix domain sockets, \
+     which Windows does not have"
+);
+
 mod backoff;
 pub mod child;
 pub mod fd;
@@ -83,3 +91,8 @@ pub use wait::{wait, wait_backend, wake, wake_all};
 /// assert!(["linux", "portable"].contains(&proc_os::BACKEND));
 /// ```
 pub const BACKEND: &str = <sys::Os as sys::Backend>::NAME;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -283,12 +283,12 @@ fn job(id: u32) -> Msg {
         id,
         name: format!("job-{id}"),
         data: (0..id).map(f64::from).collect(),
-        tag: (id % 2 == 0).then(|| "even".to_string()),
+        tag: id.is_multiple_of(2).then(|| "even".to_string()),
     }
 }
 
 fn reply(id: u32) -> Msg {
-    let tag = if id % 2 == 0 { "even" } else { "" };
+    let tag = if id.is_multiple_of(2) { "even" } else { "" };
     Msg::Reply { id, sum: (0..id).map(f64::from).sum(), echo: format!("job-{id}/{tag}") }
 }
 

@@ -116,7 +116,7 @@ impl Header {
                 region.len()
             ));
         }
-        if (region.ptr() as usize + DATA) % align_of::<T>() != 0 {
+        if !(region.ptr() as usize + DATA).is_multiple_of(align_of::<T>()) {
             return Err(format!("a shared {what}'s data is not aligned for {ty}"));
         }
         Ok(len)

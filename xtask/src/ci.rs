@@ -26,6 +26,7 @@ pub(crate) fn ci() -> Result<()> {
     )?;
     run("cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     check_macos()?;
+    publish_dry_run()?;
     // The README's test command.
     run("cargo", &["test", "--workspace"], &[])?;
     // The portable backend, as macOS runs it.
@@ -41,6 +42,13 @@ pub(crate) fn ci() -> Result<()> {
         eprintln!("ci: skipping the soak: it needs Linux (/proc, pidfds)");
         Ok(())
     }
+}
+
+/// `cargo publish --dry-run` of every published crate, in dependency order: `--workspace` packages
+/// them together and builds each from its package against the others' packages (so none needs
+/// `--no-verify`, although none is on crates.io yet).
+fn publish_dry_run() -> Result<()> {
+    run("cargo", &["publish", "--workspace", "--dry-run", "--allow-dirty"], &[])
 }
 
 /// The loom model checks of the shared-memory protocols (release, each cfg in a target directory of

@@ -13,6 +13,22 @@ proxy! {
     /// A shared dict (Python's `manager.dict()`), in insertion order. Keys compare by their
     /// serialized bytes.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_manager::Manager;
+    ///
+    /// let manager = Manager::start()?;
+    /// let scores = manager.dict::<String, u32>()?;
+    /// scores.insert("ann".into(), 3)?;
+    /// scores.update([("bob".into(), 5), ("cy".into(), 8)])?;
+    /// assert_eq!(scores.get("bob")?, Some(5));
+    /// assert_eq!(scores.setdefault("dee".into(), 1)?, 1);
+    /// assert_eq!(scores.keys()?, ["ann", "bob", "cy", "dee"]);
+    /// assert!(matches!(scores.pop("zed"), Err(proc_manager::Error::KeyNotFound)));
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// Every method: [`Error::Connection`] when the manager is gone, [`Error::Serialize`] for a
@@ -34,6 +50,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit.
     pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
@@ -42,6 +65,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// A copy of the value of `key`, or `default` if absent (Python's `d.get(k, default)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit.
     pub fn get_or<Q: Serialize + ?Sized>(&self, key: &Q, default: V) -> Result<V>
     where
         K: Borrow<Q>,
@@ -50,11 +80,25 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Sets `key` (Python's `d[k] = v`); returns the previous value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
         self.handle.maybe(Method::DictInsert(enc(&key)?, enc(&value)?))
     }
 
     /// Removes `key`; returns its value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit.
     pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
@@ -63,6 +107,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Removes `key` and returns its value (Python's `pop`): [`Error::KeyNotFound`] if absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit; [`Error::KeyNotFound`] when `key`
+    /// is absent.
     pub fn pop<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<V>
     where
         K: Borrow<Q>,
@@ -71,6 +123,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Whether `key` is there (Python's `in`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn contains<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool>
     where
         K: Borrow<Q>,
@@ -79,26 +137,54 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// The number of entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn len(&self) -> Result<usize> {
         Ok(self.handle.count(Method::Len)? as usize)
     }
 
     /// Whether the dict is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// The keys, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn keys(&self) -> Result<Vec<K>> {
         self.handle.values(Method::DictKeys)
     }
 
     /// The values, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn values(&self) -> Result<Vec<V>> {
         self.handle.values(Method::DictValues)
     }
 
     /// The entries, in insertion order: a copy of the whole dict in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.handle.call(Method::DictItems)? {
             Response::Pairs(pairs) => pairs.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
@@ -107,17 +193,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Sets many entries in one round trip (Python's `update`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn update(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<()> {
         let pairs = entries.into_iter().map(|(k, v)| Ok((enc(&k)?, enc(&v)?))).collect::<Result<Vec<_>>>()?;
         self.handle.ok(Method::DictUpdate(pairs))
     }
 
     /// The value of `key`, set to `default` first if absent (Python's `setdefault`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit.
     pub fn setdefault(&self, key: K, default: V) -> Result<V> {
         self.handle.value(Method::DictSetDefault(enc(&key)?, enc(&default)?))
     }
 
     /// Removes every entry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn clear(&self) -> Result<()> {
         self.handle.ok(Method::Clear)
     }
@@ -125,6 +229,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
 proxy! {
     /// A shared list (Python's `manager.list()`). Indices may be negative, as in Python.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let l = manager.list::<i32>()?;
+    /// l.extend([3, 1, 2])?;
+    /// l.append(0)?;
+    /// assert_eq!(l.get(-1)?, 0);
+    /// l.sort()?;
+    /// assert_eq!(l.snapshot()?, [0, 1, 2, 3]);
+    /// assert_eq!(l.pop()?, 3);
+    /// assert_eq!(l.index(&1)?, 1);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -135,62 +254,137 @@ proxy! {
 
 impl<T: Serialize + DeserializeOwned> List<T> {
     /// Appends a value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn append(&self, value: T) -> Result<()> {
         self.handle.ok(Method::ListAppend(enc(&value)?))
     }
 
     /// Appends many values in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
         let values = values.into_iter().map(|v| enc(&v)).collect::<Result<Vec<_>>>()?;
         self.handle.ok(Method::ListExtend(values))
     }
 
     /// A copy of the value at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type; [`Error::IndexOutOfRange`] when `index` is out of
+    /// range.
     pub fn get(&self, index: i64) -> Result<T> {
         self.handle.value(Method::ListGet(index))
     }
 
     /// Replaces the value at `index` (Python's `l[i] = v`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit;
+    /// [`Error::IndexOutOfRange`] when `index` is out of range.
     pub fn set(&self, index: i64, value: T) -> Result<()> {
         self.handle.ok(Method::ListSet(index, enc(&value)?))
     }
 
     /// Inserts before `index` (clamped, as Python's `insert`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn insert(&self, index: i64, value: T) -> Result<()> {
         self.handle.ok(Method::ListInsert(index, enc(&value)?))
     }
 
     /// Removes and returns the last value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type; [`Error::IndexOutOfRange`] when the list is empty.
     pub fn pop(&self) -> Result<T> {
         self.handle.value(Method::ListPop(None))
     }
 
     /// Removes and returns the value at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type; [`Error::IndexOutOfRange`] when `index` is out of
+    /// range.
     pub fn pop_at(&self, index: i64) -> Result<T> {
         self.handle.value(Method::ListPop(Some(index)))
     }
 
     /// Removes the first value equal to `value` (compared serialized).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit;
+    /// [`Error::ValueNotFound`] when no item equals `value`.
     pub fn remove(&self, value: &T) -> Result<()> {
         self.handle.ok(Method::ListRemove(enc(value)?))
     }
 
     /// The index of the first value equal to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit;
+    /// [`Error::ValueNotFound`] when no item equals `value`.
     pub fn index(&self, value: &T) -> Result<usize> {
         Ok(self.handle.count(Method::ListIndex(enc(value)?))? as usize)
     }
 
     /// The number of values.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn len(&self) -> Result<usize> {
         Ok(self.handle.count(Method::Len)? as usize)
     }
 
     /// Whether the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// A copy of every value, in one round trip (Python's `list(l)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn snapshot(&self) -> Result<Vec<T>> {
         Ok(self.snapshot_versioned()?.1)
     }
@@ -205,12 +399,23 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 
     /// Removes every value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn clear(&self) -> Result<()> {
         self.handle.ok(Method::Clear)
     }
 
     /// Sorts the list in place, atomically: sorted here, then stored only if no one changed
     /// the list meanwhile (else tried again).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn sort(&self) -> Result<()>
     where
         T: Ord,
@@ -229,6 +434,20 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 proxy! {
     /// A shared namespace (Python's `manager.Namespace()`): named fields of any serde type.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", &10u32)?;
+    /// ns.set("name", "run-1")?;
+    /// assert_eq!(ns.get::<u32>("x")?, 10);
+    /// assert_eq!(ns.get::<String>("name")?, "run-1");
+    /// ns.del("x")?;
+    /// assert_eq!(ns.names()?, ["name"]);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// Every method: [`Error::Connection`], [`Error::Serialize`] (also for a field read as
@@ -238,21 +457,44 @@ proxy! {
 
 impl Namespace {
     /// A copy of field `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the field
+    /// does not deserialize as `T`; [`Error::KeyNotFound`] when there is no field `name`.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
         self.handle.value(Method::NsGet(name.to_string()))
     }
 
     /// Sets field `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
         self.handle.ok(Method::NsSet(name.to_string(), enc(value)?))
     }
 
     /// Deletes field `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::KeyNotFound`] when there is
+    /// no field `name`.
     pub fn del(&self, name: &str) -> Result<()> {
         self.handle.ok(Method::NsDel(name.to_string()))
     }
 
     /// The names of the fields, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn names(&self) -> Result<Vec<String>> {
         match self.handle.call(Method::NsItems)? {
             Response::Named(items) => Ok(items.into_iter().map(|(n, _)| n).collect()),
@@ -264,6 +506,16 @@ impl Namespace {
 proxy! {
     /// A shared value (Python's `manager.Value(typecode, value)`, of any serde type).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let v = manager.value(1.5f64)?;
+    /// v.set(2.5)?;
+    /// assert_eq!(v.get()?, 2.5);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Connection`], [`Error::Serialize`].
@@ -272,12 +524,24 @@ proxy! {
 
 impl<T: Serialize + DeserializeOwned> Value<T> {
     /// A copy of the value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn get(&self) -> Result<T> {
         self.handle.value(Method::ValueGet)
     }
 
     /// Replaces the value. Takes the value or a reference to it, so `v.set(5)` reads as with
     /// proc-sync's `Value::set`, and a large value need not be moved.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
         self.handle.ok(Method::ValueSet(enc(value.borrow())?))
     }
@@ -285,6 +549,17 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
 
 proxy! {
     /// A shared fixed-length array (Python's `manager.Array(typecode, sequence)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let a = manager.array(vec![0u8; 4])?;
+    /// a.set(-1, 9)?;
+    /// assert_eq!(a.len()?, 4);
+    /// assert_eq!(a.to_vec()?, [0, 0, 0, 9]);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -294,26 +569,56 @@ proxy! {
 
 impl<T: Serialize + DeserializeOwned> Array<T> {
     /// A copy of the value at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type; [`Error::IndexOutOfRange`] when `index` is out of
+    /// range.
     pub fn get(&self, index: i64) -> Result<T> {
         self.handle.value(Method::ArrayGet(index))
     }
 
     /// Replaces the value at `index`. Takes the value or a reference to it, as [`Value::set`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit;
+    /// [`Error::IndexOutOfRange`] when `index` is out of range.
     pub fn set(&self, index: i64, value: impl Borrow<T>) -> Result<()> {
         self.handle.ok(Method::ArraySet(index, enc(value.borrow())?))
     }
 
     /// The length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn len(&self) -> Result<usize> {
         Ok(self.handle.count(Method::Len)? as usize)
     }
 
     /// Whether the array is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// A copy of every value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.handle.values(Method::ArraySnapshot)
     }

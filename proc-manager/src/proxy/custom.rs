@@ -12,6 +12,43 @@ proxy! {
     /// A proxy of a registered type `T` (see [`Shared`]): only `T`'s declared requests can be
     /// sent.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use proc_manager::{Manager, Shared};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Default)]
+    /// struct Tally(Vec<String>);
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Op {
+    ///     Add(String),
+    ///     Count,
+    /// }
+    ///
+    /// impl Shared for Tally {
+    ///     type Init = ();
+    ///     type Request = Op;
+    ///     type Response = usize;
+    ///     fn new(_: ()) -> Self {
+    ///         Tally::default()
+    ///     }
+    ///     fn handle(&mut self, op: Op) -> usize {
+    ///         if let Op::Add(name) = op {
+    ///             self.0.push(name);
+    ///         }
+    ///         self.0.len()
+    ///     }
+    /// }
+    ///
+    /// let manager = Manager::builder().register::<Tally>("Tally").start()?;
+    /// let tally = manager.create_object::<Tally>("Tally", ())?;
+    /// tally.call(&Op::Add("ann".into()))?;
+    /// assert_eq!(tally.call(&Op::Count)?, 1);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Connection`], [`Error::Serialize`], [`Error::Remote`] when the method panicked
@@ -22,6 +59,15 @@ proxy! {
 
 impl<T: Shared> Proxy<T> {
     /// Calls a method of the object on the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when a value
+    /// does not serialize (nothing is sent) or the answer does not deserialize as the proxy's type,
+    /// [`Error::TooLarge`] when a value exceeds the manager's frame limit; [`Error::Remote`] when the method
+    /// panicked on the server; [`Error::MethodNotAllowed`] when the server's type does not declare the
+    /// request.
     pub fn call(&self, request: &T::Request) -> Result<T::Response> {
         self.handle.value(Method::Custom { method: String::new(), args: enc(request)? })
     }

@@ -14,6 +14,23 @@ proxy! {
     /// A queue kept by the manager (Python's `manager.Queue()`): reachable by any client of
     /// the manager, also across machines.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.queue::<String>(2)?;
+    /// q.put("a".into())?;
+    /// q.put("b".into())?;
+    /// // Full: the value comes back in the error.
+    /// let full = q.put_timeout("c".into(), Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(full, proc_manager::PutError::Full(v) if v == "c"));
+    /// assert_eq!(q.get()?, "a");
+    /// assert_eq!(q.qsize()?, 1);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// Every method: [`Error::Connection`], [`Error::Serialize`]; `get_nowait`/`get_timeout`,
@@ -70,26 +87,55 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes a value, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::Serialize`] when the value held does not deserialize as the proxy's type.
     pub fn get(&self) -> Result<T> {
         self.get_with(true, None)
     }
 
     /// Takes a value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::Serialize`] when the value held does not deserialize as the proxy's type; [`Error::Empty`]
+    /// when nothing came within `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_with(true, Some(timeout))
     }
 
     /// Takes a value if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::Serialize`] when the value
+    /// held does not deserialize as the proxy's type; [`Error::Empty`] when the queue is empty.
     pub fn get_nowait(&self) -> Result<T> {
         self.get_with(false, None)
     }
 
     /// The number of values in the queue (a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn qsize(&self) -> Result<usize> {
         Ok(self.handle.count(Method::QueueSize)? as usize)
     }
 
     /// Whether the queue is empty (a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn empty(&self) -> Result<bool> {
         Ok(self.qsize()? == 0)
     }

@@ -12,6 +12,19 @@ proxy! {
     /// A lock kept by the manager (Python's `manager.Lock()`, or `manager.RLock()`, reentrant
     /// per thread). A lock held by a client process that ends (even killed) is released.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// {
+    ///     let _guard = lock.acquire()?;
+    ///     assert!(lock.try_acquire()?.is_none(), "held: not reentrant");
+    /// } // released here
+    /// assert!(lock.try_acquire()?.is_some());
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Connection`]; `release`, [`Error::NotHeld`].
@@ -19,6 +32,18 @@ proxy! {
 }
 
 /// A held manager lock; released when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let manager = proc_manager::Manager::start()?;
+/// let lock = manager.lock()?;
+/// let guard = lock.acquire()?;
+/// assert!(lock.try_acquire()?.is_none());
+/// drop(guard);
+/// assert!(lock.try_acquire()?.is_some());
+/// # Ok::<(), proc_manager::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
@@ -38,6 +63,11 @@ impl Lock {
     }
 
     /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn acquire(&self) -> Result<LockGuard<'_>> {
         // A guard is made only for a lock this thread took: a dropped guard releases, and a
         // `Lock` may be released by anyone, so a guard made for a lock not taken would release
@@ -63,6 +93,11 @@ impl Lock {
     }
 
     /// Acquires the lock if it is free now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
         // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
         // and dropping it on `false` would release the lock another client holds.
@@ -74,6 +109,12 @@ impl Lock {
     }
 
     /// Releases the lock (Python's `release`; a guard does it when dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::NotHeld`] when this client
+    /// does not hold the lock.
     pub fn release(&self) -> Result<()> {
         let who = self.handle.owner()?;
         self.handle.ok(Method::Release { owner: who })
@@ -83,6 +124,19 @@ impl Lock {
 proxy! {
     /// A semaphore kept by the manager (Python's `manager.Semaphore(n)` and
     /// `manager.BoundedSemaphore(n)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let sem = manager.semaphore(2)?;
+    /// sem.acquire()?;
+    /// assert!(sem.try_acquire()?);
+    /// assert!(!sem.try_acquire()?, "both permits taken");
+    /// sem.release()?;
+    /// assert_eq!(sem.get_value()?, 1);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -98,6 +152,11 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn acquire(&self) -> Result<()> {
         // A `false` here would be a permit not taken: say so rather than let the caller release
         // one it never had.
@@ -109,22 +168,43 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting at most `timeout`; false if none came.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
         self.acquire_with(true, Some(timeout))
     }
 
     /// Takes a permit if one is free now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn try_acquire(&self) -> Result<bool> {
         self.acquire_with(false, None)
     }
 
     /// Gives a permit back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::NotHeld`] when a bounded
+    /// semaphore would go past its initial value.
     pub fn release(&self) -> Result<()> {
         let who = self.handle.owner()?;
         self.handle.ok(Method::Release { owner: who })
     }
 
     /// The number of free permits (a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn get_value(&self) -> Result<u32> {
         Ok(self.handle.count(Method::SemValue)? as u32)
     }
@@ -132,6 +212,20 @@ impl Semaphore {
 
 proxy! {
     /// An event kept by the manager (Python's `manager.Event()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ready = manager.event()?;
+    /// assert!(!ready.wait_timeout(Duration::from_millis(10))?);
+    /// ready.set()?;
+    /// ready.wait()?;
+    /// assert!(ready.is_set()?);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -141,26 +235,51 @@ proxy! {
 
 impl Event {
     /// Sets the flag and wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn set(&self) -> Result<()> {
         self.handle.ok(Method::EventSet)
     }
 
     /// Clears the flag.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn clear(&self) -> Result<()> {
         self.handle.ok(Method::EventClear)
     }
 
     /// Whether the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn is_set(&self) -> Result<bool> {
         self.handle.boolean(Method::EventIsSet)
     }
 
     /// Waits until the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn wait(&self) -> Result<()> {
         self.handle.boolean(Method::EventWait { timeout: None }).map(|_| ())
     }
 
     /// Waits at most `timeout`; returns whether the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         self.handle.boolean(Method::EventWait { timeout: Client::millis(Some(timeout)) })
     }
@@ -170,6 +289,21 @@ proxy! {
     /// A condition variable kept by the manager (Python's `manager.Condition(lock)`), over a
     /// manager [`Lock`].
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let cond = manager.condition(&lock)?;
+    /// let _guard = lock.acquire()?;
+    /// // Nobody notifies: the wait times out, holding the lock again.
+    /// assert!(!cond.wait_timeout(Duration::from_millis(10))?);
+    /// cond.notify_all()?;
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Connection`]; `wait`/`notify` without holding the lock, [`Error::NotHeld`].
@@ -178,24 +312,48 @@ proxy! {
 
 impl Condition {
     /// Waits for a notification, holding the lock before and after (the caller must hold it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::NotHeld`] when this client does not hold the condition's lock.
     pub fn wait(&self) -> Result<()> {
         let who = self.handle.owner()?;
         self.handle.boolean(Method::CondWait { owner: who, timeout: None }).map(|_| ())
     }
 
     /// Waits at most `timeout`; returns whether it was notified.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::NotHeld`] when this client does not hold the condition's lock.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let who = self.handle.owner()?;
         self.handle.boolean(Method::CondWait { owner: who, timeout: Client::millis(Some(timeout)) })
     }
 
     /// Wakes up to `n` waiters (the caller must hold the lock).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::NotHeld`] when this client
+    /// does not hold the condition's lock.
     pub fn notify(&self, n: u32) -> Result<()> {
         let who = self.handle.owner()?;
         self.handle.ok(Method::CondNotify { owner: who, n })
     }
 
     /// Wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read; [`Error::NotHeld`] when this client
+    /// does not hold the condition's lock.
     pub fn notify_all(&self) -> Result<()> {
         self.notify(u32::MAX)
     }
@@ -203,6 +361,23 @@ impl Condition {
 
 proxy! {
     /// A barrier kept by the manager (Python's `manager.Barrier(parties)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = proc_manager::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// let other = {
+    ///     let barrier = barrier.clone();
+    ///     std::thread::spawn(move || barrier.wait())
+    /// };
+    /// let mine = barrier.wait()?;
+    /// let theirs = other.join().unwrap()?;
+    /// // Each party gets a different index below `parties`.
+    /// assert_eq!(mine + theirs, 1);
+    /// assert!(!barrier.broken()?);
+    /// # Ok::<(), proc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -213,21 +388,45 @@ proxy! {
 
 impl Barrier {
     /// Waits for every party; returns this party's index (0 to parties − 1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::BrokenBarrier`] when the barrier is or becomes broken (a party timed out, or it was aborted
+    /// or reset).
     pub fn wait(&self) -> Result<u32> {
         Ok(self.handle.count(Method::BarrierWait { timeout: None })? as u32)
     }
 
     /// Waits at most `timeout`; when it passes, the barrier breaks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits);
+    /// [`Error::BrokenBarrier`] when the barrier is or becomes broken, this call's timeout passing included
+    /// (it breaks the barrier, as in Python).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
         Ok(self.handle.count(Method::BarrierWait { timeout: Client::millis(Some(timeout)) })? as u32)
     }
 
     /// Breaks the barrier: waiting and later parties get [`Error::BrokenBarrier`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn abort(&self) -> Result<()> {
         self.handle.ok(Method::BarrierAbort)
     }
 
     /// Returns the barrier to its empty state; parties waiting get [`Error::BrokenBarrier`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn reset(&self) -> Result<()> {
         self.handle.ok(Method::BarrierReset)
     }
@@ -240,16 +439,31 @@ impl Barrier {
     }
 
     /// The number of parties.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn parties(&self) -> Result<u32> {
         Ok(self.state()?.0)
     }
 
     /// How many parties wait now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn n_waiting(&self) -> Result<u32> {
         Ok(self.state()?.1)
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
+    /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn broken(&self) -> Result<bool> {
         Ok(self.state()?.2)
     }

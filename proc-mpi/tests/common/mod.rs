@@ -23,7 +23,7 @@ pub(crate) fn add(a: u64, b: u64) -> u64 {
 }
 
 pub(crate) fn fails_on_odd(x: u64) -> u64 {
-    assert!(x % 2 == 0, "odd input {x}");
+    assert!(x.is_multiple_of(2), "odd input {x}");
     x
 }
 

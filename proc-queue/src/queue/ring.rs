@@ -153,7 +153,7 @@ impl Ring {
             let stride = header.stride.load(Ordering::Relaxed) as usize;
             let max_message = header.max_message.load(Ordering::Relaxed);
             let fits = stride >= SLOT_DATA + slot_size
-                && stride % align_of::<Slot>() == 0
+                && stride.is_multiple_of(align_of::<Slot>())
                 && capacity > 0
                 && (capacity as usize)
                     .checked_mul(stride)
