@@ -19,6 +19,7 @@ mod tables;
 
 use tables::{BenchFile, Target, Unit, BENCH_FILES};
 
+mod chart;
 mod mpi;
 #[cfg(test)]
 mod test;
@@ -48,6 +49,7 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
 
     let mut md = String::new();
+    let mut charts = Vec::new();
     writeln!(md, "# multiproc benchmarks\n")?;
     writeln!(
         md,
@@ -71,7 +73,9 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
         let (py_free, py_pinned) =
             if has_python { (python(file.name, false), python(file.name, true)) } else { (None, None) };
         let results = Results { criterion: &criterion, since };
-        missing.extend(table(&mut md, file, &results, py_free.as_ref(), py_pinned.as_ref())?);
+        let (file_missing, panels) = table(&mut md, file, &results, py_free.as_ref(), py_pinned.as_ref())?;
+        missing.extend(file_missing);
+        charts.push((file, panels));
     }
     if !has_python {
         writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
@@ -87,6 +91,14 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     }
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
+    // A chart per file next to the report, multiproc, Python and the floor on a log axis.
+    for (file, panels) in charts {
+        let path = dir.join(format!("{}.svg", file.name));
+        match chart::render(&path, file.title, &panels) {
+            Ok(()) => writeln!(md, "\nChart of {}: `{}`", file.name, path.display())?,
+            Err(e) => eprintln!("no chart of {}: {e:#}", file.name),
+        }
+    }
     std::fs::write(dir.join("report.md"), &md)?;
     println!("{md}");
     eprintln!("written to {}", dir.join("report.md").display());
@@ -185,16 +197,20 @@ impl Results<'_> {
 
 type PythonFigures = BTreeMap<String, f64>;
 
+/// A chart's panels: free and pinned, each with its rows' bars.
+type Panels = Vec<(&'static str, Vec<chart::Bars>)>;
+
 /// Writes one bench file's table; returns the benchmarks (`group/function`) it found no result
-/// of in this run.
+/// of in this run, and the figures of its chart.
 fn table(
     md: &mut String,
     file: &BenchFile,
     results: &Results<'_>,
     py_free: Option<&PythonFigures>,
     py_pinned: Option<&PythonFigures>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Panels)> {
     let mut missing = Vec::new();
+    let (mut bars_free, mut bars_pinned) = (Vec::new(), Vec::new());
     let backends: Vec<Option<String>> = if file.both_backends {
         backends_of(file, results).into_iter().map(Some).collect()
     } else {
@@ -245,6 +261,12 @@ fn table(
             let pp = py_pinned.and_then(|m| m.get(row.python).copied());
             let floor_name =
                 if row.floor.contains('/') { row.floor.replace('/', ": ") } else { row.floor.to_owned() };
+            let label = match backend {
+                Some(b) => format!("{} ({b})", row.label),
+                None => row.label.to_owned(),
+            };
+            bars_free.push(chart::Bars { label: label.clone(), values: [free, pf, floor_free] });
+            bars_pinned.push(chart::Bars { label, values: [pinned, pp, floor_pinned] });
             let mut line = format!("| {} |", row.label);
             if let Some(b) = backend {
                 write!(line, " {b} |")?;
@@ -282,7 +304,7 @@ fn table(
     if !file.note.is_empty() {
         writeln!(md, "\n{}\n", file.note)?;
     }
-    Ok(missing)
+    Ok((missing, vec![("free", bars_free), ("pinned (one CPU)", bars_pinned)]))
 }
 
 /// The backends that a bench file's groups (`<scenario>_<backend>_<pin>`) have results of from

@@ -35,12 +35,17 @@ fn a_benchmark_without_a_result_is_reported_missing() {
     let results = Results { criterion: &dir, since };
     assert_eq!(results.mean(&group("free"), row.function), Some(12.5));
     let mut md = String::new();
-    let missing = table(&mut md, file, &results, None, None).unwrap();
+    let (missing, panels) = table(&mut md, file, &results, None, None).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let free = format!("{}/{}", group("free"), row.function);
     let pinned = format!("{}/{}", group("pinned"), row.function);
     assert!(!missing.contains(&free), "{missing:?}");
     assert!(missing.contains(&pinned), "{missing:?}");
+    // The chart's figures: the free panel has the one result, the pinned one none.
+    let first =
+        |panel: usize| panels[panel].1.iter().find(|b| b.label.starts_with(row.label)).map(|b| b.values[0]);
+    assert_eq!(first(0), Some(Some(12.5)));
+    assert_eq!(first(1), Some(None));
 }
 
 /// Writes a criterion result (`<group>/<function>/new/estimates.json`) of `ns` nanoseconds.
@@ -84,8 +89,13 @@ fn a_run_with_every_result_fills_every_row_of_every_table() {
         let python: PythonFigures =
             file.rows.iter().filter(|r| !r.python.is_empty()).map(|r| (r.python.to_owned(), 100.0)).collect();
         let mut md = String::new();
-        let missing = table(&mut md, file, &results, Some(&python), Some(&python)).unwrap();
+        let (missing, panels) = table(&mut md, file, &results, Some(&python), Some(&python)).unwrap();
         assert!(missing.is_empty(), "{}: {missing:?}", file.name);
+        // Every file's chart draws, with every row in both panels.
+        let svg = dir.join(format!("{}.svg", file.name));
+        super::chart::render(&svg, file.title, &panels).unwrap();
+        assert!(panels.iter().all(|(_, bars)| bars.len() >= file.rows.len()), "{}", file.name);
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"), "{}", file.name);
         // The header, its rule, then one line per row and backend.
         let lines = md.lines().filter(|l| l.starts_with('|')).count();
         assert_eq!(lines, 2 + file.rows.len() * backends(file.both_backends).len(), "{md}");
