@@ -96,6 +96,15 @@ pub(crate) enum ErrorKind {
     #[error("access of {len} bytes at offset {offset} is beyond the segment's {size} bytes")]
     OutOfBounds { offset: usize, len: usize, size: usize },
     /// The fork server died while starting a child, twice in a row.
+    #[error("index {index} is out of range for a list of {len} items")]
+    IndexOutOfRange { index: usize, len: usize },
+
+    #[error("item {index} has {capacity} bytes of storage, too few for {len} bytes")]
+    ItemTooLarge { index: usize, len: usize, capacity: usize },
+
+    #[error("shared memory {name:?} does not hold a valid shareable list: {why}")]
+    NotShareableList { name: String, why: String },
+
     #[error("fork server failed: {0}")]
     ForkServer(String),
     /// An argument out of range, reported by a crate built on proc-core.
@@ -230,7 +239,28 @@ impl Error {
                 | ErrorKind::ZeroSize
                 | ErrorKind::OutOfBounds { .. }
                 | ErrorKind::InvalidArgument(_)
+                | ErrorKind::IndexOutOfRange { .. }
+                | ErrorKind::ItemTooLarge { .. }
         ) || self.io_kind() == Some(io::ErrorKind::InvalidInput)
+    }
+
+    /// Whether an index was not below a [`ShareableList`](crate::shm::ShareableList)'s length
+    /// (Python's `IndexError`).
+    pub fn is_index_out_of_range(&self) -> bool {
+        matches!(self.kind, ErrorKind::IndexOutOfRange { .. })
+    }
+
+    /// Whether an item needs more storage than its place in a
+    /// [`ShareableList`](crate::shm::ShareableList) has (Python's `ValueError: exceeds available
+    /// storage`).
+    pub fn is_item_too_large(&self) -> bool {
+        matches!(self.kind, ErrorKind::ItemTooLarge { .. })
+    }
+
+    /// Whether a segment opened as a [`ShareableList`](crate::shm::ShareableList) does not hold
+    /// one, or holds an item that is not valid (garbage written into it).
+    pub fn is_not_shareable_list(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotShareableList { .. })
     }
 
     /// Whether [`SharedMemory::open`](crate::shm::SharedMemory::open) refused a segment that

@@ -9,6 +9,8 @@
 //!   by name. Its creator registers it with a resource tracker, a helper process that unlinks it
 //!   when every process of the program has exited without unlinking it, so a crashed creator
 //!   leaks nothing past the end of the program.
+//! - [`ShareableList`] is a fixed-length list of typed [`Item`]s (numbers, booleans, text, bytes,
+//!   `None`) in one named segment, as Python's `ShareableList`.
 //!
 //! # Examples
 //!
@@ -31,9 +33,11 @@
 
 mod named;
 mod segment;
+mod shareable_list;
 pub(crate) mod tracker;
 
 pub use named::SharedMemory;
 pub use segment::Segment;
+pub use shareable_list::{Item, ShareableList};
 #[doc(hidden)]
 pub use tracker::{group_segment, new_group, purge_group, purge_group_at_exit, remove_dir_at_end};
