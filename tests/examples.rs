@@ -94,6 +94,30 @@ fn bytes_example_round_trips_frames() {
     assert!(stdout.contains("8 frames of 1024 KiB, checksum 1063256064\n"), "{stdout}");
 }
 
+/// The shared-memory example: a `ShareableList` set in place, and a `SharedMemoryManager`'s list
+/// that two processes fill and that is gone after the manager's shutdown.
+#[test]
+fn shared_memory_example_sets_items_and_cleans_up() {
+    let exe = example("shared_memory");
+    if !exe.exists() {
+        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
+        return;
+    }
+    let out = Command::new(exe).output().expect("run the shared_memory example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "a[2] = Float(-78.5)\n",
+        "a[2] = Str(\"dry ice\")\n",
+        "refused: item 2 has 8 bytes of storage, too few for 46 bytes\n",
+        "a[3] = Int(100), count(42) = 1, len = 7\n",
+        "sum of squares of 0..2000 = 2664667000\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("exists: false\n"), "{stdout}");
+}
+
 /// The cluster example under `mpiexec -n 3` (rank 0 and two node agents), and without a launcher
 /// (a local pool): the same program and the same results.
 #[cfg(feature = "mpi")]

@@ -82,6 +82,10 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn StdError + Send + Sync>>,
     },
+    /// A shared-memory segment could not be made ([`SharedMemoryManager`](crate::SharedMemoryManager)):
+    /// proc-core's error says why.
+    #[error("shared memory: {0}")]
+    SharedMemory(#[source] proc_core::Error),
     /// The authkey has fewer than [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN) bytes (`len`).
     /// Python accepts any key; a manager reachable over TCP cannot rely on a short one.
     #[error("an authkey of {len} bytes is too short: at least {} are required", crate::MIN_AUTHKEY_LEN)]

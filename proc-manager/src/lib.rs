@@ -59,6 +59,7 @@ mod object;
 mod proxy;
 mod registry;
 mod server;
+mod shared_memory;
 mod sys;
 mod transport;
 mod wire;
@@ -72,6 +73,7 @@ pub use proxy::{
     Queue, Semaphore, Value,
 };
 pub use registry::Shared;
+pub use shared_memory::SharedMemoryManager;
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]
