@@ -76,8 +76,9 @@ pub use proc_core::serde_bytes;
 /// see [Bytes](proc_core#bytes)).
 pub use proc_core::ByteBuf;
 pub use proc_core::{
-    active_children, cpu_count, current_process, get_all_start_methods, get_context, get_start_method, init,
-    parent_process, process_cpu_count, set_start_method, Context, Process, ProcessBuilder, Run, StartMethod,
+    active_children, cpu_count, current_process, forward_child_events, get_all_start_methods, get_context,
+    get_start_method, init, parent_process, process_cpu_count, set_child_init, set_start_method, Context,
+    Process, ProcessBuilder, Run, StartMethod,
 };
 pub use proc_manager::Manager;
 /// The keyword arguments of [`Pool`]'s `_with` calls (from `proc-pool`).

@@ -59,6 +59,7 @@ mod error;
 mod globals;
 pub mod handle;
 mod info;
+mod logging;
 mod process;
 pub mod shm;
 mod start;
@@ -71,6 +72,7 @@ pub use info::{
     active_children, cpu_count, current_process, parent_process, process_cpu_count, ActiveChild,
     ParentProcess, ProcessInfo,
 };
+pub use logging::{forward_child_events, set_child_init};
 pub use process::{CloseError, Process, ProcessBuilder, Run, Sentinel};
 pub use start::forkserver::server_pid as fork_server_pid;
 pub use start::{

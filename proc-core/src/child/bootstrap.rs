@@ -30,6 +30,11 @@ pub(crate) struct Bootstrap {
     pub(crate) has_alive: bool,
     /// Whether the resource tracker's pipe comes last.
     pub(crate) has_tracker: bool,
+    /// The function to run before the target (`logging::set_child_init`).
+    pub(crate) init: Option<EntryPoint>,
+    /// The most verbose level of `tracing` events forwarded to the parent (0: none). When not 0,
+    /// the event channel's sending end follows the argument descriptors.
+    pub(crate) log_level: u8,
 }
 
 /// What a child sends back when its target is done.
@@ -87,6 +92,8 @@ mod test {
             args_fds in any::<u32>(),
             has_alive in any::<bool>(),
             has_tracker in any::<bool>(),
+            init in proptest::option::of((any::<i64>(), any::<u64>())),
+            log_level in any::<u8>(),
         ) -> Bootstrap {
             Bootstrap {
                 sigint_ignored,
@@ -100,6 +107,8 @@ mod test {
                 args_fds,
                 has_alive,
                 has_tracker,
+                init: init.map(|(offset, fingerprint)| EntryPoint::from_parts(offset, fingerprint)),
+                log_level,
             }
         }
     }
@@ -145,6 +154,7 @@ mod test {
         fn arbitrary_bytes_are_a_value_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(boot) = crate::codec::from_bytes::<Bootstrap>(&bytes) {
                 let _ = boot.entry.resolve();
+                let _ = boot.init.map(|init| init.resolve_addr());
             }
             let _ = crate::codec::from_bytes::<Report>(&bytes);
         }
@@ -166,6 +176,8 @@ mod test {
                 args_fds: 0,
                 has_alive: false,
                 has_tracker: false,
+                init: None,
+                log_level: 0,
             };
             let bytes = crate::codec::to_vec(&boot).unwrap_or_default();
             assert_eq!(bytes.first(), Some(&u8::from(ignored)));

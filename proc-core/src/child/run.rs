@@ -86,9 +86,11 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
     };
     let args_fds = (boot.args_fds as usize).min(fds.len());
     let mut extra = fds.split_off(args_fds).into_iter();
+    let events = if boot.log_level != 0 { extra.next() } else { None };
     let alive = if boot.has_alive { extra.next() } else { None };
     let tracker = if boot.has_tracker { extra.next() } else { None };
     let ctl = Arc::new(ctl);
+    let name = boot.name.clone();
     globals::become_child(
         Identity { name: boot.name, ident: boot.ident, daemon: boot.daemon },
         Parent { pid: boot.parent_pid, name: boot.parent_name, ctl: Some(ctl.clone()) },
@@ -100,7 +102,8 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
     }
     let entry = boot.entry;
     let args = boot.args;
-    let (report, out_fds, code) = run_target(move || (entry.resolve()?)(args, fds));
+    let setup = crate::logging::child_started(&name, boot.init, boot.log_level, events);
+    let (report, out_fds, code) = run_target(move || setup?.run(|| (entry.resolve()?)(args, fds)));
     finish(&ctl, report, out_fds, code)
 }
 

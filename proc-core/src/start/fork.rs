@@ -58,6 +58,7 @@ pub(crate) fn start(
         g.forget_parent_state(&mut who);
         let ctl = Arc::new(child_ctl);
         let daemon = identity.daemon;
+        let name = identity.name.clone();
         who.identity = identity;
         who.parent = Some(Parent { pid: proc_os::getppid(), name: parent_name, ctl: Some(ctl.clone()) });
         g.set_alive(Some(alive));
@@ -67,7 +68,8 @@ pub(crate) fn start(
         if daemon {
             run::watch_parent(ctl.clone());
         }
-        let (report, fds, code) = run::run_target(move || job.run_here());
+        let setup = crate::logging::forked_child_started(&name);
+        let (report, fds, code) = run::run_target(move || setup.run(|| job.run_here()));
         run::finish(&ctl, report, fds, code);
     }
     drop(who);

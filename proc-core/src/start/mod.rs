@@ -161,12 +161,15 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
         let entry = job.entry().ok_or(Error::new(ErrorKind::CapturingTarget { method: method.as_str() }))?;
         // Serialize before creating anything, so bad arguments leave no process behind.
         let (args, args_fds) = job.serialize_args()?;
-        // A fork-server request also carries the control socket, the status and pid pipes and the
-        // tracker's pipe.
-        if args_fds.len() > wire::MAX_FDS - 4 {
-            return Err(Error::new(ErrorKind::TooManyHandles(args_fds.len() + 4)));
+        // A fork-server request also carries the control socket, the status and pid pipes, the
+        // tracker's pipe and the event channel.
+        if args_fds.len() > wire::MAX_FDS - 5 {
+            return Err(Error::new(ErrorKind::TooManyHandles(args_fds.len() + 5)));
         }
         let tracker = g.tracker.clone();
+        // The child init function and the event channel (`logging`); the channel's end follows
+        // the arguments' descriptors.
+        let setup = crate::logging::child_setup();
         let mut boot = Bootstrap {
             sigint_ignored: proc_os::signal::signal_is_ignored(libc::SIGINT),
             entry,
@@ -179,6 +182,8 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             args_fds: args_fds.len() as u32,
             has_alive: method == StartMethod::Spawn,
             has_tracker: tracker.is_some(),
+            init: setup.init,
+            log_level: setup.level,
         };
         let encode = |boot: &Bootstrap| {
             crate::codec::to_vec(boot)
@@ -188,6 +193,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             let body = encode(&boot)?;
             let started = spawn::start()?;
             let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+            fds.extend(setup.fd);
             fds.extend(started.alive.as_ref().map(|f| f.as_fd()));
             fds.extend(tracker.as_ref().map(|f| f.as_fd()));
             if let Err(e) = wire::send_frame(started.ctl.as_fd(), &body, &fds) {
@@ -199,7 +205,8 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             boot.has_alive = false;
             let body = encode(&boot)?;
             // The fork server hands its children the tracker's pipe it got when it started.
-            let fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+            let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
+            fds.extend(setup.fd);
             forkserver::start(&mut g, &body, &fds)?
         };
         (started, g)
