@@ -185,6 +185,14 @@ impl Error {
         }
     }
 
+    /// A value that could not be deserialized, with the value's own message, for the crates built
+    /// on proc-core that decode some values their own way (proc-queue's connections hand a large
+    /// byte string over without copying it). [`is_serialization`](Self::is_serialization) is true.
+    pub fn deserialization(message: impl fmt::Display) -> Self {
+        let source = crate::codec::Error::from_message(message.to_string());
+        Error::new(ErrorKind::Deserialize { what: "value", source })
+    }
+
     /// Whether a value failed to serialize or deserialize.
     pub fn is_serialization(&self) -> bool {
         matches!(self.kind, ErrorKind::Serialize { .. } | ErrorKind::Deserialize { .. })

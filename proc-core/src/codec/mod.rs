@@ -69,6 +69,11 @@ impl Error {
         }
     }
 
+    /// A type's own failure with this message (for decoders outside postcard).
+    pub(crate) fn from_message(message: String) -> Self {
+        Error { repr: Box::new(Repr::Custom(message)) }
+    }
+
     /// Recovers the message set aside for a postcard error that stands for a type's own failure.
     #[cold]
     fn from_postcard(e: postcard::Error) -> Self {

@@ -80,9 +80,13 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, body: &[u8], fds: &[OwnedFd]) -> 
     proc_os::frame::send_frame(sock, body, fds)
 }
 
-/// A received message: its body (in the connection's buffer) and its descriptors.
+/// A received message: its body (in the connection's buffer) and its descriptors. After a typed
+/// read ([`Incoming::read_typed`]) the body may lie in two parts: the body is `prefix` followed by
+/// `body` (a large byte string's encoded length, and its bytes at offset 0 of a buffer of their
+/// own); after a raw read `prefix` is empty.
 #[derive(Debug)]
 pub(crate) struct Message<'a> {
+    pub(crate) prefix: &'a [u8],
     pub(crate) body: &'a mut Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
 }
@@ -106,6 +110,8 @@ pub(crate) struct Incoming {
     /// The body is larger than this process can hold; it is read and dropped.
     skipping: bool,
     fds: Vec<OwnedFd>,
+    /// The descriptors of the frame just finished, for its message.
+    fds_ready: Vec<OwnedFd>,
     /// Some of the frame's descriptors did not make it into this process.
     fds_lost: bool,
     /// The largest body this process tries to hold.
@@ -128,6 +134,14 @@ pub(crate) struct Incoming {
     pace: Pace,
     /// The last frame's body was at least [`DIRECT`] bytes long.
     large_last: bool,
+    /// A typed read: a large body that is one byte string may be split (see [`Message`]).
+    typed: bool,
+    /// The frame's first bytes are still to be looked at for a split.
+    probe: bool,
+    /// The body's first `prefix_len` bytes, kept here when the body is split; the rest is in
+    /// `body` from its offset 0.
+    head: [u8; 10],
+    prefix_len: usize,
 }
 
 /// The descriptors one read into the read-ahead buffer brought, and the stream bytes it covered.
@@ -152,6 +166,7 @@ impl Default for Incoming {
             body: Vec::new(),
             skipping: false,
             fds: Vec::new(),
+            fds_ready: Vec::new(),
             fds_lost: false,
             limit: isize::MAX as u64,
             ahead: Box::default(),
@@ -162,6 +177,10 @@ impl Default for Incoming {
             unclaimed: VecDeque::new(),
             pace: Pace::default(),
             large_last: false,
+            typed: false,
+            probe: false,
+            head: [0; 10],
+            prefix_len: 0,
         }
     }
 }
@@ -192,6 +211,37 @@ impl Incoming {
     /// - [`Error::Os`]: a system call failed, or the frame (consumed) lost its descriptors or
     ///   came with descriptors that no frame announced (closed).
     pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Message<'_>> {
+        self.typed = false;
+        self.read_frame(sock, deadline)?;
+        if self.prefix_len > 0 {
+            // Split by an earlier typed read that ran out of time: whole again.
+            self.body.splice(0..0, self.head[..self.prefix_len].iter().copied());
+            self.prefix_len = 0;
+        }
+        self.message()
+    }
+
+    /// As [`read`](Self::read), for a typed receive: a body of at least
+    /// [`FAST`](super::bytes::FAST) bytes that starts with a varint giving the length of the rest
+    /// (a byte or text string, as postcard encodes one) comes back split: the varint in the
+    /// message's `prefix`, the rest at offset 0 of its `body`, ready to be handed to the value
+    /// without a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    pub(crate) fn read_typed(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Message<'_>> {
+        self.typed = true;
+        self.read_frame(sock, deadline)?;
+        self.message()
+    }
+
+    /// Reads until a whole frame is in (see [`read`](Self::read)).
+    fn read_frame(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
         loop {
             if self.header_len < HEADER {
                 if self.header_len == 0 {
@@ -211,7 +261,25 @@ impl Incoming {
                 if self.header_len == HEADER {
                     self.len = self.header_fields().0;
                     self.skipping = self.len > self.limit || usize::try_from(self.len).is_err();
+                    self.probe = self.typed && !self.skipping && self.len > super::bytes::FAST as u64;
                     self.claim();
+                }
+                continue;
+            }
+            if self.probe {
+                // The body's first bytes decide whether it is split (at most 10, never past it).
+                if self.pos == self.end && self.fill(sock, deadline, 10)? == 0 {
+                    return Err(self.truncated());
+                }
+                self.probe = false;
+                let look = &self.ahead[self.pos..self.end.min(self.pos + 10)];
+                if let Some((rest, k)) = super::bytes::read_varint(look) {
+                    if rest == self.len - k as u64 {
+                        self.head[..k].copy_from_slice(&look[..k]);
+                        self.serve(k);
+                        self.received += k as u64;
+                        self.prefix_len = k;
+                    }
                 }
                 continue;
             }
@@ -229,7 +297,7 @@ impl Incoming {
                     continue;
                 }
                 if !self.skipping {
-                    let filled = self.received as usize;
+                    let filled = self.filled();
                     self.body[filled..filled + n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
                 }
                 self.serve(n);
@@ -250,14 +318,14 @@ impl Incoming {
                 recv_within(sock, &mut scratch[..n], &mut self.fds, false, deadline, &mut self.pace)?
             } else {
                 // Not skipping: the whole body fits in a usize.
-                let filled = self.received as usize;
+                let filled = self.filled();
                 if filled == self.body.len() && !self.make_room(1) {
                     self.body = Vec::new();
                     self.skipping = true;
                     continue;
                 }
                 // Never past the frame: the buffer may be longer than this body (see `body`).
-                let end = self.body.len().min(filled + MAX_CHUNK).min(self.len as usize);
+                let end = self.body.len().min(filled + MAX_CHUNK).min(self.body_len());
                 recv_within(
                     sock,
                     &mut self.body[filled..end],
@@ -278,6 +346,16 @@ impl Incoming {
         }
     }
 
+    /// Where the next body byte goes in `body` (not skipping: it fits in a usize).
+    fn filled(&self) -> usize {
+        self.received as usize - self.prefix_len
+    }
+
+    /// The length of the part of the body that goes into `body` (not skipping).
+    fn body_len(&self) -> usize {
+        self.len as usize - self.prefix_len
+    }
+
     /// The body length and the number of descriptors a whole header announces.
     fn header_fields(&self) -> (u64, usize) {
         proc_os::frame::parse_header(&self.header)
@@ -292,6 +370,8 @@ impl Incoming {
         self.len = 0;
         self.received = 0;
         self.frame_start = self.offset;
+        self.probe = false;
+        self.prefix_len = 0;
     }
 
     /// One receive of at most `max` bytes into the (empty) read-ahead buffer; returns the bytes
@@ -349,11 +429,11 @@ impl Incoming {
     /// Makes room in the body for the next `n` bytes, extending it with zeroes: at least 64 KiB,
     /// doubling, never past the frame. False when there is no memory for it.
     fn make_room(&mut self, n: usize) -> bool {
-        let filled = self.received as usize;
+        let filled = self.filled();
         while self.body.len() < filled + n {
             let len = self.body.len();
             // The body never grows past the frame, whose length fits in a usize when not skipping.
-            let left = (self.len - len as u64) as usize;
+            let left = self.body_len() - len;
             let step = FIRST_CHUNK.max(len).min(left);
             if self.body.try_reserve_exact(step).is_err() {
                 return false;
@@ -364,7 +444,7 @@ impl Incoming {
     }
 
     /// Ends a whole frame.
-    fn finish(&mut self) -> Result<Message<'_>> {
+    fn finish(&mut self) -> Result<()> {
         self.header_len = 0;
         self.large_last = self.len >= DIRECT as u64;
         if self.pos < self.end {
@@ -389,7 +469,8 @@ impl Incoming {
             return Err(Error::TooLarge(self.len));
         }
         // Not skipping: the body's length fits in a usize.
-        self.body.truncate(self.len as usize);
+        let body_len = self.body_len();
+        self.body.truncate(body_len);
         if stray {
             return Err(Error::Os(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -402,12 +483,20 @@ impl Incoming {
                 "the handles of a message were lost in transit (too many open files?)",
             )));
         }
-        Ok(Message { body: &mut self.body, fds })
+        self.fds_ready = fds;
+        Ok(())
+    }
+
+    /// The frame just finished, as a message.
+    fn message(&mut self) -> Result<Message<'_>> {
+        let fds = std::mem::take(&mut self.fds_ready);
+        Ok(Message { prefix: &self.head[..self.prefix_len], body: &mut self.body, fds })
     }
 
     /// Drops a frame cut short by the end of the stream.
     fn truncated(&mut self) -> Error {
         self.header_len = 0;
+        self.fds_ready.clear();
         self.fds.clear();
         self.fds_lost = false;
         self.skipping = false;

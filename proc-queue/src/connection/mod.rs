@@ -2,6 +2,7 @@
 //!
 //! The wire format is in `frame`; `turn` hands the receiving state to one receiver at a time.
 
+mod bytes;
 mod frame;
 mod turn;
 
@@ -194,6 +195,12 @@ impl<T> Connection<T> {
         // connection gets a fresh one) and put back after: a stream of large messages is
         // serialized into the same memory each time, not into a new allocation that the
         // allocator maps, faults in and unmaps again.
+        // A value that is one large byte string goes out from where its bytes lie (see `bytes`).
+        match bytes::try_send(value, &mut |prefix, payload| self.send_parts(prefix, payload)) {
+            Ok(()) => return Ok(()),
+            Err(bytes::Refused::Failed(e)) => return Err(e),
+            Err(bytes::Refused::Other | bytes::Refused::Custom(_)) => {}
+        }
         let mut bytes = SEND_BUFFER.take();
         let sent = serialize_with_fds_into(value, &mut bytes)
             .map_err(Error::Serialize)
@@ -430,12 +437,13 @@ impl<T> Connection<T> {
 
     fn send_frame(&self, body: &[u8], fds: &[OwnedFd]) -> Result<()> {
         let _turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
-        frame::send_frame(self.socket.as_fd(), body, fds).map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
-                Error::Disconnected
-            }
-            _ => Error::Os(e),
-        })
+        frame::send_frame(self.socket.as_fd(), body, fds).map_err(send_error)
+    }
+
+    /// Sends one frame whose body is `prefix` then `payload`, without descriptors.
+    fn send_parts(&self, prefix: &[u8], payload: &[u8]) -> Result<()> {
+        let _turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        proc_os::frame::send_frame_parts(self.socket.as_fd(), prefix, payload).map_err(send_error)
     }
 
     /// This thread's turn to receive, once the receiving state is free (or the deadline passed).
@@ -451,7 +459,28 @@ impl<T> Connection<T> {
         T: DeserializeOwned,
     {
         let mut incoming = self.receiving(deadline)?;
-        let message = incoming.read(self.socket.as_fd(), deadline)?;
+        let message = incoming.read_typed(self.socket.as_fd(), deadline)?;
+        if !message.prefix.is_empty() {
+            // One large byte string, its bytes in a buffer of their own (see `bytes`): a value
+            // that is such a string takes the buffer; any other is decoded from the whole body.
+            let payload = std::mem::take(message.body);
+            let payload = match bytes::try_take::<T>(payload) {
+                // Descriptors that came with it (a sender that broke the format) are closed, as
+                // the usual decoder closes those no handle takes.
+                Ok(value) => return Ok(value),
+                Err((_, Some(payload))) => payload,
+                Err((refused, None)) => {
+                    return Err(Error::Deserialize(proc_core::Error::deserialization(refused)));
+                }
+            };
+            // Whole again (one move of the bytes), decoded the usual way, and kept as the
+            // connection's buffer for the next message.
+            let mut body = payload;
+            body.splice(0..0, message.prefix.iter().copied());
+            let value = deserialize_with_fds(&body, message.fds).map_err(Error::Deserialize);
+            *message.body = body;
+            return value;
+        }
         deserialize_with_fds(message.body, message.fds).map_err(Error::Deserialize)
     }
 }
@@ -501,6 +530,16 @@ impl<'de, T> Deserialize<'de> for Connection<T> {
         let (index, readable, writable) = <(u32, bool, bool)>::deserialize(deserializer)?;
         let socket = import_fd(index).map_err(D::Error::custom)?;
         Ok(Connection::from_parts(socket, readable, writable))
+    }
+}
+
+/// A failed send: the peer gone, or another failure.
+fn send_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
+            Error::Disconnected
+        }
+        _ => Error::Os(e),
     }
 }
 

@@ -335,3 +335,43 @@ fn a_reused_body_buffer_keeps_each_frame_to_its_own_bytes() {
     }
     writer.join().unwrap();
 }
+
+/// A typed read splits a large body that is one byte string (its varint, then the bytes at offset
+/// 0 of the body buffer), whether the body's first bytes come with its header's read or after
+/// a large frame (header read alone); small bodies and other bodies stay whole, and a raw read
+/// never splits.
+#[test]
+fn typed_reads_split_large_byte_strings() {
+    let (a, b) = proc_os::socket::socketpair().unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let string = |bytes: &[u8]| {
+        let mut body = proc_core::codec::to_vec(&(bytes.len() as u64)).unwrap();
+        body.extend_from_slice(bytes);
+        body
+    };
+    let writer = std::thread::spawn({
+        let (big, a) = (big.clone(), a.try_clone().unwrap());
+        move || {
+            for body in [string(&big), string(&big), string(&big[..100]), big.clone(), string(&big)] {
+                send_frame(a.as_fd(), &body, &[]).unwrap();
+            }
+        }
+    });
+    let mut incoming = Incoming::default();
+    for round in 0..2 {
+        let m = incoming.read_typed(b.as_fd(), None).unwrap();
+        assert_eq!(m.prefix, &proc_core::codec::to_vec(&(big.len() as u64)).unwrap()[..], "{round}");
+        assert_eq!(*m.body, big, "{round}");
+    }
+    let small = incoming.read_typed(b.as_fd(), None).unwrap();
+    assert!(small.prefix.is_empty(), "a small string stays whole");
+    assert_eq!(*small.body, string(&big[..100]));
+    let other = incoming.read_typed(b.as_fd(), None).unwrap();
+    assert!(other.prefix.is_empty(), "a body whose first bytes do not give the rest's length");
+    assert_eq!(*other.body, big);
+    let raw = incoming.read(b.as_fd(), None).unwrap();
+    assert!(raw.prefix.is_empty());
+    assert_eq!(*raw.body, string(&big));
+    writer.join().unwrap();
+    drop(a);
+}
