@@ -118,6 +118,20 @@ fn shared_memory_example_sets_items_and_cleans_up() {
     assert!(stdout.contains("exists: false\n"), "{stdout}");
 }
 
+/// The async example (feature `tokio`): workers fed through a queue, results awaited.
+#[test]
+fn async_pipeline_example_sums_the_squares() {
+    let exe = example("async_pipeline");
+    if !exe.exists() {
+        eprintln!("skipping: {} was not built (it needs `--features tokio`)", exe.display());
+        return;
+    }
+    let out = Command::new(exe).output().expect("run the async_pipeline example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("200 jobs by 3 processes, sum of squares 2686700\n"), "{stdout}");
+}
+
 /// The cluster example under `mpiexec -n 3` (rank 0 and two node agents), and without a launcher
 /// (a local pool): the same program and the same results.
 #[cfg(feature = "mpi")]

@@ -121,6 +121,13 @@ impl Error {
         Error::new(ErrorKind::Io { context, source })
     }
 
+    /// An operating-system call that failed (`context` says which), for the crates built on
+    /// proc-core that report their errors as this type. [`io_kind`](Self::io_kind) gives `source`'s
+    /// kind.
+    pub fn os(context: &'static str, source: io::Error) -> Self {
+        Error::io(context, source)
+    }
+
     /// An argument out of range (`what` says which and why), for the crates built on proc-core
     /// that report their errors as this type. [`is_invalid_input`](Self::is_invalid_input) is true.
     pub fn invalid_argument(what: impl Into<String>) -> Self {

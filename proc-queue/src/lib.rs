@@ -70,12 +70,16 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 mod connection;
 mod error;
 mod loom;
 mod queue;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::ready_async;
 pub use connection::{pipe, pipe_one_way, Connection};
 pub use error::{Error, Result};
 pub use queue::{

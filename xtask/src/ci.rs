@@ -31,6 +31,7 @@ pub(crate) fn ci() -> Result<()> {
     run("cargo", &["test", "--workspace"], &[])?;
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
+    tokio()?;
     mpi()?;
     loom()?;
     no_shared_memory_left()?;
@@ -42,6 +43,34 @@ pub(crate) fn ci() -> Result<()> {
         eprintln!("ci: skipping the soak: it needs Linux (/proc, pidfds)");
         Ok(())
     }
+}
+
+/// The async APIs (feature `tokio` of the facade, proc-core and proc-queue): lints, their tests
+/// and doctests, and the async example (which `tests/examples.rs` runs once it is built).
+fn tokio() -> Result<()> {
+    run(
+        "cargo",
+        &["clippy", "--workspace", "--all-targets", "--features", "multiproc/tokio", "--", "-D", "warnings"],
+        &[],
+    )?;
+    run("cargo", &["test", "-p", "proc-core", "--features", "tokio", "--test", "process_async"], &[])?;
+    run("cargo", &["test", "-p", "proc-queue", "--features", "tokio", "--test", "async_io"], &[])?;
+    run(
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "proc-core",
+            "-p",
+            "proc-queue",
+            "--features",
+            "proc-core/tokio,proc-queue/tokio",
+            "--doc",
+            "async",
+        ],
+        &[],
+    )?;
+    run("cargo", &["test", "-p", "multiproc", "--features", "tokio", "--test", "examples", "async"], &[])
 }
 
 /// `cargo publish --dry-run` of every published crate, in dependency order: `--workspace` packages

@@ -17,6 +17,8 @@ use crate::handle::serialize_with_fds;
 use crate::start::{self, method::StartMethod};
 use crate::target::{trampoline, Target};
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 mod shared;
 
 pub use shared::Sentinel;

@@ -440,6 +440,34 @@ impl Shared {
         }
     }
 
+    /// One look without waiting, for an async join: `None` once the child has ended and is reaped;
+    /// else the descriptors whose readability may end the wait (sentinel, control socket) and
+    /// whether the end must be polled for as well (no descriptor tells it).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn look(&self) -> Result<Option<(Vec<OwnedFd>, bool)>> {
+        self.check_owner()?;
+        let (ctl_open, stale, direct) = {
+            let mut st = self.lock();
+            self.pump_ctl(&mut st);
+            if self.try_reap(&mut st)? {
+                drop(st);
+                crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+                return Ok(None);
+            }
+            (!st.ctl_done, st.stale_sentinel, self.direct())
+        };
+        let mut fds = Vec::with_capacity(2);
+        let dup =
+            |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|e| Error::io("cannot wait for a child", e));
+        if !stale {
+            fds.push(dup(self.sentinel.as_fd())?);
+        }
+        if ctl_open {
+            fds.push(dup(self.ctl.as_fd())?);
+        }
+        Ok(Some((fds, stale || (!ctl_open && direct))))
+    }
+
     /// The outcome of an ended child, as `join` returns it.
     pub(crate) fn result<R: DeserializeOwned>(&self) -> Result<R> {
         let mut st = self.lock();

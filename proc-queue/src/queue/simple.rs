@@ -20,7 +20,7 @@ use super::handle::Queue;
 /// assert!(q.empty());
 /// ```
 pub struct SimpleQueue<T> {
-    inner: Queue<T>,
+    pub(crate) inner: Queue<T>,
 }
 
 impl<T> Clone for SimpleQueue<T> {

@@ -1,0 +1,159 @@
+//! Async receives for tokio (feature `tokio`): [`Connection::recv_async`], [`Queue::get_async`],
+//! [`SimpleQueue::get_async`] (and [`JoinableQueue`](crate::JoinableQueue)'s, through `Deref`), and
+//! [`ready_async`] for any [`Waitable`].
+//!
+//! Each waits on the object's descriptor with tokio's `AsyncFd` (the queues' doorbell, the
+//! connection's socket), never on a blocking call moved to a thread, and takes what is there with
+//! a call that does not wait. So a future dropped at any point leaves nothing half done: no half-read
+//! frame is lost (a connection keeps a partial frame for its next receive), no slot is claimed,
+//! no message taken.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::queue::{GetError, Queue, SimpleQueue};
+use crate::wait::Waitable;
+
+/// Waits until `object` is ready, or may be (Python's `wait` on one object, as a future): a
+/// connection with something to receive (or its end), a queue whose state changed, a process's
+/// sentinel once it ended.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> proc_queue::Result<()> {
+/// let (a, b) = proc_queue::pipe::<u8>()?;
+/// a.send(&1)?;
+/// proc_queue::ready_async(&b).await?;
+/// assert_eq!(b.recv()?, 1);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Os`] when there is no tokio runtime with I/O enabled here, or the descriptor cannot be
+/// watched.
+pub async fn ready_async(object: &(dyn Waitable + Sync)) -> Result<()> {
+    if object.arm() == Some(true) {
+        return Ok(());
+    }
+    readable(object).await?;
+    if object.arm().is_some() {
+        // A doorbell: clear it (the caller looks at the object again anyway).
+        let _ = object.fired();
+    }
+    Ok(())
+}
+
+/// Waits until `object`'s descriptor is readable.
+async fn readable(object: &(dyn Waitable + Sync)) -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::Os(io::Error::other("an async receive needs a tokio runtime")));
+    }
+    let fd: OwnedFd = object.wait_fd().try_clone_to_owned().map_err(Error::Os)?;
+    // SAFETY: `fd` is an open descriptor the `AsyncFd` owns: it stays open, and is the same one,
+    // until the `AsyncFd` is dropped.
+    let watched = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(|e| Error::Os(e.into_parts().1))?;
+    let _ready = watched.readable().await.map_err(Error::Os)?;
+    Ok(())
+}
+
+impl<T> Connection<T> {
+    /// Receives the next message without blocking the runtime's thread: the async
+    /// [`recv`](Self::recv). Dropping the future before it completes loses nothing; bytes of a
+    /// message that had arrived stay for the next receive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_queue::Result<()> {
+    /// let (a, b) = proc_queue::pipe::<String>()?;
+    /// let reader = tokio::spawn(async move { b.recv_async().await });
+    /// a.send(&"hello".to_string())?;
+    /// assert_eq!(reader.await.unwrap()?, "hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); also [`Error::Os`] when there is no tokio runtime with I/O enabled.
+    pub async fn recv_async(&self) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        loop {
+            match self.recv_timeout(Duration::ZERO) {
+                // Not a whole message yet (or another thread's turn): wait for more bytes. Not
+                // `ready_async`, whose answer for a connection that holds part of a message is
+                // "ready" at once.
+                Err(Error::Timeout) => readable(self).await?,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Takes the oldest item without blocking the runtime's thread: the async
+    /// [`get`](Self::get). Dropping the future before it completes takes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let q = proc_queue::Queue::<u32>::new(4)?;
+    /// let getter = tokio::spawn({
+    ///     let q = q.clone();
+    ///     async move { q.get_async().await }
+    /// });
+    /// q.put(5)?;
+    /// assert_eq!(getter.await??, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`GetError::Os`] when there is no tokio runtime with I/O enabled.
+    pub async fn get_async(&self) -> std::result::Result<T, GetError> {
+        loop {
+            match self.get_nowait() {
+                Err(GetError::Empty) => {
+                    ready_async(self).await.map_err(|e| match e {
+                        Error::Os(e) => GetError::Os(proc_core::Error::os("cannot wait for the queue", e)),
+                        other => GetError::Os(proc_core::Error::os(
+                            "cannot wait for the queue",
+                            io::Error::other(other.to_string()),
+                        )),
+                    })?;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// The async [`get`](Self::get), as [`Queue::get_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_async`].
+    pub async fn get_async(&self) -> std::result::Result<T, GetError> {
+        self.inner.get_async().await
+    }
+}
