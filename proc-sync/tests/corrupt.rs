@@ -218,6 +218,42 @@ proptest! {
     }
 }
 
+/// A place in an arena to name: an extreme word, a slot boundary, or a small number.
+fn place() -> impl Strategy<Value = u64> {
+    prop_oneof![test_support::scribble::word(), (0u64..2048).prop_map(|s| s * 64), 0u64..200]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A lock handle whose region names any arena length, offset and length (and perhaps another
+    /// arena id) is refused, or decodes to a place that is slot-aligned, past the arena's header
+    /// and inside it, and the lock there works.
+    #[test]
+    fn a_region_at_any_place_is_refused_or_inside_its_arena(
+        arena_len in place(),
+        offset in place(),
+        len in place(),
+        other_id in any::<bool>(),
+    ) {
+        let _serial = serial();
+        let _dog = Watchdog::new("a_region_at_any_place_is_refused_or_inside_its_arena", Duration::from_secs(60));
+        let lock = Lock::new().unwrap();
+        let (bytes, fds) = serialize_with_fds(&lock).unwrap();
+        // A region's wire form: (arena id, descriptor index, arena length, offset, length).
+        let (id, index, real_len, _, _): (u128, u32, u64, u64, u64) = proc_core::codec::from_bytes(&bytes).unwrap();
+        let id = if other_id { id ^ 1 << 77 } else { id };
+        let bytes = proc_core::codec::to_vec(&(id, index, arena_len, offset, len)).unwrap();
+        if let Ok(copy) = deserialize_with_fds::<Lock>(&bytes, fds) {
+            prop_assert!(!other_id, "a region of another arena id decoded");
+            prop_assert!(offset % 64 == 0 && offset >= 64 && len >= 24, "offset {offset}, length {len}");
+            prop_assert!(offset.checked_add(len).is_some_and(|end| end <= real_len.min(arena_len)));
+            use_lock(&copy);
+        }
+        use_lock(&lock);
+    }
+}
+
 /// A timed barrier wait keeps its deadline while another (live) process holds the barrier's lock:
 /// here the barrier's memory names this process everywhere: its pid in the first two 32-bit
 /// words of every 64-byte slot of the arenas it is carved from (the lock word among them), its
