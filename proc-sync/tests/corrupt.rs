@@ -158,9 +158,26 @@ fn decode_and_use<T: Serialize + DeserializeOwned>(
     use_it(original);
 }
 
-/// Makes a primitive of `kind`, lets `mangle` change its handle's bytes and memory, then decodes
-/// and uses it.
+/// Moves this process' allocator on to a fresh arena (small primitives share 64 KiB arenas) and
+/// returns the lock in its first slot. The next primitive's slots follow it, so the arena's only
+/// nonzero words are its header's and that primitive's (a free lock is all zero), and scribbles
+/// aimed at words that hold state mostly land on the primitive's, as when it had a page of its own.
+fn fresh_arena() -> Lock {
+    loop {
+        let lock = Lock::new().unwrap();
+        let (bytes, _fds) = serialize_with_fds(&lock).unwrap();
+        // A region's wire form: (arena id, descriptor index, arena length, offset, length).
+        let (_, _, _, offset, _): (u128, u32, u64, u64, u64) = proc_core::codec::from_bytes(&bytes).unwrap();
+        if offset == 64 {
+            return lock;
+        }
+    }
+}
+
+/// Makes a primitive of `kind` in a fresh arena, lets `mangle` change its handle's bytes and
+/// memory, then decodes and uses it.
 fn run(kind: Kind, mangle: impl FnOnce(&mut Vec<u8>, &[OwnedFd])) {
+    let _first = fresh_arena();
     fn go<T: Serialize + DeserializeOwned>(
         t: T,
         mangle: impl FnOnce(&mut Vec<u8>, &[OwnedFd]),
