@@ -32,8 +32,16 @@ use crate::child::entry::EntryPoint;
 use crate::error::{Error, ErrorKind, Result, HANDLE_OUTSIDE_START as OUTSIDE};
 use crate::wire::MAX_FDS;
 
+/// The side table of a message being serialized: its descriptors, and the keys of those that
+/// [`export_shared_fd`] put there with their indexes.
+#[derive(Default)]
+struct Sink {
+    fds: Vec<OwnedFd>,
+    shared: Vec<(u128, u32)>,
+}
+
 thread_local! {
-    static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
     static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
     /// Set by a handle whose bytes can be decoded only once (see [`single_use`]).
     static SINGLE_USE: Cell<bool> = const { Cell::new(false) };
@@ -58,7 +66,7 @@ pub fn serialize_with_fds<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, 
 ///
 /// As [`serialize_with_fds`].
 pub fn serialize_with_fds_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
-    let mut guard = SinkGuard { saved: Some(SINK.with(|s| s.borrow_mut().replace(Vec::new()))) };
+    let mut guard = SinkGuard { saved: Some(SINK.with(|s| s.borrow_mut().replace(Sink::default()))) };
     let done = crate::codec::to_vec_into(value, buf);
     let fds = guard.restore();
     done.map_err(|source| match source.custom_message() {
@@ -71,13 +79,16 @@ pub fn serialize_with_fds_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u
 
 /// Puts the outer side table back, even if a `Serialize` implementation panicked.
 struct SinkGuard {
-    saved: Option<Option<Vec<OwnedFd>>>,
+    saved: Option<Option<Sink>>,
 }
 
 impl SinkGuard {
     fn restore(&mut self) -> Vec<OwnedFd> {
         match self.saved.take() {
-            Some(saved) => SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), saved)).unwrap_or_default(),
+            Some(saved) => SINK
+                .with(|s| std::mem::replace(&mut *s.borrow_mut(), saved))
+                .map(|sink| sink.fds)
+                .unwrap_or_default(),
             None => Vec::new(),
         }
     }
@@ -145,13 +156,43 @@ pub fn export_fd(fd: BorrowedFd<'_>) -> Result<u32> {
     SINK.with(|s| {
         let mut sink = s.borrow_mut();
         let sink = sink.as_mut().ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?;
-        if sink.len() >= MAX_FDS {
-            return Err(Error::new(ErrorKind::TooManyHandles(sink.len() + 1)));
-        }
-        let dup = proc_os::fd::dup_cloexec(fd, 3).map_err(|e| Error::io("cannot duplicate a handle", e))?;
-        sink.push(dup);
-        Ok((sink.len() - 1) as u32)
+        push_dup(&mut sink.fds, fd)
     })
+}
+
+/// As [`export_fd`], for a descriptor that many handles of one message share (the memory that
+/// many small primitives are carved from): the first call with `key` in the message being
+/// serialized puts a duplicate of `fd` into its side table; later calls with the same `key` return
+/// the same index and duplicate nothing. So a message with a thousand such handles carries one
+/// descriptor, not a thousand. The receiver reads the index with [`import_shared_fd`].
+///
+/// The caller promises that equal keys name the same object: a key unique to the object, such as
+/// a random 128-bit id stored with it.
+///
+/// # Errors
+///
+/// As [`export_fd`].
+pub fn export_shared_fd(fd: BorrowedFd<'_>, key: u128) -> Result<u32> {
+    SINK.with(|s| {
+        let mut sink = s.borrow_mut();
+        let sink = sink.as_mut().ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?;
+        if let Some(&(_, index)) = sink.shared.iter().find(|(k, _)| *k == key) {
+            return Ok(index);
+        }
+        let index = push_dup(&mut sink.fds, fd)?;
+        sink.shared.push((key, index));
+        Ok(index)
+    })
+}
+
+/// Puts a duplicate of `fd` at the end of `fds`, returning its index.
+fn push_dup(fds: &mut Vec<OwnedFd>, fd: BorrowedFd<'_>) -> Result<u32> {
+    if fds.len() >= MAX_FDS {
+        return Err(Error::new(ErrorKind::TooManyHandles(fds.len() + 1)));
+    }
+    let dup = proc_os::fd::dup_cloexec(fd, 3).map_err(|e| Error::io("cannot duplicate a handle", e))?;
+    fds.push(dup);
+    Ok((fds.len() - 1) as u32)
 }
 
 /// Takes descriptor `index` out of the side table of the message being deserialized.
@@ -171,6 +212,31 @@ pub fn import_fd(index: u32) -> Result<OwnedFd> {
             .ok_or_else(|| {
                 Error::new(ErrorKind::ChildFailed(format!("handle descriptor {index} is missing")))
             })
+    })
+}
+
+/// A duplicate of descriptor `index` of the message being deserialized, which stays in the table
+/// (it is closed with the table if nothing takes it): for an index that several handles of the
+/// message may name, as [`export_shared_fd`] writes.
+///
+/// Call it from a handle's `Deserialize` implementation.
+///
+/// # Errors
+///
+/// Outside [`deserialize_with_fds`], when `index` is missing or was taken by [`import_fd`], or
+/// when the descriptor cannot be duplicated.
+pub fn import_shared_fd(index: u32) -> Result<OwnedFd> {
+    SOURCE.with(|s| {
+        let source = s.borrow();
+        let fd = source
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::HandleOutsideStart))?
+            .get(index as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ChildFailed(format!("handle descriptor {index} is missing")))
+            })?;
+        proc_os::fd::dup_cloexec(fd.as_fd(), 3).map_err(|e| Error::io("cannot duplicate a handle", e))
     })
 }
 
@@ -309,7 +375,7 @@ impl Drop for ReleaseOnFork {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
     use super::{deserialize_with_fds, serialize_with_fds, Fd};
 
@@ -354,6 +420,48 @@ mod tests {
         }
         let (_, fds) = serialize_with_fds(&(null(), Nested, null())).unwrap();
         assert_eq!(fds.len(), 2);
+    }
+
+    #[test]
+    fn a_shared_descriptor_travels_once_per_message() {
+        struct Shared<'a>(&'a Fd, u128);
+        impl serde::Serialize for Shared<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                super::export_shared_fd(self.0.as_fd(), self.1)
+                    .map_err(serde::ser::Error::custom)?
+                    .serialize(s)
+            }
+        }
+        let (a, b) = (null(), null());
+        // Three handles on `a` (one key), one on `b` (another key), and a plain one on `a`.
+        let value = (
+            Shared(&a, 7),
+            Shared(&b, 8),
+            Shared(&a, 7),
+            a.as_fd().try_clone_to_owned().map(Fd::from).unwrap(),
+            Shared(&a, 7),
+        );
+        let (bytes, fds) = serialize_with_fds(&value).unwrap();
+        assert_eq!(fds.len(), 3);
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let (i, j, k, _, l): (u32, u32, u32, u32, u32) = crate::codec::from_bytes(&bytes).unwrap();
+        assert_eq!((i, j, k, l), (0, 1, 0, 0));
+        // Each handle of the message may read index 0; the table keeps its own, closed at the end.
+        struct Import(OwnedFd);
+        impl<'de> serde::Deserialize<'de> for Import {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let index = <u32 as serde::Deserialize>::deserialize(d)?;
+                super::import_shared_fd(index).map(Import).map_err(serde::de::Error::custom)
+            }
+        }
+        let back: (Import, Import, Import, Fd, Import) = deserialize_with_fds(&bytes, fds).unwrap();
+        assert!(![back.0 .0.as_raw_fd(), back.2 .0.as_raw_fd(), back.4 .0.as_raw_fd()]
+            .iter()
+            .any(|f| raw.contains(f)));
+        assert_eq!(back.3.as_raw_fd(), raw[2]);
+        // Outside a message, both refuse.
+        assert!(crate::codec::to_vec(&Shared(&a, 7)).is_err());
+        assert!(crate::codec::from_bytes::<Import>(&bytes).is_err());
     }
 
     #[test]

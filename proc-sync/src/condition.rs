@@ -82,7 +82,7 @@ const SLOT_TICKET: usize = 2;
 const STATE: usize = 3;
 /// Slot word: the ticket count at the notify that chose the wait (who else may take it over).
 const NOTE: usize = 4;
-// Every slot's token is 8-byte aligned in the (page-aligned) region.
+// Every slot's token is 8-byte aligned in the (64-byte aligned) region.
 const _: () =
     assert!(FIRST_SLOT.is_multiple_of(2) && SLOT_WORDS.is_multiple_of(2) && OWNER.is_multiple_of(2));
 const NOTIFIED: u32 = 1;

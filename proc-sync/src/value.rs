@@ -61,7 +61,7 @@ impl Header {
     /// If the region is shorter than the header: every constructor and decoder checks that first.
     fn of(region: &Region) -> &Header {
         assert!(region.len() >= DATA, "a shared value's region is shorter than its header");
-        // SAFETY: the mapping is page-aligned (so aligned for Header's 8-byte atomics) and holds at
+        // SAFETY: the region is 64-byte aligned (so aligned for Header's 8-byte atomics) and holds at
         // least DATA >= size_of::<Header>() bytes (asserted); it lives as long as `region`, and
         // every access to the header goes through its atomics.
         unsafe { &*region.ptr().cast::<Header>() }

@@ -158,9 +158,26 @@ fn decode_and_use<T: Serialize + DeserializeOwned>(
     use_it(original);
 }
 
-/// Makes a primitive of `kind`, lets `mangle` change its handle's bytes and memory, then decodes
-/// and uses it.
+/// Moves this process' allocator on to a fresh arena (small primitives share 64 KiB arenas) and
+/// returns the lock in its first slot. The next primitive's slots follow it, so the arena's only
+/// nonzero words are its header's and that primitive's (a free lock is all zero), and scribbles
+/// aimed at words that hold state mostly land on the primitive's, as when it had a page of its own.
+fn fresh_arena() -> Lock {
+    loop {
+        let lock = Lock::new().unwrap();
+        let (bytes, _fds) = serialize_with_fds(&lock).unwrap();
+        // A region's wire form: (arena id, descriptor index, arena length, offset, length).
+        let (_, _, _, offset, _): (u128, u32, u64, u64, u64) = proc_core::codec::from_bytes(&bytes).unwrap();
+        if offset == 64 {
+            return lock;
+        }
+    }
+}
+
+/// Makes a primitive of `kind` in a fresh arena, lets `mangle` change its handle's bytes and
+/// memory, then decodes and uses it.
 fn run(kind: Kind, mangle: impl FnOnce(&mut Vec<u8>, &[OwnedFd])) {
+    let _first = fresh_arena();
     fn go<T: Serialize + DeserializeOwned>(
         t: T,
         mangle: impl FnOnce(&mut Vec<u8>, &[OwnedFd]),
@@ -218,10 +235,47 @@ proptest! {
     }
 }
 
+/// A place in an arena to name: an extreme word, a slot boundary, or a small number.
+fn place() -> impl Strategy<Value = u64> {
+    prop_oneof![test_support::scribble::word(), (0u64..2048).prop_map(|s| s * 64), 0u64..200]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A lock handle whose region names any arena length, offset and length (and perhaps another
+    /// arena id) is refused, or decodes to a place that is slot-aligned, past the arena's header
+    /// and inside it, and the lock there works.
+    #[test]
+    fn a_region_at_any_place_is_refused_or_inside_its_arena(
+        arena_len in place(),
+        offset in place(),
+        len in place(),
+        other_id in any::<bool>(),
+    ) {
+        let _serial = serial();
+        let _dog = Watchdog::new("a_region_at_any_place_is_refused_or_inside_its_arena", Duration::from_secs(60));
+        let lock = Lock::new().unwrap();
+        let (bytes, fds) = serialize_with_fds(&lock).unwrap();
+        // A region's wire form: (arena id, descriptor index, arena length, offset, length).
+        let (id, index, real_len, _, _): (u128, u32, u64, u64, u64) = proc_core::codec::from_bytes(&bytes).unwrap();
+        let id = if other_id { id ^ 1 << 77 } else { id };
+        let bytes = proc_core::codec::to_vec(&(id, index, arena_len, offset, len)).unwrap();
+        if let Ok(copy) = deserialize_with_fds::<Lock>(&bytes, fds) {
+            prop_assert!(!other_id, "a region of another arena id decoded");
+            prop_assert!(offset % 64 == 0 && offset >= 64 && len >= 24, "offset {offset}, length {len}");
+            prop_assert!(offset.checked_add(len).is_some_and(|end| end <= real_len.min(arena_len)));
+            use_lock(&copy);
+        }
+        use_lock(&lock);
+    }
+}
+
 /// A timed barrier wait keeps its deadline while another (live) process holds the barrier's lock:
 /// here the barrier's memory names this process everywhere: its pid in the first two 32-bit
-/// words (the lock word among them), its process token in every 64-bit word after them (the
-/// owner's token among them). (The wait used to take the lock without a deadline, so for ever.)
+/// words of every 64-byte slot of the arenas it is carved from (the lock word among them), its
+/// process token in every other 64-bit word (the owner's token among them). (The wait used to take
+/// the lock without a deadline, so for ever.)
 #[test]
 fn a_timed_barrier_wait_gives_up_on_a_held_lock() {
     let _serial = serial();
@@ -233,8 +287,9 @@ fn a_timed_barrier_wait_gives_up_on_a_held_lock() {
     for fd in &fds {
         let file = std::fs::File::from(fd.try_clone().unwrap());
         let Ok(map) = memmap2::MmapOptions::new().map_raw(&file) else { continue };
-        for i in 0..(map.len() / 8).min(64) {
-            let value = if i == 0 { pid | pid << 32 } else { token };
+        // The first slot is the arena's header, which a decode in this process does not read.
+        for i in 8..map.len() / 8 {
+            let value = if i % 8 == 0 { pid | pid << 32 } else { token };
             // SAFETY: 64-bit word `i` is inside the page-aligned mapping, which lives until the end
             // of this loop's body; nothing else touches the barrier meanwhile.
             unsafe { map.as_mut_ptr().cast::<u64>().add(i).write_volatile(value) };

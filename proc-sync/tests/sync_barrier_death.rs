@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use proc_core::handle::{deserialize_with_fds, serialize_with_fds, StaticFn};
-use proc_core::shm::Segment;
+use proc_core::handle::{deserialize_with_fds, serialize_with_fds, Fd, StaticFn};
 use proc_core::{get_all_start_methods, get_context, Process, StartMethod};
 use proc_sync::{Barrier, BarrierError, Condition, Event, LIVENESS_CHECK};
 use test_support::{serial, spawn_until_asleep, until, Watchdog};
@@ -167,9 +166,12 @@ fn a_party_that_dies_between_rounds_breaks_nothing() {
     }
 }
 
+/// A region's wire form: `(arena id, arena descriptor, arena length, offset, length)`.
+type RegionWire = (u128, Fd, u64, u64, u64);
+
 /// A `Barrier`'s wire form: `(cond, region, parties, action, timeout)`, the same bytes the handle
 /// writes.
-type BarrierWire = (Condition, Segment, u32, Option<StaticFn>, Option<Duration>);
+type BarrierWire = (Condition, RegionWire, u32, Option<StaticFn>, Option<Duration>);
 
 fn reencode<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: &T) -> proc_core::Result<U> {
     let (bytes, fds) = serialize_with_fds(value)?;
@@ -178,16 +180,18 @@ fn reencode<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: &T) -> p
 
 #[test]
 fn a_handle_with_more_parties_than_its_memory_holds_is_refused() {
+    use std::os::fd::AsFd;
     let barrier = Barrier::new(2).unwrap();
     let (cond, region, parties, action, timeout): BarrierWire = reencode(&barrier).unwrap();
     assert_eq!(parties, 2);
     let with = |parties: u32| -> BarrierWire {
-        (cond.clone(), region.try_clone().unwrap(), parties, action, timeout)
+        let fd = Fd::from(region.1.as_fd().try_clone_to_owned().unwrap());
+        (cond.clone(), (region.0, fd, region.2, region.3, region.4), parties, action, timeout)
     };
     let same: Barrier = reencode(&with(2)).unwrap();
     assert_eq!(same.parties(), 2);
-    // The region is one page: a slot per party does not fit for a million.
-    for garbled in [0, 1 << 20, u32::MAX] {
+    // The region holds a slot for each of two parties: not one more.
+    for garbled in [0, 3, 1 << 20, u32::MAX] {
         assert!(reencode::<_, Barrier>(&with(garbled)).is_err(), "{garbled} parties accepted");
     }
 }

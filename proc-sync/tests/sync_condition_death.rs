@@ -135,23 +135,28 @@ fn a_notified_waiter_that_dies_passes_its_notification_on() {
 }
 
 /// The wire form of a `Condition`'s lock.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[allow(dead_code)]
 enum Inner {
     Lock(proc_sync::Lock),
     RLock(RLock),
 }
 
+/// A region's wire form: `(arena id, arena descriptor, arena length, offset, length)`.
+type RegionWire = (u128, proc_core::handle::Fd, u64, u64, u64);
+
 #[test]
 fn a_handle_whose_memory_is_too_short_is_refused() {
     use proc_core::handle::{deserialize_with_fds, serialize_with_fds};
-    use proc_core::shm::Segment;
-    let decode = |wire: &(Inner, Segment)| -> proc_core::Result<Condition> {
-        let (bytes, fds) = serialize_with_fds(wire)?;
+    fn reencode<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: &T) -> proc_core::Result<U> {
+        let (bytes, fds) = serialize_with_fds(value)?;
         deserialize_with_fds(&bytes, fds)
-    };
-    let whole = decode(&(Inner::RLock(RLock::new().unwrap()), Segment::new(4096).unwrap())).unwrap();
-    assert_eq!(whole.acquire().unwrap().notify(1), 0);
+    }
+    let (lock, (id, fd, arena_len, offset, len)): (Inner, RegionWire) =
+        reencode(&Condition::new().unwrap()).unwrap();
     // The five counting words alone: no room for the waiters' slots.
-    assert!(decode(&(Inner::RLock(RLock::new().unwrap()), Segment::new(20).unwrap())).is_err());
+    let short = (&lock, (id, &fd, arena_len, offset, 20u64));
+    assert!(reencode::<_, Condition>(&short).is_err());
+    let whole: Condition = reencode(&(&lock, (id, &fd, arena_len, offset, len))).unwrap();
+    assert_eq!(whole.acquire().unwrap().notify(1), 0);
 }

@@ -54,6 +54,18 @@ impl Segment {
         Self::map(fd, len)
     }
 
+    /// Maps the first `len` bytes of the shared memory behind `fd` (a descriptor another
+    /// process's segment travelled as, taken with
+    /// [`import_shared_fd`](crate::handle::import_shared_fd), say).
+    ///
+    /// # Errors
+    ///
+    /// `len` is zero or beyond the object's size (which would make accesses past its end fault),
+    /// or the descriptor cannot be inspected or mapped.
+    pub fn from_fd(fd: OwnedFd, len: usize) -> Result<Self> {
+        Self::map(fd, len)
+    }
+
     fn map(fd: OwnedFd, len: usize) -> Result<Self> {
         // A segment has at least one byte (`is_empty` is always false): a length of zero can only
         // come from garbled bytes.
