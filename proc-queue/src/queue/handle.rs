@@ -318,23 +318,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let root = &*self.ring;
         let mut decode = |bytes: &[u8]| proc_core::codec::from_bytes::<T>(bytes);
         loop {
-            let idx = root.read_at.load(Ordering::Acquire);
-            let got = root
-                .with_ring(idx, |ring| ring.get_with(root, &mut wait, &mut decode))
-                .map_err(GetError::Os)?;
-            return match got {
-                // Ring `idx` is drained and sealed: the next one exists (it was linked first).
-                Some(Err(Fail::Moved)) => {
-                    root.read_at.fetch_max(idx + 1, Ordering::AcqRel);
+            let (idx, later) = root.reading_ring().map_err(GetError::Os)?;
+            let ring: &Ring = later.as_deref().unwrap_or(root);
+            return match ring.get_with(root, &mut wait, &mut decode) {
+                // The reading ring is drained and sealed: the next one exists (it was linked
+                // first); the rings left behind are released.
+                Err(Fail::Moved) => {
+                    root.move_reading(idx);
                     continue;
                 }
-                None => {
-                    Err(GetError::Os(proc_core::Error::invalid_argument("a queue's next ring is missing")))
-                }
-                Some(Ok(Ok(value))) => Ok(value),
-                Some(Ok(Err(e))) => Err(GetError::Deserialize { message: e.to_string(), source: Some(e) }),
-                Some(Err(Fail::Get(GetError::Timeout))) if nowait => Err(GetError::Empty),
-                Some(Err(Fail::Get(e))) => Err(e),
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(GetError::Deserialize { message: e.to_string(), source: Some(e) }),
+                Err(Fail::Get(GetError::Timeout)) if nowait => Err(GetError::Empty),
+                Err(Fail::Get(e)) => Err(e),
             };
         }
     }
@@ -399,7 +395,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         };
         // The ring the slot is in: ring 0, or a later ring of an unbounded queue.
-        let ring: &Ring = later.unwrap_or(root);
+        let ring: &Ring = later.as_deref().unwrap_or(root);
         match spill {
             Some(spill) => {
                 let len = ring.write_record(&claim, &spill);
