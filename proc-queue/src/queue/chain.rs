@@ -160,7 +160,7 @@ impl Ring {
         let mem = match Mem::open(&self.ring_name(idx)) {
             Ok(mem) => mem,
             // Released meanwhile: `freed` was raised before the name was unlinked.
-            Err(e) if e.is_not_found() && idx <= self.freed() => return Ok(At::Released),
+            Err(_) if idx <= self.freed() => return Ok(At::Released),
             Err(e) => return Err(e),
         };
         let ring = Arc::new(Ring::attach(mem, self.bell_dup()?, Some(Arc::clone(&self.seg)))?);

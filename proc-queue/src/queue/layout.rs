@@ -304,16 +304,13 @@ impl Mem {
         }
     }
 
-    /// Opens a later ring's memory by its name (see `chain`). A name that was unlinked is an
-    /// error for which [`proc_core::Error::is_not_found`] holds.
+    /// Opens a later ring's memory by its name (see `chain`); an error once the name is
+    /// unlinked.
     pub(super) fn open(name: &str) -> proc_core::Result<Mem> {
         #[cfg(loom)]
-        return Heap::open(name).map(Mem::Heap).ok_or_else(|| {
-            proc_core::Error::io(
-                "no model ring of that name",
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            )
-        });
+        return Heap::open(name)
+            .map(Mem::Heap)
+            .ok_or_else(|| proc_core::Error::invalid_argument(format!("no model ring named {name}")));
         #[cfg(not(loom))]
         SharedMemory::open(name).map(Mem::Named)
     }

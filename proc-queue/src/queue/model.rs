@@ -448,3 +448,76 @@ fn an_unbounded_producer_dies_at_any_step() {
         assert_eq!(got, (0..3).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
     });
 }
+
+/// A drained ring of an unbounded queue is released while a producer that grows the queue past
+/// it is killed at any step. Ring 0 of one slot and ring 1 of two hold three messages put before
+/// (ring 1 is full); the mortal producer puts two more, linking ring 2 and sealing ring 1 on the
+/// way; a consumer takes four, moving past ring 1 (and releasing it) once it is drained. Every
+/// message put is delivered exactly once but for the dead one's in flight, in order; no message
+/// is committed into a released ring (`commit` asserts it); a process whose rings were released
+/// meanwhile goes on past them; and once everything is drained every ring behind the reading
+/// one is released, also after the queue grew again.
+#[test]
+fn a_drained_ring_is_released_under_a_dying_producer() {
+    at_every_step(1, |budget, killed| {
+        let mut handles = handles(unbounded(), 3);
+        let (consumer, mortal, main) =
+            (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
+        for seq in 0..3 {
+            main.put_nowait(Msg::new(1, seq)).expect("an unbounded queue takes every put");
+        }
+        let mortal = thread::spawn(move || {
+            let mut returned = Vec::new();
+            let died = process(2, Some(budget), || {
+                for seq in 0..2 {
+                    mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
+                    returned.push(seq);
+                }
+            });
+            (died, returned)
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            process(3, None, || {
+                for i in 0..4 {
+                    if i > 0 {
+                        thread::yield_now();
+                    }
+                    got.extend(consumer.get_nowait().ok());
+                }
+            });
+            got
+        });
+        let (died, returned) = mortal.join().expect("the mortal producer");
+        let mut got = consumer.join().expect("the consumer");
+        if died {
+            killed.store(true, Ordering::Relaxed);
+        }
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        let mine: Vec<u32> = got.iter().filter(|m| m.from == 1).map(|m| m.seq).collect();
+        assert_eq!(mine, [0, 1, 2], "the first three, once each, in order: {got:?}");
+        let dead: Vec<u32> = got.iter().filter(|m| m.from == 2).map(|m| m.seq).collect();
+        assert_eq!(got.len(), 3 + dead.len(), "no other message: {got:?}");
+        assert!(got.iter().all(|m| m.check == check(m.from, m.seq)), "untorn: {got:?}");
+        assert!(dead.windows(2).all(|w| w[0] < w[1]), "the dead one's in order, once each: {got:?}");
+        let extra = dead.iter().filter(|seq| !returned.contains(seq)).count();
+        assert!(
+            returned.iter().all(|seq| dead.contains(seq)) && extra <= usize::from(died),
+            "none lost but the one in flight: {returned:?} returned, {got:?}"
+        );
+        let behind = |q: &Queue<Msg>| {
+            let read_at = q.ring.read_at.load(Ordering::Relaxed);
+            (read_at, q.ring.freed())
+        };
+        let (read_at, freed) = behind(&main);
+        assert!(read_at >= 1 && freed + 1 == read_at, "the rings behind ring {read_at} released: {freed}");
+        // The queue goes on, growing again past the ring it reads.
+        for seq in 3..9 {
+            main.put_nowait(Msg::new(1, seq)).expect("the queue goes on");
+        }
+        let again: Vec<Msg> = std::iter::from_fn(|| main.get_nowait().ok()).collect();
+        assert_eq!(again, (3..9).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
+        let (read_at, freed) = behind(&main);
+        assert!(freed + 1 == read_at, "the rings behind ring {read_at} released again: {freed}");
+    });
+}
