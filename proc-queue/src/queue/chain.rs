@@ -95,8 +95,15 @@ impl Ring {
 
     /// Sealed and empty, with no write in flight: readers move to the next ring for good (a
     /// writer that claims after the seal voids its slot and moves on too).
+    ///
+    /// The seal, the tail and the producer's claim are SeqCst: a producer claims (moving the
+    /// tail), then loads the seal; a consumer loads the seal, then the tail. In their single
+    /// total order either the producer sees the seal (and voids its slot) or the consumer sees
+    /// the tail past the claim (and waits for the message): never neither, so no message is
+    /// left in a ring that consumers have moved past (and that is then released).
     pub(super) fn moved(&self) -> bool {
         self.sealed() && {
+            crate::loom::seq_cst();
             let tail = self.tail().load(Ordering::SeqCst);
             self.head().load(Ordering::SeqCst) == tail
         }
@@ -343,9 +350,13 @@ impl Ring {
             };
             let ring: &Ring = later.as_deref().unwrap_or(self);
             if !ring.sealed() {
-                match ring.claim_write(true) {
+                let claimed = ring.claim_write(true);
+                if claimed.is_some() {
+                    crate::loom::seq_cst();
+                }
+                match claimed {
                     // A seal that came before our claim: we may be behind the readers, so give
-                    // the slot up (void) and write in the next ring.
+                    // the slot up (void) and write in the next ring (see `moved`).
                     Some(claim) if ring.sealed() => ring.commit(claim, 0, true),
                     Some(claim) => return Ok((later, claim)),
                     None if yields < GROW_YIELDS && self.consumer_about(ring) => {

@@ -279,6 +279,7 @@ pub(super) fn full_seq(pos: u64) -> u32 {
 /// an unbounded queue (processes open them by the name ring 0 links).
 pub(super) enum Mem {
     Anon(Segment),
+    #[cfg_attr(loom, allow(dead_code))]
     Named(SharedMemory),
     /// Heap memory holding a header and slots of loom atomics, for the model checks.
     #[cfg(loom)]

@@ -459,7 +459,8 @@ fn an_unbounded_producer_dies_at_any_step() {
 /// one is released, also after the queue grew again.
 #[test]
 fn a_drained_ring_is_released_under_a_dying_producer() {
-    at_every_step(1, |budget, killed| {
+    static RELEASED_MEANWHILE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    at_every_step(PREEMPTIONS, |budget, killed| {
         let mut handles = handles(unbounded(), 3);
         let (consumer, mortal, main) =
             (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
@@ -493,6 +494,9 @@ fn a_drained_ring_is_released_under_a_dying_producer() {
         if died {
             killed.store(true, Ordering::Relaxed);
         }
+        if main.ring.freed() > 0 {
+            RELEASED_MEANWHILE.fetch_add(1, Ordering::Relaxed);
+        }
         got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
         let mine: Vec<u32> = got.iter().filter(|m| m.from == 1).map(|m| m.seq).collect();
         assert_eq!(mine, [0, 1, 2], "the first three, once each, in order: {got:?}");
@@ -519,5 +523,72 @@ fn a_drained_ring_is_released_under_a_dying_producer() {
         assert_eq!(again, (3..9).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
         let (read_at, freed) = behind(&main);
         assert!(freed + 1 == read_at, "the rings behind ring {read_at} released again: {freed}");
+    });
+    assert!(RELEASED_MEANWHILE.load(Ordering::Relaxed) > 0, "the consumer released a ring in some executions");
+}
+
+/// A producer late on a ring races the ring's release, killed at any step: it put into ring 1
+/// before, and puts once more while a live producer fills ring 1, links ring 2 and seals ring 1,
+/// and a consumer drains ring 1 and releases it. Its claim either came before the seal (its
+/// message is read before the ring is released) or after (it voids the slot and goes on in ring
+/// 2): no message is committed into a released ring (`commit` asserts it), none is lost but the
+/// dead one's in flight, none comes twice, and each producer's come in order.
+#[test]
+fn a_late_producer_races_the_release_of_its_ring() {
+    at_every_step(1, |budget, killed| {
+        let mut handles = handles(unbounded(), 4);
+        let (consumer, live, mortal, main) = (
+            handles.pop().expect("4"),
+            handles.pop().expect("3"),
+            handles.pop().expect("2"),
+            handles.pop().expect("1"),
+        );
+        main.put_nowait(Msg::new(1, 0)).expect("an unbounded queue takes every put");
+        // The mortal producer's own handle links ring 1 and writes there (as process 1, before
+        // the model's processes start).
+        mortal.put_nowait(Msg::new(1, 1)).expect("an unbounded queue takes every put");
+        let mortal = thread::spawn(move || {
+            let mut returned = false;
+            let died = process(2, Some(budget), || {
+                mortal.put_nowait(Msg::new(2, 0)).expect("an unbounded queue takes every put");
+                returned = true;
+            });
+            (died, returned)
+        });
+        let live = thread::spawn(move || {
+            process(3, None, || {
+                for seq in 0..2 {
+                    live.put_nowait(Msg::new(3, seq)).expect("an unbounded queue takes every put");
+                }
+            });
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            process(4, None, || {
+                for i in 0..4 {
+                    if i > 0 {
+                        thread::yield_now();
+                    }
+                    got.extend(consumer.get_nowait().ok());
+                }
+            });
+            got
+        });
+        let (died, returned) = mortal.join().expect("the mortal producer");
+        live.join().expect("the live producer");
+        let mut got = consumer.join().expect("the consumer");
+        if died {
+            killed.store(true, Ordering::Relaxed);
+        }
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        let seqs = |from| got.iter().filter(|m| m.from == from).map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(1), [0, 1], "the first two, once each, in order: {got:?}");
+        assert_eq!(seqs(3), [0, 1], "the live producer's, once each, in order: {got:?}");
+        let dead = seqs(2);
+        assert!(dead.len() <= 1 && got.len() == 4 + dead.len(), "no other message: {got:?}");
+        assert!(!returned || dead == [0], "a put that returned is delivered: {got:?}");
+        assert!(returned || died || dead.is_empty(), "{got:?}");
+        let read_at = main.ring.read_at.load(Ordering::Relaxed);
+        assert!(main.ring.freed() + 1 == read_at, "the rings behind ring {read_at} released");
     });
 }

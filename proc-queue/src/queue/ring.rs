@@ -293,8 +293,11 @@ impl Ring {
                     )
                     .is_ok()
                 {
+                    // SeqCst (the same instruction as AcqRel on x86_64 and AArch64): an unbounded
+                    // queue's producer then checks the seal (see `chain`), and a consumer that
+                    // finds the ring sealed and drained must see the tail past this claim.
                     let _ =
-                        tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                        tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst);
                     return Some(Claim { pos });
                 }
             } else if d >= 0 {
