@@ -39,7 +39,7 @@
 //! and released only after a consumer drained it, and a sealed ring is never written again.
 //! Each ring is thus mapped and unmapped once in each process that uses it, however a queue
 //! oscillates around a ring's boundary: filling ring `k` again needs as many messages as it
-//! has slots (4096 or more). The largest ring, and ring 0, stay while the queue lives.
+//! has slots (4096 or more). The ring in use and ring 0 stay until the last handle goes.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
@@ -148,7 +148,7 @@ impl Ring {
         }
         if idx.saturating_sub(freed) > MAX_CHAIN || u32::try_from(idx).is_err() {
             return Err(proc_core::Error::invalid_argument(format!(
-                "an unbounded queue grew past {MAX_CHAIN} rings"
+                "an unbounded queue holds more than {MAX_CHAIN} rings not drained"
             )));
         }
         // Linked by ring `idx - 1`; a released one was sealed, so it linked its next ring first.
@@ -272,7 +272,7 @@ impl Ring {
             }
             if idx + 1 > self.freed() + MAX_CHAIN || u32::try_from(idx + 1).is_err() {
                 return Err(proc_core::Error::invalid_argument(format!(
-                    "an unbounded queue grew past {MAX_CHAIN} rings"
+                    "an unbounded queue holds more than {MAX_CHAIN} rings not drained"
                 )));
             }
             if next.compare_exchange(0, LINKING | me, Ordering::AcqRel, Ordering::Relaxed).is_err() {

@@ -28,7 +28,8 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 /// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
 /// a ring twice as large (up to 2^20 messages each) and `put` goes on there, so `put` never
 /// waits for room (when a consumer is about, it first yields its CPU a few times, so that one on
-/// the same CPU can drain the ring).
+/// the same CPU can drain the ring). Rings drained since are released (see
+/// [`Queue::unbounded`]).
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
 /// Options for a [`Queue`] of `T`: Python's `maxsize`, plus the slot size and the largest message.
@@ -164,8 +165,10 @@ impl<T> Queue<T> {
         Self::builder().maxsize(maxsize).build()
     }
 
-    /// An unbounded queue, Python's `Queue()`: it grows in rings of shared memory as needed (the
-    /// memory of a grown queue is returned when the last handle goes).
+    /// An unbounded queue, Python's `Queue()`: it grows in rings of shared memory as needed. A
+    /// ring that consumers have drained and moved past is released: its name is unlinked at
+    /// once, and each process unmaps it at its next call on the queue. The ring in use (up to
+    /// 2^20 slots) and the first one stay until the last handle goes.
     ///
     /// # Errors
     ///

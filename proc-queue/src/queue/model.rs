@@ -3,7 +3,7 @@
 //! heap copy of a ring (see `crate::loom`), through every interleaving of a few model processes
 //! (threads) within a preemption bound and, for a process that dies, at every one of its steps.
 //!
-//! Run them with (about 2.5 minutes on two cores)
+//! Run them with (about 3 minutes on two cores)
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p proc-queue --release --lib queue::model
@@ -17,8 +17,12 @@
 //! writers, skipping voids, then `take`. Where the real calls would wait, a model process yields
 //! and tries once more, then gives up: unbounded spin loops make loom's search explode. The
 //! unbounded models go through `Queue::put_nowait` and `get_nowait` (the chain's growth, its seal,
-//! readers moving on). Not modelled: the blocking loops and their clocks (`wake`), spilled
-//! messages, the task count of a `JoinableQueue`, `shutdown`.
+//! readers moving on, the release of drained rings). A released ring's memory stays on the heap
+//! (each process' mapping of a ring is its own, as in the system); the model's oracle is the flag
+//! the unlink sets (`Heap::released`), outside the model: `commit` asserts that no message is
+//! committed into a released ring, and opening a released ring's name fails. Not modelled: the
+//! blocking loops and their clocks (`wake`), spilled messages, the task count of a
+//! `JoinableQueue`, `shutdown`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -524,7 +528,10 @@ fn a_drained_ring_is_released_under_a_dying_producer() {
         let (read_at, freed) = behind(&main);
         assert!(freed + 1 == read_at, "the rings behind ring {read_at} released again: {freed}");
     });
-    assert!(RELEASED_MEANWHILE.load(Ordering::Relaxed) > 0, "the consumer released a ring in some executions");
+    assert!(
+        RELEASED_MEANWHILE.load(Ordering::Relaxed) > 0,
+        "the consumer released a ring in some executions"
+    );
 }
 
 /// A producer late on a ring races the ring's release, killed at any step: it put into ring 1
