@@ -14,6 +14,8 @@
 //!   process dead orders after everything it did, as the kernel's reaping does;
 //! - `wait` yields (a spurious wake-up, which the real seam allows), `wake_all` does nothing,
 //!   `yield_now` is loom's;
+//! - `seq_cst`, nothing in a normal build, is a SeqCst fence: it stands for the total order of
+//!   the SeqCst accesses around it, which loom does not model (it takes them for AcqRel);
 //! - every slot gets a loom cell that stands for its data bytes (`Access`): a read of a message
 //!   not ordered after its writing (a torn message) fails the model.
 
@@ -23,6 +25,14 @@ pub(crate) use proc_os::{pid, process_alive, wait, wake_all};
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 #[cfg(not(loom))]
 pub(crate) use std::thread::yield_now;
+
+/// Stands for the single total order of the SeqCst accesses just before and after it, which
+/// loom does not model (it takes a SeqCst access for an AcqRel one, tokio-rs/loom#180, and so
+/// finds executions that no SeqCst execution has): nothing here, a SeqCst fence (which loom
+/// does model) in the model checks.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn seq_cst() {}
 
 #[cfg(loom)]
 pub(crate) use model::*;
@@ -104,6 +114,11 @@ mod model {
     pub(crate) fn fence(order: Ordering) {
         step();
         ::loom::sync::atomic::fence(order);
+    }
+
+    /// See the real `seq_cst`: here a SeqCst fence, which loom models as a total order.
+    pub(crate) fn seq_cst() {
+        fence(Ordering::SeqCst);
     }
 
     /// The data bytes of a slot, as loom sees them: every access to them goes through `touch`.

@@ -1,14 +1,51 @@
 //! An unbounded queue: a chain of rings. Ring 0 (anonymous, the queue's handle) links a next
 //! ring (named shared memory, twice as large up to [`MAX_RING`]) when it is full, seals itself,
 //! and `put` goes on there; readers move on once a sealed ring is drained.
+//!
+//! # Names
+//!
+//! Ring `k` (from 1) is the segment `mp_<chain>_<k>`, `chain` being a random word in ring 0's
+//! header: any process finds any ring by its index, whatever became of the rings before it. A
+//! ring's `next` word says whether ring `k + 1` is linked (`LINKED`), being linked by a process
+//! (`LINKING | pid`, taken over if that process is dead: the taker unlinks what it left under
+//! the name, which no process opens before the link is made), or not (0). A process opens ring
+//! `k` only once ring `k - 1` links it, so it never maps a half-made ring.
+//!
+//! # Release
+//!
+//! Ring 0's `freed` word counts the released rings: rings 1 to `freed` are drained and their
+//! names unlinked. A ring is released in order, once a consumer has moved past it: it is sealed
+//! (no producer writes there again: a late claim after the seal is voided) and drained (`head ==
+//! tail`: every position claimed for writing was claimed for reading). The consumer that moves
+//! its reading ring past ring `k` releases every ring up to `k` not released yet, each by one
+//! compare-and-swap of `freed` (`f` to `f + 1`) and the unlink of ring `f + 1`'s name: one
+//! process unlinks each name, and the resource tracker forgets it (no warning, no second
+//! unlink). A consumer killed between the two leaves the name to the queue's tracker group,
+//! which the last process to drop the queue purges.
+//!
+//! No process counts its hold on a ring in shared memory, so no dead process can pin one:
+//! unmapping is per process. Each process keeps the rings it mapped in its own table, each
+//! behind an `Arc` that every thread working in the ring holds, and drops the released ones
+//! (`freed` moved past them) at its next call on the queue: the memory goes back to the system
+//! once the name is unlinked and the last process has unmapped it. A process that still maps a
+//! released ring may touch it only as a late producer does (it finds the ring sealed, or voids
+//! the slot it claimed), never to commit a message there (the model checks assert it). A
+//! process whose reading or writing ring was released (it finds `freed` past it, or the name
+//! gone) jumps to ring `freed + 1`: the rings before it hold no message, and ring `freed` was
+//! sealed after ring `freed + 1` was linked.
+//!
+//! The rule keeps a hysteresis: the ring producers write and the one consumers read are never
+//! released (neither is drained-and-sealed), a ring is made only when the one before it is full
+//! and released only after a consumer drained it, and a sealed ring is never written again.
+//! Each ring is thus mapped and unmapped once in each process that uses it, however a queue
+//! oscillates around a ring's boundary: filling ring `k` again needs as many messages as it
+//! has slots (4096 or more). The ring in use and ring 0 stay until the last handle goes.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use proc_core::shm::SharedMemory;
-
-use super::layout::{Mem, LINKING, OPEN, PID_MASK};
+use super::layout::{unlink_name, Mem, LINKED, LINKING, OPEN, PID_MASK};
 use super::ring::{Claim, ClaimFail, Ring, MAX_CHAIN};
 
 /// How many times `put` on an unbounded queue yields its CPU, when a ring is full and a consumer
@@ -31,6 +68,16 @@ const LARGE_YIELDS: u32 = 4;
 /// The largest ring an unbounded queue grows to; later rings keep this capacity.
 const MAX_RING: u32 = 1 << 20;
 
+/// Where ring `k` of a chain stands, for a process that looks for it.
+pub(super) enum At {
+    /// Mapped here (now, or before).
+    Ring(Arc<Ring>),
+    /// Not linked yet.
+    Unlinked,
+    /// Released: drained, its name unlinked; go on at ring `freed + 1`.
+    Released,
+}
+
 impl Ring {
     /// A duplicate of the doorbell, for a later ring of the chain.
     pub(super) fn bell_dup(&self) -> proc_core::Result<(OwnedFd, OwnedFd)> {
@@ -48,8 +95,15 @@ impl Ring {
 
     /// Sealed and empty, with no write in flight: readers move to the next ring for good (a
     /// writer that claims after the seal voids its slot and moves on too).
+    ///
+    /// The seal, the tail and the producer's claim are SeqCst: a producer claims (moving the
+    /// tail), then loads the seal; a consumer loads the seal, then the tail. In their single
+    /// total order either the producer sees the seal (and voids its slot) or the consumer sees
+    /// the tail past the claim (and waits for the message): never neither, so no message is
+    /// left in a ring that consumers have moved past (and that is then released).
     pub(super) fn moved(&self) -> bool {
         self.sealed() && {
+            crate::loom::seq_cst();
             let tail = self.tail().load(Ordering::SeqCst);
             self.head().load(Ordering::SeqCst) == tail
         }
@@ -59,51 +113,144 @@ impl Ring {
         self.queue().unbounded.load(Ordering::Relaxed) != 0
     }
 
-    /// The name of the next ring, once linked.
-    pub(super) fn next_name(&self) -> Option<String> {
-        let header = self.header();
-        // Written before its length was published with Release; a link being made (`LINKING`)
-        // is too long to be a name.
-        let len = header.next.load(Ordering::Acquire);
-        header.next_name.read(len as usize)
+    /// Whether the next ring is linked (it exists under its name).
+    pub(super) fn linked(&self) -> bool {
+        // Acquire: the next ring was made before the link was published with Release.
+        self.header().next.load(Ordering::Acquire) == LINKED
     }
 
-    /// Ring `idx` (from 1) of this queue's chain, this being ring 0, mapped here on first use
-    /// (no lock afterwards). `None` if it does not exist (yet).
-    pub(super) fn ring_at(&self, idx: usize) -> proc_core::Result<Option<&Ring>> {
-        let Some(slot) = idx.checked_sub(1).and_then(|i| self.chain.get(i)) else {
+    /// The rings released so far (this is ring 0): rings 1 to `freed` (see the module docs).
+    pub(super) fn freed(&self) -> usize {
+        self.queue().freed.load(Ordering::Acquire) as usize
+    }
+
+    /// The name of ring `idx` (from 1) of this queue's chain.
+    pub(super) fn ring_name(&self, idx: usize) -> String {
+        format!("mp_{:016x}_{idx:x}", self.queue().chain.load(Ordering::Relaxed))
+    }
+
+    /// Where a process goes on from its ring `idx` once that ring was released: ring `freed + 1`
+    /// (this is ring 0).
+    fn past_freed(&self, idx: usize) -> usize {
+        idx.max(self.freed() + 1)
+    }
+
+    /// Ring `idx` (from 1) of this queue's chain, this being ring 0: mapped here on first use
+    /// (a lock and a clone afterwards).
+    pub(super) fn ring_at(&self, idx: usize) -> proc_core::Result<At> {
+        let freed = self.freed();
+        self.prune(freed);
+        if idx <= freed {
+            return Ok(At::Released);
+        }
+        if let Some(ring) = self.mapped(idx) {
+            return Ok(At::Ring(ring));
+        }
+        if idx.saturating_sub(freed) > MAX_CHAIN || u32::try_from(idx).is_err() {
             return Err(proc_core::Error::invalid_argument(format!(
-                "an unbounded queue grew past {MAX_CHAIN} rings"
+                "an unbounded queue holds more than {MAX_CHAIN} rings not drained"
             )));
-        };
-        if let Some(ring) = slot.get() {
-            return Ok(Some(ring));
         }
-        let link = if idx == 1 {
-            self.next_name()
-        } else {
-            match self.ring_at(idx - 1)? {
-                Some(prev) => prev.next_name(),
-                None => None,
-            }
+        // Linked by ring `idx - 1`; a released one was sealed, so it linked its next ring first.
+        let linked = match idx - 1 {
+            0 => self.linked(),
+            prev if prev <= freed => true,
+            prev => match self.ring_at(prev)? {
+                At::Ring(ring) => ring.linked(),
+                At::Released => true,
+                At::Unlinked => false,
+            },
         };
-        let Some(name) = link else { return Ok(None) };
-        let ring = Ring::attach(Mem::open(&name)?, self.bell_dup()?, Some(Arc::clone(&self.seg)))?;
-        // Another thread of this process may have mapped it meanwhile: either copy will do.
-        let _ = slot.set(Box::new(ring));
-        Ok(slot.get().map(|r| &**r))
+        if !linked {
+            return Ok(At::Unlinked);
+        }
+        let mem = match Mem::open(&self.ring_name(idx)) {
+            Ok(mem) => mem,
+            // Released meanwhile: `freed` was raised before the name was unlinked.
+            Err(_) if idx <= self.freed() => return Ok(At::Released),
+            Err(e) => return Err(e),
+        };
+        let ring = Arc::new(Ring::attach(mem, self.bell_dup()?, Some(Arc::clone(&self.seg)))?);
+        Ok(At::Ring(self.keep(idx, ring)))
     }
 
-    /// Runs `f` on ring `idx` of the chain, ring 0 included; `None` if it does not exist (yet).
-    pub(super) fn with_ring<R>(
-        &self,
-        idx: usize,
-        f: impl FnOnce(&Ring) -> R,
-    ) -> proc_core::Result<Option<R>> {
-        if idx == 0 {
-            return Ok(Some(f(self)));
+    /// Ring `idx` if this process has it mapped.
+    fn mapped(&self, idx: usize) -> Option<Arc<Ring>> {
+        let chain = self.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        chain.iter().find(|(i, _)| *i == idx).map(|(_, ring)| Arc::clone(ring))
+    }
+
+    /// Keeps `ring`, ring `idx`, in this process' table, unless another thread mapped it
+    /// meanwhile: the copy kept.
+    fn keep(&self, idx: usize, ring: Arc<Ring>) -> Arc<Ring> {
+        let mut chain = self.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, kept)) = chain.iter().find(|(i, _)| *i == idx) {
+            return Arc::clone(kept);
         }
-        Ok(self.ring_at(idx)?.map(f))
+        chain.push((idx, Arc::clone(&ring)));
+        ring
+    }
+
+    /// Drops this process' mappings of the rings released (up to `freed`) since it last looked:
+    /// each is unmapped once no thread here works in it.
+    fn prune(&self, freed: usize) {
+        let freed32 = u32::try_from(freed).unwrap_or(u32::MAX);
+        if self.pruned.load(Ordering::Relaxed) >= freed32 {
+            return;
+        }
+        let dropped: Vec<Arc<Ring>> = {
+            let mut chain = self.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.pruned.fetch_max(freed32, Ordering::Relaxed);
+            let (gone, kept) = std::mem::take(&mut *chain).into_iter().partition(|(i, _)| *i <= freed);
+            *chain = kept;
+            gone.into_iter().map(|(_, ring)| ring).collect()
+        };
+        // Unmapped here (or by the last thread that still holds one), outside the lock.
+        drop(dropped);
+    }
+
+    /// This process moved its reading ring past ring `idx` (this is ring 0): every ring up to
+    /// `idx` is sealed and drained, so it releases those not released yet (see the module docs).
+    pub(super) fn release_through(&self, idx: usize) {
+        let freed = &self.queue().freed;
+        loop {
+            let f = freed.load(Ordering::Acquire) as usize;
+            if f >= idx {
+                break;
+            }
+            let next = f as u32 + 1;
+            if freed.compare_exchange(f as u32, next, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let name = self.ring_name(next as usize);
+                let unlinked = unlink_name(&name);
+                tracing::debug!(ring = next, unlinked, "an unbounded queue released a drained ring");
+            }
+        }
+        self.prune(self.freed());
+    }
+
+    /// Runs `f` on each ring of the chain from ring `from` on (ring 0 included if `from` is 0,
+    /// released rings skipped) while it returns `true` and a next ring is linked.
+    pub(super) fn each_ring(&self, from: usize, mut f: impl FnMut(&Ring) -> bool) {
+        let mut idx = from;
+        loop {
+            if idx == 0 {
+                if !f(self) {
+                    return;
+                }
+                idx = 1;
+                continue;
+            }
+            match self.ring_at(idx) {
+                Ok(At::Ring(ring)) => {
+                    if !f(&ring) {
+                        return;
+                    }
+                    idx += 1;
+                }
+                Ok(At::Released) => idx = self.past_freed(idx + 1),
+                Ok(At::Unlinked) | Err(_) => return,
+            }
+        }
     }
 
     /// `ring` (ring `idx` of this queue, this being ring 0) is full: links a next ring (twice
@@ -123,12 +270,23 @@ impl Ring {
                 crate::loom::yield_now();
                 continue;
             }
+            if idx + 1 > self.freed() + MAX_CHAIN || u32::try_from(idx + 1).is_err() {
+                return Err(proc_core::Error::invalid_argument(format!(
+                    "an unbounded queue holds more than {MAX_CHAIN} rings not drained"
+                )));
+            }
             if next.compare_exchange(0, LINKING | me, Ordering::AcqRel, Ordering::Relaxed).is_err() {
                 continue;
             }
             let capacity = ring.capacity.saturating_mul(2).min(MAX_RING).max(ring.capacity);
+            let name = self.ring_name(idx + 1);
             let created = self.bell_dup().and_then(|bell| {
-                Ring::new(capacity, self.slot_size, self.max_message, Some((Arc::clone(&self.seg), bell)))
+                Ring::new(
+                    capacity,
+                    self.slot_size,
+                    self.max_message,
+                    Some((Arc::clone(&self.seg), bell, &name)),
+                )
             });
             let new = match created {
                 Ok(new) => new,
@@ -137,14 +295,10 @@ impl Ring {
                     return Err(e);
                 }
             };
-            let Some(name) = new.seg.name() else { unreachable!("a later ring is named") };
-            // We hold the link (`LINKING | pid`): no one else writes the name.
-            let len = ring.header().next_name.write(name.as_bytes());
-            next.store(len as u32, Ordering::Release);
+            // We hold the link (`LINKING | pid`): no one else makes this ring.
+            next.store(LINKED, Ordering::Release);
             tracing::debug!(capacity, ring = idx + 1, "an unbounded queue grew a ring");
-            if let Some(slot) = self.chain.get(idx) {
-                let _ = slot.set(Box::new(new));
-            }
+            let _ = self.keep(idx + 1, Arc::new(new));
             break;
         }
         ring.header().sealed.store(1, Ordering::SeqCst);
@@ -156,23 +310,12 @@ impl Ring {
         if self.shutdown_state() != OPEN {
             return true;
         }
-        let mut idx = self.read_at.load(Ordering::Acquire);
-        loop {
-            let step = self.with_ring(idx, |r| {
-                if r.readable() {
-                    Some(true)
-                } else if r.moved() {
-                    None
-                } else {
-                    Some(false)
-                }
-            });
-            match step {
-                Ok(Some(Some(ready))) => return ready,
-                Ok(Some(None)) => idx += 1,
-                _ => return false,
-            }
-        }
+        let mut ready = false;
+        self.each_ring(self.read_at.load(Ordering::Acquire), |r| {
+            ready = r.readable();
+            !ready && r.moved()
+        });
+        ready
     }
 
     /// Claims a slot in an unbounded queue (this is ring 0): in this process' writing ring, or,
@@ -181,7 +324,7 @@ impl Ring {
     /// the CPU up to [`GROW_YIELDS`] times, which lets a consumer on the same CPU drain it. The
     /// ring then stays small enough for the caches, instead of the producer filling rings larger
     /// than them before the consumer runs.
-    pub(super) fn claim_unbounded(&self) -> Result<(Option<&Ring>, Claim), ClaimFail> {
+    pub(super) fn claim_unbounded(&self) -> Result<(Option<Arc<Ring>>, Claim), ClaimFail> {
         let mut yields = 0;
         loop {
             if self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed) {
@@ -192,19 +335,28 @@ impl Ring {
                 None
             } else {
                 match self.ring_at(idx).map_err(ClaimFail::Os)? {
-                    Some(ring) => Some(ring),
-                    None => {
+                    At::Ring(ring) => Some(ring),
+                    // Sealed, and drained since: write in the ring after the released ones.
+                    At::Released => {
+                        self.write_at.fetch_max(self.past_freed(idx), Ordering::AcqRel);
+                        continue;
+                    }
+                    At::Unlinked => {
                         return Err(ClaimFail::Os(proc_core::Error::invalid_argument(
                             "a queue's next ring is missing",
                         )))
                     }
                 }
             };
-            let ring: &Ring = later.unwrap_or(self);
+            let ring: &Ring = later.as_deref().unwrap_or(self);
             if !ring.sealed() {
-                match ring.claim_write(true) {
+                let claimed = ring.claim_write(true);
+                if claimed.is_some() {
+                    crate::loom::seq_cst();
+                }
+                match claimed {
                     // A seal that came before our claim: we may be behind the readers, so give
-                    // the slot up (void) and write in the next ring.
+                    // the slot up (void) and write in the next ring (see `moved`).
                     Some(claim) if ring.sealed() => ring.commit(claim, 0, true),
                     Some(claim) => return Ok((later, claim)),
                     None if yields < GROW_YIELDS && self.consumer_about(ring) => {
@@ -216,6 +368,36 @@ impl Ring {
                 }
             }
             self.write_at.fetch_max(idx + 1, Ordering::AcqRel);
+        }
+    }
+
+    /// Where this process reads next (this is ring 0): its reading ring, moved on past the
+    /// released rings, and its index; `None` for ring 0.
+    pub(super) fn reading_ring(&self) -> proc_core::Result<(usize, Option<Arc<Ring>>)> {
+        loop {
+            let idx = self.read_at.load(Ordering::Acquire);
+            if idx == 0 {
+                return Ok((0, None));
+            }
+            match self.ring_at(idx)? {
+                At::Ring(ring) => return Ok((idx, Some(ring))),
+                At::Released => {
+                    self.read_at.fetch_max(self.past_freed(idx), Ordering::AcqRel);
+                }
+                // A reader moves on only once its ring is sealed, which comes after the link.
+                At::Unlinked => {
+                    return Err(proc_core::Error::invalid_argument("a queue's next ring is missing"))
+                }
+            }
+        }
+    }
+
+    /// This process' reading ring, `idx`, is sealed and drained (this is ring 0): it reads the
+    /// next one from now on, and releases the rings it has left behind.
+    pub(super) fn move_reading(&self, idx: usize) {
+        self.read_at.fetch_max(idx + 1, Ordering::AcqRel);
+        if idx > 0 {
+            self.release_through(idx);
         }
     }
 
@@ -248,45 +430,52 @@ impl Ring {
         }
     }
 
-    /// The positions read so far in every ring of the chain (this is ring 0): it moves while a
-    /// consumer reads.
+    /// The positions read so far in every ring of the chain (this is ring 0, released rings
+    /// not counted): it moves while a consumer reads.
     pub(super) fn reads(&self) -> u64 {
-        let mut idx = 0;
         let mut total = 0u64;
-        while let Ok(Some(head)) = self.with_ring(idx, |r| r.head().load(Ordering::Relaxed)) {
-            total = total.wrapping_add(head);
-            idx += 1;
-        }
+        self.each_ring(0, |r| {
+            total = total.wrapping_add(r.head().load(Ordering::Relaxed));
+            true
+        });
         total
     }
 
     /// The messages in the queue (this is ring 0): in every ring from this process' reading ring
     /// on, for an unbounded queue.
     pub(super) fn count_all(&self) -> usize {
-        let mut idx = self.read_at.load(Ordering::Acquire);
         let mut total = 0usize;
-        while let Ok(Some(n)) = self.with_ring(idx, Ring::count) {
-            total = total.saturating_add(n as usize);
-            idx += 1;
-        }
+        self.each_ring(self.read_at.load(Ordering::Acquire), |r| {
+            total = total.saturating_add(r.count() as usize);
+            true
+        });
         total
     }
 
-    /// Unlinks every named segment of the queue: the later rings of the chain, the spill chunks
-    /// of the free list and those of every ring's unread messages, and, through the resource
-    /// tracker, those only dead processes knew (a chunk they held, a ring they were adding).
+    /// Unlinks every named segment of the queue: the later rings of the chain not released, the
+    /// spill chunks of the free list and those of every ring's unread messages, and, through the
+    /// resource tracker, those only dead processes knew (a chunk they held, a ring they were
+    /// adding, a ring they were releasing).
     pub(super) fn unlink_named(&self) {
         let group = self.queue().group.load(Ordering::Relaxed);
         self.unlink_listed_chunks();
         self.unlink_unread_chunks();
-        let mut link = self.next_name();
-        while let Some(name) = link {
-            let Ok(shm) = SharedMemory::open(&name) else { break };
-            let _ = shm.unlink();
+        let mut idx = self.freed() + 1;
+        // Ring 1 exists once ring 0 links it; a ring after a released one was linked before.
+        let mut linked = idx > 1 || self.linked();
+        while linked {
+            let name = self.ring_name(idx);
+            let Ok(mem) = Mem::open(&name) else { break };
+            unlink_name(&name);
             let Ok(bell) = self.bell_dup() else { break };
-            let Ok(ring) = Ring::attach(Mem::Named(shm), bell, Some(Arc::clone(&self.seg))) else { break };
+            let Ok(ring) = Ring::attach(mem, bell, Some(Arc::clone(&self.seg))) else { break };
             ring.unlink_unread_chunks();
-            link = ring.next_name();
+            linked = ring.linked();
+            idx += 1;
+        }
+        // What a linker killed while making ring `idx` left under its name, if anything.
+        if !linked {
+            unlink_name(&self.ring_name(idx));
         }
         if group != 0 {
             proc_core::shm::purge_group(group);

@@ -28,7 +28,8 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 /// The capacity of an unbounded queue's first ring, in messages; when it is full the queue links
 /// a ring twice as large (up to 2^20 messages each) and `put` goes on there, so `put` never
 /// waits for room (when a consumer is about, it first yields its CPU a few times, so that one on
-/// the same CPU can drain the ring).
+/// the same CPU can drain the ring). Rings drained since are released (see
+/// [`Queue::unbounded`]).
 pub const UNBOUNDED_INITIAL_CAPACITY: u32 = 1 << 12;
 
 /// Options for a [`Queue`] of `T`: Python's `maxsize`, plus the slot size and the largest message.
@@ -164,8 +165,10 @@ impl<T> Queue<T> {
         Self::builder().maxsize(maxsize).build()
     }
 
-    /// An unbounded queue, Python's `Queue()`: it grows in rings of shared memory as needed (the
-    /// memory of a grown queue is returned when the last handle goes).
+    /// An unbounded queue, Python's `Queue()`: it grows in rings of shared memory as needed. A
+    /// ring that consumers have drained and moved past is released: its name is unlinked at
+    /// once, and each process unmaps it at its next call on the queue. The ring in use (up to
+    /// 2^20 slots) and the first one stay until the last handle goes.
     ///
     /// # Errors
     ///
@@ -318,23 +321,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let root = &*self.ring;
         let mut decode = |bytes: &[u8]| proc_core::codec::from_bytes::<T>(bytes);
         loop {
-            let idx = root.read_at.load(Ordering::Acquire);
-            let got = root
-                .with_ring(idx, |ring| ring.get_with(root, &mut wait, &mut decode))
-                .map_err(GetError::Os)?;
-            return match got {
-                // Ring `idx` is drained and sealed: the next one exists (it was linked first).
-                Some(Err(Fail::Moved)) => {
-                    root.read_at.fetch_max(idx + 1, Ordering::AcqRel);
+            let (idx, later) = root.reading_ring().map_err(GetError::Os)?;
+            let ring: &Ring = later.as_deref().unwrap_or(root);
+            return match ring.get_with(root, &mut wait, &mut decode) {
+                // The reading ring is drained and sealed: the next one exists (it was linked
+                // first); the rings left behind are released.
+                Err(Fail::Moved) => {
+                    root.move_reading(idx);
                     continue;
                 }
-                None => {
-                    Err(GetError::Os(proc_core::Error::invalid_argument("a queue's next ring is missing")))
-                }
-                Some(Ok(Ok(value))) => Ok(value),
-                Some(Ok(Err(e))) => Err(GetError::Deserialize { message: e.to_string(), source: Some(e) }),
-                Some(Err(Fail::Get(GetError::Timeout))) if nowait => Err(GetError::Empty),
-                Some(Err(Fail::Get(e))) => Err(e),
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(GetError::Deserialize { message: e.to_string(), source: Some(e) }),
+                Err(Fail::Get(GetError::Timeout)) if nowait => Err(GetError::Empty),
+                Err(Fail::Get(e)) => Err(e),
             };
         }
     }
@@ -399,7 +398,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         };
         // The ring the slot is in: ring 0, or a later ring of an unbounded queue.
-        let ring: &Ring = later.unwrap_or(root);
+        let ring: &Ring = later.as_deref().unwrap_or(root);
         match spill {
             Some(spill) => {
                 let len = ring.write_record(&claim, &spill);

@@ -58,6 +58,9 @@ pub(super) struct Header {
     pub(super) attached: AtomicU32,
     /// The queue grows a chain of rings instead of blocking `put`.
     pub(super) unbounded: AtomicU32,
+    /// An unbounded queue's rings released so far (see `chain`): rings 1 to `freed` are drained
+    /// and their names unlinked; 0 if none is.
+    pub(super) freed: AtomicU32,
     /// The resource tracker's group of the queue's named segments.
     pub(super) group: AtomicU64,
     /// The next position to claim for writing: moved by producers.
@@ -75,10 +78,14 @@ pub(super) struct Header {
     pub(super) joiners: AtomicU32,
     /// No new writes here: go to the next ring.
     pub(super) sealed: AtomicU32,
-    /// The link to the next ring: 0 (none), `LINKING | pid` (being linked), else the length of
-    /// its name in `next_name`.
+    /// The link to the next ring: 0 (none), `LINKING | pid` (being linked), else `LINKED`.
     pub(super) next: AtomicU32,
-    pub(super) next_name: Name,
+    /// Unused: a link's name is the chain's name and the ring's index (see `chain`); the bytes
+    /// keep the layout.
+    pub(super) reserved: Name,
+    /// The chain's name in ring 0 (random): ring `k` of the chain is the segment
+    /// `mp_<chain>_<k>`.
+    pub(super) chain: AtomicU64,
     /// The spill free list ends the header, one entry a line.
     pub(super) spill_list: [SpillEntry; SPILL_ENTRIES],
 }
@@ -194,6 +201,7 @@ const _: () = {
     assert!(offset_of!(Header, bell) == 32);
     assert!(offset_of!(Header, attached) == 36);
     assert!(offset_of!(Header, unbounded) == 40);
+    assert!(offset_of!(Header, freed) == 44);
     assert!(offset_of!(Header, group) == 48);
     assert!(offset_of!(Header, tail) == 64);
     assert!(offset_of!(Header, head) == 128);
@@ -206,7 +214,8 @@ const _: () = {
     assert!(offset_of!(Header, joiners) == 332);
     assert!(offset_of!(Header, sealed) == 336);
     assert!(offset_of!(Header, next) == 340);
-    assert!(offset_of!(Header, next_name) == 344);
+    assert!(offset_of!(Header, reserved) == 344);
+    assert!(offset_of!(Header, chain) == 376);
     assert!(size_of::<Name>() == NAME_MAX);
     assert!(offset_of!(Header, spill_list) == 384);
     assert!(offset_of!(SpillEntry, state) == 0);
@@ -224,6 +233,9 @@ const _: () = {
 
 /// In a ring's `next` word: the link is being made by the process in the low bits.
 pub(super) const LINKING: u32 = 1 << 31;
+/// In a ring's `next` word: the next ring is linked (it exists, under the chain's name and its
+/// index).
+pub(super) const LINKED: u32 = 1;
 
 // Low half of a slot's control word.
 pub(super) const IDLE: u32 = 0;
@@ -267,6 +279,7 @@ pub(super) fn full_seq(pos: u64) -> u32 {
 /// an unbounded queue (processes open them by the name ring 0 links).
 pub(super) enum Mem {
     Anon(Segment),
+    #[cfg_attr(loom, allow(dead_code))]
     Named(SharedMemory),
     /// Heap memory holding a header and slots of loom atomics, for the model checks.
     #[cfg(loom)]
@@ -292,17 +305,8 @@ impl Mem {
         }
     }
 
-    /// The name others open this memory by (a later ring of a chain); `None` for ring 0.
-    pub(super) fn name(&self) -> Option<&str> {
-        match self {
-            Mem::Anon(_) => None,
-            Mem::Named(s) => Some(s.name()),
-            #[cfg(loom)]
-            Mem::Heap(h) => h.name.as_deref(),
-        }
-    }
-
-    /// Opens a later ring's memory by the name ring 0's chain links.
+    /// Opens a later ring's memory by its name (see `chain`); an error once the name is
+    /// unlinked.
     pub(super) fn open(name: &str) -> proc_core::Result<Mem> {
         #[cfg(loom)]
         return Heap::open(name)
@@ -310,6 +314,31 @@ impl Mem {
             .ok_or_else(|| proc_core::Error::invalid_argument(format!("no model ring named {name}")));
         #[cfg(not(loom))]
         SharedMemory::open(name).map(Mem::Named)
+    }
+
+    /// Creates a later ring's memory of `len` bytes under `name` (see `chain`), for a ring of
+    /// `capacity` slots of `stride` bytes. A half-made segment left under that name by a linker
+    /// that died (no process opens a name before its link is made) is unlinked first.
+    pub(super) fn create(name: &str, len: usize, capacity: usize, stride: usize) -> proc_core::Result<Mem> {
+        #[cfg(loom)]
+        {
+            let _ = len;
+            if Heap::open(name).is_some() {
+                unlink_name(name);
+            }
+            Ok(Mem::Heap(Heap::named(len, capacity, stride, name)))
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = (capacity, stride);
+            match SharedMemory::create_named(name, len) {
+                Err(e) if e.is_already_exists() => {
+                    unlink_name(name);
+                    SharedMemory::create_named(name, len).map(Mem::Named)
+                }
+                created => created.map(Mem::Named),
+            }
+        }
     }
 
     /// The header at the start of this memory, if the memory is long enough and aligned for
@@ -328,8 +357,15 @@ pub(super) struct Heap {
     layout: std::alloc::Layout,
     capacity: usize,
     stride: usize,
-    /// A later ring's name: one letter, as a model's names hold one byte (see `NAME_CELLS`).
+    /// A later ring's name (see `chain`).
     name: Option<String>,
+    /// The name was unlinked (the kernel's side: `open` fails from then on, and a process that
+    /// finds it so sees what the unlinker did before).
+    unlinked: ::loom::sync::atomic::AtomicBool,
+    /// The same, as an oracle outside the model: set at the instant of the unlink in the
+    /// execution loom runs, so that the model asserts on it (no message is committed into a
+    /// released ring) whatever a model process may see yet.
+    pub(super) released: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(loom)]
@@ -355,22 +391,39 @@ impl Heap {
             // 64, as is `HEADER`).
             unsafe { ptr.as_ptr().add(HEADER + i * stride).cast::<Slot>().write(slot) };
         }
-        Heap { ptr, layout, capacity, stride, name: None }
+        Heap {
+            ptr,
+            layout,
+            capacity,
+            stride,
+            name: None,
+            unlinked: ::loom::sync::atomic::AtomicBool::new(false),
+            released: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// A new later ring, which others open by its name.
-    pub(super) fn named(len: usize, capacity: usize, stride: usize) -> std::sync::Arc<Self> {
-        let mut named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub(super) fn named(len: usize, capacity: usize, stride: usize, name: &str) -> std::sync::Arc<Self> {
         let mut heap = Heap::new(len, capacity, stride);
-        heap.name = Some(char::from(b'a' + named.len() as u8).to_string());
+        heap.name = Some(name.to_owned());
         let heap = std::sync::Arc::new(heap);
+        let mut named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         named.push(std::sync::Arc::clone(&heap));
         heap
     }
 
+    /// The ring of that name, unless unlinked.
     fn open(name: &str) -> Option<std::sync::Arc<Self>> {
-        let named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        named.iter().find(|h| h.name.as_deref() == Some(name)).cloned()
+        let heap = {
+            let named = NAMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            named.iter().rev().find(|h| h.name.as_deref() == Some(name)).cloned()
+        }?;
+        (!heap.unlinked.load(Ordering::Acquire)).then_some(heap)
+    }
+
+    /// Whether this ring was released (see `released`).
+    pub(super) fn is_released(&self) -> bool {
+        self.released.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -414,6 +467,28 @@ impl<T> Copy for Mapped<T> {}
 unsafe impl<T: Sync> Send for Mapped<T> {}
 // SAFETY: as for `Send`.
 unsafe impl<T: Sync> Sync for Mapped<T> {}
+
+/// Unlinks the later ring `name` if it is still there, and has the resource tracker forget it
+/// (it neither warns of it nor unlinks it again). The processes that map it keep their memory
+/// until they unmap it. Whether this call unlinked it.
+pub(super) fn unlink_name(name: &str) -> bool {
+    #[cfg(loom)]
+    return Heap::open(name).is_some_and(|heap| {
+        heap.released.store(true, Ordering::SeqCst);
+        heap.unlinked.store(true, Ordering::Release);
+        true
+    });
+    #[cfg(not(loom))]
+    match SharedMemory::open_unverified(name) {
+        Ok(shm) => shm.unlink().is_ok(),
+        Err(e) if e.is_not_found() => false,
+        // Half made (no size yet): unlinked by its name alone; the tracker unlinks it again at
+        // the end, silently, as a name that is gone.
+        Err(_) => {
+            std::ffi::CString::new(format!("/{name}")).is_ok_and(|c| proc_os::shm::shm_unlink(&c).is_ok())
+        }
+    }
+}
 
 /// Puts a named segment of the queue in the queue's tracker group (`root` is ring 0's header).
 pub(super) fn group_segment(root: &Header, shm: &SharedMemory) {

@@ -51,13 +51,14 @@
 //! - `ring`: one ring and its protocol (claim, commit, release, take); the struct `Ring`, whose
 //!   other methods the files below add by job.
 //! - `wake`: the blocking loops, the announced sleep and the doorbell.
-//! - `chain`: the growth of an unbounded queue into a chain of rings.
+//! - `chain`: the growth of an unbounded queue into a chain of rings, and the release of the
+//!   rings it has drained.
 //! - `spill` and `chunk`: messages larger than a slot, in chunks outside the ring.
 //! - `error`: `PutError`, `GetError`, `JoinError`.
 //! - `handle`: `Queue<T>` and `QueueBuilder`; `simple`: `SimpleQueue<T>`; `joinable`:
 //!   `JoinableQueue<T>`.
-//! - `model` (under `--cfg loom`): model checks of the ring protocol and of the chain's growth, a
-//!   process killed at any step.
+//! - `model` (under `--cfg loom`): model checks of the ring protocol and of the chain's growth
+//!   and release, a process killed at any step.
 //!
 //! The shared words are reached through `crate::loom`: std's atomics and proc-os's calls, or, in
 //! the model checks, loom's and model versions.

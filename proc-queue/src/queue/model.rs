@@ -3,7 +3,7 @@
 //! heap copy of a ring (see `crate::loom`), through every interleaving of a few model processes
 //! (threads) within a preemption bound and, for a process that dies, at every one of its steps.
 //!
-//! Run them with (about 2.5 minutes on two cores)
+//! Run them with (about 3 minutes on two cores)
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p proc-queue --release --lib queue::model
@@ -17,8 +17,12 @@
 //! writers, skipping voids, then `take`. Where the real calls would wait, a model process yields
 //! and tries once more, then gives up: unbounded spin loops make loom's search explode. The
 //! unbounded models go through `Queue::put_nowait` and `get_nowait` (the chain's growth, its seal,
-//! readers moving on). Not modelled: the blocking loops and their clocks (`wake`), spilled
-//! messages, the task count of a `JoinableQueue`, `shutdown`.
+//! readers moving on, the release of drained rings). A released ring's memory stays on the heap
+//! (each process' mapping of a ring is its own, as in the system); the model's oracle is the flag
+//! the unlink sets (`Heap::released`), outside the model: `commit` asserts that no message is
+//! committed into a released ring, and opening a released ring's name fails. Not modelled: the
+//! blocking loops and their clocks (`wake`), spilled messages, the task count of a
+//! `JoinableQueue`, `shutdown`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -389,7 +393,7 @@ fn an_unbounded_queue_grows_its_chain() {
         let seqs: Vec<u32> = got.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [0, 1, 2], "every message once, in order: {got:?}");
         assert!(got.iter().all(|m| m.from == 2 && m.check == check(m.from, m.seq)), "untorn: {got:?}");
-        if main.ring.ring_at(1).is_ok_and(|next| next.is_some()) {
+        if matches!(main.ring.ring_at(1), Ok(super::chain::At::Ring(_))) {
             GREW.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -446,5 +450,147 @@ fn an_unbounded_producer_dies_at_any_step() {
         }
         got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
         assert_eq!(got, (0..3).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
+    });
+}
+
+/// A drained ring of an unbounded queue is released while a producer that grows the queue past
+/// it is killed at any step. Ring 0 of one slot and ring 1 of two hold three messages put before
+/// (ring 1 is full); the mortal producer puts two more, linking ring 2 and sealing ring 1 on the
+/// way; a consumer takes four, moving past ring 1 (and releasing it) once it is drained. Every
+/// message put is delivered exactly once but for the dead one's in flight, in order; no message
+/// is committed into a released ring (`commit` asserts it); a process whose rings were released
+/// meanwhile goes on past them; and once everything is drained every ring behind the reading
+/// one is released, also after the queue grew again.
+#[test]
+fn a_drained_ring_is_released_under_a_dying_producer() {
+    static RELEASED_MEANWHILE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    at_every_step(PREEMPTIONS, |budget, killed| {
+        let mut handles = handles(unbounded(), 3);
+        let (consumer, mortal, main) =
+            (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
+        for seq in 0..3 {
+            main.put_nowait(Msg::new(1, seq)).expect("an unbounded queue takes every put");
+        }
+        let mortal = thread::spawn(move || {
+            let mut returned = Vec::new();
+            let died = process(2, Some(budget), || {
+                for seq in 0..2 {
+                    mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
+                    returned.push(seq);
+                }
+            });
+            (died, returned)
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            process(3, None, || {
+                for i in 0..4 {
+                    if i > 0 {
+                        thread::yield_now();
+                    }
+                    got.extend(consumer.get_nowait().ok());
+                }
+            });
+            got
+        });
+        let (died, returned) = mortal.join().expect("the mortal producer");
+        let mut got = consumer.join().expect("the consumer");
+        if died {
+            killed.store(true, Ordering::Relaxed);
+        }
+        if main.ring.freed() > 0 {
+            RELEASED_MEANWHILE.fetch_add(1, Ordering::Relaxed);
+        }
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        let mine: Vec<u32> = got.iter().filter(|m| m.from == 1).map(|m| m.seq).collect();
+        assert_eq!(mine, [0, 1, 2], "the first three, once each, in order: {got:?}");
+        let dead: Vec<u32> = got.iter().filter(|m| m.from == 2).map(|m| m.seq).collect();
+        assert_eq!(got.len(), 3 + dead.len(), "no other message: {got:?}");
+        assert!(got.iter().all(|m| m.check == check(m.from, m.seq)), "untorn: {got:?}");
+        assert!(dead.windows(2).all(|w| w[0] < w[1]), "the dead one's in order, once each: {got:?}");
+        let extra = dead.iter().filter(|seq| !returned.contains(seq)).count();
+        assert!(
+            returned.iter().all(|seq| dead.contains(seq)) && extra <= usize::from(died),
+            "none lost but the one in flight: {returned:?} returned, {got:?}"
+        );
+        let behind = |q: &Queue<Msg>| {
+            let read_at = q.ring.read_at.load(Ordering::Relaxed);
+            (read_at, q.ring.freed())
+        };
+        let (read_at, freed) = behind(&main);
+        assert!(read_at >= 1 && freed + 1 == read_at, "the rings behind ring {read_at} released: {freed}");
+        // The queue goes on, growing again past the ring it reads.
+        for seq in 3..9 {
+            main.put_nowait(Msg::new(1, seq)).expect("the queue goes on");
+        }
+        let again: Vec<Msg> = std::iter::from_fn(|| main.get_nowait().ok()).collect();
+        assert_eq!(again, (3..9).map(|seq| Msg::new(1, seq)).collect::<Vec<_>>(), "the queue goes on");
+        let (read_at, freed) = behind(&main);
+        assert!(freed + 1 == read_at, "the rings behind ring {read_at} released again: {freed}");
+    });
+    assert!(
+        RELEASED_MEANWHILE.load(Ordering::Relaxed) > 0,
+        "the consumer released a ring in some executions"
+    );
+}
+
+/// A producer late on a ring races the ring's release, killed at any step: it put into ring 1
+/// before, and puts once more while a live producer fills ring 1, links ring 2 and seals ring 1,
+/// and a consumer drains ring 1 and releases it. Its claim either came before the seal (its
+/// message is read before the ring is released) or after (it voids the slot and goes on in ring
+/// 2): no message is committed into a released ring (`commit` asserts it), none is lost but the
+/// dead one's in flight, none comes twice, and each producer's come in order.
+#[test]
+fn a_late_producer_races_the_release_of_its_ring() {
+    at_every_step(1, |budget, killed| {
+        let mut handles = handles(unbounded(), 4);
+        let (consumer, live, mortal, main) = (
+            handles.pop().expect("4"),
+            handles.pop().expect("3"),
+            handles.pop().expect("2"),
+            handles.pop().expect("1"),
+        );
+        main.put_nowait(Msg::new(1, 0)).expect("an unbounded queue takes every put");
+        // The mortal producer's own handle links ring 1 and writes there (as process 1, before
+        // the model's processes start).
+        mortal.put_nowait(Msg::new(1, 1)).expect("an unbounded queue takes every put");
+        let mortal = thread::spawn(move || {
+            let mut returned = false;
+            let died = process(2, Some(budget), || {
+                mortal.put_nowait(Msg::new(2, 0)).expect("an unbounded queue takes every put");
+                returned = true;
+            });
+            (died, returned)
+        });
+        let live = thread::spawn(move || {
+            process(3, None, || {
+                for seq in 0..2 {
+                    live.put_nowait(Msg::new(3, seq)).expect("an unbounded queue takes every put");
+                }
+            });
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            // No yield between the gets: one preemption lets the consumer drain ring 1 and move
+            // past it between the mortal producer's look at the seal and its claim.
+            process(4, None, || got.extend((0..4).filter_map(|_| consumer.get_nowait().ok())));
+            got
+        });
+        let (died, returned) = mortal.join().expect("the mortal producer");
+        live.join().expect("the live producer");
+        let mut got = consumer.join().expect("the consumer");
+        if died {
+            killed.store(true, Ordering::Relaxed);
+        }
+        got.extend(std::iter::from_fn(|| main.get_nowait().ok()));
+        let seqs = |from| got.iter().filter(|m| m.from == from).map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(1), [0, 1], "the first two, once each, in order: {got:?}");
+        assert_eq!(seqs(3), [0, 1], "the live producer's, once each, in order: {got:?}");
+        let dead = seqs(2);
+        assert!(dead.len() <= 1 && got.len() == 4 + dead.len(), "no other message: {got:?}");
+        assert!(!returned || dead == [0], "a put that returned is delivered: {got:?}");
+        assert!(returned || died || dead.is_empty(), "{got:?}");
+        let read_at = main.ring.read_at.load(Ordering::Relaxed);
+        assert!(main.ring.freed() + 1 == read_at, "the rings behind ring {read_at} released");
     });
 }

@@ -20,14 +20,19 @@ use super::layout::{
 };
 use crate::loom::{pid, process_alive, AtomicU64};
 
-/// The most rings an unbounded queue links (the first 8 doublings reach the largest ring).
+/// The most rings an unbounded queue holds at once, ring 0 and released rings not counted (the
+/// first 8 doublings reach the largest ring).
 pub(super) const MAX_CHAIN: usize = 64;
 
 /// The shared ring: the segment and its geometry, read once from the header, and the doorbell
 /// (a socket pair) that lets `wait` watch the queue with poll(2).
 pub(super) struct Ring {
-    /// Rings after this one that this process has mapped (ring 0 of an unbounded queue only).
-    pub(super) chain: Box<[std::sync::OnceLock<Box<Ring>>]>,
+    /// Rings after this one that this process has mapped, by index (ring 0 of an unbounded
+    /// queue only): a thread that works in one holds a clone, so that a ring released meanwhile
+    /// is unmapped only once the last of them lets go (see `chain`).
+    pub(super) chain: std::sync::Mutex<Vec<(usize, Arc<Ring>)>>,
+    /// The queue's `freed` when this process last unmapped the released rings.
+    pub(super) pruned: std::sync::atomic::AtomicU32,
     /// This process' reading and writing ring in the chain (0: this one).
     pub(super) read_at: std::sync::atomic::AtomicUsize,
     pub(super) write_at: std::sync::atomic::AtomicUsize,
@@ -78,12 +83,13 @@ pub(super) struct Claim {
 
 impl Ring {
     /// A new ring: ring 0 of a queue (anonymous memory and a doorbell: the queue's handle), or,
-    /// with `root`, a later ring of an unbounded queue (named memory that others open by name).
+    /// with `root`, a later ring of an unbounded queue (named memory that others open by the
+    /// name given).
     pub(super) fn new(
         capacity: u32,
         slot_size: usize,
         max_message: u64,
-        root: Option<(Arc<Mem>, (OwnedFd, OwnedFd))>,
+        root: Option<(Arc<Mem>, (OwnedFd, OwnedFd), &str)>,
     ) -> proc_core::Result<Self> {
         if capacity > 1 << 30 || slot_size > 1 << 30 {
             return Err(proc_core::Error::invalid_argument(
@@ -106,12 +112,9 @@ impl Ring {
                 let mem = Mem::Heap(Arc::new(super::layout::Heap::new(len, capacity as usize, stride)));
                 (mem, bell, None)
             }
-            #[cfg(loom)]
-            Some((root, bell)) => {
-                (Mem::Heap(super::layout::Heap::named(len, capacity as usize, stride)), bell, Some(root))
+            Some((root, bell, name)) => {
+                (Mem::create(name, len, capacity as usize, stride)?, bell, Some(root))
             }
-            #[cfg(not(loom))]
-            Some((root, bell)) => (Mem::Named(SharedMemory::create(len)?), bell, Some(root)),
         };
         let mut ring = Ring::map(seg, bell, root)?;
         if let Mem::Named(shm) = &*ring.seg {
@@ -125,6 +128,7 @@ impl Ring {
         header.attached.store(1, Ordering::Relaxed);
         if ring.root.is_none() && !cfg!(loom) {
             header.group.store(proc_core::shm::new_group(), Ordering::Relaxed);
+            header.chain.store(proc_os::random_u64(), Ordering::Relaxed);
         }
         header.capacity.store(capacity, Ordering::Relaxed);
         header.slot_size.store(slot_size as u32, Ordering::Relaxed);
@@ -186,7 +190,8 @@ impl Ring {
         // at most one past its end.
         let slots = unsafe { header.0.cast::<u8>().add(HEADER) };
         Ok(Ring {
-            chain: (0..MAX_CHAIN).map(|_| std::sync::OnceLock::new()).collect(),
+            chain: std::sync::Mutex::new(Vec::new()),
+            pruned: Default::default(),
             read_at: Default::default(),
             write_at: Default::default(),
             header,
@@ -288,8 +293,11 @@ impl Ring {
                     )
                     .is_ok()
                 {
+                    // SeqCst (the same instruction as AcqRel on x86_64 and AArch64): an unbounded
+                    // queue's producer then checks the seal (see `chain`), and a consumer that
+                    // finds the ring sealed and drained must see the tail past this claim.
                     let _ =
-                        tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                        tail.compare_exchange(pos, pos.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst);
                     return Some(Claim { pos });
                 }
             } else if d >= 0 {
@@ -349,6 +357,11 @@ impl Ring {
 
     /// Commits a written slot (or voids it) and wakes a getter.
     pub(super) fn commit(&self, claim: Claim, len: u64, void: bool) {
+        // The model checks' oracle: a message committed into a released ring would be lost.
+        #[cfg(loom)]
+        if let Mem::Heap(heap) = &*self.seg {
+            assert!(void || !heap.is_released(), "a message committed into a released ring");
+        }
         self.slot_len(claim.pos).store(len, Ordering::Relaxed);
         let state = if void { VOID } else { IDLE };
         self.slot_ctl(claim.pos).store(ctl(full_seq(claim.pos), state), Ordering::Release);

@@ -205,8 +205,7 @@ impl Ring {
         if immediate {
             // Drop what is queued, in every ring of the chain; each dropped item counts as a
             // finished task, as Python's.
-            let mut idx = 0;
-            while let Ok(Some(())) = self.with_ring(idx, |ring| {
+            self.each_ring(0, |ring| {
                 while let Ok((claim, void)) = ring.claim_read(true) {
                     if void {
                         ring.release(claim);
@@ -215,9 +214,8 @@ impl Ring {
                     let _ = ring.take(self, claim, &mut |_| ());
                     let _ = ring.task_done();
                 }
-            }) {
-                idx += 1;
-            }
+                true
+            });
         }
         let items = &self.header().items.word;
         items.fetch_add(1, Ordering::SeqCst);
