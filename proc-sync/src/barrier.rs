@@ -195,6 +195,16 @@ impl Barrier {
         self.wait_until(Some(deadline(timeout)))
     }
 
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BarrierError> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Breaks the barrier: waiting and later parties get [`BarrierError::Broken`] until a reset.
     /// Takes the barrier's lock, for as long as another process holds it (as Python's does).
     pub fn abort(&self) {

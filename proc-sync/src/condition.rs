@@ -218,6 +218,16 @@ impl Condition {
         }
     }
 
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<Option<ConditionGuard<'_>>> {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// The number of waits in progress that no notification has reached yet (a snapshot). A
     /// waiter that died counts until a `notify` finds it dead.
     pub fn waiting(&self) -> u32 {
@@ -539,6 +549,16 @@ impl ConditionGuard<'_> {
         }
     }
 
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<bool, OwnerDied<bool>> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Waits until `predicate` (called with the lock held) returns true; returns true. Checks it
     /// first, so a condition that already holds does not wait.
     ///
@@ -561,6 +581,20 @@ impl ConditionGuard<'_> {
         timeout: Duration,
     ) -> Result<bool, OwnerDied<bool>> {
         self.cond.wait_for_until(predicate, Some(deadline(timeout)))
+    }
+
+    /// As [`wait_for_timeout`](Self::wait_for_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_for_timeout`](Self::wait_for_timeout).
+    pub fn wait_for_deadline(
+        &mut self,
+        predicate: impl FnMut() -> bool,
+        deadline: Instant,
+    ) -> Result<bool, OwnerDied<bool>> {
+        self.cond.wait_for_until(predicate, Some(deadline))
     }
 
     /// `wait_for` up to an instant (`None`: no limit).

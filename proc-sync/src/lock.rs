@@ -320,6 +320,16 @@ impl Lock {
         }
     }
 
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<Option<LockGuard<'_>>> {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Takes the lock if it is free, without waiting.
     ///
     /// # Errors
@@ -585,6 +595,16 @@ impl RLock {
             Some(Ok(())) => Ok(Some(RLockGuard::new(self))),
             Some(Err(pid)) => Err(OwnerDied::new(Some(RLockGuard::new(self)), pid)),
         }
+    }
+
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> AcquireResult<Option<RLockGuard<'_>>> {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Whether some thread of some process holds the lock (a snapshot).

@@ -192,6 +192,16 @@ impl Semaphore {
         self.take(Some(deadline(timeout)), false).is_some()
     }
 
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> bool {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Takes a permit if one is free, without waiting.
     pub fn try_acquire(&self) -> bool {
         self.acquire_timeout(Duration::ZERO)
@@ -236,6 +246,16 @@ impl Semaphore {
                 OwnerDied::new(Some(e.into_guard()), pid)
             }),
         }
+    }
+
+    /// As [`acquire_guard_timeout`](Self::acquire_guard_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_guard_timeout`](Self::acquire_guard_timeout).
+    pub fn acquire_guard_deadline(&self, deadline: Instant) -> AcquireResult<Option<SemaphoreGuard<'_>>> {
+        self.acquire_guard_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Returns a permit.
@@ -344,6 +364,16 @@ impl BoundedSemaphore {
         self.inner.acquire_timeout(timeout)
     }
 
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> bool {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Takes a permit if one is free, without waiting.
     pub fn try_acquire(&self) -> bool {
         self.inner.try_acquire()
@@ -365,6 +395,16 @@ impl BoundedSemaphore {
     /// [`OwnerDied`], holding the guard, if the permit is one whose holder died holding it.
     pub fn acquire_guard_timeout(&self, timeout: Duration) -> AcquireResult<Option<SemaphoreGuard<'_>>> {
         self.inner.acquire_guard_timeout(timeout)
+    }
+
+    /// As [`acquire_guard_timeout`](Self::acquire_guard_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_guard_timeout`](Self::acquire_guard_timeout).
+    pub fn acquire_guard_deadline(&self, deadline: Instant) -> AcquireResult<Option<SemaphoreGuard<'_>>> {
+        self.acquire_guard_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Returns a permit.
@@ -453,6 +493,16 @@ impl Event {
     /// Waits at most `timeout` for the flag; whether it is set. Zero only looks.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Some(deadline(timeout)))
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {

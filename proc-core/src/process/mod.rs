@@ -340,6 +340,16 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
     }
 
+    /// As [`join_timeout`](Self::join_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<Option<R>> {
+        self.join_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Whether the process is running. Reaps it if it has ended.
     ///
     /// A process that was started by another process (a copy inherited through fork) reads as not

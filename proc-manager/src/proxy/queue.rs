@@ -1,6 +1,6 @@
 //! The proxy of a queue kept by the manager: [`Queue`], joinable or not.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -77,6 +77,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_with(value, true, Some(timeout))
     }
 
+    /// As [`put_timeout`](Self::put_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout).
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_timeout(value, deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Puts a value if there is room now.
     ///
     /// # Errors
@@ -107,6 +117,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// when nothing came within `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_with(true, Some(timeout))
+    }
+
+    /// As [`get_timeout`](Self::get_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T> {
+        self.get_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Takes a value if there is one now.
@@ -166,6 +186,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Also [`Error::Timeout`].
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.handle.ok(Method::QueueJoin { timeout: Client::millis(Some(timeout)) })
+    }
+
+    /// As [`join_timeout`](Self::join_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
+        self.join_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 }
 

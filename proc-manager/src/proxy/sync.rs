@@ -1,7 +1,7 @@
 //! The proxies of the synchronization objects kept by the manager: [`Lock`] (with its
 //! [`LockGuard`]), [`Semaphore`], [`Event`], [`Condition`], [`Barrier`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::handle::unexpected;
 use crate::client::Client;
@@ -92,6 +92,16 @@ impl Lock {
         }
     }
 
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<LockGuard<'_>> {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Acquires the lock if it is free now.
     ///
     /// # Errors
@@ -175,6 +185,16 @@ impl Semaphore {
     /// down, [`Error::Protocol`] for an answer this client cannot read (also while this call waits).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
         self.acquire_with(true, Some(timeout))
+    }
+
+    /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<bool> {
+        self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Takes a permit if one is free now.
@@ -283,6 +303,16 @@ impl Event {
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         self.handle.boolean(Method::EventWait { timeout: Client::millis(Some(timeout)) })
     }
+
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
 }
 
 proxy! {
@@ -333,6 +363,16 @@ impl Condition {
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let who = self.handle.owner()?;
         self.handle.boolean(Method::CondWait { owner: who, timeout: Client::millis(Some(timeout)) })
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Wakes up to `n` waiters (the caller must hold the lock).
@@ -409,6 +449,16 @@ impl Barrier {
     /// (it breaks the barrier, as in Python).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
         Ok(self.handle.count(Method::BarrierWait { timeout: Client::millis(Some(timeout)) })? as u32)
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Breaks the barrier: waiting and later parties get [`Error::BrokenBarrier`].

@@ -561,6 +561,16 @@ impl Pool {
         Ok(true)
     }
 
+    /// As [`join_timeout`](Self::join_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<bool> {
+        self.join_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Waits until both threads of the pool finished, or until `deadline`; true if they did.
     fn wait_finished(&self, deadline: Option<Instant>) -> bool {
         let mut count = self.finished.count.lock().unwrap_or_else(PoisonError::into_inner);

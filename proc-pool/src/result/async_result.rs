@@ -245,6 +245,16 @@ impl<R> AsyncResult<R> {
         Self::take(self.cell.wait_until(deadline))
     }
 
+    /// As [`get_timeout`](Self::get_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<R> {
+        self.get_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     fn take(mut slot: MutexGuard<'_, Slot<R>>) -> Result<R> {
         match std::mem::replace(&mut slot.state, CellState::Taken) {
             CellState::Ready(r) => r,
@@ -266,6 +276,16 @@ impl<R> AsyncResult<R> {
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         !matches!(self.cell.wait_until(deadline).state, CellState::Pending)
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the result is ready (Python's `ready()`).

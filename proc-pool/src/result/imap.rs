@@ -216,6 +216,16 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
         let deadline = Instant::now().checked_add(timeout);
         self.next_until(deadline)
     }
+
+    /// As [`next_timeout`](Self::next_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`next_timeout`](Self::next_timeout).
+    pub fn next_deadline(&mut self, deadline: Instant) -> Option<Result<R>> {
+        self.next_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
 }
 
 impl<R> IMap<'_, R> {
@@ -313,6 +323,16 @@ impl<R: DeserializeOwned + Send + 'static> ExactIMap<'_, R> {
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
         let deadline = Instant::now().checked_add(timeout);
         self.next_until(deadline)
+    }
+
+    /// As [`next_timeout`](Self::next_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`next_timeout`](Self::next_timeout).
+    pub fn next_deadline(&mut self, deadline: Instant) -> Option<Result<R>> {
+        self.next_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {

@@ -290,6 +290,19 @@ impl<T> Connection<T> {
         self.recv_until(deadline(timeout))
     }
 
+    /// As [`recv_timeout`](Self::recv_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        self.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Receives the next message as raw bytes (Python's `recv_bytes`), for messages sent with
     /// [`send_bytes`](Self::send_bytes). Handles that came with the message are closed.
     ///

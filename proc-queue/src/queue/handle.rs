@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proc_core::handle::{export_fd, import_fd};
 use proc_core::shm::Segment;
@@ -280,6 +280,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_until(value, Wait::For(timeout), false)
     }
 
+    /// As [`put_timeout`](Self::put_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout).
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_timeout(value, deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Puts `value` only if there is room now.
     ///
     /// # Errors
@@ -306,6 +316,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`GetError::Timeout`] if none came; the others as for [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_until(Wait::For(timeout), false)
+    }
+
+    /// As [`get_timeout`](Self::get_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Takes the oldest item if there is one now.

@@ -79,6 +79,16 @@ impl<T> JoinableQueue<T> {
         self.inner.ring.join_until(Some(deadline(Instant::now(), timeout)))
     }
 
+    /// As [`join_timeout`](Self::join_timeout), with a deadline instead of a timeout: waits until `deadline`
+    /// at most (one in the past waits as a zero timeout does).
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinError> {
+        self.join_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// The number of unfinished tasks (a snapshot).
     pub fn unfinished_tasks(&self) -> u64 {
         self.inner.ring.header().unfinished.load(Ordering::SeqCst)
