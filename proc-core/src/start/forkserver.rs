@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Started;
-use crate::child::entry::fingerprint;
+use crate::child::entry;
 use crate::child::run;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
@@ -645,13 +645,17 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
 }
 
 /// Runs, once, what every child runs first, so that the children inherit the result instead of
-/// each redoing it: the panic hook is installed, and the lazily bound C library functions the
-/// child calls (`sendmsg`, `recvmsg`, `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This
-/// saves every child the dynamic linker's symbol lookups and the page copies they cause.
+/// each redoing it: the panic hook and the fork handler that releases listed descriptors are
+/// installed, and the lazily bound C library functions the child calls (`sendmsg`, `recvmsg`,
+/// `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This saves every child the dynamic
+/// linker's symbol lookups, the registration (an allocation and a lock in the C library) and the
+/// page faults they cause.
 fn warm_up() {
     run::install_panic_hook();
-    // The anchor's part of the target fingerprint is computed once and cached.
-    let _ = fingerprint(warm_up as fn() as usize);
+    crate::sys::install_fork_handler();
+    // What checking a target's entry point needs (the anchor's fingerprint, the segments of the
+    // program's image) is computed once and kept.
+    entry::warm_up();
     if let Ok((a, b)) = proc_os::socket::socketpair() {
         if let Ok((r, w)) = proc_os::fd::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
