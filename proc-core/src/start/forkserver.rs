@@ -374,8 +374,10 @@ impl KeeperLink {
     /// Tells the keeper of a child that is starting (in the child, before it runs anything): its
     /// pid, its serial and a copy of its status pipe.
     fn started(&self, pid: u32, serial: u64, status: BorrowedFd<'_>) -> io::Result<()> {
-        let mut message = vec![STARTED];
-        push_entry(&mut message, pid, serial);
+        let mut message = [0u8; 1 + ENTRY];
+        message[0] = STARTED;
+        message[1..5].copy_from_slice(&pid.to_le_bytes());
+        message[5..].copy_from_slice(&serial.to_le_bytes());
         wire::send_frame(self.link.as_fd(), &message, &[status])
     }
 
@@ -445,7 +447,8 @@ impl ChildSignal {
 
     fn drain(&self) {
         let mut buf = [0u8; 64];
-        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        // A short read emptied the pipe: a signal after it writes a byte that wakes the next wait.
+        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n == buf.len()) {}
     }
 }
 
@@ -562,18 +565,20 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
     let mut serial: u64 = 0;
     loop {
         let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
+        // Reap once SIGCHLD came: every child's end sends one (its byte stays until drained, and a
+        // full pipe is readable too), and the loop reaps every ended child, so signals that
+        // coalesced lose none. A child that ends after the loop sends another.
         if ready[1] {
             signal.drain();
-        }
-        // Reap on every wake-up: cheap, and robust against a coalesced signal.
-        while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
-            if let Some((serial, w)) = pending.remove(&pid) {
-                report_status(&w, status);
-                drop(w);
-                with_keeper(&mut keeper, |k| {
-                    k.reaped.push((pid, serial));
-                    k.count()
-                });
+            while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
+                if let Some((serial, w)) = pending.remove(&pid) {
+                    report_status(&w, status);
+                    drop(w);
+                    with_keeper(&mut keeper, |k| {
+                        k.reaped.push((pid, serial));
+                        k.count()
+                    });
+                }
             }
         }
         if !ready[0] {
