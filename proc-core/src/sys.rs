@@ -95,14 +95,7 @@ fn chunk(index: usize) -> Option<&'static Chunk> {
 /// full (it holds as many slots as the process's soft descriptor limit, or [`MAX_SLOTS`]), or a
 /// new chunk could not be allocated.
 pub(crate) fn release_on_fork(fd: RawFd) -> Option<usize> {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // SAFETY: registers a handler that only makes async-signal-safe calls.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(release_in_child)) };
-        if rc != 0 {
-            tracing::debug!("cannot register the fork handler that releases descriptors");
-        }
-    });
+    install_fork_handler();
     let mut limit = None;
     for index in 0..MAX_CHUNKS {
         if let Some(chunk) = chunk(index) {
@@ -124,6 +117,20 @@ pub(crate) fn release_on_fork(fd: RawFd) -> Option<usize> {
         }
     }
     None
+}
+
+/// Registers the `pthread_atfork` handler that releases the listed descriptors in a child, once
+/// per process. A process forked after it inherits it (and the `Once`), so the fork server calls
+/// this when it starts: its children then need not register it each.
+pub(crate) fn install_fork_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: registers a handler that only makes async-signal-safe calls.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(release_in_child)) };
+        if rc != 0 {
+            tracing::debug!("cannot register the fork handler that releases descriptors");
+        }
+    });
 }
 
 /// Takes `fd` off the list at `slot`, if it is still there.
@@ -200,13 +207,86 @@ extern "C" fn release_in_child() {
 /// segments, so reading from `addr` to the end of its page cannot fault. An address computed from
 /// bytes another process wrote (an entry point's offset) is checked here before it is read.
 ///
-/// `dladdr` answers only for an address inside a loaded segment (glibc checks each `PT_LOAD`;
-/// dyld each segment), and the image's start is its header, above the unmapped `__PAGEZERO` of a
-/// macOS executable.
+/// `dladdr` answers only for an address inside a loaded segment (glibc checks each `PT_LOAD`, or
+/// the image's whole page-aligned span when its segments leave no hole; dyld each segment), and
+/// the image's start is its header, above the unmapped `__PAGEZERO` of a macOS executable.
+///
+/// On Linux (unless the portable backend is forced, so that Linux runs cover the path other
+/// systems take) the `PT_LOAD` segments of the anchor's image are found once (with `dl_iterate_phdr`)
+/// and kept, so that a check is a comparison (an address past a segment's last byte but on its
+/// last page, which `dladdr` may accept, is refused: no code starts there): a fork-server child
+/// inherits them from the server, which checks once when it starts, and takes none of the page
+/// faults that the loader's lookups cost.
 pub(crate) fn in_image_of(addr: usize, anchor: usize) -> bool {
+    #[cfg(all(target_os = "linux", not(feature = "force-portable")))]
+    if let Some(segments) = segments::of(anchor) {
+        return segments.iter().any(|&(start, end)| (start..end).contains(&addr));
+    }
     match (image_base(addr), image_base(anchor)) {
         (Some(base), Some(anchor_base)) => base == anchor_base && addr >= base,
         _ => false,
+    }
+}
+
+/// The loaded segments of the image that holds an anchor (Linux).
+#[cfg(all(target_os = "linux", not(feature = "force-portable")))]
+mod segments {
+    use std::sync::OnceLock;
+
+    /// The `PT_LOAD` segments (`start..end`) of the image that holds `anchor`, found on the first
+    /// call and kept for that anchor; `None` for another anchor, or if no image holds it.
+    pub(super) fn of(anchor: usize) -> Option<&'static [(usize, usize)]> {
+        static FOUND: OnceLock<(usize, Vec<(usize, usize)>)> = OnceLock::new();
+        let (kept, segments) = FOUND.get_or_init(|| (anchor, find(anchor)));
+        (*kept == anchor && !segments.is_empty()).then_some(segments.as_slice())
+    }
+
+    /// What `visit` looks for and what it finds.
+    struct Search {
+        anchor: usize,
+        segments: Vec<(usize, usize)>,
+    }
+
+    fn find(anchor: usize) -> Vec<(usize, usize)> {
+        let mut search = Search { anchor, segments: Vec::new() };
+        // SAFETY: `visit` matches the callback type; `search` outlives the call, which passes the
+        // pointer to `visit` only.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+        search.segments
+    }
+
+    /// Called for each loaded image, under the loader's lock; stops (returns 1) at the image that
+    /// holds the anchor, keeping its `PT_LOAD` segments.
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Search` that `find` passed, live and not otherwise borrowed
+        // during the call.
+        let search = unsafe { &mut *data.cast::<Search>() };
+        // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the call.
+        let info = unsafe { &*info };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points to the image's `dlpi_phnum` program headers, mapped for as
+        // long as the image is loaded.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let base = info.dlpi_addr as usize;
+        let loads: Vec<(usize, usize)> = headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD)
+            .map(|h| {
+                let start = base.wrapping_add(h.p_vaddr as usize);
+                (start, start.saturating_add(h.p_memsz as usize))
+            })
+            .collect();
+        if loads.iter().any(|&(start, end)| (start..end).contains(&search.anchor)) {
+            search.segments = loads;
+            return 1;
+        }
+        0
     }
 }
 
@@ -223,4 +303,70 @@ fn image_base(addr: usize) -> Option<usize> {
     // SAFETY: dladdr returned nonzero, so it filled `info`.
     let info = unsafe { info.assume_init() };
     Some(info.dli_fbase as usize).filter(|&base| base != 0)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn anchor() -> usize {
+        anchor as fn() -> usize as usize
+    }
+
+    /// The dladdr answer, which the kept segments must agree with.
+    fn by_dladdr(addr: usize) -> bool {
+        match (image_base(addr), image_base(anchor())) {
+            (Some(base), Some(anchor_base)) => base == anchor_base && addr >= base,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn in_image_of_tells_this_image_from_others() {
+        let heap = Box::new(0u64);
+        let stack = 0u64;
+        let cases = [
+            (anchor(), true),
+            (in_image_of as fn(usize, usize) -> bool as usize, true),
+            (release_in_child as extern "C" fn() as usize, true),
+            // Read-only data of this image.
+            ("a string in this image".as_ptr() as usize, true),
+            (&raw const *heap as usize, false),
+            (&raw const stack as usize, false),
+            // The C library is another image.
+            (libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize, false),
+            (0, false),
+            (usize::MAX, false),
+        ];
+        for (addr, inside) in cases {
+            assert_eq!(in_image_of(addr, anchor()), inside, "{addr:#x}");
+            assert_eq!(by_dladdr(addr), inside, "{addr:#x} (dladdr)");
+        }
+    }
+
+    /// Inside the kept segments, dladdr agrees; just past their ends the kept segments say no
+    /// (dladdr may say yes up to the end of the page, which is mapped too): never yes where
+    /// dladdr says no.
+    #[cfg(all(target_os = "linux", not(feature = "force-portable")))]
+    #[test]
+    fn the_kept_segments_agree_with_dladdr() {
+        let segments = segments::of(anchor()).expect("the anchor's image");
+        assert!(!segments.is_empty());
+        assert!(segments.iter().any(|&(start, end)| (start..end).contains(&anchor())));
+        for &(start, end) in segments {
+            for addr in [start, start + 1, (start + end) / 2, end - 1] {
+                assert!(in_image_of(addr, anchor()), "{addr:#x} in {start:#x}..{end:#x}");
+                assert!(by_dladdr(addr), "{addr:#x} in {start:#x}..{end:#x} (dladdr)");
+            }
+            for addr in [start.wrapping_sub(1), end, end + 4096] {
+                if in_image_of(addr, anchor()) {
+                    // Only where another kept segment starts.
+                    assert!(segments.iter().any(|&(s, e)| (s..e).contains(&addr)));
+                    assert!(by_dladdr(addr), "{addr:#x} (dladdr)");
+                }
+            }
+        }
+        // Another anchor is looked up with dladdr.
+        assert!(segments::of(anchor() + 1).is_none());
+    }
 }

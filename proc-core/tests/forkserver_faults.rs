@@ -3,6 +3,9 @@
 //! request waits for it (the server stopped, then killed, before it could fork). Each time the next
 //! start gets a new server.
 //!
+//! After many starts, too, the keeper (Linux) still adopts the children of a killed server: the
+//! children and the server tell it of each child without waking it, and it keeps up.
+//!
 //! All three apply to both backends. What differs is who reaps what the dead server leaves: on
 //! Linux its keeper adopts the running children and reports their real exit codes, so a child that
 //! calls `exit(n)` is seen with `n`; on the portable backend (macOS's code path) they go to init,
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use common::forkserver::{adopts, start, Child, End};
 #[cfg(target_os = "linux")]
-use common::forkserver::{state_and_parent, zombie_children};
+use common::forkserver::{parent_of, state_and_parent, zombie_children};
 use common::{serial, Watchdog};
 use proc_core::{get_context, StartMethod};
 use test_support::kill_and_wait;
@@ -203,5 +206,35 @@ fn a_server_killed_before_it_forks_hangs_nothing() {
     start_and_join(6);
     assert_ne!(proc_core::fork_server_pid(), Some(server));
     assert!(proc_core::active_children().is_empty());
+    no_zombies();
+}
+
+/// Many starts (several times the keeper's nudge interval, and more messages than its link holds
+/// unread): the keeper keeps up, holding a few status pipes rather than one per child ever
+/// started, and still adopts the child of a server killed after them and reports its exit code.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_keeper_keeps_up_with_many_starts() {
+    let _s = serial();
+    let _w = Watchdog::new("the_keeper_keeps_up_with_many_starts", LIMIT);
+    if !adopts() {
+        return;
+    }
+    for x in 0..400 {
+        start_and_join(x);
+    }
+    let server = proc_core::fork_server_pid().unwrap();
+    let keeper = parent_of(server);
+    let held = std::fs::read_dir(format!("/proc/{keeper}/fd")).unwrap().count();
+    assert!(held < 64, "the keeper holds {held} descriptors after 400 starts");
+
+    let mut child = start(End::Exit(9));
+    kill_and_wait(server);
+    not_ours(server);
+    child.release.write_all(&[1]).unwrap();
+    let e = child.process.join().unwrap_err();
+    assert_eq!(e.exit_code(), Some(9), "{e}");
+    assert!(proc_core::active_children().is_empty());
+    start_and_join(1);
     no_zombies();
 }

@@ -68,6 +68,14 @@ impl EntryPoint {
     }
 }
 
+/// Computes, once, what checking an entry point needs in every process (the anchor's fingerprint,
+/// the segments of its image), so that the fork server's children inherit it instead of each
+/// computing it.
+pub(crate) fn warm_up() {
+    let _ = fingerprint(anchor());
+    let _ = crate::sys::in_image_of(anchor(), anchor());
+}
+
 /// Fingerprints code: the bytes from `addr` to the end of its 4 KiB block, and the whole 4 KiB
 /// block of the anchor (cached). `addr` is a function of this binary, or an address checked with
 /// `sys::in_image_of` (the block then lies in a mapped, readable segment). Within one binary both are identical in every process; a

@@ -22,8 +22,11 @@
 //! A server that dies (killed by someone) while its children run must not take their state with
 //! it. On Linux what the parent's process forks is a *keeper*, not the server: it makes itself a
 //! child subreaper, forks the server, and does nothing else but wait. Each child the server forks
-//! tells it of itself (pid and a copy of the status pipe's write end) before it runs anything, and
-//! the server tells it of each child it reaps, on the same link. When the
+//! tells it of itself (pid, the server's serial number for it and a copy of the status pipe's
+//! write end) before it runs anything, and the server tells it of the children it reaped, in
+//! batches, on the same link. The keeper does not watch the link, so that none of this wakes it on
+//! a start: it reads the link when a child of its own ends (the server, or an orphan) and when the
+//! server nudges it (a byte on a pipe, every few dozen forks and reaps). When the
 //! server dies, its running children are reparented to the keeper, which reaps them as they end
 //! and writes their real exit codes to their status pipes: the parent sees nothing of the
 //! server's death but a new server at the next start, and the children can still be signalled by
@@ -53,7 +56,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Started;
-use crate::child::entry::fingerprint;
+use crate::child::entry;
 use crate::child::run;
 use crate::error::{Error, ErrorKind, Result};
 use crate::globals::Globals;
@@ -289,21 +292,25 @@ fn serve_role() -> io::Result<()> {
     let keeper = match proc_os::child::become_subreaper() {
         Ok(()) => {
             let (keeper_end, server_end) = proc_os::socket::socketpair()?;
+            let (nudge_r, nudge_w) = proc_os::fd::pipe()?;
             // SAFETY: this process is single-threaded (it runs a role, not the program's main).
             match unsafe { proc_os::child::fork() }? {
                 0 => {
                     drop(keeper_end);
+                    drop(nudge_r);
                     // Never wait on the keeper: a keeper that stopped reading (stopped by a signal,
                     // say) is let go at the first message that does not fit, and the server
                     // serves on without one.
                     proc_os::fd::set_nonblocking(server_end.as_fd())?;
-                    Some(server_end)
+                    proc_os::fd::set_nonblocking(nudge_w.as_fd())?;
+                    Some(KeeperLink { link: server_end, nudge: nudge_w, reaped: Vec::new(), events: 0 })
                 }
                 server => {
                     drop(server_end);
+                    drop(nudge_w);
                     // The server alone holds the parent's socket, so it closes when the server ends.
                     drop(sock);
-                    return keep(keeper_end, server);
+                    return keep(keeper_end, nudge_r, server);
                 }
             }
         }
@@ -317,20 +324,98 @@ fn serve_role() -> io::Result<()> {
     serve_inner(sock, keeper)
 }
 
-/// A message to the keeper on its link: a tag and a pid. A child sends `STARTED` with its status
-/// pipe (the write end) before it runs anything; the server sends `REAPED` once it reaped it.
+/// A message to the keeper on its link: a tag, then one `(pid, serial)` entry (12 bytes, both
+/// little-endian) for `STARTED`, any number for `REAPED`. A child sends `STARTED` with its status
+/// pipe (the write end) before it runs anything; the server sends `REAPED` for a batch of children
+/// it reaped, with its nudge. The serial (the server counts its forks) tells a reaped child from a
+/// later one with the same pid, whose `STARTED` may come first.
 const STARTED: u8 = 1;
 const REAPED: u8 = 2;
 
-fn keeper_message(tag: u8, pid: u32) -> [u8; 5] {
-    let p = pid.to_le_bytes();
-    [tag, p[0], p[1], p[2], p[3]]
+/// The server nudges its keeper to read the link after this many forks and reaps, so that the
+/// link never holds more than a few dozen messages (and descriptors in flight).
+const NUDGE_EVERY: u32 = 32;
+
+/// One `(pid, serial)` entry of a keeper message.
+const ENTRY: usize = 12;
+
+fn push_entry(message: &mut Vec<u8>, pid: u32, serial: u64) {
+    message.extend_from_slice(&pid.to_le_bytes());
+    message.extend_from_slice(&serial.to_le_bytes());
 }
 
-/// Tells the keeper (if any) about a child; forgets a keeper that is gone.
-fn tell_keeper(keeper: &mut Option<OwnedFd>, tag: u8, pid: u32, fds: &[BorrowedFd<'_>]) {
-    if let Some(link) = keeper.as_ref() {
-        if let Err(e) = wire::send_frame(link.as_fd(), &keeper_message(tag, pid), fds) {
+/// The `(pid, serial)` entries of a keeper message's body (after its tag).
+fn entries(body: &[u8]) -> impl Iterator<Item = (u32, u64)> + '_ {
+    body.chunks_exact(ENTRY).map(|e| {
+        let (pid, serial) = e.split_at(4);
+        (
+            u32::from_le_bytes(pid.try_into().unwrap_or_default()),
+            u64::from_le_bytes(serial.try_into().unwrap_or_default()),
+        )
+    })
+}
+
+/// The server's connection to its keeper (Linux), which each child inherits to tell the keeper of
+/// itself. The keeper does not watch the link: it reads it when a child of its own ended (the
+/// server, or an orphan the server left) and when the server nudges it, so that telling it costs
+/// no wake-up on a start.
+struct KeeperLink {
+    /// The link (non-blocking).
+    link: OwnedFd,
+    /// The write end of the nudge pipe (non-blocking): a byte asks the keeper to read the link.
+    nudge: OwnedFd,
+    /// The children reaped since the last nudge, not yet told: `(pid, serial)`.
+    reaped: Vec<(u32, u64)>,
+    /// Forks and reaps since the last nudge.
+    events: u32,
+}
+
+impl KeeperLink {
+    /// Tells the keeper of a child that is starting (in the child, before it runs anything): its
+    /// pid, its serial and a copy of its status pipe.
+    fn started(&self, pid: u32, serial: u64, status: BorrowedFd<'_>) -> io::Result<()> {
+        let mut message = [0u8; 1 + ENTRY];
+        message[0] = STARTED;
+        message[1..5].copy_from_slice(&pid.to_le_bytes());
+        message[5..].copy_from_slice(&serial.to_le_bytes());
+        wire::send_frame(self.link.as_fd(), &message, &[status])
+    }
+
+    /// Counts a fork or a reap; every `NUDGE_EVERY`, tells the keeper of the children reaped and
+    /// nudges it to read the link.
+    fn count(&mut self) -> io::Result<()> {
+        self.events += 1;
+        if self.events >= NUDGE_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the keeper of the children reaped so far and nudges it to read the link.
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.reaped.is_empty() {
+            let mut message = Vec::with_capacity(1 + self.reaped.len() * ENTRY);
+            message.push(REAPED);
+            for &(pid, serial) in &self.reaped {
+                push_entry(&mut message, pid, serial);
+            }
+            wire::send_frame(self.link.as_fd(), &message, &[])?;
+            self.reaped.clear();
+        }
+        self.events = 0;
+        match proc_os::fd::write_all(self.nudge.as_fd(), &[1]) {
+            // A full pipe holds nudges the keeper has yet to read: one more adds nothing.
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs a step of the server's talk with its keeper; forgets a keeper that is gone (or stopped
+/// reading), after which the server serves on without one.
+fn with_keeper(keeper: &mut Option<KeeperLink>, step: impl FnOnce(&mut KeeperLink) -> io::Result<()>) {
+    if let Some(k) = keeper.as_mut() {
+        if let Err(e) = step(k) {
             tracing::debug!(error = %e, "the fork server's keeper is gone");
             *keeper = None;
         }
@@ -362,34 +447,50 @@ impl ChildSignal {
 
     fn drain(&self) {
         let mut buf = [0u8; 64];
-        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        // A short read emptied the pipe: a signal after it writes a byte that wakes the next wait.
+        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n == buf.len()) {}
     }
 }
 
 /// The keeper role (Linux): a child subreaper that waits for the server and, once the server has
 /// died, for the children it leaves, and reports their exit codes on their status pipes. Ends when
 /// it has no child left.
-fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
+///
+/// It wakes up only when a child of its own ended (the server, or an orphan) or when the server
+/// nudges it, and reads the link then: the server's children tell it of themselves without waking
+/// it.
+fn keep(link: OwnedFd, nudge: OwnedFd, server: u32) -> io::Result<()> {
     let signal = ChildSignal::install()?;
+    proc_os::fd::set_nonblocking(nudge.as_fd())?;
+    let mut nudge_open = true;
     let mut reader = FrameReader::default();
     let mut link_open = true;
-    // The server's running children: their status pipes (write ends).
-    let mut children: HashMap<u32, OwnedFd> = HashMap::new();
-    let mut read_link = |children: &mut HashMap<u32, OwnedFd>| -> io::Result<bool> {
+    // The server's running children (and those it reaped but has not told of yet): their serials
+    // and status pipes (write ends).
+    let mut children: HashMap<u32, (u64, OwnedFd)> = HashMap::new();
+    let mut read_link = |children: &mut HashMap<u32, (u64, OwnedFd)>| -> io::Result<bool> {
         loop {
             match reader.read(link.as_fd(), false)? {
                 Read::Pending => return Ok(true),
                 Read::Eof => return Ok(false),
                 Read::Frame(body, fds) => {
-                    let (Some(&tag), Some(pid)) = (body.first(), body.get(1..5)) else { continue };
-                    let pid = u32::from_le_bytes(pid.try_into().unwrap_or_default());
+                    let Some((&tag, rest)) = body.split_first() else { continue };
                     match (tag, fds.into_iter().next()) {
                         (STARTED, Some(pipe)) => {
-                            children.insert(pid, pipe);
+                            if let Some((pid, serial)) = entries(rest).next() {
+                                // A child of the same pid that the server reaped is gone.
+                                children.insert(pid, (serial, pipe));
+                            }
                         }
-                        _ => {
-                            children.remove(&pid);
+                        (REAPED, _) => {
+                            for (pid, serial) in entries(rest) {
+                                // Only if it is this child's entry, not a later one's of the same pid.
+                                if children.get(&pid).is_some_and(|&(s, _)| s == serial) {
+                                    children.remove(&pid);
+                                }
+                            }
                         }
+                        _ => {}
                     }
                 }
             }
@@ -412,7 +513,7 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
                     }
                     // A child the server did not tell of is a descendant orphaned by one of its
                     // children (or a child forked just before the server died): nobody waits for it.
-                    if let Some(pipe) = children.remove(&pid) {
+                    if let Some((_, pipe)) = children.remove(&pid) {
                         report_status(&pipe, status);
                     }
                 }
@@ -421,16 +522,33 @@ fn keep(link: OwnedFd, server: u32) -> io::Result<()> {
             }
         }
         let mut fds = vec![signal.read.as_fd()];
-        if link_open {
-            fds.push(link.as_fd());
+        if nudge_open {
+            fds.push(nudge.as_fd());
         }
         proc_os::fd::wait_readable(&fds, None)?;
         signal.drain();
+        if nudge_open {
+            nudge_open = drain_nudges(nudge.as_fd());
+        }
+    }
+}
+
+/// Reads the nudges that wait in the pipe; returns whether it is still open (the server holds its
+/// write end until it ends).
+fn drain_nudges(nudge: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match proc_os::fd::read(nudge, &mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
     }
 }
 
 /// The server proper: forks a child per request until its socket closes.
-fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
+fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> {
     // The parent learns the server's pid first (the process it started may be the keeper).
     proc_os::fd::write_all(sock.as_fd(), &proc_os::getpid().to_le_bytes())?;
     let signal = ChildSignal::install()?;
@@ -442,18 +560,25 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
         Read::Frame(_, fds) => fds.into_iter().next(),
         _ => return Ok(()),
     };
-    let mut pending: HashMap<u32, OwnedFd> = HashMap::new();
+    // The running children: their serials and status pipes (write ends).
+    let mut pending: HashMap<u32, (u64, OwnedFd)> = HashMap::new();
+    let mut serial: u64 = 0;
     loop {
         let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
+        // Reap once SIGCHLD came: every child's end sends one (its byte stays until drained, and a
+        // full pipe is readable too), and the loop reaps every ended child, so signals that
+        // coalesced lose none. A child that ends after the loop sends another.
         if ready[1] {
             signal.drain();
-        }
-        // Reap on every wake-up: cheap, and robust against a coalesced signal.
-        while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
-            if let Some(w) = pending.remove(&pid) {
-                report_status(&w, status);
-                drop(w);
-                tell_keeper(&mut keeper, REAPED, pid, &[]);
+            while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
+                if let Some((serial, w)) = pending.remove(&pid) {
+                    report_status(&w, status);
+                    drop(w);
+                    with_keeper(&mut keeper, |k| {
+                        k.reaped.push((pid, serial));
+                        k.count()
+                    });
+                }
             }
         }
         if !ready[0] {
@@ -461,7 +586,11 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
         }
         match reader.read(sock.as_fd(), false)? {
             Read::Pending => {}
-            Read::Eof => return Ok(()),
+            Read::Eof => {
+                // The keeper learns of the last children reaped before the server ends.
+                with_keeper(&mut keeper, KeeperLink::flush);
+                return Ok(());
+            }
             Read::Frame(boot, fds) => {
                 let mut fds = fds.into_iter();
                 let (Some(child_ctl), Some(status_w), Some(pid_w)) = (fds.next(), fds.next(), fds.next())
@@ -469,6 +598,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                     continue;
                 };
                 let mut boot_fds: Vec<OwnedFd> = fds.collect();
+                serial += 1;
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
                 match unsafe { proc_os::child::fork() } {
@@ -479,8 +609,13 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         let _ = proc_os::fd::write_all(pid_w.as_fd(), &me.to_le_bytes());
                         // The child tells the keeper of itself, before it runs anything: the server
                         // may be killed right after the fork, before it could. (On the same link,
-                        // so this comes before the server's `REAPED` for it.)
-                        tell_keeper(&mut keeper, STARTED, me as u32, &[status_w.as_fd()]);
+                        // so this comes before the server's `REAPED` for it.) The keeper reads it
+                        // later; nothing waits for it.
+                        if let Some(k) = keeper.as_ref() {
+                            if let Err(e) = k.started(me as u32, serial, status_w.as_fd()) {
+                                tracing::debug!(error = %e, "the fork server's keeper is gone");
+                            }
+                        }
                         proc_os::signal::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker =
@@ -500,7 +635,8 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
                         drop(boot_fds);
                         // The child writes its pid and tells the keeper of itself.
                         drop(pid_w);
-                        pending.insert(pid, status_w);
+                        pending.insert(pid, (serial, status_w));
+                        with_keeper(&mut keeper, KeeperLink::count);
                     }
                     Err(e) => {
                         // The status pipe closes without an exit code: the parent's join reports it.
@@ -514,13 +650,17 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<OwnedFd>) -> io::Result<()> {
 }
 
 /// Runs, once, what every child runs first, so that the children inherit the result instead of
-/// each redoing it: the panic hook is installed, and the lazily bound C library functions the
-/// child calls (`sendmsg`, `recvmsg`, `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This
-/// saves every child the dynamic linker's symbol lookups and the page copies they cause.
+/// each redoing it: the panic hook and the fork handler that releases listed descriptors are
+/// installed, and the lazily bound C library functions the child calls (`sendmsg`, `recvmsg`,
+/// `pthread_sigmask`, `signal`, `syscall`, ...) are bound. This saves every child the dynamic
+/// linker's symbol lookups, the registration (an allocation and a lock in the C library) and the
+/// page faults they cause.
 fn warm_up() {
     run::install_panic_hook();
-    // The anchor's part of the target fingerprint is computed once and cached.
-    let _ = fingerprint(warm_up as fn() as usize);
+    crate::sys::install_fork_handler();
+    // What checking a target's entry point needs (the anchor's fingerprint, the segments of the
+    // program's image) is computed once and kept.
+    entry::warm_up();
     if let Ok((a, b)) = proc_os::socket::socketpair() {
         if let Ok((r, w)) = proc_os::fd::pipe() {
             let _ = wire::send_frame(a.as_fd(), b"warm-up", &[r.as_fd(), w.as_fd()]);
