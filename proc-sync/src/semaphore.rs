@@ -194,10 +194,6 @@ impl Semaphore {
 
     /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
     /// at most (one in the past waits as a zero timeout does).
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire_timeout`](Self::acquire_timeout).
     pub fn acquire_deadline(&self, deadline: Instant) -> bool {
         self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
     }
@@ -366,10 +362,6 @@ impl BoundedSemaphore {
 
     /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
     /// at most (one in the past waits as a zero timeout does).
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire_timeout`](Self::acquire_timeout).
     pub fn acquire_deadline(&self, deadline: Instant) -> bool {
         self.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
     }
@@ -497,10 +489,6 @@ impl Event {
 
     /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
     /// at most (one in the past waits as a zero timeout does).
-    ///
-    /// # Errors
-    ///
-    /// As [`wait_timeout`](Self::wait_timeout).
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
         self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }

@@ -96,6 +96,9 @@ pub(crate) struct Cell<R> {
 struct Slot<R> {
     state: CellState<R>,
     waiters: u32,
+    /// Tasks awaiting the result (`AsyncResult::get_async`), woken when it lands.
+    #[cfg(feature = "tokio")]
+    wakers: Vec<std::task::Waker>,
 }
 
 /// How many times a waiter yields the CPU before it sleeps: results of short tasks often come
@@ -113,10 +116,14 @@ impl<R> Cell<R> {
             slot.state = CellState::Ready(value);
         }
         let waiters = slot.waiters;
+        #[cfg(feature = "tokio")]
+        let wakers = std::mem::take(&mut slot.wakers);
         drop(slot);
         if waiters > 0 {
             self.ready.notify_all();
         }
+        #[cfg(feature = "tokio")]
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// Waits until the state is not pending, or until `deadline`.
@@ -217,7 +224,12 @@ impl<R> fmt::Debug for AsyncResult<R> {
 impl<R> AsyncResult<R> {
     pub(crate) fn new() -> (Self, Arc<Cell<R>>) {
         let cell = Arc::new(Cell {
-            state: Mutex::new(Slot { state: CellState::Pending, waiters: 0 }),
+            state: Mutex::new(Slot {
+                state: CellState::Pending,
+                waiters: 0,
+                #[cfg(feature = "tokio")]
+                wakers: Vec::new(),
+            }),
             ready: Condvar::new(),
         });
         (AsyncResult { cell: cell.clone() }, cell)
@@ -280,12 +292,45 @@ impl<R> AsyncResult<R> {
 
     /// As [`wait_timeout`](Self::wait_timeout), with a deadline instead of a timeout: waits until `deadline`
     /// at most (one in the past waits as a zero timeout does).
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Waits for the result without blocking the thread, and takes it: the async
+    /// [`get`](Self::get) (feature `tokio`; any executor can poll it). A future dropped before the
+    /// result came takes nothing: ask again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn add(a: i32, b: i32) -> i32 {
+    ///     a + b
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_pool::Result<()> {
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// let r = pool.apply_async(add, (2, 3))?;
+    /// assert_eq!(r.get_async().await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`wait_timeout`](Self::wait_timeout).
-    pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    /// As [`get`](Self::get).
+    #[cfg(feature = "tokio")]
+    pub fn get_async(&self) -> impl std::future::Future<Output = Result<R>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut slot = self.cell.lock();
+            if matches!(slot.state, CellState::Pending) {
+                if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    slot.wakers.push(cx.waker().clone());
+                }
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(Self::take(slot))
+        })
     }
 
     /// Whether the result is ready (Python's `ready()`).

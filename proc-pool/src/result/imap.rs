@@ -27,6 +27,9 @@ struct Arrivals<R> {
     arrived: u64,
     /// Whether the iterator sleeps on the condition variable.
     waiting: bool,
+    /// The task polling the `IMap` as a stream, woken when a chunk arrives.
+    #[cfg(feature = "tokio")]
+    waker: Option<std::task::Waker>,
 }
 
 struct Shelf<R> {
@@ -88,7 +91,13 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
             shared,
             source,
             shelf: Arc::new(Shelf {
-                arrivals: Mutex::new(Arrivals { done: BTreeMap::new(), arrived: 0, waiting: false }),
+                arrivals: Mutex::new(Arrivals {
+                    done: BTreeMap::new(),
+                    arrived: 0,
+                    waiting: false,
+                    #[cfg(feature = "tokio")]
+                    waker: None,
+                }),
                 ready: Condvar::new(),
             }),
             ordered,
@@ -137,9 +146,15 @@ impl<'a, R: DeserializeOwned + Send + 'static> IMap<'a, R> {
                         a.arrived += 1;
                         a.done.insert(key, (items, value));
                         let waiting = a.waiting;
+                        #[cfg(feature = "tokio")]
+                        let waker = a.waker.take();
                         drop(a);
                         if waiting {
                             shelf.ready.notify_all();
+                        }
+                        #[cfg(feature = "tokio")]
+                        if let Some(w) = waker {
+                            w.wake();
                         }
                     });
                     match self.shared.submit([Job { func, args, done }], true) {
@@ -244,6 +259,77 @@ impl<R> Drop for IMap<'_, R> {
         self.end_input();
     }
 }
+
+/// The `IMap` as a `Stream` (feature `tokio`; any executor can poll it): `poll_next` takes what has
+/// arrived without waiting, and registers the task to be woken by the next arrival. Taking input
+/// (`Pool::imap`'s iterator) happens while polling, as it does in `next`: keep the input cheap.
+///
+/// # Examples
+///
+/// ```
+/// use futures_core::Stream;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> proc_pool::Result<()> {
+/// let pool = proc_pool::Pool::new(2)?;
+/// let mut results = pool.imap(square, 1..=4u64);
+/// let mut sum = 0;
+/// while let Some(r) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut results).poll_next(cx)).await {
+///     sum += r?;
+/// }
+/// assert_eq!(sum, 30);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+impl<R: DeserializeOwned + Send + 'static> futures_core::Stream for IMap<'_, R> {
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(v) = this.buffer.pop_front() {
+                this.completed += 1;
+                return std::task::Poll::Ready(Some(v));
+            }
+            this.top_up();
+            if this.taken == this.submitted {
+                let Some(error) = this.input_error.take() else { return std::task::Poll::Ready(None) };
+                this.ended_by = Some(error.clone());
+                this.completed += 1;
+                return std::task::Poll::Ready(Some(Err(error)));
+            }
+            let key = this.taken;
+            let mut a = this.shelf.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(got) = a.done.remove(&key) else {
+                // Woken by the next arrival (registered under the lock the arrival takes).
+                a.waker = Some(cx.waker().clone());
+                return std::task::Poll::Pending;
+            };
+            drop(a);
+            this.taken += 1;
+            match got {
+                (_, Ok(values)) => this.buffer.extend(values.into_iter().map(Ok)),
+                (items, Err(e)) => this.buffer.extend(std::iter::repeat_n(e, items.max(1)).map(Err)),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        Iterator::size_hint(self)
+    }
+}
+
+// Nothing in an `IMap` is ever pinned in place (its results sit in a queue it moves them out of),
+// so it may move when pinned: a `Stream` of it is polled through `Pin::new(&mut imap)`.
+impl<R> Unpin for IMap<'_, R> {}
 
 impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
     type Item = Result<R>;
