@@ -27,11 +27,15 @@ use crate::wire::{Framed, Hello, Request, Response, SessionId};
 ///
 /// Written `unix:/path/to/socket` or `tcp:host:port` (see [`Address::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Address {
     /// A Unix socket.
     Unix(PathBuf),
     /// A TCP address.
     Tcp(SocketAddr),
+    /// A TCP address reached over TLS (feature `tls`), with what the client trusts and shows.
+    #[cfg(feature = "tls")]
+    Tls(SocketAddr, crate::tls::TlsClient),
 }
 
 impl Address {
@@ -54,13 +58,22 @@ impl Address {
     }
 
     fn connect(&self) -> Result<Stream> {
+        let tcp = |a: &SocketAddr| -> Result<TcpStream> {
+            let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
+            let _ = s.set_nodelay(true);
+            crate::transport::keepalive(&s);
+            Ok(s)
+        };
         match self {
             Address::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p)?)),
-            Address::Tcp(a) => {
-                let s = TcpStream::connect_timeout(a, HANDSHAKE_DEADLINE)?;
-                let _ = s.set_nodelay(true);
-                crate::transport::keepalive(&s);
-                Ok(Stream::Tcp(s))
+            Address::Tcp(a) => Ok(Stream::Tcp(tcp(a)?)),
+            #[cfg(feature = "tls")]
+            Address::Tls(a, tls) => {
+                let (config, name) = tls.config()?;
+                let conn = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| Error::Connection(std::io::Error::other(e)))?;
+                // The TLS handshake runs with the first write, under the handshake's deadline.
+                Ok(Stream::TlsClient(Box::new(rustls::StreamOwned::new(conn, tcp(a)?))))
             }
         }
     }
@@ -71,6 +84,8 @@ impl fmt::Display for Address {
         match self {
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
             Address::Tcp(a) => write!(f, "tcp:{a}"),
+            #[cfg(feature = "tls")]
+            Address::Tls(a, tls) => write!(f, "tls:{a} ({})", tls.server_name()),
         }
     }
 }
@@ -245,7 +260,9 @@ impl Client {
         stream.write(request, u32::MAX)?;
         // Most answers come within microseconds; sleeping for one would cost a wake-up, which
         // is slower than the whole round trip on a busy or virtual machine.
-        stream.await_briefly(CLIENT_SPIN);
+        if stream.stream.is_plain() {
+            stream.await_briefly(CLIENT_SPIN);
+        }
         let response: Response = stream.read(u32::MAX).map_err(|e| match e {
             Error::Connection(io)
                 if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>

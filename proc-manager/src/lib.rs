@@ -44,11 +44,14 @@
 //!   code. A bad client costs only its own connection, and no `Debug` output or error shows a
 //!   key.
 //! - What the handshake does not do: it proves that both ends hold the key, and nothing more.
-//!   The traffic after it is neither encrypted nor integrity-protected, so whoever can read or
-//!   alter the network path between a client and a TCP manager can read every value and inject
-//!   requests into an authenticated connection (as with Python's managers). Keep a manager on its
-//!   Unix socket (the default), on loopback, or behind a tunnel (SSH, WireGuard, TLS) over a
-//!   network you do not trust.
+//!   In the clear, the traffic after it is neither encrypted nor integrity-protected, so whoever
+//!   can read or alter the network path between a client and a TCP manager can read every value
+//!   and inject requests into an authenticated connection (as with Python's managers). Over a
+//!   network you do not trust, build with the `tls` feature and give the builder a `TlsServer`
+//!   (`Builder::tls`): the server shows its certificate, clients verify it (and, when asked, show
+//!   their own), and the authkey handshake runs inside the encrypted stream (`tls` module docs:
+//!   how to make a certificate authority for a cluster). Without it, keep a manager on its Unix
+//!   socket (the default), on loopback, or behind a tunnel (SSH, WireGuard).
 #![warn(missing_docs)]
 
 mod auth;
@@ -61,6 +64,8 @@ mod registry;
 mod server;
 mod shared_memory;
 mod sys;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod wire;
 
@@ -74,6 +79,8 @@ pub use proxy::{
 };
 pub use registry::Shared;
 pub use shared_memory::SharedMemoryManager;
+#[cfg(feature = "tls")]
+pub use tls::{TlsClient, TlsServer};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

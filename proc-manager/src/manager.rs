@@ -49,9 +49,25 @@ pub struct Builder {
     max_handshakes: u32,
     handshake_timeout: Duration,
     method: Option<StartMethod>,
+    /// TLS for a TCP server, and what the owner's own client trusts (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls: Option<(crate::tls::TlsServer, crate::tls::TlsClient)>,
 }
 
 impl Builder {
+    /// Serves TCP clients over TLS (feature `tls`): the server shows `server`'s certificate, and
+    /// the authkey handshake runs inside the encrypted stream. `owner` is what this process's
+    /// own client trusts (the roots `server`'s certificate chains to, and the name it carries);
+    /// the manager's [`address`](Manager::address) is then an [`Address::Tls`] with it, and
+    /// proxies passed to children reconnect over TLS. For [`start_tcp`](Self::start_tcp),
+    /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces) and
+    /// [`serve`](Self::serve) on a TCP address; a Unix-socket manager refuses it.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, server: crate::tls::TlsServer, owner: crate::tls::TlsClient) -> Self {
+        self.tls = Some((server, owner));
+        self
+    }
+
     /// The key clients must prove they hold (Python's `authkey`): at least
     /// [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN) (16) bytes, checked when the server starts.
     /// Default: 32 random bytes. The key travels to children inside the proxies passed to them;
@@ -127,6 +143,12 @@ impl Builder {
     /// [`Error::Start`] when the socket cannot be made or the process cannot start;
     /// [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn start(self) -> Result<Manager> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return Err(Error::start(
+                "TLS is for TCP managers (start_tcp); a Unix socket stays on this machine",
+            ));
+        }
         let key = self.key()?;
         let dir = std::env::temp_dir().join(format!(
             "multiproc-manager-{}-{:08x}",
@@ -154,6 +176,8 @@ impl Builder {
             registry: self.registry,
             max_frame: self.max_frame,
             dir: Some(dir.clone()),
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
@@ -184,10 +208,11 @@ impl Builder {
     /// Binding every interface (`0.0.0.0` or `::`) must be asked for with
     /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces).
     ///
-    /// Only clients that prove they hold the authkey are served, but the traffic after that
-    /// handshake is neither encrypted nor integrity-protected: whoever can read or alter the
-    /// network path can read the values and inject requests. Over a network you do not trust,
-    /// listen on loopback and reach it through a tunnel (SSH, WireGuard, TLS).
+    /// Only clients that prove they hold the authkey are served. Without [`tls`](Self::tls) (feature
+    /// `tls`), the traffic after that handshake is neither encrypted nor integrity-protected:
+    /// whoever can read or alter the network path can read the values and inject requests. Over a
+    /// network you do not trust, use TLS, or listen on loopback and reach it through a tunnel (SSH,
+    /// WireGuard).
     ///
     /// # Errors
     ///
@@ -219,20 +244,30 @@ impl Builder {
             .local_addr()
             .map_err(|e| Error::Start { message: e.to_string(), source: Some(Box::new(e)) })?;
         let fd = Fd::from(OwnedFd::from(listener));
+        let handshakes = self.handshake_limits();
+        #[cfg(feature = "tls")]
+        let (tls, address) = match self.tls {
+            Some((server, owner)) => (Some(server), Address::Tls(bound, owner)),
+            None => (None, Address::Tcp(bound)),
+        };
+        #[cfg(not(feature = "tls"))]
+        let address = Address::Tcp(bound);
         let options = ServerOptions {
             unix: false,
             key: key.clone(),
-            handshakes: self.handshake_limits(),
+            handshakes,
             registry: self.registry,
             max_frame: self.max_frame,
             dir: None,
+            #[cfg(feature = "tls")]
+            tls,
         };
         let mut builder = Process::new(server_main, (fd, options)).daemon(true).name("ManagerServer");
         if let Some(m) = self.method {
             builder = builder.start_method(m);
         }
         let process = builder.start().map_err(|e| Error::start_in("cannot start the manager's server", e))?;
-        let client = Client::get(&Address::Tcp(bound), &key)?;
+        let client = Client::get(&address, &key)?;
         Ok(Manager { client, key, process: Some(process), dir: None })
     }
 
@@ -246,7 +281,13 @@ impl Builder {
     /// [`Error::Start`] when the address cannot be bound (a Unix socket path that exists is not
     /// replaced); [`Error::AuthkeyTooShort`] for an [`authkey`](Self::authkey) under 16 bytes.
     pub fn serve(self, address: &Address) -> Result<()> {
-        if let Address::Tcp(a) = address {
+        let tcp = match address {
+            Address::Tcp(a) => Some(a),
+            #[cfg(feature = "tls")]
+            Address::Tls(a, _) => Some(a),
+            Address::Unix(_) => None,
+        };
+        if let Some(a) = tcp {
             if a.ip().is_unspecified() {
                 return Err(Error::start("binding every interface needs serve_all_interfaces"));
             }
@@ -272,9 +313,24 @@ impl Builder {
             Address::Tcp(a) => Listener::Tcp(
                 TcpListener::bind(a).map_err(|e| Error::start_in(format_args!("cannot listen on {a}"), e))?,
             ),
+            #[cfg(feature = "tls")]
+            Address::Tls(a, _) => Listener::Tcp(
+                TcpListener::bind(a).map_err(|e| Error::start_in(format_args!("cannot listen on {a}"), e))?,
+            ),
         };
-        Server::new(listener, key, self.max_frame, self.handshake_limits(), self.registry.resolve())
-            .serve_forever();
+        #[cfg(feature = "tls")]
+        let tls = match (&self.tls, address) {
+            (Some((server, _)), Address::Tcp(_) | Address::Tls(..)) => Some(server.config()?),
+            (Some(_), Address::Unix(_)) => {
+                return Err(Error::start("TLS is for TCP managers; a Unix socket stays on this machine"))
+            }
+            (None, _) => None,
+        };
+        let server =
+            Server::new(listener, key, self.max_frame, self.handshake_limits(), self.registry.resolve());
+        #[cfg(feature = "tls")]
+        let server = server.with_tls(tls);
+        server.serve_forever();
         Ok(())
     }
 }
@@ -289,6 +345,9 @@ struct ServerOptions {
     handshakes: HandshakeLimits,
     /// The directory made for the socket by `start`: the server's janitor removes it.
     dir: Option<PathBuf>,
+    /// TLS for the TCP listener.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServer>,
 }
 
 /// The name of the socket in the directory `start` makes for it.
@@ -313,8 +372,17 @@ fn server_main(listener: Fd, options: ServerOptions) {
     } else {
         Listener::Tcp(TcpListener::from(fd))
     };
-    Server::new(listener, options.key, options.max_frame, options.handshakes, options.registry.resolve())
-        .serve_forever();
+    let server =
+        Server::new(listener, options.key, options.max_frame, options.handshakes, options.registry.resolve());
+    #[cfg(feature = "tls")]
+    let server = match options.tls.as_ref().map(crate::tls::TlsServer::config).transpose() {
+        Ok(tls) => server.with_tls(tls),
+        Err(e) => {
+            tracing::warn!(error = %e, "the manager cannot set up TLS");
+            return;
+        }
+    };
+    server.serve_forever();
 }
 
 /// A manager: a server process owning shared objects, and the way to make them (Python's
@@ -382,6 +450,8 @@ impl Manager {
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             handshake_timeout: HANDSHAKE_DEADLINE,
             method: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

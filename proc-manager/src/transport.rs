@@ -20,46 +20,81 @@ pub(crate) fn keepalive(stream: &TcpStream) {
     }
 }
 
-/// A stream to or from a manager: a Unix socket or TCP.
+/// A stream to or from a manager: a Unix socket, TCP, or TLS over TCP (feature `tls`).
 #[derive(Debug)]
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    #[cfg(feature = "tls")]
+    TlsServer(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+/// Delegates to the socket under the stream (for TLS, the TCP socket).
+macro_rules! on_socket {
+    ($stream:expr, $s:ident => $e:expr) => {
+        match $stream {
+            Stream::Unix($s) => $e,
+            Stream::Tcp($s) => $e,
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => {
+                let $s = &t.sock;
+                $e
+            }
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => {
+                let $s = &t.sock;
+                $e
+            }
+        }
+    };
 }
 
 impl Stream {
     pub(crate) fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => {
-                s.set_read_timeout(read)?;
-                s.set_write_timeout(write)
-            }
-            Stream::Tcp(s) => {
-                s.set_read_timeout(read)?;
-                s.set_write_timeout(write)
-            }
-        }
+        on_socket!(self, s => {
+            s.set_read_timeout(read)?;
+            s.set_write_timeout(write)
+        })
     }
 
+    /// Another handle on the socket (of a TLS stream: on its TCP socket, good for `shutdown`).
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         match self {
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
             Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => t.sock.try_clone().map(Stream::Tcp),
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => t.sock.try_clone().map(Stream::Tcp),
         }
     }
 
     /// Ends the connection both ways, for every copy of it: a thread reading it sees its end.
     pub(crate) fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-        };
+        let _ = on_socket!(self, s => s.shutdown(std::net::Shutdown::Both));
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
+        on_socket!(self, s => s.as_raw_fd())
+    }
+
+    /// Whether the socket's bytes are the stream's (not TLS records): only then may a reader look
+    /// at the socket itself (`Framed::await_briefly`).
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self, Stream::Unix(_) | Stream::Tcp(_))
+    }
+
+    /// A TCP stream accepted by a server with TLS: the server's side of TLS over it.
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_tls_server(self, config: &std::sync::Arc<rustls::ServerConfig>) -> io::Result<Stream> {
         match self {
-            Stream::Unix(s) => s.as_raw_fd(),
-            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => {
+                let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+                Ok(Stream::TlsServer(Box::new(rustls::StreamOwned::new(conn, s))))
+            }
+            other => Ok(other),
         }
     }
 }
@@ -72,10 +107,7 @@ impl AsRawFd for Stream {
 
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
-        }
+        on_socket!(self, s => s.as_fd())
     }
 }
 
@@ -84,6 +116,10 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => t.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => t.read(buf),
         }
     }
 }
@@ -93,6 +129,10 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => t.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => t.write(buf),
         }
     }
 
@@ -100,6 +140,10 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.flush(),
             Stream::Tcp(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => t.flush(),
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => t.flush(),
         }
     }
 }

@@ -22,7 +22,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn unix_path(m: &Manager) -> PathBuf {
     match m.address() {
         Address::Unix(p) => p.clone(),
-        Address::Tcp(_) => panic!("expected a Unix socket"),
+        _ => panic!("expected a Unix socket"),
     }
 }
 

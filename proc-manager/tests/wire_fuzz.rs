@@ -33,7 +33,7 @@ fn config(cases: u32) -> Config {
 fn unix_path(m: &Manager) -> PathBuf {
     match m.address() {
         Address::Unix(p) => p.clone(),
-        Address::Tcp(_) => panic!("expected a Unix socket"),
+        _ => panic!("expected a Unix socket"),
     }
 }
 

@@ -32,6 +32,9 @@ pub(crate) fn ci() -> Result<()> {
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
     tokio()?;
+    // The manager over TLS (feature `tls`).
+    run("cargo", &["clippy", "-p", "proc-manager", "--all-targets", "--features", "tls", "--", "-D", "warnings"], &[])?;
+    run("cargo", &["test", "-p", "proc-manager", "--features", "tls", "--test", "tls", "--doc"], &[])?;
     mpi()?;
     loom()?;
     no_shared_memory_left()?;

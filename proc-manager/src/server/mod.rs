@@ -54,6 +54,9 @@ struct Core {
     key: AuthKey,
     max_frame: u32,
     registry: Types,
+    /// TLS for TCP connections (feature `tls`).
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Core {
@@ -86,8 +89,19 @@ impl Server {
             key,
             max_frame,
             registry,
+            #[cfg(feature = "tls")]
+            tls: None,
         });
         Server { listener, core }
+    }
+
+    /// Serves TCP connections over TLS with `config` (none: in the clear).
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Self {
+        if let Some(core) = Arc::get_mut(&mut self.core) {
+            core.tls = config;
+        }
+        self
     }
 
     /// Accepts and serves connections until a client asks the server to shut down.
@@ -152,6 +166,19 @@ fn serve_connection(core: &Core, stream: Stream, id: u64, listener: &Listener) {
     if let Stream::Tcp(s) = &stream {
         crate::transport::keepalive(s);
     }
+    // TLS first: the authkey handshake runs inside it (the TLS handshake itself runs with the first
+    // read, under the handshake's deadline).
+    #[cfg(feature = "tls")]
+    let stream = match &core.tls {
+        Some(config) => match stream.into_tls_server(config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(reason = %e, "manager refused a connection");
+                return;
+            }
+        },
+        None => stream,
+    };
     let (mut framed, hello) = match core.handshakes.greet(stream, &core.key) {
         Ok(x) => x,
         Err(e) => {
@@ -169,10 +196,13 @@ fn serve_connection(core: &Core, stream: Stream, id: u64, listener: &Listener) {
     loop {
         // A client that just had an answer often calls again at once: look for its next request
         // a little before sleeping (a few connections at a time, so idle ones cost nothing).
-        if core.spinning.fetch_add(1, Ordering::AcqRel) < core.max_spinning {
-            framed.await_briefly(SERVER_SPIN);
+        // (Not over TLS: the socket's bytes are records, not the stream's.)
+        if framed.stream.is_plain() {
+            if core.spinning.fetch_add(1, Ordering::AcqRel) < core.max_spinning {
+                framed.await_briefly(SERVER_SPIN);
+            }
+            core.spinning.fetch_sub(1, Ordering::AcqRel);
         }
-        core.spinning.fetch_sub(1, Ordering::AcqRel);
         let request: Request = match framed.read(core.max_frame) {
             Ok(r) => r,
             Err(Error::Connection(e)) if wire::is_gone(&e) => break,
