@@ -9,16 +9,25 @@ fn example(name: &str) -> std::path::PathBuf {
     exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples").join(name)
 }
 
+/// Runs the example `name` (with `envs`) and returns its standard output, having checked that it
+/// succeeded; `None` (the test skips) when it was not built, which `why` explains.
+fn run_example(name: &str, envs: &[(&str, &str)], why: &str) -> Option<String> {
+    let exe = example(name);
+    if !exe.exists() {
+        eprintln!("skipping: {} was not built ({why})", exe.display());
+        return None;
+    }
+    let out = Command::new(exe).envs(envs.iter().copied()).output().expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    Some(stdout)
+}
+
 #[test]
 fn tour_runs_every_demo() {
-    let exe = example("tour");
-    if !exe.exists() {
-        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
+    let Some(stdout) = run_example("tour", &[("MULTIPROC_TOUR_SCALE", "0.01")], "run `cargo test`") else {
         return;
-    }
-    let out = Command::new(exe).env("MULTIPROC_TOUR_SCALE", "0.01").output().expect("run the tour");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    };
     for expected in [
         "== start:",
         "hkw\n",
@@ -82,14 +91,7 @@ fn tour_runs_every_demo() {
 /// The bytes example: frames of `ByteBuf` through a queue, replies through a pipe.
 #[test]
 fn bytes_example_round_trips_frames() {
-    let exe = example("bytes");
-    if !exe.exists() {
-        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
-        return;
-    }
-    let out = Command::new(exe).output().expect("run the bytes example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let Some(stdout) = run_example("bytes", &[], "run `cargo test`") else { return };
     assert!(stdout.contains("frame 7: 1048576 bytes back, first byte 0xff\n"), "{stdout}");
     assert!(stdout.contains("8 frames of 1024 KiB, checksum 1063256064\n"), "{stdout}");
 }
@@ -98,14 +100,7 @@ fn bytes_example_round_trips_frames() {
 /// that two processes fill and that is gone after the manager's shutdown.
 #[test]
 fn shared_memory_example_sets_items_and_cleans_up() {
-    let exe = example("shared_memory");
-    if !exe.exists() {
-        eprintln!("skipping: {} was not built (run `cargo test`)", exe.display());
-        return;
-    }
-    let out = Command::new(exe).output().expect("run the shared_memory example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let Some(stdout) = run_example("shared_memory", &[], "run `cargo test`") else { return };
     for line in [
         "a[2] = Float(-78.5)\n",
         "a[2] = Str(\"dry ice\")\n",
@@ -121,14 +116,7 @@ fn shared_memory_example_sets_items_and_cleans_up() {
 /// The async example (feature `tokio`): workers fed through a queue, results awaited.
 #[test]
 fn async_pipeline_example_sums_the_squares() {
-    let exe = example("async_pipeline");
-    if !exe.exists() {
-        eprintln!("skipping: {} was not built (it needs `--features tokio`)", exe.display());
-        return;
-    }
-    let out = Command::new(exe).output().expect("run the async_pipeline example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let Some(stdout) = run_example("async_pipeline", &[], "it needs `--features tokio`") else { return };
     assert!(stdout.contains("200 jobs by 3 processes, sum of squares 2686700\n"), "{stdout}");
 }
 

@@ -463,53 +463,6 @@ fn backlog_1m(c: &mut Criterion) {
     backlog(c, "backlog_1m", 1 << 20);
 }
 
-/// `rounds` round trips of a `u64` through two queues, after an untimed first one.
-fn queue_pingpong(rounds: u64) -> Duration {
-    let (ping, pong) = (Queue::<u64>::unbounded().expect("queue"), Queue::<u64>::unbounded().expect("queue"));
-    let child = {
-        let (ping, pong) = (ping.clone(), pong.clone());
-        Process::fork(
-            move || (0..=rounds).all(|_| ping.get_timeout(BOUND).is_ok_and(|v| pong.put(v + 1).is_ok())),
-            (),
-        )
-        .start()
-        .expect("start")
-    };
-    let mut start = Instant::now();
-    for round in 0..=rounds {
-        if round == 1 {
-            start = Instant::now();
-        }
-        ping.put(round).expect("put");
-        assert_eq!(pong.get_timeout(BOUND).expect("the ping-pong child stopped answering"), round + 1);
-    }
-    let elapsed = start.elapsed();
-    join_bounded(child);
-    elapsed
-}
-
-/// `rounds` round trips of a `u64` through a duplex pipe, after an untimed first one.
-fn pipe_pingpong(rounds: u64) -> Duration {
-    let (mine, theirs) = pipe::<u64>().expect("pipe");
-    let child = Process::fork(
-        move || (0..=rounds).all(|_| theirs.recv_timeout(BOUND).is_ok_and(|v| theirs.send(&(v + 1)).is_ok())),
-        (),
-    )
-    .start()
-    .expect("start");
-    let mut start = Instant::now();
-    for round in 0..=rounds {
-        if round == 1 {
-            start = Instant::now();
-        }
-        mine.send(&round).expect("send");
-        assert_eq!(mine.recv_timeout(BOUND).expect("the ping-pong child stopped answering"), round + 1);
-    }
-    let elapsed = start.elapsed();
-    join_bounded(child);
-    elapsed
-}
-
 fn pingpong(c: &mut Criterion) {
     pin_if_asked();
     let mut group = c.benchmark_group(group_name("pingpong"));
@@ -520,8 +473,8 @@ fn pingpong(c: &mut Criterion) {
     group.bench_function("floor_socketpair_polling", |b| {
         b.iter_custom(|n| floor_socketpair_pingpong_polling(n, Duration::from_micros(100)))
     });
-    group.bench_function("queue", |b| b.iter_custom(queue_pingpong));
-    group.bench_function("pipe", |b| b.iter_custom(pipe_pingpong));
+    group.bench_function("queue", |b| b.iter_custom(multiproc_benches::pingpong::queue_pingpong));
+    group.bench_function("pipe", |b| b.iter_custom(multiproc_benches::pingpong::pipe_pingpong));
     group.finish();
 }
 

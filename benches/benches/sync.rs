@@ -18,13 +18,13 @@
 //! `cargo xtask bench` runs this free and pinned, on both backends, and puts the figures next to
 //! Python's (`benches/python/sync.py`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use multiproc::sync::{Array, Event, Lock, RLock, Semaphore, Value};
-use multiproc::{get_context, Process, StartMethod};
+use multiproc::sync::{Array, Lock, RLock, Value};
+use multiproc::Process;
 use multiproc_benches::{
-    backend_group_name, floor_pthread_counter, join_bounded, pin_if_asked, Gate, SharedMutex, BOUND,
+    backend_group_name, floor_pthread_counter, join_bounded, pin_if_asked, Gate, SharedMutex,
 };
 
 fn configure(
@@ -82,78 +82,14 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
-/// The child of the semaphore ping-pong: `rounds + 1` times, take `ping` and give `pong`.
-fn semaphore_child(ping: Semaphore, pong: Semaphore, rounds: u64) -> bool {
-    for _ in 0..=rounds {
-        if !ping.acquire_timeout(BOUND) {
-            return false;
-        }
-        pong.release();
-    }
-    true
-}
-
-/// `rounds` semaphore round trips after an untimed first one.
-fn semaphore_pingpong(rounds: u64) -> Duration {
-    let (ping, pong) = (Semaphore::new(0).expect("semaphore"), Semaphore::new(0).expect("semaphore"));
-    let child = get_context(StartMethod::Fork)
-        .process(semaphore_child, (ping.clone(), pong.clone(), rounds))
-        .start()
-        .expect("start");
-    let mut start = Instant::now();
-    for round in 0..=rounds {
-        if round == 1 {
-            start = Instant::now();
-        }
-        ping.release();
-        assert!(pong.acquire_timeout(BOUND), "the ping-pong child stopped answering");
-    }
-    let elapsed = start.elapsed();
-    join_bounded(child);
-    elapsed
-}
-
-/// The child of the event ping-pong: `rounds + 1` times, wait for `ping`, clear it, set `pong`.
-fn event_child(ping: Event, pong: Event, rounds: u64) -> bool {
-    for _ in 0..=rounds {
-        if !ping.wait_timeout(BOUND) {
-            return false;
-        }
-        ping.clear();
-        pong.set();
-    }
-    true
-}
-
-/// `rounds` event round trips after an untimed first one.
-fn event_pingpong(rounds: u64) -> Duration {
-    let (ping, pong) = (Event::new().expect("event"), Event::new().expect("event"));
-    let child = get_context(StartMethod::Fork)
-        .process(event_child, (ping.clone(), pong.clone(), rounds))
-        .start()
-        .expect("start");
-    let mut start = Instant::now();
-    for round in 0..=rounds {
-        if round == 1 {
-            start = Instant::now();
-        }
-        ping.set();
-        assert!(pong.wait_timeout(BOUND), "the ping-pong child stopped answering");
-        pong.clear();
-    }
-    let elapsed = start.elapsed();
-    join_bounded(child);
-    elapsed
-}
-
 fn pingpong(c: &mut Criterion) {
     pin_if_asked();
     let mut group = c.benchmark_group(backend_group_name("pingpong"));
     configure(&mut group, 500, 2000);
     #[cfg(target_os = "linux")]
     group.bench_function("floor_futex", |b| b.iter_custom(multiproc_benches::floor_futex_pingpong));
-    group.bench_function("semaphore", |b| b.iter_custom(semaphore_pingpong));
-    group.bench_function("event", |b| b.iter_custom(event_pingpong));
+    group.bench_function("semaphore", |b| b.iter_custom(multiproc_benches::pingpong::semaphore_pingpong));
+    group.bench_function("event", |b| b.iter_custom(multiproc_benches::pingpong::event_pingpong));
     group.finish();
 }
 

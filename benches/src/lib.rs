@@ -7,11 +7,13 @@
 //! - `gate`: the bound on every wait ([`BOUND`]), the start [`Gate`], [`join_bounded`], and the raw
 //!   `fork` child the floors run.
 //! - `floors`: the floors, by job: `start` (process starts), `sync`, `queue` and `pipe`.
+//! - [`pingpong`]: multiproc's own round trips, which the benchmarks and `spin` share.
 //!
 //! This file holds the pinning and group-naming helpers every benchmark uses.
 
 mod floors;
 mod gate;
+pub mod pingpong;
 mod shared;
 
 pub use floors::pipe::{floor_socketpair_pingpong, floor_socketpair_pingpong_polling};

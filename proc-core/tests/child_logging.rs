@@ -6,14 +6,12 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{methods, serial, Watchdog};
 use proc_core::{get_context, Process};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
+use test_support::capture::{seen_any, wait_for, Capture};
+use tracing::Level;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -62,51 +60,6 @@ fn the_init_function_runs_first_in_every_child_and_grandchild() {
     }
 }
 
-/// The events this process' subscriber saw: `level target fields` lines.
-static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static SEEN_CHANGED: Condvar = Condvar::new();
-
-struct Capture;
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        struct Text(String);
-        impl Visit for Text {
-            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={value:?}", field.name()));
-            }
-        }
-        let mut text = Text(format!("{} {}", event.metadata().level(), event.metadata().target()));
-        event.record(&mut text);
-        SEEN.lock().unwrap_or_else(PoisonError::into_inner).push(text.0);
-        SEEN_CHANGED.notify_all();
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-/// Waits (bounded) until a seen event contains every one of `parts`; returns it.
-fn wait_for(parts: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
-    loop {
-        if let Some(line) = seen.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
-            return line.clone();
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no event with {parts:?}; seen: {:#?}", *seen);
-        seen = SEEN_CHANGED.wait_timeout(seen, left).unwrap_or_else(PoisonError::into_inner).0;
-    }
-}
-
 /// Logs at every level, then says its pid.
 fn log_everything(tag: String) -> u32 {
     tracing::trace!(%tag, "a trace event");
@@ -120,7 +73,7 @@ fn log_everything(tag: String) -> u32 {
 fn children_events_reach_the_parent_with_their_name_and_pid() {
     let _s = serial();
     let _w = Watchdog::new("child_events", LIMIT);
-    let _ = tracing::subscriber::set_global_default(Capture);
+    Capture::install();
     proc_core::forward_child_events(Level::INFO).unwrap();
     for m in methods() {
         // Bracketed, so that no tag is a prefix of another ("Fork" of "ForkServer").
@@ -131,18 +84,23 @@ fn children_events_reach_the_parent_with_their_name_and_pid() {
             .start()
             .unwrap();
         let pid = p.join().unwrap();
-        let info = wait_for(&["INFO multiproc::child", "an info event", &format!("tag={tag}")]);
+        let info = wait_for(
+            &["INFO multiproc::child", "an info event", &format!("tag={tag}")],
+            Duration::from_secs(30),
+        );
         assert!(info.contains(&format!("child=logger-{tag}")), "{info}");
         assert!(info.contains(&format!("pid={pid}")), "{info}");
         assert!(info.contains("answer=42"), "{info}");
-        let error = wait_for(&["ERROR multiproc::child", "an error event", &format!("tag={tag}")]);
+        let error = wait_for(
+            &["ERROR multiproc::child", "an error event", &format!("tag={tag}")],
+            Duration::from_secs(30),
+        );
         assert!(error.contains("origin=my_app::db"), "{error}");
         // Both came after the child's last event was sent, in order: the debug and trace events,
         // sent before them, would be there if they had been forwarded.
-        let seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
         assert!(
-            !seen.iter().any(|l| l.contains("a debug event") || l.contains("a trace event")),
-            "{seen:#?}"
+            !seen_any("a debug event") && !seen_any("a trace event"),
+            "debug or trace events were forwarded"
         );
     }
 }
@@ -157,9 +115,9 @@ fn log_in_a_grandchild() -> u32 {
 fn grandchildren_events_reach_the_first_parent() {
     let _s = serial();
     let _w = Watchdog::new("grandchild_events", LIMIT);
-    let _ = tracing::subscriber::set_global_default(Capture);
+    Capture::install();
     proc_core::forward_child_events(Level::INFO).unwrap();
     let pid = Process::new(log_in_a_grandchild, ()).start().unwrap().join().unwrap();
-    let line = wait_for(&["an info event", "child=grandchild"]);
+    let line = wait_for(&["an info event", "child=grandchild"], Duration::from_secs(30));
     assert!(line.contains(&format!("pid={pid}")), "{line}");
 }

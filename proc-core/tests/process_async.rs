@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{methods, serial, Watchdog};
 use proc_core::handle::Fd;
 use proc_core::{get_context, ByteBuf};
+use test_support::runtimes;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -35,13 +36,6 @@ fn waits_for_a_byte(s: Fd) -> u8 {
     let mut b = [0u8; 1];
     s.read_exact(&mut b).unwrap();
     b[0]
-}
-
-fn runtimes() -> [tokio::runtime::Runtime; 2] {
-    [
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
-    ]
 }
 
 #[test]

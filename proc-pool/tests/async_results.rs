@@ -9,16 +9,9 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use proc_pool::{Error, Pool};
-use test_support::{serial, Watchdog};
+use test_support::{runtimes, serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn runtimes() -> [tokio::runtime::Runtime; 2] {
-    [
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
-    ]
-}
 
 fn square(x: u64) -> u64 {
     x * x

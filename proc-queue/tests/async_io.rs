@@ -10,16 +10,9 @@ use std::time::Duration;
 
 use proc_core::Process;
 use proc_queue::{pipe, ready_async, JoinableQueue, Queue, SimpleQueue};
-use test_support::{serial, Watchdog};
+use test_support::{runtimes, serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn runtimes() -> [tokio::runtime::Runtime; 2] {
-    [
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
-    ]
-}
 
 /// A child that puts `n` numbers.
 fn produce(q: Queue<u64>, n: u64) {

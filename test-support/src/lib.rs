@@ -7,6 +7,11 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod capture;
+#[cfg(feature = "tokio")]
+mod runtimes;
+#[cfg(feature = "tokio")]
+pub use runtimes::runtimes;
 pub mod scribble;
 
 use std::sync::mpsc;

@@ -33,7 +33,11 @@ pub(crate) fn ci() -> Result<()> {
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
     tokio()?;
     // The manager over TLS (feature `tls`).
-    run("cargo", &["clippy", "-p", "proc-manager", "--all-targets", "--features", "tls", "--", "-D", "warnings"], &[])?;
+    run(
+        "cargo",
+        &["clippy", "-p", "proc-manager", "--all-targets", "--features", "tls", "--", "-D", "warnings"],
+        &[],
+    )?;
     run("cargo", &["test", "-p", "proc-manager", "--features", "tls", "--test", "tls", "--doc"], &[])?;
     mpi()?;
     loom()?;
