@@ -102,6 +102,30 @@ pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) 
     }
 }
 
+/// As [`send`], without waiting: `None` when the socket's buffer is full (`EAGAIN`), for a sender
+/// that waits for writability itself (an async one).
+///
+/// # Errors
+///
+/// `sendmsg` failed otherwise: `EPIPE` or `ECONNRESET` when the peer is gone.
+pub fn send_nowait(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<Option<usize>> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::from_bits_retain(SEND_FLAGS);
+    loop {
+        match socket::sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            other => return other.map(Some).map_err(io::Error::from),
+        }
+    }
+}
+
 /// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
 /// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
 /// than a `sendmsg`, which copies in a message header and an I/O vector. (libc's `send` rather than

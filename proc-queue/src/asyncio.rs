@@ -1,4 +1,5 @@
-//! Async receives for tokio (feature `tokio`): [`Connection::recv_async`], [`Queue::get_async`],
+//! Async sends and receives for tokio (feature `tokio`): [`Connection::send_async`],
+//! [`Connection::recv_async`], [`Queue::get_async`],
 //! [`SimpleQueue::get_async`] (and [`JoinableQueue`](crate::JoinableQueue)'s, through `Deref`), and
 //! [`ready_async`] for any [`Waitable`].
 //!
@@ -104,6 +105,68 @@ impl<T> Connection<T> {
             }
         }
     }
+}
+
+impl<T> Connection<T> {
+    /// Sends `value` as one message without blocking the runtime's thread: the async
+    /// [`send`](Self::send). The value is serialized first (an error sends nothing). Once its first
+    /// bytes are out the message belongs to the connection: dropping the future then does not cut
+    /// it, the next send on this end (of any kind, async or not) sends the rest first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_queue::Result<()> {
+    /// let (a, b) = proc_queue::pipe::<Vec<u32>>()?;
+    /// // Larger than the socket's buffer: the send waits for the receiver without blocking.
+    /// let big: Vec<u32> = (0..1_000_000).collect();
+    /// let (sent, got) = tokio::join!(a.send_async(&big), b.recv_async());
+    /// sent?;
+    /// assert_eq!(got?.len(), 1_000_000);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); also [`Error::Os`] when there is no tokio runtime with I/O enabled.
+    pub async fn send_async(&self, value: &T) -> Result<()>
+    where
+        T: Serialize,
+    {
+        if !self.writable() {
+            return Err(Error::ReadOnly);
+        }
+        let (body, fds) = proc_core::handle::serialize_with_fds(value).map_err(Error::Serialize)?;
+        if fds.len() > proc_os::socket::MAX_FDS {
+            return Err(Error::Os(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many descriptors for one message",
+            )));
+        }
+        let mut frame = proc_os::frame::header(body.len() as u64, fds.len() as u32).to_vec();
+        frame.extend_from_slice(&body);
+        let mut begun = false;
+        while !self.send_step(&frame, &fds, &mut begun)? {
+            writable(self).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `conn`'s socket has room for more bytes.
+async fn writable<T>(conn: &Connection<T>) -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::Os(io::Error::other("an async send needs a tokio runtime")));
+    }
+    let fd: OwnedFd = std::os::fd::AsFd::as_fd(conn).try_clone_to_owned().map_err(Error::Os)?;
+    // SAFETY: `fd` is an open descriptor the `AsyncFd` owns: it stays open, and is the same one,
+    // until the `AsyncFd` is dropped.
+    let watched = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }
+        .map_err(|e| Error::Os(e.into_parts().1))?;
+    let _ready = watched.writable().await.map_err(Error::Os)?;
+    Ok(())
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {

@@ -133,3 +133,27 @@ fn without_a_runtime_the_async_receives_are_errors() {
     let polled = std::future::Future::poll(fut.as_mut(), &mut cx);
     assert!(matches!(polled, std::task::Poll::Ready(Err(proc_queue::Error::Os(_)))), "{polled:?}");
 }
+
+#[test]
+fn send_async_waits_for_room_and_a_dropped_send_still_delivers_whole() {
+    let _w = Watchdog::new("send_async", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let (a, b) = pipe::<proc_core::ByteBuf>().unwrap();
+            let big = proc_core::ByteBuf::from((0..8u32 << 20).map(|i| i as u8).collect::<Vec<u8>>());
+            // Far larger than the socket's buffer: sender and receiver take turns on the runtime.
+            let (sent, got) = tokio::join!(a.send_async(&big), b.recv_async());
+            sent.unwrap();
+            assert_eq!(got.unwrap(), big);
+            // A send that cannot finish (nobody reads), dropped: its message still arrives whole,
+            // sent by the next send before its own.
+            let early = tokio::time::timeout(Duration::from_millis(20), a.send_async(&big)).await;
+            assert!(early.is_err(), "8 MiB cannot fit in the socket's buffer");
+            let reader = std::thread::spawn(move || (b.recv().unwrap(), b.recv().unwrap()));
+            a.send(&proc_core::ByteBuf::from(vec![1u8, 2, 3])).unwrap();
+            let (first, second) = reader.join().unwrap();
+            assert_eq!(first, big);
+            assert_eq!(second.into_vec(), [1, 2, 3]);
+        });
+    }
+}

@@ -131,8 +131,10 @@ pub struct Connection<T> {
     socket: OwnedFd,
     readable: bool,
     writable: bool,
-    /// Taken for the whole of one frame, so that frames of two threads never interleave.
-    sending: Mutex<()>,
+    /// Taken for the whole of one frame, so that frames of two threads never interleave. Holds
+    /// the unsent rest of a frame that an async send began and was dropped before it finished
+    /// (or is waiting to finish): the next send, of any kind, sends it first.
+    sending: Mutex<Vec<u8>>,
     receiving: Turn,
     // A connection holds no `T`: it serializes one on the sender's thread and makes one on the
     // receiver's, so it is `Send` and `Sync` whatever `T` is.
@@ -153,7 +155,7 @@ impl<T> Connection<T> {
             socket,
             readable,
             writable,
-            sending: Mutex::new(()),
+            sending: Mutex::new(Vec::new()),
             receiving: Turn::default(),
             _message: PhantomData,
         }
@@ -449,14 +451,60 @@ impl<T> Connection<T> {
     }
 
     fn send_frame(&self, body: &[u8], fds: &[OwnedFd]) -> Result<()> {
-        let _turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        self.finish_rest(&mut turn)?;
         frame::send_frame(self.socket.as_fd(), body, fds).map_err(send_error)
     }
 
     /// Sends one frame whose body is `prefix` then `payload`, without descriptors.
     fn send_parts(&self, prefix: &[u8], payload: &[u8]) -> Result<()> {
-        let _turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        self.finish_rest(&mut turn)?;
         proc_os::frame::send_frame_parts(self.socket.as_fd(), prefix, payload).map_err(send_error)
+    }
+
+    /// Sends the rest of a frame an async send began (see `sending`), waiting as long as it takes.
+    fn finish_rest(&self, rest: &mut Vec<u8>) -> Result<()> {
+        let mut sent = 0;
+        while sent < rest.len() {
+            match proc_os::socket::send_bytes(self.socket.as_fd(), &rest[sent..]).map_err(send_error)? {
+                0 => return Err(Error::Os(io::ErrorKind::WriteZero.into())),
+                n => sent += n,
+            }
+        }
+        rest.clear();
+        Ok(())
+    }
+
+    /// One step of an async send (see `asyncio`): sends what it can of the rest of an earlier
+    /// frame, then, once that is out, of `frame` (header and body; its descriptors go with its first
+    /// byte) if `begun` is false, moving what does not go into the rest. True when nothing of
+    /// `frame` is left to send.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn send_step(&self, frame: &[u8], fds: &[OwnedFd], begun: &mut bool) -> Result<bool> {
+        let mut rest = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let sock = self.socket.as_fd();
+        while !rest.is_empty() {
+            match proc_os::socket::send_nowait(sock, &[io::IoSlice::new(&rest)], &[]).map_err(send_error)? {
+                Some(0) => return Err(Error::Os(io::ErrorKind::WriteZero.into())),
+                Some(n) => drop(rest.drain(..n)),
+                None => return Ok(false),
+            }
+        }
+        if *begun {
+            // Its rest went out with the rest above (or an earlier step's).
+            return Ok(true);
+        }
+        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        match proc_os::socket::send_nowait(sock, &[io::IoSlice::new(frame)], &fds).map_err(send_error)? {
+            Some(0) => Err(Error::Os(io::ErrorKind::WriteZero.into())),
+            Some(n) => {
+                *begun = true;
+                rest.extend_from_slice(&frame[n..]);
+                Ok(rest.is_empty())
+            }
+            None => Ok(false),
+        }
     }
 
     /// This thread's turn to receive, once the receiving state is free (or the deadline passed).
