@@ -37,6 +37,16 @@ static FORWARD_FD: AtomicI32 = AtomicI32::new(-1);
 /// The most verbose level forwarded ([`level_code`]; 0: none).
 static FORWARD_LEVEL: AtomicU8 = AtomicU8::new(0);
 
+/// Mixed into the fingerprint of the init function's entry point, so that a bootstrap can only
+/// name a function that was sent as an init function (not a target's trampoline, say).
+const INIT_TAG: u64 = 0x696e_6974_5f66_6e21;
+
+/// The entry point of the init function at `addr`, tagged.
+fn init_entry(addr: usize) -> EntryPoint {
+    let (offset, fingerprint) = EntryPoint::of_addr(addr).parts();
+    EntryPoint::from_parts(offset, fingerprint ^ INIT_TAG)
+}
+
 /// The largest event sent: a longer message is cut (a datagram must fit the socket's buffer).
 const MAX_RECORD: usize = 16 << 10;
 
@@ -102,17 +112,25 @@ pub fn set_child_init(init: Option<fn()>) {
 /// The socket pair or the thread that receives the events cannot be made (out of descriptors or
 /// threads); nothing changed then.
 pub fn forward_child_events(level: Level) -> Result<()> {
+    // One channel per process, made once even when threads call this together.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if FORWARD_FD.load(Ordering::SeqCst) < 0 {
         let (send, recv) = UnixDatagram::pair().map_err(|e| Error::io("cannot make the event channel", e))?;
+        // A child made by a plain `fork` must not hold the receiving end: this process alone reads
+        // it, and with no reader left the children's sends fail instead of filling the buffer.
+        let release = crate::handle::ReleaseOnFork::new(std::os::fd::AsFd::as_fd(&recv));
         std::thread::Builder::new()
             .name("multiproc-child-events".into())
-            .spawn(move || receive(&recv))
+            .spawn(move || {
+                let _release = release;
+                receive(&recv);
+            })
             .map_err(|e| Error::io("cannot start the thread that receives child events", e))?;
         // Kept open for the rest of the process: every child gets a copy at its start.
         let fd = OwnedFd::from(send);
-        if FORWARD_FD.compare_exchange(-1, fd.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            std::mem::forget(fd);
-        }
+        FORWARD_FD.store(fd.as_raw_fd(), Ordering::SeqCst);
+        std::mem::forget(fd);
     }
     FORWARD_LEVEL.store(level_code(level), Ordering::SeqCst);
     Ok(())
@@ -130,7 +148,7 @@ pub(crate) struct ChildSetup {
 pub(crate) fn child_setup() -> ChildSetup {
     let init = match CHILD_INIT.load(Ordering::SeqCst) {
         0 => None,
-        addr => Some(EntryPoint::of_addr(addr)),
+        addr => Some(init_entry(addr)),
     };
     let (fd, level) = (FORWARD_FD.load(Ordering::SeqCst), FORWARD_LEVEL.load(Ordering::SeqCst));
     // SAFETY: the descriptor is never closed once set (see `forward_child_events`, and
@@ -174,7 +192,8 @@ pub(crate) fn child_started(
 ) -> std::result::Result<ChildRun, String> {
     let init = match init {
         Some(entry) => {
-            let addr = entry.resolve_addr()?;
+            let (offset, fingerprint) = entry.parts();
+            let addr = EntryPoint::from_parts(offset, fingerprint ^ INIT_TAG).resolve_addr()?;
             CHILD_INIT.store(addr, Ordering::SeqCst);
             // SAFETY: the parent took the address of an `fn()` of the same binary (the
             // fingerprint of the code there matches), so `addr` is that function.
@@ -286,9 +305,9 @@ impl Subscriber for Forwarder {
         let Ok(bytes) = crate::codec::to_vec(&record) else { return };
         // SAFETY: the descriptor stays open for the life of the process (never closed once set).
         let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-        // A parent that is gone, or a full buffer that a signal interrupts: the event is lost, as
-        // a write to a closed stderr would be.
-        let _ = proc_os::socket::send(socket, &[std::io::IoSlice::new(&bytes)], &[]);
+        // Never waits: with the parent gone, or its thread behind by a full socket buffer, the
+        // event is dropped (a child must not hang on its logging).
+        let _ = proc_os::socket::send_nowait(socket, &[std::io::IoSlice::new(&bytes)], &[]);
     }
 
     fn enter(&self, _: &Id) {}

@@ -121,3 +121,44 @@ fn grandchildren_events_reach_the_first_parent() {
     let line = wait_for(&["an info event", "child=grandchild"], Duration::from_secs(30));
     assert!(line.contains(&format!("pid={pid}")), "{line}");
 }
+
+/// A child made by a plain `fork` from a process that forwards events, then orphaned: it logs on
+/// (more than a socket buffer holds) without hanging, and says so on `done`.
+fn log_when_orphaned(done: proc_core::handle::Fd) {
+    let parent = proc_os::getppid();
+    // Wait (bounded) until the parent is gone.
+    let limit = std::time::Instant::now() + Duration::from_secs(30);
+    while proc_os::getppid() == parent && std::time::Instant::now() < limit {
+        std::thread::yield_now();
+    }
+    let filler = "x".repeat(1024);
+    for i in 0..2_000 {
+        tracing::info!(i, %filler, "orphaned");
+    }
+    let mut done = std::os::unix::net::UnixStream::from(done.into_owned());
+    std::io::Write::write_all(&mut done, b"!").unwrap();
+}
+
+/// Forwards events, starts `log_when_orphaned` with the fork start method, and ends at once
+/// (without waiting for it, as a killed process would).
+fn forward_then_vanish(done: proc_core::handle::Fd) {
+    proc_core::forward_child_events(Level::INFO).unwrap();
+    let p = get_context(proc_core::StartMethod::Fork).process(log_when_orphaned, (done,)).start().unwrap();
+    std::mem::forget(p);
+    // SAFETY: ending this child process at once, without its exit-time cleanup, on purpose.
+    unsafe { libc::_exit(0) };
+}
+
+#[test]
+fn an_orphaned_fork_child_logs_on_without_hanging() {
+    let _s = serial();
+    let _w = Watchdog::new("orphaned_logger", LIMIT);
+    let (mut mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let done = proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(theirs));
+    let p = get_context(proc_core::StartMethod::Spawn).process(forward_then_vanish, (done,)).start().unwrap();
+    let _ = p.join();
+    mine.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut mine, &mut byte).expect("the orphaned child hung on its logging");
+    assert_eq!(&byte, b"!");
+}

@@ -109,46 +109,6 @@ pub fn send_frame<F: AsFd>(sock: BorrowedFd<'_>, body: &[u8], fds: &[F]) -> io::
     Ok(())
 }
 
-/// Sends one frame whose body is `prefix` followed by `payload`, without descriptors, from where
-/// they lie (no copy into one buffer first): a typed message that is one large byte string goes
-/// out as its encoded length and the caller's bytes.
-///
-/// # Examples
-///
-/// ```
-/// use std::os::fd::AsFd;
-///
-/// let (a, b) = proc_os::socket::socketpair().unwrap();
-/// proc_os::frame::send_frame_parts(a.as_fd(), b"\x03", b"abc").unwrap();
-/// let frame = proc_os::frame::FrameReader::default().read(b.as_fd(), true).unwrap();
-/// assert!(matches!(frame, proc_os::frame::Read::Frame(body, _) if body == b"\x03abc"));
-/// ```
-///
-/// # Errors
-///
-/// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
-pub fn send_frame_parts(sock: BorrowedFd<'_>, prefix: &[u8], payload: &[u8]) -> io::Result<()> {
-    let len = prefix.len() + payload.len();
-    let header = header(len as u64, 0);
-    let total = HEADER + len;
-    let mut sent = 0;
-    while sent < total {
-        // What is left of the header, the prefix and the payload.
-        let h = sent.min(HEADER);
-        let p = sent.saturating_sub(HEADER).min(prefix.len());
-        let b = sent.saturating_sub(HEADER + prefix.len()).min(payload.len());
-        let rest = &payload[b..];
-        let rest = &rest[..rest.len().min(MAX_CHUNK)];
-        let parts = [IoSlice::new(&header[h..]), IoSlice::new(&prefix[p..]), IoSlice::new(rest)];
-        let n = socket::send(sock, &parts, &[])?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        sent += n;
-    }
-    Ok(())
-}
-
 /// What a [`FrameReader::read`] step produced.
 #[derive(Debug)]
 pub enum Read {

@@ -9,9 +9,9 @@
 //! frame is lost (a connection keeps a partial frame for its next receive), no slot is claimed,
 //! no message taken.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -95,14 +95,27 @@ impl<T> Connection<T> {
     where
         T: DeserializeOwned,
     {
+        let mut busy = false;
         loop {
-            match self.recv_timeout(Duration::ZERO) {
-                // Not a whole message yet (or another thread's turn): wait for more bytes. Not
-                // `ready_async`, whose answer for a connection that holds part of a message is
-                // "ready" at once.
-                Err(Error::Timeout) => readable(self).await?,
-                other => return other,
+            if let Some(value) = self.recv_step(&mut busy)? {
+                return Ok(value);
             }
+            // Wait for more bytes on the socket, or, when another receiver has the turn (it may
+            // read ahead the message this one waits for), for the turn to come back.
+            let seen = self.turn_returns();
+            if busy && self.turn_is_free() {
+                // Returned meanwhile: look again at once.
+                continue;
+            }
+            let readable = readable(self);
+            let mut readable = std::pin::pin!(readable);
+            std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(r) = readable.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(r);
+                }
+                self.poll_turn_returned(seen, cx).map(Ok)
+            })
+            .await?;
         }
     }
 }
@@ -193,9 +206,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`get`](Self::get); also [`GetError::Os`] when there is no tokio runtime with I/O enabled.
     pub async fn get_async(&self) -> std::result::Result<T, GetError> {
+        let mut waited = false;
         loop {
             match self.get_nowait() {
+                Ok(v) => {
+                    if waited {
+                        // The doorbell is one flag for every waiter: pass a swallowed ring on.
+                        self.pass_the_bell_on();
+                    }
+                    return Ok(v);
+                }
                 Err(GetError::Empty) => {
+                    waited = true;
                     ready_async(self).await.map_err(|e| match e {
                         Error::Os(e) => GetError::Os(proc_core::Error::os("cannot wait for the queue", e)),
                         other => GetError::Os(proc_core::Error::os(

@@ -157,3 +157,36 @@ fn send_async_waits_for_room_and_a_dropped_send_still_delivers_whole() {
         });
     }
 }
+
+#[test]
+fn recv_async_gets_a_message_another_receiver_read_ahead() {
+    let _w = Watchdog::new("recv_async_turn", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let (a, b) = pipe::<u32>().unwrap();
+            let b = std::sync::Arc::new(b);
+            // A blocking receiver takes the turn first and waits in `recv`.
+            let blocking = std::thread::spawn({
+                let b = b.clone();
+                move || b.recv().unwrap()
+            });
+            let task = tokio::spawn({
+                let b = b.clone();
+                async move { b.recv_async().await.unwrap() }
+            });
+            tokio::task::yield_now().await;
+            // Two frames in one write: the blocking receiver reads both, returns one and keeps the
+            // other read ahead; the async receiver must get it.
+            let mut both = Vec::new();
+            for v in [1u32, 2] {
+                let body = proc_core::codec::to_vec(&v).unwrap();
+                both.extend_from_slice(&proc_os::frame::header(body.len() as u64, 0));
+                both.extend_from_slice(&body);
+            }
+            proc_os::fd::write_all(a.as_fd(), &both).unwrap();
+            let first = blocking.join().unwrap();
+            let second = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+            assert_eq!((first.min(second), first.max(second)), (1, 2));
+        });
+    }
+}

@@ -176,3 +176,30 @@ fn a_child_receives_large_byte_strings() {
     }
     assert_eq!(p.join().unwrap(), expected);
 }
+
+/// A value whose `Serialize` counts its calls (a manager proxy's exports itself, for one).
+#[derive(Debug)]
+struct Counted(u32);
+
+static SERIALIZED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Serialize for Counted {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SERIALIZED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u32::deserialize(d).map(Counted)
+    }
+}
+
+#[test]
+fn a_value_is_serialized_once_per_send() {
+    let (a, b) = pipe::<Counted>().unwrap();
+    a.send(&Counted(5)).unwrap();
+    assert_eq!(SERIALIZED.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(b.recv().unwrap().0, 5);
+}

@@ -14,6 +14,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::Process;
+
+/// How often the end of a child no descriptor tells about is looked for (as `join` does).
+const STALE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 use crate::error::{Error, Result};
 
 impl<R: Serialize + DeserializeOwned> Process<R> {
@@ -36,6 +39,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// # }
     /// ```
     ///
+    /// Needs a runtime with its I/O and time drivers (`#[tokio::main]` and `Runtime::new` enable
+    /// both): a child whose end no descriptor tells (it closed its end of the sentinel) is looked
+    /// for every 10 ms.
+    ///
     /// # Errors
     ///
     /// As [`join`](Self::join); also an I/O error ([`Error::io_kind`]) when there is no tokio
@@ -47,9 +54,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         loop {
             let Some((fds, poll)) = self.shared.look()? else { return self.shared.result() };
             if fds.is_empty() || poll {
-                // No descriptor tells the end (rare, and brief: see `Shared::wait_ended`): look
-                // again once the runtime has run its other tasks.
-                tokio::task::yield_now().await;
+                // No descriptor tells the end (a child that closed its end of the sentinel, or
+                // whose descendant holds it: see `Shared::wait_ended`): look again after a pause, as
+                // `join` does.
+                tokio::time::sleep(STALE_POLL).await;
                 continue;
             }
             let watched = fds.into_iter().map(watch).collect::<io::Result<Vec<_>>>().map_err(wait_error)?;

@@ -197,12 +197,6 @@ impl<T> Connection<T> {
         // connection gets a fresh one) and put back after: a stream of large messages is
         // serialized into the same memory each time, not into a new allocation that the
         // allocator maps, faults in and unmaps again.
-        // A value that is one large byte string goes out from where its bytes lie (see `bytes`).
-        match bytes::try_send(value, &mut |prefix, payload| self.send_parts(prefix, payload)) {
-            Ok(()) => return Ok(()),
-            Err(bytes::Refused::Failed(e)) => return Err(e),
-            Err(bytes::Refused::Other | bytes::Refused::Custom(_)) => {}
-        }
         let mut bytes = SEND_BUFFER.take();
         let sent = serialize_with_fds_into(value, &mut bytes)
             .map_err(Error::Serialize)
@@ -442,6 +436,51 @@ impl<T> Connection<T> {
         self.readable && self.receiving.holds_data()
     }
 
+    /// How many times this end's receiving turn was returned (see `Turn::returns`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn turn_returns(&self) -> u64 {
+        self.receiving.returns()
+    }
+
+    /// One receive that does not wait (for an async receive): a message; `Ok(None)` with
+    /// `busy` set when another receiver has the turn, or with `busy` clear when no whole message
+    /// is here yet (the part that is stays for the next receive).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn recv_step(&self, busy: &mut bool) -> Result<Option<T>>
+    where
+        T: DeserializeOwned,
+    {
+        if !self.readable {
+            return Err(Error::WriteOnly);
+        }
+        let now = Some(Instant::now());
+        let Some(mut incoming) = self.receiving.take(now) else {
+            *busy = true;
+            return Ok(None);
+        };
+        *busy = false;
+        match self.decode_next(&mut incoming, now) {
+            Err(Error::Timeout) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// Whether no receiver has this end's receiving turn now.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn turn_is_free(&self) -> bool {
+        self.receiving.is_free()
+    }
+
+    /// Ready once another receiver returned the receiving turn after `seen` returns.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_turn_returned(
+        &self,
+        seen: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.receiving.poll_returned(seen, cx)
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.writable {
             Ok(())
@@ -454,13 +493,6 @@ impl<T> Connection<T> {
         let mut turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
         self.finish_rest(&mut turn)?;
         frame::send_frame(self.socket.as_fd(), body, fds).map_err(send_error)
-    }
-
-    /// Sends one frame whose body is `prefix` then `payload`, without descriptors.
-    fn send_parts(&self, prefix: &[u8], payload: &[u8]) -> Result<()> {
-        let mut turn = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
-        self.finish_rest(&mut turn)?;
-        proc_os::frame::send_frame_parts(self.socket.as_fd(), prefix, payload).map_err(send_error)
     }
 
     /// Sends the rest of a frame an async send began (see `sending`), waiting as long as it takes.
@@ -520,6 +552,14 @@ impl<T> Connection<T> {
         T: DeserializeOwned,
     {
         let mut incoming = self.receiving(deadline)?;
+        self.decode_next(&mut incoming, deadline)
+    }
+
+    /// Reads the next message with the receiving turn held, and decodes it.
+    fn decode_next(&self, incoming: &mut TurnGuard<'_>, deadline: Option<Instant>) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
         let message = incoming.read_typed(self.socket.as_fd(), deadline)?;
         if !message.prefix.is_empty() {
             // One large byte string, its bytes in a buffer of their own (see `bytes`): a value

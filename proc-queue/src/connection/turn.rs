@@ -22,12 +22,25 @@ struct TurnState {
     /// Receivers waiting for their turn; the state is returned without a wake-up (a system call)
     /// when there are none.
     waiting: usize,
+    /// How many times the state was returned (so an async receiver knows it was, since it looked).
+    #[cfg(feature = "tokio")]
+    returns: u64,
+    /// Async receivers to wake when the state is returned.
+    #[cfg(feature = "tokio")]
+    wakers: Vec<std::task::Waker>,
 }
 
 impl Default for Turn {
     fn default() -> Self {
         Turn {
-            state: Mutex::new(TurnState { incoming: Some(Box::default()), waiting: 0 }),
+            state: Mutex::new(TurnState {
+                incoming: Some(Box::default()),
+                waiting: 0,
+                #[cfg(feature = "tokio")]
+                returns: 0,
+                #[cfg(feature = "tokio")]
+                wakers: Vec::new(),
+            }),
             returned: Condvar::new(),
         }
     }
@@ -54,6 +67,31 @@ impl Turn {
             };
             state.waiting -= 1;
         }
+    }
+
+    /// Whether no receiver has the state now.
+    #[cfg(feature = "tokio")]
+    pub(super) fn is_free(&self) -> bool {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).incoming.is_some()
+    }
+
+    /// How many times the state has been returned so far.
+    #[cfg(feature = "tokio")]
+    pub(super) fn returns(&self) -> u64 {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).returns
+    }
+
+    /// Ready once the state has been returned after `seen` returns; else wakes `cx` then.
+    #[cfg(feature = "tokio")]
+    pub(super) fn poll_returned(&self, seen: u64, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.returns != seen {
+            return std::task::Poll::Ready(());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 
     /// Whether the state, if no receiver has it now, holds bytes of the stream not yet returned
@@ -92,6 +130,13 @@ impl Drop for TurnGuard<'_> {
         state.incoming = incoming;
         if state.waiting > 0 {
             self.turn.returned.notify_one();
+        }
+        #[cfg(feature = "tokio")]
+        {
+            state.returns += 1;
+            let wakers = std::mem::take(&mut state.wakers);
+            drop(state);
+            wakers.into_iter().for_each(std::task::Waker::wake);
         }
     }
 }

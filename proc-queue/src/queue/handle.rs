@@ -490,6 +490,17 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     }
 }
 
+impl<T> Queue<T> {
+    /// After an async get took an item: if more are there, rings the doorbell again, so that
+    /// another waiter whose wake-up the taker's draining swallowed looks again.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn pass_the_bell_on(&self) {
+        if self.ring.get_ready() {
+            proc_os::socket::ring(self.ring.bell.1.as_fd());
+        }
+    }
+}
+
 impl<T> crate::Waitable for Queue<T> {
     fn wait_fd(&self) -> BorrowedFd<'_> {
         self.ring.bell.0.as_fd()
