@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom::cell::UnsafeCell;
-use proc_sync::{model, BoundedSemaphore, Condition, ConditionGuard, Lock};
+use proc_sync::{
+    model, Barrier, BarrierError, BoundedSemaphore, Condition, ConditionGuard, Lock, LIVENESS_CHECK,
+};
 
 std::thread_local! {
     /// Whether the dying process died in some interleaving of the current budget (per test:
@@ -34,14 +36,30 @@ const MAX_BUDGET: usize = 200;
 
 /// Runs `f` under loom (preemptions bounded by `LOOM_MAX_PREEMPTIONS`, 2 if unset).
 fn check(f: impl Fn() + Sync + Send + 'static) {
+    check_bounded(2, f);
+}
+
+/// Runs `f` under loom, with at most `preemptions` preemptions per execution unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise. (Switches where a thread blocks or sleeps are free, and
+/// so is the switch at a death.)
+fn check_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(preemptions);
     }
     if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
         builder.max_branches = 20_000;
     }
-    builder.check(f);
+    let executions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = executions.clone();
+    builder.check(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        model::profile::reset();
+        f();
+    });
+    if std::env::var_os("LOOM_VERBOSE_BUDGETS").is_some() {
+        eprintln!("  {} executions", executions.load(Ordering::Relaxed));
+    }
 }
 
 /// Runs `model(k)` for every budget `k` from 0 until the dying process survives every
@@ -348,7 +366,7 @@ fn take_token(cond: &Condition, tokens: &Tokens, took: &AtomicBool) {
 /// passed on, so no waiter is left asleep with a token (and its notification) available; at the
 /// end the tokens left are the ones nobody took.
 fn condition_model(k: usize) {
-    check(move || {
+    check_bounded(1, move || {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let tokens = Arc::new(Tokens(UnsafeCell::new(0)));
         let took = Arc::new(AtomicBool::new(false));
@@ -380,7 +398,6 @@ fn condition_model(k: usize) {
 }
 
 #[test]
-#[ignore = "exceeds loom's branch limit at some budget; not yet diagnosed"]
 fn condition_waiter_dies() {
     every_budget("condition", condition_model);
 }
@@ -394,7 +411,7 @@ fn condition_waiter_dies() {
 /// ended reaches process 3 (the hand-over: process 3 registered before that notify), and none is
 /// spent on a dead waiter.
 fn condition_handover_model(k: usize) {
-    check(move || {
+    check_bounded(1, move || {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         // Set once each waiter waits (or process 2 died).
         let (dying_waits, waiter_waits) =
@@ -437,7 +454,81 @@ fn condition_handover_model(k: usize) {
 }
 
 #[test]
-#[ignore = "exceeds loom's branch limit at budget 2 when last run (budgets 0 and 1 pass, about 35 s each); not yet diagnosed"]
 fn condition_notification_handed_over() {
     every_budget("condition hand-over", condition_handover_model);
+}
+
+/// Barrier: three parties, of which only processes 2 (dying at step `k`) and 3 come to the first
+/// round, so that it cannot pass. The main thread lets time pass three times (each time every
+/// sleeping waiter's slice ends, and it checks the others), then looks at the barrier and, unless
+/// a death broke it, aborts it. Then it resets it, and it (with `wait_timeout`), process 3 and
+/// process 4 pass the next round.
+///
+/// Invariants: nobody passes the first round (no party passes before all arrived); process 3
+/// never hangs and gets `PartyDied` naming process 2 (never a live party) or `Broken`; a party that
+/// died waiting is noticed: once process 2 has been dead for two passes of time, the barrier is
+/// broken or counts at most one waiter (process 2 never arrived); after the reset the next round
+/// passes, with indices 0, 1 and 2 each once and the barrier whole (nothing left over from the
+/// round before, no generation counted twice).
+fn barrier_model(k: usize) {
+    check_bounded(1, move || {
+        let barrier = Barrier::new(3).unwrap();
+        let again = Arc::new(model::Signal::default());
+        let dying = {
+            let barrier = barrier.clone();
+            model::spawn(2, Some(k), move || barrier.wait())
+        };
+        let other = {
+            let (barrier, again) = (barrier.clone(), again.clone());
+            model::spawn(3, None, move || {
+                let first = barrier.wait();
+                again.wait();
+                (first, barrier.wait())
+            })
+        };
+        // Passes of time since process 2 was seen dead.
+        let mut dead_for = 0;
+        for _ in 0..3 {
+            let dead = !model::alive(2);
+            model::sleep(LIVENESS_CHECK);
+            dead_for += u32::from(dead);
+        }
+        if !barrier.broken() {
+            assert!(dead_for < 2 || barrier.n_waiting() <= 1, "a party that died waiting went unnoticed");
+            barrier.abort();
+        }
+        let r2 = note(model::join(dying));
+        let died = r2.is_none();
+        if let Some(r) = r2 {
+            assert!(matches!(r, Err(BarrierError::Broken)), "process 2, alone with process 3: {r:?}");
+        }
+        barrier.reset();
+        again.set();
+        let last = {
+            let barrier = barrier.clone();
+            model::spawn(4, None, move || barrier.wait())
+        };
+        let a = barrier.wait_timeout(Duration::from_secs(1)).expect("the round after the reset failed");
+        let (first, b) = model::join(other).unwrap();
+        let c = model::join(last).unwrap().expect("the round after the reset failed");
+        match first {
+            Err(BarrierError::PartyDied { pid }) => {
+                assert_eq!(pid, 2, "a live party reported dead");
+                assert!(died, "a live party reported dead");
+            }
+            Err(BarrierError::Broken) => {}
+            r => panic!("process 3 in a round of two parties of three: {r:?}"),
+        }
+        let b = b.expect("the round after the reset failed");
+        let mut indices = [a, b, c];
+        indices.sort_unstable();
+        assert_eq!(indices, [0, 1, 2], "indices in the round after the reset");
+        assert!(!barrier.broken());
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_party_dies() {
+    every_budget("barrier", barrier_model);
 }
