@@ -3,15 +3,23 @@
 //! at any step; see `src/shim/model.rs`).
 //!
 //! ```text
-//! RUSTFLAGS="--cfg proc_sync_loom" CARGO_TARGET_DIR=target/loom \
+//! RUSTFLAGS="--cfg proc_sync_loom" CARGO_TARGET_DIR=target/loom-sync \
 //!     cargo test -p proc-sync --release --test loom
 //! ```
 //!
 //! Each model runs once per budget `k` of the dying process (it stops just before its `k`-th
-//! shared-memory operation), from 0 until a budget at which it no longer dies in any interleaving,
-//! so that it stops at every step of its run. A process that never gets what the protocol owes it
-//! spins in the model's waits until loom's branch limit fails the model: that is the check that
-//! nobody is stuck.
+//! shared-memory write or wait; a load changes nothing, so it is not a step), from 0 until a
+//! budget at which it no longer dies in any interleaving, so that it stops at every step of its
+//! run. A process that never gets what the protocol owes it spins in the model's waits until
+//! loom's branch limit fails the model: that is the check that nobody is stuck. (`LOOM_PROFILE=n`
+//! prints, for the first execution that reaches `n` operations, who made them where: the loop
+//! that burns the branches.)
+//!
+//! The lock and semaphore models run with at most 2 preemptions per execution, the condition and
+//! barrier models with 1 (their executions are longer, and 2 would take hours); a death is a
+//! switch of its own, at every step, on top of that. `LOOM_MAX_PREEMPTIONS` overrides both.
+//! Environment: `LOOM_VERBOSE_BUDGETS=1` prints each budget's time and executions,
+//! `LOOM_FIRST_BUDGET=k` starts at budget `k`.
 #![cfg(proc_sync_loom)]
 #![allow(clippy::unwrap_used)]
 
@@ -403,8 +411,11 @@ fn condition_waiter_dies() {
 }
 
 /// Condition, the hand-over: processes 2 (dying at step `k` of its wait, immortal after it) and
-/// 3 each wait once; process 4 calls `notify(1)` once both wait (or process 2 died); process 2,
-/// its wait over, passes its notification on with `notify(1)`.
+/// 3 each wait once, process 3 once process 2 waits (or died); process 4 calls `notify(1)` once
+/// both wait; process 2, its wait over, passes its notification on with `notify(1)`. Process 2 has
+/// the older ticket, so a live process 2 is the waiter that process 4's notify chooses. (Were it
+/// process 3, a live process 2 would wait for ever: in the model, time would pass for ever, and
+/// process 2 would die at every budget.)
 ///
 /// Invariants: process 4's notify reports one live waiter woken (process 3 waits at that notify),
 /// and process 3's wait returns: a notification chosen for process 2 that died before its wait
@@ -428,22 +439,22 @@ fn condition_handover_model(k: usize) {
             })
         };
         let waiter = {
-            let (cond, waits) = (cond.clone(), waiter_waits.clone());
+            let (cond, after, waits) = (cond.clone(), dying_waits.clone(), waiter_waits.clone());
             model::spawn(3, None, move || {
+                after.wait();
                 let mut guard = lock(&cond);
                 waits.set();
                 let _ = guard.wait();
             })
         };
         let notifier = {
-            let (cond, dying_waits, waiter_waits) = (cond.clone(), dying_waits.clone(), waiter_waits.clone());
+            let (cond, waits) = (cond.clone(), waiter_waits.clone());
             model::spawn(4, None, move || {
-                dying_waits.wait();
-                waiter_waits.wait();
+                waits.wait();
                 lock(&cond).notify(1)
             })
         };
-        // If process 2 died before it waited, process 4 goes on once it is dead. (Not from process
+        // If process 2 died before it waited, process 3 goes on once it is dead. (Not from process
         // 2's unwinding: a model thread must not switch while it unwinds.)
         note(model::join(dying));
         dying_waits.set();
