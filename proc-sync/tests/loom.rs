@@ -471,8 +471,8 @@ fn condition_notification_handed_over() {
 
 /// Barrier: three parties, of which only processes 2 (dying at step `k`) and 3 come to the first
 /// round, so that it cannot pass. The main thread lets time pass three times (each time every
-/// sleeping waiter's slice ends, and it checks the others), then looks at the barrier and, unless
-/// a death broke it, aborts it. Then it resets it, and it (with `wait_timeout`), process 3 and
+/// sleeping waiter's slice ends, and it checks the others), then, once every other thread sleeps,
+/// looks at the barrier and, unless a death broke it, aborts it. Then it resets it, and it (with `wait_timeout`), process 3 and
 /// process 4 pass the next round.
 ///
 /// Invariants: nobody passes the first round (no party passes before all arrived); process 3
@@ -504,6 +504,8 @@ fn barrier_model(k: usize) {
             model::sleep(LIVENESS_CHECK);
             dead_for += u32::from(dead);
         }
+        // Nothing moves while the main thread looks.
+        model::idle();
         if !barrier.broken() {
             assert!(dead_for < 2 || barrier.n_waiting() <= 1, "a party that died waiting went unnoticed");
             barrier.abort();

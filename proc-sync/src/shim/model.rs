@@ -505,10 +505,19 @@ struct Sleepers {
 }
 
 impl Sleepers {
-    /// Once every running process sleeps, and some with a timeout, time passes: every timed wait
-    /// in progress times out.
+    /// Once every running process sleeps: a thread in [`idle`] returns, or else, if some sleeps
+    /// with a timeout, time passes: every timed wait in progress times out.
     fn pass_time_if_idle(&mut self) {
-        if self.asleep.len() >= self.running && self.asleep.iter().any(|s| s.timed) {
+        if self.asleep.len() < self.running {
+            return;
+        }
+        // A thread in `idle` goes first: it runs, and time passes only once it sleeps again.
+        if self.asleep.iter().any(|s| s.word == IDLE) {
+            self.asleep.retain(|s| s.word != IDLE);
+            FUTEX.woken.notify_all();
+            return;
+        }
+        if self.asleep.iter().any(|s| s.timed) {
             // Their threads run again from now: until they sleep again, time does not pass
             // (counted as sleepers still, a thread that went back to a timed wait at once would
             // pass time again and never sleep, while the others never ran).
@@ -660,6 +669,23 @@ pub fn sleep(d: Duration) {
     }
     drop(state);
     ME.with(|me| me.borrow_mut().clock += d);
+}
+
+/// The word of the sleepers in [`idle`] (no real word has this address).
+const IDLE: usize = 1;
+
+/// Waits until every other running thread sleeps (or ended), without letting time pass: for a
+/// model's harness to look at a primitive when nothing moves (nothing wakes a sleeper but a wake,
+/// which only the caller could make now, or time, which passes only once the caller sleeps).
+pub fn idle() {
+    let mut state = sleepers();
+    let id = state.next;
+    state.next += 1;
+    state.asleep.push(Sleeper { word: IDLE, id, timed: false });
+    state.pass_time_if_idle();
+    while state.asleep.iter().any(|s| s.id == id) {
+        state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 /// Whether process `pid` has not died (as the primitives see it).
