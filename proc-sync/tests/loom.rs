@@ -479,15 +479,16 @@ fn condition_notification_handed_over() {
 /// Barrier: three parties, of which only processes 2 (dying at step `k`) and 3 come to the first
 /// round, so that it cannot pass. The main thread lets time pass once (every sleeping waiter's
 /// slice ends, and it checks the others), then, once every other thread sleeps again, looks at the
-/// barrier and, unless a death broke it, aborts it. Then it resets it, and it (with `wait_timeout`), process 3 and
-/// process 4 pass the next round.
+/// barrier and, unless a death broke it, aborts it. Then it resets it, and it (with
+/// `wait_timeout`), process 3 and process 4 pass the next round.
 ///
 /// Invariants: nobody passes the first round (no party passes before all arrived); process 3
 /// never hangs and gets `PartyDied` naming process 2 (never a live party) or `Broken`; a party that
-/// died waiting is noticed: if process 2 died before time passed, the barrier is broken or
-/// counts at most one waiter (process 2 never arrived) once everyone sleeps again; after the reset the next round
-/// passes, with indices 0, 1 and 2 each once and the barrier whole (nothing left over from the
-/// round before, no generation counted twice).
+/// died waiting is noticed: if process 2 died before time passed, the barrier is broken or counts
+/// at most one waiter (process 2 never arrived) once everyone sleeps again; after the reset the
+/// next round passes, with indices 0, 1 and 2 each once and the barrier whole (nothing left over
+/// from the round before, no generation counted twice). Not checked: which of `PartyDied` and
+/// `Broken` process 3 gets (the model cannot see whether process 2 had arrived).
 ///
 /// Mutations caught: `check_parties` that never finds a dead party (the dead party's slot outlives
 /// the reset, and the next round never fills); the last party counted one early (the short round

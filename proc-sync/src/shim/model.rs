@@ -24,12 +24,12 @@
 //!   moving its process' clock by its timeout, in two cases: when every running thread sleeps
 //!   (time passes for all: every timed wait in progress ends then, and its thread counts as running
 //!   again at once, so time passes again only once it, too, sleeps again), and, once per death and
-//!   word, when a process died since the thread's
-//!   last timed wait on that word ended so (a timeout may fire at any time; after a death is when
-//!   it matters). So the liveness checks that the real code makes once per slice run whenever
+//!   word, when a process died since the thread's last timed wait on that word ended so (a timeout
+//!   may fire at any time; after a death is when it matters). So the liveness checks that the real code makes once per slice run whenever
 //!   nothing else can happen, and early after a death; a deadline passes after a known number of
 //!   timeouts. A state where timeouts change nothing loops until loom's branch limit: stuck.
-//!   ([`sleep`] lets a model's main thread wait for time to pass.)
+//!   ([`sleep`] lets a model's main thread wait for time to pass, and [`idle`] for every other
+//!   thread to sleep, time standing still.)
 //! - The spin before sleeping ([`Backoff`]) is skipped: it repeats the loads and compare-and-swaps
 //!   that the loop after it makes.
 
@@ -232,17 +232,14 @@ macro_rules! atomic {
 /// Whether a word still holds its initial 0, never written in this execution (any thread's
 /// store, swap or read-modify-write, even one that failed or did nothing, counts as a write).
 ///
-/// A load of such a word is no operation in the model: it returns 0 at once, without a step of
-/// the process (a load changes nothing, so a death just before it is a death just before the next
-/// operation, which the budgets cover) and without loom (its value is exact: 0 is the only one
-/// the word ever held). What that drops is the scheduling point before the load, that is the
-/// interleavings in which another process' first write to that very word falls between this
-/// process' previous operation and the load; for the primitives' scans of slots (a condition
-/// scans its 128 waiter slots on every notify, and a sleeping waiter on every liveness check,
-/// while a model uses two or three) that is what keeps a model to a size loom explores in
-/// minutes: each `SeqCst` operation is two fences, and loom's fence visits every atomic of the
-/// execution. Loom runs a model's threads one at a time on one OS thread, so a plain flag is
-/// exact.
+/// A load of such a word is no operation in the model: it returns 0 at once, without loom (its
+/// value is exact: 0 is the only one the word ever held). What that drops is the scheduling point
+/// before the load, that is the interleavings in which another process' first write to that very
+/// word falls between this process' previous operation and the load. What it saves: a condition
+/// scans its 128 waiter slots on every notify and a sleeping waiter on every liveness check, while
+/// a model uses two or three; as loom operations (each `SeqCst` one also two fences, which visit
+/// every atomic of the execution) those scans made up most of each execution. Loom runs a
+/// model's threads one at a time on one OS thread, so a plain flag is exact.
 #[derive(Debug)]
 struct Fresh(std::sync::atomic::AtomicBool);
 
