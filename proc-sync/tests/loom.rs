@@ -3,15 +3,23 @@
 //! at any step; see `src/shim/model.rs`).
 //!
 //! ```text
-//! RUSTFLAGS="--cfg proc_sync_loom" CARGO_TARGET_DIR=target/loom \
+//! RUSTFLAGS="--cfg proc_sync_loom" CARGO_TARGET_DIR=target/loom-sync \
 //!     cargo test -p proc-sync --release --test loom
 //! ```
 //!
 //! Each model runs once per budget `k` of the dying process (it stops just before its `k`-th
-//! shared-memory operation), from 0 until a budget at which it no longer dies in any interleaving,
-//! so that it stops at every step of its run. A process that never gets what the protocol owes it
-//! spins in the model's waits until loom's branch limit fails the model: that is the check that
-//! nobody is stuck.
+//! shared-memory write or wait; a load changes nothing, so it is not a step), from 0 until a
+//! budget at which it no longer dies in any interleaving, so that it stops at every step of its
+//! run. A process that never gets what the protocol owes it spins in the model's waits until
+//! loom's branch limit fails the model: that is the check that nobody is stuck. (`LOOM_PROFILE=n`
+//! prints, for the first execution that reaches `n` operations, who made them where: the loop
+//! that burns the branches.)
+//!
+//! The lock and semaphore models run with at most 2 preemptions per execution, the condition and
+//! barrier models with 1 (their executions are longer, and 2 would take hours); a death is a
+//! switch of its own, at every step, on top of that. `LOOM_MAX_PREEMPTIONS` overrides both.
+//! Environment: `LOOM_VERBOSE_BUDGETS=1` prints each budget's time and executions,
+//! `LOOM_FIRST_BUDGET=k` starts at budget `k`.
 #![cfg(proc_sync_loom)]
 #![allow(clippy::unwrap_used)]
 
@@ -21,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom::cell::UnsafeCell;
-use proc_sync::{model, BoundedSemaphore, Condition, ConditionGuard, Lock};
+use proc_sync::{
+    model, Barrier, BarrierError, BoundedSemaphore, Condition, ConditionGuard, Lock, LIVENESS_CHECK,
+};
 
 std::thread_local! {
     /// Whether the dying process died in some interleaving of the current budget (per test:
@@ -34,14 +44,30 @@ const MAX_BUDGET: usize = 200;
 
 /// Runs `f` under loom (preemptions bounded by `LOOM_MAX_PREEMPTIONS`, 2 if unset).
 fn check(f: impl Fn() + Sync + Send + 'static) {
+    check_bounded(2, f);
+}
+
+/// Runs `f` under loom, with at most `preemptions` preemptions per execution unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise. (Switches where a thread blocks or sleeps are free, and
+/// so is the switch at a death.)
+fn check_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(preemptions);
     }
     if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
         builder.max_branches = 20_000;
     }
-    builder.check(f);
+    let executions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = executions.clone();
+    builder.check(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        model::profile::reset();
+        f();
+    });
+    if std::env::var_os("LOOM_VERBOSE_BUDGETS").is_some() {
+        eprintln!("  {} executions", executions.load(Ordering::Relaxed));
+    }
 }
 
 /// Runs `model(k)` for every budget `k` from 0 until the dying process survives every
@@ -347,8 +373,11 @@ fn take_token(cond: &Condition, tokens: &Tokens, took: &AtomicBool) {
 /// process 3 gets one: a notification chosen for process 2 that died before its wait ended is
 /// passed on, so no waiter is left asleep with a token (and its notification) available; at the
 /// end the tokens left are the ones nobody took.
+///
+/// Mutation caught: a wait that returns without taking the lock back (loom: concurrent accesses
+/// to the tokens).
 fn condition_model(k: usize) {
-    check(move || {
+    check_bounded(1, move || {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let tokens = Arc::new(Tokens(UnsafeCell::new(0)));
         let took = Arc::new(AtomicBool::new(false));
@@ -380,21 +409,27 @@ fn condition_model(k: usize) {
 }
 
 #[test]
-#[ignore = "exceeds loom's branch limit at some budget; not yet diagnosed"]
 fn condition_waiter_dies() {
     every_budget("condition", condition_model);
 }
 
 /// Condition, the hand-over: processes 2 (dying at step `k` of its wait, immortal after it) and
-/// 3 each wait once; process 4 calls `notify(1)` once both wait (or process 2 died); process 2,
-/// its wait over, passes its notification on with `notify(1)`.
+/// 3 each wait once, process 3 once process 2 waits (or died); process 4 calls `notify(1)` once
+/// both wait; process 2, its wait over, passes its notification on with `notify(1)`. Process 2 has
+/// the older ticket, so a live process 2 is the waiter that process 4's notify chooses. (Were it
+/// process 3, a live process 2 would wait for ever: in the model, time would pass for ever, and
+/// process 2 would die at every budget.)
 ///
 /// Invariants: process 4's notify reports one live waiter woken (process 3 waits at that notify),
 /// and process 3's wait returns: a notification chosen for process 2 that died before its wait
 /// ended reaches process 3 (the hand-over: process 3 registered before that notify), and none is
 /// spent on a dead waiter.
+///
+/// Mutations caught (process 3 never wakes: loom's branch limit): `reclaim` freeing a stranded
+/// notification's slot without handing it over; sleeping waiters that never look for a stranded
+/// notification.
 fn condition_handover_model(k: usize) {
-    check(move || {
+    check_bounded(1, move || {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         // Set once each waiter waits (or process 2 died).
         let (dying_waits, waiter_waits) =
@@ -411,22 +446,22 @@ fn condition_handover_model(k: usize) {
             })
         };
         let waiter = {
-            let (cond, waits) = (cond.clone(), waiter_waits.clone());
+            let (cond, after, waits) = (cond.clone(), dying_waits.clone(), waiter_waits.clone());
             model::spawn(3, None, move || {
+                after.wait();
                 let mut guard = lock(&cond);
                 waits.set();
                 let _ = guard.wait();
             })
         };
         let notifier = {
-            let (cond, dying_waits, waiter_waits) = (cond.clone(), dying_waits.clone(), waiter_waits.clone());
+            let (cond, waits) = (cond.clone(), waiter_waits.clone());
             model::spawn(4, None, move || {
-                dying_waits.wait();
-                waiter_waits.wait();
+                waits.wait();
                 lock(&cond).notify(1)
             })
         };
-        // If process 2 died before it waited, process 4 goes on once it is dead. (Not from process
+        // If process 2 died before it waited, process 3 goes on once it is dead. (Not from process
         // 2's unwinding: a model thread must not switch while it unwinds.)
         note(model::join(dying));
         dying_waits.set();
@@ -437,7 +472,83 @@ fn condition_handover_model(k: usize) {
 }
 
 #[test]
-#[ignore = "exceeds loom's branch limit at budget 2 when last run (budgets 0 and 1 pass, about 35 s each); not yet diagnosed"]
 fn condition_notification_handed_over() {
     every_budget("condition hand-over", condition_handover_model);
+}
+
+/// Barrier: three parties, of which only processes 2 (dying at step `k`) and 3 come to the first
+/// round, so that it cannot pass. The main thread lets time pass once (every sleeping waiter's
+/// slice ends, and it checks the others), then, once every other thread sleeps again, looks at the
+/// barrier and, unless a death broke it, aborts it. Then it resets it, and it (with
+/// `wait_timeout`), process 3 and process 4 pass the next round.
+///
+/// Invariants: nobody passes the first round (no party passes before all arrived); process 3
+/// never hangs and gets `PartyDied` naming process 2 (never a live party) or `Broken`; a party that
+/// died waiting is noticed: if process 2 died before time passed, the barrier is broken or counts
+/// at most one waiter (process 2 never arrived) once everyone sleeps again; after the reset the
+/// next round passes, with indices 0, 1 and 2 each once and the barrier whole (nothing left over
+/// from the round before, no generation counted twice). Not checked: which of `PartyDied` and
+/// `Broken` process 3 gets (the model cannot see whether process 2 had arrived).
+///
+/// Mutations caught: `check_parties` that never finds a dead party (the dead party's slot outlives
+/// the reset, and the next round never fills); the last party counted one early (the short round
+/// passes, and the model fails).
+fn barrier_model(k: usize) {
+    check_bounded(1, move || {
+        let barrier = Barrier::new(3).unwrap();
+        let again = Arc::new(model::Signal::default());
+        let dying = {
+            let barrier = barrier.clone();
+            model::spawn(2, Some(k), move || barrier.wait())
+        };
+        let other = {
+            let (barrier, again) = (barrier.clone(), again.clone());
+            model::spawn(3, None, move || {
+                let first = barrier.wait();
+                again.wait();
+                (first, barrier.wait())
+            })
+        };
+        let dead = !model::alive(2);
+        model::sleep(LIVENESS_CHECK);
+        // Nothing moves while the main thread looks.
+        model::idle();
+        if !barrier.broken() {
+            assert!(!dead || barrier.n_waiting() <= 1, "a party that died waiting went unnoticed");
+            barrier.abort();
+        }
+        let r2 = note(model::join(dying));
+        let died = r2.is_none();
+        if let Some(r) = r2 {
+            assert!(matches!(r, Err(BarrierError::Broken)), "process 2, alone with process 3: {r:?}");
+        }
+        barrier.reset();
+        again.set();
+        let last = {
+            let barrier = barrier.clone();
+            model::spawn(4, None, move || barrier.wait())
+        };
+        let a = barrier.wait_timeout(Duration::from_secs(1)).expect("the round after the reset failed");
+        let (first, b) = model::join(other).unwrap();
+        let c = model::join(last).unwrap().expect("the round after the reset failed");
+        match first {
+            Err(BarrierError::PartyDied { pid }) => {
+                assert_eq!(pid, 2, "a live party reported dead");
+                assert!(died, "a live party reported dead");
+            }
+            Err(BarrierError::Broken) => {}
+            r => panic!("process 3 in a round of two parties of three: {r:?}"),
+        }
+        let b = b.expect("the round after the reset failed");
+        let mut indices = [a, b, c];
+        indices.sort_unstable();
+        assert_eq!(indices, [0, 1, 2], "indices in the round after the reset");
+        assert!(!barrier.broken());
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_party_dies() {
+    every_budget("barrier", barrier_model);
 }

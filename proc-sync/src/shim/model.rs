@@ -2,12 +2,16 @@
 //!
 //! - Shared memory: a [`Region`](crate::region::Region) is a heap block of loom atomics with the
 //!   accessors of the real one (`word`, `word64`); the 32-bit and 64-bit words are separate arrays,
-//!   which is exact as long as no primitive reads one byte range both ways (none does).
+//!   which is exact as long as no primitive reads one byte range both ways (none does). A load of a
+//!   word that nobody wrote yet in the execution returns 0 without a loom operation (see `Fresh`):
+//!   the scans of the condition's 128 waiter slots cost nothing for the slots a model never uses.
 //! - Processes: each model thread is one process, with the pid given to [`spawn`] (1 for a thread
 //!   that was not spawned through it). [`process_alive`] is false once the process died, and the
 //!   death is released to whoever sees it (as the kernel's bookkeeping is a full barrier).
 //! - Death at any step: a process spawned with a budget of `k` dies just before its `k`-th
-//!   shared-memory operation. From then on it performs no operation (its destructors still run,
+//!   shared-memory write (store, swap, read-modify-write) or wait. A load is not a step: it changes
+//!   nothing, so a death just before it is a death just before the process' next write or wait,
+//!   which another budget reaches. From then on it performs no operation (its destructors still run,
 //!   as the unwinding goes by, but each of their operations is a no-op that reads 0), as a killed
 //!   process writes nothing more; then it is marked dead. A model runs every budget in turn, so the
 //!   process stops at every step of its run.
@@ -18,11 +22,14 @@
 //!   before a timed one it costs a timeout, as in reality.
 //! - Time: a timed wait (the real code's slices of [`LIVENESS_CHECK`], or a deadline) times out,
 //!   moving its process' clock by its timeout, in two cases: when every running thread sleeps
-//!   (time passes for all), and, once per death and word, when a process died since the thread's
-//!   last timed wait on that word ended so (a timeout may fire at any time; after a death is when
-//!   it matters). So the liveness checks that the real code makes once per slice run whenever
+//!   (time passes for all: every timed wait in progress ends then, and its thread counts as running
+//!   again at once, so time passes again only once it, too, sleeps again), and, once per death and
+//!   word, when a process died since the thread's last timed wait on that word ended so (a timeout
+//!   may fire at any time; after a death is when it matters). So the liveness checks that the real code makes once per slice run whenever
 //!   nothing else can happen, and early after a death; a deadline passes after a known number of
 //!   timeouts. A state where timeouts change nothing loops until loom's branch limit: stuck.
+//!   ([`sleep`] lets a model's main thread wait for time to pass, and [`idle`] for every other
+//!   thread to sleep, time standing still.)
 //! - The spin before sleeping ([`Backoff`]) is skipped: it repeats the loads and compare-and-swaps
 //!   that the loop after it makes.
 
@@ -63,14 +70,16 @@ loom::lazy_static! {
     static ref DEAD: loom::sync::atomic::AtomicU64 = loom::sync::atomic::AtomicU64::new(0);
     /// The waits in progress.
     static ref FUTEX: Futex = Futex {
-        state: loom::sync::Mutex::new(Sleepers { next: 0, asleep: Vec::new(), running: 1, tick: 0 }),
+        state: loom::sync::Mutex::new(Sleepers { next: 0, asleep: Vec::new(), running: 1, expired: Vec::new() }),
         woken: loom::sync::Condvar::new(),
     };
 }
 
 /// Counts one shared-memory operation of the calling process; false if it is dead (the operation
 /// must do nothing). Dies (unwinds with [`Died`]) if its budget is spent.
+#[track_caller]
 fn step() -> bool {
+    profile::count(std::panic::Location::caller());
     let die = ME.with(|me| {
         let mut me = me.borrow_mut();
         if me.dead {
@@ -92,6 +101,13 @@ fn step() -> bool {
     }
 }
 
+/// Whether the calling process died (its operations do nothing). A load is not a step: it changes
+/// nothing, so a death just before it is the same as one just before the process' next write or
+/// wait, which its budget reaches.
+fn dead() -> bool {
+    ME.with(|me| me.borrow().dead)
+}
+
 /// Runs one operation; a `SeqCst` one between two `SeqCst` fences. Loom models `SeqCst` accesses
 /// as acquire/release only (a store buffer may delay them), but `SeqCst` fences fully: with them
 /// around it, a `SeqCst` operation is ordered as C++ promises (the waiter counts' protocols,
@@ -109,23 +125,27 @@ fn sc<T>(order: Ordering, op: impl FnOnce() -> T) -> T {
 
 macro_rules! atomic {
     ($name:ident, $loom:ty, $int:ty) => {
-        /// A word of a model region: loom's atomic, each operation a step of the calling process.
-        pub(crate) struct $name($loom);
+        /// A word of a model region: loom's atomic, each operation a step of the calling process
+        /// (but a load of a word never written yet: see [`Fresh`]).
+        pub(crate) struct $name($loom, Fresh);
 
         impl $name {
             pub(crate) fn new(v: $int) -> Self {
-                $name(<$loom>::new(v))
+                $name(<$loom>::new(v), Fresh::new(v == 0))
             }
 
+            #[track_caller]
             pub(crate) fn load(&self, order: Ordering) -> $int {
-                if step() {
-                    sc(order, || self.0.load(order))
-                } else {
-                    0
+                if self.1.is_fresh() || dead() {
+                    return 0;
                 }
+                profile::count(std::panic::Location::caller());
+                sc(order, || self.0.load(order))
             }
 
+            #[track_caller]
             pub(crate) fn store(&self, v: $int, order: Ordering) {
+                self.1.written();
                 if step() {
                     // A swap, not a store: loom orders a plain store only partly against the
                     // other writes (an RMW could read around it), which real coherence forbids.
@@ -134,7 +154,9 @@ macro_rules! atomic {
             }
 
             #[allow(dead_code)]
+            #[track_caller]
             pub(crate) fn swap(&self, v: $int, order: Ordering) -> $int {
+                self.1.written();
                 if step() {
                     sc(order, || self.0.swap(v, order))
                 } else {
@@ -143,6 +165,7 @@ macro_rules! atomic {
             }
 
             #[allow(dead_code)]
+            #[track_caller]
             pub(crate) fn compare_exchange(
                 &self,
                 current: $int,
@@ -150,6 +173,7 @@ macro_rules! atomic {
                 success: Ordering,
                 failure: Ordering,
             ) -> Result<$int, $int> {
+                self.1.written();
                 if step() {
                     sc(success, || self.0.compare_exchange(current, new, success, failure))
                 } else {
@@ -158,6 +182,7 @@ macro_rules! atomic {
             }
 
             #[allow(dead_code)]
+            #[track_caller]
             pub(crate) fn compare_exchange_weak(
                 &self,
                 current: $int,
@@ -165,6 +190,7 @@ macro_rules! atomic {
                 success: Ordering,
                 failure: Ordering,
             ) -> Result<$int, $int> {
+                self.1.written();
                 if step() {
                     sc(success, || self.0.compare_exchange_weak(current, new, success, failure))
                 } else {
@@ -173,7 +199,9 @@ macro_rules! atomic {
             }
 
             #[allow(dead_code)]
+            #[track_caller]
             pub(crate) fn fetch_add(&self, v: $int, order: Ordering) -> $int {
+                self.1.written();
                 if step() {
                     sc(order, || self.0.fetch_add(v, order))
                 } else {
@@ -182,7 +210,9 @@ macro_rules! atomic {
             }
 
             #[allow(dead_code)]
+            #[track_caller]
             pub(crate) fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
+                self.1.written();
                 if step() {
                     sc(order, || self.0.fetch_sub(v, order))
                 } else {
@@ -197,6 +227,34 @@ macro_rules! atomic {
             }
         }
     };
+}
+
+/// Whether a word still holds its initial 0, never written in this execution (any thread's
+/// store, swap or read-modify-write, even one that failed or did nothing, counts as a write).
+///
+/// A load of such a word is no operation in the model: it returns 0 at once, without loom (its
+/// value is exact: 0 is the only one the word ever held). What that drops is the scheduling point
+/// before the load, that is the interleavings in which another process' first write to that very
+/// word falls between this process' previous operation and the load. What it saves: a condition
+/// scans its 128 waiter slots on every notify and a sleeping waiter on every liveness check, while
+/// a model uses two or three; as loom operations (each `SeqCst` one also two fences, which visit
+/// every atomic of the execution) those scans made up most of each execution. Loom runs a
+/// model's threads one at a time on one OS thread, so a plain flag is exact.
+#[derive(Debug)]
+struct Fresh(std::sync::atomic::AtomicBool);
+
+impl Fresh {
+    fn new(zero: bool) -> Self {
+        Fresh(std::sync::atomic::AtomicBool::new(zero))
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn written(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 atomic!(AtomicU32, loom::sync::atomic::AtomicU32, u32);
@@ -343,6 +401,7 @@ fn is_dead(dead: u64, pid: u32) -> bool {
 /// A futex: `wait` returns at once (true) if `word` does not hold `expected`; else it sleeps until
 /// a `wake` on `word` picks it (true) or, with a timeout, until time passes (false: the timeout
 /// passed, and the clock moved by it; see the module docs).
+#[track_caller]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // The look at the word is this wait's step: a process may die there, but not while it holds
     // the sleepers (loom's mutex does not survive a panic inside it).
@@ -357,18 +416,22 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
     let id = state.next;
     state.next += 1;
     state.asleep.push(Sleeper { word: addr(word), id, timed: timeout.is_some() });
-    let tick = state.tick;
     state.pass_time_if_idle();
     loop {
-        if !state.asleep.iter().any(|s| s.id == id) {
+        let timed_out = if let Some(i) = state.expired.iter().position(|&e| e == id) {
+            state.expired.swap_remove(i);
+            true
+        } else if !state.asleep.iter().any(|s| s.id == id) {
             return true;
-        }
-        if let Some(t) = timeout {
-            if state.tick != tick || death_news(addr(word)) {
-                state.asleep.retain(|s| s.id != id);
-                ME.with(|me| me.borrow_mut().clock += t);
-                return false;
-            }
+        } else if timeout.is_some() && death_news(addr(word)) {
+            state.asleep.retain(|s| s.id != id);
+            true
+        } else {
+            false
+        };
+        if timed_out {
+            ME.with(|me| me.borrow_mut().clock += timeout.unwrap_or_default());
+            return false;
         }
         state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
     }
@@ -433,16 +496,35 @@ struct Sleepers {
     /// The threads running (not asleep or about to be): the model's main thread and the
     /// processes spawned by [`spawn`] that have not ended (or died).
     running: usize,
-    /// Changes each time the timeouts pass.
-    tick: u64,
+    /// The timed waits that timed out, whose threads have yet to see it (they run again: they
+    /// are no longer among the sleepers).
+    expired: Vec<u64>,
 }
 
 impl Sleepers {
-    /// Once every running process sleeps, and some with a timeout, time passes: every timed wait
-    /// in progress times out.
+    /// Once every running process sleeps: a thread in [`idle`] returns, or else, if some sleeps
+    /// with a timeout, time passes: every timed wait in progress times out.
     fn pass_time_if_idle(&mut self) {
-        if self.asleep.len() >= self.running && self.asleep.iter().any(|s| s.timed) {
-            self.tick += 1;
+        if self.asleep.len() < self.running {
+            return;
+        }
+        // A thread in `idle` goes first: it runs, and time passes only once it sleeps again.
+        if self.asleep.iter().any(|s| s.word == IDLE) {
+            self.asleep.retain(|s| s.word != IDLE);
+            FUTEX.woken.notify_all();
+            return;
+        }
+        if self.asleep.iter().any(|s| s.timed) {
+            // Their threads run again from now: until they sleep again, time does not pass
+            // (counted as sleepers still, a thread that went back to a timed wait at once would
+            // pass time again and never sleep, while the others never ran).
+            let expired = &mut self.expired;
+            self.asleep.retain(|s| {
+                if s.timed {
+                    expired.push(s.id);
+                }
+                !s.timed
+            });
             FUTEX.woken.notify_all();
         }
     }
@@ -566,6 +648,43 @@ impl Signal {
     }
 }
 
+/// Sleeps until time passes (see the module docs): a wait of the model's harness that nothing
+/// wakes, not a step of a process, which moves the calling thread's clock by `d`. For a model that
+/// lets the primitives' timed waits and liveness checks run.
+pub fn sleep(d: Duration) {
+    let mut state = sleepers();
+    let id = state.next;
+    state.next += 1;
+    state.asleep.push(Sleeper { word: 0, id, timed: true });
+    state.pass_time_if_idle();
+    loop {
+        if let Some(i) = state.expired.iter().position(|&e| e == id) {
+            state.expired.swap_remove(i);
+            break;
+        }
+        state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
+    }
+    drop(state);
+    ME.with(|me| me.borrow_mut().clock += d);
+}
+
+/// The word of the sleepers in [`idle`] (no real word has this address).
+const IDLE: usize = 1;
+
+/// Waits until every other running thread sleeps (or ended), without letting time pass: for a
+/// model's harness to look at a primitive when nothing moves (nothing wakes a sleeper but a wake,
+/// which only the caller could make now, or time, which passes only once the caller sleeps).
+pub fn idle() {
+    let mut state = sleepers();
+    let id = state.next;
+    state.next += 1;
+    state.asleep.push(Sleeper { word: IDLE, id, timed: false });
+    state.pass_time_if_idle();
+    while state.asleep.iter().any(|s| s.id == id) {
+        state = FUTEX.woken.wait(state).unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
 /// Whether process `pid` has not died (as the primitives see it).
 pub fn alive(pid: u32) -> bool {
     !is_dead(DEAD.load(Ordering::SeqCst), pid)
@@ -583,4 +702,49 @@ fn quiet_deaths() {
             }
         }));
     });
+}
+
+/// A diagnostic for a model that exceeds loom's branch limit: with `LOOM_PROFILE=n`, the first
+/// execution that reaches `n` shared-memory operations (loads included) prints them counted by
+/// process and call site, most first; [`reset`](profile::reset) starts each execution's count
+/// (`tests/loom.rs` calls it). A loop that burns the branches stands out at the top.
+pub mod profile {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::panic::Location;
+
+    std::thread_local! {
+        static COUNTS: RefCell<HashMap<(u32, &'static Location<'static>), u64>> = RefCell::new(HashMap::new());
+        static LIMIT: Option<u64> = std::env::var("LOOM_PROFILE").ok().and_then(|v| v.parse().ok());
+        static TOTAL: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Counts an operation at `at` (when profiling).
+    pub(crate) fn count(at: &'static Location<'static>) {
+        let Some(limit) = LIMIT.with(|l| *l) else { return };
+        COUNTS.with(|c| *c.borrow_mut().entry((super::pid(), at)).or_default() += 1);
+        TOTAL.set(TOTAL.get() + 1);
+        if TOTAL.get() == limit {
+            dump();
+        }
+    }
+
+    /// Starts an execution's count.
+    pub fn reset() {
+        COUNTS.with(|c| c.borrow_mut().clear());
+        TOTAL.set(0);
+    }
+
+    /// Prints the counts, most first.
+    fn dump() {
+        COUNTS.with(|c| {
+            let c = c.borrow();
+            let mut v: Vec<_> = c.iter().collect();
+            v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+            eprintln!("{} operations in this execution:", TOTAL.get());
+            for ((pid, at), n) in v.iter().take(40) {
+                eprintln!("{n:8} process {pid} at {at}");
+            }
+        });
+    }
 }
