@@ -14,10 +14,11 @@ const MAX_PAUSE: Duration = Duration::from_millis(1);
 /// [`IDLE_PAUSE`].
 const LONG_WAIT: u32 = 100;
 
-/// The longest sleep of a long wait. A waiter that polls wakes 250 times a second at most, so an
-/// idle one stays well under 1 % of a CPU (at 1 ms it took 2.3–2.7 % on a 2-CPU VM: each wake-up
-/// costs tens of µs there); a change after a long wait is seen within about 4 ms.
-const IDLE_PAUSE: Duration = Duration::from_millis(4);
+/// The longest sleep of a long wait: an idle waiter that polls wakes 50 times a second, which keeps
+/// it well under 1 % of a CPU where a wake-up costs tens of µs (at 1 ms it took 2–2.7 % on a
+/// 2-CPU VM, and at 4 ms still 1.3–2.7 %); a change after a long wait is seen within about 20 ms,
+/// the cap Python's own polling semaphore wait uses.
+const IDLE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Spin, then yield, then sleep: the back-off of a waiter that expects its condition soon. Each
 /// caller picks its own budgets (how long a peer takes to answer is the caller's knowledge).
@@ -76,6 +77,15 @@ impl Backoff {
         }
     }
 
+    /// Goes on from where a long wait stood (`proc-os`'s polling wait resumes one a caller waits in
+    /// slices): no spins or yields, and sleeps of the long wait's longest pause.
+    #[cfg_attr(all(target_os = "linux", not(feature = "force-portable")), allow(dead_code))]
+    pub(crate) fn resume_long_wait(&mut self) {
+        self.step = self.end;
+        self.long_sleeps = LONG_WAIT;
+        self.pause = IDLE_PAUSE;
+    }
+
     /// Whether the spin and yield budgets are spent.
     #[inline]
     pub fn is_completed(&self) -> bool {
@@ -83,7 +93,7 @@ impl Backoff {
     }
 
     /// Sleeps for the current pause, but not past `deadline`, then doubles the pause: from 20 µs
-    /// up to 1 ms, and, once about a hundred sleeps of 1 ms show a long wait, up to 4 ms (so that
+    /// up to 1 ms, and, once about a hundred sleeps of 1 ms show a long wait, up to 20 ms (so that
     /// an idle waiter costs little CPU).
     #[cold]
     pub fn sleep(&mut self, deadline: Option<Instant>) {
@@ -140,7 +150,7 @@ mod test {
             backoff.sleep(Some(std::time::Instant::now()));
         }
         assert_eq!(backoff.pause, super::MAX_PAUSE, "a short wait keeps the 1 ms cap");
-        for _ in 0..4 {
+        for _ in 0..6 {
             backoff.sleep(Some(std::time::Instant::now()));
         }
         assert_eq!(backoff.pause, super::IDLE_PAUSE);

@@ -8,7 +8,7 @@
 //!   `getrusage` of this process and of its reaped children), free and then pinned to one CPU in
 //!   the same run. The CPU above the floor's is what spinning before sleeping costs.
 //! - *Idle*: a process that waits with nothing to come (a `Semaphore`, an `Event`, a `Queue`, a
-//!   `Connection`, each for one second, and an idle pool worker for one second): the share of one
+//!   `Connection`, each for three seconds, and an idle pool worker for three seconds): the share of one
 //!   CPU it uses, spin budget included. Target: at most 1 %.
 //!
 //! The figures are only compared within one run (this VM drifts by several times between runs).
@@ -22,8 +22,8 @@ use multiproc_benches::{floor_socketpair_pingpong, pin_to_one_cpu};
 
 /// Round trips per measurement.
 const ROUNDS: u64 = 20_000;
-/// How long each idle wait lasts.
-const IDLE: Duration = Duration::from_secs(1);
+/// How long each idle wait lasts (a polling waiter's pauses reach their cap after about 0.2 s).
+const IDLE: Duration = Duration::from_secs(3);
 
 /// CPU time (user + system) of this process and of its children that have been reaped.
 fn cpu_time() -> Duration {
@@ -158,7 +158,8 @@ fn main() {
 
     // Idle waits, still pinned (a spinning waiter would show the same share either way).
     let mut idle =
-        vec!["| a process waiting one second with nothing to come | share of one CPU | target |".to_string()];
+        vec!["| a process waiting three seconds with nothing to come | share of one CPU | target |"
+            .to_string()];
     idle.push("|---|---|---|".to_string());
     let mut line = |what: &str, share: f64| {
         let verdict = if share <= 0.01 { "≤ 1 %: met" } else { "≤ 1 %: missed" };

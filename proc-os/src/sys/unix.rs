@@ -269,23 +269,51 @@ fn no_sigpipe(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Waits by looking at the word: yield 64 times, then sleep with a growing pause (at most 1 ms, so
-/// a change is seen within about a millisecond; after about 100 ms of waiting, at most 4 ms, so an
+/// a change is seen within about a millisecond; after about 100 ms of waiting, at most 20 ms, so an
 /// idle waiter stays under 1 % of a CPU).
+///
+/// A caller that waits in slices (a timed wait that looks at its peers' liveness in between) comes
+/// back for the same word and value as soon as a slice ends: that is one long wait, and it goes on
+/// with the pause it had reached rather than from the start.
 #[cold]
 fn poll_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    use std::cell::Cell;
+    thread_local! {
+        /// The word and value this thread last waited for, when that wait began, and when it
+        /// timed out (if it did).
+        static LAST: Cell<(usize, u32, Option<Instant>, Option<Instant>)> = const { Cell::new((0, 0, None, None)) };
+    }
+    /// A wait resumed this soon after the last one timed out continues it.
+    const RESUMED: Duration = Duration::from_millis(5);
+    let now = Instant::now();
+    let key = (std::ptr::from_ref(word) as usize, expected);
+    let began = LAST.with(|last| match last.get() {
+        (addr, value, Some(began), Some(ended))
+            if (addr, value) == key && now.duration_since(ended) < RESUMED =>
+        {
+            began
+        }
+        _ => now,
+    });
+    let deadline = timeout.and_then(|t| now.checked_add(t));
     let mut backoff = Backoff::new(0, 64);
-    loop {
+    if now.duration_since(began) >= Duration::from_millis(100) {
+        backoff.resume_long_wait();
+    }
+    let woken = loop {
         if word.load(Ordering::Acquire) != expected {
-            return true;
+            break true;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+            break false;
         }
         if !backoff.snooze() {
             backoff.sleep(deadline);
         }
-    }
+    };
+    let ended = (!woken).then(Instant::now);
+    LAST.with(|last| last.set((key.0, key.1, Some(began), ended)));
+    woken
 }
 
 #[cfg(target_vendor = "apple")]
