@@ -208,7 +208,7 @@ impl Builder {
     /// Binding every interface (`0.0.0.0` or `::`) must be asked for with
     /// [`start_tcp_all_interfaces`](Self::start_tcp_all_interfaces).
     ///
-    /// Only clients that prove they hold the authkey are served. Without [`tls`](Self::tls) (feature
+    /// Only clients that prove they hold the authkey are served. Without `tls` (feature
     /// `tls`), the traffic after that handshake is neither encrypted nor integrity-protected:
     /// whoever can read or alter the network path can read the values and inject requests. Over a
     /// network you do not trust, use TLS, or listen on loopback and reach it through a tunnel (SSH,
