@@ -38,7 +38,8 @@ pub(crate) fn ci() -> Result<()> {
         &["clippy", "-p", "proc-manager", "--all-targets", "--features", "tls", "--", "-D", "warnings"],
         &[],
     )?;
-    run("cargo", &["test", "-p", "proc-manager", "--features", "tls", "--test", "tls", "--doc"], &[])?;
+    run("cargo", &["test", "-p", "proc-manager", "--features", "tls", "--test", "tls"], &[])?;
+    run("cargo", &["test", "-p", "proc-manager", "--features", "tls", "--doc", "tls"], &[])?;
     mpi()?;
     loom()?;
     no_shared_memory_left()?;
