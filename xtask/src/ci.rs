@@ -85,7 +85,52 @@ fn tokio() -> Result<()> {
 /// them together and builds each from its package against the others' packages (so none needs
 /// `--no-verify`, although none is on crates.io yet).
 fn publish_dry_run() -> Result<()> {
+    forget_verified_packages()?;
     run("cargo", &["publish", "--workspace", "--dry-run", "--allow-dirty"], &[])
+}
+
+/// Removes what an earlier dry run left in cargo's cache: `--workspace` verifies each crate against
+/// the others' packages through a temporary local registry, whose sources cargo extracts under
+/// `$CARGO_HOME/registry/src/-<hash>/<crate>-<version>/` and reuses as long as the version is the
+/// same, so a later run would build against the sources of an earlier commit.
+fn forget_verified_packages() -> Result<()> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(h) => std::path::PathBuf::from(h),
+        None => match std::env::var_os("HOME") {
+            Some(h) => std::path::PathBuf::from(h).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let ours = [
+        "proc-os-",
+        "proc-core-",
+        "proc-sync-",
+        "proc-queue-",
+        "proc-pool-",
+        "proc-manager-",
+        "proc-mpi-",
+        "multiproc-",
+    ];
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else { continue };
+        // Local registries only (their directory names start with `-`), never crates.io's.
+        for registry in registries.flatten().filter(|r| r.file_name().to_string_lossy().starts_with('-')) {
+            let Ok(entries) = std::fs::read_dir(registry.path()) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if ours.iter().any(|p| name.starts_with(p)) {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.with_context(|| format!("cannot remove {}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The loom model checks of the shared-memory protocols (release, each cfg in a target directory of
