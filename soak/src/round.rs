@@ -386,8 +386,11 @@ pub(crate) fn main(seed: u64, dir: PathBuf, marker: String) -> i32 {
 fn run(seed: u64, params: Params, dir: PathBuf, marker: String) -> multiproc::Result<()> {
     let method = params.method;
     multiproc::set_start_method(method)?;
-    // The helpers (fork server, resource tracker) start with the first child: count after it.
+    // The helpers (fork server, resource tracker) start with the first child: count after it. The
+    // same for proc-sync's arena in use (one descriptor that small primitives share, kept while the
+    // process lives): made by a first lock.
     Process::new(noop, ()).start()?.join()?;
+    drop(Lock::new()?);
     let fds_before = probe::fd_count();
     let children_before = probe::children();
 
