@@ -150,7 +150,7 @@ fn spin(md: &mut String) -> Result<()> {
 
 /// Cargo's target directory for this workspace, as `cargo metadata` reports it (it follows
 /// `CARGO_TARGET_DIR` and the configuration files).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     metadata_target_dir(None)
 }
 

@@ -29,8 +29,10 @@ pub(crate) fn ci() -> Result<()> {
     publish_dry_run()?;
     // The README's test command.
     run("cargo", &["test", "--workspace"], &[])?;
+    prune_test_binaries()?;
     // The portable backend, as macOS runs it.
     run("cargo", &["test", "--workspace", "--features", "multiproc/force-portable"], &[])?;
+    prune_test_binaries()?;
     tokio()?;
     // The manager over TLS (feature `tls`).
     run(
@@ -51,6 +53,44 @@ pub(crate) fn ci() -> Result<()> {
         eprintln!("ci: skipping the soak: it needs Linux (/proc, pidfds)");
         Ok(())
     }
+}
+
+/// Removes the test and example executables of the debug profile once their run is over: each
+/// test run below builds with other features, so it links executables of its own and never reuses
+/// these, and the two workspace runs' executables together took most of a full run's disk (a CI
+/// machine once ran out). Cargo rebuilds whatever a later command asks for and finds missing.
+fn prune_test_binaries() -> Result<()> {
+    let debug = crate::bench::target_dir()?.join("debug");
+    let mut freed = 0u64;
+    for dir in [debug.join("deps"), debug.join("examples")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            // Executables have no extension there; libraries (`.rlib`, `.rmeta`, `.so`, `.d`) do.
+            let name = entry.file_name();
+            if name.to_string_lossy().contains('.') {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() && is_executable(&meta) {
+                let path = entry.path();
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                freed += meta.len();
+            }
+        }
+    }
+    eprintln!("ci: removed {} MiB of test executables already run", freed >> 20);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// The async APIs (feature `tokio` of the facade, proc-core and proc-queue): lints, their tests
