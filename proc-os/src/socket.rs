@@ -214,6 +214,50 @@ pub fn recv(
     }
 }
 
+/// Receives with one `recvmsg` into the unused capacity of `buf`, at most `max` bytes (and no
+/// more than that capacity), and extends `buf` by what came: a receive into new memory that
+/// never writes it first. No room for descriptors: any that arrive are closed by the kernel and
+/// reported as lost. Otherwise as [`recv`] (`dontwait`, `Ok(None)`, `EINTR`).
+///
+/// # Errors
+///
+/// `recvmsg` failed (`ECONNRESET`: the peer closed with unread data).
+pub fn recv_spare(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    dontwait: bool,
+) -> io::Result<Option<Received>> {
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    let mut iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: want };
+    // SAFETY: an all-zero `msghdr` is a valid value (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let mut flags = RECV_FLAGS;
+    if dontwait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    loop {
+        // SAFETY: `msg` points at one iovec of `want` bytes of `buf`'s spare capacity, writable
+        // and alive for the call; the kernel writes at most that many bytes there.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::EAGAIN => return Ok(None),
+                e => return Err(e.into()),
+            }
+        }
+        let len = n as usize;
+        // SAFETY: the kernel initialized the first `len` bytes of the spare capacity (`len` is at
+        // most `want`, so within it).
+        unsafe { buf.set_len(buf.len() + len) };
+        return Ok(Some(Received { len, fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0 }));
+    }
+}
+
 /// Reads what `sock` holds without waiting: `Ok(None)` when nothing is there (or the call was
 /// interrupted), `Ok(Some(0))` at the end of the stream.
 ///

@@ -23,8 +23,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[serde(transparent)]
 struct Frame(ByteBuf);
 
-/// The sizes around the fast path's threshold (16 KiB), and large ones.
-const SIZES: [usize; 8] = [0, 1, 100, (16 << 10) - 1, 16 << 10, (16 << 10) + 1, 64 << 10, 4 << 20];
+/// The sizes around the fast path's threshold (16 KiB), and large ones: the last is past the
+/// largest buffer a connection keeps between messages (16 MiB).
+const SIZES: [usize; 9] =
+    [0, 1, 100, (16 << 10) - 1, 16 << 10, (16 << 10) + 1, 64 << 10, 4 << 20, (16 << 20) + 3];
 
 /// Postcard's encoding of a byte string: its length as a varint, then the bytes.
 fn encoded(bytes: &[u8]) -> Vec<u8> {

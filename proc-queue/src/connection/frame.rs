@@ -102,10 +102,10 @@ pub(crate) struct Incoming {
     len: u64,
     /// Bytes of the body received so far.
     received: u64,
-    /// The body: the bytes received, then bytes (zeroes, or an earlier message's) where the next
-    /// receive lands. Its length can exceed the frame's until the frame ends, when it is cut to
-    /// the frame's; the allocation and its initialized bytes are reused for the next message (up
-    /// to `KEEP` bytes), so a stream of large messages neither reallocates nor zeroes the buffer.
+    /// The body's bytes received so far. A receive lands in its unused capacity, which is never
+    /// written first (no zeroes), and the allocation is reused for the next message (up to `KEEP`
+    /// bytes), so a stream of large messages neither reallocates nor fills the buffer; a body taken
+    /// away by its message (a typed byte string, `recv_bytes`) costs one allocation, not a fill.
     body: Vec<u8>,
     /// The body is larger than this process can hold; it is read and dropped.
     skipping: bool,
@@ -297,8 +297,8 @@ impl Incoming {
                     continue;
                 }
                 if !self.skipping {
-                    let filled = self.filled();
-                    self.body[filled..filled + n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
+                    // Within the capacity `make_room` made: no reallocation.
+                    self.body.extend_from_slice(&self.ahead[self.pos..self.pos + n]);
                 }
                 self.serve(n);
                 self.received += n as u64;
@@ -315,20 +315,28 @@ impl Incoming {
             let got = if self.skipping {
                 let mut scratch = [0u8; SCRATCH];
                 let n = usize::try_from(left).map_or(SCRATCH, |l| l.min(SCRATCH));
-                recv_within(sock, &mut scratch[..n], &mut self.fds, false, deadline, &mut self.pace)?
+                recv_within(
+                    sock,
+                    Dst::Slice(&mut scratch[..n]),
+                    &mut self.fds,
+                    false,
+                    deadline,
+                    &mut self.pace,
+                )?
             } else {
                 // Not skipping: the whole body fits in a usize.
                 let filled = self.filled();
-                if filled == self.body.len() && !self.make_room(1) {
+                debug_assert_eq!(filled, self.body.len(), "the body holds the bytes received");
+                if filled == self.body.capacity() && !self.make_room(1) {
                     self.body = Vec::new();
                     self.skipping = true;
                     continue;
                 }
-                // Never past the frame: the buffer may be longer than this body (see `body`).
-                let end = self.body.len().min(filled + MAX_CHUNK).min(self.body_len());
+                // Never past the frame: the buffer may be larger than this body (see `body`).
+                let max = MAX_CHUNK.min(self.body_len() - filled);
                 recv_within(
                     sock,
-                    &mut self.body[filled..end],
+                    Dst::Spare(&mut self.body, max),
                     &mut self.fds,
                     false,
                     deadline,
@@ -363,10 +371,11 @@ impl Incoming {
 
     /// Starts a new frame at the next byte to serve.
     fn begin(&mut self) {
-        // Not cleared: the bytes stay initialized for the next body (see `body`).
         if self.body.capacity() > KEEP {
             self.body = Vec::new();
         }
+        // The allocation stays for the next body (see `body`).
+        self.body.clear();
         self.len = 0;
         self.received = 0;
         self.frame_start = self.offset;
@@ -383,7 +392,8 @@ impl Incoming {
             self.ahead = vec![0; READ_AHEAD].into_boxed_slice();
         }
         let mut fds = Vec::new();
-        let got = recv_within(sock, &mut self.ahead[..max], &mut fds, true, deadline, &mut self.pace)?;
+        let got =
+            recv_within(sock, Dst::Slice(&mut self.ahead[..max]), &mut fds, true, deadline, &mut self.pace)?;
         self.pos = 0;
         self.end = got.len;
         if !fds.is_empty() || got.fds_lost {
@@ -426,19 +436,21 @@ impl Incoming {
         }
     }
 
-    /// Makes room in the body for the next `n` bytes, extending it with zeroes: at least 64 KiB,
-    /// doubling, never past the frame. False when there is no memory for it.
+    /// Makes room in the body's capacity for the next `n` bytes (the frame holds them), writing
+    /// nothing: at least 64 KiB, doubling, never past the frame, so memory grows only as fast as
+    /// bytes come, whatever the header claims. False when there is no memory for it.
     fn make_room(&mut self, n: usize) -> bool {
-        let filled = self.filled();
-        while self.body.len() < filled + n {
-            let len = self.body.len();
-            // The body never grows past the frame, whose length fits in a usize when not skipping.
-            let left = self.body_len() - len;
-            let step = FIRST_CHUNK.max(len).min(left);
-            if self.body.try_reserve_exact(step).is_err() {
+        let filled = self.body.len();
+        // The body never grows past the frame, whose length fits in a usize when not skipping.
+        let total = self.body_len();
+        while self.body.capacity() < filled + n {
+            let capacity = self.body.capacity();
+            // Doubling copies at most as many bytes as the body ends up with; allocating a
+            // large body's length at once measured no faster.
+            let want = FIRST_CHUNK.max(capacity.saturating_mul(2)).min(total);
+            if self.body.try_reserve_exact(want - filled).is_err() {
                 return false;
             }
-            self.body.resize(len + step, 0);
         }
         true
     }
@@ -468,9 +480,7 @@ impl Incoming {
         if std::mem::take(&mut self.skipping) {
             return Err(Error::TooLarge(self.len));
         }
-        // Not skipping: the body's length fits in a usize.
-        let body_len = self.body_len();
-        self.body.truncate(body_len);
+        debug_assert_eq!(self.body.len(), self.body_len(), "a whole body");
         if stray {
             return Err(Error::Os(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -524,13 +534,13 @@ impl Incoming {
 ///   exact; after a receive that found nothing ([`Pace::quiet`]) it waits first and reads once.
 fn recv_within(
     sock: BorrowedFd<'_>,
-    buf: &mut [u8],
+    mut buf: Dst<'_>,
     fds: &mut Vec<OwnedFd>,
     with_fds: bool,
     deadline: Option<Instant>,
     pace: &mut Pace,
 ) -> Result<proc_os::socket::Received> {
-    if let Some(got) = look_briefly(sock, buf, fds, with_fds, deadline)? {
+    if let Some(got) = look_briefly(sock, &mut buf, fds, with_fds, deadline)? {
         return Ok(got);
     }
     // A blocking read already ran out its slice in this call: the rest waits with `poll`.
@@ -542,9 +552,9 @@ fn recv_within(
                 proc_os::socket::set_recv_timeout(sock, SLICE).map_err(Error::Os)?;
                 pace.slice_set = true;
             }
-            proc_os::socket::recv(sock, buf, fds, with_fds, false)
+            buf.recv(sock, fds, with_fds, false)
         } else if !pace.quiet {
-            proc_os::socket::recv(sock, buf, fds, with_fds, true)
+            buf.recv(sock, fds, with_fds, true)
         } else {
             Ok(None)
         };
@@ -562,7 +572,7 @@ fn recv_within(
         if !ready.first().copied().unwrap_or(false) {
             return Err(Error::Timeout);
         }
-        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
+        match buf.recv(sock, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(got),
             // Another receiver (in another process) took it: wait again.
             Ok(None) => {}
@@ -578,14 +588,14 @@ fn recv_within(
 /// between tries. `None`: nothing came.
 fn look_briefly(
     sock: BorrowedFd<'_>,
-    buf: &mut [u8],
+    buf: &mut Dst<'_>,
     fds: &mut Vec<OwnedFd>,
     with_fds: bool,
     deadline: Option<Instant>,
 ) -> Result<Option<proc_os::socket::Received>> {
     let mut until = None;
     loop {
-        match proc_os::socket::recv(sock, buf, fds, with_fds, true) {
+        match buf.recv(sock, fds, with_fds, true) {
             Ok(Some(got)) => return Ok(Some(got)),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -603,6 +613,34 @@ fn look_briefly(
             return Ok(None);
         }
         std::thread::yield_now();
+    }
+}
+
+/// Where one receive lands.
+enum Dst<'a> {
+    /// A buffer, overwritten from its start.
+    Slice(&'a mut [u8]),
+    /// The unused capacity of a body, at most this many bytes; the body grows by what came.
+    /// Never with descriptors (a body's bytes carry none).
+    Spare(&'a mut Vec<u8>, usize),
+}
+
+impl Dst<'_> {
+    /// One `recvmsg` (see [`proc_os::socket::recv`]).
+    fn recv(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        fds: &mut Vec<OwnedFd>,
+        with_fds: bool,
+        dontwait: bool,
+    ) -> io::Result<Option<proc_os::socket::Received>> {
+        match self {
+            Dst::Slice(buf) => proc_os::socket::recv(sock, buf, fds, with_fds, dontwait),
+            Dst::Spare(body, max) => {
+                debug_assert!(!with_fds, "a body's bytes carry no descriptors");
+                proc_os::socket::recv_spare(sock, body, *max, dontwait)
+            }
+        }
     }
 }
 
