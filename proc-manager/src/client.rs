@@ -301,6 +301,8 @@ impl Client {
 #[cfg(feature = "tokio")]
 mod asyncio;
 #[cfg(feature = "tokio")]
+pub use asyncio::pending_undos;
+#[cfg(feature = "tokio")]
 pub(crate) use asyncio::Undo;
 
 #[cfg(test)]

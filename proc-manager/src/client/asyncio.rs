@@ -30,6 +30,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use tokio::io::unix::AsyncFd;
@@ -77,7 +78,11 @@ impl Drop for InFlight {
         conn.framed.stream.shutdown_write();
         let client = self.client.clone();
         let undo = self.undo;
-        let work = move || undo_answer(&client, conn, undo);
+        let pending = Pending::new();
+        let work = move || {
+            undo_answer(&client, conn, undo);
+            drop(pending);
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(work)),
             Err(_) => {
@@ -87,6 +92,55 @@ impl Drop for InFlight {
             }
         }
     }
+}
+
+/// Dropped calls whose undoing has not finished yet in this process.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one undoing from its start until it is done, or dropped unrun.
+struct Pending;
+
+impl Pending {
+    fn new() -> Self {
+        PENDING.fetch_add(1, Ordering::SeqCst);
+        Pending
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many async calls of this process, dropped after their request went out, are still being
+/// undone (see "Async calls" in the crate's docs): their answer read, and a lock, permit or queue
+/// value the manager had granted them given back. Zero once every such undoing has finished
+/// (each within the answer grace, see [`set_answer_timeout`](crate::set_answer_timeout)).
+///
+/// A process that must not end with a grant of a dropped call still held (a lock stays held until
+/// the process's session ends) waits for zero before it exits; a test waits for it before it
+/// looks at the objects.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> proc_manager::Result<()> {
+/// let manager = proc_manager::Manager::start()?;
+/// let q = manager.queue::<u32>(0)?;
+/// q.put(1)?;
+/// // Given up at once: the manager may have taken the value for it.
+/// let _ = tokio::time::timeout(std::time::Duration::ZERO, q.get_async()).await;
+/// while proc_manager::pending_undos() > 0 {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+/// }
+/// assert_eq!(q.get_nowait()?, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn pending_undos() -> usize {
+    PENDING.load(Ordering::SeqCst)
 }
 
 /// Reads the answer of a call whose future was dropped, and undoes what the server granted.

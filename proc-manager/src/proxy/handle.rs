@@ -230,6 +230,14 @@ impl Handle {
         }
     }
 
+    pub(super) async fn maybe_async<T: DeserializeOwned>(&self, method: Method) -> Result<Option<T>> {
+        let (response, _moved) = self.call_moved_async(method, Undo::Nothing).await?;
+        match response {
+            Response::MaybeValue(v) => v.map(|v| dec(&v)).transpose(),
+            r => Err(unexpected(r)),
+        }
+    }
+
     pub(super) async fn boolean_async(&self, method: Method, undo: Undo) -> Result<bool> {
         match self.call_moved_async(method, undo).await?.0 {
             Response::Bool(b) => Ok(b),
