@@ -381,3 +381,54 @@ fn an_async_call_outside_a_runtime_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Over TLS (feature `tls`): rustls on the nonblocking socket, with values larger than a TLS
+/// record and than the socket's buffers, both ways.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use proc_manager::{TlsClient, TlsServer};
+
+    const KEY: &[u8] = b"a manager key of more than 16 bytes";
+
+    #[test]
+    fn async_calls_over_tls() {
+        let _s = serial();
+        let _w = Watchdog::new("async_tls", LIMIT);
+        let server =
+            TlsServer::from_pem(include_bytes!("tls/server.pem"), include_bytes!("tls/server.key")).unwrap();
+        let owner = TlsClient::from_pem("localhost", include_bytes!("tls/ca.pem")).unwrap();
+        let m = Manager::builder()
+            .authkey(KEY.to_vec())
+            .tls(server, owner)
+            .start_tcp("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        for rt in runtimes() {
+            rt.block_on(async {
+                let q = m.queue::<Vec<u8>>(0).unwrap();
+                let big: Vec<u8> = (0..4 << 20).map(|i: u32| i as u8).collect();
+                let getter = tokio::spawn({
+                    let q = q.clone();
+                    async move { q.get_async().await }
+                });
+                q.put_async(big.clone()).await.unwrap();
+                assert_eq!(getter.await.unwrap().unwrap(), big);
+                q.put(vec![1]).unwrap();
+                match poll_once_then_drop(q.get_async()).await {
+                    Some(v) => assert_eq!(v.unwrap(), [1]),
+                    None => {
+                        settled().await;
+                        assert_eq!(q.get_nowait().unwrap(), [1], "a dropped get over TLS lost its value");
+                    }
+                }
+                let lock = m.lock().unwrap();
+                if let Some(g) = poll_once_then_drop(lock.acquire_async()).await {
+                    drop(g.unwrap());
+                }
+                settled().await;
+                assert!(lock.try_acquire().unwrap().is_some());
+            });
+        }
+        m.shutdown().unwrap();
+    }
+}

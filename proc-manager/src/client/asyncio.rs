@@ -129,9 +129,11 @@ impl Drop for Pending {
 /// # async fn main() -> proc_manager::Result<()> {
 /// let manager = proc_manager::Manager::start()?;
 /// let q = manager.queue::<u32>(0)?;
+/// // Given up while it waits on the empty queue.
+/// let gave_up = tokio::time::timeout(std::time::Duration::from_millis(10), q.get_async()).await;
+/// assert!(gave_up.is_err());
+/// // The manager may give this value to the dropped call before it sees it gone: it comes back.
 /// q.put(1)?;
-/// // Given up at once: the manager may have taken the value for it.
-/// let _ = tokio::time::timeout(std::time::Duration::ZERO, q.get_async()).await;
 /// while proc_manager::pending_undos() > 0 {
 ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
 /// }
@@ -254,21 +256,25 @@ async fn write_all(
 ) -> Result<()> {
     let mut at = 0;
     drive(watched, || loop {
-        let step = if at < frame.len() {
-            framed.stream.write(&frame[at..]).map(|n| {
-                at += n;
-                n
-            })
+        let error = if at < frame.len() {
+            match framed.stream.write(&frame[at..]) {
+                Ok(0) => return Err(Error::Connection(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    at += n;
+                    continue;
+                }
+                Err(e) => e,
+            }
         } else {
-            framed.stream.flush().map(|()| usize::MAX)
+            match framed.stream.flush() {
+                Ok(()) => return Ok(Step::Done(())),
+                Err(e) => e,
+            }
         };
-        match step {
-            Ok(0) => return Err(Error::Connection(io::ErrorKind::WriteZero.into())),
-            Ok(usize::MAX) => return Ok(Step::Done(())),
-            Ok(_) => {}
-            Err(e) if would_block(&e) => return Ok(Step::Wait(Interest::WRITABLE)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Connection(e)),
+        match error {
+            e if would_block(&e) => return Ok(Step::Wait(Interest::WRITABLE)),
+            e if e.kind() == io::ErrorKind::Interrupted => {}
+            e => return Err(Error::Connection(e)),
         }
     })
     .await
