@@ -6,6 +6,9 @@
 //! `acquire`) blocks only its own thread. The anchor stays open for
 //! the life of the process, so the session, and the references and locks it holds, end when the
 //! process does — not when a call's connection breaks (a request over the size limit, say).
+//!
+//! - `asyncio` (feature `tokio`): the same call without blocking the runtime's thread
+//!   (`Client::call_async`), and what undoes a call whose future was dropped before its answer.
 
 use std::collections::HashMap;
 use std::fmt;
