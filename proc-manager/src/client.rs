@@ -6,6 +6,9 @@
 //! `acquire`) blocks only its own thread. The anchor stays open for
 //! the life of the process, so the session, and the references and locks it holds, end when the
 //! process does — not when a call's connection breaks (a request over the size limit, say).
+//!
+//! - `asyncio` (feature `tokio`): the same call without blocking the runtime's thread
+//!   (`Client::call_async`), and what undoes a call whose future was dropped before its answer.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -106,6 +109,24 @@ pub fn set_answer_timeout(timeout: Duration) {
 
 fn answer_grace() -> Duration {
     Duration::from_millis(ANSWER_GRACE_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// How long a call waits for the answer to `request`: the grace, past the call's own time for a
+/// call that waits (none for one that waits as long as it takes).
+fn answer_limit(request: &Request, grace: Duration) -> Option<Duration> {
+    match request.waits() {
+        None => Some(grace),
+        Some(None) => None,
+        Some(Some(ms)) => Some(Duration::from_millis(ms).saturating_add(grace)),
+    }
+}
+
+/// The error of a call whose answer did not come in time.
+fn no_answer(grace: Duration) -> Error {
+    Error::Connection(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the manager did not answer within {grace:?} (stopped or unreachable)"),
+    ))
 }
 
 /// How long a call looks for its answer without sleeping, before it sleeps.
@@ -247,11 +268,7 @@ impl Client {
         // A healthy server answers at once (or when a blocking call's time is up): past a
         // grace period, the server is stopped or cut off, and the call fails instead of hanging.
         let grace = answer_grace();
-        let limit = match request.waits() {
-            None => Some(grace),
-            Some(None) => None,
-            Some(Some(ms)) => Some(Duration::from_millis(ms).saturating_add(grace)),
-        };
+        let limit = answer_limit(request, grace);
         if stream.read_timeout != limit {
             stream.stream.set_timeouts(limit, Some(grace))?;
             stream.read_timeout = limit;
@@ -267,10 +284,7 @@ impl Client {
             Error::Connection(io)
                 if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
             {
-                Error::Connection(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the manager did not answer within {grace:?} (stopped or unreachable)"),
-                ))
+                no_answer(grace)
             }
             e => e,
         })?;
@@ -286,6 +300,13 @@ impl Client {
         timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
     }
 }
+
+#[cfg(feature = "tokio")]
+mod asyncio;
+#[cfg(feature = "tokio")]
+pub use asyncio::pending_undos;
+#[cfg(feature = "tokio")]
+pub(crate) use asyncio::Undo;
 
 #[cfg(test)]
 mod tests {

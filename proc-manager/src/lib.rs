@@ -52,6 +52,36 @@
 //!   their own), and the authkey handshake runs inside the encrypted stream (`tls` module docs:
 //!   how to make a certificate authority for a cluster). Without it, keep a manager on its Unix
 //!   socket (the default), on loopback, or behind a tunnel (SSH, WireGuard).
+//!
+//! # Async calls
+//!
+//! With the `tokio` feature (these names exist only with it), the proxies' calls that wait on
+//! the manager have `_async` forms that wait without blocking the runtime's thread:
+//! `Queue::get_async` and `Queue::put_async`, `Lock::acquire_async`, `Semaphore::acquire_async`,
+//! `Event::wait_async`, `Condition::wait_async`, `Barrier::wait_async` (each with a
+//! `_timeout_async`); and a few common calls that do not wait: `Dict::get_async`,
+//! `Dict::insert_async`, `List::append_async`, `List::get_async`, `Value::get_async`,
+//! `Value::set_async`. They need a tokio runtime with I/O and time enabled (as `#[tokio::main]`
+//! and tokio's `Builder::enable_all` make; tokio panics without time). A call writes its request
+//! and reads the answer on a nonblocking socket, waiting on it with tokio's `AsyncFd` — never a
+//! blocking call moved to a thread — under the same answer grace as a blocking call
+//! ([`set_answer_timeout`]). What still blocks, briefly: opening a new connection when none is
+//! idle (connecting and the handshake, at most 5 s), the first call of a proxy inherited through
+//! `fork`, exporting the proxies inside a value sent, and dropping the references an answer's
+//! proxies held. Over TLS (feature `tls`) the calls work the same way: rustls runs on the
+//! nonblocking socket.
+//!
+//! A future dropped before its answer came leaves no half-read frame and no stale answer: its
+//! connection is never reused. Once its request may have gone out, the manager gives a waiting
+//! call up when it sees the connection's end (within 100 ms); if it had already granted the call,
+//! the grant is undone — a lock taken is released, a semaphore's permit given back, a queue's
+//! value put back at the queue's front — by a worker (tokio's blocking pool) that reads the answer
+//! after the drop (see `pending_undos`). So a dropped `get` or `acquire` takes nothing and holds
+//! nothing, within milliseconds of the drop; a dropped condition `wait` leaves the lock released
+//! (its guard no longer holds it). What cannot be undone is not: a dropped `put` or `set` may
+//! have happened, a dropped barrier `wait` breaks the barrier (as a party that gives up does),
+//! unless it had passed. If the worker cannot run (the runtime is shutting down) or the manager
+//! does not answer within the grace, a lock granted stays held until this process's session ends.
 #![warn(missing_docs)]
 
 mod auth;
@@ -70,6 +100,8 @@ mod transport;
 mod wire;
 
 pub use auth::MIN_AUTHKEY_LEN;
+#[cfg(feature = "tokio")]
+pub use client::pending_undos;
 pub use client::{set_answer_timeout, Address};
 pub use error::{Error, PutError, Result};
 pub use manager::{Builder, Manager};

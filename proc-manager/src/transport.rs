@@ -59,6 +59,33 @@ impl Stream {
         })
     }
 
+    /// Switches the socket (of a TLS stream: its TCP socket) to nonblocking mode or back.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        on_socket!(self, s => s.set_nonblocking(nonblocking))
+    }
+
+    /// Whether the stream holds bytes for the socket that are not written yet (TLS records
+    /// queued by `write`, written by `flush`): a nonblocking caller then waits for room, not for
+    /// bytes to read.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::TlsClient(t) => t.conn.wants_write(),
+            #[cfg(feature = "tls")]
+            Stream::TlsServer(t) => t.conn.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Ends the connection's way to the peer (for every copy of it), keeping the way back: the
+    /// peer sees the end, and its answer can still be read.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn shutdown_write(&self) {
+        let _ = on_socket!(self, s => s.shutdown(std::net::Shutdown::Write));
+    }
+
     /// Another handle on the socket (of a TLS stream: on its TCP socket, good for `shutdown`).
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         match self {

@@ -107,6 +107,10 @@ impl<S: Read + Write> Framed<S> {
 
     /// Reads one frame.
     ///
+    /// On a nonblocking stream, a `WouldBlock` error leaves the bytes read so far in the buffer
+    /// (nothing of a frame is consumed before all of it is there): the next `read` goes on where
+    /// this one stopped.
+    ///
     /// # Errors
     ///
     /// [`Error::Connection`] when the stream ends or fails (`UnexpectedEof` for a frame cut
@@ -164,6 +168,21 @@ impl<S: Read + Write> Framed<S> {
         written?;
         Ok(())
     }
+}
+
+/// The frame of `value`: its length and its bytes, for a caller that writes it a part at a time
+/// (an async call, on a nonblocking socket).
+///
+/// # Errors
+///
+/// The value does not serialize, or is larger than `max`.
+#[cfg(feature = "tokio")]
+pub(crate) fn frame<T: Serialize>(value: &T, max: u32) -> Result<Vec<u8>> {
+    let mut out = proc_core::codec::to_extend(value, vec![0; 4]).map_err(Error::Serialize)?;
+    let body = out.len() - 4;
+    let len = u32::try_from(body).ok().filter(|&l| l <= max).ok_or(Error::TooLarge(body as u64))?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
 }
 
 /// Whether an I/O error means the peer went away.
@@ -374,6 +393,16 @@ pub(crate) enum Method {
     Custom {
         method: String,
         args: Bytes,
+    },
+    // Added after the others, so that the variants above keep their numbers on the wire.
+    /// Puts a value back at the front of a queue, whatever its size: an async `get` dropped after
+    /// the server had taken the value for it returns it (see `client::Undo`).
+    QueueUnget(Bytes),
+    /// Releases a lock (one level of an RLock) only if `owner` holds it, for a `Lock` too: what a
+    /// `LockGuard` and the undoing of a dropped async acquire send, so that they never release a
+    /// lock another owner took meanwhile.
+    ReleaseOwned {
+        owner: Owner,
     },
 }
 

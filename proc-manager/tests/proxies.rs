@@ -557,3 +557,31 @@ fn proxies_stored_in_objects_keep_their_objects_exactly_as_long_as_they_are_stor
     drop(q);
     assert_eq!(count(), 0);
 }
+
+#[test]
+fn a_guard_releases_only_what_its_owner_holds_on_any_thread() {
+    let _s = serial();
+    let _w = Watchdog::new("guard_owner", Duration::from_secs(60));
+    let m = Manager::start().unwrap();
+    // A stale guard (its lock released by hand, then taken by another thread) leaves the lock held.
+    let lock = m.lock().unwrap();
+    let stale = lock.acquire().unwrap();
+    lock.release().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(lock.acquire().unwrap())).join().unwrap();
+    });
+    drop(stale);
+    assert!(lock.try_acquire().unwrap().is_none(), "a stale guard released another owner's lock");
+    lock.release().unwrap();
+    // A guard of an RLock dropped on another thread releases it all the same.
+    let rlock = m.rlock().unwrap();
+    let guard = rlock.acquire().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || drop(guard)).join().unwrap();
+    });
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(rlock.try_acquire().unwrap().is_some(), "the guard did not release"))
+            .join()
+            .unwrap();
+    });
+}

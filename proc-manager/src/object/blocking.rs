@@ -21,6 +21,12 @@ impl Object {
     ) -> (Response, bool) {
         match method {
             Method::QueueSize => (Response::Count(items.len() as u64), false),
+            // Back at the front, past `maxsize` if need be: it was this queue's oldest value
+            // (`unfinished` still counts it: a `get` does not change it).
+            Method::QueueUnget(v) => {
+                items.push_front(v.into_vec());
+                (ok(), true)
+            }
             Method::TaskDone if joinable => {
                 if *unfinished == 0 {
                     return (err(WireError::NotHeld), false);
@@ -55,6 +61,17 @@ impl Object {
                         (ok(), owner.is_none())
                     }
                 }
+            }
+            Method::ReleaseOwned { owner: who } => {
+                if *owner != Some(who) {
+                    return (err(WireError::NotHeld), false);
+                }
+                *count = count.saturating_sub(1);
+                if *count == 0 || !reentrant {
+                    *owner = None;
+                    *count = 0;
+                }
+                (ok(), owner.is_none())
             }
             other => not_allowed(&other),
         }

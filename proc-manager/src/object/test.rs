@@ -129,3 +129,48 @@ fn a_refusal_names_the_method_in_at_most_60_characters() {
         r => panic!("unexpected answer {r:?}"),
     }
 }
+
+#[test]
+fn release_owned_releases_only_for_the_owner_that_holds_the_lock() {
+    let other = Owner { session: 1, thread: 2 };
+    for reentrant in [false, true] {
+        let lock = Object::new(Kind::Lock, State::Lock { owner: None, count: 0, reentrant });
+        let call = |method| lock.call(method, Vec::new(), &Never).0;
+        // Not held: refused.
+        assert!(matches!(call(Method::ReleaseOwned { owner: owner() }), Response::Err(WireError::NotHeld)));
+        assert!(matches!(
+            call(Method::Acquire { owner: owner(), block: false, timeout: None }),
+            Response::Bool(true)
+        ));
+        // Held by another owner: refused, and still held (a plain `Release` would let it go).
+        assert!(matches!(call(Method::ReleaseOwned { owner: other }), Response::Err(WireError::NotHeld)));
+        assert!(matches!(
+            call(Method::Acquire { owner: other, block: false, timeout: None }),
+            Response::Bool(false)
+        ));
+        assert!(matches!(call(Method::ReleaseOwned { owner: owner() }), Response::Ok));
+        assert!(matches!(
+            call(Method::Acquire { owner: other, block: false, timeout: None }),
+            Response::Bool(true)
+        ));
+    }
+}
+
+#[test]
+fn queue_unget_puts_a_value_back_at_the_front_even_when_full() {
+    let queue = Object::new(
+        Kind::Queue { maxsize: 1, joinable: false },
+        State::Queue { items: Default::default(), maxsize: 1, unfinished: 0, joinable: false },
+    );
+    let call = |method| queue.call(method, Vec::new(), &Never).0;
+    let put = |v: u8| Method::QueuePut { value: Bytes::from(vec![v]), block: false, timeout: None };
+    assert!(matches!(call(put(2)), Response::Ok));
+    assert!(matches!(call(Method::QueueUnget(Bytes::from(vec![1]))), Response::Ok));
+    assert!(matches!(call(Method::QueueSize), Response::Count(2)));
+    for v in [1u8, 2] {
+        match call(Method::QueueGet { block: false, timeout: None }) {
+            Response::Value(b) => assert_eq!(b.as_slice(), [v]),
+            r => panic!("unexpected answer {r:?}"),
+        }
+    }
+}

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::handle::{dec, enc, unexpected};
+#[cfg(feature = "tokio")]
+use crate::client::Undo;
 use crate::error::{Error, Result};
 use crate::wire::{Kind, Method, Response};
 
@@ -227,6 +229,62 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 }
 
+/// A few common calls without blocking the runtime's thread (feature `tokio`). They never wait
+/// on the manager; a future dropped before it is done may or may not have had its effect.
+#[cfg(feature = "tokio")]
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    /// The async [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.insert_async("k".to_string(), 1).await?;
+    /// assert_eq!(d.get_async("k").await?, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn get_async<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
+        let method = Method::DictGet(enc(key)?);
+        self.handle.maybe_async(method).await
+    }
+
+    /// The async [`insert`](Self::insert); returns the previous value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let d = manager.dict::<u8, String>()?;
+    /// assert_eq!(d.insert_async(1, "a".into()).await?, None);
+    /// assert_eq!(d.insert_async(1, "b".into()).await?, Some("a".into()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn insert_async(&self, key: K, value: V) -> Result<Option<V>> {
+        let method = Method::DictInsert(enc(&key)?, enc(&value)?);
+        self.handle.maybe_async(method).await
+    }
+}
+
 proxy! {
     /// A shared list (Python's `manager.list()`). Indices may be negative, as in Python.
     ///
@@ -431,6 +489,58 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 }
 
+/// A few common calls without blocking the runtime's thread (feature `tokio`). They never wait
+/// on the manager; a future dropped before it is done may or may not have had its effect.
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> List<T> {
+    /// The async [`append`](Self::append).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let l = manager.list::<u32>()?;
+    /// l.append_async(5).await?;
+    /// assert_eq!(l.get_async(0).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn append_async(&self, value: T) -> Result<()> {
+        let method = Method::ListAppend(enc(&value)?);
+        self.handle.ok_async(method, Undo::Nothing).await
+    }
+
+    /// The async [`get`](Self::get): a copy of the value at `index`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let l = manager.list::<u32>()?;
+    /// l.extend([1, 2])?;
+    /// assert_eq!(l.get_async(-1).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn get_async(&self, index: i64) -> Result<T> {
+        self.handle.value_async(Method::ListGet(index), Undo::Nothing).await
+    }
+}
+
 proxy! {
     /// A shared namespace (Python's `manager.Namespace()`): named fields of any serde type.
     ///
@@ -544,6 +654,57 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     /// does not serialize (nothing is sent), [`Error::TooLarge`] when it exceeds the manager's frame limit.
     pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
         self.handle.ok(Method::ValueSet(enc(value.borrow())?))
+    }
+}
+
+/// A few common calls without blocking the runtime's thread (feature `tokio`). They never wait
+/// on the manager; a future dropped before it is done may or may not have had its effect.
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// The async [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let v = manager.value(1u32)?;
+    /// assert_eq!(v.get_async().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn get_async(&self) -> Result<T> {
+        self.handle.value_async(Method::ValueGet, Undo::Nothing).await
+    }
+
+    /// The async [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let v = manager.value(1u32)?;
+    /// v.set_async(2).await?;
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn set_async(&self, value: impl Borrow<T>) -> Result<()> {
+        let method = Method::ValueSet(enc(value.borrow())?);
+        self.handle.ok_async(method, Undo::Nothing).await
     }
 }
 

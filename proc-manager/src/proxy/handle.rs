@@ -10,6 +10,8 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthKey;
+#[cfg(feature = "tokio")]
+use crate::client::Undo;
 use crate::client::{Address, Client};
 use crate::error::{Error, Result};
 use crate::wire::{Bytes, Kind, Method, ObjectId, Owner, Request, Response};
@@ -62,12 +64,17 @@ pub(super) fn unexpected(r: Response) -> Error {
     Error::protocol(format!("unexpected answer {r:?}"))
 }
 
-/// This thread's identity as a lock owner.
-fn owner(client: &Client) -> Owner {
+/// A new lock owner's number in this process: one per thread, and one per async acquire.
+fn next_owner() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// This thread's identity as a lock owner.
+fn owner(client: &Client) -> Owner {
     thread_local! {
-        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        static ID: u64 = next_owner();
     }
     Owner { session: client.session(), thread: ID.with(|id| *id) }
 }
@@ -181,6 +188,65 @@ impl Handle {
 
     pub(super) fn count(&self, method: Method) -> Result<u64> {
         match self.call(method)? {
+            Response::Count(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+/// The async calls (feature `tokio`): as the blocking ones, through [`Client::call_async`]; `undo`
+/// says what undoes a call whose future is dropped before its answer.
+#[cfg(feature = "tokio")]
+impl Handle {
+    /// An owner of its own, for one async acquire: a task may move between threads, so it is no
+    /// thread's (and two tasks on one thread are two owners).
+    pub(super) fn fresh_owner(&self) -> Result<Owner> {
+        let client = self.client()?;
+        Ok(Owner { session: client.session(), thread: next_owner() })
+    }
+
+    async fn call_moved_async(&self, method: Method, undo: Undo) -> Result<(Response, Option<Moved>)> {
+        // Taken before the first await: the values were encoded on this thread, in this poll.
+        let embedded = take_embedded();
+        let client = self.client()?;
+        match client.call_async(&Request::Call { object: self.id, method, embedded }, undo).await? {
+            Response::Moved { ids, inner } => Ok((*inner, Some(Moved { client, ids }))),
+            r => Ok((r, None)),
+        }
+    }
+
+    pub(super) async fn ok_async(&self, method: Method, undo: Undo) -> Result<()> {
+        match self.call_moved_async(method, undo).await?.0 {
+            Response::Ok => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn value_async<T: DeserializeOwned>(&self, method: Method, undo: Undo) -> Result<T> {
+        let (response, _moved) = self.call_moved_async(method, undo).await?;
+        match response {
+            Response::Value(v) => dec(&v),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn maybe_async<T: DeserializeOwned>(&self, method: Method) -> Result<Option<T>> {
+        let (response, _moved) = self.call_moved_async(method, Undo::Nothing).await?;
+        match response {
+            Response::MaybeValue(v) => v.map(|v| dec(&v)).transpose(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn boolean_async(&self, method: Method, undo: Undo) -> Result<bool> {
+        match self.call_moved_async(method, undo).await?.0 {
+            Response::Bool(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) async fn count_async(&self, method: Method, undo: Undo) -> Result<u64> {
+        match self.call_moved_async(method, undo).await?.0 {
             Response::Count(n) => Ok(n),
             r => Err(unexpected(r)),
         }

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::handle::enc;
 use crate::client::Client;
+#[cfg(feature = "tokio")]
+use crate::client::Undo;
 use crate::error::{Error, PutError, Result};
 use crate::wire::{Kind, Method};
 
@@ -196,6 +198,144 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// As [`join_timeout`](Self::join_timeout).
     pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
         self.join_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The async calls (feature `tokio`), which wait without blocking the runtime's thread (see
+/// [`get_async`](Queue::get_async) for what a dropped future leaves).
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    async fn put_with_async(&self, value: T, timeout: Option<Duration>) -> Result<(), PutError<T>> {
+        let bytes = match enc(&value) {
+            Ok(bytes) => bytes,
+            Err(error) => return Err(PutError::Failed { value, error }),
+        };
+        let method = Method::QueuePut { value: bytes, block: true, timeout: Client::millis(timeout) };
+        match self.handle.ok_async(method, Undo::Nothing).await {
+            Ok(()) => Ok(()),
+            Err(Error::Full) => Err(PutError::Full(value)),
+            Err(error) => Err(PutError::Failed { value, error }),
+        }
+    }
+
+    async fn get_with_async(&self, timeout: Option<Duration>) -> Result<T> {
+        let undo = Undo::Unget { queue: self.handle.id() };
+        self.handle
+            .value_async(Method::QueueGet { block: true, timeout: Client::millis(timeout) }, undo)
+            .await
+    }
+
+    /// Takes a value, waiting for one without blocking the runtime's thread: the async
+    /// [`get`](Self::get).
+    ///
+    /// A future dropped before it is done takes nothing: had the manager already taken a value
+    /// for it, that value goes back to the queue's front (within milliseconds of the drop; see
+    /// "Async calls" in the crate's docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.queue::<u32>(0)?;
+    /// let getter = tokio::spawn({
+    ///     let q = q.clone();
+    ///     async move { q.get_async().await }
+    /// });
+    /// q.put(7)?;
+    /// assert_eq!(getter.await.unwrap()?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn get_async(&self) -> Result<T> {
+        self.get_with_async(None).await
+    }
+
+    /// Takes a value, waiting at most `timeout` without blocking the runtime's thread: the async
+    /// [`get_timeout`](Self::get_timeout). A dropped future takes nothing, as
+    /// [`get_async`](Self::get_async)'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.queue::<u32>(0)?;
+    /// let empty = q.get_timeout_async(Duration::from_millis(10)).await;
+    /// assert!(matches!(empty, Err(proc_manager::Error::Empty)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout) ([`Error::Empty`] when nothing came in time); also
+    /// [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn get_timeout_async(&self, timeout: Duration) -> Result<T> {
+        self.get_with_async(Some(timeout)).await
+    }
+
+    /// Puts a value, waiting for room without blocking the runtime's thread: the async
+    /// [`put`](Self::put).
+    ///
+    /// A future dropped before it is done may have put the value (the manager may have had room
+    /// before it saw the call given up), as a message partly sent belongs to its connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.queue::<String>(1)?;
+    /// q.put_async("a".into()).await?;
+    /// assert_eq!(q.get_async().await?, "a");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put): [`PutError::Failed`], handing the value back (with
+    /// [`Error::Connection`] also when there is no tokio runtime here).
+    pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with_async(value, None).await
+    }
+
+    /// Puts a value, waiting at most `timeout` for room without blocking the runtime's thread:
+    /// the async [`put_timeout`](Self::put_timeout). A dropped future may have put the value, as
+    /// [`put_async`](Self::put_async)'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.queue::<u8>(1)?;
+    /// q.put(1)?;
+    /// let full = q.put_timeout_async(2, Duration::from_millis(10)).await.unwrap_err();
+    /// assert!(matches!(full, proc_manager::PutError::Full(2)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout): [`PutError::Full`] when there was no room in time,
+    /// [`PutError::Failed`]; both hand the value back.
+    pub async fn put_timeout_async(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with_async(value, Some(timeout)).await
     }
 }
 

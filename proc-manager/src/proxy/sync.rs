@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::handle::unexpected;
 use crate::client::Client;
+#[cfg(feature = "tokio")]
+use crate::client::Undo;
 use crate::error::{Error, Result};
-use crate::wire::{Kind, Method, Response};
+use crate::wire::{Kind, Method, Owner, Response};
 
 proxy! {
     /// A lock kept by the manager (Python's `manager.Lock()`, or `manager.RLock()`, reentrant
@@ -48,11 +50,14 @@ proxy! {
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// Who took the lock: the guard releases it as that owner (only if that owner holds it), on
+    /// whichever thread it is dropped.
+    owner: Owner,
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.lock.release();
+        let _ = self.lock.handle.ok(Method::ReleaseOwned { owner: self.owner });
     }
 }
 
@@ -60,6 +65,11 @@ impl Lock {
     fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
         let who = self.handle.owner()?;
         self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })
+    }
+
+    /// A guard for the lock this thread took.
+    fn guard(&self) -> Result<LockGuard<'_>> {
+        Ok(LockGuard { lock: self, owner: self.handle.owner()? })
     }
 
     /// Acquires the lock, waiting as long as it takes.
@@ -73,7 +83,7 @@ impl Lock {
         // `Lock` may be released by anyone, so a guard made for a lock not taken would release
         // another client's.
         if self.acquire_with(true, None)? {
-            Ok(LockGuard { lock: self })
+            self.guard()
         } else {
             Err(Error::protocol("the manager answered a blocking acquire with false"))
         }
@@ -86,7 +96,7 @@ impl Lock {
     /// Also [`Error::Timeout`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
         if self.acquire_with(true, Some(timeout))? {
-            Ok(LockGuard { lock: self })
+            self.guard()
         } else {
             Err(Error::Timeout)
         }
@@ -112,7 +122,7 @@ impl Lock {
         // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
         // and dropping it on `false` would release the lock another client holds.
         if self.acquire_with(false, None)? {
-            Ok(Some(LockGuard { lock: self }))
+            self.guard().map(Some)
         } else {
             Ok(None)
         }
@@ -516,6 +526,341 @@ impl Barrier {
     /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn broken(&self) -> Result<bool> {
         Ok(self.state()?.2)
+    }
+}
+
+/// The async calls of the synchronization proxies (feature `tokio`): they wait without blocking
+/// the runtime's thread. What a future dropped before it is done leaves is said for each (see also
+/// "Async calls" in the crate's docs).
+#[cfg(feature = "tokio")]
+impl Lock {
+    async fn acquire_with_async(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+        // An owner of its own: a task is no thread, and two tasks on a thread are two owners.
+        let owner = self.handle.fresh_owner()?;
+        let undo = Undo::Acquired { lock: self.handle.id(), owner };
+        let method = Method::Acquire { owner, block: true, timeout: Client::millis(timeout) };
+        Ok(self.handle.boolean_async(method, undo).await?.then_some(LockGuard { lock: self, owner }))
+    }
+
+    /// Acquires the lock, waiting as long as it takes without blocking the runtime's thread: the
+    /// async [`acquire`](Self::acquire).
+    ///
+    /// The lock is held by this call's own owner (not by the thread, which a task may leave): the
+    /// guard releases it, on whichever thread it is dropped; an `RLock` taken this way is not
+    /// reentrant with other acquisitions. A future dropped before it is done leaves the lock not
+    /// taken: had the manager already given it to this call, it is released again (within
+    /// milliseconds of the drop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let guard = lock.acquire_async().await?;
+    /// assert!(lock.try_acquire()?.is_none());
+    /// drop(guard);
+    /// assert!(lock.try_acquire()?.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn acquire_async(&self) -> Result<LockGuard<'_>> {
+        self.acquire_with_async(None)
+            .await?
+            .ok_or_else(|| Error::protocol("the manager answered a blocking acquire with false"))
+    }
+
+    /// Acquires the lock, waiting at most `timeout` without blocking the runtime's thread: the
+    /// async [`acquire_timeout`](Self::acquire_timeout). As [`acquire_async`](Self::acquire_async)
+    /// otherwise, a dropped future included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let _held = lock.acquire()?;
+    /// let late = lock.acquire_timeout_async(Duration::from_millis(10)).await;
+    /// assert!(matches!(late, Err(proc_manager::Error::Timeout)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout) ([`Error::Timeout`]); also
+    /// [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn acquire_timeout_async(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+        self.acquire_with_async(Some(timeout)).await?.ok_or(Error::Timeout)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Semaphore {
+    async fn acquire_with_async(&self, timeout: Option<Duration>) -> Result<bool> {
+        let owner = self.handle.owner()?;
+        let undo = Undo::Permit { semaphore: self.handle.id(), owner };
+        let method = Method::Acquire { owner, block: true, timeout: Client::millis(timeout) };
+        self.handle.boolean_async(method, undo).await
+    }
+
+    /// Takes a permit, waiting as long as it takes without blocking the runtime's thread: the
+    /// async [`acquire`](Self::acquire). A future dropped before it is done takes no permit: had
+    /// the manager already given one to this call, it is given back (within milliseconds of the
+    /// drop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let sem = manager.semaphore(1)?;
+    /// sem.acquire_async().await?;
+    /// assert_eq!(sem.get_value()?, 0);
+    /// sem.release()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire); also [`Error::Connection`] when there is no tokio runtime
+    /// here.
+    pub async fn acquire_async(&self) -> Result<()> {
+        if self.acquire_with_async(None).await? {
+            Ok(())
+        } else {
+            Err(Error::protocol("the manager answered a blocking acquire with false"))
+        }
+    }
+
+    /// Takes a permit, waiting at most `timeout` without blocking the runtime's thread; false if
+    /// none came: the async [`acquire_timeout`](Self::acquire_timeout). A dropped future takes no
+    /// permit, as [`acquire_async`](Self::acquire_async)'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let sem = manager.semaphore(0)?;
+    /// assert!(!sem.acquire_timeout_async(Duration::from_millis(10)).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout); also [`Error::Connection`] when there is no
+    /// tokio runtime here.
+    pub async fn acquire_timeout_async(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_with_async(Some(timeout)).await
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Event {
+    /// Waits until the flag is set, without blocking the runtime's thread: the async
+    /// [`wait`](Self::wait). A dropped future changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ready = manager.event()?;
+    /// let waiter = tokio::spawn({
+    ///     let ready = ready.clone();
+    ///     async move { ready.wait_async().await }
+    /// });
+    /// ready.set()?;
+    /// waiter.await.unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn wait_async(&self) -> Result<()> {
+        self.handle.boolean_async(Method::EventWait { timeout: None }, Undo::Nothing).await.map(|_| ())
+    }
+
+    /// Waits at most `timeout` without blocking the runtime's thread; returns whether the flag is
+    /// set: the async [`wait_timeout`](Self::wait_timeout). A dropped future changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ready = manager.event()?;
+    /// assert!(!ready.wait_timeout_async(Duration::from_millis(10)).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout); also [`Error::Connection`] when there is no tokio
+    /// runtime here.
+    pub async fn wait_timeout_async(&self, timeout: Duration) -> Result<bool> {
+        let method = Method::EventWait { timeout: Client::millis(Some(timeout)) };
+        self.handle.boolean_async(method, Undo::Nothing).await
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Condition {
+    async fn wait_with_async(&self, guard: &LockGuard<'_>, timeout: Option<Duration>) -> Result<bool> {
+        let owner = guard.owner;
+        let undo = Undo::Retaken { lock: guard.lock.handle.id(), owner };
+        self.handle.boolean_async(Method::CondWait { owner, timeout: Client::millis(timeout) }, undo).await
+    }
+
+    /// Waits for a notification without blocking the runtime's thread, holding the lock of
+    /// `guard` before and after: the async [`wait`](Self::wait). `guard` must be a guard of the
+    /// condition's lock (from [`Lock::acquire_async`], or a blocking acquire on this thread).
+    ///
+    /// A future dropped before it is done leaves the lock released: `guard` no longer holds it
+    /// (dropping it then does nothing). Had the manager already taken the lock back for the
+    /// wait, it is released again within milliseconds of the drop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let cond = manager.condition(&lock)?;
+    /// let guard = lock.acquire_async().await?;
+    /// let notifier = std::thread::spawn({
+    ///     let (lock, cond) = (lock.clone(), cond.clone());
+    ///     move || -> proc_manager::Result<()> {
+    ///         // Takes the lock once the waiter has released it by waiting.
+    ///         let _g = lock.acquire()?;
+    ///         cond.notify_all()
+    ///     }
+    /// });
+    /// cond.wait_async(&guard).await?;
+    /// notifier.join().unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait) ([`Error::NotHeld`] when `guard`'s owner does not hold the
+    /// condition's lock); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn wait_async(&self, guard: &LockGuard<'_>) -> Result<()> {
+        self.wait_with_async(guard, None).await.map(|_| ())
+    }
+
+    /// Waits at most `timeout` for a notification without blocking the runtime's thread;
+    /// returns whether it was notified: the async [`wait_timeout`](Self::wait_timeout). As
+    /// [`wait_async`](Self::wait_async) otherwise, a dropped future included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let cond = manager.condition(&lock)?;
+    /// let guard = lock.acquire_async().await?;
+    /// assert!(!cond.wait_timeout_async(&guard, Duration::from_millis(10)).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout); also [`Error::Connection`] when there is no
+    /// tokio runtime here.
+    pub async fn wait_timeout_async(&self, guard: &LockGuard<'_>, timeout: Duration) -> Result<bool> {
+        self.wait_with_async(guard, Some(timeout)).await
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Barrier {
+    /// Waits for every party without blocking the runtime's thread; returns this party's index:
+    /// the async [`wait`](Self::wait). A future dropped before it is done cannot be undone: the
+    /// manager gives the wait up when it sees the end, which breaks the barrier (as a party that
+    /// times out does), unless the barrier had already passed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// let other = tokio::spawn({
+    ///     let barrier = barrier.clone();
+    ///     async move { barrier.wait_async().await }
+    /// });
+    /// let mine = barrier.wait_async().await?;
+    /// let theirs = other.await.unwrap()?;
+    /// assert_eq!(mine + theirs, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn wait_async(&self) -> Result<u32> {
+        Ok(self.handle.count_async(Method::BarrierWait { timeout: None }, Undo::Nothing).await? as u32)
+    }
+
+    /// Waits at most `timeout` for every party without blocking the runtime's thread: the async
+    /// [`wait_timeout`](Self::wait_timeout). As [`wait_async`](Self::wait_async) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// let alone = barrier.wait_timeout_async(Duration::from_millis(10)).await;
+    /// assert!(matches!(alone, Err(proc_manager::Error::BrokenBarrier)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout); also [`Error::Connection`] when there is no
+    /// tokio runtime here.
+    pub async fn wait_timeout_async(&self, timeout: Duration) -> Result<u32> {
+        let method = Method::BarrierWait { timeout: Client::millis(Some(timeout)) };
+        Ok(self.handle.count_async(method, Undo::Nothing).await? as u32)
     }
 }
 
