@@ -103,6 +103,8 @@ fn tokio() -> Result<()> {
     )?;
     run("cargo", &["test", "-p", "proc-core", "--features", "tokio", "--test", "process_async"], &[])?;
     run("cargo", &["test", "-p", "proc-queue", "--features", "tokio", "--test", "async_io"], &[])?;
+    // The manager's async calls, over a Unix socket, TCP and TLS (the last needs `tls`).
+    run("cargo", &["test", "-p", "proc-manager", "--features", "tokio,tls", "--test", "async_proxies"], &[])?;
     run(
         "cargo",
         &[
@@ -111,8 +113,10 @@ fn tokio() -> Result<()> {
             "proc-core",
             "-p",
             "proc-queue",
+            "-p",
+            "proc-manager",
             "--features",
-            "proc-core/tokio,proc-queue/tokio",
+            "proc-core/tokio,proc-queue/tokio,proc-manager/tokio",
             "--doc",
             "async",
         ],
