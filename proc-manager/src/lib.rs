@@ -57,11 +57,12 @@
 //!
 //! With the `tokio` feature (these names exist only with it), the proxies' calls that wait on
 //! the manager have `_async` forms that wait without blocking the runtime's thread:
-//! `Queue::get_async` and `Queue::put_async`, `Lock::acquire_async`, `Semaphore::acquire_async`,
-//! `Event::wait_async`, `Condition::wait_async`, `Barrier::wait_async` (each with a
-//! `_timeout_async`); and a few common calls that do not wait: `Dict::get_async`,
-//! `Dict::insert_async`, `List::append_async`, `List::get_async`, `Value::get_async`,
-//! `Value::set_async`. They need a tokio runtime with I/O and time enabled (as `#[tokio::main]`
+//! `Queue::get_async`, `Queue::put_async` and `Queue::join_async`, `Lock::acquire_async`,
+//! `Semaphore::acquire_async`, `Event::wait_async`, `Condition::wait_async`, `Barrier::wait_async`
+//! (each with a `_timeout_async`); a registered type's `Proxy::call_async`; and the common calls
+//! that do not wait: `Dict::get_async`, `Dict::insert_async`, `List::append_async`,
+//! `List::get_async`, `Value::get_async`, `Value::set_async`, `Namespace::get_async`,
+//! `Namespace::set_async`, `Array::get_async`, `Array::set_async`. They need a tokio runtime with I/O and time enabled (as `#[tokio::main]`
 //! and tokio's `Builder::enable_all` make; tokio panics without time). A call writes its request
 //! and reads the answer on a nonblocking socket, waiting on it with tokio's `AsyncFd` — never a
 //! blocking call moved to a thread — under the same answer grace as a blocking call

@@ -423,3 +423,90 @@ mod tls {
         m.shutdown().unwrap();
     }
 }
+
+/// A child: waits for `go`, then takes `count` values and marks each done.
+fn consume_when_told(q: Queue<u32>, go: Event, count: u32) {
+    assert!(go.wait_timeout(Duration::from_secs(60)).unwrap(), "never told to consume");
+    for _ in 0..count {
+        q.get().unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn join_async_waits_for_a_child_to_mark_every_value_done() {
+    let _s = serial();
+    let _w = Watchdog::new("async_join_child", LIMIT);
+    let m = Manager::start().unwrap();
+    for rt in runtimes() {
+        rt.block_on(async {
+            let q = m.joinable_queue::<u32>(0).unwrap();
+            for v in 0..3 {
+                q.put(v).unwrap();
+            }
+            assert!(matches!(q.join_timeout_async(Duration::from_millis(10)).await, Err(Error::Timeout)));
+            let go = m.event().unwrap();
+            let joiner = tokio::spawn({
+                let q = q.clone();
+                async move { q.join_async().await }
+            });
+            tokio::task::yield_now().await;
+            assert!(!joiner.is_finished(), "joined with three values not done");
+            let child =
+                Child::start(Process::new(consume_when_told, (q.clone(), go.clone(), 3)).start().unwrap());
+            go.set().unwrap();
+            joiner.await.unwrap().unwrap();
+            child.join();
+            assert_eq!(q.qsize().unwrap(), 0);
+            // A dropped join changes nothing: the queue still joins at once.
+            q.put(9).unwrap();
+            assert!(poll_once_then_drop(q.join_async()).await.is_none());
+            q.get().unwrap();
+            q.task_done().unwrap();
+            q.join_async().await.unwrap();
+        });
+    }
+}
+
+/// A registered type for `Proxy::call_async`: a running total.
+#[derive(Default)]
+struct Total(u64);
+
+impl proc_manager::Shared for Total {
+    type Init = u64;
+    type Request = u64;
+    type Response = u64;
+    fn new(start: u64) -> Self {
+        Total(start)
+    }
+    fn handle(&mut self, add: u64) -> u64 {
+        self.0 += add;
+        self.0
+    }
+}
+
+#[test]
+fn namespace_array_and_registered_types_have_async_calls() {
+    let _s = serial();
+    let _w = Watchdog::new("async_other_proxies", LIMIT);
+    let m = Manager::builder().register::<Total>("Total").start().unwrap();
+    for rt in runtimes() {
+        rt.block_on(async {
+            let ns = m.namespace().unwrap();
+            ns.set_async("x", &5u32).await.unwrap();
+            assert_eq!(ns.get::<u32>("x").unwrap(), 5);
+            assert_eq!(ns.get_async::<u32>("x").await.unwrap(), 5);
+            assert!(matches!(ns.get_async::<u32>("missing").await, Err(Error::KeyNotFound)));
+
+            let a = m.array(vec![0u16; 3]).unwrap();
+            a.set_async(-1, 7u16).await.unwrap();
+            assert_eq!(a.to_vec().unwrap(), [0, 0, 7]);
+            assert_eq!(a.get_async(2).await.unwrap(), 7);
+            assert!(matches!(a.get_async(3).await, Err(Error::IndexOutOfRange)));
+
+            let total = m.create_object::<Total>("Total", 40).unwrap();
+            assert_eq!(total.call_async(&2).await.unwrap(), 42);
+            assert_eq!(total.call(&0).unwrap(), 42);
+        });
+    }
+}

@@ -613,6 +613,56 @@ impl Namespace {
     }
 }
 
+/// The async [`get`](Namespace::get) and [`set`](Namespace::set) (feature `tokio`). They never
+/// wait on the manager; a future dropped before it is done may or may not have had its effect.
+#[cfg(feature = "tokio")]
+impl Namespace {
+    /// The async [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set_async("x", &10u32).await?;
+    /// assert_eq!(ns.get_async::<u32>("x").await?, 10);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn get_async<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        self.handle.value_async(Method::NsGet(name.to_string()), Undo::Nothing).await
+    }
+
+    /// The async [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set_async("name", "ann").await?;
+    /// assert_eq!(ns.get::<String>("name")?, "ann");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn set_async<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+        let method = Method::NsSet(name.to_string(), enc(value)?);
+        self.handle.ok_async(method, Undo::Nothing).await
+    }
+}
+
 proxy! {
     /// A shared value (Python's `manager.Value(typecode, value)`, of any serde type).
     ///
@@ -782,6 +832,55 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
     /// held does not deserialize as the proxy's type.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         self.handle.values(Method::ArraySnapshot)
+    }
+}
+
+/// The async [`get`](Array::get) and [`set`](Array::set) (feature `tokio`). They never wait on
+/// the manager; a future dropped before it is done may or may not have had its effect.
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> Array<T> {
+    /// The async [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let a = manager.array(vec![1u8, 2, 3])?;
+    /// assert_eq!(a.get_async(-1).await?, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn get_async(&self, index: i64) -> Result<T> {
+        self.handle.value_async(Method::ArrayGet(index), Undo::Nothing).await
+    }
+
+    /// The async [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let a = manager.array(vec![0u8; 2])?;
+    /// a.set_async(0, 7).await?;
+    /// assert_eq!(a.to_vec()?, [7, 0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn set_async(&self, index: i64, value: impl Borrow<T>) -> Result<()> {
+        let method = Method::ArraySet(index, enc(value.borrow())?);
+        self.handle.ok_async(method, Undo::Nothing).await
     }
 }
 

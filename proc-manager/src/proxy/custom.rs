@@ -73,6 +73,52 @@ impl<T: Shared> Proxy<T> {
     }
 }
 
+/// The async [`call`](Proxy::call) (feature `tokio`).
+#[cfg(feature = "tokio")]
+impl<T: Shared> Proxy<T> {
+    /// The async [`call`](Self::call): the method runs on the server while this task waits
+    /// without blocking the runtime's thread. A future dropped before it is done may or may not
+    /// have had its effect (the server runs a method it received to its end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use proc_manager::{Manager, Shared};
+    ///
+    /// #[derive(Default)]
+    /// struct Counter(u64);
+    ///
+    /// impl Shared for Counter {
+    ///     type Init = u64;
+    ///     type Request = u64;
+    ///     type Response = u64;
+    ///     fn new(start: u64) -> Self {
+    ///         Counter(start)
+    ///     }
+    ///     fn handle(&mut self, add: u64) -> u64 {
+    ///         self.0 += add;
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// let manager = Manager::builder().register::<Counter>("Counter").start()?;
+    /// let counter = manager.create_object::<Counter>("Counter", 40)?;
+    /// assert_eq!(counter.call_async(&2).await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn call_async(&self, request: &T::Request) -> Result<T::Response> {
+        let method = Method::Custom { method: String::new(), args: enc(request)? };
+        self.handle.value_async(method, crate::client::Undo::Nothing).await
+    }
+}
+
 impl<T: Shared> FromObject for Proxy<T> {
     /// An object of a registered type, of type `T` (compared by the Rust type's name).
     fn fits(kind: &KindRef<'_>) -> bool {

@@ -337,6 +337,58 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub async fn put_timeout_async(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_with_async(value, Some(timeout)).await
     }
+
+    /// The async [`join`](Self::join): waits until every value put was marked done. A dropped
+    /// future changes nothing (the server gives the wait up).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.joinable_queue::<u8>(0)?;
+    /// q.put(1).map_err(proc_manager::Error::from)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join_async().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn join_async(&self) -> Result<()> {
+        self.handle.ok_async(Method::QueueJoin { timeout: None }, Undo::Nothing).await
+    }
+
+    /// The async [`join_timeout`](Self::join_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = proc_manager::Manager::start()?;
+    /// let q = manager.joinable_queue::<u8>(0)?;
+    /// q.put(1).map_err(proc_manager::Error::from)?;
+    /// let waited = q.join_timeout_async(Duration::from_millis(10)).await;
+    /// assert!(matches!(waited, Err(proc_manager::Error::Timeout)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout): also [`Error::Timeout`].
+    pub async fn join_timeout_async(&self, timeout: Duration) -> Result<()> {
+        self.handle
+            .ok_async(Method::QueueJoin { timeout: Client::millis(Some(timeout)) }, Undo::Nothing)
+            .await
+    }
 }
 
 from_object!(Queue<T>, Kind::Queue { .. });
