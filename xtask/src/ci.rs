@@ -128,9 +128,29 @@ fn tokio() -> Result<()> {
 /// `cargo publish --dry-run` of every published crate, in dependency order: `--workspace` packages
 /// them together and builds each from its package against the others' packages (so none needs
 /// `--no-verify`, although none is on crates.io yet).
+///
+/// The verification builds in a target directory of its own, emptied before and after: cargo takes
+/// a registry package of the same version as built already, so a build of an earlier run's
+/// packages would stand in for this one's (and the directory would only take disk after).
 fn publish_dry_run() -> Result<()> {
     forget_verified_packages()?;
-    run("cargo", &["publish", "--workspace", "--dry-run", "--allow-dirty"], &[])
+    let dir = crate::bench::target_dir()?.join("publish-dry-run");
+    let empty = |dir: &std::path::Path| -> Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    };
+    empty(&dir)?;
+    let target = dir.to_string_lossy().into_owned();
+    run(
+        "cargo",
+        &["publish", "--workspace", "--dry-run", "--allow-dirty"],
+        &[("CARGO_TARGET_DIR", &target)],
+    )?;
+    empty(&dir)
 }
 
 /// Removes what an earlier dry run left in cargo's cache: `--workspace` verifies each crate against
