@@ -68,21 +68,29 @@
 //! blocking call moved to a thread — under the same answer grace as a blocking call
 //! ([`set_answer_timeout`]). What still blocks, briefly: opening a new connection when none is
 //! idle (connecting and the handshake, at most 5 s), the first call of a proxy inherited through
-//! `fork`, exporting the proxies inside a value sent, and dropping the references an answer's
-//! proxies held. Over TLS (feature `tls`) the calls work the same way: rustls runs on the
+//! `fork`, exporting the proxies inside a value sent, dropping the references an answer's
+//! proxies held, and dropping a lock's guard (`LockGuard::release_async` does not block). Over TLS (feature `tls`) the calls work the same way: rustls runs on the
 //! nonblocking socket.
 //!
 //! A future dropped before its answer came leaves no half-read frame and no stale answer: its
 //! connection is never reused. Once its request may have gone out, the manager gives a waiting
 //! call up when it sees the connection's end (within 100 ms); if it had already granted the call,
 //! the grant is undone — a lock taken is released, a semaphore's permit given back, a queue's
-//! value put back at the queue's front — by a worker (tokio's blocking pool) that reads the answer
-//! after the drop (see `pending_undos`). So a dropped `get` or `acquire` takes nothing and holds
-//! nothing, within milliseconds of the drop; a dropped condition `wait` leaves the lock released
-//! (its guard no longer holds it). What cannot be undone is not: a dropped `put` or `set` may
-//! have happened, a dropped barrier `wait` breaks the barrier (as a party that gives up does),
-//! unless it had passed. If the worker cannot run (the runtime is shutting down) or the manager
-//! does not answer within the grace, a lock granted stays held until this process's session ends.
+//! value put back at the queue's front — by a worker thread that reads the answer after the drop
+//! (see `pending_undos`), and that a runtime shutting down does not drop. So a dropped `get` or
+//! `acquire` takes nothing and holds nothing, within milliseconds of the drop; a dropped condition
+//! `wait` leaves its guard in doubt: the lock is released exactly once (by the worker or by the
+//! guard's drop), and the guard serves no further wait. Values given back by two dropped `get`s
+//! go to the front in the order their workers finish, and a bounded queue may hold more than its
+//! `maxsize` for that moment. What cannot be undone is not: a dropped `put` or `set` may have
+//! happened, a dropped barrier `wait` breaks the barrier (as a party that gives up does), unless
+//! it had passed. If the manager does not answer within the grace, a lock granted stays held
+//! until this process's session ends.
+//!
+//! A lock taken with `acquire_async` belongs to its guard, not to the thread: notify with
+//! `Condition::notify_async(&guard, n)`, release with `LockGuard::release_async` (dropping the
+//! guard releases with a blocking round trip), and wait with `Condition::wait_async(&guard)`,
+//! which refuses a guard of a blocking acquire.
 #![warn(missing_docs)]
 
 mod auth;

@@ -319,9 +319,92 @@ fn condition_wait_async_and_a_dropped_one() {
             // Dropped while it waits: the lock ends up released, the guard's drop does nothing.
             assert!(poll_once_then_drop(cond.wait_async(&guard)).await.is_none());
             settled().await;
+            // In doubt after a dropped wait: it serves no further wait.
+            assert!(matches!(cond.wait_async(&guard).await, Err(Error::NotHeld)));
             drop(guard);
             let other = lock.try_acquire().unwrap();
             assert!(other.is_some(), "a dropped condition wait left the lock held");
+            drop(other);
+            // A guard of a blocking acquire belongs to the thread: refused.
+            let thread_guard = lock.acquire().unwrap();
+            assert!(matches!(cond.wait_async(&thread_guard).await, Err(Error::NotHeld)));
+            drop(thread_guard);
+        });
+    }
+}
+
+#[test]
+fn a_wait_dropped_after_the_lock_was_taken_back_releases_it_once() {
+    let _s = serial();
+    let _w = Watchdog::new("async_condition_retaken", LIMIT);
+    let m = Manager::start().unwrap();
+    for rt in runtimes() {
+        rt.block_on(async {
+            let lock = m.lock().unwrap();
+            let cond = m.condition(&lock).unwrap();
+            let guard = lock.acquire_async().await.unwrap();
+            {
+                let mut wait = std::pin::pin!(cond.wait_async(&guard));
+                // Polled once: the request is out and the manager released the lock for the wait.
+                assert!(poll_once_then_drop(wait.as_mut()).await.is_none());
+                let notifier = std::thread::spawn({
+                    let (lock, cond) = (lock.clone(), cond.clone());
+                    move || {
+                        let _g = lock.acquire().unwrap();
+                        cond.notify_all().unwrap();
+                    }
+                });
+                notifier.join().unwrap();
+                // The manager takes the lock back for the wait: held by nobody else now.
+                loop {
+                    match lock.try_acquire().unwrap() {
+                        Some(g) => drop(g),
+                        None => break,
+                    }
+                    tokio::task::yield_now().await;
+                }
+                // Dropped with its answer unread.
+            }
+            settled().await;
+            // The undoing released the lock taken back; another holder's hold then survives the
+            // guard's drop.
+            let holder = lock.try_acquire().unwrap().expect("the lock taken back was not released");
+            drop(guard);
+            assert!(lock.try_acquire().unwrap().is_none(), "the guard's drop released another's hold");
+            drop(holder);
+            assert!(lock.try_acquire().unwrap().is_some());
+        });
+    }
+}
+
+#[test]
+fn notify_async_and_release_async_act_as_the_guard_s_owner() {
+    let _s = serial();
+    let _w = Watchdog::new("async_notify_release", LIMIT);
+    let m = Manager::start().unwrap();
+    for rt in runtimes() {
+        rt.block_on(async {
+            let lock = m.lock().unwrap();
+            let cond = m.condition(&lock).unwrap();
+            let held = m.event().unwrap();
+            let waiter = tokio::spawn({
+                let (lock, cond, held) = (lock.clone(), cond.clone(), held.clone());
+                async move {
+                    let guard = lock.acquire_async().await?;
+                    held.set()?;
+                    cond.wait_async(&guard).await?;
+                    guard.release_async().await
+                }
+            });
+            // The waiter holds the lock until it waits: then this acquire gets it.
+            held.wait_async().await.unwrap();
+            let guard = lock.acquire_async().await.unwrap();
+            // The blocking notify acts as the thread, which does not hold the lock.
+            assert!(matches!(cond.notify_all(), Err(Error::NotHeld)));
+            cond.notify_all_async(&guard).await.unwrap();
+            guard.release_async().await.unwrap();
+            waiter.await.unwrap().unwrap();
+            assert!(lock.try_acquire().unwrap().is_some(), "release_async left the lock held");
         });
     }
 }

@@ -19,18 +19,20 @@
 //!   up (within its abort slice, 100 ms); a call it had already carried out stays done (a `put`, a
 //!   `set`, a barrier's `wait`).
 //! - Otherwise the connection's way to the server is shut (the server sees the end and gives the
-//!   call up), and a worker (tokio's blocking pool when a runtime is current, else a thread of its
-//!   own) reads the answer, within the answer grace: when the server had granted the call before
+//!   call up), and a worker (a thread of its own, which a runtime shutting down does not drop, as
+//!   it does its blocking pool's tasks not yet started) reads the answer, within the answer grace:
+//!   when the server had granted the call before
 //!   it saw the end, the worker undoes it — releases the lock taken for this call's owner, gives
 //!   the semaphore's permit back, puts the queue's value back at the queue's front. So a dropped
 //!   call leaves no half-read frame, no stale answer, no lock or permit taken, no value taken.
 //!   The undoing runs after the drop: another client may see the lock held, or the value missing,
-//!   for the few milliseconds it takes. If it cannot run (the runtime is shutting down, the server
-//!   is gone), a lock taken stays held until this process's session ends.
+//!   for the few milliseconds it takes. A condition's wait shares a flag with its guard, so the
+//!   lock taken back for it is released once, by the worker or by the guard's drop. If the server
+//!   does not answer within the grace, a lock taken stays held until this process's session ends.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use tokio::io::unix::AsyncFd;
@@ -41,15 +43,16 @@ use crate::error::{Error, Result};
 use crate::wire::{self, Bytes, Framed, Method, ObjectId, Owner, Request, Response};
 
 /// What undoes a call the server may have carried out for a future dropped before the answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Undo {
     /// Nothing to undo, or nothing that can be: the connection is closed.
     Nothing,
     /// A lock acquired for `owner` (answered `true`): released, as that owner.
     Acquired { lock: ObjectId, owner: Owner },
     /// A condition's wait, which takes `lock` back for `owner` whatever its outcome (answered with
-    /// a boolean): `lock` is released, as that owner.
-    Retaken { lock: ObjectId, owner: Owner },
+    /// a boolean): `lock` is released, as that owner, unless `released` was set first: the guard
+    /// of the wait shares it, so that exactly one of the two releases the lock taken back.
+    Retaken { lock: ObjectId, owner: Owner, released: Arc<AtomicBool> },
     /// A semaphore's permit taken (answered `true`): given back.
     Permit { semaphore: ObjectId, owner: Owner },
     /// A value taken from a queue: put back at the queue's front.
@@ -77,18 +80,28 @@ impl Drop for InFlight {
         // The server sees the end and gives the call up; its answer can still be read.
         conn.framed.stream.shutdown_write();
         let client = self.client.clone();
-        let undo = self.undo;
+        let undo = std::mem::replace(&mut self.undo, Undo::Nothing);
         let pending = Pending::new();
         let work = move || {
             undo_answer(&client, conn, undo);
             drop(pending);
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(work)),
-            Err(_) => {
-                if let Err(e) = std::thread::Builder::new().name("manager-undo".into()).spawn(work) {
-                    tracing::warn!(error = %e, "cannot undo a dropped manager call: no thread");
-                }
+        // A thread of its own, not the runtime's blocking pool: a runtime shutting down drops the
+        // blocking tasks not yet started, and with them a value or a lock to give back. Rare: a
+        // future dropped after its request went out, with something to undo.
+        let work = Arc::new(std::sync::Mutex::new(Some(work)));
+        let take = |w: &std::sync::Mutex<Option<_>>| w.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let theirs = work.clone();
+        let spawned = std::thread::Builder::new().name("manager-undo".into()).spawn(move || {
+            if let Some(work) = take(&theirs) {
+                work();
+            }
+        });
+        if let Err(e) = spawned {
+            // No thread: undone here, blocking this thread for at most the answer grace.
+            tracing::warn!(error = %e, "no thread to undo a dropped manager call: undoing it here");
+            if let Some(work) = take(&work) {
+                work();
             }
         }
     }
@@ -167,15 +180,22 @@ fn undo_answer(client: &Client, mut conn: Conn, undo: Undo) {
         Response::Moved { ids, inner } => (ids, *inner),
         r => (Vec::new(), r),
     };
-    let undone = match (undo, response) {
-        (Undo::Acquired { lock, owner }, Response::Bool(true))
-        | (Undo::Retaken { lock, owner }, Response::Bool(_)) => {
+    let undone = match (&undo, response) {
+        (&Undo::Acquired { lock, owner }, Response::Bool(true)) => {
             call(client, lock, Method::ReleaseOwned { owner }, Vec::new())
         }
-        (Undo::Permit { semaphore, owner }, Response::Bool(true)) => {
+        (Undo::Retaken { lock, owner, released }, Response::Bool(_)) => {
+            // Unless the wait's guard released it first (it was dropped meanwhile).
+            if released.swap(true, Ordering::SeqCst) {
+                Ok(())
+            } else {
+                call(client, *lock, Method::ReleaseOwned { owner: *owner }, Vec::new())
+            }
+        }
+        (&Undo::Permit { semaphore, owner }, Response::Bool(true)) => {
             call(client, semaphore, Method::Release { owner }, Vec::new())
         }
-        (Undo::Unget { queue }, Response::Value(value)) => {
+        (&Undo::Unget { queue }, Response::Value(value)) => {
             // Proxies inside the value: the queue takes their references back (exported, as a
             // `put` does), then this session drops those the answer moved to it.
             let mut tokens = Vec::new();

@@ -53,23 +53,87 @@ pub struct LockGuard<'a> {
     /// Who took the lock: the guard releases it as that owner (only if that owner holds it), on
     /// whichever thread it is dropped.
     owner: Owner,
+    /// The owner is this guard's alone (an async acquire), not the thread's.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    own: bool,
+    /// Set by an async condition wait dropped before its end (or by `release_async`): shared
+    /// with the undoing of that wait, which may release the lock the manager took back for it;
+    /// whichever of the two sets it first releases, the other does nothing.
+    released: std::sync::Mutex<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>>,
+}
+
+impl LockGuard<'_> {
+    fn new(lock: &Lock, owner: Owner, own: bool) -> LockGuard<'_> {
+        LockGuard { lock, owner, own, released: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether this guard may still release: no undoing of a dropped wait released first (and
+    /// none will from now on).
+    fn may_release(&self) -> bool {
+        let shared = self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        shared.is_none_or(|flag| !flag.swap(true, std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Releasing without blocking the runtime's thread (feature `tokio`).
+#[cfg(feature = "tokio")]
+impl LockGuard<'_> {
+    /// Releases the lock without blocking the runtime's thread; dropping a guard releases it with
+    /// a blocking call (a round trip to the manager).
+    ///
+    /// A future dropped before it is done leaves the release to the guard's drop (blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let guard = lock.acquire_async().await?;
+    /// guard.release_async().await?;
+    /// assert!(lock.try_acquire()?.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connection`] when the manager is gone or unreachable (also when there is no tokio
+    /// runtime here), [`Error::ShutDown`] when it is shutting down, [`Error::Protocol`] for an
+    /// answer this client cannot read.
+    pub async fn release_async(self) -> Result<()> {
+        let done = || Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        if !self.may_release() {
+            // The undoing of a dropped wait released it.
+            *self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = done();
+            return Ok(());
+        }
+        let answer =
+            self.lock.handle.ok_async(Method::ReleaseOwned { owner: self.owner }, Undo::Nothing).await;
+        // Released (or refused): the drop has nothing left to do.
+        *self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = done();
+        answer
+    }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.lock.handle.ok(Method::ReleaseOwned { owner: self.owner });
+        if self.may_release() {
+            let _ = self.lock.handle.ok(Method::ReleaseOwned { owner: self.owner });
+        }
     }
 }
 
 impl Lock {
-    fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
+    /// Acquires for this thread: the guard if the lock was taken.
+    fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
         let who = self.handle.owner()?;
-        self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })
-    }
-
-    /// A guard for the lock this thread took.
-    fn guard(&self) -> Result<LockGuard<'_>> {
-        Ok(LockGuard { lock: self, owner: self.handle.owner()? })
+        let taken =
+            self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })?;
+        // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
+        // and dropping it on `false` would release the lock another client holds.
+        Ok(if taken { Some(LockGuard::new(self, who, false)) } else { None })
     }
 
     /// Acquires the lock, waiting as long as it takes.
@@ -82,11 +146,8 @@ impl Lock {
         // A guard is made only for a lock this thread took: a dropped guard releases, and a
         // `Lock` may be released by anyone, so a guard made for a lock not taken would release
         // another client's.
-        if self.acquire_with(true, None)? {
-            self.guard()
-        } else {
-            Err(Error::protocol("the manager answered a blocking acquire with false"))
-        }
+        self.acquire_with(true, None)?
+            .ok_or_else(|| Error::protocol("the manager answered a blocking acquire with false"))
     }
 
     /// Acquires the lock, waiting at most `timeout`.
@@ -95,11 +156,7 @@ impl Lock {
     ///
     /// Also [`Error::Timeout`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
-        if self.acquire_with(true, Some(timeout))? {
-            self.guard()
-        } else {
-            Err(Error::Timeout)
-        }
+        self.acquire_with(true, Some(timeout))?.ok_or(Error::Timeout)
     }
 
     /// As [`acquire_timeout`](Self::acquire_timeout), with a deadline instead of a timeout: waits until `deadline`
@@ -119,13 +176,7 @@ impl Lock {
     /// [`Error::Connection`] when the manager is gone or unreachable, [`Error::ShutDown`] when it is shutting
     /// down, [`Error::Protocol`] for an answer this client cannot read.
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
-        // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
-        // and dropping it on `false` would release the lock another client holds.
-        if self.acquire_with(false, None)? {
-            self.guard().map(Some)
-        } else {
-            Ok(None)
-        }
+        self.acquire_with(false, None)
     }
 
     /// Releases the lock (Python's `release`; a guard does it when dropped).
@@ -539,7 +590,8 @@ impl Lock {
         let owner = self.handle.fresh_owner()?;
         let undo = Undo::Acquired { lock: self.handle.id(), owner };
         let method = Method::Acquire { owner, block: true, timeout: Client::millis(timeout) };
-        Ok(self.handle.boolean_async(method, undo).await?.then_some(LockGuard { lock: self, owner }))
+        let taken = self.handle.boolean_async(method, undo).await?;
+        Ok(if taken { Some(LockGuard::new(self, owner, true)) } else { None })
     }
 
     /// Acquires the lock, waiting as long as it takes without blocking the runtime's thread: the
@@ -730,19 +782,95 @@ impl Event {
 
 #[cfg(feature = "tokio")]
 impl Condition {
+    /// Wakes up to `n` waiters, as the holder of `guard` (a guard of the condition's lock): the
+    /// async [`notify`](Self::notify), for a lock taken with [`Lock::acquire_async`] (whose owner
+    /// is the guard's, not the thread's). Never waits on the manager; a future dropped before it
+    /// is done may or may not have notified.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let cond = manager.condition(&lock)?;
+    /// let guard = lock.acquire_async().await?;
+    /// cond.notify_async(&guard, 1).await?;
+    /// cond.notify_all_async(&guard).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`notify`](Self::notify) ([`Error::NotHeld`] when `guard`'s owner does not hold the
+    /// condition's lock); also [`Error::Connection`] when there is no tokio runtime here.
+    pub async fn notify_async(&self, guard: &LockGuard<'_>, n: u32) -> Result<()> {
+        self.handle.ok_async(Method::CondNotify { owner: guard.owner, n }, Undo::Nothing).await
+    }
+
+    /// Wakes every waiter, as the holder of `guard`: the async [`notify_all`](Self::notify_all).
+    /// As [`notify_async`](Self::notify_async) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> proc_manager::Result<()> {
+    /// let manager = proc_manager::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let cond = manager.condition(&lock)?;
+    /// let guard = lock.acquire_async().await?;
+    /// cond.notify_all_async(&guard).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_async`](Self::notify_async).
+    pub async fn notify_all_async(&self, guard: &LockGuard<'_>) -> Result<()> {
+        self.notify_async(guard, u32::MAX).await
+    }
+
     async fn wait_with_async(&self, guard: &LockGuard<'_>, timeout: Option<Duration>) -> Result<bool> {
+        if !guard.own {
+            // The thread's owner may hold the lock again, through another guard, by the time a
+            // dropped wait's undoing releases what the manager took back for it.
+            return Err(Error::NotHeld);
+        }
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let mut shared = guard.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if shared.is_some() {
+                // An earlier wait with this guard was dropped: whether it holds the lock is
+                // not known (the undoing of that wait may be releasing it).
+                return Err(Error::NotHeld);
+            }
+            *shared = Some(released.clone());
+        }
         let owner = guard.owner;
-        let undo = Undo::Retaken { lock: guard.lock.handle.id(), owner };
-        self.handle.boolean_async(Method::CondWait { owner, timeout: Client::millis(timeout) }, undo).await
+        let undo = Undo::Retaken { lock: guard.lock.handle.id(), owner, released };
+        let method = Method::CondWait { owner, timeout: Client::millis(timeout) };
+        let answer = self.handle.boolean_async(method, undo).await;
+        if answer.is_ok() {
+            // The answer came: the manager took the lock back for the guard, which holds it.
+            *guard.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+        answer
     }
 
     /// Waits for a notification without blocking the runtime's thread, holding the lock of
     /// `guard` before and after: the async [`wait`](Self::wait). `guard` must be a guard of the
-    /// condition's lock (from [`Lock::acquire_async`], or a blocking acquire on this thread).
+    /// condition's lock from [`Lock::acquire_async`] (a guard of a blocking acquire belongs to
+    /// the thread, which a task may leave: refused with [`Error::NotHeld`]). Notify with
+    /// [`notify_async`](Self::notify_async), which names the guard.
     ///
-    /// A future dropped before it is done leaves the lock released: `guard` no longer holds it
-    /// (dropping it then does nothing). Had the manager already taken the lock back for the
-    /// wait, it is released again within milliseconds of the drop.
+    /// A future dropped before it is done leaves `guard` in doubt: the lock is released exactly
+    /// once, by dropping `guard` or, had the manager already taken the lock back for the wait,
+    /// by the undoing of the wait (within milliseconds), whichever comes first; and `guard`
+    /// serves no further wait ([`Error::NotHeld`]).
     ///
     /// # Examples
     ///
@@ -770,7 +898,8 @@ impl Condition {
     /// # Errors
     ///
     /// As [`wait`](Self::wait) ([`Error::NotHeld`] when `guard`'s owner does not hold the
-    /// condition's lock); also [`Error::Connection`] when there is no tokio runtime here.
+    /// condition's lock, when `guard` comes from a blocking acquire, or when a wait with it was
+    /// dropped); also [`Error::Connection`] when there is no tokio runtime here.
     pub async fn wait_async(&self, guard: &LockGuard<'_>) -> Result<()> {
         self.wait_with_async(guard, None).await.map(|_| ())
     }
