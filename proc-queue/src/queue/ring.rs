@@ -46,6 +46,9 @@ pub(super) struct Ring {
     slots: Mapped<u8>,
     /// The queue's doorbell (ring 0's; a later ring holds duplicates).
     pub(super) bell: (OwnedFd, OwnedFd),
+    /// The space doorbell, rung for async putters (see `wake`): ring 0 of a bounded queue only
+    /// (an unbounded queue's `put` never waits for room).
+    pub(super) space_bell: Option<(OwnedFd, OwnedFd)>,
     /// Spill chunks this process has mapped, most recently used last.
     pub(super) spills: std::sync::Mutex<Vec<Arc<SharedMemory>>>,
     /// The chunk this process writes large messages into (ring 0 only).
@@ -200,6 +203,7 @@ impl Ring {
             seg: Arc::new(seg),
             root,
             bell,
+            space_bell: None,
             spills: std::sync::Mutex::new(Vec::new()),
             writer: Default::default(),
             capacity: 0,
