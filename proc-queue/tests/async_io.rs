@@ -136,6 +136,18 @@ fn without_a_runtime_the_async_receives_are_errors() {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let polled = std::future::Future::poll(fut.as_mut(), &mut cx);
     assert!(matches!(polled, std::task::Poll::Ready(Err(proc_queue::Error::Os(_)))), "{polled:?}");
+    // A put that has to wait, on a full queue; one that has room needs no runtime.
+    let q = Queue::<u8>::new(1).unwrap();
+    let mut put = std::pin::pin!(q.put_async(1));
+    assert!(matches!(std::future::Future::poll(put.as_mut(), &mut cx), std::task::Poll::Ready(Ok(()))));
+    let mut put = std::pin::pin!(q.put_async(2));
+    let polled = std::future::Future::poll(put.as_mut(), &mut cx);
+    assert!(
+        matches!(polled, std::task::Poll::Ready(Err(proc_queue::PutError::Os { value: 2, .. }))),
+        "{polled:?}"
+    );
+    assert_eq!(q.get_nowait().unwrap(), 1);
+    assert!(q.empty(), "the failed put put nothing");
 }
 
 #[test]

@@ -24,8 +24,8 @@ use crate::loom::{pid, process_alive, AtomicU64};
 /// first 8 doublings reach the largest ring).
 pub(super) const MAX_CHAIN: usize = 64;
 
-/// The shared ring: the segment and its geometry, read once from the header, and the doorbell
-/// (a socket pair) that lets `wait` watch the queue with poll(2).
+/// The shared ring: the segment and its geometry, read once from the header, and the doorbells
+/// (socket pairs) that let `wait` and the async calls watch the queue with poll(2).
 pub(super) struct Ring {
     /// Rings after this one that this process has mapped, by index (ring 0 of an unbounded
     /// queue only): a thread that works in one holds a clone, so that a ring released meanwhile
