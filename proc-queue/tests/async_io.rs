@@ -1,11 +1,15 @@
-//! The async receives (feature `tokio`) under tokio's current-thread and multi-thread runtimes:
-//! `Connection::recv_async`, `Queue::get_async` (and the simple and joinable queues'),
-//! `ready_async`; a dropped future loses no message and no part of one.
+//! The async sends and receives (feature `tokio`) under tokio's current-thread and multi-thread
+//! runtimes: `Connection::recv_async` and `send_async`, `Queue::get_async` and `put_async` (and the
+//! simple and joinable queues'), `ready_async`; a dropped future loses no message and no part of
+//! one, and puts nothing.
 
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use proc_core::Process;
@@ -132,6 +136,18 @@ fn without_a_runtime_the_async_receives_are_errors() {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let polled = std::future::Future::poll(fut.as_mut(), &mut cx);
     assert!(matches!(polled, std::task::Poll::Ready(Err(proc_queue::Error::Os(_)))), "{polled:?}");
+    // A put that has to wait, on a full queue; one that has room needs no runtime.
+    let q = Queue::<u8>::new(1).unwrap();
+    let mut put = std::pin::pin!(q.put_async(1));
+    assert!(matches!(std::future::Future::poll(put.as_mut(), &mut cx), std::task::Poll::Ready(Ok(()))));
+    let mut put = std::pin::pin!(q.put_async(2));
+    let polled = std::future::Future::poll(put.as_mut(), &mut cx);
+    assert!(
+        matches!(polled, std::task::Poll::Ready(Err(proc_queue::PutError::Os { value: 2, .. }))),
+        "{polled:?}"
+    );
+    assert_eq!(q.get_nowait().unwrap(), 1);
+    assert!(q.empty(), "the failed put put nothing");
 }
 
 #[test]
@@ -187,6 +203,151 @@ fn recv_async_gets_a_message_another_receiver_read_ahead() {
             let first = blocking.join().unwrap();
             let second = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
             assert_eq!((first.min(second), first.max(second)), (1, 2));
+        });
+    }
+}
+
+/// Polls `fut` once from the calling task: whether it is still pending (it then waits, its waker
+/// this task's).
+async fn pending<F: Future>(fut: Pin<&mut F>) -> bool {
+    let mut fut = Some(fut);
+    std::future::poll_fn(|cx| Poll::Ready(fut.take().unwrap().poll(cx).is_pending())).await
+}
+
+/// A child that takes one item.
+fn take_one(q: Queue<u64>) -> u64 {
+    q.get().unwrap()
+}
+
+#[test]
+fn put_async_waits_for_a_child_to_get() {
+    let _s = serial();
+    let _w = Watchdog::new("put_async_child", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let q = Queue::<u64>::new(1).unwrap();
+            q.put_async(1).await.unwrap();
+            assert!(q.full());
+            let mut put = std::pin::pin!(q.put_async(2));
+            assert!(pending(put.as_mut()).await, "the queue is full: the put waits");
+            assert!(q.space_bell_armed(), "the waiting put armed the space doorbell");
+            assert_eq!(q.qsize(), 1, "a waiting put holds no slot");
+            // The runtime's thread is free meanwhile (a blocking put would hold it).
+            tokio::task::yield_now().await;
+            let p = Process::new(take_one, (q.clone(),)).start().unwrap();
+            put.await.unwrap();
+            assert_eq!(p.join().unwrap(), 1);
+            assert_eq!(q.get_nowait().unwrap(), 2);
+            assert!(q.empty());
+        });
+    }
+}
+
+#[test]
+fn a_dropped_put_async_puts_nothing() {
+    let _w = Watchdog::new("put_async_dropped", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let q = Queue::<u32>::new(2).unwrap();
+            q.put(1).unwrap();
+            q.put(2).unwrap();
+            let early = tokio::time::timeout(Duration::from_millis(20), q.put_async(3)).await;
+            assert!(early.is_err(), "the queue was full");
+            assert_eq!(q.qsize(), 2, "the dropped put claimed no slot");
+            // Two puts wait; a get frees one slot and rings; the put woken first is dropped
+            // before it runs, and the other one still gets the slot.
+            let mut a = Box::pin(q.put_async(4));
+            let mut b = Box::pin(q.put_async(5));
+            assert!(pending(a.as_mut()).await && pending(b.as_mut()).await);
+            assert_eq!(q.get().unwrap(), 1);
+            drop(a);
+            b.await.unwrap();
+            assert_eq!(q.get_nowait().unwrap(), 2);
+            assert_eq!(q.get_nowait().unwrap(), 5);
+            assert!(matches!(q.get_nowait(), Err(proc_queue::GetError::Empty)), "3 and 4 were never put");
+            // Still usable, async and not.
+            q.put_async(6).await.unwrap();
+            q.put(7).unwrap();
+            assert!(q.put_nowait(8).unwrap_err().is_full());
+            assert_eq!((q.get().unwrap(), q.get().unwrap()), (6, 7));
+            // A joinable queue counts a dropped put as no task.
+            let jq = JoinableQueue::<u8>::new(1).unwrap();
+            jq.put_async(1).await.unwrap();
+            let mut put = std::pin::pin!(jq.put_async(2));
+            assert!(pending(put.as_mut()).await);
+            assert_eq!(jq.unfinished_tasks(), 1);
+            assert_eq!(jq.get_async().await.unwrap(), 1);
+            put.await.unwrap();
+            assert_eq!(jq.unfinished_tasks(), 2);
+            assert_eq!(jq.get().unwrap(), 2);
+            jq.task_done().unwrap();
+            jq.task_done().unwrap();
+            jq.join().unwrap();
+            // An unbounded queue's put never waits.
+            let uq = Queue::<u32>::unbounded().unwrap();
+            for i in 0..10_000 {
+                uq.put_async(i).await.unwrap();
+            }
+            assert_eq!(uq.qsize(), 10_000);
+        });
+    }
+}
+
+#[test]
+fn a_shutdown_ends_a_waiting_put_async() {
+    let _w = Watchdog::new("put_async_shutdown", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let q = Queue::<u32>::new(1).unwrap();
+            q.put(1).unwrap();
+            let mut put = std::pin::pin!(q.put_async(2));
+            assert!(pending(put.as_mut()).await);
+            q.shutdown(false);
+            assert!(matches!(put.await, Err(proc_queue::PutError::ShutDown(2))));
+            assert_eq!(q.get().unwrap(), 1);
+        });
+    }
+}
+
+const PUTTERS: u64 = 8;
+const EACH: u64 = 250;
+
+/// A child that takes `n` items and returns them in the order it took them.
+fn take_all(q: Queue<u64>, n: u64) -> Vec<u64> {
+    (0..n).map(|_| q.get().unwrap()).collect()
+}
+
+#[test]
+fn many_put_async_tasks_feed_a_blocking_child() {
+    let _s = serial();
+    let _w = Watchdog::new("put_async_many", LIMIT);
+    for rt in runtimes() {
+        rt.block_on(async {
+            let q = Queue::<u64>::new(2).unwrap();
+            let p = Process::new(take_all, (q.clone(), PUTTERS * EACH)).start().unwrap();
+            let tasks: Vec<_> = (0..PUTTERS)
+                .map(|k| {
+                    let q = q.clone();
+                    tokio::spawn(async move {
+                        for i in 0..EACH {
+                            q.put_async(k * EACH + i).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let got = tokio::task::spawn_blocking(move || p.join().unwrap()).await.unwrap();
+            // Every item exactly once, each putter's in its order.
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..PUTTERS * EACH).collect::<Vec<_>>());
+            for k in 0..PUTTERS {
+                let mine: Vec<u64> = got.iter().copied().filter(|v| v / EACH == k).collect();
+                assert!(mine.is_sorted(), "putter {k}'s items in order");
+            }
+            assert!(q.empty());
         });
     }
 }

@@ -44,8 +44,9 @@ pub enum PutError<T> {
         #[source]
         source: proc_core::codec::Error,
     },
-    /// The system refused shared memory for a large message.
-    #[error("cannot store a large message: {error}")]
+    /// The system refused shared memory for a large message, or (an async put) a wait on the
+    /// queue: no tokio runtime with I/O enabled, or its descriptor cannot be watched.
+    #[error("cannot store the message: {error}")]
     Os {
         /// The value.
         value: T,

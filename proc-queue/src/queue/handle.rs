@@ -97,9 +97,14 @@ impl<T> QueueBuilder<T> {
     /// memory.
     pub fn build(self) -> proc_core::Result<Queue<T>> {
         let capacity = if self.maxsize == 0 { UNBOUNDED_INITIAL_CAPACITY } else { self.maxsize };
-        let ring = Ring::new(capacity, self.slot_size, self.max_message, None)?;
+        let mut ring = Ring::new(capacity, self.slot_size, self.max_message, None)?;
         if self.maxsize == 0 {
             ring.header().unbounded.store(1, Ordering::Relaxed);
+        } else {
+            // The space doorbell, for async puts (see `wake`): a bounded queue's only.
+            ring.space_bell = Some(proc_os::socket::socketpair().map_err(|e| {
+                proc_core::Error::invalid_argument(format!("cannot create a queue's space doorbell: {e}"))
+            })?);
         }
         Ok(Queue::from_ring(ring))
     }
@@ -470,34 +475,84 @@ impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let bell_r = export_fd(self.ring.bell.0.as_fd()).map_err(serde::ser::Error::custom)?;
         let bell_w = export_fd(self.ring.bell.1.as_fd()).map_err(serde::ser::Error::custom)?;
+        let space_bell = match &self.ring.space_bell {
+            Some((r, w)) => Some((
+                export_fd(r.as_fd()).map_err(serde::ser::Error::custom)?,
+                export_fd(w.as_fd()).map_err(serde::ser::Error::custom)?,
+            )),
+            None => None,
+        };
         let Mem::Anon(seg) = &*self.ring.seg else {
             return Err(serde::ser::Error::custom("not ring 0 of a queue"));
         };
-        (seg, bell_r, bell_w).serialize(s)
+        (seg, bell_r, bell_w, space_bell).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (seg, bell_r, bell_w) = <(Segment, u32, u32)>::deserialize(d)?;
+        let (seg, bell_r, bell_w, space_bell) = <(Segment, u32, u32, Option<(u32, u32)>)>::deserialize(d)?;
         let bell_r = import_fd(bell_r).map_err(serde::de::Error::custom)?;
         let bell_w = import_fd(bell_w).map_err(serde::de::Error::custom)?;
-        let ring = Ring::attach(Mem::Anon(seg), (bell_r, bell_w), None).map_err(serde::de::Error::custom)?;
+        let space_bell = match space_bell {
+            Some((r, w)) => Some((
+                import_fd(r).map_err(serde::de::Error::custom)?,
+                import_fd(w).map_err(serde::de::Error::custom)?,
+            )),
+            None => None,
+        };
+        let mut ring =
+            Ring::attach(Mem::Anon(seg), (bell_r, bell_w), None).map_err(serde::de::Error::custom)?;
         if ring.capacity == 0 {
             return Err(serde::de::Error::custom("not a queue's shared memory"));
         }
+        if space_bell.is_some() == ring.unbounded() {
+            return Err(serde::de::Error::custom("a queue's space doorbell does not match its memory"));
+        }
+        ring.space_bell = space_bell;
         Ok(Queue::from_ring(ring))
     }
 }
 
+#[cfg(feature = "tokio")]
 impl<T> Queue<T> {
     /// After an async get took an item: if more are there, rings the doorbell again, so that
     /// another waiter whose wake-up the taker's draining swallowed looks again.
-    #[cfg(feature = "tokio")]
     pub(crate) fn pass_the_bell_on(&self) {
         if self.ring.get_ready() {
             proc_os::socket::ring(self.ring.bell.1.as_fd());
         }
+    }
+
+    /// The space doorbell's read end, for an async put; `None` for an unbounded queue, whose
+    /// `put` never waits for room.
+    pub(crate) fn space_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.ring.space_bell.as_ref().map(|bell| bell.0.as_fd())
+    }
+
+    /// Arms the space doorbell (see `Ring::arm_space`); whether a `put` need not wait.
+    pub(crate) fn arm_space(&self) -> bool {
+        self.ring.arm_space()
+    }
+
+    /// Clears the space doorbell once it was readable; whether a `put` need not wait now.
+    pub(crate) fn space_fired(&self) -> bool {
+        if let Some(bell) = &self.ring.space_bell {
+            proc_os::socket::drain(bell.0.as_fd());
+        }
+        self.ring.put_ready()
+    }
+
+    /// Before an async put that drained the space doorbell returns (see `Ring::pass_space_on`).
+    pub(crate) fn pass_the_space_bell_on(&self) {
+        self.ring.pass_space_on();
+    }
+
+    /// Whether an async putter has armed the space doorbell and no release has rung it yet.
+    /// For tests, which wait on it until an async put waits.
+    #[doc(hidden)]
+    pub fn space_bell_armed(&self) -> bool {
+        self.ring.header().space.bell.load(Ordering::SeqCst) != 0
     }
 }
 

@@ -69,7 +69,7 @@ pub(super) struct Header {
     pub(super) head: Line<AtomicU64>,
     /// Bumped by a commit that finds getters asleep.
     pub(super) items: Line<WaitWord>,
-    /// Bumped by a release that finds putters asleep.
+    /// Bumped by a release that finds putters asleep; its `bell` is the space doorbell's flag.
     pub(super) space: Line<WaitWord>,
     // One line: the task count (`JoinableQueue`) and, in every ring of an unbounded queue, the
     // seal and the link to the next ring.
@@ -99,6 +99,10 @@ pub(super) const HEADER: usize = size_of::<Header>();
 pub(super) struct WaitWord {
     pub(super) word: AtomicU32,
     pub(super) sleepers: AtomicU32,
+    /// In `space` only: set by an async putter that watches the space doorbell, cleared by the
+    /// release that rings it (see `wake`). Unused in `items`, whose doorbell flag is
+    /// `Header::bell`. It was padding (zero) before async puts.
+    pub(super) bell: AtomicU32,
 }
 
 /// An entry of the spill free list: a state word (`EMPTY`, `FREE`, `BUSY | pid`, `HELD | pid`;
@@ -209,6 +213,8 @@ const _: () = {
     assert!(offset_of!(Header, space) == 256);
     assert!(offset_of!(WaitWord, word) == 0);
     assert!(offset_of!(WaitWord, sleepers) == 4);
+    assert!(offset_of!(WaitWord, bell) == 8);
+    assert!(size_of::<Line<WaitWord>>() == 64);
     assert!(offset_of!(Header, unfinished) == 320);
     assert!(offset_of!(Header, done) == 328);
     assert!(offset_of!(Header, joiners) == 332);

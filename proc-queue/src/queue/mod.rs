@@ -45,12 +45,18 @@
 //! consumer about (see `chain`); a dead getter's flag cannot hold it up, as its ring fills only
 //! through commits, and the first of them cleared the flag.
 //!
+//! Waiters that cannot sleep on a word (`wait`, the async calls of feature `tokio`) watch a
+//! doorbell instead, a socket pair that travels with the handle, armed by a flag in the header in
+//! the same way: commits ring the items doorbell, and in a bounded queue releases ring the space
+//! doorbell, each only when its flag is set (see `wake`).
+//!
 //! # Files
 //!
 //! - `layout`: the header's words, the slot layout and the control word's encoding.
 //! - `ring`: one ring and its protocol (claim, commit, release, take); the struct `Ring`, whose
 //!   other methods the files below add by job.
-//! - `wake`: the blocking loops, the announced sleep and the doorbell.
+//! - `wake`: the blocking loops, the announced sleep, and the two doorbells (items, for `wait` and
+//!   async gets; space, for async puts on a bounded queue).
 //! - `chain`: the growth of an unbounded queue into a chain of rings, and the release of the
 //!   rings it has drained.
 //! - `spill` and `chunk`: messages larger than a slot, in chunks outside the ring.

@@ -24,8 +24,8 @@ use crate::loom::{pid, process_alive, AtomicU64};
 /// first 8 doublings reach the largest ring).
 pub(super) const MAX_CHAIN: usize = 64;
 
-/// The shared ring: the segment and its geometry, read once from the header, and the doorbell
-/// (a socket pair) that lets `wait` watch the queue with poll(2).
+/// The shared ring: the segment and its geometry, read once from the header, and the doorbells
+/// (socket pairs) that let `wait` and the async calls watch the queue with poll(2).
 pub(super) struct Ring {
     /// Rings after this one that this process has mapped, by index (ring 0 of an unbounded
     /// queue only): a thread that works in one holds a clone, so that a ring released meanwhile
@@ -46,6 +46,9 @@ pub(super) struct Ring {
     slots: Mapped<u8>,
     /// The queue's doorbell (ring 0's; a later ring holds duplicates).
     pub(super) bell: (OwnedFd, OwnedFd),
+    /// The space doorbell, rung for async putters (see `wake`): ring 0 of a bounded queue only
+    /// (an unbounded queue's `put` never waits for room).
+    pub(super) space_bell: Option<(OwnedFd, OwnedFd)>,
     /// Spill chunks this process has mapped, most recently used last.
     pub(super) spills: std::sync::Mutex<Vec<Arc<SharedMemory>>>,
     /// The chunk this process writes large messages into (ring 0 only).
@@ -200,6 +203,7 @@ impl Ring {
             seg: Arc::new(seg),
             root,
             bell,
+            space_bell: None,
             spills: std::sync::Mutex::new(Vec::new()),
             writer: Default::default(),
             capacity: 0,

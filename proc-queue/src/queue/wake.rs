@@ -1,5 +1,17 @@
 //! Waiting and waking: the blocking loops of `get` and `put`, the announced sleep on a wait word,
-//! the doorbell that `wait` watches, and how long a call may wait.
+//! the doorbell that `wait` and async gets watch, the space doorbell that async puts watch, and
+//! how long a call may wait.
+//!
+//! A doorbell is a socket pair whose read end a waiter polls, with a flag in ring 0's header:
+//! the waiter sets the flag, then looks at the ring once more (a fence between), and only then
+//! waits; a signaller stores its commit (or release), fences, and rings only if it finds the flag
+//! set, clearing it. So a change made before the flag is set is seen by the waiter's look, one
+//! made after it sees the flag: no wake-up is lost, and with nobody waiting the signaller pays a
+//! load and no system call. The items doorbell's flag is `Header::bell`, rung by commits (and
+//! shutdown); the space doorbell's (bounded queues only) is `space.bell`, rung by releases (and
+//! shutdown). One ring wakes every watcher; the first to drain the socket clears it for all, so
+//! a watcher that drained it and took its item or slot rings it again if more are there (see
+//! `asyncio`).
 
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -56,9 +68,20 @@ impl Ring {
         }
     }
 
+    /// After a release (or a slot freed from a dead reader): wakes putters asleep on this ring's
+    /// `space` word and, in a bounded queue, rings the space doorbell if an async putter armed it.
+    /// With nobody waiting this adds to `signal` one load of a word on the line `signal` just
+    /// read, and no system call.
     pub(super) fn signal_space(&self) {
         let space = &self.header().space;
         Self::signal(&space.word, &space.sleepers);
+        // `signal` fenced: an async putter that armed the bell before our release is seen here
+        // (and one that arms it after looks at the slot after our release, and finds it free).
+        if let Some(bell) = &self.space_bell {
+            if space.bell.load(Ordering::Relaxed) != 0 && space.bell.swap(0, Ordering::SeqCst) != 0 {
+                proc_os::socket::ring(bell.1.as_fd());
+            }
+        }
     }
 
     /// Arms the doorbell for `wait`; whether a message (or a shutdown) is there already.
@@ -66,6 +89,39 @@ impl Ring {
         self.header().bell.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.get_ready()
+    }
+
+    /// Arms the space doorbell for an async put (ring 0 of a bounded queue); whether a `put`
+    /// need not wait: a slot is free, or the queue was shut down or closed in this process.
+    /// The flag is set, then the slot looked at: a release made before the flag is seen here,
+    /// one made after it sees the flag and rings (see `signal_space`).
+    #[cfg(feature = "tokio")]
+    pub(super) fn arm_space(&self) -> bool {
+        self.header().space.bell.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.put_ready()
+    }
+
+    /// For an async putter that drained the space doorbell, before it returns: arms the doorbell
+    /// again for the others, and rings it if a `put` need not wait. Its drain may have swallowed
+    /// a ring that another watcher had not seen yet, and that ring's release cleared the flag
+    /// the other had set: the other would otherwise wait with no flag set, and the next release
+    /// would not ring. Costs at most one ring (a `send`) to a later release, when nobody waits.
+    #[cfg(feature = "tokio")]
+    pub(super) fn pass_space_on(&self) {
+        let Some(bell) = &self.space_bell else { return };
+        let flag = &self.header().space.bell;
+        flag.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.put_ready() && flag.swap(0, Ordering::SeqCst) != 0 {
+            proc_os::socket::ring(bell.1.as_fd());
+        }
+    }
+
+    /// Whether a `put` on this bounded ring need not wait: a slot is free, or it would fail.
+    #[cfg(feature = "tokio")]
+    pub(super) fn put_ready(&self) -> bool {
+        self.writable() || self.shutdown_state() != OPEN || self.closed.load(Ordering::Relaxed)
     }
 
     /// After a commit or release (already stored): if someone announced a sleep, clears the
@@ -224,6 +280,9 @@ impl Ring {
         let space = &self.header().space.word;
         space.fetch_add(1, Ordering::SeqCst);
         wake_all(space);
+        if let Some(bell) = &self.space_bell {
+            proc_os::socket::ring(bell.1.as_fd());
+        }
         let done = &self.header().done;
         done.fetch_add(1, Ordering::SeqCst);
         wake_all(done);
