@@ -237,7 +237,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         )),
                     })?;
                 }
-                other => return other,
+                other => {
+                    if waited {
+                        self.pass_the_bell_on();
+                    }
+                    return other;
+                }
             }
         }
     }

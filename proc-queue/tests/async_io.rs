@@ -351,3 +351,44 @@ fn many_put_async_tasks_feed_a_blocking_child() {
         });
     }
 }
+
+/// A child that takes `n` items with `get_async` on a runtime of its own, in the order it took them.
+fn take_all_async(q: Queue<u64>, n: u64) -> Vec<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { futures_take(&q, n).await })
+}
+
+async fn futures_take(q: &Queue<u64>, n: u64) -> Vec<u64> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        got.push(q.get_async().await.unwrap());
+    }
+    got
+}
+
+/// Getters in several processes wait on one doorbell: a ring that one of them drains before the
+/// others look must not leave another asleep while an item waits (each passes the bell on).
+#[test]
+fn get_async_in_several_processes_drains_a_blocking_putter() {
+    let _s = serial();
+    let _w = Watchdog::new("get_async_processes", LIMIT);
+    const GETTERS: u64 = 3;
+    const ROUNDS: u64 = 5;
+    for _ in 0..ROUNDS {
+        let q = Queue::<u64>::new(2).unwrap();
+        let getters: Vec<_> =
+            (0..GETTERS).map(|_| Process::new(take_all_async, (q.clone(), EACH)).start().unwrap()).collect();
+        for i in 0..GETTERS * EACH {
+            q.put(i).unwrap();
+        }
+        let mut all = Vec::new();
+        for p in getters {
+            let got = p.join().unwrap();
+            assert!(got.is_sorted(), "one getter's items in the order they were put");
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..GETTERS * EACH).collect::<Vec<_>>());
+        assert!(q.empty());
+    }
+}

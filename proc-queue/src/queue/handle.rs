@@ -516,12 +516,11 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 
 #[cfg(feature = "tokio")]
 impl<T> Queue<T> {
-    /// After an async get took an item: if more are there, rings the doorbell again, so that
-    /// another waiter whose wake-up the taker's draining swallowed looks again.
+    /// After an async get that drained the doorbell, before it returns (an item or an error):
+    /// arms the doorbell again and rings it if a `get` need not wait, so that another waiter
+    /// whose wake-up the draining swallowed looks again (see `Ring::pass_items_on`).
     pub(crate) fn pass_the_bell_on(&self) {
-        if self.ring.get_ready() {
-            proc_os::socket::ring(self.ring.bell.1.as_fd());
-        }
+        self.ring.pass_items_on();
     }
 
     /// The space doorbell's read end, for an async put; `None` for an unbounded queue, whose

@@ -118,6 +118,20 @@ impl Ring {
         }
     }
 
+    /// For an async getter that drained the doorbell, before it returns: arms the doorbell again
+    /// for the others, and rings it if a `get` need not wait (as `pass_space_on`, for items: the
+    /// commit that rang cleared the flag another watcher had set, and this getter's drain may
+    /// have swallowed the ring that watcher had not seen yet).
+    #[cfg(feature = "tokio")]
+    pub(super) fn pass_items_on(&self) {
+        let flag = &self.header().bell;
+        flag.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.get_ready() && flag.swap(0, Ordering::SeqCst) != 0 {
+            proc_os::socket::ring(self.bell.1.as_fd());
+        }
+    }
+
     /// Whether a `put` on this bounded ring need not wait: a slot is free, or it would fail.
     #[cfg(feature = "tokio")]
     pub(super) fn put_ready(&self) -> bool {
