@@ -27,7 +27,8 @@
 //! The items people reach for first are also at the top level, under Python's names.
 //!
 //! Features: `tokio` (async waits on tokio: `Process::join_async`, `Connection::send_async` and
-//! `recv_async`, `Queue::get_async`, `AsyncResult::get_async`, `IMap` as a `Stream`), `tls` (a TCP
+//! `recv_async`, `Queue::get_async` and `put_async`, `AsyncResult::get_async`, `IMap` as a
+//! `Stream`, the manager proxies' `*_async` calls), `tls` (a TCP
 //! manager over TLS), `mpi` (the cluster pool), `force-portable` (the macOS code paths on Linux).
 //!
 //! Every crate's error converts into the one [`Error`] here, so `?` works across crates in a
