@@ -67,6 +67,10 @@ const MAX_CHUNK: usize = 1 << 30;
 /// A body buffer larger than this is not kept for the next message.
 const KEEP: usize = 16 << 20;
 
+/// The most bytes of a body a typed read looks at to decide whether it is split: a varint's
+/// longest encoding.
+const PROBE: usize = 10;
+
 /// Stack space for reading (and dropping) a body too large to hold.
 const SCRATCH: usize = 8 << 10;
 
@@ -248,8 +252,14 @@ impl Incoming {
                     self.begin();
                 }
                 // After a large body, the next header is read on its own: another large body that
-                // follows it then goes straight into its buffer, not through this one.
-                let max = if self.large_last { HEADER - self.header_len } else { READ_AHEAD };
+                // follows it then goes straight into its buffer, not through this one. A typed read
+                // takes the body's first bytes with it, which decide whether the body is split (one
+                // receive fewer per message).
+                let max = match (self.large_last, self.typed) {
+                    (false, _) => READ_AHEAD,
+                    (true, false) => HEADER - self.header_len,
+                    (true, true) => HEADER - self.header_len + PROBE,
+                };
                 if self.pos == self.end && self.fill(sock, deadline, max)? == 0 {
                     return Err(if self.header_len == 0 { Error::Disconnected } else { self.truncated() });
                 }
@@ -267,12 +277,12 @@ impl Incoming {
                 continue;
             }
             if self.probe {
-                // The body's first bytes decide whether it is split (at most 10, never past it).
-                if self.pos == self.end && self.fill(sock, deadline, 10)? == 0 {
+                // The body's first bytes decide whether it is split (at most `PROBE`, never past it).
+                if self.pos == self.end && self.fill(sock, deadline, PROBE)? == 0 {
                     return Err(self.truncated());
                 }
                 self.probe = false;
-                let look = &self.ahead[self.pos..self.end.min(self.pos + 10)];
+                let look = &self.ahead[self.pos..self.end.min(self.pos + PROBE)];
                 if let Some((rest, k)) = super::bytes::read_varint(look) {
                     if rest == self.len - k as u64 {
                         self.head[..k].copy_from_slice(&look[..k]);
