@@ -335,8 +335,7 @@ impl Incoming {
                 )?
             } else {
                 // Not skipping: the whole body fits in a usize.
-                let filled = self.filled();
-                debug_assert_eq!(filled, self.body.len(), "the body holds the bytes received");
+                let filled = self.body.len();
                 if filled == self.body.capacity() && !self.make_room(1) {
                     self.body = Vec::new();
                     self.skipping = true;
@@ -362,11 +361,6 @@ impl Incoming {
                 }
             }
         }
-    }
-
-    /// Where the next body byte goes in `body` (not skipping: it fits in a usize).
-    fn filled(&self) -> usize {
-        self.received as usize - self.prefix_len
     }
 
     /// The length of the part of the body that goes into `body` (not skipping).

@@ -349,6 +349,21 @@ fn handles(ring: Ring, n: usize) -> Vec<Queue<Msg>> {
     all
 }
 
+/// Model process 2, killed before its `budget`-th step: two puts on an unbounded queue. Whether
+/// it was killed, and the sequence numbers of the puts that returned.
+fn mortal_producer(mortal: Queue<Msg>, budget: u32) -> thread::JoinHandle<(bool, Vec<u32>)> {
+    thread::spawn(move || {
+        let mut returned = Vec::new();
+        let died = process(2, Some(budget), || {
+            for seq in 0..2 {
+                mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
+                returned.push(seq);
+            }
+        });
+        (died, returned)
+    })
+}
+
 /// A ring 0 of one slot for an unbounded queue.
 fn unbounded() -> Ring {
     let ring = Ring::new(1, 0, 1 << 10, None).expect("a model ring");
@@ -410,16 +425,7 @@ fn an_unbounded_producer_dies_at_any_step() {
         let mut handles = handles(unbounded(), 3);
         let (other, mortal, main) =
             (handles.pop().expect("3"), handles.pop().expect("2"), handles.pop().expect("1"));
-        let mortal = thread::spawn(move || {
-            let mut returned = Vec::new();
-            let died = process(2, Some(budget), || {
-                for seq in 0..2 {
-                    mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
-                    returned.push(seq);
-                }
-            });
-            (died, returned)
-        });
+        let mortal = mortal_producer(mortal, budget);
         let other = thread::spawn(move || {
             process(3, None, || {
                 other.put_nowait(Msg::new(3, 0)).expect("an unbounded queue takes every put")
@@ -471,16 +477,7 @@ fn a_drained_ring_is_released_under_a_dying_producer() {
         for seq in 0..3 {
             main.put_nowait(Msg::new(1, seq)).expect("an unbounded queue takes every put");
         }
-        let mortal = thread::spawn(move || {
-            let mut returned = Vec::new();
-            let died = process(2, Some(budget), || {
-                for seq in 0..2 {
-                    mortal.put_nowait(Msg::new(2, seq)).expect("an unbounded queue takes every put");
-                    returned.push(seq);
-                }
-            });
-            (died, returned)
-        });
+        let mortal = mortal_producer(mortal, budget);
         let consumer = thread::spawn(move || {
             let mut got = Vec::new();
             process(3, None, || {

@@ -109,12 +109,8 @@ impl Ring {
     /// would not ring. Costs at most one ring (a `send`) to a later release, when nobody waits.
     #[cfg(feature = "tokio")]
     pub(super) fn pass_space_on(&self) {
-        let Some(bell) = &self.space_bell else { return };
-        let flag = &self.header().space.bell;
-        flag.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.put_ready() && flag.swap(0, Ordering::SeqCst) != 0 {
-            proc_os::socket::ring(bell.1.as_fd());
+        if let Some(bell) = &self.space_bell {
+            Self::pass_on(&self.header().space.bell, || self.put_ready(), bell.1.as_fd());
         }
     }
 
@@ -124,11 +120,17 @@ impl Ring {
     /// have swallowed the ring that watcher had not seen yet).
     #[cfg(feature = "tokio")]
     pub(super) fn pass_items_on(&self) {
-        let flag = &self.header().bell;
+        Self::pass_on(&self.header().bell, || self.get_ready(), self.bell.1.as_fd());
+    }
+
+    /// Arms a doorbell's `flag`, then rings `bell` if `ready` says a call need not wait and the
+    /// flag is still set (nobody rang meanwhile).
+    #[cfg(feature = "tokio")]
+    fn pass_on(flag: &AtomicU32, ready: impl FnOnce() -> bool, bell: std::os::fd::BorrowedFd<'_>) {
         flag.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.get_ready() && flag.swap(0, Ordering::SeqCst) != 0 {
-            proc_os::socket::ring(self.bell.1.as_fd());
+        if ready() && flag.swap(0, Ordering::SeqCst) != 0 {
+            proc_os::socket::ring(bell);
         }
     }
 
