@@ -1,6 +1,8 @@
 //! The proxies of the synchronization objects kept by the manager: [`Lock`] (with its
 //! [`LockGuard`]), [`Semaphore`], [`Event`], [`Condition`], [`Barrier`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handle::unexpected;
@@ -59,19 +61,24 @@ pub struct LockGuard<'a> {
     /// Set by an async condition wait dropped before its end (or by `release_async`): shared
     /// with the undoing of that wait, which may release the lock the manager took back for it;
     /// whichever of the two sets it first releases, the other does nothing.
-    released: std::sync::Mutex<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>>,
+    released: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl LockGuard<'_> {
     fn new(lock: &Lock, owner: Owner, own: bool) -> LockGuard<'_> {
-        LockGuard { lock, owner, own, released: std::sync::Mutex::new(None) }
+        LockGuard { lock, owner, own, released: Mutex::new(None) }
+    }
+
+    /// The flag shared with a dropped wait's undoing, if any.
+    fn shared(&self) -> MutexGuard<'_, Option<Arc<AtomicBool>>> {
+        self.released.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether this guard may still release: no undoing of a dropped wait released first (and
     /// none will from now on).
     fn may_release(&self) -> bool {
-        let shared = self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        shared.is_none_or(|flag| !flag.swap(true, std::sync::atomic::Ordering::SeqCst))
+        let shared = self.shared().take();
+        shared.is_none_or(|flag| !flag.swap(true, Ordering::SeqCst))
     }
 }
 
@@ -103,16 +110,16 @@ impl LockGuard<'_> {
     /// runtime here), [`Error::ShutDown`] when it is shutting down, [`Error::Protocol`] for an
     /// answer this client cannot read.
     pub async fn release_async(self) -> Result<()> {
-        let done = || Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let done = || Some(Arc::new(AtomicBool::new(true)));
         if !self.may_release() {
             // The undoing of a dropped wait released it.
-            *self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = done();
+            *self.shared() = done();
             return Ok(());
         }
         let answer =
             self.lock.handle.ok_async(Method::ReleaseOwned { owner: self.owner }, Undo::Nothing).await;
         // Released (or refused): the drop has nothing left to do.
-        *self.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = done();
+        *self.shared() = done();
         answer
     }
 }
@@ -840,9 +847,9 @@ impl Condition {
             // dropped wait's undoing releases what the manager took back for it.
             return Err(Error::NotHeld);
         }
-        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = Arc::new(AtomicBool::new(false));
         {
-            let mut shared = guard.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut shared = guard.shared();
             if shared.is_some() {
                 // An earlier wait with this guard was dropped: whether it holds the lock is
                 // not known (the undoing of that wait may be releasing it).
@@ -856,7 +863,7 @@ impl Condition {
         let answer = self.handle.boolean_async(method, undo).await;
         if answer.is_ok() {
             // The answer came: the manager took the lock back for the guard, which holds it.
-            *guard.released.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            *guard.shared() = None;
         }
         answer
     }
