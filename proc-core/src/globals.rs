@@ -199,7 +199,7 @@ pub(crate) fn register_atexit() {
 /// Python's exit rule: terminate daemon children, then wait for every child.
 pub(crate) fn shutdown_children() {
     let children = std::mem::take(&mut lock().children);
-    let me = proc_os::getpid();
+    let me = proc_os::pid();
     for child in children.iter().filter(|c| c.daemon && c.owner_pid == me) {
         if child.poll_alive() {
             let _ = child.signal(libc::SIGTERM);

@@ -50,7 +50,7 @@ pub fn current_process() -> ProcessInfo {
     let who = globals::who();
     ProcessInfo {
         name: who.name(),
-        pid: proc_os::getpid(),
+        pid: proc_os::pid(),
         ident: who.identity.ident.clone(),
         daemon: who.identity.daemon,
     }

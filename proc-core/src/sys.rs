@@ -33,7 +33,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Slots per chunk of the table.
@@ -73,6 +73,9 @@ impl Chunk {
     }
 }
 
+/// Whether this process (or the one it was forked from) ever listed a descriptor.
+static EVER_LISTED: AtomicBool = AtomicBool::new(false);
+
 /// The first chunk of descriptors that a child made by a plain `fork` lets go of as soon as it
 /// first runs; see `handle::ReleaseOnFork`.
 static FIRST: Chunk = Chunk::new();
@@ -96,6 +99,8 @@ fn chunk(index: usize) -> Option<&'static Chunk> {
 /// new chunk could not be allocated.
 pub(crate) fn release_on_fork(fd: RawFd) -> Option<usize> {
     install_fork_handler();
+    // Before any slot holds a descriptor: a child that sees a slot taken sees this too.
+    EVER_LISTED.store(true, Ordering::SeqCst);
     let mut limit = None;
     for index in 0..MAX_CHUNKS {
         if let Some(chunk) = chunk(index) {
@@ -174,6 +179,11 @@ fn descriptor_limit() -> usize {
 /// Async-signal-safe: it walks the published chunks with atomic loads, and calls only `open`,
 /// `dup2`, `fcntl` and `close`.
 extern "C" fn release_in_child() {
+    // A process that never listed a descriptor (the fork server, whose children run this first)
+    // has nothing to release: its table's pages are not even touched.
+    if !EVER_LISTED.load(Ordering::SeqCst) {
+        return;
+    }
     let mut null = -1;
     for chunk in (0..MAX_CHUNKS).map_while(chunk) {
         for slot in &chunk.slots {

@@ -1,10 +1,12 @@
 //! Signals: names, dispositions, masks, handlers and sending them.
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::signal::{self as nsig, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
+
+use crate::sys::{Backend, Os};
 
 /// The conventional name of signal `n` (`"SIGTERM"`), or `None` for a number that names no
 /// signal on this system.
@@ -113,4 +115,53 @@ pub fn write_byte_in_handler(fd: RawFd) {
     // nix's `write` is `write(2)` plus a read of errno: async-signal-safe, no allocation.
     let _ = nix::unistd::write(fd, &[1u8]);
     nix::errno::Errno::set_raw(saved);
+}
+
+/// A descriptor that reads as ready whenever a child of this process may have ended: the end of
+/// a child becomes an event a `poll` loop can wait for with its other descriptors.
+///
+/// On Linux SIGCHLD is blocked and read from a `signalfd`, so a child's end runs no handler and
+/// interrupts no system call; elsewhere a SIGCHLD handler writes to a self-pipe. For a
+/// single-threaded process that forks (the fork server and its keeper); one per process. A child
+/// it forks calls [`ChildWatch::reset_in_child`] before running anything else.
+///
+/// For multiproc's crates; not a stable API.
+#[derive(Debug)]
+pub struct ChildWatch {
+    read: OwnedFd,
+    _write: Option<OwnedFd>,
+}
+
+impl ChildWatch {
+    /// Starts watching.
+    ///
+    /// # Errors
+    ///
+    /// The signal mask, `signalfd`, the pipe or the handler could not be set up.
+    pub fn install() -> io::Result<Self> {
+        let (read, write) = Os::watch_children()?;
+        Ok(ChildWatch { read, _write: write })
+    }
+
+    /// Empties what the descriptor holds, without blocking: a child that ends after this makes it
+    /// ready again.
+    pub fn drain(&self) {
+        Os::drain_children(self.read.as_fd());
+    }
+
+    /// In a child forked by a process with a `ChildWatch`: SIGCHLD as a new process has it
+    /// (default action, unblocked), and `also_unblock` unblocked in the same step.
+    ///
+    /// # Errors
+    ///
+    /// `also_unblock` is no signal, or the mask could not be changed.
+    pub fn reset_in_child(also_unblock: libc::c_int) -> io::Result<()> {
+        Os::unwatch_children_in_child(also_unblock)
+    }
+}
+
+impl AsFd for ChildWatch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
 }

@@ -16,7 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeVal;
 
-use crate::fd::{cvt, retry};
+use crate::fd::retry;
 use crate::sys::{Backend, Os};
 
 /// At most this many descriptors travel with one message (Linux' `SCM_MAX_FD`).
@@ -30,13 +30,13 @@ pub const SEND_FLAGS: libc::c_int = <Os as Backend>::SEND_FLAGS;
 /// close-on-exec after the call.
 pub const RECV_FLAGS: libc::c_int = <Os as Backend>::RECV_FLAGS;
 
-/// `SO_RCVLOWAT` worth setting (with [`set_recv_lowat`]) on the reading end of a Unix stream
-/// socket that carries one result, so that a result smaller than this wakes the reader only at end
-/// of stream: 64 KiB on Linux, whose stream buffers are larger; `None` elsewhere (macOS buffers
-/// only 8 KiB, so a larger mark would never be reached while the writer blocks).
+/// The largest message that a process may write to a fresh Unix stream socket that nobody reads
+/// yet without blocking: 32 KiB on Linux, whose stream buffers hold about 200 KiB by default;
+/// 2 KiB elsewhere (macOS buffers 8 KiB). A child's result larger than this travels in anonymous
+/// memory instead, so that its parent need not read while it waits for the child's end.
 ///
 /// For multiproc's crates; not a stable API.
-pub const RESULT_LOWAT: Option<usize> = <Os as Backend>::RESULT_LOWAT;
+pub const INLINE_RESULT_MAX: usize = <Os as Backend>::INLINE_RESULT_MAX;
 
 /// The bytes of control-message space that `MAX_FDS` descriptors take.
 const CMSG_BYTES: usize = {
@@ -322,30 +322,6 @@ pub fn drain(bell: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
     // A short read (or an error: EAGAIN, empty) means the socket is empty now.
     while socket::recv(bell.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n == buf.len()) {}
-}
-
-/// Makes `poll` report socket `fd` readable only once `bytes` are queued (or at end of stream)
-/// (`SO_RCVLOWAT`). Reads with `MSG_DONTWAIT` still return whatever is there.
-///
-/// For multiproc's crates; not a stable API.
-///
-/// # Errors
-///
-/// `setsockopt` failed (`fd` is not a socket).
-pub fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // libc: nix has no socket option for `SO_RCVLOWAT`.
-    // SAFETY: `value` is a live c_int and the length passed is its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
 }
 
 /// Whether the peer of stream socket `fd` has closed its end. With `block`, waits until the peer

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::EntryPoint;
 use crate::error::{Error, ErrorKind};
+use crate::shm::Segment;
 use crate::wire;
 
 /// What the parent sends a re-executed or fork-server child.
@@ -46,17 +47,71 @@ pub(crate) enum Report {
     Panicked { message: String, location: Option<String> },
     /// The target could not run.
     Failed(String),
+    /// A report whose encoding is larger than a control socket holds unread
+    /// (`proc_os::socket::INLINE_RESULT_MAX`): its `len` encoded bytes are in anonymous memory,
+    /// the frame's last descriptor. So a child never blocks on its report, and the parent need
+    /// not read while it waits for the child's end.
+    Spilled { len: u64 },
 }
 
-/// Sends a report frame; the parent may be gone, which is not an error worth reporting.
+/// Sends a report frame; the parent may be gone, which is not an error worth reporting. A large
+/// report goes in anonymous memory (`Report::Spilled`); if that fails, a `Failed` report says
+/// why.
 pub(crate) fn send_report(ctl: &OwnedFd, report: &Report, fds: &[OwnedFd]) {
-    let body = match crate::codec::to_vec(report) {
-        Ok(b) => b,
-        Err(_) => return,
+    let Ok(body) = crate::codec::to_vec(report) else { return };
+    let mut fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    let sent = if body.len() <= proc_os::socket::INLINE_RESULT_MAX {
+        wire::send_frame(ctl.as_fd(), &body, &fds)
+    } else {
+        match spill(&body, fds.len()) {
+            Ok((memory, spilled)) => {
+                fds.push(memory.as_fd());
+                wire::send_frame(ctl.as_fd(), &spilled, &fds)
+            }
+            Err(e) => {
+                let failed =
+                    Report::Failed(format!("cannot hand over a result of {} bytes: {e}", body.len()));
+                let Ok(failed) = crate::codec::to_vec(&failed) else { return };
+                wire::send_frame(ctl.as_fd(), &failed, &[])
+            }
+        }
     };
-    let fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    if let Err(e) = wire::send_frame(ctl.as_fd(), &body, &fds) {
+    if let Err(e) = sent {
         tracing::debug!(error = %e, "could not send the result to the parent");
+    }
+}
+
+/// Copies an encoded report into anonymous memory: the memory, and the `Spilled` report that
+/// names it (encoded). `fds`: how many descriptors the report carries already.
+fn spill(body: &[u8], fds: usize) -> Result<(Segment, Vec<u8>), String> {
+    if fds >= wire::MAX_FDS {
+        return Err(Error::new(ErrorKind::TooManyHandles(fds + 1)).to_string());
+    }
+    let memory = Segment::new(body.len()).map_err(|e| e.to_string())?;
+    // SAFETY: the segment is `body.len()` bytes of memory mapped by this process only, so far;
+    // `body` is a separate allocation.
+    unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), memory.as_ptr(), body.len()) };
+    let spilled =
+        crate::codec::to_vec(&Report::Spilled { len: body.len() as u64 }).map_err(|e| e.to_string())?;
+    Ok((memory, spilled))
+}
+
+/// Decodes a report frame's body, taking a spilled report's memory (the last descriptor) off
+/// `fds`. `Err`: why the report cannot be read.
+pub(crate) fn decode_report(body: &[u8], fds: &mut Vec<OwnedFd>) -> Result<Report, String> {
+    let report: Report =
+        crate::codec::from_bytes(body).map_err(|e| format!("garbled result message: {e}"))?;
+    let Report::Spilled { len } = report else { return Ok(report) };
+    let memory = fds.pop().ok_or("a large result came without its memory")?;
+    let len = usize::try_from(len).map_err(|_| "a large result's length does not fit")?;
+    // The length is checked against the memory's size, so no access can fault past its end.
+    let memory = Segment::from_fd(memory, len).map_err(|e| format!("cannot read a large result: {e}"))?;
+    // SAFETY: the segment maps `len` bytes, and the child that wrote them has sent its last word.
+    let bytes = unsafe { std::slice::from_raw_parts(memory.as_ptr(), len) };
+    match crate::codec::from_bytes(bytes) {
+        Ok(Report::Spilled { .. }) => Err("a large result names another".to_owned()),
+        Ok(report) => Ok(report),
+        Err(e) => Err(format!("garbled result message: {e}")),
     }
 }
 
@@ -68,6 +123,9 @@ pub(crate) fn report_error(report: &Report) -> Option<Error> {
             Some(Error::new(ErrorKind::Panicked { message: message.clone(), location: location.clone() }))
         }
         Report::Failed(m) => Some(Error::new(ErrorKind::ChildFailed(m.clone()))),
+        Report::Spilled { .. } => {
+            Some(Error::new(ErrorKind::ChildFailed("a large result was not read".into())))
+        }
     }
 }
 
@@ -158,6 +216,54 @@ mod test {
             }
             let _ = crate::codec::from_bytes::<Report>(&bytes);
         }
+    }
+
+    /// Sends `report` with `fds` as a child does (on a non-blocking socket, so that a report that
+    /// does not fit fails instead of hanging) and reads it back as the parent does.
+    fn through_a_socket(report: &Report, fds: &[OwnedFd]) -> (Result<Report, String>, Vec<OwnedFd>) {
+        let (parent, child) = proc_os::socket::socketpair().expect("socketpair");
+        proc_os::fd::set_nonblocking(child.as_fd()).expect("non-blocking");
+        send_report(&child, report, fds);
+        drop(child);
+        match wire::FrameReader::default().read(parent.as_fd(), true) {
+            Ok(wire::Read::Frame(body, mut fds)) => (decode_report(&body, &mut fds), fds),
+            other => panic!("no report frame: {other:?}"),
+        }
+    }
+
+    /// A report larger than a socket holds unread travels in memory and comes back whole, after
+    /// the value's own descriptors, which stay in order; a small one travels inline.
+    #[test]
+    fn large_reports_travel_in_memory() {
+        let max = proc_os::socket::INLINE_RESULT_MAX;
+        for len in [10, max - 16, max + 1, 1 << 20] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (read, write) = proc_os::fd::pipe().expect("pipe");
+            let (back, fds) = through_a_socket(&Report::Returned(bytes.clone()), &[write]);
+            match back {
+                Ok(Report::Returned(b)) => assert!(b == bytes, "{len} bytes came back changed"),
+                other => panic!("{len} bytes: {other:?}"),
+            }
+            // The value's descriptor is the pipe's write end: the memory was taken off.
+            assert_eq!(fds.len(), 1, "{len} bytes");
+            proc_os::fd::write_all(fds[0].as_fd(), b"x").expect("write");
+            let mut got = [0u8; 1];
+            assert_eq!(proc_os::fd::read(read.as_fd(), &mut got).ok(), Some(1));
+        }
+    }
+
+    /// A spilled report without its memory, naming more bytes than its memory holds, or naming
+    /// another spilled report is an error, never a fault.
+    #[test]
+    fn bad_spills_are_errors() {
+        let spilled = |len| crate::codec::to_vec(&Report::Spilled { len }).expect("encode");
+        assert!(decode_report(&spilled(10), &mut Vec::new()).is_err());
+        let small = Segment::new(4096).expect("segment");
+        let fd = small.as_fd().try_clone_to_owned().expect("dup");
+        assert!(decode_report(&spilled(1 << 20), &mut vec![fd]).is_err());
+        let (memory, outer) = spill(&spilled(5), 0).expect("spill");
+        let fd = memory.as_fd().try_clone_to_owned().expect("dup");
+        assert!(decode_report(&outer, &mut vec![fd]).is_err());
     }
 
     /// A fork-server child reads `sigint_ignored` as the message's first byte.

@@ -54,9 +54,10 @@ pub(crate) fn finish(ctl: &OwnedFd, report: Report, fds: Vec<OwnedFd>, code: i32
     proc_os::child::exit_now(code)
 }
 
+/// Flushes what the target left in standard output's buffer. (Standard error has no buffer:
+/// flushing it would only take its lock.)
 pub(crate) fn flush_stdio() {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
 }
 
 /// A spawned child: the control socket came in on descriptor 0.

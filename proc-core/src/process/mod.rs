@@ -355,7 +355,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// A process that was started by another process (a copy inherited through fork) reads as not
     /// alive.
     pub fn is_alive(&self) -> bool {
-        self.shared.owner_pid == proc_os::getpid() && self.shared.poll_alive()
+        self.shared.owner_pid == proc_os::pid() && self.shared.poll_alive()
     }
 
     /// Python's `exitcode`: `None` while running, `Some(n)` after `exit(n)` (0 when the target
@@ -402,7 +402,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     ///
     /// The process is still running: the error hands the process back.
     pub fn close(self) -> std::result::Result<(), CloseError<R>> {
-        if self.shared.owner_pid == proc_os::getpid() && self.shared.poll_alive() {
+        if self.shared.owner_pid == proc_os::pid() && self.shared.poll_alive() {
             return Err(CloseError { process: self, error: Error::new(ErrorKind::StillRunning) });
         }
         crate::globals::lock().children.retain(|c| !Arc::ptr_eq(c, &self.shared));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::child::bootstrap::{report_error, Report};
+use crate::child::bootstrap::{decode_report, report_error, Report};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::ReleaseOnFork;
 use crate::start::method::StartMethod;
@@ -122,13 +122,6 @@ impl Shared {
         sentinel: OwnedFd,
         watch: Watch,
     ) -> Self {
-        // A small result waits in the socket until the child has exited, so the parent wakes up
-        // once per child; a large one wakes it in steps so the child never blocks for long.
-        if let Some(lowat) = proc_os::socket::RESULT_LOWAT {
-            if let Err(e) = proc_os::socket::set_recv_lowat(ctl.as_fd(), lowat) {
-                tracing::debug!(error = %e, "cannot set SO_RCVLOWAT on a control socket");
-            }
-        }
         let (known, pipe) = match pid {
             Pid::Known(p) => (std::sync::OnceLock::from(p), None),
             Pid::Pending(fd) => (std::sync::OnceLock::new(), Some(fd)),
@@ -139,7 +132,7 @@ impl Shared {
             name,
             daemon,
             method,
-            owner_pid: proc_os::getpid(),
+            owner_pid: proc_os::pid(),
             ctl_release: ReleaseOnFork::new(ctl.as_fd()),
             ctl,
             sentinel: Arc::new(sentinel),
@@ -150,7 +143,7 @@ impl Shared {
 
     /// The pid (0 if the fork server could not create the process).
     pub(crate) fn pid(&self) -> u32 {
-        if self.owner_pid != proc_os::getpid() {
+        if self.owner_pid != proc_os::pid() {
             // A copy inherited by fork must not consume the pid pipe the real owner reads.
             return self.known_pid().unwrap_or(0);
         }
@@ -183,7 +176,7 @@ impl Shared {
     }
 
     fn check_owner(&self) -> Result<()> {
-        if self.owner_pid == proc_os::getpid() {
+        if self.owner_pid == proc_os::pid() {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::ForeignProcess))
@@ -195,10 +188,10 @@ impl Shared {
         while !st.ctl_done {
             match st.reader.read(self.ctl.as_fd(), false) {
                 Ok(Read::Pending) => return,
-                Ok(Read::Frame(body, fds)) => {
-                    match crate::codec::from_bytes::<Report>(&body) {
+                Ok(Read::Frame(body, mut fds)) => {
+                    match decode_report(&body, &mut fds) {
                         Ok(r) => st.report = Some(r),
-                        Err(e) => st.read_error = Some(format!("garbled result message: {e}")),
+                        Err(e) => st.read_error = Some(e),
                     }
                     st.report_fds = Some(fds);
                     st.ctl_done = true;
@@ -337,7 +330,7 @@ impl Shared {
         st.ctl_done = true;
         st.status = Some(match st.report {
             Some(Report::Returned(_)) => ExitStatus::Code(0),
-            Some(Report::Panicked { .. } | Report::Failed(_)) => ExitStatus::Code(1),
+            Some(Report::Panicked { .. } | Report::Failed(_) | Report::Spilled { .. }) => ExitStatus::Code(1),
             None => {
                 st.status_lost = true;
                 ExitStatus::Code(255)
@@ -358,7 +351,7 @@ impl Shared {
 
     /// Whether the child is still running (reaping it if not). Errors read as "not running".
     pub(crate) fn poll_alive(&self) -> bool {
-        if self.owner_pid != proc_os::getpid() {
+        if self.owner_pid != proc_os::pid() {
             return false;
         }
         let mut st = self.lock();
@@ -367,7 +360,7 @@ impl Shared {
     }
 
     pub(crate) fn exitcode(&self) -> Option<i32> {
-        if self.owner_pid != proc_os::getpid() {
+        if self.owner_pid != proc_os::pid() {
             return None;
         }
         let mut st = self.lock();
@@ -433,7 +426,11 @@ impl Shared {
             if !stale {
                 fds.push(self.sentinel.as_fd());
             }
-            if ctl_open {
+            // A report never blocks its child (a large one travels in memory), so the control
+            // socket needs watching only for a direct child, whose sentinel may stay quiet after
+            // its end (see `try_reap`). A served child's exit code ends the wait, and the server
+            // holds the child's end of the socket until it has written it: one wake-up per child.
+            if ctl_open && direct {
                 fds.push(self.ctl.as_fd());
             }
             proc_os::fd::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
@@ -462,7 +459,7 @@ impl Shared {
         if !stale {
             fds.push(dup(self.sentinel.as_fd())?);
         }
-        if ctl_open {
+        if ctl_open && direct {
             fds.push(dup(self.ctl.as_fd())?);
         }
         Ok(Some((fds, stale || (!ctl_open && direct))))

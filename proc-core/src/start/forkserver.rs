@@ -10,6 +10,8 @@
 //! fork. The parent reads it only when it needs the pid, so a start does not wait for the server.
 //! Once it has reaped the child, the server writes its exit code (`i32`, Python's convention) to
 //! the status pipe and closes it: the status pipe is the child's sentinel in the parent. The
+//! server keeps a copy of the child's end of the control socket until then, so that the parent,
+//! which waits on both, wakes once per child (at the exit code), not also at the child's end. The
 //! request's body is the child's bootstrap message and its further descriptors are the
 //! bootstrap's, so the child finds its bootstrap in the memory it inherits from the server: no
 //! second message, no extra wake-up.
@@ -52,7 +54,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Started;
@@ -63,6 +64,7 @@ use crate::globals::Globals;
 use crate::handle::ReleaseOnFork;
 use crate::process::{Pid, Watch};
 use proc_os::child::{AnyChild, ExitStatus};
+use proc_os::signal::ChildWatch;
 
 use crate::wire::{self, FrameReader, Read};
 
@@ -106,7 +108,7 @@ impl ForkServer {
         // On failure, closing the socket ends the server (if any); its keeper follows.
         let pid = pid.map_err(|e| Error::io("the fork server did not start", e))?;
         let server =
-            ForkServer { pid, owner: proc_os::getpid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
+            ForkServer { pid, owner: proc_os::pid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             return Err(Error::io("cannot set up the fork server", e));
@@ -203,7 +205,7 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
 /// `fork`, which belongs to the process that launched it. (A dead server is reaped by its keeper,
 /// or by init, at once: it is no child of this process.)
 pub(crate) fn drop_dead_server(g: &mut Globals) {
-    if g.forkserver.as_ref().is_some_and(|s| s.owner != proc_os::getpid()) {
+    if g.forkserver.as_ref().is_some_and(|s| s.owner != proc_os::pid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
         // at /dev/null); this process launches its own.
         if let Some(theirs) = g.forkserver.take() {
@@ -249,16 +251,6 @@ pub fn server_pid() -> Option<u32> {
     let mut g = crate::globals::lock();
     drop_dead_server(&mut g);
     g.forkserver.as_ref().map(ForkServer::pid)
-}
-
-static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_sigchld(_: libc::c_int) {
-    let fd = SIGCHLD_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        // A full pipe is fine: one pending byte is enough to wake the loop.
-        proc_os::signal::write_byte_in_handler(fd);
-    }
 }
 
 /// The server role: runs in the process the parent started until its socket closes. On Linux
@@ -422,34 +414,32 @@ fn with_keeper(keeper: &mut Option<KeeperLink>, step: impl FnOnce(&mut KeeperLin
     }
 }
 
+/// A child the server forked and has not reaped yet.
+struct Running {
+    /// The server's serial number for it (what the keeper knows it by, with its pid).
+    serial: u64,
+    /// The write end of its status pipe.
+    status: OwnedFd,
+    /// A copy of the child's end of its control socket: the parent's end reads as closed only once
+    /// this is closed too, after the exit code is written. The parent, which waits on both, then
+    /// wakes once per child instead of at the child's end and again at its exit code.
+    ctl: OwnedFd,
+}
+
+impl Running {
+    /// The child was reaped: its exit code goes to the parent, then the control socket closes.
+    fn ended(self, status: ExitStatus) {
+        report_status(&self.status, status);
+        drop(self.status);
+        drop(self.ctl);
+    }
+}
+
 /// Writes an exit code to a status pipe: the code, then one more byte that keeps the pipe
 /// readable once the parent has read the code.
 fn report_status(pipe: &OwnedFd, status: ExitStatus) {
     let code = status.exitcode().to_le_bytes();
     let _ = proc_os::fd::write_all(pipe.as_fd(), &[code[0], code[1], code[2], code[3], 0]);
-}
-
-/// Wakes a loop on `SIGCHLD`: the handler writes to a non-blocking pipe.
-struct ChildSignal {
-    read: OwnedFd,
-    _write: OwnedFd,
-}
-
-impl ChildSignal {
-    fn install() -> io::Result<Self> {
-        let (read, write) = proc_os::fd::pipe()?;
-        proc_os::fd::set_nonblocking(read.as_fd())?;
-        proc_os::fd::set_nonblocking(write.as_fd())?;
-        SIGCHLD_FD.store(write.as_raw_fd(), Ordering::Relaxed);
-        proc_os::signal::on_signal(libc::SIGCHLD, on_sigchld)?;
-        Ok(ChildSignal { read, _write: write })
-    }
-
-    fn drain(&self) {
-        let mut buf = [0u8; 64];
-        // A short read emptied the pipe: a signal after it writes a byte that wakes the next wait.
-        while matches!(proc_os::fd::read(self.read.as_fd(), &mut buf), Ok(n) if n == buf.len()) {}
-    }
 }
 
 /// The keeper role (Linux): a child subreaper that waits for the server and, once the server has
@@ -460,7 +450,7 @@ impl ChildSignal {
 /// nudges it, and reads the link then: the server's children tell it of themselves without waking
 /// it.
 fn keep(link: OwnedFd, nudge: OwnedFd, server: u32) -> io::Result<()> {
-    let signal = ChildSignal::install()?;
+    let signal = ChildWatch::install()?;
     proc_os::fd::set_nonblocking(nudge.as_fd())?;
     let mut nudge_open = true;
     let mut reader = FrameReader::default();
@@ -521,7 +511,7 @@ fn keep(link: OwnedFd, nudge: OwnedFd, server: u32) -> io::Result<()> {
                 AnyChild::None => return Ok(()),
             }
         }
-        let mut fds = vec![signal.read.as_fd()];
+        let mut fds = vec![signal.as_fd()];
         if nudge_open {
             fds.push(nudge.as_fd());
         }
@@ -551,7 +541,10 @@ fn drain_nudges(nudge: BorrowedFd<'_>) -> bool {
 fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> {
     // The parent learns the server's pid first (the process it started may be the keeper).
     proc_os::fd::write_all(sock.as_fd(), &proc_os::getpid().to_le_bytes())?;
-    let signal = ChildSignal::install()?;
+    // SIGINT as the default for the children, whatever this process inherited through `exec`
+    // (it stays blocked here): a child ignores it only when its bootstrap says so.
+    proc_os::signal::set_signal_ignored(libc::SIGINT, false);
+    let signal = ChildWatch::install()?;
     warm_up();
 
     let mut reader = FrameReader::default();
@@ -560,20 +553,22 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
         Read::Frame(_, fds) => fds.into_iter().next(),
         _ => return Ok(()),
     };
-    // The running children: their serials and status pipes (write ends).
-    let mut pending: HashMap<u32, (u64, OwnedFd)> = HashMap::new();
+    // The running children.
+    let mut pending: HashMap<u32, Running> = HashMap::new();
     let mut serial: u64 = 0;
     loop {
-        let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.read.as_fd()], None)?;
-        // Reap once SIGCHLD came: every child's end sends one (its byte stays until drained, and a
-        // full pipe is readable too), and the loop reaps every ended child, so signals that
-        // coalesced lose none. A child that ends after the loop sends another.
+        let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.as_fd()], None)?;
+        // Reap once SIGCHLD came: every child's end sends one (it stays until drained), and the
+        // loop reaps every ended child, so signals that coalesced lose none. A child that ends
+        // after the drain sends another. Every child of this process is in `pending`, so the
+        // loop stops when that is empty, without asking the kernel once more.
         if ready[1] {
             signal.drain();
-            while let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? {
-                if let Some((serial, w)) = pending.remove(&pid) {
-                    report_status(&w, status);
-                    drop(w);
+            while !pending.is_empty() {
+                let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? else { break };
+                if let Some(child) = pending.remove(&pid) {
+                    let serial = child.serial;
+                    child.ended(status);
                     with_keeper(&mut keeper, |k| {
                         k.reaped.push((pid, serial));
                         k.count()
@@ -616,7 +611,6 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                                 tracing::debug!(error = %e, "the fork server's keeper is gone");
                             }
                         }
-                        proc_os::signal::set_signal_ignored(libc::SIGCHLD, false);
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker =
                             tracker.as_ref().and_then(|t| proc_os::fd::dup_cloexec(t.as_fd(), 3).ok());
@@ -624,18 +618,21 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                         keep.push(child_ctl.as_raw_fd());
                         proc_os::fd::close_fds_except(&keep);
-                        // SIGINT as the parent has it now (the bootstrap's first byte), not as
-                        // this server inherited it, before it is unblocked.
-                        proc_os::signal::set_signal_ignored(libc::SIGINT, boot.first() == Some(&1));
-                        let _ = proc_os::signal::block_signal(libc::SIGINT, false);
+                        // SIGINT as the parent has it now (the bootstrap's first byte; this server
+                        // keeps the default action), before it is unblocked together with SIGCHLD.
+                        if boot.first() == Some(&1) {
+                            proc_os::signal::set_signal_ignored(libc::SIGINT, true);
+                        }
+                        let _ = ChildWatch::reset_in_child(libc::SIGINT);
                         proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
-                        drop(child_ctl);
                         drop(boot_fds);
                         // The child writes its pid and tells the keeper of itself.
                         drop(pid_w);
-                        pending.insert(pid, (serial, status_w));
+                        // The child's end of its control socket is kept until the child is
+                        // reaped, so its end alone does not wake the parent: the exit code does.
+                        pending.insert(pid, Running { serial, status: status_w, ctl: child_ctl });
                         with_keeper(&mut keeper, KeeperLink::count);
                     }
                     Err(e) => {

@@ -176,7 +176,7 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             name: identity.name.clone(),
             ident: identity.ident.clone(),
             daemon: identity.daemon,
-            parent_pid: proc_os::getpid(),
+            parent_pid: proc_os::pid(),
             parent_name: my_name,
             args,
             args_fds: args_fds.len() as u32,

@@ -12,6 +12,8 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::{madvise, MmapAdvise};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 
 use super::Backend;
@@ -25,8 +27,8 @@ impl Backend for Os {
     const NAME: &'static str = "linux";
     const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
     const RECV_FLAGS: libc::c_int = libc::MSG_CMSG_CLOEXEC;
-    /// Unix stream sockets buffer well over 64 KiB on Linux.
-    const RESULT_LOWAT: Option<usize> = Some(64 << 10);
+    /// Unix stream sockets buffer about 200 KiB by default (`net.core.wmem_default`).
+    const INLINE_RESULT_MAX: usize = 32 << 10;
 
     #[inline]
     fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
@@ -133,6 +135,32 @@ impl Backend for Os {
     /// (the nearest living subreaper) instead of to init, so this process can still wait for it.
     fn become_subreaper() -> io::Result<()> {
         nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+    }
+
+    /// SIGCHLD blocked and read from a non-blocking `signalfd`: no handler runs, so a child's end
+    /// costs no signal frame and interrupts no system call.
+    fn watch_children() -> io::Result<(OwnedFd, Option<OwnedFd>)> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok((OwnedFd::from(fd), None))
+    }
+
+    /// Reads the queued signals. SIGCHLD is a standard signal, so at most one is queued; a read
+    /// that did not fill the buffer took them all.
+    fn drain_children(fd: BorrowedFd<'_>) {
+        let mut buf = [0u8; 4 * std::mem::size_of::<libc::signalfd_siginfo>()];
+        while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n == buf.len()) {}
+    }
+
+    /// A blocked SIGCHLD is all `watch_children` changed: unblock it (a forked child has nothing
+    /// pending).
+    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        set.add(Signal::try_from(also_unblock)?);
+        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).map_err(io::Error::from)
     }
 
     /// `dup3(O_CLOEXEC)`: atomic, so no program started meanwhile inherits `dst`.

@@ -16,7 +16,7 @@
 //! | `SEND_FLAGS` | `MSG_NOSIGNAL` | `MSG_NOSIGNAL`, except where `SO_NOSIGPIPE` does that job (macOS) |
 //! | `RECV_FLAGS`, `received_fd()` | `MSG_CMSG_CLOEXEC` | set `FD_CLOEXEC` after `recvmsg` |
 //! | `populate_write()` | `madvise(MADV_POPULATE_WRITE)` | nothing: writes fault pages in |
-//! | `RESULT_LOWAT` | 64 KiB (stream buffers are larger) | none (8 KiB buffers on macOS: a larger mark would never fire) |
+//! | `INLINE_RESULT_MAX` | 32 KiB (stream buffers hold about 200 KiB) | 2 KiB (macOS buffers 8 KiB) |
 //! | `exe_path()` | `/proc/self/exe` (the running image, even if replaced on disk) | `current_exe()` |
 //! | `anonymous_memory(len)` | sealed `memfd_create` | `shm_open` of a random name, unlinked at once |
 //! | `close_fds_except(keep)` | `close_range(2)` | close what `/dev/fd` lists |
@@ -25,6 +25,7 @@
 //! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
 //! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
+//! | `watch_children()`, `drain_children()`, `unwatch_children_in_child()` | SIGCHLD blocked and read from a `signalfd` | a SIGCHLD handler that writes to a self-pipe |
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -81,9 +82,9 @@ pub(crate) trait Backend {
     /// `ptr` is page-aligned and `[ptr, ptr + len)` lies inside one shared mapping of this process.
     unsafe fn populate_write(ptr: *mut u8, len: usize);
 
-    /// `SO_RCVLOWAT` worth setting on the reading end of a Unix stream socket that carries one
-    /// result: `None` where stream buffers are too small for a mark to ever be reached.
-    const RESULT_LOWAT: Option<usize>;
+    /// The largest message a process may write to a Unix stream socket that nobody reads yet
+    /// without ever blocking (well within the default send buffer).
+    const INLINE_RESULT_MAX: usize;
 
     /// The running executable, as a path that `exec` can take.
     fn exe_path() -> io::Result<PathBuf>;
@@ -108,6 +109,18 @@ pub(crate) trait Backend {
 
     /// When process `pid` started (an opaque, comparable value), `None` if unknown.
     fn start_time(pid: u32) -> Option<u64>;
+
+    /// Starts watching for the end of this process's children (a single-threaded process, once):
+    /// the returned descriptor reads as ready after a SIGCHLD; the second one, if any, must stay
+    /// open as long as the first.
+    fn watch_children() -> io::Result<(OwnedFd, Option<OwnedFd>)>;
+
+    /// Empties what `watch_children`'s descriptor holds, without blocking.
+    fn drain_children(fd: BorrowedFd<'_>);
+
+    /// In a child forked by a process that watches its children: gives SIGCHLD back the state a
+    /// new process has (default action, unblocked), and unblocks `also_unblock` in the same step.
+    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()>;
 }
 
 /// Runs `f` on the fields of `/proc/<pid>/stat` that follow the command name (from field 3, the

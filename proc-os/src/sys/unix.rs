@@ -14,9 +14,9 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,6 +27,14 @@ use nix::sys::stat::Mode;
 use super::Backend;
 use crate::fd::{retry, set_cloexec};
 use crate::Backoff;
+
+/// The write end of the self-pipe of `watch_children` (-1: none).
+static CHILD_SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    // A full pipe is fine: one pending byte is enough to wake the loop.
+    crate::signal::write_byte_in_handler(CHILD_SIGNAL_FD.load(Ordering::Relaxed));
+}
 
 /// The portable backend.
 #[derive(Debug)]
@@ -44,9 +52,8 @@ impl Backend for Os {
     /// None: `received_fd` sets close-on-exec afterwards.
     const RECV_FLAGS: libc::c_int = 0;
 
-    /// None: macOS buffers only 8 KiB per Unix stream socket, so a larger mark would never be
-    /// reached while the writer blocks.
-    const RESULT_LOWAT: Option<usize> = None;
+    /// macOS buffers only 8 KiB per Unix stream socket (`net.local.stream.sendspace`).
+    const INLINE_RESULT_MAX: usize = 2 << 10;
 
     #[inline]
     fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
@@ -196,6 +203,30 @@ impl Backend for Os {
     /// No subreapers here: a process whose parent dies is reparented to init (launchd).
     fn become_subreaper() -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// A SIGCHLD handler that writes a byte to a non-blocking self-pipe (one process-wide pipe).
+    fn watch_children() -> io::Result<(OwnedFd, Option<OwnedFd>)> {
+        let (read, write) = Self::pipe()?;
+        crate::fd::set_nonblocking(read.as_fd())?;
+        crate::fd::set_nonblocking(write.as_fd())?;
+        CHILD_SIGNAL_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        crate::signal::on_signal(libc::SIGCHLD, on_sigchld)?;
+        Ok((read, Some(write)))
+    }
+
+    /// Reads the self-pipe's bytes: a short read emptied it, and a signal after it writes a byte
+    /// that wakes the next wait.
+    fn drain_children(fd: BorrowedFd<'_>) {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n == buf.len()) {}
+    }
+
+    /// The default action back for SIGCHLD, then `also_unblock` unblocked.
+    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()> {
+        CHILD_SIGNAL_FD.store(-1, Ordering::Relaxed);
+        crate::signal::set_signal_ignored(libc::SIGCHLD, false);
+        crate::signal::block_signal(also_unblock, false)
     }
 
     /// `dup2`, then close-on-exec (`dup2` clears it; there is no `dup3` here, so a program
