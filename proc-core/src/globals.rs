@@ -128,9 +128,9 @@ impl Globals {
         self.ctl_release = Some(ReleaseOnFork::new(ctl.as_fd()));
     }
 
-    /// Forgets children that have ended, reaping them (and a fork server that died).
+    /// Forgets children that have ended, reaping them (and a fork server inherited through `fork`).
     pub(crate) fn reap_finished(&mut self) {
-        crate::start::forkserver::drop_dead_server(self);
+        crate::start::forkserver::forget_foreign_server(self);
         self.children.retain(|c| c.poll_alive());
     }
 
@@ -199,6 +199,10 @@ pub(crate) fn register_atexit() {
 /// Python's exit rule: terminate daemon children, then wait for every child.
 pub(crate) fn shutdown_children() {
     let children = std::mem::take(&mut lock().children);
+    if children.is_empty() {
+        // The common end of a child: nothing to wait for, and no pid to look up.
+        return;
+    }
     let me = proc_os::pid();
     for child in children.iter().filter(|c| c.daemon && c.owner_pid == me) {
         if child.poll_alive() {

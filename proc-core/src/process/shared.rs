@@ -214,14 +214,21 @@ impl Shared {
 
     /// Records the exit status if the child has ended. Returns whether it has.
     fn try_reap(&self, st: &mut State) -> Result<bool> {
+        self.try_reap_seen(st, false)
+    }
+
+    /// `try_reap`, where `sentinel_ready` says that a `poll` just found the sentinel readable (it
+    /// stays so), so it need not be asked again.
+    fn try_reap_seen(&self, st: &mut State, sentinel_ready: bool) -> Result<bool> {
         if st.status.is_some() {
             return Ok(true);
         }
         if st.stray.is_some() {
             return Ok(self.try_reap_stray(st));
         }
-        let ready =
-            proc_os::fd::is_ready(self.sentinel.as_fd()).map_err(|e| Error::io("cannot poll a child", e))?;
+        let ready = sentinel_ready
+            || proc_os::fd::is_ready(self.sentinel.as_fd())
+                .map_err(|e| Error::io("cannot poll a child", e))?;
         let direct = self.direct();
         if !ready {
             if st.ctl_done && direct {
@@ -397,23 +404,20 @@ impl Shared {
     }
 
     /// Waits until the child ended or `deadline` passed; reads what it sends meanwhile.
+    ///
+    /// Each round waits first (a `poll` returns at once for a child that has ended: its sentinel
+    /// stays readable), then reads and reaps.
     pub(crate) fn wait_ended(&self, deadline: Option<Instant>) -> Result<bool> {
         self.check_owner()?;
-        loop {
-            let ctl_open = {
-                let mut st = self.lock();
-                self.pump_ctl(&mut st);
-                if self.try_reap(&mut st)? {
-                    drop(st);
-                    crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
-                    return Ok(true);
-                }
-                (!st.ctl_done, st.stale_sentinel, self.direct())
-            };
-            let (ctl_open, stale, direct) = ctl_open;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
+        let mut state = {
+            let st = self.lock();
+            if st.status.is_some() {
+                return Ok(true);
             }
+            (!st.ctl_done, st.stale_sentinel, self.direct())
+        };
+        loop {
+            let (ctl_open, stale, direct) = state;
             // Wait without the lock, so another thread can signal the child meanwhile.
             let mut fds = Vec::with_capacity(2);
             let mut wake = deadline;
@@ -433,7 +437,20 @@ impl Shared {
             if ctl_open && direct {
                 fds.push(self.ctl.as_fd());
             }
-            proc_os::fd::wait_readable(&fds, wake).map_err(|e| Error::io("cannot wait for a child", e))?;
+            let ready = proc_os::fd::wait_readable(&fds, wake)
+                .map_err(|e| Error::io("cannot wait for a child", e))?;
+            let sentinel_ready = !stale && ready.first().copied().unwrap_or(false);
+            let mut st = self.lock();
+            self.pump_ctl(&mut st);
+            if self.try_reap_seen(&mut st, sentinel_ready)? {
+                drop(st);
+                crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            state = (!st.ctl_done, st.stale_sentinel, self.direct());
         }
     }
 

@@ -201,10 +201,10 @@ pub(crate) fn read_pid(pipe: BorrowedFd<'_>) -> Option<u32> {
     }
 }
 
-/// Drops this process' fork server if it has died; forgets a server inherited through a plain
-/// `fork`, which belongs to the process that launched it. (A dead server is reaped by its keeper,
-/// or by init, at once: it is no child of this process.)
-pub(crate) fn drop_dead_server(g: &mut Globals) {
+/// Forgets a server inherited through a plain `fork`, which belongs to the process that launched
+/// it. A start needs no more: a request to a server that has died fails (`EPIPE`), and the server
+/// is replaced then.
+pub(crate) fn forget_foreign_server(g: &mut Globals) {
     if g.forkserver.as_ref().is_some_and(|s| s.owner != proc_os::pid()) {
         // Inherited through a plain `fork`: the owner's server (our copy of the connection points
         // at /dev/null); this process launches its own.
@@ -212,6 +212,13 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
             theirs.forget_in_child();
         }
     }
+}
+
+/// Drops this process' fork server if it has died; forgets a server inherited through a plain
+/// `fork` (see [`forget_foreign_server`]). (A dead server is reaped by its keeper, or by init, at
+/// once: it is no child of this process.)
+pub(crate) fn drop_dead_server(g: &mut Globals) {
+    forget_foreign_server(g);
     if g.forkserver.as_ref().is_some_and(ForkServer::is_gone) {
         if let Some(dead) = g.forkserver.take() {
             tracing::debug!(pid = dead.pid, "the fork server has died");
@@ -222,7 +229,7 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
 /// Starts a child through the fork server, (re)starting the server when needed. `boot` and
 /// `boot_fds` are the child's bootstrap message and its descriptors.
 ///
-/// The caller has looked for a dead server already (`Globals::reap_finished`).
+/// The caller has forgotten a server inherited through `fork` already (`Globals::reap_finished`).
 pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -> Result<Started> {
     let mut last = None;
     for _ in 0..2 {
