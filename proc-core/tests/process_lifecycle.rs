@@ -193,6 +193,36 @@ fn sentinel_becomes_ready_at_exit() {
     }
 }
 
+/// The descriptors this process has open.
+fn open_fds() -> usize {
+    let dir = std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd"));
+    dir.map(|d| d.count()).unwrap_or(0)
+}
+
+/// A child whose end was seen first (`exitcode`, as `active_children` and `is_alive` see it) and
+/// then joined leaves nothing open once its handle is dropped: the join takes it off the process's
+/// list of children too.
+#[test]
+fn a_child_seen_ended_then_joined_leaves_no_descriptor() {
+    let _s = serial();
+    let _w = Watchdog::new("a_child_seen_ended_then_joined_leaves_no_descriptor", LIMIT);
+    for m in methods() {
+        // The start method's own descriptors (a fork server's socket) exist from here on.
+        get_context(m).process(nothing, ()).start().unwrap().join().unwrap();
+        let before = open_fds();
+        let p = get_context(m).process(nothing, ()).start().unwrap();
+        wait_ready(&p.sentinel());
+        while p.exitcode().is_none() {
+            // A fork-server child's sentinel is its exit code, there once readable; a direct child's
+            // alive pipe may close a moment before it can be reaped.
+            std::thread::yield_now();
+        }
+        p.join().unwrap();
+        drop(p);
+        assert_eq!(open_fds(), before, "{m}");
+    }
+}
+
 #[test]
 fn a_hundred_children_in_a_row() {
     let _s = serial();

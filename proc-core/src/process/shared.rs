@@ -412,6 +412,8 @@ impl Shared {
         let mut state = {
             let st = self.lock();
             if st.status.is_some() {
+                drop(st);
+                self.forget_ended();
                 return Ok(true);
             }
             (!st.ctl_done, st.stale_sentinel, self.direct())
@@ -444,7 +446,7 @@ impl Shared {
             self.pump_ctl(&mut st);
             if self.try_reap_seen(&mut st, sentinel_ready)? {
                 drop(st);
-                crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+                self.forget_ended();
                 return Ok(true);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -452,6 +454,12 @@ impl Shared {
             }
             state = (!st.ctl_done, st.stale_sentinel, self.direct());
         }
+    }
+
+    /// Takes this ended child off the process's list of children (which `active_children` and
+    /// the exit-time join walk), so that its descriptors close with its last handle.
+    fn forget_ended(&self) {
+        crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
     }
 
     /// One look without waiting, for an async join: `None` once the child has ended and is reaped;
@@ -465,7 +473,7 @@ impl Shared {
             self.pump_ctl(&mut st);
             if self.try_reap(&mut st)? {
                 drop(st);
-                crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+                self.forget_ended();
                 return Ok(None);
             }
             (!st.ctl_done, st.stale_sentinel, self.direct())
