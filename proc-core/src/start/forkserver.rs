@@ -18,8 +18,8 @@
 //!
 //! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
-//! dead on a start is replaced, and the start is tried once more; `fork_server_pid` never names a
-//! dead server.
+//! dead on a start (the request fails with `EPIPE`) is replaced, and the start is tried once more;
+//! `fork_server_pid` never names a dead server.
 //!
 //! A server that dies (killed by someone) while its children run must not take their state with
 //! it. On Linux what the parent's process forks is a *keeper*, not the server: it makes itself a
