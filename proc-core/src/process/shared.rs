@@ -409,6 +409,7 @@ impl Shared {
     /// stays readable), then reads and reaps.
     pub(crate) fn wait_ended(&self, deadline: Option<Instant>) -> Result<bool> {
         self.check_owner()?;
+        let direct = self.direct();
         let mut state = {
             let st = self.lock();
             if st.status.is_some() {
@@ -416,10 +417,10 @@ impl Shared {
                 self.forget_ended();
                 return Ok(true);
             }
-            (!st.ctl_done, st.stale_sentinel, self.direct())
+            (!st.ctl_done, st.stale_sentinel)
         };
         loop {
-            let (ctl_open, stale, direct) = state;
+            let (ctl_open, stale) = state;
             // Wait without the lock, so another thread can signal the child meanwhile.
             let mut fds = Vec::with_capacity(2);
             let mut wake = deadline;
@@ -434,8 +435,8 @@ impl Shared {
             }
             // A report never blocks its child (a large one travels in memory), so the control
             // socket needs watching only for a direct child, whose sentinel may stay quiet after
-            // its end (see `try_reap`). A served child's exit code ends the wait, and the server
-            // holds the child's end of the socket until it has written it: one wake-up per child.
+            // its end (see `try_reap`). A served child's exit code alone ends the wait: one
+            // wake-up per child, and its report is whole by then.
             if ctl_open && direct {
                 fds.push(self.ctl.as_fd());
             }
@@ -452,7 +453,7 @@ impl Shared {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            state = (!st.ctl_done, st.stale_sentinel, self.direct());
+            state = (!st.ctl_done, st.stale_sentinel);
         }
     }
 

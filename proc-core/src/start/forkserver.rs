@@ -9,10 +9,9 @@
 //! if fork failed) to the pid pipe, so the pid is known even if the server dies right after the
 //! fork. The parent reads it only when it needs the pid, so a start does not wait for the server.
 //! Once it has reaped the child, the server writes its exit code (`i32`, Python's convention) to
-//! the status pipe and closes it: the status pipe is the child's sentinel in the parent. The
-//! server keeps a copy of the child's end of the control socket until then, so that the parent,
-//! which waits on both, wakes once per child (at the exit code), not also at the child's end. The
-//! request's body is the child's bootstrap message and its further descriptors are the
+//! the status pipe and closes it: the status pipe is the child's sentinel in the parent, which
+//! waits on it alone (a child's report never blocks it: see `child::bootstrap`), so the parent
+//! wakes once per child, at the exit code. The request's body is the child's bootstrap message and its further descriptors are the
 //! bootstrap's, so the child finds its bootstrap in the memory it inherits from the server: no
 //! second message, no extra wake-up.
 //!
@@ -421,27 +420,6 @@ fn with_keeper(keeper: &mut Option<KeeperLink>, step: impl FnOnce(&mut KeeperLin
     }
 }
 
-/// A child the server forked and has not reaped yet.
-struct Running {
-    /// The server's serial number for it (what the keeper knows it by, with its pid).
-    serial: u64,
-    /// The write end of its status pipe.
-    status: OwnedFd,
-    /// A copy of the child's end of its control socket: the parent's end reads as closed only once
-    /// this is closed too, after the exit code is written. The parent, which waits on both, then
-    /// wakes once per child instead of at the child's end and again at its exit code.
-    ctl: OwnedFd,
-}
-
-impl Running {
-    /// The child was reaped: its exit code goes to the parent, then the control socket closes.
-    fn ended(self, status: ExitStatus) {
-        report_status(&self.status, status);
-        drop(self.status);
-        drop(self.ctl);
-    }
-}
-
 /// Writes an exit code to a status pipe: the code, then one more byte that keeps the pipe
 /// readable once the parent has read the code.
 fn report_status(pipe: &OwnedFd, status: ExitStatus) {
@@ -560,8 +538,8 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
         Read::Frame(_, fds) => fds.into_iter().next(),
         _ => return Ok(()),
     };
-    // The running children.
-    let mut pending: HashMap<u32, Running> = HashMap::new();
+    // The running children: their serials and status pipes (write ends).
+    let mut pending: HashMap<u32, (u64, OwnedFd)> = HashMap::new();
     let mut serial: u64 = 0;
     loop {
         let ready = proc_os::fd::wait_readable(&[sock.as_fd(), signal.as_fd()], None)?;
@@ -573,9 +551,9 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
             signal.drain();
             while !pending.is_empty() {
                 let AnyChild::Ended(pid, status) = proc_os::child::wait_any()? else { break };
-                if let Some(child) = pending.remove(&pid) {
-                    let serial = child.serial;
-                    child.ended(status);
+                if let Some((serial, w)) = pending.remove(&pid) {
+                    report_status(&w, status);
+                    drop(w);
                     with_keeper(&mut keeper, |k| {
                         k.reaped.push((pid, serial));
                         k.count()
@@ -634,12 +612,11 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
+                        drop(child_ctl);
                         drop(boot_fds);
                         // The child writes its pid and tells the keeper of itself.
                         drop(pid_w);
-                        // The child's end of its control socket is kept until the child is
-                        // reaped, so its end alone does not wake the parent: the exit code does.
-                        pending.insert(pid, Running { serial, status: status_w, ctl: child_ctl });
+                        pending.insert(pid, (serial, status_w));
                         with_keeper(&mut keeper, KeeperLink::count);
                     }
                     Err(e) => {
