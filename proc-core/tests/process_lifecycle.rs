@@ -528,3 +528,38 @@ fn children_take_the_parents_sigint_disposition_at_start() {
         }
     }
 }
+
+/// The CPUs this process may run on, as Linux lists them (`Cpus_allowed_list`).
+#[cfg(target_os = "linux")]
+fn allowed_cpus(pid: Option<u32>) -> String {
+    let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |p| format!("/proc/{p}/status"));
+    let status = std::fs::read_to_string(path).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"));
+    line.map(|l| l.trim().to_owned()).unwrap_or_default()
+}
+
+/// A fork-server child may run on the CPUs its parent may: the server starts a lone child on its
+/// own CPU (it narrows its affinity to that CPU for the fork), and the child takes the whole
+/// affinity back before its target runs, as the server does after the fork. The same while
+/// another child runs (the server narrows nothing then).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_served_child_may_run_on_the_parents_cpus() {
+    let _s = serial();
+    let _w = Watchdog::new("a_served_child_may_run_on_the_parents_cpus", LIMIT);
+    let mine = allowed_cpus(None);
+    assert!(!mine.is_empty(), "no Cpus_allowed_list in /proc/self/status");
+    let ctx = get_context(StartMethod::ForkServer);
+    for _ in 0..3 {
+        let theirs = ctx.process(allowed_cpus, (None,)).start().unwrap().join().unwrap();
+        assert_eq!(theirs, mine, "a lone child");
+    }
+    let server = proc_core::fork_server_pid().unwrap();
+    assert_eq!(allowed_cpus(Some(server)), mine, "the server after the forks");
+    let busy = ctx.process(forever, ()).start().unwrap();
+    let theirs = ctx.process(allowed_cpus, (None,)).start().unwrap().join().unwrap();
+    assert_eq!(theirs, mine, "a child started while another runs");
+    busy.kill().unwrap();
+    let _ = busy.join_timeout(LIMIT);
+    assert!(!busy.is_alive());
+}

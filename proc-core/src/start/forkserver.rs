@@ -15,6 +15,11 @@
 //! bootstrap's, so the child finds its bootstrap in the memory it inherits from the server: no
 //! second message, no extra wake-up.
 //!
+//! A child started while no other child of the server runs is forked with the server's CPU affinity
+//! narrowed to the CPU the server runs on (`proc_os::child::narrow_affinity_for_fork`), which both
+//! take back at once: the child is queued on the CPU that the server leaves when it goes back to
+//! waiting, instead of being woken on another CPU. A burst of starts is not narrowed.
+//!
 //! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
 //! dead on a start (the request fails with `EPIPE`) is replaced, and the start is tried once more;
@@ -579,9 +584,15 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 };
                 let mut boot_fds: Vec<OwnedFd> = fds.collect();
                 serial += 1;
+                // A lone child starts on this CPU, which the server leaves right after the fork:
+                // no wake-up on another CPU, and the page tables just copied are in cache. Only
+                // when no other child runs, so that a burst of starts (a pool's workers) still
+                // spreads over the CPUs at once.
+                let held = if pending.is_empty() { proc_os::child::narrow_affinity_for_fork() } else { None };
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
-                match unsafe { proc_os::child::fork() } {
+                let forked = unsafe { proc_os::child::fork() };
+                match forked {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
@@ -594,6 +605,13 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         if let Some(k) = keeper.as_ref() {
                             if let Err(e) = k.started(me as u32, serial, status_w.as_fd()) {
                                 tracing::debug!(error = %e, "the fork server's keeper is gone");
+                            }
+                        }
+                        if let Some(saved) = held {
+                            if let Err(e) = saved.restore() {
+                                eprintln!(
+                                    "multiproc: a child process could not take back its CPU affinity: {e}"
+                                );
                             }
                         }
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
@@ -612,6 +630,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
+                        restore_affinity(held);
                         drop(child_ctl);
                         drop(boot_fds);
                         // The child writes its pid and tells the keeper of itself.
@@ -620,6 +639,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         with_keeper(&mut keeper, KeeperLink::count);
                     }
                     Err(e) => {
+                        restore_affinity(held);
                         // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
                         let _ = proc_os::fd::write_all(pid_w.as_fd(), &code.to_le_bytes());
@@ -627,6 +647,15 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 }
             }
         }
+    }
+}
+
+/// The server takes back the CPU affinity it narrowed for a fork. Should that fail, it keeps one
+/// CPU, and so do the children it forks from then on: said on standard error, which the server
+/// shares with the program.
+fn restore_affinity(held: Option<proc_os::child::SavedAffinity>) {
+    if let Some(Err(e)) = held.map(|saved| saved.restore()) {
+        eprintln!("multiproc: the fork server could not take back its CPU affinity: {e}");
     }
 }
 

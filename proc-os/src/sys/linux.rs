@@ -10,11 +10,13 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
+use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::{madvise, MmapAdvise};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+use nix::unistd::Pid;
 
 use super::Backend;
 use crate::fd::retry;
@@ -178,6 +180,34 @@ impl Backend for Os {
     /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot.
     fn start_time(pid: u32) -> Option<u64> {
         super::proc_start_time(pid)
+    }
+
+    type Affinity = CpuSet;
+
+    /// `sched_getaffinity`, `sched_getcpu`, then `sched_setaffinity` to that one CPU. (A machine
+    /// of more CPUs than a `cpu_set_t` holds fails the first call: nothing is narrowed there.)
+    fn narrow_affinity() -> Option<CpuSet> {
+        let me = Pid::from_raw(0);
+        let saved = sched_getaffinity(me).ok()?;
+        // Stop at the second CPU found: one is all a single-CPU mask has.
+        (0..CpuSet::count()).filter(|&cpu| saved.is_set(cpu).unwrap_or(false)).nth(1)?;
+        let here = sched_getcpu().ok()?;
+        let mut one = CpuSet::new();
+        one.set(here).ok()?;
+        sched_setaffinity(me, &one).ok()?;
+        Some(saved)
+    }
+
+    fn restore_affinity(saved: &CpuSet) -> io::Result<()> {
+        let me = Pid::from_raw(0);
+        let Err(e) = sched_setaffinity(me, saved) else { return Ok(()) };
+        // The saved CPUs may all have left the thread's cpuset meanwhile: ask for every CPU,
+        // which the kernel narrows to what the cpuset allows.
+        let mut every = CpuSet::new();
+        for cpu in 0..CpuSet::count() {
+            let _ = every.set(cpu);
+        }
+        sched_setaffinity(me, &every).map_err(|_| io::Error::from(e))
     }
 }
 

@@ -26,6 +26,7 @@
 //! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `watch_children()`, `drain_children()`, `unwatch_children_in_child()` | SIGCHLD blocked and read from a `signalfd` | a SIGCHLD handler that writes to a self-pipe |
+//! | `Affinity`, `narrow_affinity()`, `restore_affinity()` | `sched_getaffinity`/`sched_setaffinity` of the calling thread | nothing: no CPU affinity (macOS has none to set) |
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -121,6 +122,18 @@ pub(crate) trait Backend {
     /// In a child forked by a process that watches its children: gives SIGCHLD back the state a
     /// new process has (default action, unblocked), and unblocks `also_unblock` in the same step.
     fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()>;
+
+    /// A thread's CPU affinity, as `narrow_affinity` saves it.
+    type Affinity: Copy + std::fmt::Debug + Send + Sync + 'static;
+
+    /// Narrows the calling thread's CPU affinity to the CPU it runs on and returns the affinity
+    /// it had; `None`, with nothing changed, where that names one CPU already, where the OS has
+    /// no CPU affinity, or when a call fails.
+    fn narrow_affinity() -> Option<Self::Affinity>;
+
+    /// Gives the calling thread `saved` back; every CPU it may use if `saved` names none it may
+    /// use any more.
+    fn restore_affinity(saved: &Self::Affinity) -> io::Result<()>;
 }
 
 /// Runs `f` on the fields of `/proc/<pid>/stat` that follow the command name (from field 3, the

@@ -268,6 +268,18 @@ impl Backend for Os {
             }
         }
     }
+
+    type Affinity = ();
+
+    /// macOS has no CPU affinity to narrow (its affinity tags are hints between threads of one
+    /// process): children go where the scheduler puts them.
+    fn narrow_affinity() -> Option<()> {
+        None
+    }
+
+    fn restore_affinity(_saved: &()) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Makes sends on a socket whose peer is gone fail with `EPIPE` instead of raising SIGPIPE. The
