@@ -588,6 +588,29 @@ fn recv_within(
     }
 }
 
+/// Whether `sock` becomes readable within [`LOOK`] (or by `deadline`, if sooner), looking without
+/// sleeping and yielding the CPU between looks, as a receive does before it sleeps: a peer that
+/// streams messages a little slower than they are taken is waited for without a wake-up (tens of
+/// microseconds on a virtual machine). A deadline that has passed looks once.
+pub(super) fn look_readable(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+    let mut until = None;
+    loop {
+        if proc_os::fd::is_readable(sock).map_err(Error::Os)? {
+            return Ok(true);
+        }
+        // The clock is read only once the first look found nothing.
+        let now = Instant::now();
+        let until = *until.get_or_insert_with(|| {
+            let look = now.checked_add(LOOK).unwrap_or(now);
+            deadline.map_or(look, |d| d.min(look))
+        });
+        if now >= until {
+            return Ok(false);
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Looks for bytes without sleeping, for up to [`LOOK`] or until `deadline`, yielding the CPU
 /// between tries. `None`: nothing came.
 fn look_briefly(

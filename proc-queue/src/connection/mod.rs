@@ -385,8 +385,12 @@ impl<T> Connection<T> {
         if self.has_data_read() {
             return Ok(true);
         }
-        let ready =
-            proc_os::fd::wait_readable(&[self.socket.as_fd()], deadline(timeout)).map_err(Error::Os)?;
+        // As a receive does, look briefly before sleeping (see `frame::look_readable`).
+        let deadline = deadline(timeout);
+        if frame::look_readable(self.socket.as_fd(), deadline)? {
+            return Ok(true);
+        }
+        let ready = proc_os::fd::wait_readable(&[self.socket.as_fd()], deadline).map_err(Error::Os)?;
         Ok(ready.first().copied().unwrap_or(false))
     }
 
