@@ -589,30 +589,15 @@ fn recv_within(
 }
 
 /// Whether `sock` becomes readable within [`LOOK`] (or by `deadline`, if sooner), looking without
-/// sleeping and yielding the CPU between looks, as a receive does before it sleeps: a peer that
-/// streams messages a little slower than they are taken is waited for without a wake-up (tens of
-/// microseconds on a virtual machine). A deadline that has passed looks once.
+/// sleeping, as a receive does before it sleeps: a peer that streams messages a little slower than
+/// they are taken is waited for without a wake-up (tens of microseconds on a virtual machine). A
+/// deadline that has passed looks once.
 pub(super) fn look_readable(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
-    let mut until = None;
-    loop {
-        if proc_os::fd::is_readable(sock).map_err(Error::Os)? {
-            return Ok(true);
-        }
-        // The clock is read only once the first look found nothing.
-        let now = Instant::now();
-        let until = *until.get_or_insert_with(|| {
-            let look = now.checked_add(LOOK).unwrap_or(now);
-            deadline.map_or(look, |d| d.min(look))
-        });
-        if now >= until {
-            return Ok(false);
-        }
-        std::thread::yield_now();
-    }
+    let ready = look(deadline, || Ok(proc_os::fd::is_readable(sock).map_err(Error::Os)?.then_some(())))?;
+    Ok(ready.is_some())
 }
 
-/// Looks for bytes without sleeping, for up to [`LOOK`] or until `deadline`, yielding the CPU
-/// between tries. `None`: nothing came.
+/// Looks for bytes without sleeping (see [`look`]). `None`: nothing came.
 fn look_briefly(
     sock: BorrowedFd<'_>,
     buf: &mut Dst<'_>,
@@ -620,15 +605,22 @@ fn look_briefly(
     with_fds: bool,
     deadline: Option<Instant>,
 ) -> Result<Option<proc_os::socket::Received>> {
+    look(deadline, || match buf.recv(sock, fds, with_fds, true) {
+        Ok(got) => Ok(got),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+            Ok(Some(proc_os::socket::Received { len: 0, fds_lost: false }))
+        }
+        Err(e) => Err(Error::Os(e)),
+    })
+}
+
+/// Runs `attempt` until it gives something, for up to [`LOOK`] or until `deadline`, yielding the
+/// CPU between tries (never sleeping). `None`: it gave nothing in that time.
+fn look<R>(deadline: Option<Instant>, mut attempt: impl FnMut() -> Result<Option<R>>) -> Result<Option<R>> {
     let mut until = None;
     loop {
-        match buf.recv(sock, fds, with_fds, true) {
-            Ok(Some(got)) => return Ok(Some(got)),
-            Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Ok(Some(proc_os::socket::Received { len: 0, fds_lost: false }))
-            }
-            Err(e) => return Err(Error::Os(e)),
+        if let Some(got) = attempt()? {
+            return Ok(Some(got));
         }
         // The clock is read only once the first try found nothing.
         let now = Instant::now();
