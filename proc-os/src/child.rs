@@ -220,12 +220,11 @@ pub fn become_subreaper() -> io::Result<()> {
     Os::become_subreaper()
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod test {
     use super::*;
 
     /// The calling thread's CPUs, as Linux lists them (`Cpus_allowed_list` of the thread).
-    #[cfg(target_os = "linux")]
     fn allowed_cpus() -> String {
         // SAFETY: gettid takes no arguments.
         let tid = unsafe { libc::gettid() };
@@ -237,7 +236,6 @@ mod test {
     /// Narrowed, the thread may run on one CPU only, the one it runs on; restored, on what it
     /// could before. Only the Linux backend narrows, and only where more than one CPU is allowed.
     #[test]
-    #[cfg(target_os = "linux")]
     fn affinity_narrows_to_this_cpu_and_comes_back() {
         std::thread::spawn(|| {
             let before = allowed_cpus();

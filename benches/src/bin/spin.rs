@@ -8,8 +8,9 @@
 //!   `getrusage` of this process and of its reaped children), free and then pinned to one CPU in
 //!   the same run. The CPU above the floor's is what spinning before sleeping costs.
 //! - *Idle*: a process that waits with nothing to come (a `Semaphore`, an `Event`, a `Queue`, a
-//!   `Connection`, each for three seconds, and an idle pool worker for three seconds): the share of one
-//!   CPU it uses, spin budget included. Target: at most 1 %.
+//!   `Connection`, each for three seconds; a `Connection` polled, and received from, 1 ms at a time for
+//!   three seconds; and an idle pool worker for three seconds): the share of one CPU it uses, spin
+//!   budget included. Target: at most 1 %.
 //!
 //! The figures are only compared within one run (this VM drifts by several times between runs).
 
@@ -162,7 +163,14 @@ fn main() {
             .to_string()];
     idle.push("|---|---|---|".to_string());
     let mut line = |what: &str, share: f64| {
-        let verdict = if share <= 0.01 { "≤ 1 %: met" } else { "≤ 1 %: missed" };
+        // A loop of 1 ms waits wakes a thousand times a second, whatever waits: reported only.
+        let verdict = if what.contains("1 ms at a time") {
+            "(reported: 1,000 wake-ups a second)"
+        } else if share <= 0.01 {
+            "≤ 1 %: met"
+        } else {
+            "≤ 1 %: missed"
+        };
         idle.push(format!("| {what} | {:.3} % | {verdict} |", share * 100.0));
     };
     let sem = Semaphore::new(0).expect("semaphore");
@@ -173,6 +181,19 @@ fn main() {
     line("`Queue::get_timeout`", idle_share(|| assert!(q.get_timeout(IDLE).is_err())));
     let (mine, _theirs) = pipe::<u64>().expect("pipe");
     line("`Connection::recv_timeout`", idle_share(|| assert!(mine.recv_timeout(IDLE).is_err())));
+    // A loop of short waits, as `while not conn.poll(0.001)` in Python: each wait that finds the
+    // peer idle sleeps without looking first.
+    let short = Duration::from_millis(1);
+    let each = |wait: &dyn Fn() -> bool| {
+        idle_share(|| {
+            let end = Instant::now() + IDLE;
+            while Instant::now() < end {
+                assert!(!wait());
+            }
+        })
+    };
+    line("`Connection::poll`, 1 ms at a time", each(&|| mine.poll(short).expect("poll")));
+    line("`Connection::recv_timeout`, 1 ms at a time", each(&|| mine.recv_timeout(short).is_ok()));
     if cfg!(target_os = "linux") {
         let pool = Pool::new(1).expect("pool");
         let worker = pool.apply(pid_of_worker, ()).expect("apply");

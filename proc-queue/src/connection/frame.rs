@@ -536,7 +536,24 @@ impl Incoming {
 ///   slice passes with nothing read, the receive goes on with `poll` until its deadline.
 /// - Closer to the deadline, it reads without blocking and then waits with `poll`, whose timer is
 ///   exact; after a receive that found nothing ([`Pace::quiet`]) it waits first and reads once.
+///
+/// After a receive that timed out ([`Pace::idle`]) it does not look first: the peer is idle, and a
+/// loop of short timed receives would otherwise spend each look's CPU.
 fn recv_within(
+    sock: BorrowedFd<'_>,
+    buf: Dst<'_>,
+    fds: &mut Vec<OwnedFd>,
+    with_fds: bool,
+    deadline: Option<Instant>,
+    pace: &mut Pace,
+) -> Result<proc_os::socket::Received> {
+    let got = wait_and_recv(sock, buf, fds, with_fds, deadline, pace);
+    pace.idle = matches!(got, Err(Error::Timeout));
+    got
+}
+
+/// [`recv_within`]'s ways of waiting, in order.
+fn wait_and_recv(
     sock: BorrowedFd<'_>,
     mut buf: Dst<'_>,
     fds: &mut Vec<OwnedFd>,
@@ -544,8 +561,10 @@ fn recv_within(
     deadline: Option<Instant>,
     pace: &mut Pace,
 ) -> Result<proc_os::socket::Received> {
-    if let Some(got) = look_briefly(sock, &mut buf, fds, with_fds, deadline)? {
-        return Ok(got);
+    if !pace.idle {
+        if let Some(got) = look_briefly(sock, &mut buf, fds, with_fds, deadline)? {
+            return Ok(got);
+        }
     }
     // A blocking read already ran out its slice in this call: the rest waits with `poll`.
     let mut sliced = false;
@@ -671,6 +690,8 @@ struct Pace {
     quiet: bool,
     /// This process has set the socket's receive timeout to [`SLICE`].
     slice_set: bool,
+    /// The last receive timed out: the peer is idle, so the next one waits without looking first.
+    idle: bool,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,10 @@ pub struct Connection<T> {
     /// (or is waiting to finish): the next send, of any kind, sends it first.
     sending: Mutex<Vec<u8>>,
     receiving: Turn,
+    /// The last `poll` that waited found nothing before its timeout: the peer is idle, so the next
+    /// `poll` sleeps at once instead of looking first (a loop of short polls on an idle connection
+    /// would otherwise spend each look's 100 µs of CPU).
+    poll_idle: AtomicBool,
     // A connection holds no `T`: it serializes one on the sender's thread and makes one on the
     // receiver's, so it is `Send` and `Sync` whatever `T` is.
     _message: PhantomData<fn(T) -> T>,
@@ -157,6 +162,7 @@ impl<T> Connection<T> {
             writable,
             sending: Mutex::new(Vec::new()),
             receiving: Turn::default(),
+            poll_idle: AtomicBool::new(false),
             _message: PhantomData,
         }
     }
@@ -385,13 +391,24 @@ impl<T> Connection<T> {
         if self.has_data_read() {
             return Ok(true);
         }
-        // As a receive does, look briefly before sleeping (see `frame::look_readable`).
+        // As a receive does, look briefly before sleeping (see `frame::look_readable`), unless the
+        // last wait found the peer idle.
         let deadline = deadline(timeout);
-        if frame::look_readable(self.socket.as_fd(), deadline)? {
+        let sock = self.socket.as_fd();
+        let looked = if self.poll_idle.load(Ordering::Relaxed) {
+            proc_os::fd::is_readable(sock).map_err(Error::Os)?
+        } else {
+            frame::look_readable(sock, deadline)?
+        };
+        if looked {
+            self.poll_idle.store(false, Ordering::Relaxed);
             return Ok(true);
         }
-        let ready = proc_os::fd::wait_readable(&[self.socket.as_fd()], deadline).map_err(Error::Os)?;
-        Ok(ready.first().copied().unwrap_or(false))
+        let ready = proc_os::fd::wait_readable(&[sock], deadline).map_err(Error::Os)?;
+        let ready = ready.first().copied().unwrap_or(false);
+        // Only a wait that ran out says the peer is idle (a zero timeout waits for nothing).
+        self.poll_idle.store(!ready && !timeout.is_zero(), Ordering::Relaxed);
+        Ok(ready)
     }
 
     /// Closes this end (Python's `close`); the same as dropping it. The other end sees the end of
