@@ -5,6 +5,11 @@
 //! the client knows it talks to a holder of the key too. Every message has a fixed size, so
 //! nothing but these bytes is read before both sides are satisfied, and the caller bounds the
 //! whole exchange with a deadline (socket timeouts).
+//!
+//! A challenge names the protocol version of its sender (`#CH` and four digits, then `#`;
+//! [`PROTOCOL_VERSION`]): each side refuses a challenge of another version with
+//! [`Error::ProtocolVersion`], before anything else is read. The challenge of multiprocs from
+//! before versions (`#CHALNG#`) reads as version 0.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -14,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
+use crate::wire::PROTOCOL_VERSION;
 
 /// The shortest authkey a manager accepts, in bytes.
 ///
@@ -78,7 +84,8 @@ impl fmt::Debug for AuthKey {
     }
 }
 
-const CHALLENGE: &[u8; 8] = b"#CHALNG#";
+/// The challenge of the protocol before versions: version 0.
+const UNVERSIONED_CHALLENGE: &[u8; 8] = b"#CHALNG#";
 const WELCOME: &[u8; 8] = b"#WELCOM#";
 const FAILURE: &[u8; 8] = b"#FAILUR#";
 const NONCE: usize = 32;
@@ -108,11 +115,34 @@ fn verify(key: &[u8], message: &[u8], answer: &[u8]) -> Result<bool> {
     Ok(mac.verify_slice(answer).is_ok())
 }
 
+/// A challenge's first 8 bytes for protocol `version`: `#CH`, four digits, `#`.
+fn challenge_magic(version: u16) -> [u8; 8] {
+    let mut magic = *b"#CH0000#";
+    let mut v = version % 10_000;
+    for digit in magic[3..7].iter_mut().rev() {
+        *digit = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    magic
+}
+
+/// The protocol version a challenge's first 8 bytes name; `None` if they are no challenge.
+fn challenge_version(magic: &[u8]) -> Option<u16> {
+    if magic == UNVERSIONED_CHALLENGE {
+        return Some(0);
+    }
+    let digits = magic.strip_prefix(b"#CH")?.strip_suffix(b"#")?;
+    if digits.len() != 4 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |v, d| v * 10 + u16::from(d - b'0')))
+}
+
 /// Sends a challenge and checks the answer.
 fn challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
     let nonce: [u8; NONCE] = random()?;
     let mut msg = Vec::with_capacity(8 + NONCE);
-    msg.extend_from_slice(CHALLENGE);
+    msg.extend_from_slice(&challenge_magic(PROTOCOL_VERSION));
     msg.extend_from_slice(&nonce);
     stream.write_all(&msg)?;
     let mut answer = [0u8; DIGEST];
@@ -130,8 +160,10 @@ fn challenge(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
 fn answer(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
     let mut msg = [0u8; 8 + NONCE];
     stream.read_exact(&mut msg)?;
-    if &msg[..8] != CHALLENGE {
-        return Err(Error::Authentication("the peer did not send a challenge".into()));
+    match challenge_version(&msg[..8]) {
+        Some(PROTOCOL_VERSION) => {}
+        Some(theirs) => return Err(Error::ProtocolVersion { ours: PROTOCOL_VERSION, theirs }),
+        None => return Err(Error::Authentication("the peer did not send a challenge".into())),
     }
     stream.write_all(&digest(key, &msg[8..])?)?;
     let mut verdict = [0u8; 8];
@@ -147,8 +179,9 @@ fn answer(stream: &mut (impl Read + Write), key: &[u8]) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`Error::Authentication`] when either side's digest is wrong; [`Error::Connection`] when
-/// the stream fails or the deadline (socket timeout) passes.
+/// [`Error::Authentication`] when either side's digest is wrong; [`Error::ProtocolVersion`] when
+/// the peer speaks another protocol version; [`Error::Connection`] when the stream fails or the
+/// deadline (socket timeout) passes.
 pub(crate) fn server_side(stream: &mut (impl Read + Write), key: &AuthKey) -> Result<()> {
     challenge(stream, key.as_bytes())?;
     answer(stream, key.as_bytes())
@@ -168,9 +201,11 @@ pub(crate) fn client_side(stream: &mut (impl Read + Write), key: &AuthKey) -> Re
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
-    use super::AuthKey;
+    use super::{challenge_magic, challenge_version, digest, AuthKey, PROTOCOL_VERSION};
+    use crate::Error;
 
     fn key(bytes: &[u8]) -> AuthKey {
         AuthKey::new(bytes).unwrap()
@@ -188,6 +223,65 @@ mod tests {
         let refused = super::server_side(&mut a, &key(b"the key, 16 bytes"));
         assert!(matches!(refused, Err(crate::Error::Authentication(_))));
         assert!(t.join().unwrap().is_err());
+    }
+
+    /// A challenge names its sender's protocol version, and reads back as it; the unversioned
+    /// challenge reads as 0; anything else is no challenge.
+    #[test]
+    fn challenges_name_their_version() {
+        assert_eq!(&challenge_magic(1), b"#CH0001#");
+        for v in [0, 1, 9, 42, 9999] {
+            assert_eq!(challenge_version(&challenge_magic(v)), Some(v));
+        }
+        assert_eq!(challenge_version(b"#CHALNG#"), Some(0));
+        for not in [&b"#CH00x1#"[..], b"#WELCOM#", b"CH0001##", b"#CH001#", b"#CH00001#"] {
+            assert_eq!(challenge_version(not), None, "{not:?}");
+        }
+    }
+
+    /// A peer of another protocol version is refused by name, on either side, before anything
+    /// but the challenges was read; an unversioned peer is version 0.
+    #[test]
+    fn a_peer_of_another_protocol_version_is_refused_by_name() {
+        let k = b"the key, 16 bytes";
+        // A server of another version: the client refuses its challenge.
+        for (magic, theirs) in [(*b"#CHALNG#", 0), (*b"#CH0009#", 9)] {
+            let (mut server, mut client) = UnixStream::pair().unwrap();
+            let mut challenge = magic.to_vec();
+            challenge.extend_from_slice(&[3u8; 32]);
+            server.write_all(&challenge).unwrap();
+            match super::client_side(&mut client, &key(k)) {
+                Err(Error::ProtocolVersion { ours, theirs: t }) => {
+                    assert_eq!((ours, t), (PROTOCOL_VERSION, theirs));
+                }
+                other => panic!("a version {theirs} server: {other:?}"),
+            }
+            // Nothing was answered.
+            drop(client);
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "the client answered a version {theirs} challenge");
+        }
+        // A client of another version (with the right key): the server refuses its challenge.
+        let (mut server, mut client) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut challenge = [0u8; 40];
+            client.read_exact(&mut challenge).unwrap();
+            client.write_all(&digest(k, &challenge[8..]).unwrap()).unwrap();
+            let mut verdict = [0u8; 8];
+            client.read_exact(&mut verdict).unwrap();
+            assert_eq!(&verdict, b"#WELCOM#");
+            let mut ours = challenge_magic(PROTOCOL_VERSION + 1).to_vec();
+            ours.extend_from_slice(&[5u8; 32]);
+            client.write_all(&ours).unwrap();
+        });
+        match super::server_side(&mut server, &key(k)) {
+            Err(Error::ProtocolVersion { ours, theirs }) => {
+                assert_eq!((ours, theirs), (PROTOCOL_VERSION, PROTOCOL_VERSION + 1))
+            }
+            other => panic!("a newer client: {other:?}"),
+        }
+        t.join().unwrap();
     }
 
     #[test]

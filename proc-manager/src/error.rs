@@ -21,6 +21,19 @@ pub enum Error {
     /// with the key).
     #[error("authentication failed: {0}")]
     Authentication(String),
+    /// The peer speaks another version of the manager protocol (it runs another multiproc
+    /// version): refused in the handshake, before any message could be misread. `ours` is this
+    /// side's version, `theirs` the peer's (0: a multiproc from before the protocol had versions).
+    #[error(
+        "the manager protocol differs: this side speaks version {ours}, the peer version {theirs} \
+         (the two run different multiproc versions)"
+    )]
+    ProtocolVersion {
+        /// This side's protocol version.
+        ours: u16,
+        /// The peer's protocol version.
+        theirs: u16,
+    },
     /// The connection to the server failed or broke: the server is gone, or unreachable.
     #[error("connection to the manager failed: {0}")]
     Connection(#[from] io::Error),

@@ -16,6 +16,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The manager protocol's version, which both sides say in the handshake's challenges
+/// (`auth`). Bump it with any change to how messages are encoded (this module's types, the frame
+/// format, the handshake), so that a client and a server of different multiproc versions refuse
+/// each other ([`Error::ProtocolVersion`]) before any message instead of misreading one.
+pub(crate) const PROTOCOL_VERSION: u16 = 1;
+
 /// The default limit on a frame's size.
 pub(crate) const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 

@@ -116,7 +116,7 @@ fn garbage_before_authentication_costs_only_its_connection() {
                 Before::Answer(bytes) => {
                     let mut challenge = [0u8; 40];
                     s.read_exact(&mut challenge).unwrap();
-                    prop_assert_eq!(&challenge[..8], b"#CHALNG#");
+                    prop_assert_eq!(&challenge[..8], b"#CH0001#");
                     let _ = s.write_all(bytes);
                 }
             }

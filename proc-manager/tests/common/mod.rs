@@ -22,7 +22,8 @@ pub(crate) fn authenticated(path: &Path, key: &[u8]) -> UnixStream {
     s.read_exact(&mut verdict).unwrap();
     assert_eq!(&verdict, b"#WELCOM#");
     let nonce = [7u8; 32];
-    let mut ours = b"#CHALNG#".to_vec();
+    assert_eq!(&challenge[..8], b"#CH0001#", "the manager protocol's version 1");
+    let mut ours = b"#CH0001#".to_vec();
     ours.extend_from_slice(&nonce);
     s.write_all(&ours).unwrap();
     let mut digest = [0u8; 32];
