@@ -185,7 +185,8 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Connection`] when the manager cannot be reached; [`Error::Authentication`] when
-    /// the key is refused.
+    /// the key is refused; [`Error::ProtocolVersion`] when the manager speaks another protocol
+    /// version.
     pub(crate) fn get(address: &Address, key: &AuthKey) -> Result<Arc<Client>> {
         let mut all = clients();
         if let Some(c) = all.1.get(address) {

@@ -460,6 +460,7 @@ impl Manager {
     /// # Errors
     ///
     /// [`Error::Connection`] when it cannot be reached; [`Error::Authentication`] for a wrong key;
+    /// [`Error::ProtocolVersion`] for a manager of another multiproc version;
     /// [`Error::AuthkeyTooShort`] for a key shorter than [`MIN_AUTHKEY_LEN`](crate::MIN_AUTHKEY_LEN)
     /// (no manager has one).
     pub fn connect(address: &Address, authkey: &[u8]) -> Result<Manager> {
