@@ -537,8 +537,8 @@ impl Incoming {
 /// - Closer to the deadline, it reads without blocking and then waits with `poll`, whose timer is
 ///   exact; after a receive that found nothing ([`Pace::quiet`]) it waits first and reads once.
 ///
-/// After a receive that timed out ([`Pace::idle`]) it does not look first: the peer is idle, and a
-/// loop of short timed receives would otherwise spend each look's CPU.
+/// After a receive that waited and timed out ([`Pace::idle`]) it does not look first: the peer is
+/// idle, and a loop of short timed receives would otherwise spend each look's CPU.
 fn recv_within(
     sock: BorrowedFd<'_>,
     buf: Dst<'_>,
@@ -547,8 +547,11 @@ fn recv_within(
     deadline: Option<Instant>,
     pace: &mut Pace,
 ) -> Result<proc_os::socket::Received> {
+    // Only a receive that could wait says the peer is idle when it times out (a receive whose
+    // deadline has passed only looks).
+    let could_wait = deadline.is_none_or(|d| d > Instant::now());
     let got = wait_and_recv(sock, buf, fds, with_fds, deadline, pace);
-    pace.idle = matches!(got, Err(Error::Timeout));
+    pace.idle = could_wait && matches!(got, Err(Error::Timeout));
     got
 }
 
