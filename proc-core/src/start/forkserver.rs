@@ -11,9 +11,9 @@
 //! Once it has reaped the child, the server writes its exit code (`i32`, Python's convention) to
 //! the status pipe and closes it: the status pipe is the child's sentinel in the parent, which
 //! waits on it alone (a child's report never blocks it: see `child::bootstrap`), so the parent
-//! wakes once per child, at the exit code. The request's body is the child's bootstrap message and its further descriptors are the
-//! bootstrap's, so the child finds its bootstrap in the memory it inherits from the server: no
-//! second message, no extra wake-up.
+//! wakes once per child, at the exit code. The request's body is the child's bootstrap message and
+//! its further descriptors are the bootstrap's, so the child finds its bootstrap in the memory it
+//! inherits from the server: no second message, no extra wake-up.
 //!
 //! A child started while no other child of the server runs is forked with the server's CPU affinity
 //! narrowed to the CPU the server runs on (`proc_os::child::narrow_affinity_for_fork`), which both
@@ -591,8 +591,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 let held = if pending.is_empty() { proc_os::child::narrow_affinity_for_fork() } else { None };
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
-                let forked = unsafe { proc_os::child::fork() };
-                match forked {
+                match unsafe { proc_os::child::fork() } {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
@@ -607,13 +606,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                                 tracing::debug!(error = %e, "the fork server's keeper is gone");
                             }
                         }
-                        if let Some(saved) = held {
-                            if let Err(e) = saved.restore() {
-                                eprintln!(
-                                    "multiproc: a child process could not take back its CPU affinity: {e}"
-                                );
-                            }
-                        }
+                        restore_affinity(held, "a child process");
                         // The bootstrap's last descriptor is the tracker's pipe, from the server.
                         let tracker =
                             tracker.as_ref().and_then(|t| proc_os::fd::dup_cloexec(t.as_fd(), 3).ok());
@@ -630,7 +623,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
                     }
                     Ok(pid) => {
-                        restore_affinity(held);
+                        restore_affinity(held, "the fork server");
                         drop(child_ctl);
                         drop(boot_fds);
                         // The child writes its pid and tells the keeper of itself.
@@ -639,7 +632,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         with_keeper(&mut keeper, KeeperLink::count);
                     }
                     Err(e) => {
-                        restore_affinity(held);
+                        restore_affinity(held, "the fork server");
                         // The status pipe closes without an exit code: the parent's join reports it.
                         let code = -e.raw_os_error().unwrap_or(libc::EAGAIN);
                         let _ = proc_os::fd::write_all(pid_w.as_fd(), &code.to_le_bytes());
@@ -650,12 +643,13 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
     }
 }
 
-/// The server takes back the CPU affinity it narrowed for a fork. Should that fail, it keeps one
-/// CPU, and so do the children it forks from then on: said on standard error, which the server
-/// shares with the program.
-fn restore_affinity(held: Option<proc_os::child::SavedAffinity>) {
+/// The server after a fork, and the child before its target runs, take back the CPU affinity the
+/// server narrowed for the fork (`who` names which). Should that fail, the process keeps one CPU
+/// (and a server so narrowed passes it on to the children it forks from then on): said on
+/// standard error, which both share with the program.
+fn restore_affinity(held: Option<proc_os::child::SavedAffinity>, who: &str) {
     if let Some(Err(e)) = held.map(|saved| saved.restore()) {
-        eprintln!("multiproc: the fork server could not take back its CPU affinity: {e}");
+        eprintln!("multiproc: {who} could not take back its CPU affinity: {e}");
     }
 }
 

@@ -395,13 +395,7 @@ impl<T> Connection<T> {
         // last wait found the peer idle.
         let deadline = deadline(timeout);
         let sock = self.socket.as_fd();
-        let looked = if self.poll_idle.load(Ordering::Relaxed) {
-            proc_os::fd::is_readable(sock).map_err(Error::Os)?
-        } else {
-            frame::look_readable(sock, deadline)?
-        };
-        if looked {
-            self.poll_idle.store(false, Ordering::Relaxed);
+        if !self.poll_idle.load(Ordering::Relaxed) && frame::look_readable(sock, deadline)? {
             return Ok(true);
         }
         let ready = proc_os::fd::wait_readable(&[sock], deadline).map_err(Error::Os)?;
