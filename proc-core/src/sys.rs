@@ -179,8 +179,8 @@ fn descriptor_limit() -> usize {
 /// Async-signal-safe: it walks the published chunks with atomic loads, and calls only `open`,
 /// `dup2`, `fcntl` and `close`.
 extern "C" fn release_in_child() {
-    // A process that never listed a descriptor (the fork server, whose children run this first)
-    // has nothing to release: its table's pages are not even touched.
+    // A process that never listed a descriptor has nothing to release: its table's pages are not
+    // even touched. (The fork server, which lists none, forks without handlers anyway.)
     if !EVER_LISTED.load(Ordering::SeqCst) {
         return;
     }

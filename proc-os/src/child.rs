@@ -140,6 +140,46 @@ pub unsafe fn fork() -> io::Result<u32> {
     }
 }
 
+/// Forks like [`fork`], but runs none of the handlers registered with `pthread_atfork` and none of
+/// the C library's own fork bookkeeping, in either process: `_Fork`, where the C library has it
+/// (glibc 2.34 and later, musl 1.2.4 and later, FreeBSD 14), found at run time; elsewhere
+/// (macOS) plain `fork`.
+///
+/// For a single-threaded process that forks often (proc-core's fork server): the bookkeeping
+/// takes and resets locks of the C library and the dynamic loader, each a write to a page that
+/// both processes then copy (a copy-on-write fault in each), and a process with one thread has no
+/// lock held by another thread for it to reset. The lookup happens at the first call, so a process
+/// that calls this once before it forks in earnest (or forks with it) gives its children the
+/// answer.
+///
+/// # Errors
+///
+/// As [`fork`].
+///
+/// # Safety
+///
+/// As [`fork`], and: the calling process has a single thread, and neither process relies on an
+/// `atfork` handler (multiproc's own releases listed descriptors in a child: such a child must
+/// close what it does not keep itself).
+pub unsafe fn fork_without_handlers() -> io::Result<u32> {
+    type BareFork = unsafe extern "C" fn() -> libc::pid_t;
+    static BARE_FORK: std::sync::OnceLock<Option<BareFork>> = std::sync::OnceLock::new();
+    let bare = *BARE_FORK.get_or_init(|| {
+        // libc: nix has no `dlsym`.
+        // SAFETY: a constant, NUL-terminated symbol name looked up in the global scope.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Fork".as_ptr()) };
+        // SAFETY: where the C library defines `_Fork`, it is `pid_t _Fork(void)`.
+        (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, BareFork>(sym) })
+    });
+    let Some(bare) = bare else {
+        // SAFETY: the caller upholds `fork`'s contract.
+        return unsafe { fork() };
+    };
+    // SAFETY: `_Fork` takes nothing; the caller upholds the contract above.
+    let pid = cvt(unsafe { bare() })?;
+    Ok(pid as u32)
+}
+
 /// The CPU affinity a thread had before [`narrow_affinity_for_fork`] narrowed it to one CPU.
 #[derive(Debug, Clone, Copy)]
 pub struct SavedAffinity(<Os as Backend>::Affinity);
@@ -256,5 +296,43 @@ mod test {
         })
         .join()
         .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod fork_test {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    static HANDLER_RAN: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn note_child() {
+        HANDLER_RAN.store(true, Ordering::SeqCst);
+    }
+
+    /// The child runs and its exit code comes back; where the C library has `_Fork`, the child
+    /// runs no `atfork` handler (it says in its exit code whether one ran), elsewhere it does.
+    #[test]
+    fn a_child_forked_without_handlers_runs_none_where_the_c_library_allows() {
+        static REGISTER: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a handler that only stores to an atomic.
+        REGISTER.call_once(|| assert_eq!(unsafe { libc::pthread_atfork(None, None, Some(note_child)) }, 0));
+        // SAFETY: the child only loads an atomic and calls `_exit`, both async-signal-safe.
+        let pid = unsafe { fork_without_handlers() }.unwrap();
+        if pid == 0 {
+            exit_now(if HANDLER_RAN.load(Ordering::SeqCst) { 1 } else { 2 });
+        }
+        let status = waitpid(pid, true).unwrap();
+        // SAFETY: a constant, NUL-terminated symbol name looked up in the global scope.
+        let bare = !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Fork".as_ptr()) }.is_null();
+        assert_eq!(status, Some(ExitStatus::Code(if bare { 2 } else { 1 })));
+        // A plain fork runs it: the test would pass without noticing otherwise.
+        // SAFETY: as above.
+        let pid = unsafe { fork() }.unwrap();
+        if pid == 0 {
+            exit_now(if HANDLER_RAN.load(Ordering::SeqCst) { 1 } else { 2 });
+        }
+        assert_eq!(waitpid(pid, true).unwrap(), Some(ExitStatus::Code(1)));
     }
 }

@@ -589,9 +589,12 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 // when no other child runs, so that a burst of starts (a pool's workers) still
                 // spreads over the CPUs at once.
                 let held = if pending.is_empty() { proc_os::child::narrow_affinity_for_fork() } else { None };
+                // No fork handlers: the C library's bookkeeping would write pages that both
+                // processes then copy, and the child closes every descriptor it does not keep
+                // below (what multiproc's handler is for; this process lists none anyway).
                 // SAFETY: this process is single-threaded; the child only resets signal
                 // dispositions, closes descriptors and runs the bootstrap, then exits.
-                match unsafe { proc_os::child::fork() } {
+                match unsafe { proc_os::child::fork_without_handlers() } {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
