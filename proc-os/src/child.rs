@@ -142,8 +142,8 @@ pub unsafe fn fork() -> io::Result<u32> {
 
 /// Forks like [`fork`], but runs none of the handlers registered with `pthread_atfork` and none of
 /// the C library's own fork bookkeeping, in either process: `_Fork`, where the C library has it
-/// (glibc 2.34 and later, musl 1.2.4 and later, FreeBSD 14), found at run time; elsewhere
-/// (macOS) plain `fork`.
+/// (glibc 2.34 and later; POSIX.1-2024 names it), found at run time; elsewhere (macOS, older C
+/// libraries) plain `fork`.
 ///
 /// For a single-threaded process that forks often (proc-core's fork server): the bookkeeping
 /// takes and resets locks of the C library and the dynamic loader, each a write to a page that
