@@ -101,7 +101,9 @@ static ANSWER_GRACE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 /// it fails with [`Error::Connection`] (`TimedOut`): a server that is stopped or cut off does not
 /// hang its clients. A call that blocks on purpose (a queue `get`, an `acquire`) waits its own
 /// timeout plus this; without a timeout, as long as it takes. For this process. A call that timed
-/// out may still be carried out once the server runs again.
+/// out may still be carried out once the server runs again: what a lock's or a semaphore's
+/// `acquire` or a queue's `get` was granted then is given back, if the answer comes within
+/// another such grace (see [`pending_undos`]); a `put` or a `set` stays done.
 pub fn set_answer_timeout(timeout: Duration) {
     let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
     ANSWER_GRACE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
@@ -260,10 +262,35 @@ impl Client {
     ///
     /// [`Error::Connection`] when the manager is gone; the server's error for the request.
     pub(crate) fn call(&self, request: &Request) -> Result<Response> {
+        // A connection whose answer did not come closes here: the server gives a waiting call up.
+        self.exchange(request).map_err(|(e, _)| e)
+    }
+
+    /// [`call`](Self::call), for a call the server may grant after this process gave up waiting
+    /// for its answer (past the call's time and the answer grace): `undo` says what undoes the
+    /// grant, which a worker does once the answer comes, within another grace (see `undo`).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub(crate) fn call_undoable(self: &Arc<Self>, request: &Request, undo: Undo) -> Result<Response> {
+        self.exchange(request).map_err(|(e, given_up)| {
+            if let Some(conn) = given_up {
+                if !matches!(undo, Undo::Nothing) {
+                    undo::undo_later(self.clone(), *conn, undo);
+                }
+            }
+            e
+        })
+    }
+
+    /// Sends a request and waits for the answer; on failure, also the connection of a request
+    /// that went out but whose answer did not come in time.
+    fn exchange(&self, request: &Request) -> std::result::Result<Response, (Error, Option<Box<Conn>>)> {
         let stream = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut conn = match stream {
             Some(s) => s,
-            None => self.open()?,
+            None => self.open().map_err(|e| (e, None))?,
         };
         let stream = &mut conn.framed;
         // A healthy server answers at once (or when a blocking call's time is up): past a
@@ -271,27 +298,29 @@ impl Client {
         let grace = answer_grace();
         let limit = answer_limit(request, grace);
         if stream.read_timeout != limit {
-            stream.stream.set_timeouts(limit, Some(grace))?;
+            stream.stream.set_timeouts(limit, Some(grace)).map_err(|e| (e.into(), None))?;
             stream.read_timeout = limit;
         }
         // The server enforces its own limit (it closes the connection past it).
-        stream.write(request, u32::MAX)?;
+        stream.write(request, u32::MAX).map_err(|e| (e, None))?;
         // Most answers come within microseconds; sleeping for one would cost a wake-up, which
         // is slower than the whole round trip on a busy or virtual machine.
         if stream.stream.is_plain() {
             stream.await_briefly(CLIENT_SPIN);
         }
-        let response: Response = stream.read(u32::MAX).map_err(|e| match e {
-            Error::Connection(io)
+        let response: Response = match stream.read(u32::MAX) {
+            Ok(r) => r,
+            Err(Error::Connection(io))
                 if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
             {
-                no_answer(grace)
+                // No answer in time: it may still come (a part read stays in the buffer).
+                return Err((no_answer(grace), Some(Box::new(conn))));
             }
-            e => e,
-        })?;
+            Err(e) => return Err((e, None)),
+        };
         self.put_back(conn);
         match response {
-            Response::Err(e) => Err(e.into()),
+            Response::Err(e) => Err((e.into(), None)),
             r => Ok(r),
         }
     }
@@ -304,10 +333,9 @@ impl Client {
 
 #[cfg(feature = "tokio")]
 mod asyncio;
-#[cfg(feature = "tokio")]
-pub use asyncio::pending_undos;
-#[cfg(feature = "tokio")]
-pub(crate) use asyncio::Undo;
+mod undo;
+pub use undo::pending_undos;
+pub(crate) use undo::Undo;
 
 #[cfg(test)]
 mod tests {

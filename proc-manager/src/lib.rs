@@ -87,6 +87,10 @@
 //! it had passed. If the manager does not answer within the grace, a lock granted stays held
 //! until this process's session ends.
 //!
+//! A blocking `acquire` (lock or semaphore) or `get` that gives up on a manager that did not
+//! answer within its time and the grace (a stopped or cut-off server) is undone the same way, once
+//! the server runs again and answers within another grace.
+//!
 //! A lock taken with `acquire_async` belongs to its guard, not to the thread: notify with
 //! `Condition::notify_async(&guard, n)`, release with `LockGuard::release_async` (dropping the
 //! guard releases with a blocking round trip), and wait with `Condition::wait_async(&guard)`,
@@ -109,7 +113,6 @@ mod transport;
 mod wire;
 
 pub use auth::MIN_AUTHKEY_LEN;
-#[cfg(feature = "tokio")]
 pub use client::pending_undos;
 pub use client::{set_answer_timeout, Address};
 pub use error::{Error, PutError, Result};

@@ -60,7 +60,6 @@ impl Stream {
     }
 
     /// Switches the socket (of a TLS stream: its TCP socket) to nonblocking mode or back.
-    #[cfg(feature = "tokio")]
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         on_socket!(self, s => s.set_nonblocking(nonblocking))
     }
@@ -81,7 +80,6 @@ impl Stream {
 
     /// Ends the connection's way to the peer (for every copy of it), keeping the way back: the
     /// peer sees the end, and its answer can still be read.
-    #[cfg(feature = "tokio")]
     pub(crate) fn shutdown_write(&self) {
         let _ = on_socket!(self, s => s.shutdown(std::net::Shutdown::Write));
     }

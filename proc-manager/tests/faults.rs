@@ -515,6 +515,85 @@ fn a_stopped_server_does_not_hang_its_clients() {
     assert_eq!(v.get().unwrap(), 4);
 }
 
+/// Lets a stopped server run again when dropped: a failed assertion does not leave it stopped.
+#[cfg(target_os = "linux")]
+struct Stopped(i32);
+
+#[cfg(target_os = "linux")]
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the server process this test started.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Stops the server `pid` and waits until every thread of it is stopped (a stop takes effect
+/// asynchronously); it runs again when the guard is dropped.
+#[cfg(target_os = "linux")]
+fn stop_server(pid: i32) -> Stopped {
+    // SAFETY: a signal to the server process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Stopped(pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !all_threads_stopped(pid as u32) {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stopped
+}
+
+/// Lets the stopped server run again, then waits until the given-up calls are undone.
+#[cfg(target_os = "linux")]
+fn resume_server_and_wait_for_undos(stopped: Stopped) {
+    drop(stopped);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_manager::pending_undos() > 0 {
+        assert!(Instant::now() < deadline, "the given-up calls were not undone");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A blocking call that gave up on a stopped manager (past its time and the answer grace) leaves
+/// nothing granted once the manager runs again: the lock it takes for the call is released, the
+/// semaphore's permit given back, the queue's value put back at the front.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_call_given_up_on_a_stopped_server_is_undone_once_it_runs_again() {
+    let _g = serial();
+    let _w = Watchdog::new("given_up_undone", LIMIT);
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let sem = m.semaphore(1).unwrap();
+    let q = m.queue::<u32>(0).unwrap();
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    let pid = m.server_pid().unwrap() as i32;
+    // Long enough for the undoing worker to outlast the signal that resumes the server.
+    proc_manager::set_answer_timeout(Duration::from_secs(1));
+    // One call per stop: each undoing waits for the answer for one grace from its start.
+    let stopped = stop_server(pid);
+    let err = lock.acquire_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(err.is_connection(), "{err}");
+    assert_eq!(proc_manager::pending_undos(), 1);
+    resume_server_and_wait_for_undos(stopped);
+    let stopped = stop_server(pid);
+    let err = sem.acquire_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(err.is_connection(), "{err}");
+    resume_server_and_wait_for_undos(stopped);
+    let stopped = stop_server(pid);
+    let err = q.get_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(err.is_connection(), "{err}");
+    resume_server_and_wait_for_undos(stopped);
+    proc_manager::set_answer_timeout(Duration::from_secs(60));
+    // The lock is free (this thread's owner would not get it twice), the permit back, the value
+    // back in front of the next.
+    assert!(lock.try_acquire().unwrap().is_some());
+    assert!(sem.acquire_timeout(Duration::ZERO).unwrap());
+    assert_eq!(q.get_nowait().unwrap(), 7);
+    assert_eq!(q.get_nowait().unwrap(), 8);
+    m.shutdown().unwrap();
+}
+
 /// Whether `text` shows `key`: as text, or as the numbers `Debug` prints for its bytes.
 fn shows(text: &str, key: &[u8]) -> bool {
     let numbers = key[..6].iter().map(u8::to_string).collect::<Vec<_>>().join(", ");

@@ -10,9 +10,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::AuthKey;
-#[cfg(feature = "tokio")]
-use crate::client::Undo;
-use crate::client::{Address, Client};
+use crate::client::{Address, Client, Undo};
 use crate::error::{Error, Result};
 use crate::wire::{Bytes, Kind, Method, ObjectId, Owner, Request, Response};
 
@@ -136,9 +134,15 @@ impl Handle {
     /// Calls a method; the second value holds references moved to this session until the
     /// answer is decoded.
     fn call_moved(&self, method: Method) -> Result<(Response, Option<Moved>)> {
+        self.call_moved_undoable(method, Undo::Nothing)
+    }
+
+    /// [`call_moved`](Self::call_moved), with what undoes the call should the manager grant it
+    /// after this process gave up waiting for the answer (see [`Client::call_undoable`]).
+    fn call_moved_undoable(&self, method: Method, undo: Undo) -> Result<(Response, Option<Moved>)> {
         let embedded = take_embedded();
         let client = self.client()?;
-        match client.call(&Request::Call { object: self.id, method, embedded })? {
+        match client.call_undoable(&Request::Call { object: self.id, method, embedded }, undo)? {
             Response::Moved { ids, inner } => Ok((*inner, Some(Moved { client, ids }))),
             r => Ok((r, None)),
         }
@@ -156,7 +160,12 @@ impl Handle {
     }
 
     pub(super) fn value<T: DeserializeOwned>(&self, method: Method) -> Result<T> {
-        let (response, _moved) = self.call_moved(method)?;
+        self.value_undoable(method, Undo::Nothing)
+    }
+
+    /// [`value`](Self::value) of a call that `undo` undoes if this process gives up waiting.
+    pub(super) fn value_undoable<T: DeserializeOwned>(&self, method: Method, undo: Undo) -> Result<T> {
+        let (response, _moved) = self.call_moved_undoable(method, undo)?;
         match response {
             Response::Value(v) => dec(&v),
             r => Err(unexpected(r)),
@@ -180,7 +189,12 @@ impl Handle {
     }
 
     pub(super) fn boolean(&self, method: Method) -> Result<bool> {
-        match self.call(method)? {
+        self.boolean_undoable(method, Undo::Nothing)
+    }
+
+    /// [`boolean`](Self::boolean) of a call that `undo` undoes if this process gives up waiting.
+    pub(super) fn boolean_undoable(&self, method: Method, undo: Undo) -> Result<bool> {
+        match self.call_moved_undoable(method, undo)?.0 {
             Response::Bool(b) => Ok(b),
             r => Err(unexpected(r)),
         }

@@ -6,9 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::handle::enc;
-use crate::client::Client;
-#[cfg(feature = "tokio")]
-use crate::client::Undo;
+use crate::client::{Client, Undo};
 use crate::error::{Error, PutError, Result};
 use crate::wire::{Kind, Method};
 
@@ -57,7 +55,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_with(&self, block: bool, timeout: Option<Duration>) -> Result<T> {
-        self.handle.value(Method::QueueGet { block, timeout: Client::millis(timeout) })
+        // Taken after this process gave up waiting (a stopped manager): put back at the front.
+        let undo = Undo::Unget { queue: self.handle.id() };
+        self.handle.value_undoable(Method::QueueGet { block, timeout: Client::millis(timeout) }, undo)
     }
 
     /// Puts a value, waiting for room.

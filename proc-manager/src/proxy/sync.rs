@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handle::unexpected;
-use crate::client::Client;
-#[cfg(feature = "tokio")]
-use crate::client::Undo;
+use crate::client::{Client, Undo};
 use crate::error::{Error, Result};
 use crate::wire::{Kind, Method, Owner, Response};
 
@@ -136,8 +134,10 @@ impl Lock {
     /// Acquires for this thread: the guard if the lock was taken.
     fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
         let who = self.handle.owner()?;
+        let method = Method::Acquire { owner: who, block, timeout: Client::millis(timeout) };
+        // Taken after this process gave up waiting (a stopped manager): released again.
         let taken =
-            self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })?;
+            self.handle.boolean_undoable(method, Undo::Acquired { lock: self.handle.id(), owner: who })?;
         // Not `then_some(LockGuard { .. })`: that builds the guard before looking at the answer,
         // and dropping it on `false` would release the lock another client holds.
         Ok(if taken { Some(LockGuard::new(self, who, false)) } else { None })
@@ -226,7 +226,9 @@ proxy! {
 impl Semaphore {
     fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> Result<bool> {
         let who = self.handle.owner()?;
-        self.handle.boolean(Method::Acquire { owner: who, block, timeout: Client::millis(timeout) })
+        let method = Method::Acquire { owner: who, block, timeout: Client::millis(timeout) };
+        // Taken after this process gave up waiting (a stopped manager): given back.
+        self.handle.boolean_undoable(method, Undo::Permit { semaphore: self.handle.id(), owner: who })
     }
 
     /// Takes a permit, waiting as long as it takes.
