@@ -497,20 +497,12 @@ fn a_stopped_server_does_not_hang_its_clients() {
     let v = m.value(4u32).unwrap();
     let pid = m.server_pid().unwrap() as i32;
     proc_manager::set_answer_timeout(Duration::from_millis(300));
-    // SAFETY: signals to the server process this test started.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    // A stop takes effect asynchronously: wait until every thread of the server is stopped.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !all_threads_stopped(pid as u32) {
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let stopped = stop_server(pid);
     let t = Instant::now();
     let err = v.get().unwrap_err();
     assert!(err.is_connection(), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(300));
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    drop(stopped);
     proc_manager::set_answer_timeout(Duration::from_secs(60));
     assert_eq!(v.get().unwrap(), 4);
 }
