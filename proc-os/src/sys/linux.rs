@@ -189,13 +189,13 @@ impl Backend for Os {
     fn narrow_affinity() -> Option<CpuSet> {
         let me = Pid::from_raw(0);
         let saved = sched_getaffinity(me).ok()?;
-        // Stop at the second CPU found: one is all a single-CPU mask has. Only the CPUs the
-        // machine has can be set (a CPU plugged in later past them is missed: then nothing is
-        // narrowed, as on one CPU).
-        (0..configured_cpus()).filter(|&cpu| saved.is_set(cpu).unwrap_or(false)).nth(1)?;
         let here = sched_getcpu().ok()?;
         let mut one = CpuSet::new();
         one.set(here).ok()?;
+        // Narrowed already (the thread runs on one of its CPUs, so one CPU is this one).
+        if saved == one {
+            return None;
+        }
         sched_setaffinity(me, &one).ok()?;
         Some(saved)
     }
@@ -211,18 +211,6 @@ impl Backend for Os {
         }
         sched_setaffinity(me, &every).map_err(|_| io::Error::from(e))
     }
-}
-
-/// How many CPUs the machine has (`_SC_NPROCESSORS_CONF`, asked once), at most as many as a
-/// `cpu_set_t` holds.
-fn configured_cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| {
-        // libc: nix's `sysconf` wrapper returns an option of a result for the same number.
-        // SAFETY: sysconf takes a plain constant.
-        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-        usize::try_from(n).map_or(CpuSet::count(), |n| n.clamp(1, CpuSet::count()))
-    })
 }
 
 /// Closes descriptors `first..=last`.
