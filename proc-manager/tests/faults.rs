@@ -15,6 +15,8 @@ use common::authenticated;
 use proc_core::Process;
 use proc_manager::{Address, Error, Lock, Manager, Queue, Value};
 use proc_queue::Queue as LocalQueue;
+#[cfg(target_os = "linux")]
+use test_support::until;
 use test_support::{serial, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -520,29 +522,22 @@ impl Drop for Stopped {
 }
 
 /// Stops the server `pid` and waits until every thread of it is stopped (a stop takes effect
-/// asynchronously); it runs again when the guard is dropped.
+/// asynchronously); it runs again when the guard is dropped. The caller's watchdog bounds the wait.
 #[cfg(target_os = "linux")]
 fn stop_server(pid: i32) -> Stopped {
     // SAFETY: a signal to the server process this test started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let stopped = Stopped(pid);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !all_threads_stopped(pid as u32) {
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    until(|| all_threads_stopped(pid as u32));
     stopped
 }
 
-/// Lets the stopped server run again, then waits until the given-up calls are undone.
+/// Lets the stopped server run again, then waits until the given-up calls are undone (bounded by
+/// the caller's watchdog, past which the answer grace has long ended).
 #[cfg(target_os = "linux")]
 fn resume_server_and_wait_for_undos(stopped: Stopped) {
     drop(stopped);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proc_manager::pending_undos() > 0 {
-        assert!(Instant::now() < deadline, "the given-up calls were not undone");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    until(|| proc_manager::pending_undos() == 0);
 }
 
 /// A blocking call that gave up on a stopped manager (past its time and the answer grace) leaves

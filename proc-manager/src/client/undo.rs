@@ -68,7 +68,7 @@ pub(crate) fn undo_later(client: Arc<Client>, conn: Conn, undo: Undo) {
     }
 }
 
-/// Dropped calls whose undoing has not finished yet in this process.
+/// Given-up calls whose undoing has not finished yet in this process.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one undoing from its start until it is done, or dropped unrun.
