@@ -73,12 +73,18 @@ impl Chunk {
     }
 }
 
-/// Whether this process (or the one it was forked from) ever listed a descriptor.
-static EVER_LISTED: AtomicBool = AtomicBool::new(false);
+/// The table's static part: whether this process (or the one it was forked from) ever listed a
+/// descriptor, and the first chunk of descriptors that a child made by a plain `fork` lets go of
+/// as soon as it first runs (see `handle::ReleaseOnFork`). Together, so that a process that lists
+/// its first descriptors (every child does: its control socket) writes one page of them, not two:
+/// a fork-server child copies each page it writes.
+#[repr(C)]
+struct Head {
+    ever_listed: AtomicBool,
+    first: Chunk,
+}
 
-/// The first chunk of descriptors that a child made by a plain `fork` lets go of as soon as it
-/// first runs; see `handle::ReleaseOnFork`.
-static FIRST: Chunk = Chunk::new();
+static HEAD: Head = Head { ever_listed: AtomicBool::new(false), first: Chunk::new() };
 
 /// The other chunks, allocated on demand (null: not yet); `MORE[i]` is chunk `i + 1`.
 static MORE: [AtomicPtr<Chunk>; MAX_CHUNKS - 1] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_CHUNKS - 1];
@@ -86,7 +92,7 @@ static MORE: [AtomicPtr<Chunk>; MAX_CHUNKS - 1] = [const { AtomicPtr::new(ptr::n
 /// Chunk `index`, if it is published.
 fn chunk(index: usize) -> Option<&'static Chunk> {
     if index == 0 {
-        return Some(&FIRST);
+        return Some(&HEAD.first);
     }
     let p = MORE.get(index - 1)?.load(Ordering::Acquire);
     // SAFETY: a non-null pointer in `MORE` comes from `Box::into_raw` of a fully initialized
@@ -100,7 +106,7 @@ fn chunk(index: usize) -> Option<&'static Chunk> {
 pub(crate) fn release_on_fork(fd: RawFd) -> Option<usize> {
     install_fork_handler();
     // Before any slot holds a descriptor: a child that sees a slot taken sees this too.
-    EVER_LISTED.store(true, Ordering::SeqCst);
+    HEAD.ever_listed.store(true, Ordering::SeqCst);
     let mut limit = None;
     for index in 0..MAX_CHUNKS {
         if let Some(chunk) = chunk(index) {
@@ -181,7 +187,7 @@ fn descriptor_limit() -> usize {
 extern "C" fn release_in_child() {
     // A process that never listed a descriptor has nothing to release: its table's pages are not
     // even touched. (The fork server, which lists none, forks without handlers anyway.)
-    if !EVER_LISTED.load(Ordering::SeqCst) {
+    if !HEAD.ever_listed.load(Ordering::SeqCst) {
         return;
     }
     let mut null = -1;

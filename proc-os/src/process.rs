@@ -123,8 +123,12 @@ pub fn thread_token() -> u64 {
 /// ```
 /// assert_eq!(proc_os::getpid(), proc_os::pid());
 /// ```
+#[inline]
 pub fn getpid() -> u32 {
-    std::process::id()
+    // nix's, inlined to the C library's call, rather than `std::process::id`, a function of its own
+    // elsewhere in the program: a fork-server child asks this first, and each page of code it runs
+    // that the server's fork did not map costs it a page fault.
+    nix::unistd::getpid().as_raw() as u32
 }
 
 /// The id of this process' parent.

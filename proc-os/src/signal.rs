@@ -152,11 +152,58 @@ impl ChildWatch {
     /// In a child forked by a process with a `ChildWatch`: SIGCHLD as a new process has it
     /// (default action, unblocked), and `also_unblock` unblocked in the same step.
     ///
+    /// A process that forks many children prepares this once instead, with
+    /// [`ChildWatch::child_reset`].
+    ///
     /// # Errors
     ///
     /// `also_unblock` is no signal, or the mask could not be changed.
     pub fn reset_in_child(also_unblock: libc::c_int) -> io::Result<()> {
-        Os::unwatch_children_in_child(also_unblock)
+        Self::child_reset(also_unblock)?.apply()
+    }
+
+    /// Prepares, in the process that forks, what [`ChildWatch::reset_in_child`] does in each
+    /// child: the child then only changes its signal mask, and runs none of the C library's code
+    /// that builds a signal set (each page of code a fork-server child runs costs it a page fault).
+    ///
+    /// # Errors
+    ///
+    /// `also_unblock` is no signal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let reset = proc_os::signal::ChildWatch::child_reset(libc::SIGINT).unwrap();
+    /// // ... in each child, first: reset.apply()
+    /// # let _ = reset;
+    /// ```
+    pub fn child_reset(also_unblock: libc::c_int) -> io::Result<ChildReset> {
+        let mut unblock = SigSet::empty();
+        unblock.add(Signal::SIGCHLD);
+        unblock.add(Signal::try_from(also_unblock)?);
+        Ok(ChildReset { unblock })
+    }
+}
+
+/// What a child forked by a process with a [`ChildWatch`] does first, prepared by that process
+/// ([`ChildWatch::child_reset`]).
+///
+/// For multiproc's crates; not a stable API.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildReset {
+    /// SIGCHLD and the signal to unblock with it.
+    unblock: SigSet,
+}
+
+impl ChildReset {
+    /// In the child: SIGCHLD as a new process has it (default action, unblocked), and the
+    /// prepared signal unblocked in the same step.
+    ///
+    /// # Errors
+    ///
+    /// The mask could not be changed.
+    pub fn apply(&self) -> io::Result<()> {
+        Os::unwatch_children_in_child(&self.unblock)
     }
 }
 

@@ -32,6 +32,13 @@ fn main() {
     let starts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3000);
     let ctx = get_context(StartMethod::ForkServer);
     ctx.process(noop, ()).start().expect("start").join().expect("join");
+    if std::env::var_os("START_LOOP_SERVED_ONLY").is_some() {
+        // For profiling: only fork-server starts, no floor.
+        for _ in 0..rounds * starts {
+            ctx.process(noop, ()).start().expect("start").join().expect("join");
+        }
+        return;
+    }
     let mut ratios = Vec::new();
     for round in 0..rounds {
         let (t, c) = (Instant::now(), cpu_us());

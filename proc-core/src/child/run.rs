@@ -75,15 +75,24 @@ pub(crate) fn run_spawned() -> i32 {
     run_bootstrapped(ctl)
 }
 
-/// Runs the target described by a bootstrap message. A fork-server child gets the message from
-/// the server's memory, a spawned child reads it from its control socket.
-pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
-    let boot: Bootstrap = match crate::codec::from_bytes(body) {
+/// Decodes a bootstrap message; `Err`: what the child reports instead of running a target.
+pub(crate) fn decode_bootstrap(body: &[u8]) -> Result<Bootstrap, String> {
+    crate::codec::from_bytes(body).map_err(|e| format!("bad bootstrap message: {e}"))
+}
+
+/// Runs the target described by a bootstrap message: a spawned child's, read from its control
+/// socket.
+pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], fds: Vec<OwnedFd>) -> i32 {
+    run_decoded(ctl, decode_bootstrap(body), fds)
+}
+
+/// Runs the target described by a decoded bootstrap message. A fork-server child gets it decoded
+/// in the memory it inherits from the server (which decodes before it forks, so that the child
+/// neither runs the decoder nor allocates its strings).
+pub(crate) fn run_decoded(ctl: OwnedFd, boot: Result<Bootstrap, String>, mut fds: Vec<OwnedFd>) -> i32 {
+    let boot = match boot {
         Ok(b) => b,
-        Err(e) => {
-            let message = format!("bad bootstrap message: {e}");
-            finish(&ctl, Report::Failed(message), Vec::new(), 1);
-        }
+        Err(message) => finish(&ctl, Report::Failed(message), Vec::new(), 1),
     };
     let args_fds = (boot.args_fds as usize).min(fds.len());
     let mut extra = fds.split_off(args_fds).into_iter();

@@ -535,11 +535,13 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
     // (it stays blocked here): a child ignores it only when its bootstrap says so.
     proc_os::signal::set_signal_ignored(libc::SIGINT, false);
     let signal = ChildWatch::install()?;
+    // What each child undoes of that first, prepared once.
+    let reset = ChildWatch::child_reset(libc::SIGINT)?;
     warm_up();
 
     let mut reader = FrameReader::default();
     // The first message carries the resource tracker's pipe, if the parent has a tracker.
-    let tracker = match reader.read(sock.as_fd(), true)? {
+    let mut tracker = match reader.read(sock.as_fd(), true)? {
         Read::Frame(_, fds) => fds.into_iter().next(),
         _ => return Ok(()),
     };
@@ -583,6 +585,15 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                     continue;
                 };
                 let mut boot_fds: Vec<OwnedFd> = fds.collect();
+                // Decoded here, before the fork, with the list of the descriptors the child keeps
+                // (the bootstrap's, its control socket and the tracker's pipe, which it takes over
+                // as the bootstrap's last): the child finds them in the memory it inherits instead
+                // of running the decoder and allocating.
+                let decoded = run::decode_bootstrap(&boot);
+                let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
+                keep.push(child_ctl.as_raw_fd());
+                keep.extend(tracker.as_ref().map(|t| t.as_raw_fd()));
+                boot_fds.reserve(1);
                 serial += 1;
                 // A lone child starts on this CPU, which the server leaves right after the fork:
                 // no wake-up on another CPU, and the page tables just copied are in cache. Only
@@ -610,20 +621,17 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                             }
                         }
                         restore_affinity(held, "a child process");
-                        // The bootstrap's last descriptor is the tracker's pipe, from the server.
-                        let tracker =
-                            tracker.as_ref().and_then(|t| proc_os::fd::dup_cloexec(t.as_fd(), 3).ok());
-                        boot_fds.extend(tracker);
-                        let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
-                        keep.push(child_ctl.as_raw_fd());
+                        // The bootstrap's last descriptor is the tracker's pipe: the server's own
+                        // copy, which this child takes over (it never goes back to the loop).
+                        boot_fds.extend(tracker.take());
                         proc_os::fd::close_fds_except(&keep);
                         // SIGINT as the parent has it now (the bootstrap's first byte; this server
                         // keeps the default action), before it is unblocked together with SIGCHLD.
                         if boot.first() == Some(&1) {
                             proc_os::signal::set_signal_ignored(libc::SIGINT, true);
                         }
-                        let _ = ChildWatch::reset_in_child(libc::SIGINT);
-                        proc_os::child::exit_now(run::run_bootstrap(child_ctl, &boot, boot_fds));
+                        let _ = reset.apply();
+                        proc_os::child::exit_now(run::run_decoded(child_ctl, decoded, boot_fds));
                     }
                     Ok(pid) => {
                         restore_affinity(held, "the fork server");

@@ -158,11 +158,8 @@ impl Backend for Os {
 
     /// A blocked SIGCHLD is all `watch_children` changed: unblock it (a forked child has nothing
     /// pending).
-    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()> {
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGCHLD);
-        set.add(Signal::try_from(also_unblock)?);
-        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).map_err(io::Error::from)
+    fn unwatch_children_in_child(unblock: &SigSet) -> io::Result<()> {
+        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(unblock), None).map_err(io::Error::from)
     }
 
     /// `dup3(O_CLOEXEC)`: atomic, so no program started meanwhile inherits `dst`.

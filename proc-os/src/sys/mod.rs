@@ -120,8 +120,9 @@ pub(crate) trait Backend {
     fn drain_children(fd: BorrowedFd<'_>);
 
     /// In a child forked by a process that watches its children: gives SIGCHLD back the state a
-    /// new process has (default action, unblocked), and unblocks `also_unblock` in the same step.
-    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()>;
+    /// new process has (default action, unblocked), and unblocks `unblock` (SIGCHLD and another
+    /// signal, prepared by the forking process) in the same step.
+    fn unwatch_children_in_child(unblock: &nix::sys::signal::SigSet) -> io::Result<()>;
 
     /// A thread's CPU affinity, as `narrow_affinity` saves it.
     type Affinity: Copy + std::fmt::Debug + Send + Sync + 'static;

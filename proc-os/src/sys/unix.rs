@@ -223,10 +223,12 @@ impl Backend for Os {
     }
 
     /// The default action back for SIGCHLD, then `also_unblock` unblocked.
-    fn unwatch_children_in_child(also_unblock: libc::c_int) -> io::Result<()> {
+    fn unwatch_children_in_child(unblock: &nix::sys::signal::SigSet) -> io::Result<()> {
         CHILD_SIGNAL_FD.store(-1, Ordering::Relaxed);
         crate::signal::set_signal_ignored(libc::SIGCHLD, false);
-        crate::signal::block_signal(also_unblock, false)
+        // SIGCHLD is not blocked here (a handler watches it): unblocking it changes nothing.
+        nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(unblock), None)
+            .map_err(io::Error::from)
     }
 
     /// `dup2`, then close-on-exec (`dup2` clears it; there is no `dup3` here, so a program
