@@ -61,17 +61,41 @@ impl Who {
     }
 }
 
-static WHO: RwLock<Who> = RwLock::new(Who {
-    identity: Identity { name: String::new(), ident: Vec::new(), daemon: false },
-    parent: None,
-});
+/// The process-wide state: who this process is, and the rest. Aligned so that it never straddles
+/// two pages (it is far smaller than this alignment): a child writes both parts as it takes its
+/// identity, and a fork-server child copies each page it writes.
+#[repr(C, align(1024))]
+struct State {
+    who: RwLock<Who>,
+    globals: Mutex<Globals>,
+}
+
+static STATE: State = State {
+    who: RwLock::new(Who {
+        identity: Identity { name: String::new(), ident: Vec::new(), daemon: false },
+        parent: None,
+    }),
+    globals: Mutex::new(Globals {
+        alive_release: None,
+        ctl_release: None,
+        alive: None,
+        children: Vec::new(),
+        started: 0,
+        method: None,
+        forkserver: None,
+        tracker: None,
+        warned_fork: false,
+    }),
+};
+
+const _: () = assert!(std::mem::size_of::<State>() <= 1024);
 
 pub(crate) fn who() -> RwLockReadGuard<'static, Who> {
-    WHO.read().unwrap_or_else(PoisonError::into_inner)
+    STATE.who.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub(crate) fn who_mut() -> RwLockWriteGuard<'static, Who> {
-    WHO.write().unwrap_or_else(PoisonError::into_inner)
+    STATE.who.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Debug)]
@@ -96,21 +120,9 @@ pub(crate) struct Globals {
     pub(crate) warned_fork: bool,
 }
 
-static GLOBALS: Mutex<Globals> = Mutex::new(Globals {
-    alive_release: None,
-    ctl_release: None,
-    alive: None,
-    children: Vec::new(),
-    started: 0,
-    method: None,
-    forkserver: None,
-    tracker: None,
-    warned_fork: false,
-});
-
 /// Locks the process-wide state. A panic while it was held does not make it unusable.
 pub(crate) fn lock() -> MutexGuard<'static, Globals> {
-    GLOBALS.lock().unwrap_or_else(PoisonError::into_inner)
+    STATE.globals.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Globals {

@@ -181,6 +181,14 @@ impl ChildRun {
     }
 }
 
+/// Stores `value` unless `cell` holds it already: a write of the same value still makes a
+/// fork-server child copy the page.
+fn store_if_changed(cell: &AtomicUsize, value: usize) {
+    if cell.load(Ordering::SeqCst) != value {
+        cell.store(value, Ordering::SeqCst);
+    }
+}
+
 /// In a child made by spawn or the fork server, once it has its identity: keeps what its parent
 /// set up, for its own children, and installs the forwarding subscriber. Returns how to run the
 /// target.
@@ -194,13 +202,13 @@ pub(crate) fn child_started(
         Some(entry) => {
             let (offset, fingerprint) = entry.parts();
             let addr = EntryPoint::from_parts(offset, fingerprint ^ INIT_TAG).resolve_addr()?;
-            CHILD_INIT.store(addr, Ordering::SeqCst);
+            store_if_changed(&CHILD_INIT, addr);
             // SAFETY: the parent took the address of an `fn()` of the same binary (the
             // fingerprint of the code there matches), so `addr` is that function.
             Some(unsafe { std::mem::transmute::<usize, fn()>(addr) })
         }
         None => {
-            CHILD_INIT.store(0, Ordering::SeqCst);
+            store_if_changed(&CHILD_INIT, 0);
             None
         }
     };
@@ -212,8 +220,12 @@ pub(crate) fn child_started(
             install_forwarder(name)
         }
         _ => {
-            FORWARD_FD.store(-1, Ordering::SeqCst);
-            FORWARD_LEVEL.store(0, Ordering::SeqCst);
+            // What a fork-server child inherits already, in the common case: stored only if it
+            // differs, so that the child does not copy these statics' page by writing them.
+            if FORWARD_FD.load(Ordering::SeqCst) != -1 || FORWARD_LEVEL.load(Ordering::SeqCst) != 0 {
+                FORWARD_FD.store(-1, Ordering::SeqCst);
+                FORWARD_LEVEL.store(0, Ordering::SeqCst);
+            }
             None
         }
     };

@@ -77,8 +77,9 @@ impl Chunk {
 /// descriptor, and the first chunk of descriptors that a child made by a plain `fork` lets go of
 /// as soon as it first runs (see `handle::ReleaseOnFork`). Together, so that a process that lists
 /// its first descriptors (every child does: its control socket) writes one page of them, not two:
-/// a fork-server child copies each page it writes.
-#[repr(C)]
+/// a fork-server child copies each page it writes. (Aligned so that the flag, the count and the
+/// first slots never straddle two pages.)
+#[repr(C, align(64))]
 struct Head {
     ever_listed: AtomicBool,
     first: Chunk,
