@@ -2,6 +2,7 @@
 //! `fork`+`waitpid` floor, alternating the two in rounds: `start_loop [rounds] [starts]`. Prints
 //! each round's mean per start and CPU time (this process and its children), and the ratio; for A/B
 //! comparisons of two builds (`MULTIPROC_BENCH_PIN=1` pins to one CPU as the benchmarks do).
+//! `START_LOOP_SERVED_ONLY=1` runs `rounds * starts` fork-server starts and no floor, for profiling.
 
 use std::time::Instant;
 
