@@ -52,6 +52,28 @@ fn value_comes_back() {
     }
 }
 
+/// The sum of the bytes and how many there are.
+fn checksum(bytes: proc_core::ByteBuf) -> (u64, usize) {
+    (bytes.iter().map(|&b| u64::from(b)).sum(), bytes.len())
+}
+
+/// Small arguments and large ones (a fork server decodes a small bootstrap before it forks and
+/// leaves a large one to the child) arrive whole under every start method.
+#[test]
+fn small_and_large_arguments_arrive_whole() {
+    let _s = serial();
+    let _w = Watchdog::new("small_and_large_arguments_arrive_whole", LIMIT);
+    for m in methods() {
+        for len in [0usize, 100, 64 * 1024 - 100, 64 * 1024 + 100, 3 << 20] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let expected = (bytes.iter().map(|&b| u64::from(b)).sum::<u64>(), len);
+            let p = get_context(m).process(checksum, (proc_core::ByteBuf::from(bytes),)).start().unwrap();
+            assert_eq!(p.join().unwrap(), expected, "{m}, {len} bytes");
+            assert_eq!(p.exitcode(), Some(0));
+        }
+    }
+}
+
 #[test]
 fn targets_of_zero_to_six_parameters() {
     let _s = serial();

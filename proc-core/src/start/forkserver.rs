@@ -72,6 +72,9 @@ use proc_os::signal::ChildWatch;
 
 use crate::wire::{self, FrameReader, Read};
 
+/// The largest bootstrap the server decodes before it forks (see `serve_inner`).
+const DECODE_BEFORE_FORK_MAX: usize = 64 * 1024;
+
 /// How long a new server may take to say its pid.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -588,8 +591,9 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 // Decoded here, before the fork, with the list of the descriptors the child keeps
                 // (the bootstrap's, its control socket and the tracker's pipe, which it takes over
                 // as the bootstrap's last): the child finds them in the memory it inherits instead
-                // of running the decoder and allocating.
-                let decoded = run::decode_bootstrap(&boot);
+                // of running the decoder and allocating. A large bootstrap (large arguments) is
+                // left to the child, so that copying its arguments holds up no other start.
+                let decoded = (boot.len() <= DECODE_BEFORE_FORK_MAX).then(|| run::decode_bootstrap(&boot));
                 let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                 keep.push(child_ctl.as_raw_fd());
                 keep.extend(tracker.as_ref().map(|t| t.as_raw_fd()));
@@ -631,6 +635,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                             proc_os::signal::set_signal_ignored(libc::SIGINT, true);
                         }
                         let _ = reset.apply();
+                        let decoded = decoded.unwrap_or_else(|| run::decode_bootstrap(&boot));
                         proc_os::child::exit_now(run::run_decoded(child_ctl, decoded, boot_fds));
                     }
                     Ok(pid) => {
