@@ -1,9 +1,23 @@
-//! Start+join of a no-op target through the fork server in a loop, next to the raw
-//! `fork`+`waitpid` floor, alternating the two in rounds: `start_loop [rounds] [starts]`. Prints
-//! each round's mean per start and CPU time (this process and its children), and the ratio; for A/B
-//! comparisons of two builds (`MULTIPROC_BENCH_PIN=1` pins to one CPU as the benchmarks do).
-//! `START_LOOP_SERVED_ONLY=1` runs `rounds * starts` fork-server starts and no floor, for profiling.
+//! Start+join of a no-op target through the fork server, next to the raw `fork`+`waitpid` floor,
+//! the two alternating in rounds: `start_loop [rounds] [starts] [--markdown]`.
+//!
+//! The VM this project is measured on drifts by 1.3–6× over seconds to minutes, and criterion
+//! measures its rows one after the other (3 s each), so a row can land in a slow stretch that the
+//! floor's row missed. Here each round times a batch of floor cycles and then a batch of starts,
+//! a few tens of milliseconds apart, and the ratio is taken per round: both sides of each ratio
+//! see the same state of the machine. The median and the range of the rounds' ratios are the
+//! figures (`cargo xtask bench process_start` prints them with `--markdown`, free and pinned).
+//!
+//! The floor runs in a twin of this process forked before multiproc is touched, so that it forks
+//! as criterion's `floor_fork_waitpid` row does: in a process where no `atfork` handler of
+//! multiproc's is registered (this process registers one when it connects to the fork server).
+//!
+//! `MULTIPROC_BENCH_PIN=1` pins to one CPU as the benchmarks do (the twin inherits it).
+//! `START_LOOP_SERVED_ONLY=1` runs `rounds * starts` fork-server starts and no floor, for
+//! profiling.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use multiproc::{get_context, StartMethod};
@@ -11,17 +25,46 @@ use multiproc_benches::{pin_to_one_cpu, pinned, raw_fork_waitpid};
 
 fn noop() {}
 
-fn cpu_us() -> f64 {
-    let mut total = 0.0;
-    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
-        // SAFETY: a zeroed rusage is valid; getrusage fills it.
-        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `r` is a live rusage.
-        unsafe { libc::getrusage(who, &mut r) };
-        total += (r.ru_utime.tv_sec + r.ru_stime.tv_sec) as f64 * 1e6
-            + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) as f64;
+/// The floor's twin: runs the batches of floor cycles it is asked for (a `u32` count) and answers
+/// each with its time in nanoseconds (`u64`), until its socket closes.
+fn floor_twin(mut sock: UnixStream) -> ! {
+    let mut count = [0u8; 4];
+    while sock.read_exact(&mut count).is_ok() {
+        let t = Instant::now();
+        for _ in 0..u32::from_le_bytes(count) {
+            raw_fork_waitpid();
+        }
+        let nanos = t.elapsed().as_nanos() as u64;
+        if sock.write_all(&nanos.to_le_bytes()).is_err() {
+            break;
+        }
     }
-    total
+    // SAFETY: _exit never returns; nothing of this process needs running down.
+    unsafe { libc::_exit(0) }
+}
+
+/// Forks the floor's twin (this process is single-threaded and has not touched multiproc yet).
+fn start_twin() -> UnixStream {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    // SAFETY: the process is single-threaded here; the child runs `floor_twin`, which never returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(ours);
+            floor_twin(theirs)
+        }
+        pid => {
+            assert!(pid > 0, "fork failed");
+            ours
+        }
+    }
+}
+
+/// Mean time per floor cycle, in µs, of a batch the twin runs.
+fn floor_batch(twin: &mut UnixStream, starts: usize) -> f64 {
+    twin.write_all(&(starts as u32).to_le_bytes()).expect("ask the twin");
+    let mut nanos = [0u8; 8];
+    twin.read_exact(&mut nanos).expect("the twin's answer");
+    u64::from_le_bytes(nanos) as f64 / 1e3 / starts as f64
 }
 
 fn main() {
@@ -29,36 +72,53 @@ fn main() {
         pin_to_one_cpu();
     }
     let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let starts: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3000);
+    let markdown = std::env::args().any(|a| a == "--markdown");
+    let mut numbers = std::iter::from_fn(|| args.next()).filter_map(|a| a.parse::<usize>().ok());
+    let rounds = numbers.next().unwrap_or(5).max(1);
+    let starts = numbers.next().unwrap_or(3000).max(1);
+    let served_only = std::env::var_os("START_LOOP_SERVED_ONLY").is_some();
+    let mut twin = (!served_only).then(start_twin);
+
     let ctx = get_context(StartMethod::ForkServer);
-    ctx.process(noop, ()).start().expect("start").join().expect("join");
-    if std::env::var_os("START_LOOP_SERVED_ONLY").is_some() {
+    let start = || ctx.process(noop, ()).start().expect("start").join().expect("join");
+    start();
+    let Some(twin) = twin.as_mut() else {
         // For profiling: only fork-server starts, no floor.
         for _ in 0..rounds * starts {
-            ctx.process(noop, ()).start().expect("start").join().expect("join");
+            start();
         }
         return;
-    }
-    let mut ratios = Vec::new();
+    };
+    let mut rows = Vec::new();
     for round in 0..rounds {
-        let (t, c) = (Instant::now(), cpu_us());
+        let floor = floor_batch(twin, starts);
+        let t = Instant::now();
         for _ in 0..starts {
-            raw_fork_waitpid();
+            start();
         }
-        let floor = (t.elapsed().as_secs_f64() * 1e6 / starts as f64, (cpu_us() - c) / starts as f64);
-        let (t, c) = (Instant::now(), cpu_us());
-        for _ in 0..starts {
-            ctx.process(noop, ()).start().expect("start").join().expect("join");
+        let served = t.elapsed().as_secs_f64() * 1e6 / starts as f64;
+        if !markdown {
+            println!(
+                "round {round}: floor {floor:.1} µs, fork server {served:.1} µs, {:.2}×",
+                served / floor
+            );
         }
-        // The server's CPU time is not counted: it is no child of this process.
-        let served = (t.elapsed().as_secs_f64() * 1e6 / starts as f64, (cpu_us() - c) / starts as f64);
-        ratios.push(served.0 / floor.0);
-        println!(
-            "round {round}: floor {:.1} µs (cpu {:.1}), fork server {:.1} µs (cpu without the server {:.1}), {:.2}×",
-            floor.0, floor.1, served.0, served.1, served.0 / floor.0
-        );
+        rows.push((served / floor, floor, served));
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("median ratio {:.2}×", ratios[ratios.len() / 2]);
+    // The twin ends when its socket closes: reap it.
+    let _ = twin.shutdown(std::net::Shutdown::Both);
+    let mut status = 0;
+    // SAFETY: `status` is a live c_int; the twin is this process' only child of its own.
+    unsafe { libc::wait(&mut status) };
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median, min, max) = (rows[rows.len() / 2], rows[0], rows[rows.len() - 1]);
+    if markdown {
+        let mode = if pinned() { "pinned" } else { "free" };
+        println!(
+            "| {mode} | {rounds} × {starts} | {:.1} / {:.1} µs | **{:.2}×** | {:.2}–{:.2}× |",
+            median.2, median.1, median.0, min.0, max.0
+        );
+    } else {
+        println!("median ratio {:.2}× (rounds {:.2}–{:.2}×)", median.0, min.0, max.0);
+    }
 }
