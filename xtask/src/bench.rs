@@ -59,6 +59,7 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
         command_line("rustc", &["--version"]),
         command_line("git", &["rev-parse", "--short", "HEAD"]),
     )?;
+    let with_start_ratio = files.iter().any(|f| f.name == "process_start");
     for file in files {
         let features: &[Option<&str>] = if file.both_backends { &[None, Some(PORTABLE)] } else { &[None] };
         for feature in features {
@@ -79,6 +80,9 @@ pub(crate) fn bench(only: &[String]) -> Result<()> {
     }
     if !has_python {
         writeln!(md, "\nPython columns skipped: `python3` was not found.")?;
+    }
+    if with_start_ratio {
+        start_ratio(&mut md)?;
     }
     if with_mpi {
         mpi::bench(&mut md)?;
@@ -124,6 +128,36 @@ fn memory(md: &mut String) -> Result<()> {
     }
     writeln!(md, "\n## Memory and descriptors (`benches/src/bin/memory.rs`)\n")?;
     md.push_str(&String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
+
+/// `benches/src/bin/start_loop.rs`, free and pinned: the fork server's start+join against the raw
+/// `fork`+`waitpid` floor, the two alternating in rounds and the ratio taken per round (criterion
+/// measures its rows one after the other, and this VM drifts between them).
+fn start_ratio(md: &mut String) -> Result<()> {
+    run("cargo", &["build", "--release", "-p", "multiproc-benches", "--bin", "start_loop"], &[])?;
+    let exe = target_dir()?.join("release/start_loop");
+    writeln!(
+        md,
+        "\n## Fork-server start against its floor, interleaved (`benches/src/bin/start_loop.rs`)\n"
+    )?;
+    writeln!(
+        md,
+        "| mode | rounds × starts | median round: fork server / floor | median ratio | range of the rounds |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    for pin in ["0", "1"] {
+        let out = Command::new(&exe)
+            .args(["20", "300", "--markdown"])
+            .env("MULTIPROC_BENCH_PIN", pin)
+            .current_dir(root())
+            .output()?;
+        if !out.status.success() {
+            bail!("{} failed: {}", exe.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        md.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    writeln!(md, "\nTarget (issue 18, item 4): ≤ 2× the floor in every run.")?;
     Ok(())
 }
 
