@@ -203,7 +203,8 @@ impl ChildReset {
     ///
     /// The mask could not be changed.
     pub fn apply(&self) -> io::Result<()> {
-        Os::unwatch_children_in_child(&self.unblock)
+        Os::unwatch_children_in_child();
+        nsig::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&self.unblock), None).map_err(io::Error::from)
     }
 }
 

@@ -43,8 +43,9 @@ fn floor_twin(mut sock: UnixStream) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Forks the floor's twin (this process is single-threaded and has not touched multiproc yet).
-fn start_twin() -> UnixStream {
+/// Forks the floor's twin (this process is single-threaded and has not touched multiproc yet): its
+/// socket and its pid.
+fn start_twin() -> (UnixStream, libc::pid_t) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     // SAFETY: the process is single-threaded here; the child runs `floor_twin`, which never returns.
     match unsafe { libc::fork() } {
@@ -54,7 +55,7 @@ fn start_twin() -> UnixStream {
         }
         pid => {
             assert!(pid > 0, "fork failed");
-            ours
+            (ours, pid)
         }
     }
 }
@@ -71,9 +72,8 @@ fn main() {
     if pinned() {
         pin_to_one_cpu();
     }
-    let mut args = std::env::args().skip(1);
     let markdown = std::env::args().any(|a| a == "--markdown");
-    let mut numbers = std::iter::from_fn(|| args.next()).filter_map(|a| a.parse::<usize>().ok());
+    let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
     let rounds = numbers.next().unwrap_or(5).max(1);
     let starts = numbers.next().unwrap_or(3000).max(1);
     let served_only = std::env::var_os("START_LOOP_SERVED_ONLY").is_some();
@@ -82,7 +82,7 @@ fn main() {
     let ctx = get_context(StartMethod::ForkServer);
     let start = || ctx.process(noop, ()).start().expect("start").join().expect("join");
     start();
-    let Some(twin) = twin.as_mut() else {
+    let Some((twin, twin_pid)) = twin.as_mut() else {
         // For profiling: only fork-server starts, no floor.
         for _ in 0..rounds * starts {
             start();
@@ -108,8 +108,8 @@ fn main() {
     // The twin ends when its socket closes: reap it.
     let _ = twin.shutdown(std::net::Shutdown::Both);
     let mut status = 0;
-    // SAFETY: `status` is a live c_int; the twin is this process' only child of its own.
-    unsafe { libc::wait(&mut status) };
+    // SAFETY: `status` is a live c_int; the twin is this process' child.
+    unsafe { libc::waitpid(*twin_pid, &mut status, 0) };
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (median, min, max) = (rows[rows.len() / 2], rows[0], rows[rows.len() - 1]);
     if markdown {

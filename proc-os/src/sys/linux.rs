@@ -156,11 +156,9 @@ impl Backend for Os {
         while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n == buf.len()) {}
     }
 
-    /// A blocked SIGCHLD is all `watch_children` changed: unblock it (a forked child has nothing
-    /// pending).
-    fn unwatch_children_in_child(unblock: &SigSet) -> io::Result<()> {
-        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(unblock), None).map_err(io::Error::from)
-    }
+    /// A blocked SIGCHLD is all `watch_children` changed, and the caller unblocks it (a forked
+    /// child has nothing pending): nothing else to undo.
+    fn unwatch_children_in_child() {}
 
     /// `dup3(O_CLOEXEC)`: atomic, so no program started meanwhile inherits `dst`.
     fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()> {

@@ -119,10 +119,10 @@ pub(crate) trait Backend {
     /// Empties what `watch_children`'s descriptor holds, without blocking.
     fn drain_children(fd: BorrowedFd<'_>);
 
-    /// In a child forked by a process that watches its children: gives SIGCHLD back the state a
-    /// new process has (default action, unblocked), and unblocks `unblock` (SIGCHLD and another
-    /// signal, prepared by the forking process) in the same step.
-    fn unwatch_children_in_child(unblock: &nix::sys::signal::SigSet) -> io::Result<()>;
+    /// In a child forked by a process that watches its children: undoes what `watch_children`
+    /// set up besides blocking SIGCHLD (the caller then unblocks SIGCHLD, which gives it the
+    /// state a new process has: default action, unblocked).
+    fn unwatch_children_in_child();
 
     /// A thread's CPU affinity, as `narrow_affinity` saves it.
     type Affinity: Copy + std::fmt::Debug + Send + Sync + 'static;

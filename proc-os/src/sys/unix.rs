@@ -222,13 +222,11 @@ impl Backend for Os {
         while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n == buf.len()) {}
     }
 
-    /// The default action back for SIGCHLD, then `also_unblock` unblocked.
-    fn unwatch_children_in_child(unblock: &nix::sys::signal::SigSet) -> io::Result<()> {
+    /// The default action back for SIGCHLD (the handler's self-pipe forgotten). SIGCHLD is not
+    /// blocked here (a handler watches it): the caller's unblocking changes nothing for it.
+    fn unwatch_children_in_child() {
         CHILD_SIGNAL_FD.store(-1, Ordering::Relaxed);
         crate::signal::set_signal_ignored(libc::SIGCHLD, false);
-        // SIGCHLD is not blocked here (a handler watches it): unblocking it changes nothing.
-        nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(unblock), None)
-            .map_err(io::Error::from)
     }
 
     /// `dup2`, then close-on-exec (`dup2` clears it; there is no `dup3` here, so a program
