@@ -180,7 +180,7 @@ pub(crate) fn become_child(
     identity: Identity,
     parent: Parent,
     alive: Option<OwnedFd>,
-    tracker: Option<OwnedFd>,
+    tracker: Option<Arc<OwnedFd>>,
 ) {
     let mut g = lock();
     if let Some(ctl) = &parent.ctl {
@@ -191,8 +191,8 @@ pub(crate) fn become_child(
     who.parent = Some(parent);
     drop(who);
     g.set_alive(alive);
-    if let Some(t) = tracker {
-        g.tracker = Some(Arc::new(t));
+    if tracker.is_some() {
+        g.tracker = tracker;
     }
 }
 

@@ -92,15 +92,16 @@ pub fn send_frame<F: AsFd>(sock: BorrowedFd<'_>, body: &[u8], fds: &[F]) -> io::
         }
         return Ok(());
     }
-    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let mut sent = 0;
     while sent < total {
         let (head, rest) =
             if sent < HEADER { (&header[sent..], body) } else { (&[][..], &body[sent - HEADER..]) };
         let rest = &rest[..rest.len().min(MAX_CHUNK)];
         // The descriptors go with the first call, which always carries the header's first byte.
-        let attached = if sent == 0 { &fds[..] } else { &[] };
-        let n = socket::send(sock, &[IoSlice::new(head), IoSlice::new(rest)], attached)?;
+        let attached = if sent == 0 { fds } else { &[] };
+        let n =
+            socket::send_with(sock, &[IoSlice::new(head), IoSlice::new(rest)], attached, socket::SEND_FLAGS)?
+                .ok_or(io::ErrorKind::WouldBlock)?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

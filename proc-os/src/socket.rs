@@ -1,6 +1,8 @@
 //! Unix stream sockets that carry descriptors: close-on-exec, SIGPIPE-free pairs, `sendmsg` and
-//! `recvmsg` with `SCM_RIGHTS` (through nix, whose control-message encoding is checked), and the
-//! small calls around them (`shutdown`, socket options, a doorbell, waiting for the peer's hang-up).
+//! `recvmsg` with `SCM_RIGHTS`, and the small calls around them (`shutdown`, socket options, a
+//! doorbell, waiting for the peer's hang-up). Receiving goes through nix, whose walk over received
+//! control messages is checked; sending builds its one control message itself, on the stack,
+//! because nix's `sendmsg` allocates it (see [`send`]).
 //!
 //! Every descriptor made or received here is close-on-exec, and a send to a socket whose peer is
 //! gone fails with `EPIPE` instead of raising SIGPIPE, even in a host program that does not ignore
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags};
 use nix::sys::time::TimeVal;
 
 use crate::fd::retry;
@@ -88,18 +90,11 @@ pub fn received_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// `sendmsg` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
+/// - `InvalidInput`: more than [`MAX_FDS`] descriptors.
+/// - `WouldBlock`: the socket is non-blocking (or has a send timeout) and its buffer is full.
+/// - `sendmsg` failed otherwise: `EPIPE` or `ECONNRESET` when the peer is gone.
 pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    let flags = MsgFlags::from_bits_retain(SEND_FLAGS);
-    loop {
-        match socket::sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => return other.map_err(io::Error::from),
-        }
-    }
+    send_with(sock, bufs, fds, SEND_FLAGS)?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
 }
 
 /// As [`send`], without waiting: `None` when the socket's buffer is full (`EAGAIN`), for a sender
@@ -107,21 +102,87 @@ pub fn send(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) 
 ///
 /// # Errors
 ///
-/// `sendmsg` failed otherwise: `EPIPE` or `ECONNRESET` when the peer is gone.
+/// - `InvalidInput`: more than [`MAX_FDS`] descriptors.
+/// - `sendmsg` failed otherwise: `EPIPE` or `ECONNRESET` when the peer is gone.
 pub fn send_nowait(
     sock: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<Option<usize>> {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::from_bits_retain(SEND_FLAGS);
+    send_with(sock, bufs, fds, SEND_FLAGS | libc::MSG_DONTWAIT)
+}
+
+/// Descriptors up to this many travel with a control message built in a small buffer.
+const FEW_FDS: usize = 8;
+
+/// The bytes of control-message space that `FEW_FDS` descriptors take.
+const FEW_CMSG_BYTES: usize = {
+    let payload = (FEW_FDS * std::mem::size_of::<RawFd>()) as libc::c_uint;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
+    (unsafe { libc::CMSG_SPACE(payload) }) as usize
+};
+
+/// Room for the control message of a send with few descriptors, aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct FewCmsgBuffer([u8; FEW_CMSG_BYTES]);
+
+/// One `sendmsg` of `bufs` with `fds` attached (`SCM_RIGHTS`) when there are any; `EINTR` is
+/// retried and `EAGAIN` is `None`. The control message is built on the stack, not allocated (as
+/// nix's `sendmsg` does): a fork-server child sends its first messages through here, and a child
+/// that allocates nothing never copies the heap pages it shares with the server.
+pub(crate) fn send_with<F: AsFd>(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[F],
+    flags: libc::c_int,
+) -> io::Result<Option<usize>> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+    }
+    let mut few = FewCmsgBuffer([0; FEW_CMSG_BYTES]);
+    let mut many;
+    let space: &mut [u8] = if fds.len() <= FEW_FDS {
+        &mut few.0
+    } else {
+        many = CmsgBuffer([0; CMSG_BYTES]);
+        &mut many.0
+    };
+    // SAFETY: an all-zero `msghdr` is a valid value (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is guaranteed ABI-compatible with `iovec` on Unix; `sendmsg` only reads them.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    if !fds.is_empty() {
+        // At most MAX_FDS descriptors: the payload fits a c_uint, and its space fits `space`.
+        let payload = (fds.len() * std::mem::size_of::<RawFd>()) as libc::c_uint;
+        msg.msg_control = space.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is arithmetic on its argument.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as _;
+        // SAFETY: `msg_control` points at `msg_controllen` zeroed bytes of `space`, aligned for
+        // `cmsghdr`, with room for one header and `payload` bytes (CMSG_SPACE): CMSG_FIRSTHDR
+        // returns a header inside it, and the descriptors written from CMSG_DATA end within it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_fd().as_raw_fd());
+            }
+        }
+    }
     loop {
-        match socket::sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
-            other => return other.map(Some).map_err(io::Error::from),
+        // SAFETY: `msg` points at `bufs` (live, only read during the call) and at the control
+        // message built above in `space`, which outlives the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::EAGAIN => return Ok(None),
+            e => return Err(e.into()),
         }
     }
 }

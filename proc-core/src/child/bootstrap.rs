@@ -54,10 +54,23 @@ pub(crate) enum Report {
     Spilled { len: u64 },
 }
 
+/// A report whose encoding fits this many bytes is encoded on the stack (far below
+/// `proc_os::socket::INLINE_RESULT_MAX`, so it is never spilled).
+const SMALL_REPORT: usize = 256;
+
 /// Sends a report frame; the parent may be gone, which is not an error worth reporting. A large
 /// report goes in anonymous memory (`Report::Spilled`); if that fails, a `Failed` report says
 /// why.
 pub(crate) fn send_report(ctl: &OwnedFd, report: &Report, fds: &[OwnedFd]) {
+    // A small report is encoded on the stack: a child whose target allocates nothing allocates
+    // nothing here either (see `run::run_decoded`).
+    let mut small = [0u8; SMALL_REPORT];
+    if let Ok(body) = crate::codec::to_slice(report, &mut small) {
+        if let Err(e) = proc_os::frame::send_frame(ctl.as_fd(), body, fds) {
+            tracing::debug!(error = %e, "could not send the result to the parent");
+        }
+        return;
+    }
     let Ok(body) = crate::codec::to_vec(report) else { return };
     let mut fds: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     let sent = if body.len() <= proc_os::socket::INLINE_RESULT_MAX {

@@ -81,29 +81,68 @@ pub(crate) fn decode_bootstrap(body: &[u8]) -> Result<Bootstrap, String> {
 }
 
 /// Runs the target described by a bootstrap message: a spawned child's, read from its control
-/// socket.
-pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], fds: Vec<OwnedFd>) -> i32 {
-    run_decoded(ctl, decode_bootstrap(body), fds)
+/// socket. Its tracker's pipe, if it has one, is the frame's last descriptor.
+pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
+    let boot = decode_bootstrap(body);
+    let tracker = match &boot {
+        Ok(b) if b.has_tracker && fds.len() > b.args_fds as usize => fds.pop().map(Arc::new),
+        _ => None,
+    };
+    run_decoded(ChildCtl::new(ctl), boot, fds, tracker)
 }
 
-/// Runs the target described by a decoded bootstrap message. A fork-server child gets it decoded
-/// in the memory it inherits from the server (which decodes before it forks, so that the child
-/// neither runs the decoder nor allocates its strings).
-pub(crate) fn run_decoded(ctl: OwnedFd, boot: Result<Bootstrap, String>, mut fds: Vec<OwnedFd>) -> i32 {
+/// A child's end of its control socket, held twice: by its parent's record (`Parent::ctl`, which
+/// `parent_process()` hands out) and by its main, which reports on it. A fork-server child gets
+/// both from the server, which makes them before the fork: cloning an `Arc` in the child would
+/// write its count, and so copy a page of the heap it shares with the server.
+pub(crate) struct ChildCtl {
+    parent: Arc<OwnedFd>,
+    main: Arc<OwnedFd>,
+}
+
+impl ChildCtl {
+    pub(crate) fn new(ctl: OwnedFd) -> Self {
+        let parent = Arc::new(ctl);
+        ChildCtl { main: parent.clone(), parent }
+    }
+
+    /// The descriptor's number.
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.main)
+    }
+}
+
+/// Runs the target described by a decoded bootstrap message, with the tracker's pipe the caller
+/// found (used only if the bootstrap says the parent has a tracker).
+///
+/// A fork-server child gets all of it ready in the memory it inherits from the server, which
+/// decodes the bootstrap and wraps the descriptors before it forks: so that a child whose target
+/// allocates nothing allocates nothing at all, and never copies the heap pages it shares with the
+/// server (nor runs the allocator's code, nor the decoder's).
+pub(crate) fn run_decoded(
+    ChildCtl { parent, main: ctl }: ChildCtl,
+    boot: Result<Bootstrap, String>,
+    mut fds: Vec<OwnedFd>,
+    tracker: Option<Arc<OwnedFd>>,
+) -> i32 {
     let boot = match boot {
         Ok(b) => b,
         Err(message) => finish(&ctl, Report::Failed(message), Vec::new(), 1),
     };
+    let tracker = if boot.has_tracker { tracker } else { None };
+    // The argument descriptors come first, then the event channel's and the alive pipe's, when
+    // there are. Any more are not the parent's: closed. The two are taken off the end, so that
+    // the arguments' descriptors keep their list.
+    let with_events = boot.log_level != 0;
     let args_fds = (boot.args_fds as usize).min(fds.len());
-    let mut extra = fds.split_off(args_fds).into_iter();
-    let events = if boot.log_level != 0 { extra.next() } else { None };
-    let alive = if boot.has_alive { extra.next() } else { None };
-    let tracker = if boot.has_tracker { extra.next() } else { None };
-    let ctl = Arc::new(ctl);
-    let name = boot.name.clone();
+    fds.truncate(args_fds + usize::from(with_events) + usize::from(boot.has_alive));
+    let alive = if boot.has_alive && fds.len() > args_fds { fds.pop() } else { None };
+    let events = if with_events && fds.len() > args_fds { fds.pop() } else { None };
+    // The logging set-up reads the name before the identity takes it (no copy of it is made).
+    let setup = crate::logging::child_started(&boot.name, boot.init, boot.log_level, events);
     globals::become_child(
         Identity { name: boot.name, ident: boot.ident, daemon: boot.daemon },
-        Parent { pid: boot.parent_pid, name: boot.parent_name, ctl: Some(ctl.clone()) },
+        Parent { pid: boot.parent_pid, name: boot.parent_name, ctl: Some(parent) },
         alive,
         tracker,
     );
@@ -112,7 +151,6 @@ pub(crate) fn run_decoded(ctl: OwnedFd, boot: Result<Bootstrap, String>, mut fds
     }
     let entry = boot.entry;
     let args = boot.args;
-    let setup = crate::logging::child_started(&name, boot.init, boot.log_level, events);
     let (report, out_fds, code) = run_target(move || setup?.run(|| (entry.resolve()?)(args, fds)));
     finish(&ctl, report, out_fds, code)
 }

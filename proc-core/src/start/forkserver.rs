@@ -58,6 +58,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Started;
@@ -544,8 +545,9 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
 
     let mut reader = FrameReader::default();
     // The first message carries the resource tracker's pipe, if the parent has a tracker.
+    // Held in an `Arc`, as a child keeps it: a child takes over this one, allocating nothing.
     let mut tracker = match reader.read(sock.as_fd(), true)? {
-        Read::Frame(_, fds) => fds.into_iter().next(),
+        Read::Frame(_, fds) => fds.into_iter().next().map(Arc::new),
         _ => return Ok(()),
     };
     // The running children: their serials and status pipes (write ends).
@@ -587,17 +589,18 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 else {
                     continue;
                 };
-                let mut boot_fds: Vec<OwnedFd> = fds.collect();
+                let boot_fds: Vec<OwnedFd> = fds.collect();
                 // Decoded here, before the fork, with the list of the descriptors the child keeps
-                // (the bootstrap's, its control socket and the tracker's pipe, which it takes over
-                // as the bootstrap's last): the child finds them in the memory it inherits instead
-                // of running the decoder and allocating. A large bootstrap (large arguments) is
-                // left to the child, so that copying its arguments holds up no other start.
+                // (the bootstrap's, its control socket and the tracker's pipe, which it takes
+                // over), and the control socket wrapped as the child keeps it: the child finds
+                // them in the memory it inherits instead of running the decoder and allocating. A
+                // large bootstrap (large arguments) is left to the child, so that copying its
+                // arguments holds up no other start.
                 let decoded = (boot.len() <= DECODE_BEFORE_FORK_MAX).then(|| run::decode_bootstrap(&boot));
                 let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
+                let child_ctl = run::ChildCtl::new(child_ctl);
                 keep.push(child_ctl.as_raw_fd());
                 keep.extend(tracker.as_ref().map(|t| t.as_raw_fd()));
-                boot_fds.reserve(1);
                 serial += 1;
                 // A lone child starts on this CPU, which the server leaves right after the fork:
                 // no wake-up on another CPU, and the page tables just copied are in cache. Only
@@ -625,9 +628,6 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                             }
                         }
                         restore_affinity(held, "a child process");
-                        // The bootstrap's last descriptor is the tracker's pipe: the server's own
-                        // copy, which this child takes over (it never goes back to the loop).
-                        boot_fds.extend(tracker.take());
                         proc_os::fd::close_fds_except(&keep);
                         // SIGINT as the parent has it now (the bootstrap's first byte; this server
                         // keeps the default action), before it is unblocked together with SIGCHLD.
@@ -636,7 +636,14 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         }
                         let _ = reset.apply();
                         let decoded = decoded.unwrap_or_else(|| run::decode_bootstrap(&boot));
-                        proc_os::child::exit_now(run::run_decoded(child_ctl, decoded, boot_fds));
+                        // The tracker's pipe is the server's own copy, which this child takes over
+                        // (it never goes back to the loop).
+                        proc_os::child::exit_now(run::run_decoded(
+                            child_ctl,
+                            decoded,
+                            boot_fds,
+                            tracker.take(),
+                        ));
                     }
                     Ok(pid) => {
                         restore_affinity(held, "the fork server");

@@ -111,14 +111,16 @@ impl Backend for Os {
 
     /// `close_range(2)` around the kept descriptors (what `/proc/self/fd` lists before Linux 5.9).
     fn close_fds_except(keep: &[RawFd]) {
-        let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
-        keep.sort_unstable();
+        // The gaps between kept descriptors, lowest first, found without sorting a copy: a
+        // fork-server child calls this first thing, and a child that allocates nothing never
+        // copies the heap pages it shares with the server. The list is a handful of descriptors.
         let mut from: RawFd = 3;
-        for &k in &keep {
-            if k > from {
-                close_range(from, k - 1);
+        while let Some(next) = keep.iter().copied().filter(|&fd| fd >= from).min() {
+            if next > from {
+                close_range(from, next - 1);
             }
-            from = from.max(k + 1);
+            let Some(after) = next.checked_add(1) else { return };
+            from = after;
         }
         close_range(from, RawFd::MAX);
     }
