@@ -46,7 +46,9 @@ const MAX_SLOTS: usize = 1 << 20;
 /// The most chunks, the static first one included.
 const MAX_CHUNKS: usize = MAX_SLOTS / CHUNK;
 
-/// One chunk of the table.
+/// One chunk of the table. In this order (`repr(C)`): the count, then the first slots, in one
+/// page with [`Head`]'s flag (see there).
+#[repr(C)]
 struct Chunk {
     /// How many of `slots` are taken (a hint; see the module's docs).
     taken: AtomicUsize,

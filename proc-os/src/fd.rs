@@ -226,7 +226,10 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `write` failed (`EPIPE` when the reader is gone).
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = retry(|| nix::unistd::write(fd, buf).map_err(io::Error::from))?;
+        let n = retry(|| match Os::write(fd, buf) {
+            n if n >= 0 => Ok(n as usize),
+            _ => Err(io::Error::last_os_error()),
+        })?;
         buf = &buf[n..];
     }
     Ok(())

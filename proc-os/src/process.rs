@@ -125,10 +125,10 @@ pub fn thread_token() -> u64 {
 /// ```
 #[inline]
 pub fn getpid() -> u32 {
-    // nix's, inlined to the C library's call, rather than `std::process::id`, a function of its own
-    // elsewhere in the program: a fork-server child asks this first, and each page of code it runs
-    // that the server's fork did not map costs it a page fault.
-    nix::unistd::getpid().as_raw() as u32
+    // The backend's, inlined, rather than `std::process::id`, a function of its own elsewhere in
+    // the program: a fork-server child asks this first, and each page of code it runs that the
+    // server's fork did not map costs it a page fault (see `sys`).
+    Os::getpid()
 }
 
 /// The id of this process' parent.

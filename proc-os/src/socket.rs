@@ -160,7 +160,8 @@ pub(crate) fn send_with<F: AsFd>(
         msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as _;
         // SAFETY: `msg_control` points at `msg_controllen` zeroed bytes of `space`, aligned for
         // `cmsghdr`, with room for one header and `payload` bytes (CMSG_SPACE): CMSG_FIRSTHDR
-        // returns a header inside it, and the descriptors written from CMSG_DATA end within it.
+        // returns a header inside it, and the descriptors written from CMSG_DATA (aligned for
+        // them: CMSG_DATA follows the header at its own alignment) end within it.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -168,14 +169,17 @@ pub(crate) fn send_with<F: AsFd>(
             (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
             let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
             for (i, fd) in fds.iter().enumerate() {
-                data.add(i).write_unaligned(fd.as_fd().as_raw_fd());
+                // One by one (volatile), so that the compiler does not turn the loop into a call
+                // of the C library's `memcpy`: see `sys` on what each function of the library
+                // costs a fork-server child.
+                data.add(i).write_volatile(fd.as_fd().as_raw_fd());
             }
         }
     }
     loop {
         // SAFETY: `msg` points at `bufs` (live, only read during the call) and at the control
         // message built above in `space`, which outlives the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
+        let n = unsafe { Os::sendmsg(sock, &msg, flags) };
         if n >= 0 {
             return Ok(Some(n as usize));
         }
@@ -198,8 +202,7 @@ pub(crate) fn send_with<F: AsFd>(
 #[inline]
 pub fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
-        let n = unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
+        let n = Os::send(sock, buf, SEND_FLAGS);
         match usize::try_from(n) {
             Ok(n) => return Ok(n),
             Err(_) => {

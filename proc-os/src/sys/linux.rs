@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
@@ -128,6 +128,71 @@ impl Backend for Os {
     /// What `/proc/self/task` lists.
     fn thread_count() -> Option<usize> {
         Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+    }
+
+    /// Through libc's `syscall` (see the module docs of `sys`).
+    #[inline]
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that write only reads.
+        unsafe { libc::syscall(libc::SYS_write, fd.as_raw_fd(), buf.as_ptr(), buf.len()) as isize }
+    }
+
+    /// `sendto` without an address, through libc's `syscall` (see the module docs of `sys`).
+    #[inline]
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize {
+        let none = std::ptr::null::<libc::sockaddr>();
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that sendto only reads; no address.
+        unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd.as_raw_fd(),
+                buf.as_ptr(),
+                buf.len(),
+                flags,
+                none,
+                0 as libc::socklen_t,
+            ) as isize
+        }
+    }
+
+    /// Through libc's `syscall` (see the module docs of `sys`).
+    #[inline]
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize {
+        // SAFETY: the caller guarantees what `msg` points at is readable for the call.
+        unsafe {
+            libc::syscall(libc::SYS_sendmsg, fd.as_raw_fd(), msg as *const libc::msghdr, flags) as isize
+        }
+    }
+
+    /// Through libc's `syscall` (see the module docs of `sys`).
+    #[inline]
+    fn getpid() -> u32 {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getpid) as u32 }
+    }
+
+    /// `rt_sigprocmask` through libc's `syscall` (see the module docs of `sys`): the C library's
+    /// `pthread_sigmask` only keeps its own internal signals out of a set it blocks, and this
+    /// unblocks.
+    #[inline]
+    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()> {
+        // The kernel's signal set: 64 signals.
+        const KERNEL_SIGSET: usize = 8;
+        // SAFETY: `set` is a valid signal set (at least the kernel's 8 bytes); no old set is asked.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_UNBLOCK,
+                set as *const libc::sigset_t,
+                std::ptr::null::<libc::sigset_t>(),
+                KERNEL_SIGSET,
+            )
+        };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// `pipe2(O_CLOEXEC)`: close-on-exec from the start.

@@ -27,6 +27,13 @@
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `watch_children()`, `drain_children()`, `unwatch_children_in_child()` | SIGCHLD blocked and read from a `signalfd` | a SIGCHLD handler that writes to a self-pipe |
 //! | `Affinity`, `narrow_affinity()`, `restore_affinity()` | `sched_getaffinity`/`sched_setaffinity` of the calling thread | nothing: no CPU affinity (macOS has none to set) |
+//! | `write`, `send`, `sendmsg`, `getpid`, `unblock_signals` | the system calls through the C library's one `syscall` entry point (see below) | the C library's functions |
+//!
+//! A fork-server child makes its first system calls (its pid, its report, its signal mask) before
+//! its target runs, in page tables that map none of the C library's code: each distinct function
+//! of the library it runs costs it a page fault, which maps (and its exit then unmaps) 16 pages.
+//! On Linux those calls go through the library's `syscall` function, which `close_fds_except`
+//! runs anyway, so that they cost one such fault instead of one per function.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -101,6 +108,25 @@ pub(crate) trait Backend {
 
     /// A close-on-exec pipe: (read end, write end).
     fn pipe() -> io::Result<(OwnedFd, OwnedFd)>;
+
+    /// `write(2)`: how many bytes went, or -1 with `errno` set.
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize;
+
+    /// `send(2)` of `buf` with `flags` on a connected socket: as [`Backend::write`].
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize;
+
+    /// `sendmsg(2)`: as [`Backend::write`].
+    ///
+    /// # Safety
+    ///
+    /// The buffers and the control data `msg` points at are valid for reads for the call.
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize;
+
+    /// This process' id (`getpid(2)`).
+    fn getpid() -> u32;
+
+    /// Unblocks the signals of `set` for the calling thread.
+    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()>;
 
     /// Makes this process the child subreaper of its descendants, where the OS has them.
     fn become_subreaper() -> io::Result<()>;

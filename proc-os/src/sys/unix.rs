@@ -192,6 +192,39 @@ impl Backend for Os {
         }
     }
 
+    #[inline]
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that write only reads.
+        unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }
+    }
+
+    #[inline]
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize {
+        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
+        unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) }
+    }
+
+    #[inline]
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize {
+        // SAFETY: the caller guarantees what `msg` points at is readable for the call.
+        unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags) }
+    }
+
+    #[inline]
+    fn getpid() -> u32 {
+        nix::unistd::getpid().as_raw() as u32
+    }
+
+    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()> {
+        // SAFETY: `set` is a valid signal set; no old set is asked.
+        let ret = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut()) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(ret))
+        }
+    }
+
     /// `pipe`, then `FD_CLOEXEC` on both ends (not atomic, as for `socketpair`).
     fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         let pair = nix::unistd::pipe()?;
