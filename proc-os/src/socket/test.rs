@@ -100,3 +100,47 @@ fn wait_hangup_sees_the_end_after_stray_data() {
         assert!(after_close, "stray data ended the wait (nonblocking: {nonblocking})");
     }
 }
+
+/// Control messages are built in a small stack buffer up to `FEW_FDS` descriptors and in a large
+/// one above: on both sides of the switch, each descriptor arrives, in its place.
+#[test]
+fn descriptors_arrive_whole_and_in_order_around_the_small_buffer() {
+    use std::io::IoSlice;
+    use std::os::fd::BorrowedFd;
+    for n in [1, super::FEW_FDS, super::FEW_FDS + 1, 40] {
+        let pipes: Vec<_> = (0..n).map(|_| crate::fd::pipe().unwrap()).collect();
+        let (a, b) = socketpair().unwrap();
+        let ends: Vec<BorrowedFd<'_>> = pipes.iter().map(|(_, w)| w.as_fd()).collect();
+        assert_eq!(super::send(a.as_fd(), &[IoSlice::new(b"x")], &ends).unwrap(), 1);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4];
+        let r = recv(b.as_fd(), &mut buf, &mut got, true, false).unwrap().unwrap();
+        assert_eq!((r.len, r.fds_lost, got.len()), (1, false, n), "{n} descriptors");
+        // The i-th descriptor received is the write end of the i-th pipe.
+        for (i, (fd, (read_end, _))) in got.iter().zip(&pipes).enumerate() {
+            crate::fd::write_all(fd.as_fd(), &[i as u8]).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(crate::fd::read(read_end.as_fd(), &mut byte).unwrap(), 1);
+            assert_eq!(byte[0], i as u8, "descriptor {i} of {n}");
+        }
+    }
+}
+
+/// As many descriptors as one message may carry arrive; one more is refused before the call.
+#[test]
+fn the_most_descriptors_arrive_and_one_more_is_refused() {
+    use std::io::IoSlice;
+    let (a, b) = socketpair().unwrap();
+    let most = vec![a.as_fd(); super::MAX_FDS];
+    assert_eq!(super::send(a.as_fd(), &[IoSlice::new(b"y")], &most).unwrap(), 1);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4];
+    let r = recv(b.as_fd(), &mut buf, &mut got, true, false).unwrap().unwrap();
+    assert_eq!((r.len, r.fds_lost, got.len()), (1, false, super::MAX_FDS));
+    drop(got);
+    let too_many = vec![a.as_fd(); super::MAX_FDS + 1];
+    let e = super::send(a.as_fd(), &[IoSlice::new(b"z")], &too_many).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let e = super::send_nowait(a.as_fd(), &[IoSlice::new(b"z")], &too_many).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
