@@ -105,6 +105,36 @@ fn children_events_reach_the_parent_with_their_name_and_pid() {
     }
 }
 
+/// Writes its tag to the descriptor it was given, logs it, and says its pid.
+fn log_and_write(out: proc_core::handle::Fd, tag: String) -> u32 {
+    let mut out = std::fs::File::from(out.into_owned());
+    std::io::Write::write_all(&mut out, tag.as_bytes()).unwrap();
+    tracing::info!(%tag, "a handle came");
+    std::process::id()
+}
+
+/// A child's descriptors come as one list: the arguments', then the event channel's (and, for a
+/// spawned child, its alive pipe's). Under every start method, each reaches its place: the argument
+/// is the socket given, and the events reach this process.
+#[test]
+fn argument_descriptors_and_the_event_channel_each_reach_their_place() {
+    let _s = serial();
+    let _w = Watchdog::new("argument_descriptors_and_events", LIMIT);
+    Capture::install();
+    proc_core::forward_child_events(Level::INFO).unwrap();
+    for m in methods() {
+        let tag = format!("<{m:?}>");
+        let (mut mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let out = proc_core::handle::Fd::from(std::os::fd::OwnedFd::from(theirs));
+        let pid = get_context(m).process(log_and_write, (out, tag.clone())).start().unwrap().join().unwrap();
+        let mut got = vec![0u8; tag.len()];
+        std::io::Read::read_exact(&mut mine, &mut got).unwrap();
+        assert_eq!(got, tag.as_bytes(), "what came on the argument's socket");
+        let line = wait_for(&["a handle came", &format!("tag={tag}")], Duration::from_secs(30));
+        assert!(line.contains(&format!("pid={pid}")), "{line}");
+    }
+}
+
 /// A child that starts a child: the grandchild's events reach this process too.
 fn log_in_a_grandchild() -> u32 {
     let p = Process::new(log_everything, ("grandchild".to_string(),)).name("grandchild").start().unwrap();
@@ -124,9 +154,9 @@ fn grandchildren_events_reach_the_first_parent() {
 
 /// A child made by a plain `fork` from a process that forwards events, then orphaned: it logs on
 /// (more than a socket buffer holds) without hanging, and says so on `done`.
-fn log_when_orphaned(done: proc_core::handle::Fd) {
-    let parent = proc_os::getppid();
-    // Wait (bounded) until the parent is gone.
+fn log_when_orphaned(done: proc_core::handle::Fd, parent: u32) {
+    // Wait (bounded) until the parent is gone. Its pid comes as an argument: read here, it could
+    // already be the pid of whoever adopted this child, and the wait would run to its limit.
     let limit = std::time::Instant::now() + Duration::from_secs(30);
     while proc_os::getppid() == parent && std::time::Instant::now() < limit {
         std::thread::yield_now();
@@ -143,7 +173,8 @@ fn log_when_orphaned(done: proc_core::handle::Fd) {
 /// (without waiting for it, as a killed process would).
 fn forward_then_vanish(done: proc_core::handle::Fd) {
     proc_core::forward_child_events(Level::INFO).unwrap();
-    let p = get_context(proc_core::StartMethod::Fork).process(log_when_orphaned, (done,)).start().unwrap();
+    let me = proc_os::getpid();
+    let p = get_context(proc_core::StartMethod::Fork).process(log_when_orphaned, (done, me)).start().unwrap();
     std::mem::forget(p);
     // SAFETY: ending this child process at once, without its exit-time cleanup, on purpose.
     unsafe { libc::_exit(0) };
