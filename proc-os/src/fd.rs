@@ -226,10 +226,7 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `write` failed (`EPIPE` when the reader is gone).
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = retry(|| match Os::write(fd, buf) {
-            n if n >= 0 => Ok(n as usize),
-            _ => Err(io::Error::last_os_error()),
-        })?;
+        let n = retry(|| Os::write(fd, buf))?;
         buf = &buf[n..];
     }
     Ok(())

@@ -204,7 +204,7 @@ impl ChildReset {
     /// The mask could not be changed.
     pub fn apply(&self) -> io::Result<()> {
         Os::unwatch_children_in_child();
-        Os::unblock_signals(self.unblock.as_ref())
+        Os::unblock_signals(&self.unblock)
     }
 }
 

@@ -176,43 +176,25 @@ pub(crate) fn send_with<F: AsFd>(
             }
         }
     }
-    loop {
-        // SAFETY: `msg` points at `bufs` (live, only read during the call) and at the control
-        // message built above in `space`, which outlives the call.
-        let n = unsafe { Os::sendmsg(sock, &msg, flags) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::EAGAIN => return Ok(None),
-            e => return Err(e.into()),
-        }
+    // SAFETY: `msg` points at `bufs` (live, only read during the call) and at the control message
+    // built above in `space`, which outlives the call.
+    match retry(|| unsafe { Os::sendmsg(sock, &msg, flags) }) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        other => other.map(Some),
     }
 }
 
 /// Writes some of `buf` to `sock` with one `send` (no descriptors), and returns how many bytes
 /// went. Blocks until at least one byte is written; `EINTR` is retried. Cheaper for the kernel
-/// than a `sendmsg`, which copies in a message header and an I/O vector. (libc's `send` rather than
-/// nix's: this is a small message's whole path, and nix's wrapper is not inlined across crates.)
+/// than a `sendmsg`, which copies in a message header and an I/O vector. (The backend's `send`,
+/// inlined: this is a small message's whole path.)
 ///
 /// # Errors
 ///
 /// `send` failed: `EPIPE` or `ECONNRESET` when the peer is gone.
 #[inline]
 pub fn send_bytes(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        let n = Os::send(sock, buf, SEND_FLAGS);
-        match usize::try_from(n) {
-            Ok(n) => return Ok(n),
-            Err(_) => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
+    retry(|| Os::send(sock, buf, SEND_FLAGS))
 }
 
 /// What one [`recv`] produced.

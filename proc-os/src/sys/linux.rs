@@ -132,17 +132,17 @@ impl Backend for Os {
 
     /// Through libc's `syscall` (see the module docs of `sys`).
     #[inline]
-    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize {
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a live buffer of `buf.len()` bytes that write only reads.
-        unsafe { libc::syscall(libc::SYS_write, fd.as_raw_fd(), buf.as_ptr(), buf.len()) as isize }
+        syscall_len(unsafe { libc::syscall(libc::SYS_write, fd.as_raw_fd(), buf.as_ptr(), buf.len()) })
     }
 
     /// `sendto` without an address, through libc's `syscall` (see the module docs of `sys`).
     #[inline]
-    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize {
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
         let none = std::ptr::null::<libc::sockaddr>();
         // SAFETY: `buf` is a live buffer of `buf.len()` bytes that sendto only reads; no address.
-        unsafe {
+        syscall_len(unsafe {
             libc::syscall(
                 libc::SYS_sendto,
                 fd.as_raw_fd(),
@@ -151,17 +151,17 @@ impl Backend for Os {
                 flags,
                 none,
                 0 as libc::socklen_t,
-            ) as isize
-        }
+            )
+        })
     }
 
     /// Through libc's `syscall` (see the module docs of `sys`).
     #[inline]
-    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize {
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: the caller guarantees what `msg` points at is readable for the call.
-        unsafe {
-            libc::syscall(libc::SYS_sendmsg, fd.as_raw_fd(), msg as *const libc::msghdr, flags) as isize
-        }
+        syscall_len(unsafe {
+            libc::syscall(libc::SYS_sendmsg, fd.as_raw_fd(), msg as *const libc::msghdr, flags)
+        })
     }
 
     /// Through libc's `syscall` (see the module docs of `sys`).
@@ -175,11 +175,12 @@ impl Backend for Os {
     /// `pthread_sigmask` only keeps its own internal signals out of a set it blocks, and this
     /// unblocks.
     #[inline]
-    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()> {
+    fn unblock_signals(set: &SigSet) -> io::Result<()> {
         // The kernel's signal set: 64 signals.
         const KERNEL_SIGSET: usize = 8;
+        let set: &libc::sigset_t = set.as_ref();
         // SAFETY: `set` is a valid signal set (at least the kernel's 8 bytes); no old set is asked.
-        let ret = unsafe {
+        syscall_len(unsafe {
             libc::syscall(
                 libc::SYS_rt_sigprocmask,
                 libc::SIG_UNBLOCK,
@@ -187,12 +188,8 @@ impl Backend for Os {
                 std::ptr::null::<libc::sigset_t>(),
                 KERNEL_SIGSET,
             )
-        };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        })
+        .map(drop)
     }
 
     /// `pipe2(O_CLOEXEC)`: close-on-exec from the start.
@@ -294,4 +291,11 @@ fn close_range(first: RawFd, last: RawFd) {
         // uses these inherited descriptors.
         let _ = nix::unistd::close(fd);
     }
+}
+
+/// The result of a system call made through libc's `syscall` that returns a length (or 0): the
+/// length, or the error in `errno` when it returned -1.
+#[inline]
+fn syscall_len(ret: libc::c_long) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }

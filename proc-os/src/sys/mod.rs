@@ -109,24 +109,24 @@ pub(crate) trait Backend {
     /// A close-on-exec pipe: (read end, write end).
     fn pipe() -> io::Result<(OwnedFd, OwnedFd)>;
 
-    /// `write(2)`: how many bytes went, or -1 with `errno` set.
-    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize;
+    /// `write(2)`: how many bytes went.
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize>;
 
-    /// `send(2)` of `buf` with `flags` on a connected socket: as [`Backend::write`].
-    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize;
+    /// `send(2)` of `buf` with `flags` on a connected socket: how many bytes went.
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize>;
 
-    /// `sendmsg(2)`: as [`Backend::write`].
+    /// `sendmsg(2)`: how many bytes went.
     ///
     /// # Safety
     ///
     /// The buffers and the control data `msg` points at are valid for reads for the call.
-    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize;
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> io::Result<usize>;
 
     /// This process' id (`getpid(2)`).
     fn getpid() -> u32;
 
     /// Unblocks the signals of `set` for the calling thread.
-    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()>;
+    fn unblock_signals(set: &nix::sys::signal::SigSet) -> io::Result<()>;
 
     /// Makes this process the child subreaper of its descendants, where the OS has them.
     fn become_subreaper() -> io::Result<()>;

@@ -193,21 +193,25 @@ impl Backend for Os {
     }
 
     #[inline]
-    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> isize {
-        // SAFETY: `buf` is a live buffer of `buf.len()` bytes that write only reads.
-        unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }
+    fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(fd, buf).map_err(io::Error::from)
     }
 
+    /// libc's `send` rather than nix's: this is a small message's whole path (`socket::send_bytes`),
+    /// and nix's wrapper is not inlined across crates.
     #[inline]
-    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> isize {
+    fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: `buf` is a live buffer of `buf.len()` bytes that send only reads.
-        unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) }
+        let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
+    /// libc's `sendmsg`: nix's allocates the control message (see `socket::send`).
     #[inline]
-    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> isize {
+    unsafe fn sendmsg(fd: BorrowedFd<'_>, msg: &libc::msghdr, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: the caller guarantees what `msg` points at is readable for the call.
-        unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags) }
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
     #[inline]
@@ -215,14 +219,9 @@ impl Backend for Os {
         nix::unistd::getpid().as_raw() as u32
     }
 
-    fn unblock_signals(set: &libc::sigset_t) -> io::Result<()> {
-        // SAFETY: `set` is a valid signal set; no old set is asked.
-        let ret = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut()) };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(ret))
-        }
+    fn unblock_signals(set: &nix::sys::signal::SigSet) -> io::Result<()> {
+        nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(set), None)
+            .map_err(io::Error::from)
     }
 
     /// `pipe`, then `FD_CLOEXEC` on both ends (not atomic, as for `socketpair`).
