@@ -180,6 +180,61 @@ pub unsafe fn fork_without_handlers() -> io::Result<u32> {
     Ok(pid as u32)
 }
 
+/// Forks children that are this process' *parent's* children, not its own (Linux'
+/// `CLONE_PARENT`): the parent waits for them, signals them and learns their exit codes as for
+/// children it forked itself, and they outlive this process unaffected.
+///
+/// For a helper that forks on its parent's behalf (proc-core's fork server): its parent then
+/// watches each child directly, so a child's end wakes the parent at once instead of the helper,
+/// which would have to reap it and tell the parent; and the helper's death takes nothing with it.
+///
+/// The fork is what glibc's `_Fork` does (no `atfork` handlers, no C library bookkeeping: see
+/// [`fork_without_handlers`]), made by the system call itself: the child's thread block gets the
+/// child's thread id, and the child registers the robust-mutex list again, as `_Fork` does, so
+/// that a robust mutex the child holds when it dies is released to the next owner.
+///
+/// # Examples
+///
+/// ```
+/// match proc_os::child::SiblingFork::new() {
+///     // Linux with glibc: prepared once, in the thread that forks.
+///     Ok(sibling) => drop(sibling),
+///     // macOS, or another C library.
+///     Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct SiblingFork(<Os as Backend>::Sibling);
+
+impl SiblingFork {
+    /// Finds what the fork needs, for the calling thread, which is the one that forks.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` where children cannot be made another process' (macOS, the portable
+    /// backend), where the C library does not say where its thread block keeps the thread id
+    /// (glibc does; musl does not), or on an architecture whose `clone` arguments are in an order
+    /// this does not pass.
+    pub fn new() -> io::Result<Self> {
+        Os::sibling_fork().map(SiblingFork)
+    }
+
+    /// Forks a child of this process' parent: the child's pid here, 0 in the child.
+    ///
+    /// # Errors
+    ///
+    /// `clone` failed (`EAGAIN`: too many processes; `ENOMEM`; `EINVAL` in the init process of a
+    /// pid namespace, whose parent is outside it).
+    ///
+    /// # Safety
+    ///
+    /// As [`fork_without_handlers`], and: called on the thread that made this value.
+    pub unsafe fn fork(&self) -> io::Result<u32> {
+        // SAFETY: the caller upholds the contract above.
+        unsafe { Os::fork_sibling(&self.0) }
+    }
+}
+
 /// The CPU affinity a thread had before [`narrow_affinity_for_fork`] narrowed it to one CPU.
 #[derive(Debug, Clone, Copy)]
 pub struct SavedAffinity(<Os as Backend>::Affinity);
@@ -334,5 +389,92 @@ mod fork_test {
             exit_now(if HANDLER_RAN.load(Ordering::SeqCst) { 1 } else { 2 });
         }
         assert_eq!(waitpid(pid, true).unwrap(), Some(ExitStatus::Code(1)));
+    }
+}
+
+#[cfg(test)]
+mod sibling_test {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// Where it is supported (Linux with glibc), a sibling child is this process' parent's child:
+    /// here a helper forked by the test forks it, and the test waits for it and reads its exit
+    /// code. A robust mutex that the child holds when it exits is released to the test
+    /// (`EOWNERDEAD`), which takes both the child's thread id in its thread block (the mutex
+    /// records it as the owner) and its robust list registered with the kernel (which releases
+    /// the mutex at its exit).
+    #[test]
+    fn a_sibling_child_is_the_grandparents_and_its_robust_mutex_is_released_at_its_exit() {
+        if Os::NAME == "portable" {
+            assert_eq!(SiblingFork::new().unwrap_err().kind(), io::ErrorKind::Unsupported);
+            return;
+        }
+        let len = std::mem::size_of::<libc::pthread_mutex_t>();
+        // SAFETY: a new anonymous shared mapping; nothing else refers to it.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(mem, libc::MAP_FAILED);
+        let mutex = mem.cast::<libc::pthread_mutex_t>();
+        // SAFETY: the attribute and the mutex are initialized before use and live for the test.
+        unsafe {
+            let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+            assert_eq!(libc::pthread_mutexattr_init(attr.as_mut_ptr()), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            assert_eq!(libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST), 0);
+            assert_eq!(libc::pthread_mutex_init(mutex, attr.as_ptr()), 0);
+            libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+        }
+        let (r, w) = crate::fd::pipe().unwrap();
+        // SAFETY: the helper only forks (once) and writes to a pipe; the child locks a mutex no
+        // one holds; both end with `_exit`.
+        let helper = unsafe { fork() }.unwrap();
+        if helper == 0 {
+            let Ok(sibling) = SiblingFork::new() else { exit_now(10) };
+            // SAFETY: the helper has one thread, which made `sibling`.
+            match unsafe { sibling.fork() } {
+                Ok(0) => {
+                    // SAFETY: the mutex was initialized by the test and is shared.
+                    let locked = unsafe { libc::pthread_mutex_lock(mutex) };
+                    // Exits holding it.
+                    exit_now(if locked == 0 { 3 } else { 4 });
+                }
+                Ok(child) => {
+                    let _ = crate::fd::write_all(w.as_fd(), &child.to_le_bytes());
+                    exit_now(0)
+                }
+                Err(_) => exit_now(11),
+            }
+        }
+        drop(w);
+        assert_eq!(waitpid(helper, true).unwrap(), Some(ExitStatus::Code(0)));
+        let mut pid = [0u8; 4];
+        assert_eq!(crate::fd::read(r.as_fd(), &mut pid).unwrap(), 4);
+        // Only a child of this process can be waited for.
+        let child = u32::from_le_bytes(pid);
+        assert_eq!(waitpid(child, true).unwrap(), Some(ExitStatus::Code(3)));
+        let mut deadline = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec through the pointer, which is live.
+        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut deadline) }, 0);
+        deadline.tv_sec += 30;
+        // SAFETY: the mutex is initialized; the deadline bounds the wait should it never be released.
+        unsafe {
+            assert_eq!(libc::pthread_mutex_timedlock(mutex, &deadline), libc::EOWNERDEAD);
+            assert_eq!(libc::pthread_mutex_consistent(mutex), 0);
+            assert_eq!(libc::pthread_mutex_unlock(mutex), 0);
+            libc::pthread_mutex_destroy(mutex);
+            libc::munmap(mem, len);
+        }
     }
 }

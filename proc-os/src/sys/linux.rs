@@ -203,6 +203,89 @@ impl Backend for Os {
         nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
     }
 
+    type Sibling = Sibling;
+
+    /// The address of the calling thread's `tid` field in glibc's thread block (its offset is
+    /// what glibc publishes for debuggers as `_thread_db_pthread_tid`: bits, count, offset), and
+    /// its robust-mutex list as registered with the kernel. Checked: the field must hold the
+    /// thread's id. `Unsupported` without the symbol (another C library), on an architecture whose
+    /// `clone` takes its arguments in another order, or when the check fails.
+    fn sibling_fork() -> io::Result<Sibling> {
+        let unsupported = || Err(io::Error::from(io::ErrorKind::Unsupported));
+        if !CLONE_ARGS_KNOWN {
+            return unsupported();
+        }
+        // libc: nix has no `dlsym`.
+        // SAFETY: a constant, NUL-terminated symbol name looked up in the global scope.
+        let desc = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_pthread_tid".as_ptr()) };
+        if desc.is_null() {
+            return unsupported();
+        }
+        // SAFETY: glibc defines the symbol as `const uint32_t[3]`, read-only data for the
+        // program's life.
+        let [bits, count, offset] = unsafe { desc.cast::<[u32; 3]>().read_unaligned() };
+        // A pid_t, within the thread block (a few KiB).
+        if bits != 32 || count != 1 || offset >= 16 << 10 {
+            return unsupported();
+        }
+        // libc: nix has no `pthread_self` as a pointer.
+        // SAFETY: pthread_self takes nothing; on glibc its value is the thread block's address.
+        let block = unsafe { libc::pthread_self() } as usize;
+        let tid = (block + offset as usize) as *mut libc::pid_t;
+        // SAFETY: `tid` points into the calling thread's block, alive while the thread is; read
+        // only to check it.
+        let here = unsafe { tid.read_volatile() };
+        // SAFETY: gettid takes nothing.
+        if here != unsafe { libc::gettid() } {
+            return unsupported();
+        }
+        let mut head: *mut libc::c_void = std::ptr::null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: get_robust_list(0, ...) writes the calling thread's list head and length
+        // through the two pointers, which are live.
+        let got = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &mut head, &mut len) };
+        if got != 0 {
+            // No list registered: nothing for a child to register.
+            head = std::ptr::null_mut();
+        }
+        Ok(Sibling { tid, robust_head: head, robust_len: len })
+    }
+
+    /// What glibc's `_Fork` does, with `CLONE_PARENT` added: `clone(CLONE_PARENT |
+    /// CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD)` with the `tid` field as the child's
+    /// tid address (the kernel writes the child's id there, in the child), then, in the child, the
+    /// robust-mutex list registered again (a new process starts with none). The child's exit
+    /// signal is this process' own (SIGCHLD for a process started as usual), sent to the parent.
+    unsafe fn fork_sibling(sibling: &Sibling) -> io::Result<u32> {
+        let flags =
+            libc::CLONE_PARENT | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
+        // The child's tid address goes in both the fourth and the fifth argument: most
+        // architectures take it fourth and the TLS fifth, some (x86, arm, powerpc) the other way
+        // round, and the TLS argument is read only with `CLONE_SETTLS`, which is not set.
+        // libc: nix's `clone` runs a callback on a new stack; this is a fork.
+        // SAFETY: clone without CLONE_VM is a fork: the child gets a copy of the address space
+        // and returns here; the caller upholds `fork_without_handlers`' contract.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0 as libc::c_ulong,
+                std::ptr::null_mut::<libc::pid_t>(),
+                sibling.tid,
+                sibling.tid,
+            )
+        };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 && !sibling.robust_head.is_null() {
+            // SAFETY: registers the list head this thread had in the server, at the same address
+            // in the child's copy of memory (the server holds no robust mutex: the list is empty).
+            unsafe { libc::syscall(libc::SYS_set_robust_list, sibling.robust_head, sibling.robust_len) };
+        }
+        Ok(pid as u32)
+    }
+
     /// SIGCHLD blocked and read from a non-blocking `signalfd`: no handler runs, so a child's end
     /// costs no signal frame and interrupts no system call.
     fn watch_children() -> io::Result<(OwnedFd, Option<OwnedFd>)> {
@@ -270,6 +353,29 @@ impl Backend for Os {
         }
         sched_setaffinity(me, &every).map_err(|_| io::Error::from(e))
     }
+}
+
+/// Whether `clone`'s arguments on this architecture are (flags, stack, parent tid, child tid, TLS)
+/// or (flags, stack, parent tid, TLS, child tid): `fork_sibling` passes the child tid in both.
+const CLONE_ARGS_KNOWN: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "loongarch64"
+));
+
+/// What forking a child of this process' parent needs (see `Os::sibling_fork`): addresses in
+/// the forking thread's block, the same in the child's copy of memory.
+#[derive(Debug)]
+pub(crate) struct Sibling {
+    /// glibc's `tid` field of the thread block.
+    tid: *mut libc::pid_t,
+    /// The robust-mutex list the thread registered (null: none).
+    robust_head: *mut libc::c_void,
+    robust_len: libc::size_t,
 }
 
 /// Closes descriptors `first..=last`.

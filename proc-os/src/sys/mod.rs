@@ -23,6 +23,7 @@
 //! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `pipe()` | `pipe2(O_CLOEXEC)`, atomic | `FD_CLOEXEC` after creation |
 //! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
+//! | `Sibling`, `sibling_fork()`, `fork_sibling()` | `clone(CLONE_PARENT)` with the C library's own `_Fork` steps, where glibc publishes its thread block's `tid` offset | unsupported (macOS has no `CLONE_PARENT`) |
 //! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `watch_children()`, `drain_children()`, `unwatch_children_in_child()` | SIGCHLD blocked and read from a `signalfd` | a SIGCHLD handler that writes to a self-pipe |
@@ -130,6 +131,20 @@ pub(crate) trait Backend {
 
     /// Makes this process the child subreaper of its descendants, where the OS has them.
     fn become_subreaper() -> io::Result<()>;
+
+    /// What `fork_sibling` needs, found once by `sibling_fork` in the thread that forks.
+    type Sibling: std::fmt::Debug;
+
+    /// Finds what forking children of this process' parent takes; `Unsupported` where the OS or
+    /// the C library does not allow it.
+    fn sibling_fork() -> io::Result<Self::Sibling>;
+
+    /// Forks a child of this process' parent (see `child::SiblingFork::fork`).
+    ///
+    /// # Safety
+    ///
+    /// As `child::SiblingFork::fork`.
+    unsafe fn fork_sibling(sibling: &Self::Sibling) -> io::Result<u32>;
 
     /// Makes `dst` refer to what `src` refers to, close-on-exec.
     fn dup_onto(src: BorrowedFd<'_>, dst: RawFd) -> io::Result<()>;

@@ -237,6 +237,17 @@ impl Backend for Os {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
+    type Sibling = ();
+
+    /// macOS has no `CLONE_PARENT`: a process's children are its own.
+    fn sibling_fork() -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    unsafe fn fork_sibling(_sibling: &()) -> io::Result<u32> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// A SIGCHLD handler that writes a byte to a non-blocking self-pipe (one process-wide pipe).
     fn watch_children() -> io::Result<(OwnedFd, Option<OwnedFd>)> {
         let (read, write) = Self::pipe()?;
