@@ -3,12 +3,15 @@
 //! request waits for it (the server stopped, then killed, before it could fork). Each time the next
 //! start gets a new server.
 //!
-//! After many starts, too, the keeper (Linux) still adopts the children of a killed server: the
-//! children and the server tell it of each child without waking it, and it keeps up.
+//! After many starts, too, the keeper (Linux, where the server forks children of its own) still
+//! adopts the children of a killed server: the children and the server tell it of each child
+//! without waking it, and it keeps up.
 //!
 //! All three apply to both backends. What differs is who reaps what the dead server leaves: on
-//! Linux its keeper adopts the running children and reports their real exit codes, so a child that
-//! calls `exit(n)` is seen with `n`; on the portable backend (macOS's code path) they go to init,
+//! Linux with glibc the children are this process' own, and with another C library (or
+//! `MULTIPROC_FORKSERVER_CLONE_PARENT=0`, which `these_tests_pass_with_a_keeper_too` sets for a
+//! second run) the server's keeper adopts them; either way their real exit codes are known, so a
+//! child that calls `exit(n)` is seen with `n`; on the portable backend (macOS's code path) they go to init,
 //! and the parent sees the code a child's report implies (a returned value: 0), so the running
 //! children there return values instead of calling `exit`. (`process_orphans.rs` covers a killed
 //! keeper, and keeper and server killed together.)
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use common::forkserver::{adopts, start, Child, End};
 #[cfg(target_os = "linux")]
-use common::forkserver::{parent_of, state_and_parent, zombie_children};
+use common::forkserver::{direct, parent_of, rerun_with_a_keeper, state_and_parent, zombie_children};
 use common::{serial, Watchdog};
 use proc_core::{get_context, StartMethod};
 use test_support::kill_and_wait;
@@ -217,7 +220,8 @@ fn a_server_killed_before_it_forks_hangs_nothing() {
 fn the_keeper_keeps_up_with_many_starts() {
     let _s = serial();
     let _w = Watchdog::new("the_keeper_keeps_up_with_many_starts", LIMIT);
-    if !adopts() {
+    // Only a server that forks children of its own has a keeper.
+    if !adopts() || direct() {
         return;
     }
     for x in 0..400 {
@@ -237,4 +241,14 @@ fn the_keeper_keeps_up_with_many_starts() {
     assert!(proc_core::active_children().is_empty());
     start_and_join(1);
     no_zombies();
+}
+
+/// Where the fork server forks this process' children, these tests run a second time, in a new
+/// process whose server forks children of its own and has a keeper.
+#[cfg(target_os = "linux")]
+#[test]
+fn these_tests_pass_with_a_keeper_too() {
+    let _s = serial();
+    let _w = Watchdog::new("these_tests_pass_with_a_keeper_too", LIMIT);
+    rerun_with_a_keeper("these_tests_pass_with_a_keeper_too");
 }

@@ -1,7 +1,10 @@
 //! A fork server that dies does not orphan the children it forked: they keep their state, can be
 //! signalled and report how they ended; the dead server is reaped and no zombie is left. On Linux
-//! the server's keeper reaps them and reports their real exit codes, and the program itself is no
-//! subreaper, so orphans of other code go to init as usual.
+//! with glibc they are the program's own children, which the server's death does not touch; with
+//! another C library (or `MULTIPROC_FORKSERVER_CLONE_PARENT=0`, which
+//! `these_tests_pass_with_a_keeper_too` sets for a second run) the server's keeper reaps them and
+//! reports their real exit codes. The program itself is no subreaper, so orphans of other code go
+//! to init as usual.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use common::forkserver::{adopts, start, End};
 #[cfg(target_os = "linux")]
-use common::forkserver::{parent_of, zombie_children};
+use common::forkserver::{direct, parent_of, rerun_with_a_keeper, zombie_children};
 use common::{serial, Watchdog};
 use proc_core::{get_context, StartMethod};
 use test_support::kill_and_wait;
@@ -170,7 +173,8 @@ fn orphans_of_other_code_are_not_adopted() {
 fn a_dead_keeper_costs_nothing_while_its_server_serves() {
     let _s = serial();
     let _w = Watchdog::new("a_dead_keeper_costs_nothing_while_its_server_serves", LIMIT);
-    if !adopts() {
+    // Only a server that forks children of its own has a keeper.
+    if !adopts() || direct() {
         return;
     }
     let mut first = start(End::Exit(7));
@@ -201,4 +205,39 @@ fn a_dead_keeper_costs_nothing_while_its_server_serves() {
     fourth.release.write_all(&[1]).unwrap();
     assert_eq!(fourth.process.join().unwrap(), 4);
     assert_eq!(zombie_children(), Vec::<u32>::new());
+}
+
+/// Linux with glibc: the fork server's children are this process' own, and so is the server
+/// (which has no keeper); the server's death leaves them this process' children.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_fork_servers_children_are_this_process_own() {
+    let _s = serial();
+    let _w = Watchdog::new("the_fork_servers_children_are_this_process_own", LIMIT);
+    if !direct() {
+        // Another C library, or the second run with a keeper.
+        assert!(!adopts() || std::env::var_os(common::forkserver::CLONE_PARENT_ENV).is_some());
+        return;
+    }
+    let me = std::process::id();
+    let mut child = start(End::Exit(7));
+    let server = proc_core::fork_server_pid().unwrap();
+    assert_eq!(parent_of(server), me);
+    assert_eq!(parent_of(child.process.pid()), me);
+    kill_and_wait(server);
+    assert_eq!(proc_core::fork_server_pid(), None);
+    assert_eq!(parent_of(child.process.pid()), me);
+    child.release.write_all(&[1]).unwrap();
+    assert_eq!(child.process.join().unwrap_err().exit_code(), Some(7));
+    assert_eq!(zombie_children(), Vec::<u32>::new());
+}
+
+/// Where the fork server forks this process' children, these tests run a second time, in a new
+/// process whose server forks children of its own and has a keeper.
+#[cfg(target_os = "linux")]
+#[test]
+fn these_tests_pass_with_a_keeper_too() {
+    let _s = serial();
+    let _w = Watchdog::new("these_tests_pass_with_a_keeper_too", LIMIT);
+    rerun_with_a_keeper("these_tests_pass_with_a_keeper_too");
 }

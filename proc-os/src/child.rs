@@ -180,6 +180,31 @@ pub unsafe fn fork_without_handlers() -> io::Result<u32> {
     Ok(pid as u32)
 }
 
+/// A descriptor that reads as ready (`poll`) once process `pid` has ended: for a child of this
+/// process, once `waitpid` would reap it, whatever descriptors of the child its descendants
+/// still hold (Linux' `pidfd_open`, 5.3 and later). Close-on-exec.
+///
+/// Open it only for a child not yet reaped: a reaped child's pid may name another process.
+///
+/// # Errors
+///
+/// `Unsupported` where the OS has no process descriptors (macOS, the portable backend);
+/// `ENOSYS` on Linux before 5.3 (or where a seccomp filter forbids the call); `ESRCH` when no
+/// process has that pid.
+///
+/// # Examples
+///
+/// ```
+/// match proc_os::child::pidfd(std::process::id()) {
+///     // This process runs: not ready.
+///     Ok(fd) => assert!(!proc_os::fd::is_ready(std::os::fd::AsFd::as_fd(&fd)).unwrap()),
+///     Err(e) => assert!(e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(libc::ENOSYS)),
+/// }
+/// ```
+pub fn pidfd(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    Os::pidfd(pid)
+}
+
 /// Forks children that are this process' *parent's* children, not its own (Linux'
 /// `CLONE_PARENT`): the parent waits for them, signals them and learns their exit codes as for
 /// children it forked itself, and they outlive this process unaffected.
@@ -476,5 +501,53 @@ mod sibling_test {
             libc::pthread_mutex_destroy(mutex);
             libc::munmap(mem, len);
         }
+    }
+}
+
+#[cfg(test)]
+mod pidfd_test {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// A child's process descriptor reads as ready once the child has exited, not before, and not
+    /// at a message it sends; `waitpid` then reaps it without waiting. The portable backend has
+    /// none.
+    #[test]
+    fn a_pidfd_is_ready_once_the_child_has_exited() {
+        if Os::NAME == "portable" {
+            assert_eq!(pidfd(std::process::id()).unwrap_err().kind(), io::ErrorKind::Unsupported);
+            return;
+        }
+        let (release_r, release_w) = crate::fd::pipe().unwrap();
+        let (said_r, said_w) = crate::fd::pipe().unwrap();
+        // SAFETY: the child only writes and reads pipes and calls `_exit`.
+        let pid = unsafe { fork() }.unwrap();
+        if pid == 0 {
+            drop(release_w);
+            let _ = crate::fd::write_all(said_w.as_fd(), &[1]);
+            let mut byte = [0u8; 1];
+            let _ = crate::fd::read(release_r.as_fd(), &mut byte);
+            exit_now(5);
+        }
+        drop(said_w);
+        drop(release_r);
+        let fd = match pidfd(pid) {
+            Ok(fd) => fd,
+            // Linux before 5.3: nothing to test.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                drop(release_w);
+                assert_eq!(waitpid(pid, true).unwrap(), Some(ExitStatus::Code(5)));
+                return;
+            }
+            Err(e) => panic!("pidfd_open: {e}"),
+        };
+        let mut byte = [0u8; 1];
+        assert_eq!(crate::fd::read(said_r.as_fd(), &mut byte).unwrap(), 1);
+        // It has spoken and runs on.
+        assert!(!crate::fd::is_ready(fd.as_fd()).unwrap());
+        drop(release_w);
+        assert_eq!(crate::fd::wait_readable(&[fd.as_fd()], None).unwrap(), vec![true]);
+        assert_eq!(waitpid(pid, false).unwrap(), Some(ExitStatus::Code(5)));
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn run_bootstrap(ctl: OwnedFd, body: &[u8], mut fds: Vec<OwnedFd>) ->
         Ok(b) if b.has_tracker && fds.len() > b.args_fds as usize => fds.pop().map(Arc::new),
         _ => None,
     };
-    run_decoded(ChildCtl::new(ctl), boot, fds, tracker)
+    run_decoded(ChildCtl::new(ctl), boot, fds, None, tracker)
 }
 
 /// A child's end of its control socket, held twice: by its parent's record (`Parent::ctl`, which
@@ -113,7 +113,9 @@ impl ChildCtl {
 }
 
 /// Runs the target described by a decoded bootstrap message, with the tracker's pipe the caller
-/// found (used only if the bootstrap says the parent has a tracker).
+/// found (used only if the bootstrap says the parent has a tracker). `alive` is the alive pipe of
+/// a fork-server child that is its parent's own (the server hands it over apart from the frame's
+/// descriptors, so that the child frees no list of them); a spawned child's comes in the frame.
 ///
 /// A fork-server child gets all of it ready in the memory it inherits from the server, which
 /// decodes the bootstrap and wraps the descriptors before it forks: so that a child whose target
@@ -123,6 +125,7 @@ pub(crate) fn run_decoded(
     ChildCtl { parent, main: ctl }: ChildCtl,
     boot: Result<Bootstrap, String>,
     mut fds: Vec<OwnedFd>,
+    alive: Option<OwnedFd>,
     tracker: Option<Arc<OwnedFd>>,
 ) -> i32 {
     let boot = match boot {
@@ -136,7 +139,7 @@ pub(crate) fn run_decoded(
     let with_events = boot.log_level != 0;
     let args_fds = (boot.args_fds as usize).min(fds.len());
     fds.truncate(args_fds + usize::from(with_events) + usize::from(boot.has_alive));
-    let alive = if boot.has_alive && fds.len() > args_fds { fds.pop() } else { None };
+    let alive = if boot.has_alive && fds.len() > args_fds { fds.pop() } else { alive };
     let events = if with_events && fds.len() > args_fds { fds.pop() } else { None };
     // The logging set-up reads the name before the identity takes it (no copy of it is made).
     let setup = crate::logging::child_started(&boot.name, boot.init, boot.log_level, events);

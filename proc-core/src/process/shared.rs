@@ -49,6 +49,22 @@ const REAP_SPINS: u32 = 1000;
 /// How often to look for the exit of a child whose alive pipe closed early.
 const STALE_POLL: Duration = Duration::from_millis(10);
 
+/// How long a join waits on the sentinel alone for a fork-server child of this process whose pid
+/// is not known yet, before it looks for the pid again (see [`Shared::exit_fd`]).
+const PID_WAIT: Duration = Duration::from_millis(10);
+
+/// What tells a join that a direct child ended (see [`Shared::exit_fd`]).
+#[derive(Clone, Copy)]
+enum ExitFd<'a> {
+    /// A process descriptor: ready at the child's exit.
+    Pidfd(BorrowedFd<'a>),
+    /// A fork-server child whose pid has not come yet: its sentinel alone, for a while.
+    PidPending,
+    /// The sentinel and the control socket (served children, and where the OS has no process
+    /// descriptors).
+    Sentinel,
+}
+
 /// How the parent learns that a child ended.
 #[derive(Debug)]
 pub(crate) enum Watch {
@@ -82,6 +98,9 @@ pub(crate) enum Pid {
 pub(crate) struct Shared {
     pid: std::sync::OnceLock<u32>,
     pid_pipe: Mutex<Option<OwnedFd>>,
+    /// A direct child's process descriptor, opened when a join first finds its pid known
+    /// (`None` inside: the OS has none to give).
+    pidfd: std::sync::OnceLock<Option<OwnedFd>>,
     pub(crate) name: String,
     pub(crate) daemon: bool,
     pub(crate) method: StartMethod,
@@ -129,6 +148,7 @@ impl Shared {
         Shared {
             pid: known,
             pid_pipe: Mutex::new(pipe),
+            pidfd: std::sync::OnceLock::new(),
             name,
             daemon,
             method,
@@ -156,6 +176,45 @@ impl Shared {
     /// The pid if it is known without waiting.
     pub(crate) fn known_pid(&self) -> Option<u32> {
         self.pid.get().copied()
+    }
+
+    /// The pid if it is known, or can be read from the fork server's pid pipe without waiting.
+    fn pid_now(&self) -> Option<u32> {
+        if let Some(pid) = self.known_pid() {
+            return Some(pid);
+        }
+        let ready = match self.pid_pipe.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(pipe) => proc_os::fd::is_ready(pipe.as_fd()).unwrap_or(true),
+            None => true,
+        };
+        ready.then(|| self.pid())
+    }
+
+    /// How a join learns that this child ended. A direct child is waited for on a process
+    /// descriptor where the OS has them (Linux): it is ready when the child has exited, which its
+    /// report does not wake, nor a copy of its alive pipe that a descendant holds keep quiet. A
+    /// fork-server child of this process (`Watch::Direct`, its pid still on its way) is waited
+    /// for on its sentinel alone at first, for [`PID_WAIT`]: a child that ends sooner wakes its
+    /// parent once, at its exit. Called under the state lock, before the child is reaped, so
+    /// that its pid names it when the descriptor is opened.
+    fn exit_fd(&self, st: &State) -> ExitFd<'_> {
+        if !self.direct() || st.status.is_some() {
+            return ExitFd::Sentinel;
+        }
+        let opened = match self.pidfd.get() {
+            Some(opened) => opened,
+            None => {
+                let Some(pid) = self.pid_now() else { return ExitFd::PidPending };
+                self.pidfd.get_or_init(|| {
+                    // 0: the fork server never created it; its sentinel says so.
+                    (pid != 0).then(|| proc_os::child::pidfd(pid)).and_then(|fd| {
+                        fd.map_err(|e| tracing::debug!(pid, error = %e, "no process descriptor for a child"))
+                            .ok()
+                    })
+                })
+            }
+        };
+        opened.as_ref().map_or(ExitFd::Sentinel, |fd| ExitFd::Pidfd(fd.as_fd()))
     }
 
     pub(crate) fn sentinel(&self) -> Sentinel {
@@ -234,8 +293,12 @@ impl Shared {
             if st.ctl_done && direct {
                 // The child reported (or closed its control socket), so it is ending; but a
                 // descendant that kept a copy of its alive pipe keeps the sentinel quiet. Look.
-                st.status = proc_os::child::waitpid(self.pid(), false)
-                    .map_err(|e| Error::io("cannot reap a child", e))?;
+                let pid = self.pid();
+                if pid == 0 {
+                    return Ok(self.never_started(st));
+                }
+                st.status =
+                    proc_os::child::waitpid(pid, false).map_err(|e| Error::io("cannot reap a child", e))?;
                 return Ok(st.status.is_some());
             }
             return Ok(false);
@@ -248,6 +311,10 @@ impl Shared {
                 // polling (`stale_sentinel`). Reaping under the state lock means no signal can
                 // reach a recycled pid.
                 let pid = self.pid();
+                if pid == 0 {
+                    // The fork server could not fork it: its alive pipe closed with the request.
+                    return Ok(self.never_started(st));
+                }
                 let spins = if st.stale_sentinel { 1 } else { REAP_SPINS };
                 for _ in 0..spins {
                     st.status = proc_os::child::waitpid(pid, false)
@@ -289,12 +356,7 @@ impl Shared {
     fn server_died(&self, st: &mut State) -> bool {
         let pid = self.pid();
         if pid == 0 {
-            // The server never created the child (it could not fork, or died first).
-            st.status = Some(ExitStatus::Code(255));
-            st.status_lost = true;
-            self.pump_ctl(st);
-            st.ctl_done = true;
-            return true;
+            return self.never_started(st);
         }
         // Reparented (to init, or to the keeper if the server died before telling it of the child):
         // the child runs on while its control socket is open.
@@ -318,6 +380,16 @@ impl Shared {
             st.stale_sentinel = true;
         }
         false
+    }
+
+    /// The fork server never created the child (it could not fork, or died first): ended, its
+    /// exit code lost. Returns true (ended).
+    fn never_started(&self, st: &mut State) -> bool {
+        st.status = Some(ExitStatus::Code(255));
+        st.status_lost = true;
+        self.pump_ctl(st);
+        st.ctl_done = true;
+        true
     }
 
     /// A stray orphan (see [`Stray`]): ended once its control socket closed.
@@ -417,35 +489,53 @@ impl Shared {
                 self.forget_ended();
                 return Ok(true);
             }
-            (!st.ctl_done, st.stale_sentinel)
+            (!st.ctl_done, st.stale_sentinel, self.exit_fd(&st))
         };
         loop {
-            let (ctl_open, stale) = state;
+            let (ctl_open, stale, exit) = state;
             // Wait without the lock, so another thread can signal the child meanwhile.
             let mut fds = Vec::with_capacity(2);
             let mut wake = deadline;
-            if stale || (!ctl_open && direct) {
-                // The sentinel is readable for good but the child runs on, or the child is done
-                // but the sentinel may stay quiet (see `try_reap`): poll for its exit.
-                let poll = Instant::now() + STALE_POLL;
-                wake = Some(deadline.map_or(poll, |d| d.min(poll)));
-            }
-            if !stale {
-                fds.push(self.sentinel.as_fd());
-            }
-            // A report never blocks its child (a large one travels in memory), so the control
-            // socket needs watching only for a direct child, whose sentinel may stay quiet after
-            // its end (see `try_reap`). A served child's exit code alone ends the wait: one
-            // wake-up per child, and its report is whole by then.
-            if ctl_open && direct {
-                fds.push(self.ctl.as_fd());
+            let at_most = |wait: Duration| {
+                let poll = Instant::now() + wait;
+                Some(deadline.map_or(poll, |d| d.min(poll)))
+            };
+            match exit {
+                ExitFd::Pidfd(fd) => fds.push(fd),
+                ExitFd::PidPending => {
+                    fds.push(self.sentinel.as_fd());
+                    wake = at_most(PID_WAIT);
+                }
+                ExitFd::Sentinel => {
+                    if stale || (!ctl_open && direct) {
+                        // The sentinel is readable for good but the child runs on, or the child
+                        // is done but the sentinel may stay quiet (see `try_reap`): poll for its
+                        // exit.
+                        wake = at_most(STALE_POLL);
+                    }
+                    if !stale {
+                        fds.push(self.sentinel.as_fd());
+                    }
+                    // A report never blocks its child (a large one travels in memory), so the
+                    // control socket needs watching only for a direct child, whose sentinel may
+                    // stay quiet after its end (see `try_reap`). A served child's exit code alone
+                    // ends the wait: one wake-up per child, and its report is whole by then.
+                    if ctl_open && direct {
+                        fds.push(self.ctl.as_fd());
+                    }
+                }
             }
             let ready = proc_os::fd::wait_readable(&fds, wake)
                 .map_err(|e| Error::io("cannot wait for a child", e))?;
-            let sentinel_ready = !stale && ready.first().copied().unwrap_or(false);
+            // A ready process descriptor says the child has exited: reaping it is what is left.
+            let first = ready.first().copied().unwrap_or(false);
+            let ended_seen = match exit {
+                ExitFd::Pidfd(_) | ExitFd::PidPending => first,
+                ExitFd::Sentinel => !stale && first,
+            };
             let mut st = self.lock();
             self.pump_ctl(&mut st);
-            if self.try_reap_seen(&mut st, sentinel_ready)? {
+            if self.try_reap_seen(&mut st, ended_seen)? {
                 drop(st);
                 self.forget_ended();
                 return Ok(true);
@@ -453,14 +543,22 @@ impl Shared {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            state = (!st.ctl_done, st.stale_sentinel);
+            state = (!st.ctl_done, st.stale_sentinel, self.exit_fd(&st));
         }
     }
 
     /// Takes this ended child off the process's list of children (which `active_children` and
     /// the exit-time join walk), so that its descriptors close with its last handle.
+    ///
+    /// The end of a fork-server child is also when a server found dead is let go of: where the
+    /// server is this process' child (its children are this process' own), so that a killed
+    /// server is not left a zombie until the next start.
     fn forget_ended(&self) {
-        crate::globals::lock().children.retain(|c| !std::ptr::eq(&**c, self));
+        let mut g = crate::globals::lock();
+        g.children.retain(|c| !std::ptr::eq(&**c, self));
+        if self.method == StartMethod::ForkServer {
+            crate::start::forkserver::drop_dead_server(&mut g);
+        }
     }
 
     /// One look without waiting, for an async join: `None` once the child has ended and is reaped;

@@ -92,6 +92,9 @@ enum RequestError {
 pub(crate) struct ForkServer {
     /// The server's pid (what `fork_server_pid` names).
     pid: u32,
+    /// Whether the server's children are this process' own (Linux: see the module docs); the
+    /// server is this process' child then, reaped once it is gone.
+    direct: bool,
     /// The process that launched the server: a copy of it made by a plain `fork` launches its own.
     owner: u32,
     /// Keeps the connection out of children made by a plain `fork`, so that the server ends with
@@ -107,21 +110,34 @@ impl ForkServer {
         let (sock, server_sock) = proc_os::socket::socketpair()
             .map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let launched = super::spawn::exec_role("forkserver", server_sock)?;
-        let pid = read_server_pid(sock.as_fd());
-        // The process started here forks the server (and its keeper) and exits at once, so that
-        // neither is this process' child: whichever dies is reaped by init, never left a zombie.
-        if let Err(e) = proc_os::child::waitpid(launched, true) {
-            tracing::debug!(pid = launched, error = %e, "cannot reap the fork server's launcher");
+        let hello = read_hello(sock.as_fd());
+        let direct = matches!(hello, Ok((pid, true)) if pid == launched);
+        if !direct {
+            if hello.is_err() {
+                // Stuck or failed: the process started here is this process' child, not reaped
+                // yet, so its pid names it still. (What it forked ends with the socket.)
+                let _ = proc_os::signal::kill(launched, libc::SIGKILL);
+            }
+            // The process started here forks the server (and its keeper) and exits at once, so
+            // that neither is this process' child: whichever dies is reaped by init.
+            if let Err(e) = proc_os::child::waitpid(launched, true) {
+                tracing::debug!(pid = launched, error = %e, "cannot reap the fork server's launcher");
+            }
         }
         // On failure, closing the socket ends the server (if any); its keeper follows.
-        let pid = pid.map_err(|e| Error::io("the fork server did not start", e))?;
-        let server =
-            ForkServer { pid, owner: proc_os::pid(), release: ReleaseOnFork::new(sock.as_fd()), sock };
+        let (pid, _) = hello.map_err(|e| Error::io("the fork server did not start", e))?;
+        let server = ForkServer {
+            pid,
+            direct,
+            owner: proc_os::pid(),
+            release: ReleaseOnFork::new(sock.as_fd()),
+            sock,
+        };
         let fds: Vec<_> = tracker.into_iter().collect();
         if let Err(e) = wire::send_frame(server.sock.as_fd(), b"init", &fds) {
             return Err(Error::io("cannot set up the fork server", e));
         }
-        tracing::debug!(pid, "started the fork server");
+        tracing::debug!(pid, direct, "started the fork server");
         Ok(server)
     }
 
@@ -139,6 +155,19 @@ impl ForkServer {
         std::mem::forget(self);
     }
 
+    /// Lets go of a server that is gone (or of a live one: closing the socket ends it). A server
+    /// that is this process' child is reaped: it is exiting, as its socket closed or is closed
+    /// here, so the wait is short.
+    fn retire(self) {
+        let (pid, direct) = (self.pid, self.direct);
+        drop(self);
+        if direct {
+            if let Err(e) = proc_os::child::waitpid(pid, true) {
+                tracing::debug!(pid, error = %e, "cannot reap the fork server");
+            }
+        }
+    }
+
     /// The server's pid (for tests and diagnostics).
     pub(crate) fn pid(&self) -> u32 {
         self.pid
@@ -152,16 +181,17 @@ impl ForkServer {
     ) -> std::result::Result<Started, RequestError> {
         let local = |e| RequestError::Local(Error::io("cannot start a child through the fork server", e));
         let (ctl, child_ctl) = proc_os::socket::socketpair().map_err(local)?;
-        let (status, status_w) = proc_os::fd::pipe().map_err(local)?;
+        // The status pipe, or, for a child of this process, its alive pipe.
+        let (sentinel, end_w) = proc_os::fd::pipe().map_err(local)?;
         let (pid, pid_w) = proc_os::fd::pipe().map_err(local)?;
-        let mut fds = vec![child_ctl.as_fd(), status_w.as_fd(), pid_w.as_fd()];
+        let mut fds = vec![child_ctl.as_fd(), end_w.as_fd(), pid_w.as_fd()];
         fds.extend_from_slice(boot_fds);
         match wire::send_frame(self.sock.as_fd(), boot, &fds) {
             Ok(()) => Ok(Started {
                 pid: Pid::Pending(pid),
                 ctl,
-                sentinel: status,
-                watch: Watch::Served,
+                sentinel,
+                watch: if self.direct { Watch::Direct } else { Watch::Served },
                 alive: None,
             }),
             Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
@@ -172,21 +202,22 @@ impl ForkServer {
     }
 }
 
-/// Reads the pid a new server says first.
-fn read_server_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+/// Reads what a new server says first: its pid, and whether its children are this process' own.
+fn read_hello(sock: BorrowedFd<'_>) -> io::Result<(u32, bool)> {
     let deadline = Instant::now() + LAUNCH_TIMEOUT;
-    let mut pid = [0u8; 4];
+    let mut hello = [0u8; 5];
     let mut got = 0;
-    while got < 4 {
+    while got < hello.len() {
         if !proc_os::fd::wait_readable(&[sock], Some(deadline))?.first().copied().unwrap_or(false) {
             return Err(io::Error::from(io::ErrorKind::TimedOut));
         }
-        match proc_os::fd::read(sock, &mut pid[got..])? {
+        match proc_os::fd::read(sock, &mut hello[got..])? {
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             n => got += n,
         }
     }
-    Ok(u32::from_le_bytes(pid))
+    let [a, b, c, d, direct] = hello;
+    Ok((u32::from_le_bytes([a, b, c, d]), direct == 1))
 }
 
 /// Reads the pid a fork-server child wrote to its pid pipe; `None` if the server could not fork
@@ -230,6 +261,7 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
     if g.forkserver.as_ref().is_some_and(ForkServer::is_gone) {
         if let Some(dead) = g.forkserver.take() {
             tracing::debug!(pid = dead.pid, "the fork server has died");
+            dead.retire();
         }
     }
 }
@@ -251,8 +283,10 @@ pub(crate) fn start(g: &mut Globals, boot: &[u8], boot_fds: &[BorrowedFd<'_>]) -
             // A local failure: the server is fine and keeps serving its other children.
             Err(RequestError::Local(e)) => return Err(e),
             Err(RequestError::ServerGone(e)) => {
-                // Dropping the connection is all: the server is gone.
-                g.forkserver = None;
+                // Letting go of the connection is all: the server is gone.
+                if let Some(dead) = g.forkserver.take() {
+                    dead.retire();
+                }
                 last = Some(e);
             }
         }
@@ -290,6 +324,11 @@ fn serve_role() -> io::Result<()> {
     proc_os::signal::block_signal(libc::SIGINT, true)?;
     // A status pipe or a link whose reader is gone is an error to ignore, not a reason to die.
     proc_os::signal::set_signal_ignored(libc::SIGPIPE, true);
+    // Where the children can be the parent's own, this process serves as it is, the parent's
+    // child, with no keeper (see the module docs).
+    if let Some(sibling) = sibling_fork() {
+        return serve_inner(sock, Children::Parents(sibling), None);
+    }
     // Detach: the process the parent started exits at once (the parent reaps it), and what it
     // forks is reparented to init, which reaps it when it dies.
     // SAFETY: this process is single-threaded (it runs a role, not the program's main).
@@ -328,7 +367,36 @@ fn serve_role() -> io::Result<()> {
             None
         }
     };
-    serve_inner(sock, keeper)
+    serve_inner(sock, Children::Own, keeper)
+}
+
+/// Whose children the server forks.
+enum Children {
+    /// Its own: it reaps them and writes their exit codes to their status pipes.
+    Own,
+    /// Its parent's (Linux with glibc): the parent watches them as it does the children it starts
+    /// itself.
+    Parents(proc_os::child::SiblingFork),
+}
+
+/// Set to `0`, the fork server forks children of its own (and has a keeper) where it could fork
+/// children of its parent: for tests of that way, and should `CLONE_PARENT` ever be refused.
+pub(crate) const CLONE_PARENT_ENV: &str = "MULTIPROC_FORKSERVER_CLONE_PARENT";
+
+/// What forking the parent's children takes, where this process can and is let do so.
+fn sibling_fork() -> Option<proc_os::child::SiblingFork> {
+    if std::env::var_os(CLONE_PARENT_ENV).is_some_and(|v| v == "0") {
+        return None;
+    }
+    match proc_os::child::SiblingFork::new() {
+        Ok(sibling) => Some(sibling),
+        Err(e) => {
+            if e.kind() != io::ErrorKind::Unsupported {
+                tracing::debug!(error = %e, "the fork server forks children of its own");
+            }
+            None
+        }
+    }
 }
 
 /// A message to the keeper on its link: a tag, then one `(pid, serial)` entry (12 bytes, both
@@ -532,9 +600,12 @@ fn drain_nudges(nudge: BorrowedFd<'_>) -> bool {
 }
 
 /// The server proper: forks a child per request until its socket closes.
-fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> {
-    // The parent learns the server's pid first (the process it started may be the keeper).
-    proc_os::fd::write_all(sock.as_fd(), &proc_os::getpid().to_le_bytes())?;
+fn serve_inner(sock: OwnedFd, children: Children, mut keeper: Option<KeeperLink>) -> io::Result<()> {
+    // The parent learns the server's pid first (the process it started may be the keeper), and
+    // whose children the server forks.
+    let [a, b, c, d] = proc_os::getpid().to_le_bytes();
+    let parents = matches!(children, Children::Parents(_));
+    proc_os::fd::write_all(sock.as_fd(), &[a, b, c, d, u8::from(parents)])?;
     // SIGINT as the default for the children, whatever this process inherited through `exec`
     // (it stays blocked here): a child ignores it only when its bootstrap says so.
     proc_os::signal::set_signal_ignored(libc::SIGINT, false);
@@ -583,36 +654,51 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                 with_keeper(&mut keeper, KeeperLink::flush);
                 return Ok(());
             }
-            Read::Frame(boot, fds) => {
+            Read::Frame(body, fds) => {
                 let mut fds = fds.into_iter();
-                let (Some(child_ctl), Some(status_w), Some(pid_w)) = (fds.next(), fds.next(), fds.next())
-                else {
+                let (Some(child_ctl), Some(end_w), Some(pid_w)) = (fds.next(), fds.next(), fds.next()) else {
                     continue;
                 };
+                // The first byte says whether the parent has no other child running.
+                let Some((&lone, boot)) = body.split_first() else { continue };
                 let boot_fds: Vec<OwnedFd> = fds.collect();
+                // A child of the parent keeps the write end of its alive pipe, as a spawned child
+                // does; a child of this server's has a status pipe instead.
+                let (alive_w, status_w) = if parents { (Some(end_w), None) } else { (None, Some(end_w)) };
                 // Decoded here, before the fork, with the list of the descriptors the child keeps
                 // (the bootstrap's, its control socket and the tracker's pipe, which it takes
                 // over), and the control socket wrapped as the child keeps it: the child finds
                 // them in the memory it inherits instead of running the decoder and allocating. A
                 // large bootstrap (large arguments) is left to the child, so that copying its
                 // arguments holds up no other start.
-                let decoded = (boot.len() <= DECODE_BEFORE_FORK_MAX).then(|| run::decode_bootstrap(&boot));
+                let decoded = (boot.len() <= DECODE_BEFORE_FORK_MAX).then(|| run::decode_bootstrap(boot));
                 let mut keep: Vec<_> = boot_fds.iter().map(|f| f.as_raw_fd()).collect();
                 let child_ctl = run::ChildCtl::new(child_ctl);
                 keep.push(child_ctl.as_raw_fd());
+                keep.extend(alive_w.as_ref().map(|a| a.as_raw_fd()));
                 keep.extend(tracker.as_ref().map(|t| t.as_raw_fd()));
                 serial += 1;
                 // A lone child starts on this CPU, which the server leaves right after the fork:
                 // no wake-up on another CPU, and the page tables just copied are in cache. Only
-                // when no other child runs, so that a burst of starts (a pool's workers) still
-                // spreads over the CPUs at once.
-                let held = if pending.is_empty() { proc_os::child::narrow_affinity_for_fork() } else { None };
+                // when no other child runs (of the parent's, nor of this server's), so that a
+                // burst of starts (a pool's workers) still spreads over the CPUs at once.
+                let held = if lone == 1 && pending.is_empty() {
+                    proc_os::child::narrow_affinity_for_fork()
+                } else {
+                    None
+                };
                 // No fork handlers: the C library's bookkeeping would write pages that both
                 // processes then copy, and the child closes every descriptor it does not keep
                 // below (what multiproc's handler is for; this process lists none anyway).
-                // SAFETY: this process is single-threaded; the child only resets signal
-                // dispositions, closes descriptors and runs the bootstrap, then exits.
-                match unsafe { proc_os::child::fork_without_handlers() } {
+                let forked = match &children {
+                    // SAFETY: this process is single-threaded (the thread that made `sibling`);
+                    // the child only resets signal dispositions, closes descriptors and runs the
+                    // bootstrap, then exits.
+                    Children::Parents(sibling) => unsafe { sibling.fork() },
+                    // SAFETY: as above.
+                    Children::Own => unsafe { proc_os::child::fork_without_handlers() },
+                };
+                match forked {
                     Ok(0) => {
                         // The child's pid, first: should the server die before anything else, the
                         // parent still knows which process is its child.
@@ -622,7 +708,7 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         // may be killed right after the fork, before it could. (On the same link,
                         // so this comes before the server's `REAPED` for it.) The keeper reads it
                         // later; nothing waits for it.
-                        if let Some(k) = keeper.as_ref() {
+                        if let (Some(k), Some(status_w)) = (keeper.as_ref(), status_w.as_ref()) {
                             if let Err(e) = k.started(me as u32, serial, status_w.as_fd()) {
                                 tracing::debug!(error = %e, "the fork server's keeper is gone");
                             }
@@ -635,13 +721,14 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                             proc_os::signal::set_signal_ignored(libc::SIGINT, true);
                         }
                         let _ = reset.apply();
-                        let decoded = decoded.unwrap_or_else(|| run::decode_bootstrap(&boot));
+                        let decoded = decoded.unwrap_or_else(|| run::decode_bootstrap(boot));
                         // The tracker's pipe is the server's own copy, which this child takes over
                         // (it never goes back to the loop).
                         proc_os::child::exit_now(run::run_decoded(
                             child_ctl,
                             decoded,
                             boot_fds,
+                            alive_w,
                             tracker.take(),
                         ));
                     }
@@ -649,10 +736,14 @@ fn serve_inner(sock: OwnedFd, mut keeper: Option<KeeperLink>) -> io::Result<()> 
                         restore_affinity(held, "the fork server");
                         drop(child_ctl);
                         drop(boot_fds);
+                        drop(alive_w);
                         // The child writes its pid and tells the keeper of itself.
                         drop(pid_w);
-                        pending.insert(pid, (serial, status_w));
-                        with_keeper(&mut keeper, KeeperLink::count);
+                        // The parent's child is the parent's to reap.
+                        if let Some(status_w) = status_w {
+                            pending.insert(pid, (serial, status_w));
+                            with_keeper(&mut keeper, KeeperLink::count);
+                        }
                     }
                     Err(e) => {
                         restore_affinity(held, "the fork server");

@@ -185,12 +185,9 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             init: setup.init,
             log_level: setup.level,
         };
-        let encode = |boot: &Bootstrap| {
-            crate::codec::to_vec(boot)
-                .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))
-        };
         let started = if method == StartMethod::Spawn {
-            let body = encode(&boot)?;
+            let body = crate::codec::to_vec(&boot)
+                .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))?;
             let started = spawn::start()?;
             let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
             fds.extend(setup.fd);
@@ -203,7 +200,11 @@ pub(crate) fn start(options: Options, job: JobRef) -> Result<Arc<Shared>> {
             started
         } else {
             boot.has_alive = false;
-            let body = encode(&boot)?;
+            // A request is a byte that says whether this process has no other child running
+            // (`reap_finished` has just dropped the ended ones), then the bootstrap.
+            let lone = g.children.is_empty();
+            let body = crate::codec::to_vec(&(lone, &boot))
+                .map_err(|source| Error::new(ErrorKind::Serialize { what: "bootstrap", source }))?;
             // The fork server hands its children the tracker's pipe it got when it started.
             let mut fds: Vec<_> = args_fds.iter().map(|f| f.as_fd()).collect();
             fds.extend(setup.fd);

@@ -58,10 +58,51 @@ pub fn start(end: End) -> Child {
     Child { process, release: std::fs::File::from(OwnedFd::from(release_w)), end }
 }
 
-/// Whether this backend gives the fork server a keeper that reaps the server's orphans (Linux
-/// without `force-portable`), so their real exit codes are known.
+/// Whether the real exit codes of a dead fork server's children are known: on Linux (without
+/// `force-portable`) they are either this process' own children ([`direct`]) or adopted by the
+/// server's keeper.
 pub fn adopts() -> bool {
     proc_core::backend() == "linux"
+}
+
+/// The variable that, set to `0`, makes the fork server fork children of its own (with a keeper)
+/// where it would fork this process' (see `proc_core`'s fork server).
+pub const CLONE_PARENT_ENV: &str = "MULTIPROC_FORKSERVER_CLONE_PARENT";
+
+/// Whether the fork server's children are this process' own (Linux with glibc, unless
+/// [`CLONE_PARENT_ENV`] says otherwise): the server is this process' child then, and has no
+/// keeper. Starts a server if none runs.
+#[cfg(target_os = "linux")]
+pub fn direct() -> bool {
+    let p = get_context(StartMethod::ForkServer).process(|x: u32| x + 1, (1,)).start().unwrap();
+    assert_eq!(p.join().unwrap(), 2);
+    let server = proc_core::fork_server_pid().unwrap();
+    parent_of(server) == std::process::id()
+}
+
+/// Where the fork server's children are this process' own: runs the other tests of this test
+/// binary again in a new process whose fork server forks children of its own, with a keeper
+/// (`CLONE_PARENT_ENV=0`), so that that way is tested too. `me` is the calling test's name, which
+/// that run skips.
+#[cfg(target_os = "linux")]
+pub fn rerun_with_a_keeper(me: &str) {
+    if std::env::var_os(CLONE_PARENT_ENV).is_some() || !direct() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CLONE_PARENT_ENV, "0")
+        .args(["--test-threads=1", "--skip", me])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "with a keeper: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run ran tests (a filter that matched nothing would pass too).
+    assert!(stdout.contains(" passed;") && !stdout.contains(" 0 passed;"), "{stdout}");
 }
 
 /// The state and parent of process `pid` from `/proc/<pid>/stat`, or `None` once it is gone.

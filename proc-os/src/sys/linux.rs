@@ -203,6 +203,20 @@ impl Backend for Os {
         nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
     }
 
+    /// `pidfd_open(2)`: close-on-exec; readable once the process has ended (become a zombie).
+    fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+        let raw = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // libc: nix has no `pidfd_open`.
+        // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+        let fd = RawFd::try_from(fd).map_err(|_| io::Error::last_os_error())?;
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by no one else.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+
     type Sibling = Sibling;
 
     /// The address of the calling thread's `tid` field in glibc's thread block (its offset is

@@ -23,6 +23,7 @@
 //! | `thread_count()` | `/proc/self/task` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `pipe()` | `pipe2(O_CLOEXEC)`, atomic | `FD_CLOEXEC` after creation |
 //! | `become_subreaper()` | `PR_SET_CHILD_SUBREAPER` | unsupported (orphans go to init) |
+//! | `pidfd(pid)` | `pidfd_open(2)` (Linux 5.3) | unsupported |
 //! | `Sibling`, `sibling_fork()`, `fork_sibling()` | `clone(CLONE_PARENT)` with the C library's own `_Fork` steps, where glibc publishes its thread block's `tid` offset | unsupported (macOS has no `CLONE_PARENT`) |
 //! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
@@ -131,6 +132,9 @@ pub(crate) trait Backend {
 
     /// Makes this process the child subreaper of its descendants, where the OS has them.
     fn become_subreaper() -> io::Result<()>;
+
+    /// A descriptor that reads as ready once process `pid` has ended.
+    fn pidfd(pid: u32) -> io::Result<OwnedFd>;
 
     /// What `fork_sibling` needs, found once by `sibling_fork` in the thread that forks.
     type Sibling: std::fmt::Debug;

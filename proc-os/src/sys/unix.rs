@@ -237,6 +237,12 @@ impl Backend for Os {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
+    /// No process descriptors here (macOS has none; a Linux build with `force-portable` tests
+    /// the code that does without).
+    fn pidfd(_pid: u32) -> io::Result<OwnedFd> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     type Sibling = ();
 
     /// macOS has no `CLONE_PARENT`: a process's children are its own.
