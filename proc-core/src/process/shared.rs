@@ -299,6 +299,9 @@ impl Shared {
                 }
                 st.status =
                     proc_os::child::waitpid(pid, false).map_err(|e| Error::io("cannot reap a child", e))?;
+                if st.status.is_some() {
+                    self.settle_sentinel();
+                }
                 return Ok(st.status.is_some());
             }
             return Ok(false);
@@ -346,8 +349,26 @@ impl Shared {
             // Whatever the child sent is in the socket now.
             self.pump_ctl(st);
             st.ctl_done = true;
+            if direct {
+                self.settle_sentinel();
+            }
         }
         Ok(st.status.is_some())
+    }
+
+    /// A direct child reaped: its sentinel must read as ready from now on, as an ended process'
+    /// does. It may not yet when the child was found ended by its process descriptor: the fork
+    /// server closes its own copy of the alive pipe right after the fork, which the child may
+    /// outrun, and a descendant may hold a copy for long. The sentinel's number then refers to the
+    /// process descriptor, ready for good.
+    fn settle_sentinel(&self) {
+        let Some(Some(pidfd)) = self.pidfd.get() else { return };
+        if proc_os::fd::is_ready(self.sentinel.as_fd()).unwrap_or(true) {
+            return;
+        }
+        if let Err(e) = proc_os::fd::dup_onto(pidfd.as_fd(), self.sentinel.as_raw_fd()) {
+            tracing::debug!(error = %e, "cannot make the process descriptor the sentinel");
+        }
     }
 
     /// The status pipe closed without an exit code: the fork server and its keeper died (or the
