@@ -417,7 +417,9 @@ mod fork_test {
     }
 }
 
-#[cfg(test)]
+/// Linux only: robust mutexes and `pthread_mutex_timedlock` are not on macOS (where `SiblingFork`
+/// is `Unsupported` anyway).
+#[cfg(all(test, target_os = "linux"))]
 mod sibling_test {
     use std::os::fd::AsFd;
 

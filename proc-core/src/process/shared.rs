@@ -68,10 +68,11 @@ enum ExitFd<'a> {
 /// How the parent learns that a child ended.
 #[derive(Debug)]
 pub(crate) enum Watch {
-    /// A direct child: the sentinel is the read end of a pipe only the child holds open; reap it
-    /// with `waitpid`.
+    /// A direct child (spawn, fork, and the fork server's children where they are this process'
+    /// own): the sentinel is the read end of a pipe only the child holds open; reap it with
+    /// `waitpid`.
     Direct,
-    /// A child of the fork server: the sentinel is the status pipe, where the server (or, once the
+    /// A child of the fork server's own: the sentinel is the status pipe, where the server (or, once the
     /// server died, its keeper) writes the exit code once it reaped the child. If the pipe closes
     /// without a code, the child becomes a stray orphan (see [`State::stray`]).
     Served,
@@ -266,7 +267,7 @@ impl Shared {
         }
     }
 
-    /// Whether the child is watched as a direct child of this process (started by spawn or fork).
+    /// Whether the child is watched as a direct child of this process (see [`Watch::Direct`]).
     fn direct(&self) -> bool {
         matches!(self.watch, Watch::Direct)
     }

@@ -1,35 +1,45 @@
 //! The fork-server start method.
 //!
-//! The server is a helper process forked by the process that spawn starts, which then exits (so
-//! the server is no child of the parent: init, or its keeper, reaps it when it dies). It is
-//! single-threaded, so forking it is safe, and it is small, so forking it is fast. Protocol on its
-//! socket: each request is a frame carrying at least three descriptors: the child's end of a new
-//! control socket, the write end of a status pipe and the write end of a pid pipe. The server forks
-//! a child, which first writes its own pid (`i32`, little-endian; the server writes minus an errno
-//! if fork failed) to the pid pipe, so the pid is known even if the server dies right after the
-//! fork. The parent reads it only when it needs the pid, so a start does not wait for the server.
-//! Once it has reaped the child, the server writes its exit code (`i32`, Python's convention) to
-//! the status pipe and closes it: the status pipe is the child's sentinel in the parent, which
-//! waits on it alone (a child's report never blocks it: see `child::bootstrap`), so the parent
-//! wakes once per child, at the exit code. The request's body is the child's bootstrap message and
-//! its further descriptors are the bootstrap's, so the child finds its bootstrap in the memory it
-//! inherits from the server: no second message, no extra wake-up.
+//! The server is a helper process that spawn starts. It is single-threaded, so forking it is
+//! safe, and it is small, so forking it is fast. Protocol on its socket: each request is a frame
+//! whose body is one byte (1: the parent has no other child running) and the child's bootstrap
+//! message, and which carries at least three descriptors: the child's end of a new control socket,
+//! the write end of a status pipe (or of an alive pipe: see below) and the write end of a pid pipe.
+//! The server forks a child, which first writes its own pid (`i32`, little-endian; the server
+//! writes minus an errno if fork failed) to the pid pipe, so the pid is known even if the server
+//! dies right after the fork. The parent reads it only when it needs the pid, so a start does not
+//! wait for the server. The request's further descriptors are the bootstrap's, so the child finds
+//! its bootstrap in the memory it inherits from the server: no second message, no extra wake-up.
 //!
-//! A child started while no other child of the server runs is forked with the server's CPU affinity
-//! narrowed to the CPU the server runs on (`proc_os::child::narrow_affinity_for_fork`), which both
-//! take back at once: the child is queued on the CPU that the server leaves when it goes back to
-//! waiting, instead of being woken on another CPU. A burst of starts is not narrowed.
+//! *Whose children.* On Linux with glibc the server forks children of its *parent*
+//! (`proc_os::child::SiblingFork`, `clone(CLONE_PARENT)`): it stays the process spawn started, the
+//! parent's child, and each child keeps the write end of an alive pipe, as a spawned child does.
+//! The parent watches, signals and reaps them as its own (`Watch::Direct`), so a child's end wakes
+//! the parent directly, and the server's death costs its children nothing; the parent reaps a
+//! server it finds dead (at a start, in `fork_server_pid`, at a fork-server child's join).
+//! Elsewhere (another C library; `MULTIPROC_FORKSERVER_CLONE_PARENT=0`; the portable backend, as
+//! macOS has no `CLONE_PARENT`) the server forks children of its own: the process spawn started
+//! forks the server (on Linux, its keeper: see below) and exits, so the server is no child of the
+//! parent (init, or its keeper, reaps it when it dies). Once it has reaped a child, the server
+//! writes its exit code (`i32`, Python's convention) to the status pipe and closes it: the status
+//! pipe is the child's sentinel in the parent, which waits on it alone (a child's report never
+//! blocks it: see `child::bootstrap`), so the parent wakes once per child, at the exit code.
+//!
+//! A child started while no other child runs is forked with the server's CPU affinity narrowed to
+//! the CPU the server runs on (`proc_os::child::narrow_affinity_for_fork`), which both take back at
+//! once: the child is queued on the CPU that the server leaves when it goes back to waiting,
+//! instead of being woken on another CPU. A burst of starts is not narrowed.
 //!
 //! The server blocks SIGINT (a Ctrl-C meant for the program must not take it down) and exits
 //! when its socket closes, which happens when the parent exits, even by SIGKILL. A server found
 //! dead on a start (the request fails with `EPIPE`) is replaced, and the start is tried once more;
 //! `fork_server_pid` never names a dead server.
 //!
-//! A server that dies (killed by someone) while its children run must not take their state with
-//! it. On Linux what the parent's process forks is a *keeper*, not the server: it makes itself a
-//! child subreaper, forks the server, and does nothing else but wait. Each child the server forks
-//! tells it of itself (pid, the server's serial number for it and a copy of the status pipe's
-//! write end) before it runs anything, and the server tells it of the children it reaped, in
+//! A server of its own children that dies (killed by someone) while they run must not take their
+//! state with it. On Linux what the parent's process forks is a *keeper*, not the server: it makes
+//! itself a child subreaper, forks the server, and does nothing else but wait. Each child the
+//! server forks tells it of itself (pid, the server's serial number for it and a copy of the status
+//! pipe's write end) before it runs anything, and the server tells it of the children it reaped, in
 //! batches, on the same link. The keeper does not watch the link, so that none of this wakes it on
 //! a start: it reads the link when a child of its own ends (the server, or an orphan) and when the
 //! server nudges it (a byte on a pipe, every few dozen forks and reaps). When the
@@ -48,10 +58,10 @@
 //! target returned, 1 when it panicked or could not run), and 255 with a join error when it ended
 //! without a report (a signal, `exit(n)`), which only its parent, the dead server, could have known.
 //!
-//! The server's first bytes on its socket are its pid (`u32`, little-endian); it writes nothing
-//! after that. An exit code on a status pipe is followed by one more byte, so the pipe stays
-//! readable once the parent has read the code (a sentinel of an ended child must), whoever else
-//! still holds a copy of its write end.
+//! The server's first bytes on its socket are its pid (`u32`, little-endian) and whether its
+//! children are the parent's (a byte, 1 or 0); it writes nothing after that. An exit code on a
+//! status pipe is followed by one more byte, so the pipe stays readable once the parent has read
+//! the code (a sentinel of an ended child must), whoever else still holds a copy of its write end.
 //!
 //! Part of the process runtime's import circle, which stays on purpose: see `globals`.
 
@@ -302,8 +312,9 @@ pub fn server_pid() -> Option<u32> {
     g.forkserver.as_ref().map(ForkServer::pid)
 }
 
-/// The server role: runs in the process the parent started until its socket closes. On Linux
-/// that process becomes the keeper and forks the server (see the module docs).
+/// The server role: runs in the process the parent started until its socket closes. Where the
+/// server forks children of its own, that process forks it (on Linux, it becomes the keeper) and
+/// exits (see the module docs).
 pub(crate) fn serve() -> i32 {
     match serve_role() {
         Ok(()) => 0,
