@@ -121,7 +121,8 @@ impl ForkServer {
             .map_err(|e| Error::io("cannot create the fork server socket", e))?;
         let launched = super::spawn::exec_role("forkserver", server_sock)?;
         let hello = read_hello(sock.as_fd());
-        let direct = matches!(hello, Ok((pid, true)) if pid == launched);
+        // A server whose children are this process' own is the process started here.
+        let direct = matches!(hello, Ok((_, true)));
         if !direct {
             if hello.is_err() {
                 // Stuck or failed: the process started here is this process' child, not reaped
