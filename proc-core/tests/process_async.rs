@@ -91,3 +91,44 @@ fn without_a_runtime_join_async_is_an_error() {
     }
     assert_eq!(p.join().unwrap(), 4);
 }
+
+/// Forks a descendant that runs no fork handler, so it keeps every descriptor the child has (the
+/// alive pipe, the control socket), then exits with 3 without reporting. The descendant waits for a
+/// byte on `release` (or its end).
+#[cfg(target_os = "linux")]
+fn exits_leaving_a_descendant(release: Fd) -> u8 {
+    let release = release.into_owned();
+    // SAFETY: a bare clone is a fork without `atfork` handlers; the descendant only reads and
+    // calls `_exit`. The arguments after the flags are zero: no stack, no tid addresses, no TLS.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        let _ = std::fs::File::from(release).read(&mut b);
+        // SAFETY: _exit only ends the process.
+        unsafe { libc::_exit(0) };
+    }
+    std::process::exit(3)
+}
+
+/// Linux: a child that exits without a report while a descendant holds its alive pipe and its
+/// control socket still ends `join_async` (the child is watched on its pidfd once its pid is
+/// known), under every start method. (The portable backend has no pidfd: there such a join waits
+/// for the descendant.)
+#[cfg(target_os = "linux")]
+#[test]
+fn join_async_is_not_held_up_by_a_descendant() {
+    if proc_core::backend() != "linux" {
+        return;
+    }
+    let _s = serial();
+    let _w = Watchdog::new("join_async_is_not_held_up_by_a_descendant", LIMIT);
+    for m in methods() {
+        let (release_r, mut release_w) = UnixStream::pair().unwrap();
+        let fd = Fd::from(std::os::fd::OwnedFd::from(release_r));
+        let p = get_context(m).process(exits_leaving_a_descendant, (fd,)).start().unwrap();
+        let err = runtimes()[0].block_on(p.join_async()).unwrap_err();
+        assert_eq!(err.exit_code(), Some(3), "{m:?}: {err}");
+        release_w.write_all(&[1]).unwrap();
+    }
+}

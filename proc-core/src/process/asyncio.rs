@@ -1,6 +1,8 @@
 //! `Process::join_async` (feature `tokio`): waiting for a child without blocking the runtime's
-//! thread, on the descriptors a `join` polls (the sentinel and the control socket, through which
-//! a large return value arrives while the parent waits), with tokio's `AsyncFd`.
+//! thread, with tokio's `AsyncFd`, on the descriptors `Shared::look` names: a direct child's pidfd
+//! once its pid is known (Linux), else the sentinel and the control socket (through which a large
+//! return value arrives while the parent waits), and a fork-server child's pid pipe while its pid
+//! is on its way.
 
 use std::future::{poll_fn, Future};
 use std::io;

@@ -589,19 +589,37 @@ impl Shared {
     #[cfg(feature = "tokio")]
     pub(crate) fn look(&self) -> Result<Option<(Vec<OwnedFd>, bool)>> {
         self.check_owner()?;
-        let (ctl_open, stale, direct) = {
+        let dup =
+            |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|e| Error::io("cannot wait for a child", e));
+        let (ctl_open, stale, direct, pid_pending) = {
             let mut st = self.lock();
             self.pump_ctl(&mut st);
-            if self.try_reap(&mut st)? {
+            // As `wait_ended`: a direct child whose pid is known is watched on its pidfd alone, and
+            // a ready pidfd means it has exited.
+            let exit = self.exit_fd(&st);
+            let seen = match exit {
+                ExitFd::Pidfd(fd) => {
+                    proc_os::fd::is_ready(fd).map_err(|e| Error::io("cannot poll a child", e))?
+                }
+                ExitFd::PidPending | ExitFd::Sentinel => false,
+            };
+            if self.try_reap_seen(&mut st, seen)? {
                 drop(st);
                 self.forget_ended();
                 return Ok(None);
             }
-            (!st.ctl_done, st.stale_sentinel, self.direct())
+            if let ExitFd::Pidfd(fd) = exit {
+                return Ok(Some((vec![dup(fd)?], false)));
+            }
+            (!st.ctl_done, st.stale_sentinel, self.direct(), matches!(exit, ExitFd::PidPending))
         };
-        let mut fds = Vec::with_capacity(2);
-        let dup =
-            |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|e| Error::io("cannot wait for a child", e));
+        let mut fds = Vec::with_capacity(3);
+        if pid_pending {
+            // The pid's arrival, after which the pidfd is watched instead.
+            if let Some(pipe) = self.pid_pipe.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                fds.push(dup(pipe.as_fd())?);
+            }
+        }
         if !stale {
             fds.push(dup(self.sentinel.as_fd())?);
         }
