@@ -579,7 +579,7 @@ impl Shared {
         let mut g = crate::globals::lock();
         g.children.retain(|c| !std::ptr::eq(&**c, self));
         if self.method == StartMethod::ForkServer {
-            crate::start::forkserver::drop_dead_server(&mut g);
+            crate::start::forkserver::reap_dead_direct_server(&mut g);
         }
     }
 

@@ -277,6 +277,16 @@ pub(crate) fn drop_dead_server(g: &mut Globals) {
     }
 }
 
+/// At a fork-server child's join: reaps this process' fork server if it has died and is this
+/// process' child (see [`ForkServer::retire`]), so that a killed server does not stay a zombie
+/// until the next start. A server of its own children (keeper, portable backend) is no child of
+/// this process: nothing to reap, so its socket is not polled on every join.
+pub(crate) fn reap_dead_direct_server(g: &mut Globals) {
+    if g.forkserver.as_ref().is_some_and(|s| s.direct && s.owner == proc_os::pid()) {
+        drop_dead_server(g);
+    }
+}
+
 /// Starts a child through the fork server, (re)starting the server when needed. `boot` and
 /// `boot_fds` are the child's bootstrap message and its descriptors.
 ///
