@@ -589,3 +589,38 @@ fn a_served_child_may_run_on_the_parents_cpus() {
     let _ = busy.join_timeout(LIMIT);
     assert!(!busy.is_alive());
 }
+
+/// A short child joined at once ends while its join still looks for its end (fork and fork-server
+/// children, where the thread may run on several CPUs) or sleeps (one CPU: the thread is narrowed
+/// to the CPU it runs on): either way the join returns the child's value and exit code, and a
+/// child that exits with a code, or runs on, is told apart from one that returned.
+#[test]
+fn a_short_child_joined_at_once_is_seen_ending_with_or_without_looking() {
+    let _s = serial();
+    let _w = Watchdog::new("a_short_child_joined_at_once_is_seen_ending_with_or_without_looking", LIMIT);
+    for narrowed in [false, true] {
+        std::thread::spawn(move || {
+            let saved = if narrowed { proc_os::child::narrow_affinity_for_fork() } else { None };
+            for m in methods() {
+                for _ in 0..20 {
+                    let p = get_context(m).process(square, (7,)).start().unwrap();
+                    assert_eq!(p.join().unwrap(), 49, "{m}, narrowed: {narrowed}");
+                    assert_eq!(p.exitcode(), Some(0));
+                }
+                let p = get_context(m).process(exit_with, (3,)).start().unwrap();
+                assert_eq!(p.join().unwrap_err().exit_code(), Some(3), "{m}, narrowed: {narrowed}");
+                assert_eq!(p.exitcode(), Some(3));
+                // Still running when the looks end: the join sleeps on and sees the kill.
+                let p = get_context(m).process(forever, ()).start().unwrap();
+                assert!(p.join_timeout(Duration::from_millis(5)).unwrap().is_none(), "{m}");
+                p.kill().unwrap();
+                assert_eq!(p.join_timeout(LIMIT).unwrap_err().signal(), Some(libc::SIGKILL), "{m}");
+            }
+            if let Some(saved) = saved {
+                saved.restore().unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}

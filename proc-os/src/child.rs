@@ -302,6 +302,20 @@ pub fn narrow_affinity_for_fork() -> Option<SavedAffinity> {
     Os::narrow_affinity().map(SavedAffinity)
 }
 
+/// Whether the calling thread may run on more than one CPU: its CPU affinity where the OS has
+/// one (Linux), else whether more than one CPU is online (macOS). A waiter that looks for a peer's
+/// work instead of sleeping leaves the peer a CPU only then.
+///
+/// # Examples
+///
+/// ```
+/// let several = proc_os::child::may_run_on_several_cpus();
+/// assert!(!several || proc_os::online_cpus().unwrap_or(1) > 1);
+/// ```
+pub fn may_run_on_several_cpus() -> bool {
+    Os::allowed_cpus().or_else(crate::online_cpus).is_some_and(|n| n > 1)
+}
+
 /// Registers `f` to run at normal process exit (`atexit`); a registration the C library refuses
 /// (no memory) is ignored.
 pub fn at_exit(f: extern "C" fn()) {
@@ -371,8 +385,10 @@ mod test {
             assert_eq!(narrowed, here.to_string(), "narrowed from {before}");
             // From one CPU there is nothing to narrow.
             assert!(narrow_affinity_for_fork().is_none());
+            assert!(!may_run_on_several_cpus(), "narrowed to {narrowed}");
             saved.restore().unwrap();
             assert_eq!(allowed_cpus(), before);
+            assert!(may_run_on_several_cpus(), "restored to {before}");
         })
         .join()
         .unwrap();

@@ -143,9 +143,9 @@ fn start_ratio(md: &mut String) -> Result<()> {
     )?;
     writeln!(
         md,
-        "| mode | rounds × starts | median round: fork server / floor | median ratio | range of the rounds |"
+        "| mode | rounds × starts | median round: fork server / floor | median ratio | range of the rounds | the parent's own CPU a start: fork server / floor |"
     )?;
-    writeln!(md, "|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|")?;
     for pin in ["0", "1"] {
         let out = Command::new(&exe)
             .args(["20", "300", "--markdown"])

@@ -12,6 +12,11 @@
 //! as criterion's `floor_fork_waitpid` row does: in a process where no `atfork` handler of
 //! multiproc's is registered (this process registers one when it connects to the fork server).
 //!
+//! Next to the times, the CPU time the starting process spends a start (its own, not its
+//! children's: `getrusage(RUSAGE_SELF)`), and the twin's a floor cycle: what a join's looks for
+//! the child's end (`Shared::look_before_sleeping` in proc-core) cost in CPU, against a parent
+//! that sleeps in `waitpid`.
+//!
 //! `MULTIPROC_BENCH_PIN=1` pins to one CPU as the benchmarks do (the twin inherits it).
 //! `START_LOOP_SERVED_ONLY=1` runs `rounds * starts` fork-server starts and no floor, for
 //! profiling.
@@ -25,17 +30,32 @@ use multiproc_benches::{pin_to_one_cpu, pinned, raw_fork_waitpid};
 
 fn noop() {}
 
+/// This process' own CPU time (user and system, not its children's), in µs.
+fn cpu_micros() -> f64 {
+    // SAFETY: an all-zero `rusage` is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a live, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    micros(usage.ru_utime) + micros(usage.ru_stime)
+}
+
 /// The floor's twin: runs the batches of floor cycles it is asked for (a `u32` count) and answers
-/// each with its time in nanoseconds (`u64`), until its socket closes.
+/// each with its time in nanoseconds and its own CPU time in µs (`u64` each), until its socket
+/// closes.
 fn floor_twin(mut sock: UnixStream) -> ! {
     let mut count = [0u8; 4];
     while sock.read_exact(&mut count).is_ok() {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_micros());
         for _ in 0..u32::from_le_bytes(count) {
             raw_fork_waitpid();
         }
         let nanos = t.elapsed().as_nanos() as u64;
-        if sock.write_all(&nanos.to_le_bytes()).is_err() {
+        let cpu = (cpu_micros() - cpu) as u64;
+        let mut answer = [0u8; 16];
+        answer[..8].copy_from_slice(&nanos.to_le_bytes());
+        answer[8..].copy_from_slice(&cpu.to_le_bytes());
+        if sock.write_all(&answer).is_err() {
             break;
         }
     }
@@ -60,12 +80,13 @@ fn start_twin() -> (UnixStream, libc::pid_t) {
     }
 }
 
-/// Mean time per floor cycle, in µs, of a batch the twin runs.
-fn floor_batch(twin: &mut UnixStream, starts: usize) -> f64 {
+/// Mean time and mean CPU time of the twin per floor cycle, in µs, of a batch the twin runs.
+fn floor_batch(twin: &mut UnixStream, starts: usize) -> (f64, f64) {
     twin.write_all(&(starts as u32).to_le_bytes()).expect("ask the twin");
-    let mut nanos = [0u8; 8];
-    twin.read_exact(&mut nanos).expect("the twin's answer");
-    u64::from_le_bytes(nanos) as f64 / 1e3 / starts as f64
+    let mut answer = [0u8; 16];
+    twin.read_exact(&mut answer).expect("the twin's answer");
+    let word = |at: usize| u64::from_le_bytes(answer[at..at + 8].try_into().expect("8 bytes")) as f64;
+    (word(0) / 1e3 / starts as f64, word(8) / starts as f64)
 }
 
 fn main() {
@@ -90,16 +111,20 @@ fn main() {
         return;
     };
     let mut rows = Vec::new();
+    let (mut cpu_served, mut cpu_floor) = (0.0, 0.0);
     for round in 0..rounds {
-        let floor = floor_batch(twin, starts);
-        let t = Instant::now();
+        let (floor, floor_cpu) = floor_batch(twin, starts);
+        let (t, cpu) = (Instant::now(), cpu_micros());
         for _ in 0..starts {
             start();
         }
         let served = t.elapsed().as_secs_f64() * 1e6 / starts as f64;
+        let served_cpu = (cpu_micros() - cpu) / starts as f64;
+        cpu_served += served_cpu / rounds as f64;
+        cpu_floor += floor_cpu / rounds as f64;
         if !markdown {
             println!(
-                "round {round}: floor {floor:.1} µs, fork server {served:.1} µs, {:.2}×",
+                "round {round}: floor {floor:.1} µs (CPU {floor_cpu:.1}), fork server {served:.1} µs (CPU {served_cpu:.1}), {:.2}×",
                 served / floor
             );
         }
@@ -115,10 +140,13 @@ fn main() {
     if markdown {
         let mode = if pinned() { "pinned" } else { "free" };
         println!(
-            "| {mode} | {rounds} × {starts} | {:.1} / {:.1} µs | **{:.2}×** | {:.2}–{:.2}× |",
+            "| {mode} | {rounds} × {starts} | {:.1} / {:.1} µs | **{:.2}×** | {:.2}–{:.2}× | {cpu_served:.1} / {cpu_floor:.1} µs |",
             median.2, median.1, median.0, min.0, max.0
         );
     } else {
-        println!("median ratio {:.2}× (rounds {:.2}–{:.2}×)", median.0, min.0, max.0);
+        println!(
+            "median ratio {:.2}× (rounds {:.2}–{:.2}×); the starting process' CPU a start {cpu_served:.1} µs, the floor's {cpu_floor:.1} µs",
+            median.0, min.0, max.0
+        );
     }
 }

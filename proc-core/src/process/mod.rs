@@ -314,6 +314,11 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// A large return value is sent while the parent waits here, so a child returning megabytes
     /// stays alive until it is joined.
     ///
+    /// For a child started by fork or by the fork server, the join first looks for the child's
+    /// end for up to 250 µs, yielding its CPU between looks, before it sleeps (where this thread
+    /// may run on more than one CPU): a short child joined at once is then seen ending without a
+    /// wake-up from sleep, for up to that much of this thread's CPU time.
+    ///
     /// # Errors
     ///
     /// The target panicked (the error carries the message and location, see

@@ -53,6 +53,10 @@ const STALE_POLL: Duration = Duration::from_millis(10);
 /// is not known yet, before it looks for the pid again (see [`Shared::exit_fd`]).
 const PID_WAIT: Duration = Duration::from_millis(10);
 
+/// How long a join of a child started by fork or by the fork server looks for the child's end
+/// before it sleeps, yielding its CPU between looks (see [`Shared::look_before_sleeping`]).
+const JOIN_SPIN: Duration = Duration::from_micros(250);
+
 /// What tells a join that a direct child ended (see [`Shared::exit_fd`]).
 #[derive(Clone, Copy)]
 enum ExitFd<'a> {
@@ -497,6 +501,28 @@ impl Shared {
         }
     }
 
+    /// For up to [`JOIN_SPIN`] (and not past `deadline`), looks whether a direct child started by
+    /// fork or by the fork server has ended, yielding the CPU between looks, before the join
+    /// sleeps. A short child joined at once (a no-op target ends some 100–200 µs after its
+    /// start) then ends while its parent still runs: the parent is not woken from sleep, which on
+    /// an idle CPU of a virtual machine costs tens of microseconds, and the child's end is seen
+    /// within a look. Only where this thread may run on more than one CPU: on one, the child needs
+    /// it (a yield gives it up, but to whatever else runs there too). A spawned child is not looked
+    /// for: it takes milliseconds to start. The looks cost the join up to [`JOIN_SPIN`] of CPU
+    /// time; `benches/src/bin/start_loop.rs` reports it.
+    fn look_before_sleeping(&self, deadline: Option<Instant>) {
+        if !self.direct() || self.method == StartMethod::Spawn || !proc_os::child::may_run_on_several_cpus() {
+            return;
+        }
+        let spin_end = Instant::now() + JOIN_SPIN;
+        let until = deadline.map_or(spin_end, |d| d.min(spin_end));
+        // The sentinel is readable once the child has closed its alive pipe, at its exit (or
+        // earlier, if it closed the pipe: the wait below sorts that out).
+        while !proc_os::fd::is_ready(self.sentinel.as_fd()).unwrap_or(true) && Instant::now() < until {
+            std::thread::yield_now();
+        }
+    }
+
     /// Waits until the child ended or `deadline` passed; reads what it sends meanwhile.
     ///
     /// Each round waits first (a `poll` returns at once for a child that has ended: its sentinel
@@ -513,6 +539,7 @@ impl Shared {
             }
             (!st.ctl_done, st.stale_sentinel, self.exit_fd(&st))
         };
+        self.look_before_sleeping(deadline);
         loop {
             let (ctl_open, stale, exit) = state;
             // Wait without the lock, so another thread can signal the child meanwhile.

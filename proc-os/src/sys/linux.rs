@@ -356,6 +356,12 @@ impl Backend for Os {
         Some(saved)
     }
 
+    /// `sched_getaffinity`, its CPUs counted.
+    fn allowed_cpus() -> Option<usize> {
+        let set = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        Some((0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).count())
+    }
+
     fn restore_affinity(saved: &CpuSet) -> io::Result<()> {
         let me = Pid::from_raw(0);
         let Err(e) = sched_setaffinity(me, saved) else { return Ok(()) };

@@ -28,7 +28,7 @@
 //! | `dup_onto(src, dst)` | `dup3(O_CLOEXEC)`, atomic | `dup2`, then `FD_CLOEXEC` |
 //! | `start_time(pid)` | `/proc/<pid>/stat` | `proc_pidinfo` on macOS, `/proc` on Linux |
 //! | `watch_children()`, `drain_children()`, `unwatch_children_in_child()` | SIGCHLD blocked and read from a `signalfd` | a SIGCHLD handler that writes to a self-pipe |
-//! | `Affinity`, `narrow_affinity()`, `restore_affinity()` | `sched_getaffinity`/`sched_setaffinity` of the calling thread | nothing: no CPU affinity (macOS has none to set) |
+//! | `Affinity`, `narrow_affinity()`, `restore_affinity()`, `allowed_cpus()` | `sched_getaffinity`/`sched_setaffinity` of the calling thread | nothing: no CPU affinity (macOS has none to set) |
 //! | `write`, `send`, `sendmsg`, `getpid`, `unblock_signals` | the system calls through the C library's one `syscall` entry point (see below) | the C library's functions |
 //!
 //! A fork-server child makes its first system calls (its pid, its report, its signal mask) before
@@ -180,6 +180,10 @@ pub(crate) trait Backend {
     /// Gives the calling thread `saved` back; every CPU it may use if `saved` names none it may
     /// use any more.
     fn restore_affinity(saved: &Self::Affinity) -> io::Result<()>;
+
+    /// How many CPUs the calling thread may run on (its CPU affinity); `None` where the OS has
+    /// no CPU affinity or the call fails.
+    fn allowed_cpus() -> Option<usize>;
 }
 
 /// Runs `f` on the fields of `/proc/<pid>/stat` that follow the command name (from field 3, the

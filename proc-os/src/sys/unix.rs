@@ -329,6 +329,10 @@ impl Backend for Os {
     fn restore_affinity(_saved: &()) -> io::Result<()> {
         Ok(())
     }
+
+    fn allowed_cpus() -> Option<usize> {
+        None
+    }
 }
 
 /// Makes sends on a socket whose peer is gone fail with `EPIPE` instead of raising SIGPIPE. The
