@@ -9,7 +9,7 @@
 //! - `floors`: the floors, by job: `start` (process starts), `sync`, `queue` and `pipe`.
 //! - [`pingpong`]: multiproc's own round trips, which the benchmarks and `spin` share.
 //!
-//! This file holds the pinning and group-naming helpers every benchmark uses.
+//! This file holds the pinning and group-naming helpers every benchmark uses, and [`cpu_time`].
 
 mod floors;
 mod gate;
@@ -56,6 +56,21 @@ pub fn pin_to_one_cpu() {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
+}
+
+/// CPU time (user + system) that `getrusage(who)` reports: `libc::RUSAGE_SELF` for this process,
+/// `libc::RUSAGE_CHILDREN` for its children that have been reaped; zero if the call fails.
+pub fn cpu_time(who: libc::c_int) -> std::time::Duration {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64) + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// A criterion group name with proc-sync's wait/wake backend and the pinning mode appended:

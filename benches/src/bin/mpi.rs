@@ -71,16 +71,6 @@ fn measure(mut run: impl FnMut(u64)) -> f64 {
     start.elapsed().as_nanos() as f64 / items as f64
 }
 
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
-    // SAFETY: filled above (zeroed if the call failed).
-    let u = unsafe { usage.assume_init() };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 fn cluster() {
     let pool = Cluster::builder().processes_per_host(1).build().expect("cluster pool");
     assert_eq!(pool.processes(), 2, "run under mpiexec -n 3");
@@ -100,12 +90,14 @@ fn cluster() {
         }
     });
     let cpu_map = cpu_map(&pool);
-    let (wall, cpu0) = (Instant::now(), cpu_time());
+    let (wall, cpu0) = (Instant::now(), multiproc_benches::cpu_time(libc::RUSAGE_SELF));
     let naps: Vec<_> = (0..2).map(|_| pool.apply_async(nap, (2,)).expect("nap")).collect();
     for r in naps {
         r.get().expect("nap");
     }
-    let pct = (cpu_time() - cpu0).as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
+    let pct = (multiproc_benches::cpu_time(libc::RUSAGE_SELF) - cpu0).as_secs_f64()
+        / wall.elapsed().as_secs_f64()
+        * 100.0;
     pool.close();
     pool.join().expect("join");
     println!(

@@ -28,18 +28,7 @@ const IDLE: Duration = Duration::from_secs(3);
 
 /// CPU time (user + system) of this process and of its children that have been reaped.
 fn cpu_time() -> Duration {
-    let of = |who| {
-        // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `usage` is a valid, writable rusage.
-        if unsafe { libc::getrusage(who, &mut usage) } != 0 {
-            return Duration::ZERO;
-        }
-        let tv =
-            |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-        tv(usage.ru_utime) + tv(usage.ru_stime)
-    };
-    of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
+    multiproc_benches::cpu_time(libc::RUSAGE_SELF) + multiproc_benches::cpu_time(libc::RUSAGE_CHILDREN)
 }
 
 /// Wall time and CPU time (both processes, the child's start included) per round trip of `f`,

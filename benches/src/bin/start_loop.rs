@@ -32,12 +32,7 @@ fn noop() {}
 
 /// This process' own CPU time (user and system, not its children's), in µs.
 fn cpu_micros() -> f64 {
-    // SAFETY: an all-zero `rusage` is a valid value for getrusage to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a live, writable rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    micros(usage.ru_utime) + micros(usage.ru_stime)
+    multiproc_benches::cpu_time(libc::RUSAGE_SELF).as_secs_f64() * 1e6
 }
 
 /// The floor's twin: runs the batches of floor cycles it is asked for (a `u32` count) and answers
